@@ -1,0 +1,125 @@
+//! The in-memory header tree. Values are raw bytes in the file's byte order;
+//! bulk values stay in the source.
+
+use dicom_core::VR;
+use veil_core::Tag;
+
+/// A data set: elements in ascending tag order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataSet {
+    /// Elements, sorted by tag.
+    pub elements: Vec<Element>,
+}
+
+/// One data element.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Element {
+    /// Tag.
+    pub tag: Tag,
+    /// Value representation (for implicit VR files, from the dictionary).
+    pub vr: VR,
+    /// Value.
+    pub value: Value,
+}
+
+/// A value: raw bytes, a sequence, or bytes left in the source.
+#[derive(Clone, PartialEq)]
+pub enum Value {
+    /// The value bytes as stored (byte order of the transfer syntax, with
+    /// padding).
+    Bytes(Vec<u8>),
+    /// Items of a sequence.
+    Sequence(Vec<DataSet>),
+    /// A large binary value left in the source: `len` bytes at `offset`.
+    Bulk {
+        /// byte offset in the source's data set stream
+        offset: u64,
+        /// value length
+        len: u64,
+    },
+    /// Encapsulated pixel data: the item stream (offset table, fragments and
+    /// sequence delimiter) at `offset`, `len` bytes, copied verbatim.
+    Encapsulated {
+        /// byte offset of the first item header
+        offset: u64,
+        /// bytes up to and including the sequence delimiter
+        len: u64,
+    },
+}
+
+impl std::fmt::Debug for Value {
+    // Values may be PHI: show only their shape.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Bytes(b) => write!(f, "Bytes(<{}B>)", b.len()),
+            Value::Sequence(items) => write!(f, "Sequence({} items)", items.len()),
+            Value::Bulk { len, .. } => write!(f, "Bulk({len}B)"),
+            Value::Encapsulated { len, .. } => write!(f, "Encapsulated({len}B)"),
+        }
+    }
+}
+
+impl DataSet {
+    /// Finds an element.
+    pub fn get(&self, tag: Tag) -> Option<&Element> {
+        self.elements
+            .binary_search_by(|e| e.tag.cmp(&tag))
+            .ok()
+            .map(|i| &self.elements[i])
+    }
+
+    /// Finds an element, mutably.
+    pub fn get_mut(&mut self, tag: Tag) -> Option<&mut Element> {
+        match self.elements.binary_search_by(|e| e.tag.cmp(&tag)) {
+            Ok(i) => Some(&mut self.elements[i]),
+            Err(_) => None,
+        }
+    }
+
+    /// Inserts or replaces an element, keeping tag order.
+    pub fn put(&mut self, element: Element) {
+        match self.elements.binary_search_by(|e| e.tag.cmp(&element.tag)) {
+            Ok(i) => self.elements[i] = element,
+            Err(i) => self.elements.insert(i, element),
+        }
+    }
+
+    /// Removes an element.
+    pub fn remove(&mut self, tag: Tag) -> Option<Element> {
+        match self.elements.binary_search_by(|e| e.tag.cmp(&tag)) {
+            Ok(i) => Some(self.elements.remove(i)),
+            Err(_) => None,
+        }
+    }
+
+    /// The raw bytes of a value, if it is held in memory.
+    pub fn bytes(&self, tag: Tag) -> Option<&[u8]> {
+        match &self.get(tag)?.value {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// A single-byte-charset string value with padding removed (for UIDs,
+    /// code strings and other ASCII values).
+    pub fn ascii(&self, tag: Tag) -> Option<String> {
+        let b = self.bytes(tag)?;
+        Some(trim_value(&String::from_utf8_lossy(b)).to_string())
+    }
+}
+
+/// Trims DICOM padding (spaces, NULs) from a value.
+pub fn trim_value(s: &str) -> &str {
+    s.trim_matches(|c: char| c == ' ' || c == '\0')
+}
+
+impl Element {
+    /// A new element holding bytes.
+    pub fn bytes(tag: Tag, vr: VR, value: Vec<u8>) -> Element {
+        Element {
+            tag,
+            vr,
+            value: Value::Bytes(value),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Reading and writing DICOM files for Veil.
+//!
+//! Why Veil has its own element walker instead of `dicom_object::open_file`:
+//! de-identification needs the header as a tree to edit, but not the pixel
+//! data, which is often 99% of the bytes. [`read`] parses headers with
+//! dicom-rs's element decoders and leaves every large binary value (pixel
+//! data, encapsulated frames, overlays, waveforms) on disk as an offset and
+//! length; [`write`] copies those bytes straight from the source file, so
+//! memory stays flat whatever the file size and frames stay byte-identical.
+//! It also reads private sequences stored as UN with undefined length as
+//! implicit VR little endian (CP-246), which dicom-rs 0.10 cannot.
+//!
+//! This is the only crate that opens files for writing: [`atomic`] writes to
+//! a temporary file, fsyncs and renames, so no partial output can exist.
+
+pub mod atomic;
+mod dataset;
+mod read;
+mod write;
+
+pub use dataset::{DataSet, Element, Value};
+pub use read::{read, read_bytes, DicomFile, FileMeta, ReadError, Source, TsInfo};
+pub use write::{encode_dataset, write_file, BulkSource, WriteError, WriteMeta};
+
+/// The UID that Veil writes as Implementation Class UID (0002,0012): a
+/// UUID-derived UID fixed for the project, so outputs say who wrote them
+/// without carrying the input's implementation or AE titles.
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.169287235426488201870981932431873690391";
+
+/// Implementation Version Name (0002,0013), at most 16 characters.
+pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("VEIL_", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,359 @@
+//! The TOML recipe: which options to apply for a recipient, and per-attribute
+//! overrides. Documented with examples in `docs/recipes.md`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use veil_core::{ProfileOption, Tag};
+
+use crate::SafeSource;
+
+/// Errors while loading a recipe. They name the recipe's own keys, never
+/// DICOM values.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    /// The file could not be read.
+    #[error("cannot read recipe: {0}")]
+    Io(#[from] std::io::Error),
+    /// TOML syntax or schema error.
+    #[error("invalid recipe: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A semantic error (unknown keyword, bad selector, ...).
+    #[error("invalid recipe: {0}")]
+    Invalid(String),
+}
+
+/// A de-identification recipe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Free name, recorded in reports and DeidentificationMethod.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Recipe version, recorded with the name.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Profile options to apply.
+    #[serde(default)]
+    pub options: Vec<ProfileOption>,
+    /// Remove every standard attribute that is neither in Table E.1-1 (with a
+    /// keeping action) nor on the strict safe list.
+    #[serde(default)]
+    pub strict: bool,
+    /// Route objects that may carry burned-in text to review (default true).
+    #[serde(default = "yes")]
+    pub review_burned_in: bool,
+    /// Which safe-private lists Retain Safe Private uses.
+    #[serde(default = "default_sources")]
+    pub safe_private_sources: Vec<String>,
+    /// Pseudonym formats.
+    #[serde(default)]
+    pub pseudonyms: PseudonymFormats,
+    /// Date shifting.
+    #[serde(default)]
+    pub dates: DateSettings,
+    /// Per-attribute overrides, applied before the table.
+    #[serde(default, rename = "attribute")]
+    pub attributes: Vec<AttributeOverride>,
+}
+
+fn default_name() -> String {
+    "veil-default".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_sources() -> Vec<String> {
+    vec!["dicom-e.3.10-1".into(), "ctp-k".into()]
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        toml::from_str("").expect("empty recipe is valid")
+    }
+}
+
+/// Formats of identifier pseudonyms. `{hash:N}` is N characters of the keyed
+/// hash in upper-case base 32 (digits 2-7, letters A-Z); other text is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PseudonymFormats {
+    /// PatientID and other patient identifiers.
+    pub patient_id: String,
+    /// PatientName; `{patient_id}` inserts the PatientID pseudonym.
+    pub patient_name: String,
+    /// AccessionNumber.
+    pub accession_number: String,
+    /// StudyID.
+    pub study_id: String,
+    /// Any other identifier that gets a dummy value of VR LO/SH.
+    pub other_id: String,
+}
+
+impl Default for PseudonymFormats {
+    fn default() -> Self {
+        PseudonymFormats {
+            patient_id: "VP{hash:12}".into(),
+            patient_name: "ANON^{patient_id}".into(),
+            accession_number: "VA{hash:12}".into(),
+            study_id: "VS{hash:8}".into(),
+            other_id: "VI{hash:10}".into(),
+        }
+    }
+}
+
+/// Date shifting for Retain Longitudinal Temporal Information with Modified
+/// Dates: one offset per patient, drawn from the key and the patient.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DateSettings {
+    /// Smallest shift in days (inclusive).
+    pub shift_min_days: i32,
+    /// Largest shift in days (inclusive).
+    pub shift_max_days: i32,
+}
+
+impl Default for DateSettings {
+    fn default() -> Self {
+        DateSettings {
+            shift_min_days: -3650,
+            shift_max_days: -365,
+        }
+    }
+}
+
+/// What an override does to the attributes it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverrideAction {
+    /// Keep as is.
+    Keep,
+    /// Remove.
+    Remove,
+    /// Replace with a zero-length value.
+    Empty,
+    /// Replace with `value`.
+    Replace,
+    /// Replace with a keyed pseudonym (UIDs get a keyed UID).
+    Pseudonymize,
+    /// Clean free text.
+    Clean,
+}
+
+/// An override as written in the recipe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeOverride {
+    /// Standard keyword, e.g. `StudyDescription`.
+    pub keyword: Option<String>,
+    /// Tag, `(0008,1030)` or `00081030`.
+    pub tag: Option<String>,
+    /// Private creator (with `group` and `element`).
+    pub creator: Option<String>,
+    /// Odd group of a private attribute, hex.
+    pub group: Option<String>,
+    /// Block-relative element of a private attribute, hex (`xx10` or `10`).
+    pub element: Option<String>,
+    /// Path through sequences: `(0040,0275)/(0040,0007)` or keywords
+    /// `RequestAttributesSequence/ScheduledProcedureStepDescription`.
+    pub path: Option<String>,
+    /// The action.
+    pub action: OverrideAction,
+    /// The value for `replace`.
+    pub value: Option<String>,
+}
+
+/// A resolved selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// This tag at any depth.
+    Tag(Tag),
+    /// A private attribute by creator and block-relative element.
+    Private {
+        /// odd group
+        group: u16,
+        /// creator string
+        creator: String,
+        /// low byte of the element
+        element: u8,
+    },
+    /// Exactly this chain of tags from the top level.
+    Path(Vec<Tag>),
+}
+
+impl Recipe {
+    /// Loads a recipe file. `keyword` resolves names to tags (so this crate
+    /// needs no DICOM dictionary).
+    pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
+        let text = std::fs::read_to_string(path)?;
+        Self::parse(&text)
+    }
+
+    /// Parses recipe text.
+    pub fn parse(text: &str) -> Result<Recipe, RecipeError> {
+        let r: Recipe = toml::from_str(text)?;
+        for s in &r.safe_private_sources {
+            if SafeSource::from_name(s).is_none() {
+                return Err(RecipeError::Invalid(format!(
+                    "unknown safe_private_sources entry '{s}' (known: dicom-e.3.10-1, ctp-k)"
+                )));
+            }
+        }
+        if r.dates.shift_min_days > r.dates.shift_max_days {
+            return Err(RecipeError::Invalid(
+                "dates.shift_min_days is larger than dates.shift_max_days".into(),
+            ));
+        }
+        if r.options.contains(&ProfileOption::RetainLongFullDates)
+            && r.options.contains(&ProfileOption::RetainLongModifiedDates)
+        {
+            return Err(RecipeError::Invalid(
+                "retain-long-full-dates and retain-long-modified-dates exclude each other".into(),
+            ));
+        }
+        for a in &r.attributes {
+            if a.action == OverrideAction::Replace && a.value.is_none() {
+                return Err(RecipeError::Invalid(
+                    "an attribute with action 'replace' needs a 'value'".into(),
+                ));
+            }
+        }
+        Ok(r)
+    }
+
+    /// The safe-private sources as types.
+    pub fn safe_sources(&self) -> Vec<SafeSource> {
+        self.safe_private_sources
+            .iter()
+            .filter_map(|s| SafeSource::from_name(s))
+            .collect()
+    }
+
+    /// Resolves every override's selector, with `keyword` mapping a standard
+    /// keyword to its tag.
+    pub fn selectors(
+        &self,
+        keyword: impl Fn(&str) -> Option<Tag>,
+    ) -> Result<Vec<(Selector, &AttributeOverride)>, RecipeError> {
+        self.attributes
+            .iter()
+            .map(|a| a.selector(&keyword).map(|s| (s, a)))
+            .collect()
+    }
+}
+
+impl SafeSource {
+    /// Parses a recipe name.
+    pub fn from_name(s: &str) -> Option<SafeSource> {
+        [SafeSource::DicomE3101, SafeSource::CtpK]
+            .into_iter()
+            .find(|x| x.name() == s)
+    }
+}
+
+fn hex16(s: &str) -> Option<u16> {
+    u16::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok()
+}
+
+impl AttributeOverride {
+    fn selector(&self, keyword: &impl Fn(&str) -> Option<Tag>) -> Result<Selector, RecipeError> {
+        let bad = |m: &str| RecipeError::Invalid(m.to_string());
+        let step = |s: &str| -> Result<Tag, RecipeError> {
+            let s = s.trim();
+            let s = s.split('[').next().unwrap_or(s);
+            Tag::parse(s)
+                .or_else(|| keyword(s))
+                .ok_or_else(|| RecipeError::Invalid(format!("unknown attribute '{s}' in recipe")))
+        };
+        match (&self.keyword, &self.tag, &self.creator, &self.path) {
+            (Some(k), None, None, None) => Ok(Selector::Tag(step(k)?)),
+            (None, Some(t), None, None) => Ok(Selector::Tag(
+                Tag::parse(t).ok_or_else(|| bad("tag must look like (GGGG,EEEE)"))?,
+            )),
+            (None, None, Some(c), None) => {
+                let group = self
+                    .group
+                    .as_deref()
+                    .and_then(hex16)
+                    .filter(|g| g % 2 == 1)
+                    .ok_or_else(|| bad("a private selector needs an odd hex 'group'"))?;
+                let element = self
+                    .element
+                    .as_deref()
+                    .map(|e| e.trim().trim_start_matches("xx").trim_start_matches("0x"))
+                    .and_then(|e| u8::from_str_radix(e, 16).ok())
+                    .ok_or_else(|| bad("a private selector needs a hex 'element' like xx10"))?;
+                Ok(Selector::Private {
+                    group,
+                    creator: c.trim().to_string(),
+                    element,
+                })
+            }
+            (None, None, None, Some(p)) => Ok(Selector::Path(
+                p.split('/').map(step).collect::<Result<_, _>>()?,
+            )),
+            _ => Err(bad(
+                "each [[attribute]] needs exactly one of keyword, tag, creator or path",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_recipe() {
+        let r = Recipe::parse(
+            r#"
+            name = "vendor-x"
+            options = ["retain-long-modified-dates", "clean-descriptors"]
+            strict = true
+            [dates]
+            shift_min_days = -100
+            shift_max_days = -10
+            [[attribute]]
+            keyword = "StudyDescription"
+            action = "keep"
+            [[attribute]]
+            creator = "SIEMENS CSA HEADER"
+            group = "0029"
+            element = "xx10"
+            action = "remove"
+            [[attribute]]
+            path = "(0040,0275)/(0040,0007)"
+            action = "replace"
+            value = "RESEARCH"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(r.options.len(), 2);
+        let kw = |k: &str| (k == "StudyDescription").then_some(Tag(0x0008, 0x1030));
+        let s = r.selectors(kw).unwrap();
+        assert_eq!(s[0].0, Selector::Tag(Tag(0x0008, 0x1030)));
+        assert_eq!(
+            s[1].0,
+            Selector::Private {
+                group: 0x29,
+                creator: "SIEMENS CSA HEADER".into(),
+                element: 0x10
+            }
+        );
+        assert_eq!(
+            s[2].0,
+            Selector::Path(vec![Tag(0x0040, 0x0275), Tag(0x0040, 0x0007)])
+        );
+    }
+
+    #[test]
+    fn rejects_bad_recipes() {
+        assert!(Recipe::parse("options = [\"retain-all\"]").is_err());
+        assert!(Recipe::parse("colour = 1").is_err());
+        assert!(Recipe::parse(
+            "options=[\"retain-long-full-dates\",\"retain-long-modified-dates\"]"
+        )
+        .is_err());
+        assert!(Recipe::parse("[[attribute]]\nkeyword=\"X\"\naction=\"replace\"").is_err());
+    }
+}
