@@ -349,12 +349,16 @@ R_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 R_MEM=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 R_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 R_KERNEL=$(uname -sr)
-R_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
-git diff --quiet HEAD 2>/dev/null || R_COMMIT="$R_COMMIT (with uncommitted changes)"
+if R_COMMIT=$(git rev-parse --short HEAD 2>/dev/null); then
+    git diff --quiet HEAD -- 2>/dev/null || R_COMMIT="$R_COMMIT + uncommitted changes"
+else
+    R_COMMIT="none"
+fi
 R_VEIL=$( [ -x "$VEIL" ] && ver "$VEIL" --version || echo "-")
-R_DICOGNITO=$(ver "$VENV/bin/python" -m pip show dicognito | sed -n 's/^Version: /dicognito /p')
+pyver() { "$VENV/bin/python" -c 'import sys; from importlib.metadata import version; print(sys.argv[1], version(sys.argv[1]))' "$1" 2>/dev/null || true; }
+R_DICOGNITO=$(pyver dicognito)
 R_DCMANON=$( [ -x "$DCMANON" ] && ver "$DCMANON" --version || echo "-")
-R_DCMANON_PY=$(ver "$VENV/bin/python" -m pip show dcmanon | sed -n 's/^Version: /dcmanon (PyPI) /p')
+R_DCMANON_PY=$(pyver dcmanon)
 R_CP=$(ver cp --version)
 R_TREE=$(cat "$BENCH.done")
 
@@ -379,7 +383,7 @@ out.append(f"* Corpus: {in_files} files, {in_bytes:,} bytes (`make_bench.py targ
            f"{E['BENCH_COUNT']} {E['BENCH_SEED']}`, tree sha256 `{E['R_TREE'][:16]}…`)")
 out.append(f"* Caches: {E['CACHE_NOTE']}. Each timed command ends with `sync`; timeout {E['BENCH_TIMEOUT']} s per tool.")
 out.append(f"* Versions: veil {E['R_VEIL'] or '-'} (commit {E['R_COMMIT']}); {E['R_DICOGNITO'] or 'dicognito -'}; "
-           f"{E['R_DCMANON'] or 'dcmanon -'} (CLI); {E['R_DCMANON_PY'] or 'dcmanon (PyPI) -'}; {E['R_CP']}")
+           f"dcmanon CLI: {E['R_DCMANON'] or '-'}; PyPI: {E['R_DCMANON_PY'] or 'dcmanon -'}; {E['R_CP']}")
 out.append("* Wall time and peak RSS from `/usr/bin/time -v` (peak RSS is that of the largest single process). "
            "MB = 10^6 bytes of input; files/s and MB/s use input files/bytes and are only given for complete runs. "
            "*veil ×* = peer wall time / veil wall time (above 1: veil is faster).")
@@ -399,7 +403,7 @@ for r in rows:
     outs = f"{r['outputs']}/{in_files}"
     out.append(f"| {r['tool']} | {rc} | {outs} | {r['wall_s'] or '-'} | {fps} | {mbs} | {mib(r['peak_rss_kb'])} | {ratio} |")
 out.append("")
-out.append("Commands (BENCH = the bench corpus, OUT = a fresh output directory):")
+out.append("Commands (each output directory starts empty or absent):")
 out.append("")
 for r in rows:
     out.append(f"* {r['tool']}: `{r['command']}`")

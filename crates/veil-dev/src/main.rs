@@ -361,7 +361,7 @@ fn gen_review_triggers(src: &Path) -> String {
             continue;
         }
         let f: Vec<&str> = l.split('\t').collect();
-        assert_eq!(f.len(), 3, "{name}: 3 columns");
+        assert_eq!(f.len(), 4, "{name}: 4 columns");
         let kind = match f[0] {
             "modality" => "TriggerKind::Modality",
             "sop-class-prefix" => "TriggerKind::SopClassPrefix",
@@ -369,9 +369,10 @@ fn gen_review_triggers(src: &Path) -> String {
         };
         let _ = writeln!(
             s,
-            "    ReviewTrigger {{ kind: {kind}, value: {}, reason: {} }},",
+            "    ReviewTrigger {{ kind: {kind}, value: {}, always: {}, reason: {} }},",
             lit(f[1]),
-            lit(f[2])
+            f[2] == "yes",
+            lit(f[3])
         );
     }
     s.push_str("];\n");

@@ -41,12 +41,42 @@ impl AtomicFile {
     }
 
     /// Flushes, fsyncs and renames into place.
-    pub fn commit(mut self) -> io::Result<()> {
+    pub fn commit(self) -> io::Result<()> {
+        self.sync()?.persist()
+    }
+
+    /// Flushes and fsyncs, without making the file visible yet (so a
+    /// caller can decide under a lock whether to [`Synced::persist`]).
+    pub fn sync(mut self) -> io::Result<Synced> {
         let w = self.w.take().expect("not committed");
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-        drop(f);
-        fs::rename(&self.tmp, &self.dest)?;
+        Ok(Synced {
+            tmp: std::mem::take(&mut self.tmp),
+            dest: std::mem::take(&mut self.dest),
+        })
+    }
+}
+
+/// A complete, fsynced temporary file. Dropping it removes it.
+pub struct Synced {
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Drop for Synced {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Synced {
+    /// Renames into place and fsyncs the folder.
+    pub fn persist(mut self) -> io::Result<()> {
+        let tmp = std::mem::take(&mut self.tmp);
+        fs::rename(&tmp, &self.dest)?;
         if let Some(dir) = self.dest.parent() {
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();

@@ -245,6 +245,7 @@ fn read_input(input: Box<dyn Input>, len: u64, source: Source) -> Result<DicomFi
         implicit: ImplicitVRLittleEndianDecoder::default(),
         big_endian: info.big_endian,
         explicit: info.uid != IMPLICIT_LE,
+        in_memory: false,
     };
     let dataset = p.dataset(&mut src, End::Eof, false)?;
     Ok(DicomFile {
@@ -308,6 +309,9 @@ struct Parser {
     implicit: ImplicitVRLittleEndianDecoder,
     big_endian: bool,
     explicit: bool,
+    /// Parsing bytes already in memory (a retyped UN): nothing may become
+    /// `Bulk`, whose offsets would point into the wrong stream.
+    in_memory: bool,
 }
 
 fn malformed(offset: u64, detail: &str) -> ReadError {
@@ -365,7 +369,7 @@ impl Parser {
     /// little endian inside a UN element of undefined length.
     fn dataset(&mut self, src: &mut Src, end: End, cp246: bool) -> Result<DataSet, ReadError> {
         let mut ds = DataSet::default();
-        let mut last: Option<Tag> = None;
+        let mut sorted = true;
         loop {
             match end {
                 End::Eof if src.remaining() < 8 => break,
@@ -385,12 +389,9 @@ impl Parser {
             if tag.0 == 0xFFFE {
                 return Err(malformed(at, "sequence delimiter outside a sequence"));
             }
-            if let Some(l) = last {
-                if tag <= l {
-                    return Err(malformed(at, "elements out of order"));
-                }
+            if ds.elements.last().is_some_and(|l| l.tag >= tag) {
+                sorted = false;
             }
-            last = Some(tag);
             let mut vr = h.vr;
             if (!self.explicit || cp246) && vr == VR::UN {
                 if tag.is_private_creator() {
@@ -411,7 +412,7 @@ impl Parser {
                 if len > src.remaining() {
                     return Err(QuarantineReason::truncated_at(at, Some(tag)).into());
                 }
-                if len >= BULK_THRESHOLD && !is_text_vr(vr) {
+                if len >= BULK_THRESHOLD && !is_text_vr(vr) && !self.in_memory {
                     let offset = src.pos;
                     src.skip(len)?;
                     Value::Bulk { offset, len }
@@ -420,10 +421,38 @@ impl Parser {
                     if cp246 && self.big_endian {
                         swap_to_be(vr, &mut v);
                     }
+                    if vr == VR::UN && !tag.is_private() && !self.big_endian {
+                        // A standard attribute stored as UN (an implicit VR
+                        // object relayed as explicit): restore its VR, so
+                        // that the rules see a UID as a UID and a sequence's
+                        // items are processed, not copied blindly.
+                        match retype_un(&mut v, tag) {
+                            Some(Retyped::Vr(known)) => vr = known,
+                            Some(Retyped::Items(items)) => {
+                                vr = VR::SQ;
+                                ds.elements.push(Element {
+                                    tag,
+                                    vr,
+                                    value: Value::Sequence(items),
+                                });
+                                continue;
+                            }
+                            None => {}
+                        }
+                    }
                     Value::Bytes(v)
                 }
             };
             ds.elements.push(Element { tag, vr, value });
+        }
+        if !sorted {
+            // Some writers emit elements out of order; dcmtk and pydicom
+            // accept that, and writing them sorted repairs it. A repeated
+            // tag is ambiguous, so it is refused.
+            ds.elements.sort_by_key(|e| e.tag);
+            if ds.elements.windows(2).any(|w| w[0].tag == w[1].tag) {
+                return Err(malformed(src.pos, "repeated element"));
+            }
         }
         Ok(ds)
     }
@@ -480,6 +509,42 @@ impl Parser {
             offset,
             len: src.pos - offset,
         })
+    }
+}
+
+enum Retyped {
+    Vr(VR),
+    Items(Vec<DataSet>),
+}
+
+/// The dictionary VR of a standard attribute found as UN; for a sequence,
+/// its items parsed as implicit VR little endian (PS3.5 6.2.2: UN values
+/// are the implicit VR LE encoding). `None` when unknown or unparsable
+/// (the value then stays UN, and the rules treat it by tag).
+fn retype_un(v: &mut [u8], tag: Tag) -> Option<Retyped> {
+    use dicom_core::dictionary::{DataDictionary, VirtualVr};
+    let entry = dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1))?;
+    match entry.vr {
+        VirtualVr::Exact(VR::SQ) => {
+            let len = v.len() as u64;
+            let mem = MemBytes(Arc::new(v.to_vec()));
+            let mut src = Src {
+                inner: Box::new(Cursor::new(mem)),
+                pos: 0,
+                len,
+            };
+            let mut p = Parser {
+                dec: Box::new(ImplicitVRLittleEndianDecoder::default()),
+                implicit: ImplicitVRLittleEndianDecoder::default(),
+                big_endian: false,
+                explicit: false,
+                in_memory: true,
+            };
+            p.items(&mut src, Length(len as u32), true).ok().map(Retyped::Items)
+        }
+        VirtualVr::Exact(VR::UN) => None,
+        VirtualVr::Exact(vr) => Some(Retyped::Vr(vr)),
+        _ => None,
     }
 }
 

@@ -12,7 +12,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{AtomicFile, Synced};
 use crate::dataset::{DataSet, Value};
 use crate::read::{is_text_vr, Source, TsInfo};
 
@@ -43,10 +43,7 @@ pub struct WriteMeta {
     pub sop_instance: String,
 }
 
-/// Writes a complete file atomically: zeroed preamble, a File Meta built
-/// from scratch (Veil's implementation UID and version, no AE titles), and
-/// the data set in the transfer syntax `ts`, copying bulk values from
-/// `source`.
+/// Writes a complete file atomically (see [`write_synced`]).
 pub fn write_file(
     path: &Path,
     meta: &WriteMeta,
@@ -54,6 +51,21 @@ pub fn write_file(
     dataset: &DataSet,
     source: &Source,
 ) -> Result<(), WriteError> {
+    write_synced(path, meta, ts, dataset, source)?.persist()?;
+    Ok(())
+}
+
+/// Writes a complete, fsynced temporary file for `path`: zeroed preamble, a File Meta built
+/// from scratch (Veil's implementation UID and version, no AE titles), and
+/// the data set in the transfer syntax `ts`, copying bulk values from
+/// `source`. The caller makes it visible with [`Synced::persist`].
+pub fn write_synced(
+    path: &Path,
+    meta: &WriteMeta,
+    ts: &TsInfo,
+    dataset: &DataSet,
+    source: &Source,
+) -> Result<Synced, WriteError> {
     let mut out = AtomicFile::create(path)?;
     let w = out.writer();
     w.write_all(&[0u8; 128])?;
@@ -79,8 +91,7 @@ pub fn write_file(
     } else {
         encode_dataset(w, ts, dataset, &mut bulk)?;
     }
-    out.commit()?;
-    Ok(())
+    Ok(out.sync()?)
 }
 
 /// Encodes a data set in a transfer syntax into any writer.

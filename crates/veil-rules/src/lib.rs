@@ -164,6 +164,8 @@ pub struct ReviewTrigger {
     pub kind: TriggerKind,
     /// The value.
     pub value: &'static str,
+    /// Applies even when a recipe turns burned-in review off.
+    pub always: bool,
     /// Why, for the report.
     pub reason: &'static str,
 }

@@ -1,0 +1,224 @@
+//! `veil`: command-line glue. Parses flags, builds the policy, calls the
+//! library crates and prints. No de-identification logic lives here.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use veil_core::ProfileOption;
+use veil_deid::{Deidentifier, Key, Policy};
+use veil_rules::Recipe;
+
+#[derive(Parser)]
+#[command(name = "veil", version, about = "Veil: a privacy gateway for medical images")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct PolicyArgs {
+    /// Pseudonymization key file (0600). Default: $VEIL_KEY_FILE.
+    #[arg(long, env = "VEIL_KEY_FILE", hide_env_values = true)]
+    key: Option<PathBuf>,
+    /// Recipe (TOML).
+    #[arg(long)]
+    recipe: Option<PathBuf>,
+    /// A PS3.15 option, e.g. retain-long-modified-dates (repeatable).
+    #[arg(long = "option", value_name = "NAME")]
+    options: Vec<ProfileOption>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Key management.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
+    /// De-identify DICOM files and folders into OUT.
+    Deid {
+        /// Input files or folders (recursive).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder for objects that need a person's review (default: OUT.review).
+        #[arg(long)]
+        review: Option<PathBuf>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Write the site-local JSON report here (must be outside OUT).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Dry run on one file: every attribute, the action and why (no values).
+    Explain {
+        /// The file.
+        file: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create a new random key file (mode 0600). The key is never printed.
+    New {
+        /// Where to write it.
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(msg) => {
+            eprintln!("veil: error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn policy(args: &PolicyArgs, explain: bool) -> Result<Policy, String> {
+    let key = match &args.key {
+        Some(p) => Key::load(p).map_err(|e| e.to_string())?,
+        // explain shows decisions, not values: it can run with a throwaway key
+        None if explain => Key::generate().map_err(|e| e.to_string())?,
+        None => return Err("no key: pass --key FILE or set VEIL_KEY_FILE (create one with `veil key new FILE`)".into()),
+    };
+    let recipe = match &args.recipe {
+        Some(p) => Recipe::load(p).map_err(|e| e.to_string())?,
+        None => Recipe::default(),
+    };
+    Policy::new(recipe, &args.options, key).map_err(|e| e.to_string())
+}
+
+fn inside(child: &Path, parent: &Path) -> bool {
+    let c = std::path::absolute(child).unwrap_or_else(|_| child.to_path_buf());
+    let p = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
+    c.starts_with(p)
+}
+
+fn run(cli: Cli) -> Result<i32, String> {
+    match cli.cmd {
+        Cmd::Key {
+            cmd: KeyCmd::New { path },
+        } => {
+            let k = Key::create_file(&path).map_err(|e| e.to_string())?;
+            println!("created key file (mode 0600), key id {}", k.id());
+            Ok(0)
+        }
+        Cmd::Deid {
+            inputs,
+            out,
+            review,
+            jobs,
+            report,
+            policy: pargs,
+        } => {
+            let policy = policy(&pargs, false)?;
+            let review = review.unwrap_or_else(|| {
+                let mut s = out.clone().into_os_string();
+                s.push(".review");
+                PathBuf::from(s)
+            });
+            if let Some(r) = &report {
+                if inside(r, &out) {
+                    return Err("the report names input files; write it outside OUT".into());
+                }
+            }
+            for i in &inputs {
+                if inside(&out, i) {
+                    return Err("OUT must not be inside an input folder".into());
+                }
+            }
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+            let bar = if std::io::stderr().is_terminal() {
+                let b = indicatif::ProgressBar::new(0);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} files  {per_sec}  eta {eta}",
+                    )
+                    .map_err(|e| e.to_string())?,
+                );
+                Some(b)
+            } else {
+                None
+            };
+            let batch = veil_pipeline::Batch {
+                inputs,
+                out,
+                review,
+                jobs,
+                policy: &policy,
+            };
+            let tick = |done: usize, total: usize| {
+                if let Some(b) = &bar {
+                    b.set_length(total as u64);
+                    b.set_position(done as u64);
+                }
+            };
+            let rep = batch.run(&tick).map_err(|e| format!("{:?}", e.kind()))?;
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            if let Some(r) = &report {
+                let json = serde_json::to_vec_pretty(&rep).map_err(|e| e.to_string())?;
+                veil_io::atomic::write_all(r, &json).map_err(|e| e.to_string())?;
+            }
+            println!("{}", rep.summary());
+            if rep.counts.quarantined > 0 && report.is_none() {
+                eprintln!("veil: some files were quarantined; pass --report FILE to see which and why");
+            }
+            Ok(rep.exit_code())
+        }
+        Cmd::Explain {
+            file,
+            json,
+            policy: pargs,
+        } => {
+            let policy = policy(&pargs, true)?;
+            let f = veil_io::read(&file).map_err(|e| e.to_string())?;
+            let d = Deidentifier::new(&policy)
+                .run(&f)
+                .map_err(|e| e.to_string())?;
+            if json {
+                let v = serde_json::json!({
+                    "options": policy.options().iter().map(|o| o.name()).collect::<Vec<_>>(),
+                    "review": d.review,
+                    "decisions": d.decisions,
+                });
+                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            } else {
+                for x in &d.decisions {
+                    let act = serde_json::to_value(&x.action)
+                        .map(|v| match v {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        })
+                        .unwrap_or_default();
+                    println!("{:<40} {:<36} {:<2} {:<28} {}", x.path.to_string(), x.keyword, x.vr, act, x.why);
+                }
+                if let Some(r) = &d.review {
+                    println!("-> review: {r}");
+                }
+            }
+            Ok(0)
+        }
+    }
+}
