@@ -12,7 +12,11 @@ use veil_deid::{Deidentifier, Key, Policy};
 use veil_rules::Recipe;
 
 #[derive(Parser)]
-#[command(name = "veil", version, about = "Veil: a privacy gateway for medical images")]
+#[command(
+    name = "veil",
+    version,
+    about = "Veil: a privacy gateway for medical images"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -95,7 +99,10 @@ fn policy(args: &PolicyArgs, explain: bool) -> Result<Policy, String> {
         Some(p) => Key::load(p).map_err(|e| e.to_string())?,
         // explain shows decisions, not values: it can run with a throwaway key
         None if explain => Key::generate().map_err(|e| e.to_string())?,
-        None => return Err("no key: pass --key FILE or set VEIL_KEY_FILE (create one with `veil key new FILE`)".into()),
+        None => return Err(
+            "no key: pass --key FILE or set VEIL_KEY_FILE (create one with `veil key new FILE`)"
+                .into(),
+        ),
     };
     let recipe = match &args.recipe {
         Some(p) => Recipe::load(p).map_err(|e| e.to_string())?,
@@ -183,7 +190,9 @@ fn run(cli: Cli) -> Result<i32, String> {
             }
             println!("{}", rep.summary());
             if rep.counts.quarantined > 0 && report.is_none() {
-                eprintln!("veil: some files were quarantined; pass --report FILE to see which and why");
+                eprintln!(
+                    "veil: some files were quarantined; pass --report FILE to see which and why"
+                );
             }
             Ok(rep.exit_code())
         }
@@ -203,7 +212,10 @@ fn run(cli: Cli) -> Result<i32, String> {
                     "review": d.review,
                     "decisions": d.decisions,
                 });
-                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+                );
             } else {
                 for x in &d.decisions {
                     let act = serde_json::to_value(&x.action)
@@ -212,7 +224,14 @@ fn run(cli: Cli) -> Result<i32, String> {
                             other => other.to_string(),
                         })
                         .unwrap_or_default();
-                    println!("{:<40} {:<36} {:<2} {:<28} {}", x.path.to_string(), x.keyword, x.vr, act, x.why);
+                    println!(
+                        "{:<40} {:<36} {:<2} {:<28} {}",
+                        x.path.to_string(),
+                        x.keyword,
+                        x.vr,
+                        act,
+                        x.why
+                    );
                 }
                 if let Some(r) = &d.review {
                     println!("-> review: {r}");

@@ -7,6 +7,7 @@
 //!
 //! Needs VEIL_CORPUS. With VEIL_REQUIRE_CORPUS=1 (CI) a missing corpus or
 //! a missing dciodvfy is a failure, not a skip.
+#![allow(clippy::print_stderr)] // tests report what they measured
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -35,7 +36,9 @@ fn veil() -> Command {
 
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -67,8 +70,12 @@ fn collect_uids(ds: &DataSet, tag: Tag, out: &mut Vec<String>) {
 
 /// dciodvfy's error lines, without the parts that carry values.
 fn dciodvfy_errors(p: &Path) -> BTreeSet<String> {
-    let out = Command::new("dciodvfy").arg(p).output().expect("run dciodvfy");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let out = Command::new("dciodvfy")
+        .arg(p)
+        .output()
+        .expect("run dciodvfy");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     text.lines()
         .filter(|l| l.contains("Error"))
         .map(|l| {
@@ -99,7 +106,12 @@ fn deid_on_the_corpus() {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
     let key = tmp.join("k.key");
-    assert!(veil().args(["key", "new"]).arg(&key).status().unwrap().success());
+    assert!(veil()
+        .args(["key", "new"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
     let run = |out: &str, report: &str| {
         let st = veil()
             .arg("deid")
@@ -113,7 +125,12 @@ fn deid_on_the_corpus() {
             .output()
             .unwrap();
         // the corpus holds deliberately broken files: exit 1 = some quarantined
-        assert_eq!(st.status.code(), Some(1), "{}", String::from_utf8_lossy(&st.stderr));
+        assert_eq!(
+            st.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
         let rep: serde_json::Value =
             serde_json::from_slice(&std::fs::read(tmp.join(report)).unwrap()).unwrap();
         rep
@@ -129,7 +146,10 @@ fn deid_on_the_corpus() {
         *by_status.entry(s).or_default() += 1;
     }
     eprintln!("corpus outcomes: {by_status:?}");
-    assert_eq!(files.len(), rep["counts"]["inputs"].as_u64().unwrap() as usize);
+    assert_eq!(
+        files.len(),
+        rep["counts"]["inputs"].as_u64().unwrap() as usize
+    );
     assert!(by_status["written"] + by_status["review"] > 200);
 
     let key_v = veil_deid::Key::load(&key).unwrap();
@@ -154,7 +174,12 @@ fn deid_on_the_corpus() {
         assert_eq!(src.ts.uid, dst.ts.uid, "transfer syntax changed");
         let obj = dicom_object::open_file(&output).expect("dicom-rs parses the output");
         let sop = dst.dataset.ascii(Tag(0x0008, 0x0018)).unwrap();
-        assert_eq!(obj.meta().media_storage_sop_instance_uid().trim_end_matches('\0'), sop);
+        assert_eq!(
+            obj.meta()
+                .media_storage_sop_instance_uid()
+                .trim_end_matches('\0'),
+            sop
+        );
         let src_sop = src
             .dataset
             .ascii(Tag(0x0008, 0x0018))
@@ -164,10 +189,16 @@ fn deid_on_the_corpus() {
         assert_eq!(sop, veil_deid::pseudonym::uid_list(&key_v, &src_sop));
         for t in [Tag(0x0020, 0x000D), Tag(0x0020, 0x000E)] {
             if let Some(u) = src.dataset.ascii(t).filter(|u| !u.is_empty()) {
-                assert_eq!(dst.dataset.ascii(t).unwrap(), veil_deid::pseudonym::uid_list(&key_v, &u));
+                assert_eq!(
+                    dst.dataset.ascii(t).unwrap(),
+                    veil_deid::pseudonym::uid_list(&key_v, &u)
+                );
             }
         }
-        assert_eq!(dst.dataset.ascii(Tag(0x0012, 0x0062)).as_deref(), Some("YES"));
+        assert_eq!(
+            dst.dataset.ascii(Tag(0x0012, 0x0062)).as_deref(),
+            Some("YES")
+        );
         in_sops.insert(src_sop);
         out_sops.insert(sop);
         collect_uids(&src.dataset, Tag(0x0008, 0x1155), &mut in_refs);
@@ -199,7 +230,9 @@ fn deid_on_the_corpus() {
     assert!(new_errors.is_empty(), "{new_errors:#?}");
     let resolved_in = in_refs.iter().filter(|r| in_sops.contains(*r)).count();
     let resolved_out = out_refs.iter().filter(|r| out_sops.contains(*r)).count();
-    eprintln!("references inside the set: {resolved_in} in the input, {resolved_out} in the output");
+    eprintln!(
+        "references inside the set: {resolved_in} in the input, {resolved_out} in the output"
+    );
     assert_eq!(resolved_in, resolved_out, "a reference no longer resolves");
 
     // same key, second run: byte-identical
@@ -207,7 +240,10 @@ fn deid_on_the_corpus() {
     let (a, b) = (tree(&tmp.join("out1")), tree(&tmp.join("out2")));
     assert_eq!(a.len(), b.len());
     assert!(a == b, "two runs with the same key differ");
-    let (a, b) = (tree(&tmp.join("out1.review")), tree(&tmp.join("out2.review")));
+    let (a, b) = (
+        tree(&tmp.join("out1.review")),
+        tree(&tmp.join("out2.review")),
+    );
     assert!(a == b, "two runs with the same key differ (review)");
     std::fs::remove_dir_all(&tmp).unwrap();
 }

@@ -90,7 +90,9 @@ impl Harvest {
                     self.push(one.trim());
                     // words of addresses and institution names; digit runs of IDs
                     for w in one.split(|c: char| !c.is_alphanumeric()) {
-                        if w.chars().count() >= 4 || (w.len() >= 3 && w.chars().all(|c| c.is_ascii_digit())) {
+                        if w.chars().count() >= 4
+                            || (w.len() >= 3 && w.chars().all(|c| c.is_ascii_digit()))
+                        {
                             self.push(w);
                         }
                     }
@@ -169,8 +171,19 @@ mod tests {
         let out = c
             .clean("CT head for johnathan DOE (778812), born 12/04/1970, seen at St Elsewhere. Call 555-123-4567 or doe@example.org")
             .unwrap();
-        for bad in ["johnathan", "DOE", "778812", "1970", "Elsewhere", "555", "example.org"] {
-            assert!(!out.to_lowercase().contains(&bad.to_lowercase()), "{bad} left in {out}");
+        for bad in [
+            "johnathan",
+            "DOE",
+            "778812",
+            "1970",
+            "Elsewhere",
+            "555",
+            "example.org",
+        ] {
+            assert!(
+                !out.to_lowercase().contains(&bad.to_lowercase()),
+                "{bad} left in {out}"
+            );
         }
         assert!(out.starts_with("CT head for"));
     }

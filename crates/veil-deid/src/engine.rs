@@ -9,9 +9,8 @@ use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
 use veil_core::{ProfileOption, QuarantineReason, Tag, TagPath};
 use veil_io::{DataSet, DicomFile, Element, Value};
 use veil_rules::{
-    e1_1_row, generated::review_triggers::REVIEW_TRIGGERS, option_code, safe_private,
-    strict_safe, AttributeOverride, OverrideAction, Recipe, RecipeError, SafeSource, Selector,
-    TriggerKind,
+    e1_1_row, generated::review_triggers::REVIEW_TRIGGERS, option_code, safe_private, strict_safe,
+    AttributeOverride, OverrideAction, Recipe, RecipeError, SafeSource, Selector, TriggerKind,
 };
 
 use crate::clean::{Cleaner, Harvest};
@@ -38,8 +37,8 @@ pub enum PolicyError {
 fn keyword_tag(k: &str) -> Option<Tag> {
     StandardDataDictionary
         .by_name(k)
-        .and_then(|e| e.tag_range().inner().try_into().ok())
-        .map(|t: dicom_core::Tag| Tag(t.0, t.1))
+        .map(|e| e.tag_range().inner())
+        .map(|t| Tag(t.0, t.1))
 }
 
 fn keyword_of(tag: Tag) -> Option<&'static str> {
@@ -195,8 +194,12 @@ struct Ctx<'p> {
 fn is_code_attribute(tag: Tag) -> bool {
     matches!(
         (tag.0, tag.1),
-        (0x0008, 0x0100..=0x0106) | (0x0008, 0x0119) | (0x0008, 0x0120) | (0x0040, 0xA040)
-            | (0x0040, 0xA010) | (0x0040, 0xA050)
+        (0x0008, 0x0100..=0x0106)
+            | (0x0008, 0x0119)
+            | (0x0008, 0x0120)
+            | (0x0040, 0xA040)
+            | (0x0040, 0xA010)
+            | (0x0040, 0xA050)
     )
 }
 
@@ -274,10 +277,16 @@ impl Policy {
             }
         }
         match best {
-            Some((o, c)) => (c, format!("E.1-1 {} {}: {c} under {o}", row.tag_text, row.name)),
+            Some((o, c)) => (
+                c,
+                format!("E.1-1 {} {}: {c} under {o}", row.tag_text, row.name),
+            ),
             None => (
                 row.basic,
-                format!("E.1-1 {} {}: {} (Basic Profile)", row.tag_text, row.name, row.basic),
+                format!(
+                    "E.1-1 {} {}: {} (Basic Profile)",
+                    row.tag_text, row.name, row.basic
+                ),
             ),
         }
     }
@@ -381,7 +390,13 @@ impl Policy {
     }
 
     /// Decides what happens to one element. Pure: no value is changed.
-    fn decide(&self, path: &TagPath, e: &Element, creator: Option<&str>, mode: Mode) -> (Act, String) {
+    fn decide(
+        &self,
+        path: &TagPath,
+        e: &Element,
+        creator: Option<&str>,
+        mode: Mode,
+    ) -> (Act, String) {
         let tag = e.tag;
         if let Some(o) = self.override_for(path, tag, creator) {
             let act = match o.action {
@@ -456,7 +471,12 @@ impl Policy {
             // value instead (sequences are still removed: an empty one can
             // break VM 1-n).
             if code == "X" && row.in_std_comp_iod == "Y" && e.vr != VR::SQ {
-                return (Act::Empty, format!("{why}; emptied rather than removed (in a standard IOD, may be Type 2)"));
+                return (
+                    Act::Empty,
+                    format!(
+                        "{why}; emptied rather than removed (in a standard IOD, may be Type 2)"
+                    ),
+                );
             }
             return (self.code_act(code, tag, e.vr), why);
         }
@@ -472,7 +492,10 @@ impl Policy {
         }
         let keyword = keyword_of(tag).unwrap_or("");
         if self.recipe.strict && !strict_safe(keyword) && !is_code_attribute(tag) {
-            return (Act::Remove, "strict recipe: not on the strict safe list".into());
+            return (
+                Act::Remove,
+                "strict recipe: not on the strict safe list".into(),
+            );
         }
         match mode {
             Mode::Dummy if is_text(e.vr) && !is_code_attribute(tag) => {
@@ -499,7 +522,10 @@ impl Policy {
                 "not in E.1-1: kept, items processed".into(),
             );
         }
-        (self.keep_act(e.vr), "not in E.1-1: kept (PS3.15 E.1.1)".into())
+        (
+            self.keep_act(e.vr),
+            "not in E.1-1: kept (PS3.15 E.1.1)".into(),
+        )
     }
 }
 
@@ -557,7 +583,8 @@ fn harvest(ds: &DataSet, ctx: &mut Ctx) {
                             !r.tag.matches(Tag(1, 0))
                                 && r.basic != "K"
                                 && r.option_code(ProfileOption::CleanDescriptors).is_none()
-                                && r.option_code(ProfileOption::CleanStructuredContent).is_none()
+                                && r.option_code(ProfileOption::CleanStructuredContent)
+                                    .is_none()
                         }) && !e.tag.is_private();
                         if identifying {
                             ctx.harvest.add(vr, &text);
@@ -633,7 +660,13 @@ impl<'p> Deidentifier<'p> {
 
         let mut decisions = Vec::new();
         let mut out = ds.clone();
-        process(&mut ctx, &mut out, &TagPath::default(), Mode::Rules, &mut decisions);
+        process(
+            &mut ctx,
+            &mut out,
+            &TagPath::default(),
+            Mode::Rules,
+            &mut decisions,
+        );
         self.write_markers(&mut out);
 
         let sop_instance = out
@@ -649,10 +682,18 @@ impl<'p> Deidentifier<'p> {
         // SOP Class and Instance UID are Type 1: an input that carried them
         // only in its File Meta gets them in the data set.
         if out.ascii(Tag(0x0008, 0x0018)).is_none_or(|s| s.is_empty()) {
-            out.put(Element::bytes(Tag(0x0008, 0x0018), VR::UI, sop_instance.clone().into_bytes()));
+            out.put(Element::bytes(
+                Tag(0x0008, 0x0018),
+                VR::UI,
+                sop_instance.clone().into_bytes(),
+            ));
         }
         if out.ascii(Tag(0x0008, 0x0016)).is_none_or(|s| s.is_empty()) {
-            out.put(Element::bytes(Tag(0x0008, 0x0016), VR::UI, sop_class.clone().into_bytes()));
+            out.put(Element::bytes(
+                Tag(0x0008, 0x0016),
+                VR::UI,
+                sop_class.clone().into_bytes(),
+            ));
         }
         let comp = |tag: Tag, fallback: &str| {
             out.ascii(tag)
@@ -690,15 +731,26 @@ impl<'p> Deidentifier<'p> {
                 TriggerKind::SopClassPrefix => sop_class.starts_with(t.value),
             };
             if hit && (t.always || p.recipe.review_burned_in) {
-                return Some(format!("may carry burned-in text or a document: {}", t.reason));
+                return Some(format!(
+                    "may carry burned-in text or a document: {}",
+                    t.reason
+                ));
             }
         }
         if p.recipe.review_burned_in {
             if burned {
-                return Some("Burned In Annotation is YES; the pixel stage is not available".into());
+                return Some(
+                    "Burned In Annotation is YES; the pixel stage is not available".into(),
+                );
             }
-            if ds.elements.iter().any(|e| e.tag.0 & 0xFF01 == 0x6000 && e.tag.0 <= 0x601E) {
-                return Some("has an overlay plane, which may hold text or be embedded in pixel data".into());
+            if ds
+                .elements
+                .iter()
+                .any(|e| e.tag.0 & 0xFF01 == 0x6000 && e.tag.0 <= 0x601E)
+            {
+                return Some(
+                    "has an overlay plane, which may hold text or be embedded in pixel data".into(),
+                );
             }
         }
         if p.has(ProfileOption::CleanRecognizableVisualFeatures)
@@ -756,9 +808,17 @@ impl<'p> Deidentifier<'p> {
 
 fn code_item(code: &str, meaning: &str) -> DataSet {
     let mut d = DataSet::default();
-    d.put(Element::bytes(Tag(0x0008, 0x0100), VR::SH, code.as_bytes().to_vec()));
+    d.put(Element::bytes(
+        Tag(0x0008, 0x0100),
+        VR::SH,
+        code.as_bytes().to_vec(),
+    ));
     d.put(Element::bytes(Tag(0x0008, 0x0102), VR::SH, b"DCM".to_vec()));
-    d.put(Element::bytes(Tag(0x0008, 0x0104), VR::LO, meaning.as_bytes().to_vec()));
+    d.put(Element::bytes(
+        Tag(0x0008, 0x0104),
+        VR::LO,
+        meaning.as_bytes().to_vec(),
+    ));
     d
 }
 
@@ -766,9 +826,19 @@ fn code_item(code: &str, meaning: &str) -> DataSet {
 fn safe_component(s: &str) -> String {
     let c: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if c.is_empty() { "NOPATIENT".into() } else { c }
+    if c.is_empty() {
+        "NOPATIENT".into()
+    } else {
+        c
+    }
 }
 
 /// Walks one data set: decides every element, applies, recurses.
@@ -782,7 +852,9 @@ fn process(ctx: &mut Ctx, ds: &mut DataSet, path: &TagPath, mode: Mode, log: &mu
         .filter_map(|e| match &e.value {
             Value::Bytes(b) => Some((
                 (e.tag.0, e.tag.1 as u8),
-                String::from_utf8_lossy(b).trim_matches([' ', '\0']).to_string(),
+                String::from_utf8_lossy(b)
+                    .trim_matches([' ', '\0'])
+                    .to_string(),
             )),
             _ => None,
         })
@@ -792,7 +864,9 @@ fn process(ctx: &mut Ctx, ds: &mut DataSet, path: &TagPath, mode: Mode, log: &mu
     for mut e in std::mem::take(&mut ds.elements) {
         let epath = path.child(e.tag, None);
         let creator = if e.tag.is_private() && e.tag.1 >= 0x1000 {
-            creators.get(&(e.tag.0, (e.tag.1 >> 8) as u8)).map(String::as_str)
+            creators
+                .get(&(e.tag.0, (e.tag.1 >> 8) as u8))
+                .map(String::as_str)
         } else {
             None
         };
@@ -869,7 +943,10 @@ fn apply(
             }
         }
         Act::Pseudonym(kind) => {
-            let old = bytes.as_deref().and_then(|b| ctx.decode(b)).unwrap_or_default();
+            let old = bytes
+                .as_deref()
+                .and_then(|b| ctx.decode(b))
+                .unwrap_or_default();
             let v = match kind {
                 "patient-id" => ctx.patient_pseudo.clone(),
                 "patient-name" => pseudonym::format_id(
@@ -898,7 +975,9 @@ fn apply(
         }
         Act::ShiftDate => {
             let Some(b) = bytes else { return true };
-            let s = String::from_utf8_lossy(&b).trim_matches([' ', '\0']).to_string();
+            let s = String::from_utf8_lossy(&b)
+                .trim_matches([' ', '\0'])
+                .to_string();
             if s.is_empty() {
                 return true;
             }
@@ -918,7 +997,10 @@ fn apply(
         }
         Act::CapAge => {
             if let Some(b) = bytes {
-                set(e, pseudonym::cap_age(&String::from_utf8_lossy(&b)).into_bytes());
+                set(
+                    e,
+                    pseudonym::cap_age(&String::from_utf8_lossy(&b)).into_bytes(),
+                );
             }
             true
         }

@@ -17,7 +17,9 @@ pub enum KeyError {
     #[error("key file: {0}")]
     Io(#[from] std::io::Error),
     /// Other users can read the key file.
-    #[error("key file permissions are {0:o}; a key must be readable by its owner only (chmod 600)")]
+    #[error(
+        "key file permissions are {0:o}; a key must be readable by its owner only (chmod 600)"
+    )]
     Permissions(u32),
     /// The file does not hold a 32-byte key.
     #[error("key file does not hold a 32-byte key (64 hex digits)")]
@@ -134,7 +136,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
             assert!(matches!(Key::load(&p), Err(KeyError::Permissions(_))));
         }
@@ -154,6 +159,9 @@ mod tests {
         let k = Key::from_bytes([1; 32]);
         assert_ne!(k.mac("uid", b"1.2.3"), k.mac("patient-id", b"1.2.3"));
         assert_eq!(k.mac("uid", b"1.2.3"), k.mac("uid", b"1.2.3"));
-        assert_ne!(Key::from_bytes([2; 32]).mac("uid", b"1.2.3"), k.mac("uid", b"1.2.3"));
+        assert_ne!(
+            Key::from_bytes([2; 32]).mac("uid", b"1.2.3"),
+            k.mac("uid", b"1.2.3")
+        );
     }
 }

@@ -92,7 +92,10 @@ pub fn format_id(
 /// and the issuer-qualified Patient ID. Every date of one patient moves by
 /// the same amount, so intervals are preserved exactly.
 pub fn date_offset(key: &Key, issuer: &str, patient_id: &str, min: i32, max: i32) -> i32 {
-    let d = key.mac("date-shift", format!("{issuer}\u{1}{patient_id}").as_bytes());
+    let d = key.mac(
+        "date-shift",
+        format!("{issuer}\u{1}{patient_id}").as_bytes(),
+    );
     let span = (max as i64 - min as i64 + 1).max(1) as u64;
     let r = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
     (min as i64 + (r % span) as i64) as i32
@@ -130,7 +133,12 @@ pub fn shift_date(s: &str, days: i32) -> Option<String> {
         return None;
     }
     let (y, m, d, prec) = match t.len() {
-        8 => (t[..4].parse().ok()?, t[4..6].parse().ok()?, t[6..].parse().ok()?, 8),
+        8 => (
+            t[..4].parse().ok()?,
+            t[4..6].parse().ok()?,
+            t[6..].parse().ok()?,
+            8,
+        ),
         6 => (t[..4].parse().ok()?, t[4..6].parse().ok()?, 1, 6),
         4 => (t.parse().ok()?, 1, 1, 4),
         _ => return None,
@@ -158,8 +166,16 @@ pub fn shift_da_value(v: &str, days: i32) -> Option<String> {
                 return Some(String::new());
             }
             if let Some((a, b)) = one.split_once('-') {
-                let a = if a.is_empty() { Some(String::new()) } else { shift_date(a, days) };
-                let b = if b.is_empty() { Some(String::new()) } else { shift_date(b, days) };
+                let a = if a.is_empty() {
+                    Some(String::new())
+                } else {
+                    shift_date(a, days)
+                };
+                let b = if b.is_empty() {
+                    Some(String::new())
+                } else {
+                    shift_date(b, days)
+                };
                 return Some(format!("{}-{}", a?, b?));
             }
             shift_date(one, days)
@@ -236,8 +252,14 @@ mod tests {
         assert_eq!(shift_date("202003", -1).unwrap(), "202002");
         assert_eq!(shift_date("2020.03.01", -1).unwrap(), "20200229");
         assert!(shift_date("2020-03-01", 1).is_none());
-        assert_eq!(shift_da_value("20200101-20200110", 10).unwrap(), "20200111-20200120");
-        assert_eq!(shift_dt_value("20200101120000.000+0100", -1).unwrap(), "20191231120000.000+0100");
+        assert_eq!(
+            shift_da_value("20200101-20200110", 10).unwrap(),
+            "20200111-20200120"
+        );
+        assert_eq!(
+            shift_dt_value("20200101120000.000+0100", -1).unwrap(),
+            "20191231120000.000+0100"
+        );
         let k = Key::from_bytes([5; 32]);
         let o = date_offset(&k, "", "PID", -100, -10);
         assert!((-100..=-10).contains(&o));

@@ -3,6 +3,7 @@
 //! three sequences deep, the Basic Profile and then every option that has
 //! a column for the row is applied, and the outcome is checked against the
 //! row's action code.
+#![allow(clippy::print_stderr)] // tests report what they measured
 
 use dicom_core::dictionary::{DataDictionary, VirtualVr};
 use dicom_core::VR;
@@ -52,8 +53,16 @@ fn planted(vr: VR) -> Vec<u8> {
 fn element(tag: Tag, vr: VR) -> Element {
     if vr == VR::SQ {
         let mut item = DataSet::default();
-        item.put(Element::bytes(Tag(0x0008, 0x0100), VR::SH, b"T-1234".to_vec()));
-        Element { tag, vr, value: Value::Sequence(vec![item]) }
+        item.put(Element::bytes(
+            Tag(0x0008, 0x0100),
+            VR::SH,
+            b"T-1234".to_vec(),
+        ));
+        Element {
+            tag,
+            vr,
+            value: Value::Sequence(vec![item]),
+        }
     } else {
         Element::bytes(tag, vr, planted(vr))
     }
@@ -62,25 +71,51 @@ fn element(tag: Tag, vr: VR) -> Element {
 fn nest(e: Element, depth: usize) -> Element {
     let mut ds = DataSet::default();
     ds.put(e);
-    let mut el = Element { tag: NEST, vr: VR::SQ, value: Value::Sequence(vec![ds]) };
+    let mut el = Element {
+        tag: NEST,
+        vr: VR::SQ,
+        value: Value::Sequence(vec![ds]),
+    };
     for _ in 1..depth {
         let mut d = DataSet::default();
         d.put(el);
-        el = Element { tag: NEST, vr: VR::SQ, value: Value::Sequence(vec![d]) };
+        el = Element {
+            tag: NEST,
+            vr: VR::SQ,
+            value: Value::Sequence(vec![d]),
+        };
     }
     el
 }
 
 fn object(tag: Tag, vr: VR) -> DicomFile {
     let mut ds = DataSet::default();
-    ds.put(Element::bytes(Tag(0x0008, 0x0016), VR::UI, b"1.2.840.10008.5.1.4.1.1.2".to_vec()));
-    ds.put(Element::bytes(Tag(0x0008, 0x0018), VR::UI, b"1.2.3.4.5.6.7".to_vec()));
+    ds.put(Element::bytes(
+        Tag(0x0008, 0x0016),
+        VR::UI,
+        b"1.2.840.10008.5.1.4.1.1.2".to_vec(),
+    ));
+    ds.put(Element::bytes(
+        Tag(0x0008, 0x0018),
+        VR::UI,
+        b"1.2.3.4.5.6.7".to_vec(),
+    ));
     ds.put(Element::bytes(Tag(0x0008, 0x0060), VR::CS, b"CT".to_vec()));
     if tag.is_private() {
-        ds.put(Element::bytes(Tag(tag.0, 0x0010), VR::LO, b"PLANTED CREATOR".to_vec()));
+        ds.put(Element::bytes(
+            Tag(tag.0, 0x0010),
+            VR::LO,
+            b"PLANTED CREATOR".to_vec(),
+        ));
     }
     ds.put(element(tag, vr));
-    if ![Tag(0x0008, 0x0016), Tag(0x0008, 0x0018), Tag(0x0008, 0x0060)].contains(&tag) {
+    if ![
+        Tag(0x0008, 0x0016),
+        Tag(0x0008, 0x0018),
+        Tag(0x0008, 0x0060),
+    ]
+    .contains(&tag)
+    {
         ds.put(nest(element(tag, vr), 3));
     }
     DicomFile {
@@ -109,11 +144,21 @@ fn find(ds: &DataSet, tag: Tag, depth: usize) -> Option<&Element> {
 fn run(tag: Tag, vr: VR, options: &[ProfileOption]) -> (Option<Element>, Option<Element>) {
     let policy = Policy::new(Recipe::default(), options, Key::from_bytes([9; 32])).unwrap();
     let out = Deidentifier::new(&policy).run(&object(tag, vr)).unwrap();
-    (find(&out.dataset, tag, 0).cloned(), find(&out.dataset, tag, 3).cloned())
+    (
+        find(&out.dataset, tag, 0).cloned(),
+        find(&out.dataset, tag, 3).cloned(),
+    )
 }
 
 /// What the row's code requires of the output element.
-fn check(code: &str, row: &veil_rules::E11Row, tag: Tag, vr: VR, opts: &[ProfileOption], got: Option<&Element>) -> Result<(), String> {
+fn check(
+    code: &str,
+    row: &veil_rules::E11Row,
+    tag: Tag,
+    vr: VR,
+    opts: &[ProfileOption],
+    got: Option<&Element>,
+) -> Result<(), String> {
     let original = planted(vr);
     let bytes = |e: &Element| match &e.value {
         Value::Bytes(b) => b.clone(),
@@ -126,7 +171,10 @@ fn check(code: &str, row: &veil_rules::E11Row, tag: Tag, vr: VR, opts: &[Profile
         "X/Z/U*" => "U",
         c => c,
     };
-    let pseudonym = matches!((tag.0, tag.1), (0x0010, 0x0020) | (0x0010, 0x0010) | (0x0008, 0x0050) | (0x0020, 0x0010));
+    let pseudonym = matches!(
+        (tag.0, tag.1),
+        (0x0010, 0x0020) | (0x0010, 0x0010) | (0x0008, 0x0050) | (0x0020, 0x0010)
+    );
     match code {
         "X" if row.in_std_comp_iod == "Y" && vr != VR::SQ => match got {
             Some(e) if bytes(e).is_empty() => Ok(()),
@@ -146,7 +194,9 @@ fn check(code: &str, row: &veil_rules::E11Row, tag: Tag, vr: VR, opts: &[Profile
             Some(e) if bytes(e).is_empty() => Ok(()),
             _ => Err("Z: expected zero length".into()),
         },
-        "D" | "U" if vr == VR::SQ => got.map(|_| ()).ok_or_else(|| "D/U*: sequence expected".into()),
+        "D" | "U" if vr == VR::SQ => got
+            .map(|_| ())
+            .ok_or_else(|| "D/U*: sequence expected".into()),
         "D" | "U" => match got {
             Some(e) if bytes(e) != original && (!bytes(e).is_empty() || vr == VR::UR) => {
                 if vr == VR::UI {
@@ -157,31 +207,73 @@ fn check(code: &str, row: &veil_rules::E11Row, tag: Tag, vr: VR, opts: &[Profile
                 }
                 Ok(())
             }
-            Some(e) if vr.to_string().starts_with('O') || matches!(vr, VR::US | VR::SS | VR::UL | VR::SL | VR::FL | VR::FD | VR::AT | VR::SV | VR::UV) => {
-                if bytes(e).iter().all(|b| *b == 0) { Ok(()) } else { Err("D: binary not dummied".into()) }
+            Some(e)
+                if vr.to_string().starts_with('O')
+                    || matches!(
+                        vr,
+                        VR::US
+                            | VR::SS
+                            | VR::UL
+                            | VR::SL
+                            | VR::FL
+                            | VR::FD
+                            | VR::AT
+                            | VR::SV
+                            | VR::UV
+                    ) =>
+            {
+                if bytes(e).iter().all(|b| *b == 0) {
+                    Ok(())
+                } else {
+                    Err("D: binary not dummied".into())
+                }
             }
             _ => Err(format!("{code}: expected a replaced value")),
         },
-        "K" | "KEEP-SQ" if vr == VR::SQ => got.map(|_| ()).ok_or_else(|| "K: sequence expected".into()),
+        "K" | "KEEP-SQ" if vr == VR::SQ => {
+            got.map(|_| ()).ok_or_else(|| "K: sequence expected".into())
+        }
         "K" => match got {
-            Some(e) if matches!(vr, VR::DA | VR::DT) && opts.contains(&ProfileOption::RetainLongModifiedDates) => {
-                if bytes(e) != original { Ok(()) } else { Err("dates must shift under modified dates".into()) }
+            Some(e)
+                if matches!(vr, VR::DA | VR::DT)
+                    && opts.contains(&ProfileOption::RetainLongModifiedDates) =>
+            {
+                if bytes(e) != original {
+                    Ok(())
+                } else {
+                    Err("dates must shift under modified dates".into())
+                }
             }
             Some(e) if bytes(e) == original => Ok(()),
             _ => Err("K: expected unchanged".into()),
         },
         "C" => match got {
             None => Ok(()), // cleaning may remove (undecodable, overlay without pixel stage)
-            Some(e) if vr == VR::SQ => { let _ = e; Ok(()) }
+            Some(e) if vr == VR::SQ => {
+                let _ = e;
+                Ok(())
+            }
             Some(e) if matches!(vr, VR::DA | VR::DT) => {
-                if bytes(e) != original { Ok(()) } else { Err("C on a date: expected a shift".into()) }
+                if bytes(e) != original {
+                    Ok(())
+                } else {
+                    Err("C on a date: expected a shift".into())
+                }
             }
             Some(e) if vr == VR::UI => {
-                if bytes(e).starts_with(b"2.25.") { Ok(()) } else { Err("C on a UID: remap expected".into()) }
+                if bytes(e).starts_with(b"2.25.") {
+                    Ok(())
+                } else {
+                    Err("C on a UID: remap expected".into())
+                }
             }
             Some(e) => {
                 let s = String::from_utf8_lossy(&bytes(e)).to_string();
-                if s.contains("123456789") { Err(format!("C: identifier left in '{s}'")) } else { Ok(()) }
+                if s.contains("123456789") {
+                    Err(format!("C: identifier left in '{s}'"))
+                } else {
+                    Ok(())
+                }
             }
         },
         other => Err(format!("unknown code {other}")),
@@ -196,12 +288,21 @@ fn every_row_under_the_basic_profile_and_each_option() {
         let tag = match row.tag {
             TagPattern::Exact(t) => t,
             // a representative tag for each pattern row
-            TagPattern::Masked { group, element, element_mask, .. } => {
-                Tag(group, if element_mask == 0 { 0x0010 } else { element })
-            }
+            TagPattern::Masked {
+                group,
+                element,
+                element_mask,
+                ..
+            } => Tag(group, if element_mask == 0 { 0x0010 } else { element }),
             TagPattern::OddGroup => Tag(0x0009, 0x1001),
         };
-        let vr = if tag.0 & 0xFF00 == 0x6000 && tag.1 == 0x3000 { VR::OW } else if tag.is_private() { VR::LO } else { vr_of(tag) };
+        let vr = if tag.0 & 0xFF00 == 0x6000 && tag.1 == 0x3000 {
+            VR::OW
+        } else if tag.is_private() {
+            VR::LO
+        } else {
+            vr_of(tag)
+        };
         let mut scenarios: Vec<(Vec<ProfileOption>, &str)> = vec![(vec![], row.basic)];
         for (o, code) in row.options {
             scenarios.push((vec![*o], code));
@@ -210,20 +311,37 @@ fn every_row_under_the_basic_profile_and_each_option() {
             // Veil removes overlay planes and curves whole until the pixel
             // stage exists; the private row's C means "keep if on a safe
             // list", which a planted creator is not.
-            let code = if matches!(row.tag, TagPattern::Masked { .. }) || tag.is_private() { "X" } else { code };
+            let code = if matches!(row.tag, TagPattern::Masked { .. }) || tag.is_private() {
+                "X"
+            } else {
+                code
+            };
             let (top, nested) = run(tag, vr, &opts);
             for (place, got) in [("top level", top), ("3 deep", nested)] {
                 cases += 1;
-                if tag == Tag(0x0008, 0x0016) || tag == Tag(0x0008, 0x0018) || tag == Tag(0x0008, 0x0060) {
-                    if place == "3 deep" { continue; }
+                if tag == Tag(0x0008, 0x0016)
+                    || tag == Tag(0x0008, 0x0018)
+                    || tag == Tag(0x0008, 0x0060)
+                {
+                    if place == "3 deep" {
+                        continue;
+                    }
                 }
                 if let Err(e) = check(code, row, tag, vr, &opts, got.as_ref()) {
-                    failures.push(format!("{} {} [{}] {place} {:?}: {e}", row.tag_text, row.name, code, opts));
+                    failures.push(format!(
+                        "{} {} [{}] {place} {:?}: {e}",
+                        row.tag_text, row.name, code, opts
+                    ));
                 }
             }
         }
     }
     eprintln!("{cases} cases over {} rows", E1_1.len());
     assert!(cases > 1500);
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

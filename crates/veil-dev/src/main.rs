@@ -208,10 +208,7 @@ fn gen_options(src: &Path) -> String {
     s.push_str("use veil_core::ProfileOption;\nuse crate::MethodCode;\n\n");
     s.push_str("/// The code of the Basic Application Confidentiality Profile.\n");
     let rows = option_columns(src);
-    let (_, _, pcode, pmeaning) = rows
-        .iter()
-        .find(|r| r.0 == "profile")
-        .expect("profile row");
+    let (_, _, pcode, pmeaning) = rows.iter().find(|r| r.0 == "profile").expect("profile row");
     let _ = writeln!(
         s,
         "pub static PROFILE_CODE: MethodCode = MethodCode {{ option: None, code: {}, meaning: {} }};\n",

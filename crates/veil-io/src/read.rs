@@ -203,11 +203,11 @@ fn read_input(input: Box<dyn Input>, len: u64, source: Source) -> Result<DicomFi
             guess_ts(b).ok_or(QuarantineReason::NotDicom)?.to_string()
         }
     };
-    let ts = TransferSyntaxRegistry
-        .get(&ts_uid)
-        .ok_or_else(|| QuarantineReason::UnsupportedTransferSyntax {
+    let ts = TransferSyntaxRegistry.get(&ts_uid).ok_or_else(|| {
+        QuarantineReason::UnsupportedTransferSyntax {
             uid: ts_uid.clone(),
-        })?;
+        }
+    })?;
     let info = TsInfo {
         uid: ts.uid().to_string(),
         big_endian: ts.endianness() == Endianness::Big,
@@ -239,7 +239,7 @@ fn read_input(input: Box<dyn Input>, len: u64, source: Source) -> Result<DicomFi
     };
     let decoder = ts
         .decoder_for::<Src>()
-        .ok_or_else(|| QuarantineReason::UnsupportedTransferSyntax { uid: ts_uid })?;
+        .ok_or(QuarantineReason::UnsupportedTransferSyntax { uid: ts_uid })?;
     let mut p = Parser {
         dec: decoder,
         implicit: ImplicitVRLittleEndianDecoder::default(),
@@ -457,7 +457,12 @@ impl Parser {
         Ok(ds)
     }
 
-    fn items(&mut self, src: &mut Src, len: Length, cp246: bool) -> Result<Vec<DataSet>, ReadError> {
+    fn items(
+        &mut self,
+        src: &mut Src,
+        len: Length,
+        cp246: bool,
+    ) -> Result<Vec<DataSet>, ReadError> {
         let mut items = Vec::new();
         let end = len.get().map(|l| src.pos + l as u64);
         loop {
@@ -478,7 +483,10 @@ impl Parser {
                     if end.is_none() {
                         break;
                     }
-                    return Err(malformed(src.pos, "sequence delimiter in a defined-length sequence"));
+                    return Err(malformed(
+                        src.pos,
+                        "sequence delimiter in a defined-length sequence",
+                    ));
                 }
                 SequenceItemHeader::ItemDelimiter => {
                     return Err(malformed(src.pos, "item delimiter outside an item"));
@@ -502,7 +510,12 @@ impl Parser {
             match (g, e) {
                 (0xFFFE, 0xE000) if l != 0xFFFF_FFFF => src.skip(l)?,
                 (0xFFFE, 0xE0DD) => break,
-                _ => return Err(malformed(src.pos - 8, "bad item in encapsulated pixel data")),
+                _ => {
+                    return Err(malformed(
+                        src.pos - 8,
+                        "bad item in encapsulated pixel data",
+                    ))
+                }
             }
         }
         Ok(Value::Encapsulated {
@@ -523,7 +536,8 @@ enum Retyped {
 /// (the value then stays UN, and the rules treat it by tag).
 fn retype_un(v: &mut [u8], tag: Tag) -> Option<Retyped> {
     use dicom_core::dictionary::{DataDictionary, VirtualVr};
-    let entry = dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1))?;
+    let entry =
+        dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1))?;
     match entry.vr {
         VirtualVr::Exact(VR::SQ) => {
             let len = v.len() as u64;
@@ -540,7 +554,9 @@ fn retype_un(v: &mut [u8], tag: Tag) -> Option<Retyped> {
                 explicit: false,
                 in_memory: true,
             };
-            p.items(&mut src, Length(len as u32), true).ok().map(Retyped::Items)
+            p.items(&mut src, Length(len as u32), true)
+                .ok()
+                .map(Retyped::Items)
         }
         VirtualVr::Exact(VR::UN) => None,
         VirtualVr::Exact(vr) => Some(Retyped::Vr(vr)),

@@ -123,13 +123,37 @@ fn short_length_vr(vr: VR) -> bool {
     use VR::*;
     matches!(
         vr,
-        AE | AS | AT | CS | DA | DS | DT | FL | FD | IS | LO | LT | PN | SH | SL | SS | ST | TM
-            | UI | UL | US
+        AE | AS
+            | AT
+            | CS
+            | DA
+            | DS
+            | DT
+            | FL
+            | FD
+            | IS
+            | LO
+            | LT
+            | PN
+            | SH
+            | SL
+            | SS
+            | ST
+            | TM
+            | UI
+            | UL
+            | US
     )
 }
 
 impl<W: Write> Encoder<'_, W> {
-    fn header(&self, w: &mut W, tag: veil_core::Tag, vr: VR, len: Length) -> Result<(), WriteError> {
+    fn header(
+        &self,
+        w: &mut W,
+        tag: veil_core::Tag,
+        vr: VR,
+        len: Length,
+    ) -> Result<(), WriteError> {
         self.enc
             .encode_element_header(w, DataElementHeader::new((tag.0, tag.1), vr, len))
             .map_err(enc_err)?;

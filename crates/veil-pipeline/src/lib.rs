@@ -10,8 +10,8 @@
 //! in the [`Report`], which is for the site's eyes and is written outside
 //! OUT by the caller.
 
-use std::path::{Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -191,18 +191,23 @@ impl Batch<'_> {
         removed += veil_io::atomic::clean_temporaries(&self.review)?;
         let total = files.len();
         let done = AtomicUsize::new(0);
+        // `jobs` bounds the CPU work (parse, decide, apply); writing is
+        // mostly waiting for the disk (every output is fsynced before its
+        // rename), so more threads than jobs keep the disk busy while at
+        // most `jobs` of them compute.
+        let cpu = Semaphore::new(self.jobs.max(1));
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.jobs.max(1))
+            .num_threads(self.jobs.max(1) * IO_THREADS_PER_JOB)
             .build()
             .map_err(std::io::Error::other)?;
         let deid = Deidentifier::new(self.policy);
         let claims = Mutex::new(HashMap::new());
-        let mut results: Vec<(FileResult, u64, Option<(String, usize)>)> = pool.install(|| {
+        let mut results: Vec<Processed> = pool.install(|| {
             files
                 .par_iter()
                 .enumerate()
                 .map(|(idx, f)| {
-                    let r = self.one(&deid, &claims, idx, f);
+                    let r = self.one(&deid, &claims, &cpu, idx, f);
                     tick(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                     r
                 })
@@ -213,8 +218,10 @@ impl Batch<'_> {
         // timing); the others are reported as duplicates.
         let claims = claims.into_inner().unwrap_or_default();
         for (r, bytes, claim) in &mut results {
-            if let (Some((sop, idx)), Outcome::Written { output } | Outcome::Review { output, .. }) =
-                (claim.as_ref(), &r.outcome)
+            if let (
+                Some((sop, idx)),
+                Outcome::Written { output } | Outcome::Review { output, .. },
+            ) = (claim.as_ref(), &r.outcome)
             {
                 if claims.get(sop) != Some(idx) {
                     r.outcome = Outcome::DuplicateInstance {
@@ -259,10 +266,11 @@ impl Batch<'_> {
         &self,
         deid: &Deidentifier,
         claims: &Claims,
+        cpu: &Semaphore,
         idx: usize,
         input: &Path,
-    ) -> (FileResult, u64, Option<(String, usize)>) {
-        let (outcome, bytes, claim) = self.process(deid, claims, idx, input);
+    ) -> Processed {
+        let (outcome, bytes, claim) = self.process(deid, claims, cpu, idx, input);
         (
             FileResult {
                 input: input.display().to_string(),
@@ -277,12 +285,16 @@ impl Batch<'_> {
         &self,
         deid: &Deidentifier,
         claims: &Claims,
+        cpu: &Semaphore,
         idx: usize,
         input: &Path,
-    ) -> (Outcome, u64, Option<(String, usize)>) {
+    ) -> (Outcome, u64, Option<Claim>) {
+        let permit = cpu.acquire();
         let file = match veil_io::read(input) {
             Ok(f) => f,
-            Err(e) if e.reason == QuarantineReason::NotDicom => return (Outcome::NotDicom, 0, None),
+            Err(e) if e.reason == QuarantineReason::NotDicom => {
+                return (Outcome::NotDicom, 0, None)
+            }
             Err(e) => return (Outcome::Quarantined { reason: e.reason }, 0, None),
         };
         if file.is_dicomdir() {
@@ -293,8 +305,16 @@ impl Batch<'_> {
             Ok(d) => d,
             Err(reason) => return (Outcome::Quarantined { reason }, 0, None),
         };
-        let rel = format!("{}/{}/{}/{}.dcm", d.path[0], d.path[1], d.path[2], d.path[3]);
-        let root = if d.review.is_some() { &self.review } else { &self.out };
+        drop(permit);
+        let rel = format!(
+            "{}/{}/{}/{}.dcm",
+            d.path[0], d.path[1], d.path[2], d.path[3]
+        );
+        let root = if d.review.is_some() {
+            &self.review
+        } else {
+            &self.out
+        };
         let dest = root.join(&rel);
         let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
         let sop = d.sop_instance.clone();
@@ -337,11 +357,60 @@ impl Batch<'_> {
         }
         let claim = Some((sop, idx));
         match d.review {
-            Some(reason) => (Outcome::Review { output: rel, reason }, size, claim),
+            Some(reason) => (
+                Outcome::Review {
+                    output: rel,
+                    reason,
+                },
+                size,
+                claim,
+            ),
             None => (Outcome::Written { output: rel }, size, claim),
         }
     }
 }
+
+/// Threads per CPU job: the extra ones wait on the disk.
+const IO_THREADS_PER_JOB: usize = 4;
+
+/// A counting semaphore bounding CPU-bound sections to `jobs` threads.
+struct Semaphore {
+    free: Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+struct Permit<'a>(&'a Semaphore);
+
+impl Semaphore {
+    fn new(n: usize) -> Self {
+        Semaphore {
+            free: Mutex::new(n),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.cv.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+/// A file's result, the input bytes it accounts for, and its claim.
+type Processed = (FileResult, u64, Option<Claim>);
+
+/// (SOP Instance UID, input index) of a released instance.
+type Claim = (String, usize);
 
 /// SOP Instance UID -> the input index that released it.
 type Claims = Mutex<HashMap<String, usize>>;

@@ -208,7 +208,10 @@ mod tests {
             .iter()
             .filter(|r| !matches!(r.tag, TagPattern::Exact(_)))
             .count();
-        assert_eq!(patterns, 4, "curves, overlay data, overlay comments, private");
+        assert_eq!(
+            patterns, 4,
+            "curves, overlay data, overlay comments, private"
+        );
     }
 
     #[test]
@@ -223,7 +226,10 @@ mod tests {
             e1_1_row(Tag(0x0029, 0x1010)).unwrap().name,
             "Private Attributes"
         );
-        assert!(e1_1_row(Tag(0x0028, 0x0010)).is_none(), "Rows is not in E.1-1");
+        assert!(
+            e1_1_row(Tag(0x0028, 0x0010)).is_none(),
+            "Rows is not in E.1-1"
+        );
     }
 
     #[test]
@@ -242,7 +248,9 @@ mod tests {
             assert!(s.group % 2 == 1, "{:04X}", s.group);
             assert!(!s.creator.is_empty());
         }
-        assert!(safe_private(0x0019, "SIEMENS MR HEADER", 0x0c, &[SafeSource::DicomE3101]).is_some());
+        assert!(
+            safe_private(0x0019, "SIEMENS MR HEADER", 0x0c, &[SafeSource::DicomE3101]).is_some()
+        );
         assert!(safe_private(0x0019, "SIEMENS MR HEADER", 0x0c, &[]).is_none());
     }
 
