@@ -59,6 +59,12 @@
 #   BENCH_JOBS=2       worker threads/processes for veil, dcmanon, dcmanon-py
 #   BENCH_ONLY=cp,veil,dicognito,dcmanon,dcmanon-py,mem   subset to run
 #   BENCH_TIMEOUT=3600 seconds per tool
+#   BENCH_CACHE=auto   cold | warm | auto (cold when drop_caches is permitted)
+#   BENCH_SINK=disk    disk: outputs under target/bench (written to disk, each
+#                      tool charged a final sync); tmpfs: outputs under
+#                      /dev/shm, which with BENCH_CACHE=warm measures the
+#                      processing itself rather than the disk
+#   BENCH_SECTION="veil deid"   heading of the report section written
 #   BENCH_REPORT=docs/benchmarks.md   where the section is written
 #   BENCH_KEEP_OUTPUT=0  1 keeps target/bench/out-<tool> for inspection
 #   CORPUS_CACHE       download cache for the base corpus (see fetch-corpus.sh)
@@ -78,6 +84,9 @@ BENCH_ONLY=${BENCH_ONLY:-cp,veil,dicognito,dcmanon,dcmanon-py,mem}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-3600}
 BENCH_REPORT=${BENCH_REPORT:-docs/benchmarks.md}
 BENCH_KEEP_OUTPUT=${BENCH_KEEP_OUTPUT:-0}
+BENCH_CACHE=${BENCH_CACHE:-auto}
+BENCH_SINK=${BENCH_SINK:-disk}
+BENCH_SECTION=${BENCH_SECTION:-veil deid}
 
 PYDICOM_VERSION=3.0.2
 DICOGNITO_VERSION=0.19.0
@@ -88,6 +97,11 @@ DCMANON_CRATE_VERSION=0.3.1
 BENCH_7000_1_SHA=47ea7e47d6226897ec36e904f4a24e12c2f73f180838dca821af6c0db39fb3fc
 
 WORK=$ROOT/target/bench
+case "$BENCH_SINK" in
+    disk) OUTS=$WORK ;;
+    tmpfs) OUTS=/dev/shm/veil-bench ;;
+    *) echo "BENCH_SINK must be disk or tmpfs" >&2; exit 2 ;;
+esac
 VENV=$ROOT/target/bench-venv
 PEERS=$ROOT/target/bench-peers
 BASE=$ROOT/target/corpus/base
@@ -234,17 +248,21 @@ if __name__ == "__main__":
 PYEOF
 
 # ---------------------------------------------------------------- timing
-if sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
+if [ "$BENCH_CACHE" != warm ] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
     CACHE_MODE=cold
     CACHE_NOTE="cold: \`sync; echo 3 > /proc/sys/vm/drop_caches\` before each tool (the corpus is read from disk)"
 else
+    [ "$BENCH_CACHE" = cold ] && die "BENCH_CACHE=cold but drop_caches is not permitted"
     CACHE_MODE=warm
-    CACHE_NOTE="warm: drop_caches not permitted, so \`sync\` and a full read of the corpus (cat > /dev/null) before each tool (the corpus is read from the page cache)"
+    CACHE_NOTE="warm: BENCH_CACHE=$BENCH_CACHE, so \`sync\` and a full read of the corpus (cat > /dev/null) before each tool (the corpus is read from the page cache)"
 fi
-log "cache mode: $CACHE_MODE"
+log "cache mode: $CACHE_MODE, outputs on $BENCH_SINK ($OUTS)"
+CACHE_NOTE="$CACHE_NOTE; outputs written to $BENCH_SINK ($OUTS)"
+mkdir -p "$OUTS"
 
 prepare() {  # prepare DIR...: clear outputs, flush, then drop or warm caches
-    rm -rf "$@"
+    local d
+    for d in "$@"; do rm -rf "$d" "$d.review"; done
     sync
     if [ "$CACHE_MODE" = cold ]; then
         echo 3 >/proc/sys/vm/drop_caches
@@ -284,13 +302,14 @@ timed() {
         rc=$?
     fi
     read -r wall rss < <(parse_time "$LOGS/$name.time")
-    n=$( [ -d "$out" ] && find "$out" -type f | wc -l || echo 0)
+    # veil writes objects that need a person's review beside OUT (OUT.review)
+    n=$(find "$out" "$out.review" -type f 2>/dev/null | wc -l)
     log "$name: rc=$rc wall=${wall}s peak_rss=${rss}kB outputs=$n/$IN_FILES"
     [ "$rc" = 0 ] || log "  (see $LOGS/$name.err)"
     local cmd="$*"
     cmd=${cmd//$ROOT\//}
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rc" "$wall" "$rss" "$n" "$cmd" >>"$RESULTS"
-    [ "$BENCH_KEEP_OUTPUT" = 1 ] || rm -rf "$out"
+    [ "$BENCH_KEEP_OUTPUT" = 1 ] || rm -rf "$out" "$out.review"
 }
 
 if selected veil || selected mem; then
@@ -298,21 +317,21 @@ if selected veil || selected mem; then
     "$VEIL" key new "$KEY"
 fi
 
-selected cp && timed cp "$WORK/out-cp" 0 cp -r "$BENCH" "$WORK/out-cp"
-selected veil && timed veil "$WORK/out-veil" 1 \
-    "$VEIL" deid "$BENCH" --out "$WORK/out-veil" --key "$KEY" --jobs "$BENCH_JOBS"
-selected dicognito && timed dicognito "$WORK/out-dicognito" 0 \
-    "$VENV/bin/python" -m dicognito --output-directory "$WORK/out-dicognito" --quiet "$BENCH"
+selected cp && timed cp "$OUTS/out-cp" 0 cp -r "$BENCH" "$OUTS/out-cp"
+selected veil && timed veil "$OUTS/out-veil" 1 \
+    "$VEIL" deid "$BENCH" --out "$OUTS/out-veil" --key "$KEY" --jobs "$BENCH_JOBS"
+selected dicognito && timed dicognito "$OUTS/out-dicognito" 0 \
+    "$VENV/bin/python" -m dicognito --output-directory "$OUTS/out-dicognito" --quiet "$BENCH"
 if selected dcmanon; then
     if [ "$dcmanon_status" = ok ]; then
-        timed dcmanon "$WORK/out-dcmanon" 1 \
-            env RAYON_NUM_THREADS="$BENCH_JOBS" "$DCMANON" anonymize -i "$BENCH" -o "$WORK/out-dcmanon" -r --continue
+        timed dcmanon "$OUTS/out-dcmanon" 1 \
+            env RAYON_NUM_THREADS="$BENCH_JOBS" "$DCMANON" anonymize -i "$BENCH" -o "$OUTS/out-dcmanon" -r --continue
     else
         printf 'dcmanon\t%s\t\t\t0\t%s\n' "-" "$dcmanon_status" >>"$RESULTS"
     fi
 fi
-selected dcmanon-py && timed dcmanon-py "$WORK/out-dcmanon-py" 0 \
-    "$VENV/bin/python" "$DCMANON_PY" "$BENCH" "$WORK/out-dcmanon-py" "$BENCH_JOBS"
+selected dcmanon-py && timed dcmanon-py "$OUTS/out-dcmanon-py" 0 \
+    "$VENV/bin/python" "$DCMANON_PY" "$BENCH" "$OUTS/out-dcmanon-py" "$BENCH_JOBS"
 
 # ---------------------------------------------------------------- memory check
 MEM_RESULTS=$WORK/mem.tsv
@@ -342,7 +361,7 @@ fi
 
 # ---------------------------------------------------------------- report
 ver() { "$@" 2>/dev/null | head -1 || true; }
-export BENCH_REPORT RESULTS MEM_RESULTS IN_FILES IN_BYTES CACHE_NOTE BENCH_JOBS BENCH_COUNT BENCH_SEED BENCH_ONLY BENCH_TIMEOUT
+export BENCH_SECTION BENCH_REPORT RESULTS MEM_RESULTS IN_FILES IN_BYTES CACHE_NOTE BENCH_JOBS BENCH_COUNT BENCH_SEED BENCH_ONLY BENCH_TIMEOUT
 export R_NPROC R_CPU R_MEM R_DATE R_KERNEL R_COMMIT R_VEIL R_DICOGNITO R_DCMANON R_DCMANON_PY R_CP R_TREE
 R_NPROC=$(nproc)
 R_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -374,7 +393,7 @@ veil = next((r for r in rows if r["tool"] == "veil" and r["rc"] == "0" and r["wa
 def mib(kb):
     return f"{int(kb) / 1024:.0f}" if kb else "-"
 
-out = ["## veil deid", ""]
+out = ["## " + E["BENCH_SECTION"], ""]
 out.append(f"Generated by `scripts/bench.sh` on {E['R_DATE']} (BENCH_COUNT={E['BENCH_COUNT']}, "
            f"BENCH_SEED={E['BENCH_SEED']}, BENCH_JOBS={E['BENCH_JOBS']}, BENCH_ONLY={E['BENCH_ONLY']}).")
 out.append("")
@@ -425,7 +444,7 @@ path = E["BENCH_REPORT"]
 text = open(path).read() if os.path.exists(path) else (
     "# Benchmarks\n\nProduced by `scripts/bench.sh` (see the comment at its top for the method). "
     "Rerun it to refresh the section below.\n\n")
-m = re.search(r"^## veil deid[ \t]*$", text, flags=re.M)
+m = re.search(r"^## " + re.escape(E["BENCH_SECTION"]) + r"[ \t]*$", text, flags=re.M)
 if m:
     nxt = re.search(r"^## ", text[m.end():], flags=re.M)
     end = m.end() + nxt.start() if nxt else len(text)

@@ -319,13 +319,13 @@ fn every_row_under_the_basic_profile_and_each_option() {
             let (top, nested) = run(tag, vr, &opts);
             for (place, got) in [("top level", top), ("3 deep", nested)] {
                 cases += 1;
-                if tag == Tag(0x0008, 0x0016)
-                    || tag == Tag(0x0008, 0x0018)
-                    || tag == Tag(0x0008, 0x0060)
-                {
-                    if place == "3 deep" {
-                        continue;
-                    }
+                let top_only = [
+                    Tag(0x0008, 0x0016),
+                    Tag(0x0008, 0x0018),
+                    Tag(0x0008, 0x0060),
+                ];
+                if top_only.contains(&tag) && place == "3 deep" {
+                    continue;
                 }
                 if let Err(e) = check(code, row, tag, vr, &opts, got.as_ref()) {
                     failures.push(format!(

@@ -26,8 +26,15 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!("{TMP_PREFIX}{}-{name}", std::process::id()));
-        let f = File::create(&tmp)?;
+        // unique per process and per call: two threads may write the same
+        // destination (duplicate instances) at the same time
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("{TMP_PREFIX}{}-{n}-{name}", std::process::id()));
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         Ok(AtomicFile {
             tmp,
             dest: dest.to_path_buf(),
@@ -50,7 +57,9 @@ impl AtomicFile {
     pub fn sync(mut self) -> io::Result<Synced> {
         let w = self.w.take().expect("not committed");
         let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
+        // data and the size needed to read it back; other metadata
+        // (timestamps) need not hit the disk before the rename
+        f.sync_data()?;
         Ok(Synced {
             tmp: std::mem::take(&mut self.tmp),
             dest: std::mem::take(&mut self.dest),
@@ -73,17 +82,31 @@ impl Drop for Synced {
 }
 
 impl Synced {
-    /// Renames into place and fsyncs the folder.
-    pub fn persist(mut self) -> io::Result<()> {
+    /// Renames into place and fsyncs the folder, so the new name survives
+    /// a power loss.
+    pub fn persist(self) -> io::Result<()> {
+        let dir = self.persist_deferred()?;
+        sync_dir(&dir)
+    }
+
+    /// Renames into place and returns the folder, whose fsync the caller
+    /// does later (once per folder for a batch, instead of once per file).
+    /// The file is complete either way; until the folder is synced, a power
+    /// loss may forget the new name, and a re-run then writes it again.
+    pub fn persist_deferred(mut self) -> io::Result<PathBuf> {
         let tmp = std::mem::take(&mut self.tmp);
         fs::rename(&tmp, &self.dest)?;
-        if let Some(dir) = self.dest.parent() {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        Ok(self
+            .dest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")))
     }
+}
+
+/// Fsyncs a folder (makes renames in it durable).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 impl Drop for AtomicFile {

@@ -10,7 +10,7 @@
 //! in the [`Report`], which is for the site's eyes and is written outside
 //! OUT by the caller.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -195,19 +195,22 @@ impl Batch<'_> {
         // mostly waiting for the disk (every output is fsynced before its
         // rename), so more threads than jobs keep the disk busy while at
         // most `jobs` of them compute.
-        let cpu = Semaphore::new(self.jobs.max(1));
+        let st = RunState {
+            claims: Mutex::new(HashMap::new()),
+            cpu: Semaphore::new(self.jobs.max(1)),
+            dirs: Mutex::new(BTreeSet::new()),
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.jobs.max(1) * IO_THREADS_PER_JOB)
             .build()
             .map_err(std::io::Error::other)?;
         let deid = Deidentifier::new(self.policy);
-        let claims = Mutex::new(HashMap::new());
         let mut results: Vec<Processed> = pool.install(|| {
             files
                 .par_iter()
                 .enumerate()
                 .map(|(idx, f)| {
-                    let r = self.one(&deid, &claims, &cpu, idx, f);
+                    let r = self.one(&deid, &st, idx, f);
                     tick(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                     r
                 })
@@ -216,14 +219,18 @@ impl Batch<'_> {
         // Of several inputs with the same SOP Instance UID, the first in
         // input order is released (deterministically, whatever the thread
         // timing); the others are reported as duplicates.
-        let claims = claims.into_inner().unwrap_or_default();
+        // make every rename durable: one fsync per folder
+        for dir in st.dirs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            veil_io::atomic::sync_dir(dir)?;
+        }
+        let claims = st.claims.into_inner().unwrap_or_default();
         for (r, bytes, claim) in &mut results {
             if let (
                 Some((sop, idx)),
                 Outcome::Written { output } | Outcome::Review { output, .. },
             ) = (claim.as_ref(), &r.outcome)
             {
-                if claims.get(sop) != Some(idx) {
+                if claims.get(sop).map(|c| c.0) != Some(*idx) {
                     r.outcome = Outcome::DuplicateInstance {
                         output: output.clone(),
                     };
@@ -262,15 +269,8 @@ impl Batch<'_> {
         })
     }
 
-    fn one(
-        &self,
-        deid: &Deidentifier,
-        claims: &Claims,
-        cpu: &Semaphore,
-        idx: usize,
-        input: &Path,
-    ) -> Processed {
-        let (outcome, bytes, claim) = self.process(deid, claims, cpu, idx, input);
+    fn one(&self, deid: &Deidentifier, st: &RunState, idx: usize, input: &Path) -> Processed {
+        let (outcome, bytes, claim) = self.process(deid, st, idx, input);
         (
             FileResult {
                 input: input.display().to_string(),
@@ -284,12 +284,11 @@ impl Batch<'_> {
     fn process(
         &self,
         deid: &Deidentifier,
-        claims: &Claims,
-        cpu: &Semaphore,
+        st: &RunState,
         idx: usize,
         input: &Path,
     ) -> (Outcome, u64, Option<Claim>) {
-        let permit = cpu.acquire();
+        let permit = st.cpu.acquire();
         let file = match veil_io::read(input) {
             Ok(f) => f,
             Err(e) if e.reason == QuarantineReason::NotDicom => {
@@ -319,15 +318,15 @@ impl Batch<'_> {
         let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
         let sop = d.sop_instance.clone();
         {
-            let mut c = claims.lock().unwrap_or_else(|e| e.into_inner());
+            let mut c = st.claims.lock().unwrap_or_else(|e| e.into_inner());
             match c.get(&sop) {
-                Some(&other) if other < idx => {
+                Some(&(other, _)) if other < idx => {
                     return (Outcome::DuplicateInstance { output: rel }, 0, None)
                 }
                 Some(_) => {}
                 None if dest.exists() => {
                     // finished by an earlier run (resume after a crash)
-                    c.insert(sop.clone(), usize::MIN);
+                    c.insert(sop.clone(), (usize::MIN, dest.clone()));
                     return (Outcome::AlreadyDone { output: rel }, size, None);
                 }
                 None => {}
@@ -346,14 +345,29 @@ impl Batch<'_> {
             Err(e) => return io_fail(e.to_string()),
         };
         {
-            let mut c = claims.lock().unwrap_or_else(|e| e.into_inner());
-            if c.get(&sop).is_some_and(|&other| other < idx) {
-                return (Outcome::DuplicateInstance { output: rel }, 0, None);
+            let mut c = st.claims.lock().unwrap_or_else(|e| e.into_inner());
+            let previous = match c.get(&sop) {
+                Some((other, _)) if *other < idx => {
+                    return (Outcome::DuplicateInstance { output: rel }, 0, None);
+                }
+                Some((_, path)) => Some(path.clone()),
+                None => None,
+            };
+            match synced.persist_deferred() {
+                Ok(dir) => {
+                    st.dirs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(dir);
+                }
+                Err(e) => return io_fail(format!("{:?}", e.kind())),
             }
-            if let Err(e) = synced.persist() {
-                return io_fail(format!("{:?}", e.kind()));
+            // a later input of the same instance was released first, to
+            // another place (its header differs): this one replaces it
+            if let Some(p) = previous.filter(|p| *p != dest) {
+                let _ = std::fs::remove_file(p);
             }
-            c.insert(sop.clone(), idx);
+            c.insert(sop.clone(), (idx, dest.clone()));
         }
         let claim = Some((sop, idx));
         match d.review {
@@ -371,7 +385,7 @@ impl Batch<'_> {
 }
 
 /// Threads per CPU job: the extra ones wait on the disk.
-const IO_THREADS_PER_JOB: usize = 4;
+const IO_THREADS_PER_JOB: usize = 8;
 
 /// A counting semaphore bounding CPU-bound sections to `jobs` threads.
 struct Semaphore {
@@ -412,5 +426,12 @@ type Processed = (FileResult, u64, Option<Claim>);
 /// (SOP Instance UID, input index) of a released instance.
 type Claim = (String, usize);
 
-/// SOP Instance UID -> the input index that released it.
-type Claims = Mutex<HashMap<String, usize>>;
+/// State shared by the workers of one run.
+struct RunState {
+    /// SOP Instance UID -> the input index that released it, and where.
+    claims: Mutex<HashMap<String, (usize, PathBuf)>>,
+    /// Bounds CPU-bound work to `jobs` threads.
+    cpu: Semaphore,
+    /// Folders that received renames, fsynced once at the end.
+    dirs: Mutex<BTreeSet<PathBuf>>,
+}

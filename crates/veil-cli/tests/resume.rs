@@ -1,0 +1,142 @@
+//! A run killed with SIGKILL part-way leaves no partial output, and
+//! re-running the same command finishes the job without rewriting finished
+//! files: the result equals an uninterrupted run, byte for byte.
+#![allow(clippy::print_stderr)] // tests report what they measured
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut m = BTreeMap::new();
+    walk(root, root, &mut m);
+    m
+}
+
+/// `bytes` is the reference output, or a complete output of the same
+/// instance (a duplicate input that the killed run released first).
+fn same_instance(rel: &str, bytes: &[u8], want: Option<&Vec<u8>>) {
+    let want = want.unwrap_or_else(|| panic!("unexpected output {rel}"));
+    if bytes == want.as_slice() {
+        return;
+    }
+    let a = veil_io::read_bytes(bytes.to_vec()).expect("a complete, parsable output");
+    let b = veil_io::read_bytes(want.clone()).unwrap();
+    let sop = veil_core::Tag(0x0008, 0x0018);
+    assert_eq!(
+        a.dataset.ascii(sop),
+        b.dataset.ascii(sop),
+        "{rel}: another instance"
+    );
+}
+
+fn count(root: &Path) -> usize {
+    tree(root).len()
+}
+
+#[test]
+fn kill_9_then_rerun_finishes_the_job() {
+    let Ok(corpus) = std::env::var("VEIL_CORPUS") else {
+        assert!(std::env::var("VEIL_REQUIRE_CORPUS").is_err());
+        eprintln!("VEIL_CORPUS not set; skipping");
+        return;
+    };
+    let tmp = std::env::temp_dir().join(format!("veil-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let key = tmp.join("k.key");
+    let veil = env!("CARGO_BIN_EXE_veil");
+    assert!(Command::new(veil)
+        .args(["key", "new"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let deid = |out: &PathBuf| {
+        let mut c = Command::new(veil);
+        c.arg("deid")
+            .arg(&corpus)
+            .arg("--out")
+            .arg(out)
+            .arg("--key")
+            .arg(&key);
+        c.args(["--jobs", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    // reference: one uninterrupted run
+    let full = tmp.join("full");
+    deid(&full).status().unwrap();
+    let expected = tree(&full);
+    let expected_review = tree(&tmp.join("full.review"));
+
+    // interrupted run
+    let out = tmp.join("out");
+    let mut child = deid(&out).spawn().unwrap();
+    let start = Instant::now();
+    while count(&out) + count(&tmp.join("out.review")) < 40
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = tree(&out);
+    let finished = partial
+        .keys()
+        .chain(tree(&tmp.join("out.review")).keys())
+        .filter(|r| !r.rsplit('/').next().unwrap().starts_with(".veil-tmp-"))
+        .count();
+    eprintln!(
+        "killed after {finished} finished outputs of {}",
+        expected.len() + expected_review.len()
+    );
+    // whatever is there is complete: every finished file parses and is the
+    // reference file, or (for an instance that several inputs carry, in
+    // different transfer syntaxes) a complete copy of the same instance
+    for (rel, bytes) in &partial {
+        if rel.rsplit('/').next().unwrap().starts_with(".veil-tmp-") {
+            continue; // a temporary of the killed run, removed by the rerun
+        }
+        same_instance(rel, bytes, expected.get(rel));
+    }
+    // rerun: finishes, reports the finished files as already done
+    let res = deid(&out).stdout(Stdio::piped()).output().unwrap();
+    let summary = String::from_utf8_lossy(&res.stdout);
+    let done: usize = summary
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" already done"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("summary names the files already done");
+    assert_eq!(done, finished, "{summary}");
+    for (got, want) in [
+        (tree(&out), &expected),
+        (tree(&tmp.join("out.review")), &expected_review),
+    ] {
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "rerun produced other files than an uninterrupted run"
+        );
+        for (rel, bytes) in &got {
+            same_instance(rel, bytes, want.get(rel));
+        }
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
