@@ -303,7 +303,7 @@ timed() {
     fi
     read -r wall rss < <(parse_time "$LOGS/$name.time")
     # veil writes objects that need a person's review beside OUT (OUT.review)
-    n=$(find "$out" "$out.review" -type f 2>/dev/null | wc -l)
+    n=$({ find "$out" "$out.review" -type f 2>/dev/null || true; } | wc -l)
     log "$name: rc=$rc wall=${wall}s peak_rss=${rss}kB outputs=$n/$IN_FILES"
     [ "$rc" = 0 ] || log "  (see $LOGS/$name.err)"
     local cmd="$*"

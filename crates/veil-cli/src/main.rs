@@ -59,6 +59,10 @@ enum Cmd {
         /// Write the site-local JSON report here (must be outside OUT).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write a new DICOMDIR for OUT (File IDs then follow PS3.10:
+        /// 8-character components, no extension).
+        #[arg(long)]
+        dicomdir: bool,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> Result<i32, String> {
             review,
             jobs,
             report,
+            dicomdir,
             policy: pargs,
         } => {
             let policy = policy(&pargs, false)?;
@@ -173,6 +178,7 @@ fn run(cli: Cli) -> Result<i32, String> {
                 review,
                 jobs,
                 policy: &policy,
+                dicomdir,
             };
             let tick = |done: usize, total: usize| {
                 if let Some(b) = &bar {

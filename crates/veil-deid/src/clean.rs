@@ -102,6 +102,8 @@ impl Harvest {
     }
 
     fn push(&mut self, s: &str) {
+        // matched on word boundaries, so the edges must be word characters
+        let s = s.trim_matches(|c: char| !c.is_alphanumeric());
         // one- and two-letter pieces (initials, "DR") are too common to
         // remove everywhere; whole values and longer pieces are not
         if s.chars().count() >= 3 {
@@ -123,7 +125,7 @@ impl Harvest {
                 .map(|t| regex::escape(t))
                 .collect::<Vec<_>>()
                 .join("|");
-            RegexBuilder::new(&format!(r"(?:^|\b|\W)(?:{alt})(?:$|\b|\W)"))
+            RegexBuilder::new(&format!(r"\b(?:{alt})\b"))
                 .case_insensitive(true)
                 .size_limit(64 << 20)
                 .build()
@@ -147,11 +149,12 @@ impl Cleaner {
         if self.failed {
             return None;
         }
-        let mut s = text.to_string();
+        // patterns first: an e-mail address must go whole, not just the
+        // name part that the object's own values would match
+        let mut s = patterns().replace_all(text, MASK).into_owned();
         if let Some(re) = &self.own {
             s = re.replace_all(&s, MASK).into_owned();
         }
-        s = patterns().replace_all(&s, MASK).into_owned();
         Some(s)
     }
 }

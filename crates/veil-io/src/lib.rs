@@ -15,12 +15,16 @@
 
 pub mod atomic;
 mod dataset;
+mod dicomdir;
 mod read;
 mod write;
 
 pub use dataset::{DataSet, Element, Value};
+pub use dicomdir::{write_dicomdir, DirEntry};
 pub use read::{read, read_bytes, DicomFile, FileMeta, ReadError, Source, TsInfo};
-pub use write::{encode_dataset, write_file, write_synced, BulkSource, WriteError, WriteMeta};
+pub use write::{
+    encode_dataset, file_header, write_file, write_synced, BulkSource, WriteError, WriteMeta,
+};
 
 /// The UID that Veil writes as Implementation Class UID (0002,0012): a
 /// UUID-derived UID fixed for the project, so outputs say who wrote them

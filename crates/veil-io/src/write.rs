@@ -68,19 +68,7 @@ pub fn write_synced(
 ) -> Result<Synced, WriteError> {
     let mut out = AtomicFile::create(path)?;
     let w = out.writer();
-    w.write_all(&[0u8; 128])?;
-    w.write_all(b"DICM")?;
-    let table = FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid(meta.sop_class.as_str())
-        .media_storage_sop_instance_uid(meta.sop_instance.as_str())
-        .transfer_syntax(ts.uid.as_str())
-        .implementation_class_uid(crate::IMPLEMENTATION_CLASS_UID)
-        .implementation_version_name(crate::IMPLEMENTATION_VERSION_NAME)
-        .build()
-        .map_err(|e| WriteError::Encode(format!("File Meta: {e}")))?;
-    table
-        .write(&mut *w)
-        .map_err(|e| WriteError::Encode(format!("File Meta: {e}")))?;
+    w.write_all(&file_header(meta, ts)?)?;
     let mut bulk = BulkSource::open(source)?;
     if ts.deflated {
         let mut buf = Vec::new();
@@ -92,6 +80,24 @@ pub fn write_synced(
         encode_dataset(w, ts, dataset, &mut bulk)?;
     }
     Ok(out.sync()?)
+}
+
+/// The zeroed preamble, `DICM` and a File Meta built from scratch.
+pub fn file_header(meta: &WriteMeta, ts: &TsInfo) -> Result<Vec<u8>, WriteError> {
+    let mut w = vec![0u8; 128];
+    w.extend_from_slice(b"DICM");
+    let table = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(meta.sop_class.as_str())
+        .media_storage_sop_instance_uid(meta.sop_instance.as_str())
+        .transfer_syntax(ts.uid.as_str())
+        .implementation_class_uid(crate::IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(crate::IMPLEMENTATION_VERSION_NAME)
+        .build()
+        .map_err(|e| WriteError::Encode(format!("File Meta: {e}")))?;
+    table
+        .write(&mut w)
+        .map_err(|e| WriteError::Encode(format!("File Meta: {e}")))?;
+    Ok(w)
 }
 
 /// Encodes a data set in a transfer syntax into any writer.

@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use veil_core::QuarantineReason;
-use veil_deid::{Deidentifier, Policy};
+use veil_core::Tag;
+use veil_deid::{pseudonym, Deidentifier, Policy};
+use veil_io::DirEntry;
 use veil_io::WriteMeta;
 
 /// What to run.
@@ -33,6 +35,9 @@ pub struct Batch<'a> {
     pub jobs: usize,
     /// The policy.
     pub policy: &'a Policy,
+    /// Write `OUT/DICOMDIR`; output File IDs then follow PS3.10's rules
+    /// (8 characters of A-Z, 0-9, no extension).
+    pub dicomdir: bool,
 }
 
 /// How one input ended.
@@ -253,6 +258,9 @@ impl Batch<'_> {
             }
             counts.bytes_in += bytes;
         }
+        if self.dicomdir {
+            self.write_dicomdir(&results)?;
+        }
         Ok(Report {
             notice: "SITE-LOCAL: this report names input files, whose paths can identify patients. Do not release it with the output.",
             veil_version: env!("CARGO_PKG_VERSION"),
@@ -305,10 +313,18 @@ impl Batch<'_> {
             Err(reason) => return (Outcome::Quarantined { reason }, 0, None),
         };
         drop(permit);
-        let rel = format!(
-            "{}/{}/{}/{}.dcm",
-            d.path[0], d.path[1], d.path[2], d.path[3]
-        );
+        let rel = if self.dicomdir {
+            d.path
+                .iter()
+                .map(|c| pseudonym::format_id(self.policy.key(), "{hash:8}", "file-id", c, None))
+                .collect::<Vec<_>>()
+                .join("/")
+        } else {
+            format!(
+                "{}/{}/{}/{}.dcm",
+                d.path[0], d.path[1], d.path[2], d.path[3]
+            )
+        };
         let root = if d.review.is_some() {
             &self.review
         } else {
@@ -381,6 +397,35 @@ impl Batch<'_> {
             ),
             None => (Outcome::Written { output: rel }, size, claim),
         }
+    }
+}
+
+impl Batch<'_> {
+    /// Writes OUT/DICOMDIR from the headers of the released outputs.
+    fn write_dicomdir(&self, results: &[Processed]) -> std::io::Result<()> {
+        let mut entries = Vec::new();
+        for (r, _, _) in results {
+            let rel = match &r.outcome {
+                Outcome::Written { output } | Outcome::AlreadyDone { output } => output,
+                _ => continue,
+            };
+            let Ok(f) = veil_io::read(&self.out.join(rel)) else {
+                continue;
+            };
+            entries.push(DirEntry {
+                file_id: rel.split('/').map(str::to_string).collect(),
+                ts_uid: f.ts.uid.clone(),
+                dataset: f.dataset,
+            });
+        }
+        let mut sops: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.dataset.ascii(Tag(0x0008, 0x0018)))
+            .collect();
+        sops.sort_unstable();
+        let uid = pseudonym::uid(self.policy.key(), &format!("DICOMDIR {}", sops.join(" ")));
+        veil_io::write_dicomdir(&self.out, &entries, &uid)
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
 
