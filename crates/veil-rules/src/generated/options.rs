@@ -3,76 +3,24 @@
 // source: rules/sources/cid7050_options.tsv (sha256 e31b2e0a7b6d6b40d30636e7c138b5d4d1f166dd12a0adc987b6de7c6acfd5ee)
 // Provenance and licences: rules/sources/PROVENANCE.md
 
-use crate::MethodCode;
 use veil_core::ProfileOption;
+use crate::MethodCode;
 
 /// The code of the Basic Application Confidentiality Profile.
-pub static PROFILE_CODE: MethodCode = MethodCode {
-    option: None,
-    code: "113100",
-    meaning: "Basic Application Confidentiality Profile",
-};
+pub static PROFILE_CODE: MethodCode = MethodCode { option: None, code: "113100", meaning: "Basic Application Confidentiality Profile" };
 
 /// One code per option.
 pub static OPTION_CODES: &[MethodCode] = &[
-    MethodCode {
-        option: Some(ProfileOption::CleanPixelData),
-        code: "113101",
-        meaning: "Clean Pixel Data Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::CleanRecognizableVisualFeatures),
-        code: "113102",
-        meaning: "Clean Recognizable Visual Features Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::CleanGraphics),
-        code: "113103",
-        meaning: "Clean Graphics Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::CleanStructuredContent),
-        code: "113104",
-        meaning: "Clean Structured Content Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::CleanDescriptors),
-        code: "113105",
-        meaning: "Clean Descriptors Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::RetainLongFullDates),
-        code: "113106",
-        meaning: "Retain Longitudinal Temporal Information Full Dates Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::RetainLongModifiedDates),
-        code: "113107",
-        meaning: "Retain Longitudinal Temporal Information Modified Dates Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::RetainPatientCharacteristics),
-        code: "113108",
-        meaning: "Retain Patient Characteristics Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::RetainDeviceIdentity),
-        code: "113109",
-        meaning: "Retain Device Identity Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::RetainUids),
-        code: "113110",
-        meaning: "Retain UIDs Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::RetainSafePrivate),
-        code: "113111",
-        meaning: "Retain Safe Private Option",
-    },
-    MethodCode {
-        option: Some(ProfileOption::RetainInstitutionIdentity),
-        code: "113112",
-        meaning: "Retain Institution Identity Option",
-    },
+    MethodCode { option: Some(ProfileOption::CleanPixelData), code: "113101", meaning: "Clean Pixel Data Option" },
+    MethodCode { option: Some(ProfileOption::CleanRecognizableVisualFeatures), code: "113102", meaning: "Clean Recognizable Visual Features Option" },
+    MethodCode { option: Some(ProfileOption::CleanGraphics), code: "113103", meaning: "Clean Graphics Option" },
+    MethodCode { option: Some(ProfileOption::CleanStructuredContent), code: "113104", meaning: "Clean Structured Content Option" },
+    MethodCode { option: Some(ProfileOption::CleanDescriptors), code: "113105", meaning: "Clean Descriptors Option" },
+    MethodCode { option: Some(ProfileOption::RetainLongFullDates), code: "113106", meaning: "Retain Longitudinal Temporal Information Full Dates Option" },
+    MethodCode { option: Some(ProfileOption::RetainLongModifiedDates), code: "113107", meaning: "Retain Longitudinal Temporal Information Modified Dates Option" },
+    MethodCode { option: Some(ProfileOption::RetainPatientCharacteristics), code: "113108", meaning: "Retain Patient Characteristics Option" },
+    MethodCode { option: Some(ProfileOption::RetainDeviceIdentity), code: "113109", meaning: "Retain Device Identity Option" },
+    MethodCode { option: Some(ProfileOption::RetainUids), code: "113110", meaning: "Retain UIDs Option" },
+    MethodCode { option: Some(ProfileOption::RetainSafePrivate), code: "113111", meaning: "Retain Safe Private Option" },
+    MethodCode { option: Some(ProfileOption::RetainInstitutionIdentity), code: "113112", meaning: "Retain Institution Identity Option" },
 ];

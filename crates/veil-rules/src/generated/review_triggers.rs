@@ -7,70 +7,15 @@ use crate::{ReviewTrigger, TriggerKind};
 
 /// Triggers.
 pub static REVIEW_TRIGGERS: &[ReviewTrigger] = &[
-    ReviewTrigger {
-        kind: TriggerKind::Modality,
-        value: "US",
-        always: false,
-        reason: "ultrasound images usually carry burned-in patient text",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::Modality,
-        value: "XA",
-        always: false,
-        reason: "angiography frames often carry burned-in annotation",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::Modality,
-        value: "RF",
-        always: false,
-        reason: "fluoroscopy frames often carry burned-in annotation",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::Modality,
-        value: "ES",
-        always: false,
-        reason: "endoscopy video frames often carry burned-in annotation",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::Modality,
-        value: "SC",
-        always: false,
-        reason: "secondary captures are often screenshots",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::Modality,
-        value: "DOC",
-        always: false,
-        reason: "document objects",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::SopClassPrefix,
-        value: "1.2.840.10008.5.1.4.1.1.7",
-        always: false,
-        reason: "secondary capture (screenshots, scanned documents)",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::SopClassPrefix,
-        value: "1.2.840.10008.5.1.4.1.1.104",
-        always: true,
-        reason: "encapsulated document (PDF, CDA, STL, ...)",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::SopClassPrefix,
-        value: "1.2.840.10008.5.1.4.1.1.6.",
-        always: false,
-        reason: "ultrasound image storage",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::SopClassPrefix,
-        value: "1.2.840.10008.5.1.4.1.1.3.1",
-        always: false,
-        reason: "ultrasound multi-frame image storage",
-    },
-    ReviewTrigger {
-        kind: TriggerKind::SopClassPrefix,
-        value: "1.2.840.10008.5.1.4.1.1.12.",
-        always: false,
-        reason: "X-ray angiographic / radiofluoroscopic image storage",
-    },
+    ReviewTrigger { kind: TriggerKind::Modality, value: "US", always: false, reason: "ultrasound images usually carry burned-in patient text" },
+    ReviewTrigger { kind: TriggerKind::Modality, value: "XA", always: false, reason: "angiography frames often carry burned-in annotation" },
+    ReviewTrigger { kind: TriggerKind::Modality, value: "RF", always: false, reason: "fluoroscopy frames often carry burned-in annotation" },
+    ReviewTrigger { kind: TriggerKind::Modality, value: "ES", always: false, reason: "endoscopy video frames often carry burned-in annotation" },
+    ReviewTrigger { kind: TriggerKind::Modality, value: "SC", always: false, reason: "secondary captures are often screenshots" },
+    ReviewTrigger { kind: TriggerKind::Modality, value: "DOC", always: false, reason: "document objects" },
+    ReviewTrigger { kind: TriggerKind::SopClassPrefix, value: "1.2.840.10008.5.1.4.1.1.7", always: false, reason: "secondary capture (screenshots, scanned documents)" },
+    ReviewTrigger { kind: TriggerKind::SopClassPrefix, value: "1.2.840.10008.5.1.4.1.1.104", always: true, reason: "encapsulated document (PDF, CDA, STL, ...)" },
+    ReviewTrigger { kind: TriggerKind::SopClassPrefix, value: "1.2.840.10008.5.1.4.1.1.6.", always: false, reason: "ultrasound image storage" },
+    ReviewTrigger { kind: TriggerKind::SopClassPrefix, value: "1.2.840.10008.5.1.4.1.1.3.1", always: false, reason: "ultrasound multi-frame image storage" },
+    ReviewTrigger { kind: TriggerKind::SopClassPrefix, value: "1.2.840.10008.5.1.4.1.1.12.", always: false, reason: "X-ray angiographic / radiofluoroscopic image storage" },
 ];
