@@ -9,49 +9,15 @@
 //! a missing dciodvfy is a failure, not a skip.
 #![allow(clippy::print_stderr)] // tests report what they measured
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use veil_core::Tag;
 use veil_io::{DataSet, Value};
 
-fn corpus() -> Option<PathBuf> {
-    match std::env::var("VEIL_CORPUS") {
-        Ok(p) => Some(PathBuf::from(p)),
-        Err(_) => {
-            assert!(
-                std::env::var("VEIL_REQUIRE_CORPUS").is_err(),
-                "VEIL_REQUIRE_CORPUS is set but VEIL_CORPUS is not"
-            );
-            eprintln!("VEIL_CORPUS not set; skipping corpus test");
-            None
-        }
-    }
-}
-
 fn veil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veil"))
-}
-
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    walk(root, root, &mut m);
-    m
 }
 
 fn collect_uids(ds: &DataSet, tag: Tag, out: &mut Vec<String>) {
@@ -100,18 +66,12 @@ fn dciodvfy_errors(p: &Path) -> BTreeSet<String> {
 
 #[test]
 fn deid_on_the_corpus() {
-    let Some(corpus) = corpus() else { return };
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
     let require = std::env::var("VEIL_REQUIRE_CORPUS").is_ok();
-    let tmp = std::env::temp_dir().join(format!("veil-corpus-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    let key = tmp.join("k.key");
-    assert!(veil()
-        .args(["key", "new"])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success());
+    let tmp = veil_test::scratch("corpus-test");
+    let key = veil_test::new_key(env!("CARGO_BIN_EXE_veil"), &tmp);
     let run = |out: &str, report: &str| {
         let st = veil()
             .arg("deid")
@@ -237,12 +197,15 @@ fn deid_on_the_corpus() {
 
     // same key, second run: byte-identical
     let _ = run("out2", "r2.json");
-    let (a, b) = (tree(&tmp.join("out1")), tree(&tmp.join("out2")));
+    let (a, b) = (
+        veil_test::tree(&tmp.join("out1")),
+        veil_test::tree(&tmp.join("out2")),
+    );
     assert_eq!(a.len(), b.len());
     assert!(a == b, "two runs with the same key differ");
     let (a, b) = (
-        tree(&tmp.join("out1.review")),
-        tree(&tmp.join("out2.review")),
+        veil_test::tree(&tmp.join("out1.review")),
+        veil_test::tree(&tmp.join("out2.review")),
     );
     assert!(a == b, "two runs with the same key differ (review)");
     std::fs::remove_dir_all(&tmp).unwrap();

@@ -4,22 +4,10 @@
 //! no error in it. Input DICOMDIRs are never copied.
 #![allow(clippy::print_stderr)] // tests report what they measured
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use veil_core::Tag;
 use veil_io::{DataSet, Value};
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
 
 fn u32_of(ds: &DataSet, tag: Tag) -> u32 {
     let b = ds.bytes(tag).unwrap();
@@ -28,22 +16,12 @@ fn u32_of(ds: &DataSet, tag: Tag) -> u32 {
 
 #[test]
 fn dicomdir_for_the_output() {
-    let Ok(corpus) = std::env::var("VEIL_CORPUS") else {
-        assert!(std::env::var("VEIL_REQUIRE_CORPUS").is_err());
-        eprintln!("VEIL_CORPUS not set; skipping");
+    let Some(corpus) = veil_test::corpus() else {
         return;
     };
-    let tmp = std::env::temp_dir().join(format!("veil-dicomdir-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    let key = tmp.join("k.key");
+    let tmp = veil_test::scratch("dicomdir");
     let veil = env!("CARGO_BIN_EXE_veil");
-    assert!(Command::new(veil)
-        .args(["key", "new"])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success());
+    let key = veil_test::new_key(veil, &tmp);
     let out = tmp.join("out");
     let st = Command::new(veil)
         .arg("deid")
@@ -95,8 +73,7 @@ fn dicomdir_for_the_output() {
             );
         }
     }
-    let mut all = Vec::new();
-    files(&out, &mut all);
+    let all = veil_test::files(&out);
     assert_eq!(leaves, all.len() - 1, "one leaf record per output file");
     assert!(leaves > 100);
     if Command::new("dciodvfy").arg("-h").output().is_ok() {

@@ -3,7 +3,6 @@
 //! UTF-16) and inside UIDs, runs `veil deid` under several option sets, and
 //! checks that none survives in any value, any raw byte or any output path.
 
-use std::path::Path;
 use std::process::Command;
 
 use dicom_core::VR;
@@ -106,23 +105,9 @@ fn contains_ci(hay: &[u8], needle: &str) -> bool {
         || hay.windows(n16.len()).any(|w| w == n16.as_slice())
 }
 
-fn all_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                all_files(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-}
-
 #[test]
 fn planted_phi_never_survives() {
-    let tmp = std::env::temp_dir().join(format!("veil-phi-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let tmp = veil_test::scratch("phi");
     let input = tmp.join("in").join("ZYXWVU_MRN99887766");
     let ts = TsInfo {
         uid: "1.2.840.10008.1.2.1".into(),
@@ -151,13 +136,15 @@ fn planted_phi_never_survives() {
         )
         .unwrap();
     }
-    let key = tmp.join("k.key");
-    assert!(Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(["key", "new"])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success());
+    // a broken copy whose name is PHI: quarantined, and named nowhere but
+    // in the site-local report
+    let whole = std::fs::read(input.join("QWERTYUIOP_0.dcm")).unwrap();
+    veil_io::atomic::write_all(
+        &input.join("ZYXWVU_99887766_broken.dcm"),
+        &whole[..whole.len() / 3],
+    )
+    .unwrap();
+    let key = veil_test::new_key(env!("CARGO_BIN_EXE_veil"), &tmp);
     let option_sets: &[&[&str]] = &[
         &[],
         &["clean-descriptors"],
@@ -184,15 +171,21 @@ fn planted_phi_never_survives() {
             cmd.args(["--option", o]);
         }
         let res = cmd.output().unwrap();
-        assert!(
-            res.status.success(),
-            "{}",
+        assert_eq!(
+            res.status.code(),
+            Some(1),
+            "one input quarantined: {}",
             String::from_utf8_lossy(&res.stderr)
         );
         let stdout = String::from_utf8_lossy(&res.stdout).to_string()
             + &String::from_utf8_lossy(&res.stderr);
-        let mut files = Vec::new();
-        all_files(&out, &mut files);
+        for s in SECRETS {
+            assert!(
+                !contains_ci(stdout.as_bytes(), s),
+                "{opts:?}: '{s}' printed"
+            );
+        }
+        let files = veil_test::files(&out);
         assert_eq!(files.len(), 2, "{opts:?}: both objects written");
         for f in &files {
             let rel = f.strip_prefix(&out).unwrap().to_string_lossy().to_string();

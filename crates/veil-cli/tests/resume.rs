@@ -3,30 +3,9 @@
 //! files: the result equals an uninterrupted run, byte for byte.
 #![allow(clippy::print_stderr)] // tests report what they measured
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    walk(root, root, &mut m);
-    m
-}
 
 /// `bytes` is the reference output, or a complete output of the same
 /// instance (a duplicate input that the killed run released first).
@@ -46,27 +25,17 @@ fn same_instance(rel: &str, bytes: &[u8], want: Option<&Vec<u8>>) {
 }
 
 fn count(root: &Path) -> usize {
-    tree(root).len()
+    veil_test::files(root).len()
 }
 
 #[test]
 fn kill_9_then_rerun_finishes_the_job() {
-    let Ok(corpus) = std::env::var("VEIL_CORPUS") else {
-        assert!(std::env::var("VEIL_REQUIRE_CORPUS").is_err());
-        eprintln!("VEIL_CORPUS not set; skipping");
+    let Some(corpus) = veil_test::corpus() else {
         return;
     };
-    let tmp = std::env::temp_dir().join(format!("veil-resume-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    let key = tmp.join("k.key");
+    let tmp = veil_test::scratch("resume");
     let veil = env!("CARGO_BIN_EXE_veil");
-    assert!(Command::new(veil)
-        .args(["key", "new"])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success());
+    let key = veil_test::new_key(veil, &tmp);
     let deid = |out: &PathBuf| {
         let mut c = Command::new(veil);
         c.arg("deid")
@@ -83,8 +52,8 @@ fn kill_9_then_rerun_finishes_the_job() {
     // reference: one uninterrupted run
     let full = tmp.join("full");
     deid(&full).status().unwrap();
-    let expected = tree(&full);
-    let expected_review = tree(&tmp.join("full.review"));
+    let expected = veil_test::tree(&full);
+    let expected_review = veil_test::tree(&tmp.join("full.review"));
 
     // interrupted run
     let out = tmp.join("out");
@@ -97,10 +66,10 @@ fn kill_9_then_rerun_finishes_the_job() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let partial = tree(&out);
+    let partial = veil_test::tree(&out);
     let finished = partial
         .keys()
-        .chain(tree(&tmp.join("out.review")).keys())
+        .chain(veil_test::tree(&tmp.join("out.review")).keys())
         .filter(|r| !r.rsplit('/').next().unwrap().starts_with(".veil-tmp-"))
         .count();
     eprintln!(
@@ -126,8 +95,8 @@ fn kill_9_then_rerun_finishes_the_job() {
         .expect("summary names the files already done");
     assert_eq!(done, finished, "{summary}");
     for (got, want) in [
-        (tree(&out), &expected),
-        (tree(&tmp.join("out.review")), &expected_review),
+        (veil_test::tree(&out), &expected),
+        (veil_test::tree(&tmp.join("out.review")), &expected_review),
     ] {
         assert_eq!(
             got.keys().collect::<Vec<_>>(),

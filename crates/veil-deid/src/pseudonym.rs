@@ -157,50 +157,45 @@ pub fn shift_date(s: &str, days: i32) -> Option<String> {
     })
 }
 
-/// Shifts a DA value that may be multi-valued or a range (`A-B`).
-pub fn shift_da_value(v: &str, days: i32) -> Option<String> {
+/// Applies `one` to each value of a multi-valued string, keeping empty
+/// values; `None` if any value fails.
+fn map_values(v: &str, one: impl Fn(&str) -> Option<String>) -> Option<String> {
     v.split('\\')
-        .map(|one| {
-            let one = one.trim();
-            if one.is_empty() {
-                return Some(String::new());
+        .map(|x| {
+            let x = x.trim();
+            if x.is_empty() {
+                Some(String::new())
+            } else {
+                one(x)
             }
-            if let Some((a, b)) = one.split_once('-') {
-                let a = if a.is_empty() {
-                    Some(String::new())
-                } else {
-                    shift_date(a, days)
-                };
-                let b = if b.is_empty() {
-                    Some(String::new())
-                } else {
-                    shift_date(b, days)
-                };
-                return Some(format!("{}-{}", a?, b?));
-            }
-            shift_date(one, days)
         })
         .collect::<Option<Vec<_>>>()
         .map(|v| v.join("\\"))
 }
 
-/// Shifts the date part of DT values (`YYYYMMDDHHMMSS.FFFFFF&ZZXX`).
+/// Shifts a DA value that may be multi-valued or a range (`A-B`, `-B`,
+/// `A-`).
+pub fn shift_da_value(v: &str, days: i32) -> Option<String> {
+    map_values(v, |one| match one.split_once('-') {
+        Some((a, b)) => Some(format!(
+            "{}-{}",
+            map_values(a, |d| shift_date(d, days))?,
+            map_values(b, |d| shift_date(d, days))?
+        )),
+        None => shift_date(one, days),
+    })
+}
+
+/// Shifts the date part of DT values (`YYYYMMDDHHMMSS.FFFFFF&ZZXX`; the
+/// offset may start with `-`, so DT ranges are not split).
 pub fn shift_dt_value(v: &str, days: i32) -> Option<String> {
-    v.split('\\')
-        .map(|one| {
-            let one = one.trim();
-            if one.is_empty() {
-                return Some(String::new());
-            }
-            let split = one.len().min(8);
-            let (date, rest) = one.split_at(split);
-            if date.len() < 4 {
-                return None;
-            }
-            Some(format!("{}{rest}", shift_date(date, days)?))
-        })
-        .collect::<Option<Vec<_>>>()
-        .map(|v| v.join("\\"))
+    map_values(v, |one| {
+        let (date, rest) = one.split_at(one.len().min(8));
+        if date.len() < 4 {
+            return None;
+        }
+        Some(format!("{}{rest}", shift_date(date, days)?))
+    })
 }
 
 /// HIPAA Safe Harbor: ages over 89 are reported as 90 or older.

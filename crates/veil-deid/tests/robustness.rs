@@ -3,22 +3,9 @@
 //! refused with a reason.
 #![allow(clippy::print_stderr)] // tests report what they measured
 
-use std::path::{Path, PathBuf};
-
 use veil_deid::{Deidentifier, Key, Policy};
 use veil_io::{encode_dataset, BulkSource};
 use veil_rules::Recipe;
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
 
 fn exercise(policy: &Policy, bytes: Vec<u8>) -> bool {
     let Ok(f) = veil_io::read_bytes(bytes) else {
@@ -37,14 +24,10 @@ fn exercise(policy: &Policy, bytes: Vec<u8>) -> bool {
 
 #[test]
 fn truncated_and_corrupted_files_never_panic() {
-    let Ok(root) = std::env::var("VEIL_CORPUS") else {
-        assert!(std::env::var("VEIL_REQUIRE_CORPUS").is_err());
-        eprintln!("VEIL_CORPUS not set; skipping");
+    let Some(root) = veil_test::corpus() else {
         return;
     };
-    let mut all = Vec::new();
-    files(Path::new(&root), &mut all);
-    all.sort();
+    let all = veil_test::files(&root);
     let small: Vec<_> = all
         .into_iter()
         .filter(|p| {

@@ -20,7 +20,8 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts writing `dest` (its folder is created).
     pub fn create(dest: &Path) -> io::Result<AtomicFile> {
-        let dir = dest.parent().unwrap_or(Path::new("."));
+        let dir = parent_dir(dest);
+        let dir = dir.as_path();
         fs::create_dir_all(dir)?;
         let name = dest
             .file_name()
@@ -96,11 +97,15 @@ impl Synced {
     pub fn persist_deferred(mut self) -> io::Result<PathBuf> {
         let tmp = std::mem::take(&mut self.tmp);
         fs::rename(&tmp, &self.dest)?;
-        Ok(self
-            .dest
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")))
+        Ok(parent_dir(&self.dest))
+    }
+}
+
+/// The folder of a path; `.` for a bare file name (whose parent is "").
+fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 

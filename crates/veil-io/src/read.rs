@@ -372,7 +372,17 @@ impl Parser {
         let mut sorted = true;
         loop {
             match end {
-                End::Eof if src.remaining() < 8 => break,
+                End::Eof if src.remaining() == 0 => break,
+                End::Eof if src.remaining() < 8 => {
+                    // A few bytes after the last element: zero padding some
+                    // writers leave, or an element header cut short.
+                    let mut rest = Vec::new();
+                    src.read_to_end(&mut rest).map_err(|e| io_err(&e))?;
+                    if rest.iter().all(|b| *b == 0) {
+                        break;
+                    }
+                    return Err(QuarantineReason::truncated_at(src.pos, None).into());
+                }
                 End::At(e) if src.pos >= e => break,
                 _ => {}
             }

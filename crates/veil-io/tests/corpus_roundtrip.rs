@@ -3,28 +3,12 @@
 //! Runs when VEIL_CORPUS points at a corpus (scripts/fetch-corpus.sh).
 #![allow(clippy::print_stderr)] // tests report what they measured
 
-use std::path::{Path, PathBuf};
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn corpus_round_trip_parses_with_dicom_rs() {
-    let Ok(root) = std::env::var("VEIL_CORPUS") else {
-        eprintln!("VEIL_CORPUS not set; skipping");
+    let Some(root) = veil_test::corpus() else {
         return;
     };
-    let mut all = Vec::new();
-    files(Path::new(&root), &mut all);
-    all.sort();
+    let all = veil_test::files(&root);
     let tmp = std::env::temp_dir().join(format!("veil-io-rt-{}", std::process::id()));
     let (mut ok, mut rejected, mut failed) = (0, 0, Vec::new());
     for (i, p) in all.iter().enumerate() {
