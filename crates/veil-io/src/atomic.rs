@@ -53,28 +53,40 @@ impl AtomicFile {
         self.sync()?.persist()
     }
 
-    /// Flushes and fsyncs, without making the file visible yet (so a
-    /// caller can decide under a lock whether to [`Synced::persist`]).
-    pub fn sync(mut self) -> io::Result<Synced> {
-        let w = self.w.take().expect("not committed");
-        let f = w.into_inner().map_err(|e| e.into_error())?;
+    /// Flushes and fsyncs, without making the file visible yet.
+    pub fn sync(self) -> io::Result<Pending> {
+        let (f, pending) = self.close()?;
         // data and the size needed to read it back; other metadata
         // (timestamps) need not hit the disk before the rename
         f.sync_data()?;
-        Ok(Synced {
+        Ok(pending)
+    }
+
+    /// Flushes without fsync, for a batch that makes many files durable at
+    /// once with [`sync_filesystem`] before renaming any of them.
+    pub fn finish(self) -> io::Result<Pending> {
+        Ok(self.close()?.1)
+    }
+
+    fn close(mut self) -> io::Result<(File, Pending)> {
+        let w = self.w.take().expect("not committed");
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        let pending = Pending {
             tmp: std::mem::take(&mut self.tmp),
             dest: std::mem::take(&mut self.dest),
-        })
+        };
+        Ok((f, pending))
     }
 }
 
-/// A complete, fsynced temporary file. Dropping it removes it.
-pub struct Synced {
+/// A complete temporary file, not yet visible under its name. Dropping it
+/// removes it.
+pub struct Pending {
     tmp: PathBuf,
     dest: PathBuf,
 }
 
-impl Drop for Synced {
+impl Drop for Pending {
     fn drop(&mut self) {
         if !self.tmp.as_os_str().is_empty() {
             let _ = fs::remove_file(&self.tmp);
@@ -82,9 +94,10 @@ impl Drop for Synced {
     }
 }
 
-impl Synced {
+impl Pending {
     /// Renames into place and fsyncs the folder, so the new name survives
-    /// a power loss.
+    /// a power loss. The data must already be durable ([`AtomicFile::sync`]
+    /// or [`sync_filesystem`]).
     pub fn persist(self) -> io::Result<()> {
         let dir = self.persist_deferred()?;
         sync_dir(&dir)
@@ -99,6 +112,14 @@ impl Synced {
         fs::rename(&tmp, &self.dest)?;
         Ok(parent_dir(&self.dest))
     }
+}
+
+/// Makes everything written to the file system holding `dir` durable, in
+/// one call (Linux `syncfs`). A batch of files written with
+/// [`AtomicFile::finish`] costs one journal commit instead of one per file.
+pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    let d = File::open(dir)?;
+    rustix::fs::syncfs(&d).map_err(io::Error::from)
 }
 
 /// The folder of a path; `.` for a bare file name (whose parent is "").

@@ -12,7 +12,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::atomic::{AtomicFile, Synced};
+use crate::atomic::AtomicFile;
 use crate::dataset::{DataSet, Value};
 use crate::read::{is_text_vr, Source, TsInfo};
 
@@ -43,7 +43,8 @@ pub struct WriteMeta {
     pub sop_instance: String,
 }
 
-/// Writes a complete file atomically (see [`write_synced`]).
+/// Writes a complete file atomically: temporary file, fsync, rename, fsync
+/// of the folder.
 pub fn write_file(
     path: &Path,
     meta: &WriteMeta,
@@ -51,21 +52,25 @@ pub fn write_file(
     dataset: &DataSet,
     source: &Source,
 ) -> Result<(), WriteError> {
-    write_synced(path, meta, ts, dataset, source)?.persist()?;
+    write_pending(path, meta, ts, dataset, source)?
+        .sync()?
+        .persist()?;
     Ok(())
 }
 
-/// Writes a complete, fsynced temporary file for `path`: zeroed preamble, a File Meta built
+/// Writes a complete temporary file for `path` (not yet fsynced): zeroed preamble, a File Meta built
 /// from scratch (Veil's implementation UID and version, no AE titles), and
 /// the data set in the transfer syntax `ts`, copying bulk values from
-/// `source`. The caller makes it visible with [`Synced::persist`].
-pub fn write_synced(
+/// `source`. The caller makes it durable ([`AtomicFile::sync`], or
+/// [`crate::atomic::sync_filesystem`] for a batch) and then visible
+/// ([`crate::atomic::Pending::persist`]).
+pub fn write_pending(
     path: &Path,
     meta: &WriteMeta,
     ts: &TsInfo,
     dataset: &DataSet,
     source: &Source,
-) -> Result<Synced, WriteError> {
+) -> Result<AtomicFile, WriteError> {
     let mut out = AtomicFile::create(path)?;
     let w = out.writer();
     w.write_all(&file_header(meta, ts)?)?;
@@ -79,7 +84,8 @@ pub fn write_synced(
     } else {
         encode_dataset(w, ts, dataset, &mut bulk)?;
     }
-    Ok(out.sync()?)
+    out.writer().flush()?;
+    Ok(out)
 }
 
 /// The zeroed preamble, `DICM` and a File Meta built from scratch.

@@ -10,7 +10,7 @@
 //! in the [`Report`], which is for the site's eyes and is written outside
 //! OUT by the caller.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -189,6 +189,14 @@ fn walk_one(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 impl Batch<'_> {
     /// Runs the batch. `tick` is called once per finished file (progress).
+    ///
+    /// Files are processed in chunks of [`CHUNK`]: the workers parse,
+    /// de-identify and write every output of a chunk to a temporary file;
+    /// then one `syncfs` makes the chunk durable, and the outputs are
+    /// renamed into place in input order. One journal commit per chunk
+    /// instead of one per file, and duplicates resolved in input order
+    /// (the first input of an instance is released), whatever the thread
+    /// timing. A killed run loses at most the chunk in flight.
     pub fn run(&self, tick: &(dyn Fn(usize, usize) + Sync)) -> std::io::Result<Report> {
         let start = Instant::now();
         let files = walk(&self.inputs)?;
@@ -197,57 +205,51 @@ impl Batch<'_> {
         let total = files.len();
         let done = AtomicUsize::new(0);
         // `jobs` bounds the CPU work (parse, decide, apply); writing is
-        // mostly waiting for the disk (every output is fsynced before its
-        // rename), so more threads than jobs keep the disk busy while at
-        // most `jobs` of them compute.
+        // mostly waiting for the disk, so more threads than jobs keep the
+        // disk busy while at most `jobs` of them compute.
         let st = RunState {
-            claims: Mutex::new(HashMap::new()),
+            claims: Mutex::new(HashSet::new()),
             cpu: Semaphore::new(self.jobs.max(1)),
-            dirs: Mutex::new(BTreeSet::new()),
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.jobs.max(1) * IO_THREADS_PER_JOB)
             .build()
             .map_err(std::io::Error::other)?;
         let deid = Deidentifier::new(self.policy);
-        let mut results: Vec<Processed> = pool.install(|| {
-            files
-                .par_iter()
-                .enumerate()
-                .map(|(idx, f)| {
-                    let r = self.one(&deid, &st, idx, f);
-                    tick(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                    r
-                })
-                .collect()
-        });
-        // Of several inputs with the same SOP Instance UID, the first in
-        // input order is released (deterministically, whatever the thread
-        // timing); the others are reported as duplicates.
-        // make every rename durable: one fsync per folder
-        for dir in st.dirs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            veil_io::atomic::sync_dir(dir)?;
-        }
-        let claims = st.claims.into_inner().unwrap_or_default();
-        for (r, bytes, claim) in &mut results {
-            if let (
-                Some((sop, idx)),
-                Outcome::Written { output } | Outcome::Review { output, .. },
-            ) = (claim.as_ref(), &r.outcome)
-            {
-                if claims.get(sop).map(|c| c.0) != Some(*idx) {
-                    r.outcome = Outcome::DuplicateInstance {
-                        output: output.clone(),
-                    };
-                    *bytes = 0;
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut results: Vec<(FileResult, u64)> = Vec::with_capacity(total);
+        for chunk in files.chunks(CHUNK) {
+            let staged: Vec<Staged> = pool.install(|| {
+                chunk
+                    .par_iter()
+                    .map(|f| {
+                        let r = self.stage(&deid, &st, f);
+                        tick(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                        r
+                    })
+                    .collect()
+            });
+            if staged.iter().any(|s| s.pending.is_some()) {
+                for root in [&self.out, &self.review] {
+                    if root.is_dir() {
+                        veil_io::atomic::sync_filesystem(root)?;
+                    }
                 }
             }
+            let mut claims = st.claims.lock().unwrap_or_else(|e| e.into_inner());
+            for s in staged {
+                results.push(self.commit(s, &mut claims, &mut dirs));
+            }
+        }
+        // make every rename durable: one fsync per folder
+        for dir in &dirs {
+            veil_io::atomic::sync_dir(dir)?;
         }
         let mut counts = Counts {
             inputs: total,
             ..Counts::default()
         };
-        for (r, bytes, _) in &results {
+        for (r, bytes) in &results {
             match &r.outcome {
                 Outcome::Written { .. } => counts.written += 1,
                 Outcome::Review { .. } => counts.review += 1,
@@ -272,45 +274,33 @@ impl Batch<'_> {
             key_id: self.policy.key_id(),
             counts,
             seconds: start.elapsed().as_secs_f64(),
-            files: results.into_iter().map(|(r, _, _)| r).collect(),
+            files: results.into_iter().map(|(r, _)| r).collect(),
             temporaries_removed: removed,
         })
     }
 
-    fn one(&self, deid: &Deidentifier, st: &RunState, idx: usize, input: &Path) -> Processed {
-        let (outcome, bytes, claim) = self.process(deid, st, idx, input);
-        (
-            FileResult {
-                input: input.display().to_string(),
-                outcome,
-            },
-            bytes,
-            claim,
-        )
-    }
-
-    fn process(
-        &self,
-        deid: &Deidentifier,
-        st: &RunState,
-        idx: usize,
-        input: &Path,
-    ) -> (Outcome, u64, Option<Claim>) {
+    /// Parses, de-identifies and writes one input to a temporary file.
+    fn stage(&self, deid: &Deidentifier, st: &RunState, input: &Path) -> Staged {
+        let staged = |outcome| Staged {
+            input: input.display().to_string(),
+            outcome,
+            bytes: 0,
+            sop: None,
+            pending: None,
+        };
         let permit = st.cpu.acquire();
         let file = match veil_io::read(input) {
             Ok(f) => f,
-            Err(e) if e.reason == QuarantineReason::NotDicom => {
-                return (Outcome::NotDicom, 0, None)
-            }
-            Err(e) => return (Outcome::Quarantined { reason: e.reason }, 0, None),
+            Err(e) if e.reason == QuarantineReason::NotDicom => return staged(Outcome::NotDicom),
+            Err(e) => return staged(Outcome::Quarantined { reason: e.reason }),
         };
         if file.is_dicomdir() {
             let reason = QuarantineReason::Dicomdir;
-            return (Outcome::Quarantined { reason }, 0, None);
+            return staged(Outcome::Quarantined { reason });
         }
         let d = match deid.run(&file) {
             Ok(d) => d,
-            Err(reason) => return (Outcome::Quarantined { reason }, 0, None),
+            Err(reason) => return staged(Outcome::Quarantined { reason }),
         };
         drop(permit);
         let rel = if self.dicomdir {
@@ -331,80 +321,116 @@ impl Batch<'_> {
             &self.out
         };
         let dest = root.join(&rel);
-        let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
+        let bytes = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
         let sop = d.sop_instance.clone();
-        {
-            let mut c = st.claims.lock().unwrap_or_else(|e| e.into_inner());
-            match c.get(&sop) {
-                Some(&(other, _)) if other < idx => {
-                    return (Outcome::DuplicateInstance { output: rel }, 0, None)
-                }
-                Some(_) => {}
-                None if dest.exists() => {
-                    // finished by an earlier run (resume after a crash)
-                    c.insert(sop.clone(), (usize::MIN, dest.clone()));
-                    return (Outcome::AlreadyDone { output: rel }, size, None);
-                }
-                None => {}
-            }
-        }
-        let meta = WriteMeta {
-            sop_class: d.sop_class.clone(),
-            sop_instance: sop.clone(),
+        let claimed = st
+            .claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&sop);
+        let outcome = match (&d.review, claimed) {
+            (_, true) => return staged(Outcome::DuplicateInstance { output: rel }),
+            // finished by an earlier run (resume after a crash)
+            _ if dest.exists() => Outcome::AlreadyDone { output: rel },
+            (Some(reason), _) => Outcome::Review {
+                output: rel,
+                reason: reason.clone(),
+            },
+            (None, _) => Outcome::Written { output: rel },
         };
-        let io_fail = |detail: String| {
-            let reason = QuarantineReason::Io { detail };
-            (Outcome::Quarantined { reason }, 0, None)
-        };
-        let synced = match veil_io::write_synced(&dest, &meta, &file.ts, &d.dataset, &file.source) {
-            Ok(s) => s,
-            Err(e) => return io_fail(e.to_string()),
-        };
-        {
-            let mut c = st.claims.lock().unwrap_or_else(|e| e.into_inner());
-            let previous = match c.get(&sop) {
-                Some((other, _)) if *other < idx => {
-                    return (Outcome::DuplicateInstance { output: rel }, 0, None);
-                }
-                Some((_, path)) => Some(path.clone()),
-                None => None,
+        let mut pending = None;
+        if !matches!(outcome, Outcome::AlreadyDone { .. }) {
+            let meta = WriteMeta {
+                sop_class: d.sop_class.clone(),
+                sop_instance: sop.clone(),
             };
-            match synced.persist_deferred() {
-                Ok(dir) => {
-                    st.dirs
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(dir);
+            let written = veil_io::write_pending(&dest, &meta, &file.ts, &d.dataset, &file.source)
+                .map_err(|e| e.to_string())
+                .and_then(|f| f.finish().map_err(|e| format!("{:?}", e.kind())));
+            match written {
+                Ok(p) => pending = Some(p),
+                Err(detail) => {
+                    return staged(Outcome::Quarantined {
+                        reason: QuarantineReason::Io { detail },
+                    })
                 }
-                Err(e) => return io_fail(format!("{:?}", e.kind())),
             }
-            // a later input of the same instance was released first, to
-            // another place (its header differs): this one replaces it
-            if let Some(p) = previous.filter(|p| *p != dest) {
-                let _ = std::fs::remove_file(p);
+        }
+        Staged {
+            input: input.display().to_string(),
+            outcome,
+            bytes,
+            sop: Some(sop),
+            pending,
+        }
+    }
+
+    /// Makes one staged output visible (its data is already durable), in
+    /// input order: an instance already released in this run is a
+    /// duplicate, and its temporary file is dropped.
+    fn commit(
+        &self,
+        s: Staged,
+        claims: &mut HashSet<String>,
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> (FileResult, u64) {
+        let Staged {
+            input,
+            mut outcome,
+            mut bytes,
+            sop,
+            pending,
+        } = s;
+        if let Some(sop) = sop {
+            if !claims.insert(sop) {
+                if let Outcome::Written { output }
+                | Outcome::Review { output, .. }
+                | Outcome::AlreadyDone { output } = &outcome
+                {
+                    outcome = Outcome::DuplicateInstance {
+                        output: output.clone(),
+                    };
+                    bytes = 0;
+                }
+                // dropping `pending` removes the temporary file
+            } else if let Some(p) = pending {
+                match p.persist_deferred() {
+                    Ok(dir) => {
+                        dirs.insert(dir);
+                    }
+                    Err(e) => {
+                        outcome = Outcome::Quarantined {
+                            reason: QuarantineReason::Io {
+                                detail: format!("{:?}", e.kind()),
+                            },
+                        };
+                        bytes = 0;
+                    }
+                }
             }
-            c.insert(sop.clone(), (idx, dest.clone()));
         }
-        let claim = Some((sop, idx));
-        match d.review {
-            Some(reason) => (
-                Outcome::Review {
-                    output: rel,
-                    reason,
-                },
-                size,
-                claim,
-            ),
-            None => (Outcome::Written { output: rel }, size, claim),
-        }
+        (FileResult { input, outcome }, bytes)
     }
 }
 
+/// One input after the parallel stage: its provisional outcome and the
+/// temporary output waiting for the chunk's commit.
+struct Staged {
+    input: String,
+    outcome: Outcome,
+    bytes: u64,
+    sop: Option<String>,
+    pending: Option<veil_io::atomic::Pending>,
+}
+
+/// Inputs per group commit.
+const CHUNK: usize = 256;
+
 impl Batch<'_> {
     /// Writes OUT/DICOMDIR from the headers of the released outputs.
-    fn write_dicomdir(&self, results: &[Processed]) -> std::io::Result<()> {
+    fn write_dicomdir(&self, results: &[(FileResult, u64)]) -> std::io::Result<()> {
         let mut entries = Vec::new();
-        for (r, _, _) in results {
+        for (r, _) in results {
             let rel = match &r.outcome {
                 Outcome::Written { output } | Outcome::AlreadyDone { output } => output,
                 _ => continue,
@@ -465,18 +491,10 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// A file's result, the input bytes it accounts for, and its claim.
-type Processed = (FileResult, u64, Option<Claim>);
-
-/// (SOP Instance UID, input index) of a released instance.
-type Claim = (String, usize);
-
 /// State shared by the workers of one run.
 struct RunState {
-    /// SOP Instance UID -> the input index that released it, and where.
-    claims: Mutex<HashMap<String, (usize, PathBuf)>>,
+    /// SOP Instance UIDs released by earlier chunks.
+    claims: Mutex<HashSet<String>>,
     /// Bounds CPU-bound work to `jobs` threads.
     cpu: Semaphore,
-    /// Folders that received renames, fsynced once at the end.
-    dirs: Mutex<BTreeSet<PathBuf>>,
 }
