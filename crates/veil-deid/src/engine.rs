@@ -389,6 +389,16 @@ impl Policy {
         })
     }
 
+    /// Does a recipe path select something below this sequence?
+    fn path_goes_through(&self, path: &TagPath) -> bool {
+        self.overrides.iter().any(|(s, _)| match s {
+            Selector::Path(tags) => {
+                tags.len() > path.0.len() && tags.iter().zip(&path.0).all(|(a, b)| *a == b.0)
+            }
+            _ => false,
+        })
+    }
+
     /// Decides what happens to one element. Pure: no value is changed.
     fn decide(
         &self,
@@ -413,6 +423,17 @@ impl Policy {
                 OverrideAction::Clean => Act::Clean,
             };
             return (act, format!("recipe '{}' override", self.recipe.name));
+        }
+        // A sequence that a recipe path goes through is kept and entered,
+        // so the override below it can apply.
+        if e.vr == VR::SQ && self.path_goes_through(path) {
+            return (
+                Act::Recurse(Mode::Rules.name()),
+                format!(
+                    "recipe '{}' override inside this sequence",
+                    self.recipe.name
+                ),
+            );
         }
         if tag.is_private() {
             if tag.is_private_creator() {

@@ -1,0 +1,160 @@
+//! Recipes do what docs/recipes.md says: the example there parses, and
+//! overrides by keyword, tag, private creator and path, `strict` and the
+//! pseudonym formats change the output as documented.
+
+use std::process::Command;
+
+use dicom_core::VR;
+use veil_core::Tag;
+use veil_io::{DataSet, Element, Source, TsInfo, Value, WriteMeta};
+
+fn text(g: u16, e: u16, vr: VR, s: &str) -> Element {
+    Element::bytes(Tag(g, e), vr, s.as_bytes().to_vec())
+}
+
+#[test]
+fn the_documented_example_parses() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/recipes.md"
+    ))
+    .unwrap();
+    let start = doc.find("```toml\n").expect("a toml block") + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    let recipe =
+        veil_rules::Recipe::parse(&doc[start..end]).expect("the documented recipe is valid");
+    assert_eq!(recipe.name, "ai-vendor-x");
+    assert_eq!(recipe.attributes.len(), 4);
+}
+
+#[test]
+fn overrides_strict_and_formats() {
+    let tmp = veil_test::scratch("recipes");
+    let mut req = DataSet::default();
+    req.put(text(0x0040, 0x0007, VR::LO, "MRI BRAIN FOR SMITHERSON"));
+    let mut ds = DataSet::default();
+    for e in [
+        text(0x0008, 0x0016, VR::UI, "1.2.840.10008.5.1.4.1.1.4"),
+        text(0x0008, 0x0018, VR::UI, "1.2.826.0.1.3680043.2.777.1"),
+        text(0x0008, 0x0060, VR::CS, "MR"),
+        text(0x0008, 0x1030, VR::LO, "BRAIN WITHOUT CONTRAST"),
+        text(0x0010, 0x0010, VR::PN, "SMITHERSON^JO"),
+        text(0x0010, 0x0020, VR::LO, "MRN777"),
+        text(0x0018, 0x0095, VR::DS, "130"),
+        text(0x0018, 0x0087, VR::DS, "3"),
+        text(0x0018, 0x1030, VR::LO, "T1 MPRAGE"),
+        text(0x0019, 0x0010, VR::LO, "SIEMENS MR HEADER"),
+        text(0x0019, 0x100C, VR::IS, "1000"),
+        text(0x0019, 0x1099, VR::LO, "SMITHERSON"),
+        text(0x0028, 0x0010, VR::US, "\u{2}\u{0}"),
+        Element {
+            tag: Tag(0x0040, 0x0275),
+            vr: VR::SQ,
+            value: Value::Sequence(vec![req]),
+        },
+    ] {
+        ds.put(e);
+    }
+    let input = tmp.join("in");
+    let meta = WriteMeta {
+        sop_class: "1.2.840.10008.5.1.4.1.1.4".into(),
+        sop_instance: "1.2.826.0.1.3680043.2.777.1".into(),
+    };
+    let ts = TsInfo {
+        uid: "1.2.840.10008.1.2.1".into(),
+        big_endian: false,
+        deflated: false,
+        encapsulated: false,
+    };
+    veil_io::write_file(
+        &input.join("a.dcm"),
+        &meta,
+        &ts,
+        &ds,
+        &Source::Memory(Default::default()),
+    )
+    .unwrap();
+    let recipe = tmp.join("r.toml");
+    veil_io::atomic::write_all(
+        &recipe,
+        br#"
+name = "test-recipe"
+version = "7"
+strict = true
+options = ["retain-safe-private"]
+[pseudonyms]
+patient_id = "SUBJ-{hash:6}"
+[[attribute]]
+keyword = "StudyDescription"
+action = "keep"
+[[attribute]]
+tag = "(0018,1030)"
+action = "replace"
+value = "PROTOCOL A"
+[[attribute]]
+path = "RequestAttributesSequence/ScheduledProcedureStepDescription"
+action = "clean"
+"#,
+    )
+    .unwrap();
+    let key = veil_test::new_key(env!("CARGO_BIN_EXE_veil"), &tmp);
+    let out = tmp.join("out");
+    let st = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .arg("deid")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--key")
+        .arg(&key)
+        .arg("--recipe")
+        .arg(&recipe)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let files = veil_test::files(&out);
+    assert_eq!(files.len(), 1);
+    let f = veil_io::read(&files[0]).unwrap();
+    let d = &f.dataset;
+    assert_eq!(
+        d.ascii(Tag(0x0008, 0x1030)).as_deref(),
+        Some("BRAIN WITHOUT CONTRAST"),
+        "keyword keep"
+    );
+    assert_eq!(
+        d.ascii(Tag(0x0018, 0x1030)).as_deref(),
+        Some("PROTOCOL A"),
+        "tag replace"
+    );
+    let pid = d.ascii(Tag(0x0010, 0x0020)).unwrap();
+    assert!(
+        pid.starts_with("SUBJ-") && pid.len() == 11,
+        "pseudonym format: {pid}"
+    );
+    // strict: MagneticFieldStrength and Rows are on the strict safe list;
+    // PixelBandwidth is neither there nor in E.1-1
+    assert_eq!(d.ascii(Tag(0x0018, 0x0087)).as_deref(), Some("3"));
+    assert!(d.get(Tag(0x0028, 0x0010)).is_some());
+    assert!(
+        d.get(Tag(0x0018, 0x0095)).is_none(),
+        "strict removes the unlisted"
+    );
+    // retain-safe-private: SIEMENS MR HEADER xx0C (B value) is on E.3.10-1;
+    // xx99 is on no list
+    assert!(
+        d.get(Tag(0x0019, 0x100C)).is_some(),
+        "safe private kept by creator"
+    );
+    assert!(
+        d.get(Tag(0x0019, 0x1099)).is_none(),
+        "unsafe private removed"
+    );
+    assert!(d.get(Tag(0x0019, 0x0010)).is_some(), "its creator kept");
+    // path clean: the name inside the request sequence is gone, the rest kept
+    let Value::Sequence(items) = &d.get(Tag(0x0040, 0x0275)).unwrap().value else {
+        panic!("request sequence kept")
+    };
+    let step = items[0].ascii(Tag(0x0040, 0x0007)).unwrap_or_default();
+    assert_eq!(step, "MRI BRAIN FOR ***");
+    let method = d.ascii(Tag(0x0012, 0x0063)).unwrap();
+    assert!(method.contains("RECIPE test-recipe 7"), "{method}");
+}
