@@ -101,12 +101,21 @@ fn main() -> ExitCode {
 fn policy(args: &PolicyArgs, explain: bool) -> Result<Policy, String> {
     let key = match &args.key {
         Some(p) => Key::load(p).map_err(|e| e.to_string())?,
+        // a key injected into the environment by a secret store
+        None if std::env::var_os("VEIL_KEY").is_some() => {
+            let hex =
+                std::env::var("VEIL_KEY").map_err(|_| "VEIL_KEY is not valid text".to_string())?;
+            Key::from_hex(&hex).map_err(|e| format!("VEIL_KEY: {e}"))?
+        }
         // explain shows decisions, not values: it can run with a throwaway key
         None if explain => Key::generate().map_err(|e| e.to_string())?,
-        None => return Err(
-            "no key: pass --key FILE or set VEIL_KEY_FILE (create one with `veil key new FILE`)"
-                .into(),
-        ),
+        None => {
+            return Err(
+                "no key: pass --key FILE, or set VEIL_KEY_FILE (a key file) or VEIL_KEY \
+             (64 hex digits); create a key file with `veil key new FILE`"
+                    .into(),
+            )
+        }
     };
     let recipe = match &args.recipe {
         Some(p) => Recipe::load(p).map_err(|e| e.to_string())?,

@@ -86,9 +86,14 @@ impl Key {
                 return Err(KeyError::Permissions(mode));
             }
         }
-        let text = std::fs::read_to_string(path)?;
+        Key::from_hex(&std::fs::read_to_string(path)?)
+    }
+
+    /// Parses 64 hex digits (a key file's content, or the `VEIL_KEY`
+    /// environment variable for deployments that inject secrets that way).
+    pub fn from_hex(text: &str) -> Result<Key, KeyError> {
         let t = text.trim();
-        if t.len() != 64 {
+        if t.len() != 64 || !t.is_ascii() {
             return Err(KeyError::Format);
         }
         let mut b = [0u8; 32];
@@ -144,6 +149,14 @@ mod tests {
             assert!(matches!(Key::load(&p), Err(KeyError::Permissions(_))));
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hex_keys() {
+        let k = Key::from_hex(&"ab".repeat(32)).unwrap();
+        assert_eq!(k.0, [0xab; 32]);
+        assert!(Key::from_hex("abcd").is_err());
+        assert!(Key::from_hex(&"zz".repeat(32)).is_err());
     }
 
     #[test]

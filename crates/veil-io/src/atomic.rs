@@ -95,6 +95,12 @@ impl Drop for Pending {
 }
 
 impl Pending {
+    /// Makes this file's data durable on its own (fdatasync), for batches
+    /// too small to be worth a whole-file-system [`sync_filesystem`].
+    pub fn sync_data(&self) -> io::Result<()> {
+        File::open(&self.tmp)?.sync_data()
+    }
+
     /// Renames into place and fsyncs the folder, so the new name survives
     /// a power loss. The data must already be durable ([`AtomicFile::sync`]
     /// or [`sync_filesystem`]).

@@ -229,11 +229,18 @@ impl Batch<'_> {
                     })
                     .collect()
             });
-            if staged.iter().any(|s| s.pending.is_some()) {
+            // `syncfs` also flushes whatever else is dirty on the file
+            // system, so a handful of files is synced one by one
+            let pending: Vec<_> = staged.iter().filter_map(|s| s.pending.as_ref()).collect();
+            if pending.len() > SYNC_ONE_BY_ONE {
                 for root in [&self.out, &self.review] {
                     if root.is_dir() {
                         veil_io::atomic::sync_filesystem(root)?;
                     }
+                }
+            } else {
+                for p in pending {
+                    p.sync_data()?;
                 }
             }
             let mut claims = st.claims.lock().unwrap_or_else(|e| e.into_inner());
@@ -425,6 +432,9 @@ struct Staged {
 
 /// Inputs per group commit.
 const CHUNK: usize = 256;
+
+/// Up to this many outputs in a chunk are fsynced one by one.
+const SYNC_ONE_BY_ONE: usize = 16;
 
 impl Batch<'_> {
     /// Writes OUT/DICOMDIR from the headers of the released outputs.
