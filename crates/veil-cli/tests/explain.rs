@@ -6,20 +6,20 @@ use std::process::Command;
 
 use dicom_core::VR;
 use veil_core::Tag;
-use veil_io::{DataSet, Element, Source, TsInfo, Value, WriteMeta};
+use veil_io::{DataSet, Element};
 
 fn text(g: u16, e: u16, vr: VR, s: &str) -> Element {
-    Element::bytes(Tag(g, e), vr, s.as_bytes().to_vec())
+    Element::text(Tag(g, e), vr, s)
 }
 
 #[test]
 fn explain_shows_decisions_without_values() {
     let tmp = veil_test::scratch("explain");
-    let mut item = DataSet::default();
-    item.put(text(0x0008, 0x1155, VR::UI, "1.2.826.0.1.3680043.2.4455.9"));
-    item.put(text(0x0008, 0x1150, VR::UI, "1.2.840.10008.5.1.4.1.1.2"));
-    let mut ds = DataSet::default();
-    for e in [
+    let item = DataSet::of([
+        text(0x0008, 0x1155, VR::UI, "1.2.826.0.1.3680043.2.4455.9"),
+        text(0x0008, 0x1150, VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
+    ]);
+    let ds = DataSet::of([
         text(0x0008, 0x0016, VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
         text(0x0008, 0x0018, VR::UI, "1.2.826.0.1.3680043.2.4455.1"),
         text(0x0008, 0x0060, VR::CS, "CT"),
@@ -27,26 +27,10 @@ fn explain_shows_decisions_without_values() {
         text(0x0010, 0x0010, VR::PN, "KNOWLESWORTH^EUSTACE"),
         text(0x0010, 0x0020, VR::LO, "MRN4455667"),
         text(0x0028, 0x0010, VR::US, "\u{2}\u{0}"),
-        Element {
-            tag: Tag(0x0008, 0x1140),
-            vr: VR::SQ,
-            value: Value::Sequence(vec![item]),
-        },
-    ] {
-        ds.put(e);
-    }
+        Element::sequence(Tag(0x0008, 0x1140), vec![item]),
+    ]);
     let file = tmp.join("in.dcm");
-    let meta = WriteMeta {
-        sop_class: "1.2.840.10008.5.1.4.1.1.2".into(),
-        sop_instance: "1.2.826.0.1.3680043.2.4455.1".into(),
-    };
-    let ts = TsInfo {
-        uid: "1.2.840.10008.1.2.1".into(),
-        big_endian: false,
-        deflated: false,
-        encapsulated: false,
-    };
-    veil_io::write_file(&file, &meta, &ts, &ds, &Source::Memory(Default::default())).unwrap();
+    veil_io::write_explicit_le(&file, &ds).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_veil"))
         .arg("explain")
         .arg(&file)

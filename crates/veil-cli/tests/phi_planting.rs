@@ -7,7 +7,7 @@ use std::process::Command;
 
 use dicom_core::VR;
 use veil_core::Tag;
-use veil_io::{DataSet, Element, Source, TsInfo, Value, WriteMeta};
+use veil_io::{DataSet, Element};
 
 const SECRETS: &[&str] = &[
     "ZYXWVU",
@@ -22,23 +22,15 @@ const SECRETS: &[&str] = &[
 ];
 
 fn text(tag: (u16, u16), vr: VR, s: &str) -> Element {
-    Element::bytes(Tag(tag.0, tag.1), vr, s.as_bytes().to_vec())
+    Element::text(Tag(tag.0, tag.1), vr, s)
 }
 
 fn seq(tag: (u16, u16), items: Vec<DataSet>) -> Element {
-    Element {
-        tag: Tag(tag.0, tag.1),
-        vr: VR::SQ,
-        value: Value::Sequence(items),
-    }
+    Element::sequence(Tag(tag.0, tag.1), items)
 }
 
 fn ds(elements: Vec<Element>) -> DataSet {
-    let mut d = DataSet::default();
-    for e in elements {
-        d.put(e);
-    }
-    d
+    DataSet::of(elements)
 }
 
 fn planted_object(sop: &str) -> DataSet {
@@ -109,12 +101,6 @@ fn contains_ci(hay: &[u8], needle: &str) -> bool {
 fn planted_phi_never_survives() {
     let tmp = veil_test::scratch("phi");
     let input = tmp.join("in").join("ZYXWVU_MRN99887766");
-    let ts = TsInfo {
-        uid: "1.2.840.10008.1.2.1".into(),
-        big_endian: false,
-        deflated: false,
-        encapsulated: false,
-    };
     for (i, sop) in [
         "1.2.826.0.1.3680043.2.99887766.3",
         "1.2.826.0.1.3680043.2.99887766.4",
@@ -122,19 +108,8 @@ fn planted_phi_never_survives() {
     .iter()
     .enumerate()
     {
-        let meta = WriteMeta {
-            sop_class: "1.2.840.10008.5.1.4.1.1.2".into(),
-            sop_instance: sop.to_string(),
-        };
         let path = input.join(format!("QWERTYUIOP_{i}.dcm"));
-        veil_io::write_file(
-            &path,
-            &meta,
-            &ts,
-            &planted_object(sop),
-            &Source::Memory(Default::default()),
-        )
-        .unwrap();
+        veil_io::write_explicit_le(&path, &planted_object(sop)).unwrap();
     }
     // a broken copy whose name is PHI: quarantined, and named nowhere but
     // in the site-local report

@@ -6,10 +6,10 @@ use std::process::Command;
 
 use dicom_core::VR;
 use veil_core::Tag;
-use veil_io::{DataSet, Element, Source, TsInfo, Value, WriteMeta};
+use veil_io::{DataSet, Element, Value};
 
 fn text(g: u16, e: u16, vr: VR, s: &str) -> Element {
-    Element::bytes(Tag(g, e), vr, s.as_bytes().to_vec())
+    Element::text(Tag(g, e), vr, s)
 }
 
 #[test]
@@ -30,10 +30,8 @@ fn the_documented_example_parses() {
 #[test]
 fn overrides_strict_and_formats() {
     let tmp = veil_test::scratch("recipes");
-    let mut req = DataSet::default();
-    req.put(text(0x0040, 0x0007, VR::LO, "MRI BRAIN FOR SMITHERSON"));
-    let mut ds = DataSet::default();
-    for e in [
+    let req = DataSet::of([text(0x0040, 0x0007, VR::LO, "MRI BRAIN FOR SMITHERSON")]);
+    let ds = DataSet::of([
         text(0x0008, 0x0016, VR::UI, "1.2.840.10008.5.1.4.1.1.4"),
         text(0x0008, 0x0018, VR::UI, "1.2.826.0.1.3680043.2.777.1"),
         text(0x0008, 0x0060, VR::CS, "MR"),
@@ -47,33 +45,10 @@ fn overrides_strict_and_formats() {
         text(0x0019, 0x100C, VR::IS, "1000"),
         text(0x0019, 0x1099, VR::LO, "SMITHERSON"),
         text(0x0028, 0x0010, VR::US, "\u{2}\u{0}"),
-        Element {
-            tag: Tag(0x0040, 0x0275),
-            vr: VR::SQ,
-            value: Value::Sequence(vec![req]),
-        },
-    ] {
-        ds.put(e);
-    }
+        Element::sequence(Tag(0x0040, 0x0275), vec![req]),
+    ]);
     let input = tmp.join("in");
-    let meta = WriteMeta {
-        sop_class: "1.2.840.10008.5.1.4.1.1.4".into(),
-        sop_instance: "1.2.826.0.1.3680043.2.777.1".into(),
-    };
-    let ts = TsInfo {
-        uid: "1.2.840.10008.1.2.1".into(),
-        big_endian: false,
-        deflated: false,
-        encapsulated: false,
-    };
-    veil_io::write_file(
-        &input.join("a.dcm"),
-        &meta,
-        &ts,
-        &ds,
-        &Source::Memory(Default::default()),
-    )
-    .unwrap();
+    veil_io::write_explicit_le(&input.join("a.dcm"), &ds).unwrap();
     let recipe = tmp.join("r.toml");
     veil_io::atomic::write_all(
         &recipe,

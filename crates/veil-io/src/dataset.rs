@@ -60,6 +60,15 @@ impl std::fmt::Debug for Value {
 }
 
 impl DataSet {
+    /// A data set of these elements (in any order).
+    pub fn of(elements: impl IntoIterator<Item = Element>) -> DataSet {
+        let mut d = DataSet::default();
+        for e in elements {
+            d.put(e);
+        }
+        d
+    }
+
     /// Finds an element.
     pub fn get(&self, tag: Tag) -> Option<&Element> {
         self.elements
@@ -114,6 +123,21 @@ pub fn trim_value(s: &str) -> &str {
 }
 
 impl Element {
+    /// A new element holding a text value (ASCII or the data set's
+    /// character set, as given).
+    pub fn text(tag: Tag, vr: VR, value: &str) -> Element {
+        Element::bytes(tag, vr, value.as_bytes().to_vec())
+    }
+
+    /// A new sequence element.
+    pub fn sequence(tag: Tag, items: Vec<DataSet>) -> Element {
+        Element {
+            tag,
+            vr: VR::SQ,
+            value: Value::Sequence(items),
+        }
+    }
+
     /// A new element holding bytes.
     pub fn bytes(tag: Tag, vr: VR, value: Vec<u8>) -> Element {
         Element {

@@ -23,7 +23,8 @@ pub use dataset::{DataSet, Element, Value};
 pub use dicomdir::{write_dicomdir, DirEntry};
 pub use read::{read, read_bytes, DicomFile, FileMeta, ReadError, Source, TsInfo};
 pub use write::{
-    encode_dataset, file_header, write_file, write_pending, BulkSource, WriteError, WriteMeta,
+    encode_dataset, file_header, write_explicit_le, write_file, write_pending, BulkSource,
+    WriteError, WriteMeta,
 };
 
 /// The UID that Veil writes as Implementation Class UID (0002,0012): a

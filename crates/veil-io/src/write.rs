@@ -58,6 +58,30 @@ pub fn write_file(
     Ok(())
 }
 
+/// Writes an in-memory data set as an Explicit VR Little Endian file, with
+/// the File Meta taken from its SOP Class and Instance UIDs (for building
+/// test objects and fixtures).
+pub fn write_explicit_le(path: &Path, dataset: &DataSet) -> Result<(), WriteError> {
+    let uid = |t| dataset.ascii(veil_core::Tag(0x0008, t)).unwrap_or_default();
+    let meta = WriteMeta {
+        sop_class: uid(0x0016),
+        sop_instance: uid(0x0018),
+    };
+    let ts = TsInfo {
+        uid: "1.2.840.10008.1.2.1".into(),
+        big_endian: false,
+        deflated: false,
+        encapsulated: false,
+    };
+    write_file(
+        path,
+        &meta,
+        &ts,
+        dataset,
+        &Source::Memory(Default::default()),
+    )
+}
+
 /// Writes a complete temporary file for `path` (not yet fsynced): zeroed preamble, a File Meta built
 /// from scratch (Veil's implementation UID and version, no AE titles), and
 /// the data set in the transfer syntax `ts`, copying bulk values from
