@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use veil_core::QuarantineReason;
 use veil_core::Tag;
+use veil_core::{Phi, QuarantineReason};
 use veil_deid::{pseudonym, Deidentifier, Policy};
 use veil_io::DirEntry;
 use veil_io::WriteMeta;
@@ -80,8 +80,10 @@ pub enum Outcome {
 /// One row of the site-local report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FileResult {
-    /// The input path. Site-local: paths can be PHI.
-    pub input: String,
+    /// The input path. Paths can be PHI: it prints redacted, and only the
+    /// site-local report (serialization) shows it.
+    #[serde(serialize_with = "site_local")]
+    pub input: Phi<String>,
     /// Its outcome.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -162,6 +164,11 @@ impl Report {
             self.key_id
         )
     }
+}
+
+/// Writes a PHI value into the site-local report, the one place it belongs.
+fn site_local<S: serde::Serializer>(v: &Phi<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.expose())
 }
 
 /// Lists input files, recursively, sorted so runs are reproducible.
@@ -289,7 +296,7 @@ impl Batch<'_> {
     /// Parses, de-identifies and writes one input to a temporary file.
     fn stage(&self, deid: &Deidentifier, st: &RunState, input: &Path) -> Staged {
         let staged = |outcome| Staged {
-            input: input.display().to_string(),
+            input: Phi::new(input.display().to_string()),
             outcome,
             bytes: 0,
             sop: None,
@@ -364,7 +371,7 @@ impl Batch<'_> {
             }
         }
         Staged {
-            input: input.display().to_string(),
+            input: Phi::new(input.display().to_string()),
             outcome,
             bytes,
             sop: Some(sop),
@@ -423,7 +430,7 @@ impl Batch<'_> {
 /// One input after the parallel stage: its provisional outcome and the
 /// temporary output waiting for the chunk's commit.
 struct Staged {
-    input: String,
+    input: Phi<String>,
     outcome: Outcome,
     bytes: u64,
     sop: Option<String>,
