@@ -124,6 +124,17 @@ fn policy(args: &PolicyArgs, explain: bool) -> Result<Policy, String> {
     Policy::new(recipe, &args.options, key).map_err(|e| e.to_string())
 }
 
+/// Writes to stdout; a closed pipe (`veil explain F | head`) ends quietly,
+/// as in ripgrep, instead of panicking.
+fn emit(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("writing output: {:?}", e.kind())),
+    }
+}
+
 fn inside(child: &Path, parent: &Path) -> bool {
     let c = std::path::absolute(child).unwrap_or_else(|_| child.to_path_buf());
     let p = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
@@ -136,7 +147,10 @@ fn run(cli: Cli) -> Result<i32, String> {
             cmd: KeyCmd::New { path },
         } => {
             let k = Key::create_file(&path).map_err(|e| e.to_string())?;
-            println!("created key file (mode 0600), key id {}", k.id());
+            emit(&format!(
+                "created key file (mode 0600), key id {}\n",
+                k.id()
+            ))?;
             Ok(0)
         }
         Cmd::Deid {
@@ -203,7 +217,7 @@ fn run(cli: Cli) -> Result<i32, String> {
                 let json = serde_json::to_vec_pretty(&rep).map_err(|e| e.to_string())?;
                 veil_io::atomic::write_all(r, &json).map_err(|e| e.to_string())?;
             }
-            println!("{}", rep.summary());
+            emit(&format!("{}\n", rep.summary()))?;
             if rep.counts.quarantined > 0 && report.is_none() {
                 eprintln!(
                     "veil: some files were quarantined; pass --report FILE to see which and why"
@@ -219,27 +233,26 @@ fn run(cli: Cli) -> Result<i32, String> {
             let policy = policy(&pargs, true)?;
             let f = veil_io::read(&file).map_err(|e| e.to_string())?;
             let d = Deidentifier::new(&policy)
-                .run(&f)
+                .explain(&f)
                 .map_err(|e| e.to_string())?;
+            use std::fmt::Write as _;
+            let mut text = String::new();
             if json {
                 let v = serde_json::json!({
                     "options": policy.options().iter().map(|o| o.name()).collect::<Vec<_>>(),
                     "review": d.review,
                     "decisions": d.decisions,
                 });
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
-                );
+                text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n";
             } else {
                 for x in &d.decisions {
-                    let act = serde_json::to_value(&x.action)
-                        .map(|v| match v {
-                            serde_json::Value::String(s) => s,
-                            other => other.to_string(),
-                        })
-                        .unwrap_or_default();
-                    println!(
+                    let act = match serde_json::to_value(&x.action) {
+                        Ok(serde_json::Value::String(s)) => s,
+                        Ok(other) => other.to_string(),
+                        Err(_) => String::new(),
+                    };
+                    let _ = writeln!(
+                        text,
                         "{:<40} {:<36} {:<2} {:<28} {}",
                         x.path.to_string(),
                         x.keyword,
@@ -249,9 +262,10 @@ fn run(cli: Cli) -> Result<i32, String> {
                     );
                 }
                 if let Some(r) = &d.review {
-                    println!("-> review: {r}");
+                    let _ = writeln!(text, "-> review: {r}");
                 }
             }
+            emit(&text)?;
             Ok(0)
         }
     }

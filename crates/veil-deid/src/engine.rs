@@ -10,7 +10,8 @@ use veil_core::{ProfileOption, QuarantineReason, Tag, TagPath};
 use veil_io::{DataSet, DicomFile, Element, Value};
 use veil_rules::{
     e1_1_row, generated::review_triggers::REVIEW_TRIGGERS, option_code, safe_private, strict_safe,
-    AttributeOverride, OverrideAction, Recipe, RecipeError, SafeSource, Selector, TriggerKind,
+    AttributeOverride, E11Row, OverrideAction, Recipe, RecipeError, SafeSource, Selector,
+    TriggerKind,
 };
 
 use crate::clean::{Cleaner, Harvest};
@@ -124,9 +125,9 @@ pub enum Act {
     CapAge,
     /// Replaced by a value from the recipe.
     Replace,
-    /// A sequence kept, its items processed with the same rules; the
-    /// string names how text inside is treated (`rules`, `dummy`, `clean`).
-    Recurse(&'static str),
+    /// A sequence kept, its items processed with the same rules; the mode
+    /// says how free text inside that no row governs is treated.
+    Recurse(Mode),
 }
 
 /// One decision, for `veil explain` and the report. No values.
@@ -162,19 +163,89 @@ pub struct Deidentified {
 }
 
 /// How text inside a sequence is treated when no row governs it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// By the table, like the top level.
     Rules,
+    /// Free text replaced (inside a sequence whose action is D).
     Dummy,
+    /// Free text cleaned (inside a sequence whose action is C).
     Clean,
 }
 
-impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Rules => "rules",
-            Mode::Dummy => "dummy",
-            Mode::Clean => "clean",
+/// The rule behind a decision. Kept as data while de-identifying, so the
+/// hot path formats nothing; `veil explain` turns it into words.
+#[derive(Clone, Copy)]
+enum Why<'p> {
+    Override(&'p AttributeOverride),
+    OverrideInside,
+    PrivateCreator,
+    SafePrivate(SafeSource, u8),
+    NotSafePrivate(&'static E11Row),
+    Row {
+        row: &'static E11Row,
+        code: &'static str,
+        option: Option<ProfileOption>,
+        emptied: bool,
+    },
+    Overlay,
+    Curve,
+    RetainedUid,
+    RemappedUid,
+    Strict,
+    InDummy,
+    InClean,
+    ContentDate,
+    KeptSequence,
+    Kept,
+}
+
+impl Why<'_> {
+    fn describe(&self, p: &Policy) -> String {
+        let row_text = |r: &E11Row| format!("E.1-1 {} {}", r.tag_text, r.name);
+        match *self {
+            Why::Override(_) => format!("recipe '{}' override", p.recipe.name),
+            Why::OverrideInside => {
+                format!("recipe '{}' override inside this sequence", p.recipe.name)
+            }
+            Why::PrivateCreator => "private creator: kept while its block keeps an attribute".into(),
+            Why::SafePrivate(src, el) => format!(
+                "retain-safe-private: on the {} safe list (creator + xx{el:02X})",
+                src.name()
+            ),
+            Why::NotSafePrivate(r) if p.has(ProfileOption::RetainSafePrivate) => {
+                format!("{}: not on a safe list", row_text(r))
+            }
+            Why::NotSafePrivate(r) => format!("{}: X (Basic Profile)", row_text(r)),
+            Why::Row {
+                row,
+                code,
+                option,
+                emptied,
+            } => {
+                let base = match option {
+                    Some(o) => format!("{}: {code} under {o}", row_text(row)),
+                    None => format!("{}: {code} (Basic Profile)", row_text(row)),
+                };
+                if emptied {
+                    format!("{base}; emptied rather than removed (in a standard IOD, may be Type 2)")
+                } else {
+                    base
+                }
+            }
+            Why::Overlay => "E.1-1 (60XX,3000) Overlay Data: the overlay plane is removed as a whole (clean-graphics needs the pixel stage)".into(),
+            Why::Curve => "E.1-1 (50XX,XXXX) Curve Data: X".into(),
+            Why::RetainedUid => "retain-uids: instance UID kept".into(),
+            Why::RemappedUid => {
+                "instance UID not in E.1-1: remapped so references stay consistent".into()
+            }
+            Why::Strict => "strict recipe: not on the strict safe list".into(),
+            Why::InDummy => "inside a D sequence: free text replaced".into(),
+            Why::InClean => "inside a C sequence: free text cleaned".into(),
+            Why::ContentDate => "date inside structured content".into(),
+            Why::KeptSequence => "not in E.1-1: kept, items processed".into(),
+            Why::Kept => "not in E.1-1: kept (PS3.15 E.1.1)".into(),
         }
     }
 }
@@ -255,40 +326,32 @@ fn pseudonym_kind(tag: Tag) -> Option<&'static str> {
     }
 }
 
-const UNKNOWN_CHARSET: &str = "character set not decodable";
-
 impl Policy {
     /// Resolves the action code of a Table E.1-1 row under the options in
     /// force. Option columns override the Basic Profile; when several
     /// options fill a row, keeping beats cleaning beats the rest.
-    fn row_code(&self, row: &veil_rules::E11Row) -> (&'static str, String) {
-        let mut best: Option<(ProfileOption, &'static str)> = None;
-        for &(o, c) in row.options {
-            if !self.has(o) {
-                continue;
-            }
-            let rank = |c: &str| match c {
-                "K" => 0,
-                "C" => 1,
-                _ => 2,
-            };
-            if best.is_none_or(|(_, b)| rank(c) < rank(b)) {
-                best = Some((o, c));
-            }
-        }
-        match best {
-            Some((o, c)) => (
-                c,
-                format!("E.1-1 {} {}: {c} under {o}", row.tag_text, row.name),
-            ),
-            None => (
-                row.basic,
-                format!(
-                    "E.1-1 {} {}: {} (Basic Profile)",
-                    row.tag_text, row.name, row.basic
-                ),
-            ),
-        }
+    fn row_code(&self, row: &'static E11Row) -> (&'static str, Why<'static>) {
+        let rank = |c: &str| match c {
+            "K" => 0,
+            "C" => 1,
+            _ => 2,
+        };
+        let best = row
+            .options
+            .iter()
+            .filter(|(o, _)| self.has(*o))
+            .min_by_key(|(_, c)| rank(c));
+        let (code, option) = match best {
+            Some(&(o, c)) => (c, Some(o)),
+            None => (row.basic, None),
+        };
+        let why = Why::Row {
+            row,
+            code,
+            option,
+            emptied: false,
+        };
+        (code, why)
     }
 
     /// Maps an (already option-resolved) action code to an action for this
@@ -299,7 +362,7 @@ impl Policy {
         // same rules: an empty sequence violates VM 1-n where the IOD
         // makes it Type 3, and nothing inside escapes the table.
         if code == "X/Z" && vr == VR::SQ {
-            return Act::Recurse(Mode::Rules.name());
+            return Act::Recurse(Mode::Rules);
         }
         let code = match code {
             "X/Z" => "Z",
@@ -313,31 +376,35 @@ impl Policy {
             ("Z", VR::SQ) => Act::Empty,
             ("Z" | "D", _) if pseudo.is_some() => Act::Pseudonym(pseudo.unwrap_or_default()),
             ("Z", _) => Act::Empty,
-            ("D", VR::SQ) => Act::Recurse(Mode::Dummy.name()),
+            ("D", VR::SQ) => Act::Recurse(Mode::Dummy),
             ("D", VR::UI) | ("U", VR::UI) => Act::Uid,
             ("D", VR::DA | VR::DT) if self.has(ProfileOption::RetainLongModifiedDates) => {
                 Act::ShiftDate
             }
             ("D", VR::LO | VR::SH) => Act::Pseudonym("other-id"),
             ("D", _) => Act::Dummy,
-            ("U", VR::SQ) => Act::Recurse(Mode::Rules.name()),
+            ("U", VR::SQ) => Act::Recurse(Mode::Rules),
             ("U", _) => Act::Dummy,
-            ("K", VR::SQ) => Act::Recurse(Mode::Rules.name()),
+            ("K", VR::SQ) => Act::Recurse(Mode::Rules),
             ("K", _) => self.keep_act(vr),
-            ("C", VR::SQ) => Act::Recurse(Mode::Clean.name()),
-            ("C", VR::DA | VR::DT) => {
-                if self.has(ProfileOption::RetainLongModifiedDates) {
-                    Act::ShiftDate
-                } else if self.has(ProfileOption::RetainLongFullDates) {
-                    Act::Keep
-                } else {
-                    Act::Remove
-                }
-            }
+            ("C", VR::SQ) => Act::Recurse(Mode::Clean),
+            ("C", VR::DA | VR::DT) => self.date_act(Act::Remove),
             ("C", VR::UI) => Act::Uid,
             ("C", v) if is_text(v) => Act::Clean,
             ("C", _) => self.keep_act(vr),
             _ => Act::Remove,
+        }
+    }
+
+    /// A date that the options may keep: shifted under Modified Dates,
+    /// kept under Full Dates, otherwise `fallback`.
+    fn date_act(&self, fallback: Act) -> Act {
+        if self.has(ProfileOption::RetainLongModifiedDates) {
+            Act::ShiftDate
+        } else if self.has(ProfileOption::RetainLongFullDates) {
+            Act::Keep
+        } else {
+            fallback
         }
     }
 
@@ -406,11 +473,11 @@ impl Policy {
         e: &Element,
         creator: Option<&str>,
         mode: Mode,
-    ) -> (Act, String) {
+    ) -> (Act, Why<'_>) {
         let tag = e.tag;
         if let Some(o) = self.override_for(path, tag, creator) {
             let act = match o.action {
-                OverrideAction::Keep if e.vr == VR::SQ => Act::Recurse(Mode::Rules.name()),
+                OverrideAction::Keep if e.vr == VR::SQ => Act::Recurse(Mode::Rules),
                 OverrideAction::Keep => Act::Keep,
                 OverrideAction::Remove => Act::Remove,
                 OverrideAction::Empty => Act::Empty,
@@ -419,69 +486,43 @@ impl Policy {
                 OverrideAction::Pseudonymize => {
                     Act::Pseudonym(pseudonym_kind(tag).unwrap_or("other-id"))
                 }
-                OverrideAction::Clean if e.vr == VR::SQ => Act::Recurse(Mode::Clean.name()),
+                OverrideAction::Clean if e.vr == VR::SQ => Act::Recurse(Mode::Clean),
                 OverrideAction::Clean => Act::Clean,
             };
-            return (act, format!("recipe '{}' override", self.recipe.name));
+            return (act, Why::Override(o));
         }
         // A sequence that a recipe path goes through is kept and entered,
         // so the override below it can apply.
         if e.vr == VR::SQ && self.path_goes_through(path) {
-            return (
-                Act::Recurse(Mode::Rules.name()),
-                format!(
-                    "recipe '{}' override inside this sequence",
-                    self.recipe.name
-                ),
-            );
+            return (Act::Recurse(Mode::Rules), Why::OverrideInside);
         }
         if tag.is_private() {
             if tag.is_private_creator() {
-                return (
-                    Act::Keep,
-                    "private creator: kept while its block keeps an attribute".into(),
-                );
+                return (Act::Keep, Why::PrivateCreator);
             }
-            if self.has(ProfileOption::RetainSafePrivate) {
-                if let Some(c) = creator {
-                    if let Some(s) =
-                        safe_private(tag.0, c, (tag.1 & 0xFF) as u8, &self.safe_sources)
-                    {
-                        let act = if e.vr == VR::SQ {
-                            Act::Recurse(Mode::Rules.name())
-                        } else {
-                            self.keep_act(e.vr)
-                        };
-                        return (
-                            act,
-                            format!(
-                                "retain-safe-private: on the {} safe list (creator + xx{:02X})",
-                                s.source.name(),
-                                tag.1 & 0xFF
-                            ),
-                        );
-                    }
-                }
+            let element = (tag.1 & 0xFF) as u8;
+            let safe = creator
+                .filter(|_| self.has(ProfileOption::RetainSafePrivate))
+                .and_then(|c| safe_private(tag.0, c, element, &self.safe_sources));
+            if let Some(s) = safe {
+                let act = if e.vr == VR::SQ {
+                    Act::Recurse(Mode::Rules)
+                } else {
+                    self.keep_act(e.vr)
+                };
+                return (act, Why::SafePrivate(s.source, element));
             }
             let row = e1_1_row(tag).expect("the odd-group row covers every private tag");
-            let why = if self.has(ProfileOption::RetainSafePrivate) {
-                format!("E.1-1 {} {}: not on a safe list", row.tag_text, row.name)
-            } else {
-                format!("E.1-1 {} {}: X (Basic Profile)", row.tag_text, row.name)
-            };
-            return (Act::Remove, why);
+            return (Act::Remove, Why::NotSafePrivate(row));
         }
         // Overlay planes are removed whole with their data: leaving the
         // plane's attributes without (60xx,3000) would make it invalid.
         // Cleaning an overlay bitmap needs the pixel stage.
         if tag.0 & 0xFF01 == 0x6000 && tag.0 <= 0x601E {
-            return (
-                Act::Remove,
-                "E.1-1 (60XX,3000) Overlay Data: the overlay plane is removed as a whole (clean-graphics needs the pixel stage)".into(),
-            );
+            return (Act::Remove, Why::Overlay);
         }
         if tag.0 & 0xFF01 == 0x5000 && tag.0 <= 0x501E {
-            return (Act::Remove, "E.1-1 (50XX,XXXX) Curve Data: X".into());
+            return (Act::Remove, Why::Curve);
         }
         if let Some(row) = e1_1_row(tag) {
             let (code, why) = self.row_code(row);
@@ -492,61 +533,46 @@ impl Policy {
             // value instead (sequences are still removed: an empty one can
             // break VM 1-n).
             if code == "X" && row.in_std_comp_iod == "Y" && e.vr != VR::SQ {
-                return (
-                    Act::Empty,
-                    format!(
-                        "{why}; emptied rather than removed (in a standard IOD, may be Type 2)"
-                    ),
-                );
+                let Why::Row { option, .. } = why else {
+                    unreachable!("row_code gives a row reason")
+                };
+                let why = Why::Row {
+                    row,
+                    code,
+                    option,
+                    emptied: true,
+                };
+                return (Act::Empty, why);
             }
             return (self.code_act(code, tag, e.vr), why);
         }
         // Not in Table E.1-1.
         if e.vr == VR::UI && !is_class_uid(tag) {
             if self.has(ProfileOption::RetainUids) {
-                return (Act::Keep, "retain-uids: instance UID kept".into());
+                return (Act::Keep, Why::RetainedUid);
             }
-            return (
-                Act::Uid,
-                "instance UID not in E.1-1: remapped so references stay consistent".into(),
-            );
+            return (Act::Uid, Why::RemappedUid);
         }
         let keyword = keyword_of(tag).unwrap_or("");
         if self.recipe.strict && !strict_safe(keyword) && !is_code_attribute(tag) {
-            return (
-                Act::Remove,
-                "strict recipe: not on the strict safe list".into(),
-            );
+            return (Act::Remove, Why::Strict);
         }
         match mode {
             Mode::Dummy if is_text(e.vr) && !is_code_attribute(tag) => {
-                return (Act::Dummy, "inside a D sequence: free text replaced".into())
+                return (Act::Dummy, Why::InDummy)
             }
             Mode::Clean if is_text(e.vr) && !is_code_attribute(tag) => {
-                return (Act::Clean, "inside a C sequence: free text cleaned".into())
+                return (Act::Clean, Why::InClean)
             }
             Mode::Dummy | Mode::Clean if matches!(e.vr, VR::DA | VR::DT) => {
-                let act = if self.has(ProfileOption::RetainLongModifiedDates) {
-                    Act::ShiftDate
-                } else if self.has(ProfileOption::RetainLongFullDates) {
-                    Act::Keep
-                } else {
-                    Act::Dummy
-                };
-                return (act, "date inside structured content".into());
+                return (self.date_act(Act::Dummy), Why::ContentDate);
             }
             _ => {}
         }
         if e.vr == VR::SQ {
-            return (
-                Act::Recurse(mode.name()),
-                "not in E.1-1: kept, items processed".into(),
-            );
+            return (Act::Recurse(mode), Why::KeptSequence);
         }
-        (
-            self.keep_act(e.vr),
-            "not in E.1-1: kept (PS3.15 E.1.1)".into(),
-        )
+        (self.keep_act(e.vr), Why::Kept)
     }
 }
 
@@ -601,8 +627,7 @@ fn harvest(ds: &DataSet, ctx: &mut Ctx) {
                     VR::PN | VR::DA => ctx.harvest.add(vr, &text),
                     VR::LO | VR::SH | VR::LT | VR::ST | VR::UT | VR::UC | VR::DT | VR::AE => {
                         let identifying = e1_1_row(e.tag).is_some_and(|r| {
-                            !r.tag.matches(Tag(1, 0))
-                                && r.basic != "K"
+                            r.basic != "K"
                                 && r.option_code(ProfileOption::CleanDescriptors).is_none()
                                 && r.option_code(ProfileOption::CleanStructuredContent)
                                     .is_none()
@@ -632,6 +657,20 @@ impl<'p> Deidentifier<'p> {
 
     /// Decides and applies the policy to one parsed file.
     pub fn run(&self, file: &DicomFile) -> Result<Deidentified, QuarantineReason> {
+        self.deidentify(file, None)
+    }
+
+    /// Like [`Deidentifier::run`], and records every decision with its
+    /// reason (`veil explain`).
+    pub fn explain(&self, file: &DicomFile) -> Result<Deidentified, QuarantineReason> {
+        self.deidentify(file, Some(Vec::new()))
+    }
+
+    fn deidentify(
+        &self,
+        file: &DicomFile,
+        mut log: Option<Vec<Decision>>,
+    ) -> Result<Deidentified, QuarantineReason> {
         let p = self.policy;
         let ds = &file.dataset;
         let sop_class = file.sop_class().ok_or(QuarantineReason::MissingAttribute {
@@ -679,14 +718,13 @@ impl<'p> Deidentifier<'p> {
         );
         harvest(ds, &mut ctx);
 
-        let mut decisions = Vec::new();
         let mut out = ds.clone();
         process(
             &mut ctx,
             &mut out,
-            &TagPath::default(),
+            &mut TagPath::default(),
             Mode::Rules,
-            &mut decisions,
+            log.as_mut(),
         );
         self.write_markers(&mut out);
 
@@ -734,7 +772,7 @@ impl<'p> Deidentifier<'p> {
             sop_instance,
             path,
             review,
-            decisions,
+            decisions: log.unwrap_or_default(),
         })
     }
 
@@ -862,8 +900,16 @@ fn safe_component(s: &str) -> String {
     }
 }
 
-/// Walks one data set: decides every element, applies, recurses.
-fn process(ctx: &mut Ctx, ds: &mut DataSet, path: &TagPath, mode: Mode, log: &mut Vec<Decision>) {
+/// Walks one data set: decides every element, applies, recurses. `path`
+/// is a stack of the enclosing sequences (pushed and popped, not copied);
+/// decisions are recorded only when `log` is given.
+fn process(
+    ctx: &mut Ctx,
+    ds: &mut DataSet,
+    path: &mut TagPath,
+    mode: Mode,
+    mut log: Option<&mut Vec<Decision>>,
+) {
     let p = ctx.policy;
     // private creators of this data set: (group, block) -> creator
     let creators: HashMap<(u16, u8), String> = ds
@@ -883,7 +929,7 @@ fn process(ctx: &mut Ctx, ds: &mut DataSet, path: &TagPath, mode: Mode, log: &mu
     let mut kept_blocks: BTreeSet<(u16, u8)> = BTreeSet::new();
     let mut out = Vec::with_capacity(ds.elements.len());
     for mut e in std::mem::take(&mut ds.elements) {
-        let epath = path.child(e.tag, None);
+        path.0.push((e.tag, None));
         let creator = if e.tag.is_private() && e.tag.1 >= 0x1000 {
             creators
                 .get(&(e.tag.0, (e.tag.1 >> 8) as u8))
@@ -891,16 +937,39 @@ fn process(ctx: &mut Ctx, ds: &mut DataSet, path: &TagPath, mode: Mode, log: &mu
         } else {
             None
         };
-        let (mut act, mut why) = p.decide(&epath, &e, creator, mode);
-        // apply
-        let keep = apply(ctx, &mut e, &mut act, &mut why, &epath, log);
-        log.push(Decision {
-            path: epath,
-            keyword: keyword_of(e.tag).unwrap_or("").to_string(),
-            vr: e.vr.to_string().to_string(),
-            action: act,
-            why,
-        });
+        let (mut act, why) = p.decide(path, &e, creator, mode);
+        let mut note = None;
+        let keep = match act {
+            Act::Recurse(inner) => {
+                if let Value::Sequence(items) = &mut e.value {
+                    for (n, item) in items.iter_mut().enumerate() {
+                        if let Some(last) = path.0.last_mut() {
+                            last.1 = Some(n);
+                        }
+                        process(ctx, item, path, inner, log.as_deref_mut());
+                    }
+                    if let Some(last) = path.0.last_mut() {
+                        last.1 = None;
+                    }
+                }
+                true
+            }
+            _ => apply(ctx, &mut e, &mut act, &mut note, why),
+        };
+        if let Some(log) = log.as_deref_mut() {
+            let mut why = why.describe(p);
+            if let Some(n) = note {
+                why = format!("{why}; {n}");
+            }
+            log.push(Decision {
+                path: path.clone(),
+                keyword: keyword_of(e.tag).unwrap_or("").to_string(),
+                vr: e.vr.to_string().to_string(),
+                action: act,
+                why,
+            });
+        }
+        path.0.pop();
         if keep {
             if e.tag.is_private() && !e.tag.is_private_creator() {
                 kept_blocks.insert((e.tag.0, (e.tag.1 >> 8) as u8));
@@ -913,61 +982,46 @@ fn process(ctx: &mut Ctx, ds: &mut DataSet, path: &TagPath, mode: Mode, log: &mu
     ds.elements = out;
 }
 
-/// Applies one decision. Returns whether the element stays. May downgrade
-/// the action (e.g. text that cannot be decoded is removed, not cleaned).
+/// Applies one (non-sequence) decision in place. Returns whether the
+/// element stays. May downgrade the action, saying why in `note` (text that
+/// cannot be decoded is removed, not cleaned).
 fn apply(
     ctx: &mut Ctx,
     e: &mut Element,
     act: &mut Act,
-    why: &mut String,
-    epath: &TagPath,
-    log: &mut Vec<Decision>,
+    note: &mut Option<&'static str>,
+    why: Why,
 ) -> bool {
     let p = ctx.policy;
-    let bytes = match &e.value {
-        Value::Bytes(b) => Some(b.clone()),
-        _ => None,
+    let vr = e.vr;
+    let bytes: &[u8] = match &e.value {
+        Value::Bytes(b) => b,
+        _ => &[],
     };
-    let set = |e: &mut Element, v: Vec<u8>| e.value = Value::Bytes(v);
-    match act.clone() {
-        Act::Keep => true,
-        Act::Remove => false,
+    let new: Vec<u8> = match act.clone() {
+        Act::Keep | Act::Recurse(_) => return true,
+        Act::Remove => return false,
         Act::Empty => {
-            e.value = if e.vr == VR::SQ {
-                Value::Sequence(Vec::new())
-            } else {
-                Value::Bytes(Vec::new())
-            };
-            true
-        }
-        Act::Dummy => {
-            let old = bytes.unwrap_or_default();
-            set(e, dummy_bytes(e.vr, &old));
-            true
-        }
-        Act::Replace => {
-            let v = p
-                .override_for(epath, e.tag, None)
-                .and_then(|o| o.value.clone())
-                .unwrap_or_default();
-            match ctx.encode(&v) {
-                Some(b) => {
-                    set(e, b);
-                    true
-                }
-                None => {
-                    *act = Act::Empty;
-                    *why = format!("{why}; replacement not encodable, emptied");
-                    set(e, Vec::new());
-                    true
-                }
+            if vr == VR::SQ {
+                e.value = Value::Sequence(Vec::new());
+                return true;
             }
+            Vec::new()
+        }
+        Act::Dummy => dummy_bytes(vr, bytes),
+        Act::Replace => {
+            let v = match why {
+                Why::Override(o) => o.value.as_deref().unwrap_or(""),
+                _ => "",
+            };
+            ctx.encode(v).unwrap_or_else(|| {
+                *act = Act::Empty;
+                *note = Some("replacement not encodable, emptied");
+                Vec::new()
+            })
         }
         Act::Pseudonym(kind) => {
-            let old = bytes
-                .as_deref()
-                .and_then(|b| ctx.decode(b))
-                .unwrap_or_default();
+            let old = ctx.decode(bytes).unwrap_or_default();
             let v = match kind {
                 "patient-id" => ctx.patient_pseudo.clone(),
                 "patient-name" => pseudonym::format_id(
@@ -979,92 +1033,48 @@ fn apply(
                 ),
                 _ => pseudonym::format_id(&p.key, p.format_for(kind), kind, &old, None),
             };
-            let max = match e.vr {
+            let max = match vr {
                 VR::SH | VR::AE | VR::CS => 16,
                 _ => 64,
             };
-            let v: String = v.chars().take(max).collect();
-            set(e, v.into_bytes());
-            true
+            v.chars().take(max).collect::<String>().into_bytes()
         }
-        Act::Uid => {
-            if let Some(b) = bytes {
-                let s = String::from_utf8_lossy(&b);
-                set(e, pseudonym::uid_list(&p.key, &s).into_bytes());
-            }
-            true
-        }
+        Act::Uid => pseudonym::uid_list(&p.key, &String::from_utf8_lossy(bytes)).into_bytes(),
         Act::ShiftDate => {
-            let Some(b) = bytes else { return true };
-            let s = String::from_utf8_lossy(&b)
-                .trim_matches([' ', '\0'])
-                .to_string();
+            let s = String::from_utf8_lossy(bytes);
+            let s = s.trim_matches([' ', '\0']);
             if s.is_empty() {
                 return true;
             }
-            let shifted = match e.vr {
-                VR::DA => pseudonym::shift_da_value(&s, ctx.date_offset),
-                _ => pseudonym::shift_dt_value(&s, ctx.date_offset),
+            let shifted = match vr {
+                VR::DA => pseudonym::shift_da_value(s, ctx.date_offset),
+                _ => pseudonym::shift_dt_value(s, ctx.date_offset),
             };
             match shifted {
-                Some(v) => set(e, v.into_bytes()),
+                Some(v) => v.into_bytes(),
                 None => {
                     *act = Act::Remove;
-                    *why = format!("{why}; not a valid date, removed");
+                    *note = Some("not a valid date, removed");
                     return false;
                 }
             }
-            true
         }
-        Act::CapAge => {
-            if let Some(b) = bytes {
-                set(
-                    e,
-                    pseudonym::cap_age(&String::from_utf8_lossy(&b)).into_bytes(),
-                );
-            }
-            true
-        }
+        Act::CapAge => pseudonym::cap_age(&String::from_utf8_lossy(bytes)).into_bytes(),
         Act::Clean => {
-            let Some(b) = bytes else {
-                *act = Act::Remove;
-                return false;
-            };
             let cleaned = ctx
-                .decode(&b)
+                .decode(bytes)
                 .and_then(|t| ctx.cleaner().clean(&t))
                 .and_then(|t| ctx.encode(&t));
             match cleaned {
-                Some(v) => {
-                    set(e, v);
-                    true
-                }
+                Some(v) => v,
                 None => {
                     *act = Act::Remove;
-                    *why = format!("{why}; {UNKNOWN_CHARSET}, removed");
-                    false
+                    *note = Some("character set not decodable, removed");
+                    return false;
                 }
             }
         }
-        Act::Recurse(m) => {
-            let mode = match m {
-                "dummy" => Mode::Dummy,
-                "clean" => Mode::Clean,
-                _ => Mode::Rules,
-            };
-            if let Value::Sequence(items) = &mut e.value {
-                for (n, item) in items.iter_mut().enumerate() {
-                    let ipath = TagPath(
-                        epath.0[..epath.0.len() - 1]
-                            .iter()
-                            .cloned()
-                            .chain([(e.tag, Some(n))])
-                            .collect(),
-                    );
-                    process(ctx, item, &ipath, mode, log);
-                }
-            }
-            true
-        }
-    }
+    };
+    e.value = Value::Bytes(new);
+    true
 }
