@@ -69,6 +69,12 @@ value = "PROTOCOL A"
 [[attribute]]
 path = "RequestAttributesSequence/ScheduledProcedureStepDescription"
 action = "clean"
+[[attribute]]
+creator = "SIEMENS MR HEADER"
+group = "0019"
+element = "xx0C"
+action = "replace"
+value = "2000"
 "#,
     )
     .unwrap();

@@ -4,7 +4,7 @@
 use dicom_core::VR;
 use veil_core::{ProfileOption, Tag};
 use veil_deid::{Deidentifier, Key, Policy};
-use veil_io::{DataSet, DicomFile, Element, Source, TsInfo};
+use veil_io::{DataSet, DicomFile, Element};
 use veil_rules::Recipe;
 
 fn object(charset: &str, name: &[u8], description: &[u8]) -> DicomFile {
@@ -15,17 +15,7 @@ fn object(charset: &str, name: &[u8], description: &[u8]) -> DicomFile {
         Element::bytes(Tag(0x0008, 0x1030), VR::LO, description.to_vec()),
         Element::bytes(Tag(0x0010, 0x0010), VR::PN, name.to_vec()),
     ]);
-    DicomFile {
-        meta: None,
-        ts: TsInfo {
-            uid: "1.2.840.10008.1.2.1".into(),
-            big_endian: false,
-            deflated: false,
-            encapsulated: false,
-        },
-        dataset: ds,
-        source: Source::Memory(Default::default()),
-    }
+    DicomFile::in_memory(ds)
 }
 
 fn run(f: &DicomFile) -> Vec<u8> {

@@ -10,7 +10,7 @@ use dicom_core::VR;
 use dicom_dictionary_std::StandardDataDictionary;
 use veil_core::{ProfileOption, Tag, TagPattern};
 use veil_deid::{Deidentifier, Key, Policy};
-use veil_io::{DataSet, DicomFile, Element, Source, TsInfo, Value};
+use veil_io::{DataSet, DicomFile, Element, Value};
 use veil_rules::{generated::e1_1::E1_1, Recipe};
 
 /// A sequence outside Table E.1-1, used as the container for nesting.
@@ -118,17 +118,7 @@ fn object(tag: Tag, vr: VR) -> DicomFile {
     {
         ds.put(nest(element(tag, vr), 3));
     }
-    DicomFile {
-        meta: None,
-        ts: TsInfo {
-            uid: "1.2.840.10008.1.2.1".into(),
-            big_endian: false,
-            deflated: false,
-            encapsulated: false,
-        },
-        dataset: ds,
-        source: Source::Memory(Default::default()),
-    }
+    DicomFile::in_memory(ds)
 }
 
 fn find(ds: &DataSet, tag: Tag, depth: usize) -> Option<&Element> {

@@ -115,6 +115,50 @@ const RECORD_KEYS: &[(&str, &[RecordKey])] = &[
     ),
 ];
 
+/// The hierarchy records (PS3.3 F.5.1-3) and the keys each copies from
+/// the first file below it; the study and series UIDs are added apart,
+/// since an emptied one gets a dummy derived from the File ID.
+const LEVELS: [(&str, &[RecordKey]); 3] = [
+    (
+        "PATIENT",
+        &[
+            (0x0010, 0x0010, VR::PN, Key::Two),
+            (0x0010, 0x0020, VR::LO, Key::One("NOPATIENTID")),
+        ],
+    ),
+    (
+        "STUDY",
+        &[
+            (0x0008, 0x0020, VR::DA, Key::One("19000101")),
+            (0x0008, 0x0030, VR::TM, Key::One("000000")),
+            (0x0008, 0x0050, VR::SH, Key::Two),
+            (0x0008, 0x1030, VR::LO, Key::Two),
+            (0x0020, 0x0010, VR::SH, Key::One("1")),
+        ],
+    ),
+    (
+        "SERIES",
+        &[
+            (0x0008, 0x0060, VR::CS, Key::One("OT")),
+            (0x0020, 0x0011, VR::IS, Key::One("1")),
+        ],
+    ),
+];
+
+/// Adds a record under `parent` (a hierarchy record, or none for a
+/// patient) and returns its index.
+fn add(nodes: &mut Vec<Node>, ds: DataSet, parent: Option<Option<(usize, &str)>>) -> usize {
+    nodes.push(Node {
+        ds,
+        children: vec![],
+    });
+    let i = nodes.len() - 1;
+    if let Some(Some((p, _))) = parent {
+        nodes[p].children.push(i);
+    }
+    i
+}
+
 /// Directory record type by SOP Class UID (PS3.3 Table F.4-1, F.5): an
 /// entry ending in `.` is a prefix, others match exactly; everything else
 /// is an IMAGE record.
@@ -174,11 +218,14 @@ fn copy_key(r: &mut DataSet, from: &DataSet, (g, e, vr, key): RecordKey) {
         Some(el) if matches!(&el.value, Value::Sequence(items) if !items.is_empty()) => {
             r.put(el.clone())
         }
-        Some(el) if matches!(&el.value, Value::Bytes(b) if !b.is_empty()) => r.put(Element {
-            tag,
-            vr,
-            value: el.value.clone(),
-        }),
+        // the DICOMDIR declares no character set: only ASCII values are copied
+        Some(el) if matches!(&el.value, Value::Bytes(b) if !b.is_empty() && b.is_ascii()) => {
+            r.put(Element {
+                tag,
+                vr,
+                value: el.value.clone(),
+            })
+        }
         _ => match key {
             Key::One(dummy) => put(r, (g, e), vr, dummy),
             Key::Two if vr == VR::SQ => r.put(Element {
@@ -227,20 +274,13 @@ struct Node {
     children: Vec<usize>,
 }
 
-const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
-
 /// Writes `root/DICOMDIR` for the entries (atomically).
 pub fn write_dicomdir(
     root: &Path,
     entries: &[DirEntry],
     sop_instance: &str,
 ) -> Result<(), WriteError> {
-    let ts = TsInfo {
-        uid: EXPLICIT_LE.into(),
-        big_endian: false,
-        deflated: false,
-        encapsulated: false,
-    };
+    let ts = TsInfo::explicit_le();
     // hierarchy keys of each entry: patient, study, series, instance
     let keyed: Vec<(&DirEntry, [String; 4])> = entries
         .iter()
@@ -262,82 +302,32 @@ pub fn write_dicomdir(
     let mut sorted: Vec<&(&DirEntry, [String; 4])> = keyed.iter().collect();
     sorted.sort_by(|a, b| a.1.cmp(&b.1));
     // Build the tree in sequence order: patient, its studies, each study's
-    // series, each series' instances.
+    // series, each series' instances. `open[level]` is the record of the
+    // current patient/study/series and the key it was opened for.
     let mut nodes: Vec<Node> = Vec::new();
     let mut roots: Vec<usize> = Vec::new();
-    let (mut cur_p, mut cur_s, mut cur_e): (Option<usize>, Option<usize>, Option<usize>) =
-        (None, None, None);
-    let (mut last_p, mut last_s, mut last_e) = (String::new(), String::new(), String::new());
-    for (e, [pid, study, series, _]) in sorted {
+    let mut open: [Option<(usize, &str)>; 3] = [None; 3];
+    for (e, keys) in sorted {
         let ds = &e.dataset;
-        if cur_p.is_none() || *pid != last_p {
-            let mut r = record("PATIENT");
-            put(&mut r, (0x0010, 0x0010), VR::PN, &text(ds, 0x0010, 0x0010));
-            put(&mut r, (0x0010, 0x0020), VR::LO, pid);
-            nodes.push(Node {
-                ds: r,
-                children: vec![],
-            });
-            let i = nodes.len() - 1;
-            roots.push(i);
-            (cur_p, cur_s, cur_e) = (Some(i), None, None);
-            last_p = pid.clone();
-        }
-        if cur_s.is_none() || *study != last_s {
-            let mut r = record("STUDY");
-            put(
-                &mut r,
-                (0x0008, 0x0020),
-                VR::DA,
-                or_dummy(&text(ds, 0x0008, 0x0020), "19000101"),
-            );
-            put(
-                &mut r,
-                (0x0008, 0x0030),
-                VR::TM,
-                or_dummy(&text(ds, 0x0008, 0x0030), "000000"),
-            );
-            put(&mut r, (0x0008, 0x0050), VR::SH, &text(ds, 0x0008, 0x0050));
-            put(&mut r, (0x0008, 0x1030), VR::LO, &text(ds, 0x0008, 0x1030));
-            put(&mut r, (0x0020, 0x000D), VR::UI, study);
-            put(
-                &mut r,
-                (0x0020, 0x0010),
-                VR::SH,
-                or_dummy(&text(ds, 0x0020, 0x0010), "1"),
-            );
-            nodes.push(Node {
-                ds: r,
-                children: vec![],
-            });
-            let i = nodes.len() - 1;
-            nodes[cur_p.expect("patient first")].children.push(i);
-            (cur_s, cur_e) = (Some(i), None);
-            last_s = study.clone();
-        }
-        if cur_e.is_none() || *series != last_e {
-            let mut r = record("SERIES");
-            put(
-                &mut r,
-                (0x0008, 0x0060),
-                VR::CS,
-                or_dummy(&text(ds, 0x0008, 0x0060), "OT"),
-            );
-            put(&mut r, (0x0020, 0x000E), VR::UI, series);
-            put(
-                &mut r,
-                (0x0020, 0x0011),
-                VR::IS,
-                or_dummy(&text(ds, 0x0020, 0x0011), "1"),
-            );
-            nodes.push(Node {
-                ds: r,
-                children: vec![],
-            });
-            let i = nodes.len() - 1;
-            nodes[cur_s.expect("study first")].children.push(i);
-            cur_e = Some(i);
-            last_e = series.clone();
+        for (level, (kind, level_keys)) in LEVELS.iter().enumerate() {
+            if open[level].is_some_and(|(_, k)| k == keys[level]) {
+                continue;
+            }
+            let mut r = record(kind);
+            for &key in *level_keys {
+                copy_key(&mut r, ds, key);
+            }
+            // the level's own UID (study, series), possibly a dummy
+            if level > 0 {
+                let uid_tag = if level == 1 { 0x000D } else { 0x000E };
+                put(&mut r, (0x0020, uid_tag), VR::UI, &keys[level]);
+            }
+            let i = add(&mut nodes, r, level.checked_sub(1).map(|l| open[l]));
+            if level == 0 {
+                roots.push(i);
+            }
+            open[level] = Some((i, keys[level].as_str()));
+            open[level + 1..].fill(None);
         }
         let sop_class = text(ds, 0x0008, 0x0016);
         let kind = record_type(&sop_class);
@@ -346,12 +336,7 @@ pub fn write_dicomdir(
         put(&mut r, (0x0004, 0x1510), VR::UI, &sop_class);
         put(&mut r, (0x0004, 0x1511), VR::UI, &text(ds, 0x0008, 0x0018));
         put(&mut r, (0x0004, 0x1512), VR::UI, &e.ts_uid);
-        put(
-            &mut r,
-            (0x0020, 0x0013),
-            VR::IS,
-            or_dummy(&text(ds, 0x0020, 0x0013), "1"),
-        );
+        copy_key(&mut r, ds, (0x0020, 0x0013, VR::IS, Key::One("1")));
         if let Some((_, keys)) = RECORD_KEYS.iter().find(|(k, _)| *k == kind) {
             for &key in *keys {
                 copy_key(&mut r, ds, key);
@@ -369,12 +354,7 @@ pub fn write_dicomdir(
                 .unwrap_or_else(|| "19000101000000".into());
             put(&mut r, (0x0040, 0xA030), VR::DT, &v);
         }
-        nodes.push(Node {
-            ds: r,
-            children: vec![],
-        });
-        let i = nodes.len() - 1;
-        nodes[cur_e.expect("series first")].children.push(i);
+        add(&mut nodes, r, Some(open[2]));
     }
 
     let meta = WriteMeta {

@@ -15,7 +15,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use veil_core::{QuarantineReason, Tag};
 
-use crate::dataset::{trim_value, DataSet, Element, Value};
+use crate::dataset::{DataSet, Element, Value};
 
 /// Values of binary VRs at least this long stay in the source.
 const BULK_THRESHOLD: u64 = 16 * 1024;
@@ -52,6 +52,19 @@ pub struct TsInfo {
     pub deflated: bool,
     /// Pixel data is encapsulated.
     pub encapsulated: bool,
+}
+
+impl TsInfo {
+    /// Explicit VR Little Endian, the transfer syntax Veil uses for the
+    /// files it creates itself (DICOMDIR, fixtures).
+    pub fn explicit_le() -> TsInfo {
+        TsInfo {
+            uid: EXPLICIT_LE.into(),
+            big_endian: false,
+            deflated: false,
+            encapsulated: false,
+        }
+    }
 }
 
 /// The parts of the File Meta that later stages need.
@@ -603,11 +616,15 @@ impl DicomFile {
             || self.dataset.get(Tag(0x0004, 0x1220)).is_some()
     }
 
-    /// The decoded string of a text element with padding removed, in the
-    /// data set's character set (single-byte sets and UTF-8).
-    pub fn text(&self, tag: Tag) -> Option<String> {
-        let b = self.dataset.bytes(tag)?;
-        Some(trim_value(&String::from_utf8_lossy(b)).to_string())
+    /// An in-memory object in Explicit VR Little Endian with no File Meta
+    /// and no bulk source (objects built by tests and fixtures).
+    pub fn in_memory(dataset: DataSet) -> DicomFile {
+        DicomFile {
+            meta: None,
+            ts: TsInfo::explicit_le(),
+            dataset,
+            source: Source::Memory(Default::default()),
+        }
     }
 }
 

@@ -67,12 +67,7 @@ pub fn write_explicit_le(path: &Path, dataset: &DataSet) -> Result<(), WriteErro
         sop_class: uid(0x0016),
         sop_instance: uid(0x0018),
     };
-    let ts = TsInfo {
-        uid: "1.2.840.10008.1.2.1".into(),
-        big_endian: false,
-        deflated: false,
-        encapsulated: false,
-    };
+    let ts = TsInfo::explicit_le();
     write_file(
         path,
         &meta,
