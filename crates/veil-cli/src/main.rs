@@ -11,6 +11,9 @@ use veil_core::ProfileOption;
 use veil_deid::{Deidentifier, Key, Policy};
 use veil_rules::Recipe;
 
+mod risk;
+mod verify;
+
 #[derive(Parser)]
 #[command(
     name = "veil",
@@ -63,6 +66,13 @@ enum Cmd {
         /// 8-character components, no extension).
         #[arg(long)]
         dicomdir: bool,
+        /// Verify every output against its source before release (as
+        /// `veil verify` does); an output with findings goes to review.
+        #[arg(long)]
+        verify: bool,
+        /// Verification policy for --verify (TOML, see `veil verify`).
+        #[arg(long, requires = "verify")]
+        verify_policy: Option<PathBuf>,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -76,6 +86,14 @@ enum Cmd {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Re-identification risk of a de-identified folder (k-anonymity,
+    /// prosecutor/journalist/marketer risk, generalizations). Exit 0 within
+    /// the threshold, 1 above, 2 could not run.
+    Risk(risk::RiskArgs),
+    /// Independent check of a release for residual PHI (headers, bytes,
+    /// file names, pixels) and structure. Exit 0 clean, 1 findings, 2
+    /// could not run.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -135,6 +153,13 @@ fn emit(text: &str) -> Result<(), String> {
     }
 }
 
+/// The default worker count: every core.
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 fn inside(child: &Path, parent: &Path) -> bool {
     let c = std::path::absolute(child).unwrap_or_else(|_| child.to_path_buf());
     let p = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
@@ -143,6 +168,8 @@ fn inside(child: &Path, parent: &Path) -> bool {
 
 fn run(cli: Cli) -> Result<i32, String> {
     match cli.cmd {
+        Cmd::Risk(args) => risk::run(args),
+        Cmd::Verify(args) => verify::run(args),
         Cmd::Key {
             cmd: KeyCmd::New { path },
         } => {
@@ -160,9 +187,16 @@ fn run(cli: Cli) -> Result<i32, String> {
             jobs,
             report,
             dicomdir,
+            verify,
+            verify_policy,
             policy: pargs,
         } => {
             let policy = policy(&pargs, false)?;
+            let vpolicy = match (&verify_policy, verify) {
+                (Some(p), _) => Some(veil_verify::VerifyPolicy::load(p)?),
+                (None, true) => Some(veil_verify::VerifyPolicy::default()),
+                (None, false) => None,
+            };
             let review = review.unwrap_or_else(|| {
                 let mut s = out.clone().into_os_string();
                 s.push(".review");
@@ -178,11 +212,7 @@ fn run(cli: Cli) -> Result<i32, String> {
                     return Err("OUT must not be inside an input folder".into());
                 }
             }
-            let jobs = jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
+            let jobs = jobs.unwrap_or_else(cores);
             let bar = if std::io::stderr().is_terminal() {
                 let b = indicatif::ProgressBar::new(0);
                 b.set_style(
@@ -202,6 +232,7 @@ fn run(cli: Cli) -> Result<i32, String> {
                 jobs,
                 policy: &policy,
                 dicomdir,
+                verify: vpolicy.as_ref(),
             };
             let tick = |done: usize, total: usize| {
                 if let Some(b) = &bar {

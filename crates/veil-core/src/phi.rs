@@ -8,7 +8,7 @@
 use std::fmt;
 
 /// Wraps a value that may be protected health information.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Phi<T>(T);
 
 impl<T> Phi<T> {

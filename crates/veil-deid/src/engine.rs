@@ -10,8 +10,8 @@ use veil_core::{ProfileOption, QuarantineReason, Tag, TagPath};
 use veil_io::{DataSet, DicomFile, Element, Value};
 use veil_rules::{
     e1_1_row, generated::review_triggers::REVIEW_TRIGGERS, option_code, safe_private, strict_safe,
-    AttributeOverride, E11Row, OverrideAction, Recipe, RecipeError, SafeSource, Selector,
-    TriggerKind,
+    AttributeOverride, DatePrecision, E11Row, OverrideAction, Recipe, RecipeError, SafeSource,
+    Selector, TriggerKind,
 };
 
 use crate::clean::{Cleaner, Harvest};
@@ -24,6 +24,8 @@ pub struct Policy {
     options: BTreeSet<ProfileOption>,
     overrides: Vec<(Selector, AttributeOverride)>,
     safe_sources: Vec<SafeSource>,
+    /// `[generalize] drop`, resolved.
+    drops: Vec<Tag>,
     key: Key,
 }
 
@@ -67,11 +69,13 @@ impl Policy {
             .map(|(s, a)| (s, a.clone()))
             .collect();
         let safe_sources = recipe.safe_sources();
+        let drops = recipe.generalize.drop_tags(keyword_tag)?;
         Ok(Policy {
             recipe,
             options,
             overrides,
             safe_sources,
+            drops,
             key,
         })
     }
@@ -125,6 +129,9 @@ pub enum Act {
     CapAge,
     /// Replaced by a value from the recipe.
     Replace,
+    /// Coarsened by the recipe's `[generalize]` section (age band, date
+    /// truncated to month or year) after the other actions.
+    Generalize,
     /// A sequence kept, its items processed with the same rules; the mode
     /// says how free text inside that no row governs is treated.
     Recurse(Mode),
@@ -576,6 +583,126 @@ impl Policy {
     }
 }
 
+/// What the recipe's `[generalize]` step did to an element (`veil explain`).
+#[derive(Clone, Copy)]
+enum Generalized {
+    /// Age banded (or emptied when it is not a valid age).
+    AgeBand(u16),
+    /// A birth date emptied because ages are banded.
+    BirthDate,
+    /// Date truncated (or emptied when it is not a valid date).
+    Dates(DatePrecision),
+    /// Listed in `drop`: emptied, or removed when a sequence.
+    Drop,
+}
+
+impl Generalized {
+    fn describe(self, p: &Policy) -> String {
+        let head = format!("recipe '{}' [generalize]", p.recipe.name);
+        match self {
+            Generalized::AgeBand(b) => {
+                format!("{head} age_band_years = {b}: the lower bound of its {b}-year band (NNNY)")
+            }
+            Generalized::BirthDate => {
+                format!("{head} age_band_years: birth date emptied, it would give the age back")
+            }
+            Generalized::Dates(d) => format!(
+                "{head} dates = \"{}\": truncated to the first day of the {}",
+                d.name(),
+                d.name()
+            ),
+            Generalized::Drop => format!("{head} drop"),
+        }
+    }
+}
+
+impl Policy {
+    /// The recipe's `[generalize]` step, on an element that stays after its
+    /// normal action (so dates are already shifted). Updates `act` and says
+    /// what it did; `None` when it leaves the element alone.
+    fn generalize(&self, e: &mut Element, act: &mut Act) -> Option<Generalized> {
+        let g = &self.recipe.generalize;
+        if self.drops.contains(&e.tag) {
+            if e.vr == VR::SQ {
+                *act = Act::Remove;
+            } else if !matches!(&e.value, Value::Bytes(b) if b.is_empty()) {
+                e.value = Value::Bytes(Vec::new());
+                *act = Act::Empty;
+            } else {
+                return None;
+            }
+            return Some(Generalized::Drop);
+        }
+        let Value::Bytes(bytes) = &e.value else {
+            return None;
+        };
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_matches([' ', '\0']);
+        if text.is_empty() {
+            return None;
+        }
+        let (new, why) = match (e.vr, g.age_band_years, g.dates) {
+            (VR::DA, Some(_), _) if e.tag == Tag(0x0010, 0x0030) => (None, Generalized::BirthDate),
+            (VR::AS, Some(b), _) => (band_age(text, b), Generalized::AgeBand(b)),
+            (VR::DA | VR::DT, _, Some(d)) => (
+                truncate_dates(text, d, e.vr == VR::DT),
+                Generalized::Dates(d),
+            ),
+            _ => return None,
+        };
+        // A value that cannot be read as an age or date is emptied: the
+        // safe side of a generalization.
+        *act = if new.is_some() {
+            Act::Generalize
+        } else {
+            Act::Empty
+        };
+        e.value = Value::Bytes(new.unwrap_or_default().into_bytes());
+        Some(why)
+    }
+}
+
+/// `045Y` with a band of 10 gives `040Y`; ages in months, weeks or days
+/// are under a year and give `000Y`. `None` if `v` is not an age string.
+pub(crate) fn band_age(v: &str, band: u16) -> Option<String> {
+    let v = v.trim();
+    if v.len() != 4 || !v[..3].bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let n: u16 = v[..3].parse().ok()?;
+    let years = match &v[3..] {
+        "Y" => n,
+        "M" | "W" | "D" => 0,
+        _ => return None,
+    };
+    let band = band.max(1);
+    Some(format!("{:03}Y", years / band * band))
+}
+
+/// Truncates each value of a DA (or DT) to the first day of its month or
+/// year: `20240517` gives `20240501` or `20240101`; a DT loses its time and
+/// offset. A DT already coarser than the target is kept. `None` if a value
+/// is not a date.
+pub(crate) fn truncate_dates(v: &str, to: DatePrecision, dt: bool) -> Option<String> {
+    let one = |x: &str| -> Option<String> {
+        let x = x.trim();
+        let digits = x.bytes().take_while(u8::is_ascii_digit).count();
+        let need = if dt { 4 } else { 8 };
+        if digits < need || (!dt && x.len() != 8) {
+            return None;
+        }
+        Some(match to {
+            DatePrecision::Month if digits >= 6 => format!("{}01", &x[..6]),
+            DatePrecision::Month => x[..4].to_string(),
+            DatePrecision::Year => format!("{}0101", &x[..4]),
+        })
+    };
+    v.split('\\')
+        .map(one)
+        .collect::<Option<Vec<_>>>()
+        .map(|vs| vs.join("\\"))
+}
+
 /// Reads the first value of the Specific Character Set; multi-valued sets
 /// (ISO 2022 code extensions) are not decoded, so their text is removed
 /// rather than cleaned.
@@ -693,14 +820,22 @@ impl<'p> Deidentifier<'p> {
             harvest: Harvest::default(),
             cleaner: None,
         };
-        let pid = ds
-            .bytes(Tag(0x0010, 0x0020))
-            .and_then(|b| ctx.decode(b))
-            .unwrap_or_default();
-        let issuer = ds
-            .bytes(Tag(0x0010, 0x0021))
-            .and_then(|b| ctx.decode(b))
-            .unwrap_or_default();
+        // The patient's key must never collapse to "" for a value that
+        // exists: text in a set dicom-rs cannot decode (ISO 2022 escapes)
+        // is keyed by its bytes instead, or every such patient would share
+        // one pseudonym and one date offset (found by `veil verify`).
+        let key_text = |tag: Tag| {
+            ds.bytes(tag)
+                .map(|b| {
+                    ctx.decode(b).unwrap_or_else(|| {
+                        let raw: String = b.iter().map(|&c| c as char).collect();
+                        raw.trim_matches(|c| c == ' ' || c == '\0').to_string()
+                    })
+                })
+                .unwrap_or_default()
+        };
+        let pid = key_text(Tag(0x0010, 0x0020));
+        let issuer = key_text(Tag(0x0010, 0x0021));
         let qualified = format!("{issuer}\u{1}{pid}");
         ctx.patient_pseudo = pseudonym::format_id(
             &p.key,
@@ -836,6 +971,20 @@ impl<'p> Deidentifier<'p> {
             "PS3.15 E.1-1 2024B BASIC PROFILE".to_string(),
         ];
         method.push(recipe.chars().take(64).collect());
+        let g = &p.recipe.generalize;
+        if !g.is_empty() {
+            let mut parts = Vec::new();
+            if let Some(b) = g.age_band_years {
+                parts.push(format!("AGE {b}Y BANDS"));
+            }
+            if let Some(d) = g.dates {
+                parts.push(format!("DATES TO {}", d.name().to_uppercase()));
+            }
+            if !g.drop.is_empty() {
+                parts.push(format!("{} DROPPED", g.drop.len()));
+            }
+            method.push(format!("GENERALIZED {}", parts.join("; ")));
+        }
         ds.put(Element::bytes(
             Tag(0x0012, 0x0063),
             VR::LO,
@@ -939,7 +1088,7 @@ fn process(
         };
         let (mut act, why) = p.decide(path, &e, creator, mode);
         let mut note = None;
-        let keep = match act {
+        let mut keep = match act {
             Act::Recurse(inner) => {
                 if let Value::Sequence(items) = &mut e.value {
                     for (n, item) in items.iter_mut().enumerate() {
@@ -956,10 +1105,19 @@ fn process(
             }
             _ => apply(ctx, &mut e, &mut act, &mut note, why),
         };
+        // [generalize] acts last, on what the other actions kept.
+        let mut generalized = None;
+        if keep && !p.recipe.generalize.is_empty() {
+            generalized = p.generalize(&mut e, &mut act);
+            keep = act != Act::Remove;
+        }
         if let Some(log) = log.as_deref_mut() {
             let mut why = why.describe(p);
             if let Some(n) = note {
                 why = format!("{why}; {n}");
+            }
+            if let Some(g) = generalized {
+                why = format!("{}; before that: {why}", g.describe(p));
             }
             log.push(Decision {
                 path: path.clone(),
@@ -999,7 +1157,8 @@ fn apply(
         _ => &[],
     };
     let new: Vec<u8> = match act.clone() {
-        Act::Keep | Act::Recurse(_) => return true,
+        // Generalize comes only after apply, from the [generalize] step
+        Act::Keep | Act::Recurse(_) | Act::Generalize => return true,
         Act::Remove => return false,
         Act::Empty => {
             if vr == VR::SQ {

@@ -95,6 +95,12 @@ impl Drop for Pending {
 }
 
 impl Pending {
+    /// The temporary file, complete but not yet under its name: a check
+    /// (`deid --verify`) can read it before it becomes visible.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Makes this file's data durable on its own (fdatasync), for batches
     /// too small to be worth a whole-file-system [`sync_filesystem`].
     pub fn sync_data(&self) -> io::Result<()> {

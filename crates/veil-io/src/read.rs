@@ -72,6 +72,9 @@ impl TsInfo {
 pub struct FileMeta {
     /// All meta elements as read.
     pub elements: DataSet,
+    /// Byte offset in the file where the meta ends and the data set
+    /// begins (the verifier tells meta bytes from data set bytes with it).
+    pub end: u64,
 }
 
 /// Where bulk values live.
@@ -308,7 +311,10 @@ fn read_meta(src: &mut Src) -> Result<FileMeta, ReadError> {
         }
         .into());
     }
-    Ok(FileMeta { elements: ds })
+    Ok(FileMeta {
+        elements: ds,
+        end: src.pos,
+    })
 }
 
 enum End {

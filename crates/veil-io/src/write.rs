@@ -267,6 +267,17 @@ impl BulkSource {
         })
     }
 
+    /// Reads `len` bytes at `offset` (a bulk value, or part of one) into
+    /// memory, for the stages that must look inside: verification, pixels.
+    pub fn read_range(&mut self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        self.copy(offset, len, &mut v).map_err(|e| match e {
+            WriteError::Io(kind) => io::Error::from(kind),
+            _ => io::Error::from(io::ErrorKind::InvalidData),
+        })?;
+        Ok(v)
+    }
+
     fn copy<W: Write>(&mut self, offset: u64, len: u64, w: &mut W) -> Result<(), WriteError> {
         match self {
             BulkSource::File(f) => {

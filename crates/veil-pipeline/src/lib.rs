@@ -38,6 +38,9 @@ pub struct Batch<'a> {
     /// Write `OUT/DICOMDIR`; output File IDs then follow PS3.10's rules
     /// (8 characters of A-Z, 0-9, no extension).
     pub dicomdir: bool,
+    /// Verify each output against its source before it becomes visible
+    /// (`--verify`); an output with failing findings goes to review.
+    pub verify: Option<&'a veil_verify::VerifyPolicy>,
 }
 
 /// How one input ended.
@@ -342,7 +345,7 @@ impl Batch<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&sop);
-        let outcome = match (&d.review, claimed) {
+        let mut outcome = match (&d.review, claimed) {
             (_, true) => return staged(Outcome::DuplicateInstance { output: rel }),
             // finished by an earlier run (resume after a crash)
             _ if dest.exists() => Outcome::AlreadyDone { output: rel },
@@ -368,6 +371,44 @@ impl Batch<'_> {
                         reason: QuarantineReason::Io { detail },
                     })
                 }
+            }
+        }
+        if let (Some(policy), Some(p), Outcome::Written { output }) =
+            (self.verify, &pending, &outcome)
+        {
+            let failing = veil_verify::verify_one(&file, p.path(), output, policy);
+            if !failing.is_empty() {
+                // not released: the same output goes to review instead,
+                // with what was found (kinds and places, never values)
+                let mut kinds: Vec<&str> = failing.iter().map(|f| f.category.name()).collect();
+                kinds.sort();
+                kinds.dedup();
+                let reason = format!(
+                    "verify: {} finding(s): {}",
+                    failing.len(),
+                    kinds.join(", ")
+                );
+                let meta = WriteMeta {
+                    sop_class: d.sop_class.clone(),
+                    sop_instance: sop.clone(),
+                };
+                let dest = self.review.join(output);
+                let written =
+                    veil_io::write_pending(&dest, &meta, &file.ts, &d.dataset, &file.source)
+                        .map_err(|e| e.to_string())
+                        .and_then(|f| f.finish().map_err(|e| format!("{:?}", e.kind())));
+                match written {
+                    Ok(p) => pending = Some(p),
+                    Err(detail) => {
+                        return staged(Outcome::Quarantined {
+                            reason: QuarantineReason::Io { detail },
+                        })
+                    }
+                }
+                outcome = Outcome::Review {
+                    output: output.clone(),
+                    reason,
+                };
             }
         }
         Staged {

@@ -20,8 +20,8 @@ pub mod generated {
 mod recipe;
 
 pub use recipe::{
-    AttributeOverride, DateSettings, OverrideAction, PseudonymFormats, Recipe, RecipeError,
-    Selector,
+    AttributeOverride, DatePrecision, DateSettings, Generalize, OverrideAction, PseudonymFormats,
+    Recipe, RecipeError, Selector,
 };
 use veil_core::{ProfileOption, Tag, TagPattern};
 

@@ -55,6 +55,9 @@ pub struct Recipe {
     /// Per-attribute overrides, applied before the table.
     #[serde(default, rename = "attribute")]
     pub attributes: Vec<AttributeOverride>,
+    /// Generalization of quasi-identifiers, applied after every other action.
+    #[serde(default)]
+    pub generalize: Generalize,
 }
 
 fn default_name() -> String {
@@ -118,6 +121,67 @@ impl Default for DateSettings {
         DateSettings {
             shift_min_days: -3650,
             shift_max_days: -365,
+        }
+    }
+}
+
+/// The `[generalize]` section: coarsens quasi-identifiers (what `veil risk`
+/// suggests) after the table, the options and the overrides have acted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Generalize {
+    /// Every AS value (PatientAge) becomes the lower bound of its band of
+    /// this many years: `045Y` with 10 gives `040Y` (40 to 49). A retained
+    /// PatientBirthDate is emptied, since it would give the age back.
+    pub age_band_years: Option<u16>,
+    /// Every DA and DT value is truncated to the first day of its month or
+    /// year, after any shift.
+    pub dates: Option<DatePrecision>,
+    /// Attributes (keywords or tags) emptied wherever they remain, at any
+    /// depth (a sequence is removed).
+    pub drop: Vec<String>,
+}
+
+impl Generalize {
+    /// Whether the section asks for anything.
+    pub fn is_empty(&self) -> bool {
+        self.age_band_years.is_none() && self.dates.is_none() && self.drop.is_empty()
+    }
+
+    /// Resolves `drop` to tags, with `keyword` mapping a standard keyword to
+    /// its tag.
+    pub fn drop_tags(
+        &self,
+        keyword: impl Fn(&str) -> Option<Tag>,
+    ) -> Result<Vec<Tag>, RecipeError> {
+        self.drop
+            .iter()
+            .map(|s| {
+                let s = s.trim();
+                Tag::parse(s).or_else(|| keyword(s)).ok_or_else(|| {
+                    RecipeError::Invalid(format!("unknown attribute '{s}' in generalize.drop"))
+                })
+            })
+            .collect()
+    }
+}
+
+/// How far `[generalize] dates` truncates dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatePrecision {
+    /// `YYYYMM01`.
+    Month,
+    /// `YYYY0101`.
+    Year,
+}
+
+impl DatePrecision {
+    /// The name used in recipes.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatePrecision::Month => "month",
+            DatePrecision::Year => "year",
         }
     }
 }
@@ -210,6 +274,13 @@ impl Recipe {
             return Err(RecipeError::Invalid(
                 "retain-long-full-dates and retain-long-modified-dates exclude each other".into(),
             ));
+        }
+        if let Some(b) = r.generalize.age_band_years {
+            if !(2..=100).contains(&b) {
+                return Err(RecipeError::Invalid(
+                    "generalize.age_band_years must be between 2 and 100".into(),
+                ));
+            }
         }
         for a in &r.attributes {
             if a.action == OverrideAction::Replace && a.value.is_none() {
@@ -355,5 +426,28 @@ mod tests {
         )
         .is_err());
         assert!(Recipe::parse("[[attribute]]\nkeyword=\"X\"\naction=\"replace\"").is_err());
+    }
+
+    #[test]
+    fn parses_and_validates_generalize() {
+        let r = Recipe::parse(
+            "[generalize]\nage_band_years = 10\ndates = \"month\"\ndrop = [\"PatientSize\", \"(0010,1030)\"]",
+        )
+        .unwrap();
+        assert_eq!(r.generalize.age_band_years, Some(10));
+        assert_eq!(r.generalize.dates, Some(DatePrecision::Month));
+        let kw = |k: &str| (k == "PatientSize").then_some(Tag(0x0010, 0x1020));
+        assert_eq!(
+            r.generalize.drop_tags(kw).unwrap(),
+            vec![Tag(0x0010, 0x1020), Tag(0x0010, 0x1030)]
+        );
+        assert!(Recipe::default().generalize.is_empty());
+        // unknown keys, precisions and attributes, and silly bands, are errors
+        assert!(Recipe::parse("[generalize]\nage_bands = 10").is_err());
+        assert!(Recipe::parse("[generalize]\ndates = \"day\"").is_err());
+        assert!(Recipe::parse("[generalize]\nage_band_years = 1").is_err());
+        assert!(Recipe::parse("[generalize]\nage_band_years = -5").is_err());
+        let r = Recipe::parse("[generalize]\ndrop = [\"PatientSise\"]").unwrap();
+        assert!(r.generalize.drop_tags(|_| None).is_err());
     }
 }

@@ -1,0 +1,69 @@
+//! `veil verify`: flags → `veil_verify::verify_tree` → report files and a
+//! summary line.
+
+use std::path::PathBuf;
+
+use veil_verify::{Options, VerifyPolicy};
+
+/// `veil verify OUT [--source INPUT]... [--pixels] [--policy FILE]
+/// [--json FILE] [--html FILE]`
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The released folder to check.
+    out: PathBuf,
+    /// The original files or folders (repeatable). Without them only the
+    /// pattern detectors and structure checks run.
+    #[arg(long = "source")]
+    sources: Vec<PathBuf>,
+    /// Also read every frame and overlay with OCR.
+    #[arg(long)]
+    pixels: bool,
+    /// Verification policy (TOML): categories that only warn or are
+    /// ignored, accepted places.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Also run the pattern detectors when sources are given.
+    #[arg(long)]
+    patterns: bool,
+    /// Run dciodvfy on each output and its source; report new errors.
+    #[arg(long)]
+    dciodvfy: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// Runs the command; the exit status is the report's.
+pub fn run(a: VerifyArgs) -> Result<i32, String> {
+    if !a.out.is_dir() {
+        return Err("OUT is not a folder".into());
+    }
+    let policy = match &a.policy {
+        Some(p) => VerifyPolicy::load(p)?,
+        None => VerifyPolicy::default(),
+    };
+    let opts = Options {
+        out: a.out,
+        sources: a.sources,
+        policy,
+        jobs: a.jobs.unwrap_or_else(crate::cores),
+        dciodvfy: a.dciodvfy,
+        patterns: a.patterns,
+        pixels: a.pixels,
+    };
+    let report = veil_verify::verify_tree(&opts).map_err(|e| format!("{e}"))?;
+    if let Some(p) = &a.json {
+        veil_io::atomic::write_all(p, report.to_json().as_bytes()).map_err(|e| e.to_string())?;
+    }
+    if let Some(p) = &a.html {
+        veil_io::atomic::write_all(p, report.to_html().as_bytes()).map_err(|e| e.to_string())?;
+    }
+    crate::emit(&format!("{}\n", report.summary_line()))?;
+    Ok(report.exit_code())
+}

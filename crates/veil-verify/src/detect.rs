@@ -1,0 +1,287 @@
+//! Source-free detectors: what identifying text looks like, for outputs
+//! whose originals are not at hand and for values the source never held in
+//! a structured field (a name typed into a comment).
+//!
+//! They run on text: text-VR values other than those whose shape is
+//! expected in a release (DA/DT/TM hold shifted dates, UI/DS/IS numbers),
+//! printable runs inside binary values, and file names.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::Category;
+
+/// One detector hit in a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternHit {
+    /// What it looks like.
+    pub category: Category,
+    /// The detector's name (`pattern:date`, `name-list`, ...).
+    pub detector: &'static str,
+    /// Byte range in the text.
+    pub start: usize,
+    /// End of the byte range.
+    pub end: usize,
+}
+
+/// What the text is, which decides the detectors that apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// Free text, descriptions, private text, printable runs of bytes.
+    Text,
+    /// A PN value: its components are checked against the name lists.
+    PersonName,
+    /// A file or folder name: bare digit runs are expected there
+    /// (pseudonymous hex names), so only the shaped detectors run.
+    FileName,
+}
+
+struct Detectors {
+    list: Vec<(Category, &'static str, Regex)>,
+    bare_number: Regex,
+    word: Regex,
+    first: HashSet<&'static str>,
+    last: HashSet<&'static str>,
+}
+
+const FIRST: &str = include_str!("../data/names/first.txt");
+const LAST: &str = include_str!("../data/names/last.txt");
+
+/// Words that are in the census name lists but are everyday English or
+/// imaging vocabulary; a pair of them is not a person.
+const NOT_NAMES: &[&str] = &[
+    "ALL", "AN", "AND", "APRIL", "ART", "AUGUST", "BACK", "BELL", "BILL", "BLACK", "BODY", "BONE",
+    "BRAIN", "BROWN", "CAN", "CHEST", "CHRISTIAN", "CLEAR", "CROSS", "DAWN", "DAY", "DEAN",
+    "DOSE", "FAITH", "FIELD", "FILTER", "FLOOR", "FOOT", "FOR", "FRONT", "GRACE", "GRAY", "GREEN",
+    "GREY", "HAND", "HARD", "HEAD", "HEART", "HIGH", "HILL", "HIP", "HOPE", "IRIS", "JUNE", "KING",
+    "KNEE", "LAND", "LEFT", "LEG", "LINE", "LONG", "LOW", "MARK", "MAY", "MEAN", "MOST", "NECK",
+    "NEW", "NORMAL", "OF", "ON", "OR", "PAGE", "PLAIN", "POST", "RIGHT", "ROSE", "ROUND", "SHORT",
+    "SIDE", "SMALL", "SOFT", "SPINE", "STAR", "STILL", "STONE", "SUMMER", "THE", "TO", "TRUE",
+    "VAN", "WALL", "WATER", "WAY", "WEST", "WHITE", "WILL", "WITH", "WOOD", "YOUNG", "SERIES",
+    "IMAGE", "STUDY", "SCAN", "PHASE", "FLASH", "ECHO", "SPIN", "FAST", "FIELD", "MAP",
+];
+
+fn detectors() -> &'static Detectors {
+    static D: OnceLock<Detectors> = OnceLock::new();
+    D.get_or_init(|| {
+        let re = |s: &str| Regex::new(s).expect("detector pattern");
+        let mon = "(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|SEPT|OCT|NOV|DEC)[A-Z]*";
+        let octet = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)";
+        let list = vec![
+            (
+                Category::Date,
+                "pattern:date",
+                re(&format!(
+                    r"(?i)\b(?:(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?:19|20)\d\d|(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:19|20)\d\d|\d{{1,2}}[ -]{mon}[ -,]+(?:19|20)\d\d|{mon} \d{{1,2}},? (?:19|20)\d\d)\b"
+                )),
+            ),
+            (
+                Category::Date,
+                "pattern:compact-date",
+                re(r"\b(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b"),
+            ),
+            (
+                Category::Id,
+                "pattern:ssn",
+                re(r"\b\d{3}-\d{2}-\d{4}\b"),
+            ),
+            (
+                Category::Id,
+                "pattern:labelled-id",
+                re(r"(?i)\b(?:MRN|MR#|MR NO|MED(?:ICAL)? REC(?:ORD)?(?: NO| NUMBER)?|PATIENT ID|ACC(?:ESSION)?(?: NO| NUMBER|#)?)[:#\s]+[A-Z0-9-]*\d[A-Z0-9-]*\b"),
+            ),
+            (
+                Category::Phone,
+                "pattern:phone",
+                re(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{3}\)\s?|\b\d{3}[ .-])\d{3}[ .-]\d{4}\b"),
+            ),
+            (
+                Category::Email,
+                "pattern:email",
+                re(r"(?i)\b[A-Z0-9._%+-]+@[A-Z0-9.-]+\.[A-Z]{2,}\b"),
+            ),
+            (
+                Category::Url,
+                "pattern:url",
+                re(r"(?i)\b(?:https?://|www\.)[^\s\\]+"),
+            ),
+            (
+                Category::Ip,
+                "pattern:ip",
+                re(&format!(r"(?:^|[^\d.-]){octet}\.{octet}\.{octet}\.{octet}(?:$|[^\d.-])")),
+            ),
+        ];
+        let set = |s: &'static str| s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        Detectors {
+            list,
+            bare_number: re(r"(?:^|[^\d.])(\d{7,12})(?:$|[^\d.])"),
+            word: re(r"[A-Za-z][A-Za-z'-]*"),
+            first: set(FIRST),
+            last: set(LAST),
+        }
+    })
+}
+
+/// Runs the detectors that apply to `kind` over `text`.
+pub fn detect(text: &str, kind: TextKind) -> Vec<PatternHit> {
+    let d = detectors();
+    let mut hits = Vec::new();
+    if kind == TextKind::PersonName {
+        return person_name(text);
+    }
+    for (category, detector, re) in &d.list {
+        for m in re.find_iter(text) {
+            let (mut start, mut end) = (m.start(), m.end());
+            // the IP pattern includes its boundary characters
+            if *category == Category::Ip {
+                let s = m.as_str();
+                start += s.len() - s.trim_start_matches(|c: char| !c.is_ascii_digit()).len();
+                end -= s.len() - s.trim_end_matches(|c: char| !c.is_ascii_digit()).len();
+            }
+            hits.push(PatternHit {
+                category: *category,
+                detector,
+                start,
+                end,
+            });
+        }
+    }
+    if kind == TextKind::Text {
+        for c in d.bare_number.captures_iter(text) {
+            let m = c.get(1).expect("group");
+            if !hits.iter().any(|h| h.start <= m.start() && m.end() <= h.end) {
+                hits.push(PatternHit {
+                    category: Category::Id,
+                    detector: "pattern:long-number",
+                    start: m.start(),
+                    end: m.end(),
+                });
+            }
+        }
+    }
+    hits.extend(name_pairs(text));
+    hits
+}
+
+fn is_first(w: &str) -> bool {
+    let d = detectors();
+    d.first.contains(w) && !NOT_NAMES.contains(&w)
+}
+
+fn is_last(w: &str) -> bool {
+    let d = detectors();
+    d.last.contains(w) && !NOT_NAMES.contains(&w)
+}
+
+/// A first name next to a surname (`John Smith`, `SMITH, JOHN`,
+/// `Smith^John`): one census name alone is too often an ordinary word.
+fn name_pairs(text: &str) -> Vec<PatternHit> {
+    let d = detectors();
+    let words: Vec<_> = d.word.find_iter(text).collect();
+    let mut hits = Vec::new();
+    for pair in words.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let gap = &text[a.end()..b.start()];
+        if !matches!(gap, " " | ", " | "," | "^") {
+            continue;
+        }
+        // in mixed-case text a name is capitalized
+        let capital = |w: &str| w.chars().next().is_some_and(char::is_uppercase);
+        if !(capital(a.as_str()) && capital(b.as_str())) {
+            continue;
+        }
+        let (ua, ub) = (a.as_str().to_uppercase(), b.as_str().to_uppercase());
+        if ua.len() < 2 || ub.len() < 2 {
+            continue;
+        }
+        if is_first(&ua) && is_last(&ub) || is_last(&ua) && is_first(&ub) {
+            hits.push(PatternHit {
+                category: Category::Name,
+                detector: "name-list",
+                start: a.start(),
+                end: b.end(),
+            });
+        }
+    }
+    hits
+}
+
+/// A PN value is a finding when its family and given components are a
+/// census surname and first name (a pseudonym or code is not).
+fn person_name(text: &str) -> Vec<PatternHit> {
+    let mut hits = Vec::new();
+    for group in text.split('=') {
+        let comps: Vec<String> = group.split('^').map(|c| c.trim().to_uppercase()).collect();
+        let family = comps.first().map(String::as_str).unwrap_or("");
+        let given = comps.get(1).map(String::as_str).unwrap_or("");
+        let named = (!family.is_empty() && !given.is_empty())
+            && (is_last(family) || family.split(' ').any(is_last))
+            && (is_first(given) || given.split(' ').any(is_first));
+        if named {
+            hits.push(PatternHit {
+                category: Category::Name,
+                detector: "name-list",
+                start: 0,
+                end: text.len(),
+            });
+            break;
+        }
+    }
+    hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cats(t: &str, k: TextKind) -> Vec<(Category, &'static str)> {
+        detect(t, k)
+            .into_iter()
+            .map(|h| (h.category, h.detector))
+            .collect()
+    }
+
+    #[test]
+    fn shapes() {
+        let t = "Seen by Dr Mary Johnson on 03/04/2021, MRN: 8812345, call (555) 123-4567 \
+                 or mj@example.org, http://x.example/y 10.1.2.3 SSN 123-45-6789";
+        let c = cats(t, TextKind::Text);
+        for want in [
+            (Category::Name, "name-list"),
+            (Category::Date, "pattern:date"),
+            (Category::Id, "pattern:labelled-id"),
+            (Category::Phone, "pattern:phone"),
+            (Category::Email, "pattern:email"),
+            (Category::Url, "pattern:url"),
+            (Category::Ip, "pattern:ip"),
+            (Category::Id, "pattern:ssn"),
+        ] {
+            assert!(c.contains(&want), "{want:?} missing in {c:?}");
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_quiet() {
+        for t in [
+            "T1 AXIAL POST CONTRAST",
+            "Head First-Supine",
+            "1.2.840.10008.5.1.4.1.1.2",
+            "ORIGINAL\\PRIMARY\\AXIAL",
+            "White Matter",
+            "Brain Stem",
+            "Anatomical Position",
+        ] {
+            assert!(cats(t, TextKind::Text).is_empty(), "{t}: {:?}", cats(t, TextKind::Text));
+        }
+        assert!(cats("3F2A9C0B12345678", TextKind::FileName).is_empty());
+    }
+
+    #[test]
+    fn person_names() {
+        assert_eq!(cats("SMITH^JOHN", TextKind::PersonName).len(), 1);
+        assert!(cats("A1B2C3D4^", TextKind::PersonName).is_empty());
+        assert!(cats("HEAD^PHANTOM", TextKind::PersonName).is_empty());
+    }
+}

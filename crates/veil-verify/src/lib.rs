@@ -1,0 +1,144 @@
+//! `veil verify`: an independent check that a release carries no PHI.
+//!
+//! Why a second engine: a de-identifier can only remove what its rules know
+//! about. The verifier does not read those rules (this crate does not depend
+//! on `veil-rules` or `veil-deid`); it learns what is identifying from the
+//! source objects themselves ([`harvest`]: every name component, ID, date in
+//! the usual spellings, address, phone, institution, device, UID and the long
+//! digit runs inside UIDs) and then looks for those values everywhere in the
+//! output ([`scan`]): every element at any depth, private and UN bytes as
+//! text in several encodings, encapsulated documents, the File Meta and the
+//! preamble, the raw bytes of the whole file, and the output's file and
+//! folder names. Source-free pattern detectors ([`detect`]: dates, SSN- and
+//! MRN-like numbers, phone numbers, e-mail, URLs, IP addresses, person names
+//! from census name lists) cover values the source did not have in a
+//! structured field. [`set`] checks the output set as a whole: every file
+//! parses, the de-identification markers are present, and the patient /
+//! study / series hierarchy and the references survive.
+//!
+//! Findings carry the output's relative (pseudonymous) path, the place, the
+//! category and the detector, and a masked excerpt: the report never holds
+//! the value it found, so it can be stored beside the output.
+
+pub mod detect;
+pub mod harvest;
+pub mod matcher;
+#[cfg(feature = "ocr")]
+pub mod pixels;
+pub mod policy;
+pub mod report;
+pub mod scan;
+pub mod set;
+
+use serde::Serialize;
+
+pub use harvest::{harvest, Token};
+pub use matcher::Matcher;
+pub use policy::VerifyPolicy;
+pub use report::{Report, Summary};
+pub use scan::{scan_file, ScanInput};
+pub use set::{verify_files, verify_one, verify_tree, Options};
+
+/// What kind of identifying value a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// A person's name (patient, physician, operator, relatives).
+    Name,
+    /// A record number or identifier (patient ID, accession number, ...).
+    Id,
+    /// A calendar date.
+    Date,
+    /// A time of day.
+    Time,
+    /// A postal address or region of residence.
+    Address,
+    /// A telephone number.
+    Phone,
+    /// An e-mail address.
+    Email,
+    /// A URL.
+    Url,
+    /// An IP address.
+    Ip,
+    /// An institution or department name.
+    Institution,
+    /// A device identifier: station name, serial number.
+    Device,
+    /// A source UID, or a long digit run from one.
+    Uid,
+    /// De-identification markers missing or wrong.
+    Marker,
+    /// The output set does not parse or does not hold together.
+    Structure,
+}
+
+impl Category {
+    /// Every category, in report order.
+    pub const ALL: [Category; 14] = [
+        Category::Name,
+        Category::Id,
+        Category::Date,
+        Category::Time,
+        Category::Address,
+        Category::Phone,
+        Category::Email,
+        Category::Url,
+        Category::Ip,
+        Category::Institution,
+        Category::Device,
+        Category::Uid,
+        Category::Marker,
+        Category::Structure,
+    ];
+
+    /// The kebab-case name used in reports and policies.
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::Name => "name",
+            Category::Id => "id",
+            Category::Date => "date",
+            Category::Time => "time",
+            Category::Address => "address",
+            Category::Phone => "phone",
+            Category::Email => "email",
+            Category::Url => "url",
+            Category::Ip => "ip",
+            Category::Institution => "institution",
+            Category::Device => "device",
+            Category::Uid => "uid",
+            Category::Marker => "marker",
+            Category::Structure => "structure",
+        }
+    }
+
+    /// Parses a kebab-case name.
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+/// One thing found in the output. Holds no PHI: `excerpt` is masked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The output file, relative to the output root (pseudonymous).
+    pub file: String,
+    /// Where: an element path such as `(0040,A730)[0]/(0040,A160)`,
+    /// `meta/(0002,0016)`, `preamble`, `pixels`, `overlay`, `bytes` or
+    /// `filename`.
+    pub place: String,
+    /// What kind of value.
+    pub category: Category,
+    /// Which detector: `source-value`, `pattern:<name>`, `name-list`,
+    /// `ocr`, `structure:<check>`, ...
+    pub detector: String,
+    /// Context with the found value masked, e.g. `CT head for [name:5] on`.
+    pub excerpt: String,
+    /// Frame number for pixel findings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<u32>,
+    /// A small PNG (base64) with the found boxes blacked out, for pixel
+    /// findings; shown in the HTML report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
+}

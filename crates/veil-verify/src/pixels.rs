@@ -1,0 +1,182 @@
+//! `--pixels`: reading what an image shows. Every frame (and every overlay
+//! plane) is read by OCR through `veil-pixels`; the words, joined into
+//! lines, are matched against the source's tokens and the pattern
+//! detectors the same way header text is. OCR misreads digits and letters
+//! (`O`/`0`, `I`/`l`/`1`), so each line is also matched in a digit-leaning
+//! and a letter-leaning spelling.
+
+use base64::Engine as _;
+use veil_io::DicomFile;
+use veil_pixels::ocr::{Ocr, Word};
+use veil_pixels::{FrameReader, GrayImage};
+
+use crate::detect::{detect, TextKind};
+use crate::matcher::Matcher;
+use crate::scan::mask;
+use crate::{Category, Finding};
+
+/// A line of words, with each word's character range in the line.
+struct Line<'a> {
+    text: String,
+    words: Vec<(usize, usize, &'a Word)>,
+}
+
+fn lines(words: &[Word]) -> Vec<Line<'_>> {
+    let mut sorted: Vec<&Word> = words.iter().filter(|w| !w.text.trim().is_empty()).collect();
+    sorted.sort_by_key(|w| (w.top + w.height / 2, w.left));
+    let mut out: Vec<Line<'_>> = Vec::new();
+    let mut rows: Vec<Vec<&Word>> = Vec::new();
+    for w in sorted {
+        let mid = w.top + w.height / 2;
+        match rows.iter_mut().find(|r| {
+            let f = r[0];
+            let fm = f.top + f.height / 2;
+            mid.abs_diff(fm) <= f.height.max(w.height) / 2
+        }) {
+            Some(r) => r.push(w),
+            None => rows.push(vec![w]),
+        }
+    }
+    for mut r in rows {
+        r.sort_by_key(|w| w.left);
+        let mut line = Line {
+            text: String::new(),
+            words: Vec::new(),
+        };
+        for w in r {
+            if !line.text.is_empty() {
+                line.text.push(' ');
+            }
+            let s = line.text.len();
+            line.text.push_str(w.text.trim());
+            line.words.push((s, line.text.len(), w));
+        }
+        out.push(line);
+    }
+    out
+}
+
+/// OCR spellings: as read, digits where letters were probably digits, and
+/// letters where digits were probably letters (same length, so ranges
+/// carry over).
+fn spellings(s: &str) -> [String; 3] {
+    let digits = s
+        .chars()
+        .map(|c| match c {
+            'O' | 'o' | 'D' => '0',
+            'I' | 'l' | '|' => '1',
+            'S' => '5',
+            'B' => '8',
+            c => c,
+        })
+        .collect::<String>();
+    let letters = s
+        .chars()
+        .map(|c| match c {
+            '0' => 'O',
+            '1' | '|' | 'l' => 'I',
+            '5' => 'S',
+            '8' => 'B',
+            c => c,
+        })
+        .collect::<String>();
+    [s.to_uppercase(), digits.to_uppercase(), letters.to_uppercase()]
+}
+
+/// Reads one image with OCR and reports what it shows. `frames`: read the
+/// image frames (else overlays only).
+pub fn scan_pixels(
+    file: &DicomFile,
+    rel: &str,
+    tokens: Option<&Matcher>,
+    patterns: bool,
+    ocr: &mut Ocr,
+    frames: bool,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Ok(planes) = veil_pixels::overlays(file) {
+        for p in planes {
+            read(&p.image, "overlay", p.frame, rel, tokens, patterns, ocr, &mut out);
+        }
+    }
+    if !frames || file.dataset.get(veil_core::Tag(0x7FE0, 0x0010)).is_none() {
+        return out;
+    }
+    let Ok(mut reader) = FrameReader::new(file) else {
+        return out;
+    };
+    for i in 0..reader.frame_count() {
+        let Ok(f) = reader.frame(i) else { break };
+        read(&f.image, "pixels", f.index, rel, tokens, patterns, ocr, &mut out);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read(
+    img: &GrayImage,
+    place: &str,
+    frame: u32,
+    rel: &str,
+    tokens: Option<&Matcher>,
+    patterns: bool,
+    ocr: &mut Ocr,
+    out: &mut Vec<Finding>,
+) {
+    let Ok(words) = ocr.words(img) else { return };
+    let mut hits: Vec<(Category, String, Vec<(u32, u32, u32, u32)>, String)> = Vec::new();
+    for line in lines(&words) {
+        let boxes_of = |s: usize, e: usize| -> Vec<(u32, u32, u32, u32)> {
+            line.words
+                .iter()
+                .filter(|(ws, we, _)| *ws < e && s < *we)
+                .map(|(_, _, w)| (w.left, w.top, w.width, w.height))
+                .collect()
+        };
+        let mut found: Vec<(usize, usize, Category, String)> = Vec::new();
+        if let Some(m) = tokens {
+            for sp in spellings(&line.text) {
+                if sp.len() != line.text.len() {
+                    continue;
+                }
+                for h in m.find(sp.as_bytes()) {
+                    let t = &m.tokens()[h.token];
+                    // OCR noise forms short words by chance
+                    if t.value.expose().chars().count() >= 4 {
+                        found.push((h.start, h.end, t.category, "ocr+source-value".into()));
+                    }
+                }
+            }
+        }
+        if patterns {
+            for p in detect(&line.text, TextKind::Text) {
+                found.push((p.start, p.end, p.category, format!("ocr+{}", p.detector)));
+            }
+        }
+        let ranges: Vec<_> = found.iter().map(|f| (f.0, f.1, f.2)).collect();
+        for (s, e, c, d) in found {
+            hits.push((c, d, boxes_of(s, e), mask(&line.text, &ranges, s, e)));
+        }
+    }
+    if hits.is_empty() {
+        return;
+    }
+    let all_boxes: Vec<_> = hits.iter().flat_map(|h| h.2.iter().copied()).collect();
+    let thumb = base64::engine::general_purpose::STANDARD
+        .encode(veil_pixels::thumbnail_png(img, 160, &all_boxes));
+    let mut seen = std::collections::HashSet::new();
+    for (category, detector, _, excerpt) in hits {
+        if !seen.insert((category, detector.clone())) {
+            continue;
+        }
+        out.push(Finding {
+            file: rel.to_string(),
+            place: place.to_string(),
+            category,
+            detector,
+            excerpt,
+            frame: Some(frame),
+            thumbnail: Some(thumb.clone()),
+        });
+    }
+}

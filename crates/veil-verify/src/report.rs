@@ -1,0 +1,245 @@
+//! The verification report: JSON for tools, one self-contained HTML page
+//! for the privacy officer. Both hold only pseudonymous output paths,
+//! element paths, categories and masked excerpts, so they may be stored
+//! beside the release.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::policy::VerifyPolicy;
+use crate::{Category, Finding};
+
+/// Counts for the summary line and the report header.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Output files checked.
+    pub files: usize,
+    /// Output files with at least one failing finding.
+    pub files_with_findings: usize,
+    /// Source files harvested.
+    pub sources: usize,
+    /// Outputs paired with their source by pixel fingerprint.
+    pub paired_by_pixels: usize,
+    /// Outputs paired through their study.
+    pub paired_by_study: usize,
+    /// References that resolve to no instance in the output (informative:
+    /// a release of part of a study has them).
+    pub references_unresolved: usize,
+    /// Findings that fail the release.
+    pub failing: usize,
+    /// Findings reported as warnings.
+    pub warnings: usize,
+    /// Findings per category.
+    pub by_category: BTreeMap<Category, usize>,
+    /// Seconds taken.
+    pub seconds: f64,
+}
+
+/// A verification report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `clean` or `findings`.
+    pub status: &'static str,
+    /// Counts.
+    pub summary: Summary,
+    /// Every finding, failing ones first.
+    pub findings: Vec<ReportedFinding>,
+}
+
+/// A finding with its verdict under the policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportedFinding {
+    /// The finding.
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// Whether it fails the release.
+    pub fails: bool,
+}
+
+impl Report {
+    /// Builds a report, judging each finding with the policy.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        findings: Vec<Finding>,
+        policy: &VerifyPolicy,
+        files: usize,
+        sources: usize,
+        paired_by_pixels: usize,
+        paired_by_study: usize,
+        references_unresolved: usize,
+        seconds: f64,
+    ) -> Report {
+        let mut by_category = BTreeMap::new();
+        let mut reported: Vec<ReportedFinding> = findings
+            .into_iter()
+            .map(|f| {
+                *by_category.entry(f.category).or_insert(0) += 1;
+                ReportedFinding {
+                    fails: policy.fails(f.category, &f.place),
+                    finding: f,
+                }
+            })
+            .collect();
+        reported.sort_by(|a, b| {
+            (!a.fails, a.finding.category, &a.finding.file, &a.finding.place).cmp(&(
+                !b.fails,
+                b.finding.category,
+                &b.finding.file,
+                &b.finding.place,
+            ))
+        });
+        let failing = reported.iter().filter(|f| f.fails).count();
+        let files_with_findings = reported
+            .iter()
+            .filter(|f| f.fails)
+            .map(|f| &f.finding.file)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        Report {
+            status: if failing == 0 { "clean" } else { "findings" },
+            summary: Summary {
+                files,
+                files_with_findings,
+                sources,
+                paired_by_pixels,
+                paired_by_study,
+                references_unresolved,
+                failing,
+                warnings: reported.len() - failing,
+                by_category,
+                seconds,
+            },
+            findings: reported,
+        }
+    }
+
+    /// Exit status: 0 clean, 1 findings above policy.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.summary.failing > 0)
+    }
+
+    /// One line for the terminal.
+    pub fn summary_line(&self) -> String {
+        let s = &self.summary;
+        let cats: Vec<String> = s
+            .by_category
+            .iter()
+            .map(|(c, n)| format!("{} {n}", c.name()))
+            .collect();
+        format!(
+            "veil verify: {} files, {} sources ({} paired by pixels, {} by study): {} failing findings in {} files, {} warnings{}; {:.1} s",
+            s.files,
+            s.sources,
+            s.paired_by_pixels,
+            s.paired_by_study,
+            s.failing,
+            s.files_with_findings,
+            s.warnings,
+            if cats.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", cats.join(", "))
+            },
+            s.seconds
+        )
+    }
+
+    /// The JSON report.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serializes")
+    }
+
+    /// A self-contained HTML page: findings grouped by category, then by
+    /// place, each with the file, masked excerpt and thumbnail.
+    pub fn to_html(&self) -> String {
+        let s = &self.summary;
+        let mut h = String::new();
+        h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><title>Veil verification report</title><style>body{font-family:sans-serif;margin:2em;max-width:72em}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em;text-align:left;font-size:90%}th{background:#eee}.fail{color:#a00;font-weight:bold}.warn{color:#a60}.clean{color:#070;font-weight:bold}code{font-size:90%}img{max-width:160px;image-rendering:pixelated}</style></head><body>");
+        h.push_str("<h1>Veil verification report</h1>");
+        h.push_str(&format!(
+            "<p>Status: <span class=\"{}\">{}</span></p>",
+            if s.failing == 0 { "clean" } else { "fail" },
+            if s.failing == 0 {
+                "clean: nothing failing found"
+            } else {
+                "findings: do not release"
+            }
+        ));
+        h.push_str(&format!(
+            "<table><tr><th>Files checked</th><td>{}</td></tr><tr><th>Sources harvested</th><td>{}</td></tr><tr><th>Paired by pixel fingerprint / by study</th><td>{} / {}</td></tr><tr><th>Failing findings (files)</th><td>{} ({})</td></tr><tr><th>Warnings</th><td>{}</td></tr><tr><th>Unresolved references (informative)</th><td>{}</td></tr><tr><th>Seconds</th><td>{:.1}</td></tr></table>",
+            s.files, s.sources, s.paired_by_pixels, s.paired_by_study, s.failing, s.files_with_findings, s.warnings, s.references_unresolved, s.seconds
+        ));
+        h.push_str("<p>Values are never shown: each excerpt masks what was found as <code>[category:length]</code>. File paths are the release's own (pseudonymous) paths.</p>");
+        let mut groups: BTreeMap<(Category, String), Vec<&ReportedFinding>> = BTreeMap::new();
+        for f in &self.findings {
+            let place = generic_place(&f.finding.place);
+            groups
+                .entry((f.finding.category, place))
+                .or_default()
+                .push(f);
+        }
+        let mut current = None;
+        for ((cat, place), fs) in &groups {
+            if current != Some(*cat) {
+                h.push_str(&format!("<h2>{}</h2>", esc(cat.name())));
+                current = Some(*cat);
+            }
+            h.push_str(&format!(
+                "<h3>{} <small>({} findings)</small></h3><table><tr><th></th><th>File</th><th>Place</th><th>Detector</th><th>Excerpt</th><th></th></tr>",
+                esc(place),
+                fs.len()
+            ));
+            for f in fs.iter().take(200) {
+                let fi = &f.finding;
+                h.push_str(&format!(
+                    "<tr><td class=\"{}\">{}</td><td><code>{}</code></td><td><code>{}</code>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                    if f.fails { "fail" } else { "warn" },
+                    if f.fails { "fails" } else { "warning" },
+                    esc(&fi.file),
+                    esc(&fi.place),
+                    fi.frame.map(|n| format!(" frame {n}")).unwrap_or_default(),
+                    esc(&fi.detector),
+                    esc(&fi.excerpt),
+                    fi.thumbnail
+                        .as_ref()
+                        .map(|t| format!("<img alt=\"thumbnail, found text blacked out\" src=\"data:image/png;base64,{t}\">"))
+                        .unwrap_or_default()
+                ));
+            }
+            if fs.len() > 200 {
+                h.push_str(&format!(
+                    "<tr><td colspan=\"6\">… {} more in the JSON report</td></tr>",
+                    fs.len() - 200
+                ));
+            }
+            h.push_str("</table>");
+        }
+        h.push_str("</body></html>\n");
+        h
+    }
+}
+
+/// The place without item numbers, so findings in different items of one
+/// sequence group together.
+fn generic_place(p: &str) -> String {
+    let mut out = String::new();
+    let mut skip = false;
+    for c in p.chars() {
+        match c {
+            '[' => skip = true,
+            ']' => skip = false,
+            _ if !skip => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,638 @@
+//! Searching one output file everywhere a value can hide.
+//!
+//! Three passes over one file, each cheap: (1) its relative path, component
+//! by component; (2) every element value in the header tree at any depth —
+//! File Meta, private elements, UN and OB bytes, PDF streams of encapsulated
+//! documents inflated — for harvested tokens and, on text, the pattern
+//! detectors; (3) the raw bytes of the whole file in chunks, which catches
+//! the preamble, bulk values (pixel data, JPEG COM/APPn segments inside
+//! encapsulated frames, overlays, waveforms) and anything the parser did not
+//! see as an element. A token found by pass 2 is not reported again by pass
+//! 3 in the header area.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+
+use dicom_core::VR;
+use veil_core::{Tag, TagPath};
+use veil_io::{BulkSource, DataSet, DicomFile, Source, Value};
+
+use crate::detect::{detect, TextKind};
+use crate::harvest::decode;
+use crate::matcher::Matcher;
+use crate::{Category, Finding};
+
+/// What to scan and with what.
+pub struct ScanInput<'a> {
+    /// The output file.
+    pub path: &'a Path,
+    /// Its path relative to the output root (reported; pseudonymous).
+    pub rel: &'a str,
+    /// Tokens harvested from the file's source (its patient's objects), or
+    /// none when the source is unknown.
+    pub tokens: Option<&'a Matcher>,
+    /// Run the source-free detectors.
+    pub patterns: bool,
+}
+
+/// A scan's result: findings, and the parsed file for the set checks.
+pub struct Scanned {
+    /// Findings in this file.
+    pub findings: Vec<Finding>,
+    /// The parsed output, or why it did not parse.
+    pub file: Result<DicomFile, String>,
+}
+
+/// One raw hit before grouping.
+struct Hit {
+    place: String,
+    category: Category,
+    detector: &'static str,
+    excerpt: String,
+}
+
+/// Scans one output file.
+pub fn scan_file(input: &ScanInput<'_>) -> Scanned {
+    let mut hits = Vec::new();
+    filename(input, &mut hits);
+    let file = match veil_io::read(input.path) {
+        Ok(f) => f,
+        Err(e) => {
+            let reason = e.reason.to_string();
+            let mut findings = group(input.rel, hits);
+            findings.push(Finding {
+                file: input.rel.to_string(),
+                place: "file".into(),
+                category: Category::Structure,
+                detector: "structure:parse".into(),
+                excerpt: reason.clone(),
+                frame: None,
+                thumbnail: None,
+            });
+            return Scanned {
+                findings,
+                file: Err(reason),
+            };
+        }
+    };
+    let mut w = Walker {
+        input,
+        hits: &mut hits,
+        path: Vec::new(),
+        bulk: Vec::new(),
+        seen: HashSet::new(),
+    };
+    if let Some(meta) = &file.meta {
+        w.dataset(&meta.elements, "meta/", &file.source);
+    }
+    w.dataset(&file.dataset, "", &file.source);
+    let (bulk, seen) = (std::mem::take(&mut w.bulk), std::mem::take(&mut w.seen));
+    if let Some(m) = input.tokens {
+        raw_scan(input.path, &file, m, &bulk, &seen, &mut hits);
+    }
+    Scanned {
+        findings: group(input.rel, hits),
+        file: Ok(file),
+    }
+}
+
+fn filename(input: &ScanInput<'_>, hits: &mut Vec<Hit>) {
+    for comp in input.rel.split('/') {
+        let name = comp.to_uppercase();
+        if let Some(m) = input.tokens {
+            for h in m.find(name.as_bytes()) {
+                let category = m.tokens()[h.token].category;
+                hits.push(Hit {
+                    place: "filename".into(),
+                    category,
+                    detector: "source-value",
+                    excerpt: mask(&name, &[(h.start, h.end, category)], h.start, h.end),
+                });
+            }
+        }
+        if input.patterns {
+            for p in detect(comp, TextKind::FileName) {
+                hits.push(Hit {
+                    place: "filename".into(),
+                    category: p.category,
+                    detector: p.detector,
+                    excerpt: mask(comp, &[(p.start, p.end, p.category)], p.start, p.end),
+                });
+            }
+        }
+    }
+}
+
+struct Walker<'a, 'b> {
+    input: &'a ScanInput<'a>,
+    hits: &'b mut Vec<Hit>,
+    path: Vec<(Tag, Option<usize>)>,
+    /// Bulk values: (offset, len, place) in the source stream.
+    bulk: Vec<(u64, u64, String)>,
+    /// Tokens found by the element pass.
+    seen: HashSet<usize>,
+}
+
+/// VRs whose values are binary numbers: tokens there are coincidences.
+fn numeric_binary(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::US | VR::SS | VR::UL | VR::SL | VR::FL | VR::FD | VR::OF | VR::OD | VR::OL | VR::AT
+            | VR::UV | VR::SV | VR::OV
+    )
+}
+
+/// VRs whose shape is expected in a release (shifted dates, numbers,
+/// UIDs): the source-free detectors skip them.
+fn shaped(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::DA | VR::DT | VR::TM | VR::UI | VR::DS | VR::IS | VR::AS
+    )
+}
+
+/// Elements that hold vocabulary, not data about a person: equipment and
+/// vendor names, coding-scheme fields of code items, ICC profiles, the
+/// de-identification method text. A site's institution often makes its own
+/// software and coding scheme (`99_OFFIS_DCMTK`), so only long IDs, dates and
+/// UIDs count there, and the shape detectors do not run.
+const VOCABULARY: &[Tag] = &[
+    Tag(0x0008, 0x0008), // Image Type
+    Tag(0x0008, 0x0070), // Manufacturer
+    Tag(0x0008, 0x0100), // Code Value
+    Tag(0x0008, 0x0102), // Coding Scheme Designator
+    Tag(0x0008, 0x0103), // Coding Scheme Version
+    Tag(0x0008, 0x0104), // Code Meaning
+    Tag(0x0008, 0x0105), // Mapping Resource
+    Tag(0x0008, 0x0106), // Context Group Version
+    Tag(0x0008, 0x010F), // Context Identifier
+    Tag(0x0008, 0x0114), // Coding Scheme External ID
+    Tag(0x0008, 0x0115), // Coding Scheme Name
+    Tag(0x0008, 0x0116), // Coding Scheme Responsible Organization
+    Tag(0x0008, 0x0119), // Long Code Value
+    Tag(0x0008, 0x0120), // URN Code Value
+    Tag(0x0008, 0x1090), // Manufacturer's Model Name
+    Tag(0x0008, 0x9007), // Frame Type
+    Tag(0x0012, 0x0063), // De-identification Method
+    Tag(0x0018, 0x1020), // Software Versions
+    Tag(0x0028, 0x2000), // ICC Profile
+];
+
+fn vocabulary(tag: Tag) -> bool {
+    VOCABULARY.contains(&tag) || tag.is_private_creator()
+}
+
+/// Whether a token hit counts in this element. Short tokens are only
+/// distinctive in text; binary values match them by chance.
+fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR) -> bool {
+    let t = &m.tokens()[token];
+    let len = t.value.expose().chars().count();
+    let strong = matches!(t.category, Category::Id | Category::Date | Category::Uid);
+    if vocabulary(tag) {
+        return strong && len >= 6;
+    }
+    match vr {
+        VR::DS | VR::IS => false,
+        // code strings cannot hold a name or an address
+        VR::CS => !matches!(
+            t.category,
+            Category::Name | Category::Institution | Category::Address | Category::Phone | Category::Email
+        ),
+        VR::OB | VR::OW | VR::UN => len >= 5,
+        VR::PN => true,
+        _ => t.category != Category::Name || len >= 4,
+    }
+}
+
+fn binary(vr: VR) -> bool {
+    matches!(vr, VR::OB | VR::OW | VR::UN)
+}
+
+impl Walker<'_, '_> {
+    fn place(&self, prefix: &str) -> String {
+        format!("{prefix}{}", TagPath(self.path.clone()))
+    }
+
+    fn dataset(&mut self, ds: &DataSet, prefix: &str, source: &Source) {
+        for e in &ds.elements {
+            self.path.push((e.tag, None));
+            match &e.value {
+                Value::Sequence(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(last) = self.path.last_mut() {
+                            last.1 = Some(i);
+                        }
+                        self.dataset(item, prefix, source);
+                    }
+                }
+                Value::Bytes(b) => {
+                    let place = self.place(prefix);
+                    self.value(e.tag, e.vr, b, &place);
+                }
+                Value::Bulk { offset, len } | Value::Encapsulated { offset, len } => {
+                    let place = self.place(prefix);
+                    // encapsulated documents: PDF text is usually deflated
+                    if e.tag == Tag(0x0042, 0x0011) {
+                        if let Ok(bytes) =
+                            BulkSource::open(source).and_then(|mut s| s.read_range(*offset, *len))
+                        {
+                            self.value(e.tag, e.vr, &bytes, &place);
+                        }
+                    }
+                    self.bulk.push((*offset, *len, place));
+                }
+            }
+            self.path.pop();
+        }
+    }
+
+    fn value(&mut self, tag: Tag, vr: VR, bytes: &[u8], place: &str) {
+        if tag.is_group_length() {
+            return;
+        }
+        if let Some(m) = self.input.tokens {
+            if !numeric_binary(vr) {
+                self.tokens(m, tag, vr, bytes, place);
+                if tag == Tag(0x0042, 0x0011) && bytes.starts_with(b"%PDF") {
+                    for text in pdf_streams(bytes) {
+                        self.tokens(m, tag, VR::LT, &text, place);
+                    }
+                }
+            }
+        }
+        if !self.input.patterns || shaped(vr) || numeric_binary(vr) || vocabulary(tag) {
+            return;
+        }
+        if vr == VR::PN {
+            self.patterns(&decode(bytes), TextKind::PersonName, place);
+        } else if binary(vr) {
+            // standard binary values (pixel data, LUTs) are not text; private
+            // blobs, UN and documents may be
+            if !(tag.is_private() || vr == VR::UN || tag == Tag(0x0042, 0x0011)) {
+                return;
+            }
+            let mut texts = printable_runs(bytes);
+            if tag == Tag(0x0042, 0x0011) && bytes.starts_with(b"%PDF") {
+                for s in pdf_streams(bytes) {
+                    texts.extend(printable_runs(&s));
+                }
+            }
+            for t in texts {
+                self.patterns(&t, TextKind::Text, place);
+            }
+        } else {
+            self.patterns(&decode(bytes), TextKind::Text, place);
+        }
+    }
+
+    fn tokens(&mut self, m: &Matcher, tag: Tag, vr: VR, bytes: &[u8], place: &str) {
+        let mut found = m.find(bytes);
+        // the raw pass must not report what this element holds
+        self.seen.extend(found.iter().map(|h| h.token));
+        found.retain(|h| counts(m, h.token, tag, vr));
+        if found.is_empty() {
+            return;
+        }
+        let text = display(bytes);
+        let ranges: Vec<_> = found
+            .iter()
+            .map(|h| (h.start, h.end, m.tokens()[h.token].category))
+            .collect();
+        for h in &found {
+            let category = m.tokens()[h.token].category;
+            self.hits.push(Hit {
+                place: place.to_string(),
+                category,
+                detector: "source-value",
+                excerpt: mask(&text, &ranges, h.start, h.end),
+            });
+        }
+    }
+
+    fn patterns(&mut self, text: &str, kind: TextKind, place: &str) {
+        let found = detect(text, kind);
+        let ranges: Vec<_> = found.iter().map(|p| (p.start, p.end, p.category)).collect();
+        for p in &found {
+            self.hits.push(Hit {
+                place: place.to_string(),
+                category: p.category,
+                detector: p.detector,
+                excerpt: mask(text, &ranges, p.start, p.end),
+            });
+        }
+    }
+}
+
+/// Bytes as one ASCII char per byte, so byte offsets are char offsets
+/// (non-ASCII shows as `.`; the hit itself is masked anyway).
+fn display(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
+
+/// Printable ASCII runs (at least 4 characters) and UTF-16LE runs, the way
+/// `strings` reads a binary value.
+fn printable_runs(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for &b in bytes {
+        if b.is_ascii_graphic() || b == b' ' {
+            cur.push(b as char);
+        } else {
+            if cur.len() >= 4 {
+                out.push(std::mem::take(&mut cur));
+            }
+            cur.clear();
+        }
+    }
+    if cur.len() >= 4 {
+        out.push(cur);
+    }
+    let mut cur = String::new();
+    for pair in bytes.chunks_exact(2) {
+        if pair[1] == 0 && (pair[0].is_ascii_graphic() || pair[0] == b' ') {
+            cur.push(pair[0] as char);
+        } else {
+            if cur.len() >= 4 {
+                out.push(std::mem::take(&mut cur));
+            }
+            cur.clear();
+        }
+    }
+    if cur.len() >= 4 {
+        out.push(cur);
+    }
+    out
+}
+
+/// The inflated contents of a PDF's FlateDecode streams (where a
+/// document's text is).
+fn pdf_streams(pdf: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(p) = find(&pdf[i..], b"stream") {
+        let mut s = i + p + 6;
+        if pdf.get(s) == Some(&b'\r') {
+            s += 1;
+        }
+        if pdf.get(s) == Some(&b'\n') {
+            s += 1;
+        }
+        let Some(e) = find(&pdf[s..], b"endstream") else {
+            break;
+        };
+        let mut text = Vec::new();
+        let mut z = flate2::read::ZlibDecoder::new(&pdf[s..s + e]);
+        if z.read_to_end(&mut text).is_ok() && !text.is_empty() {
+            out.push(text);
+        }
+        i = s + e + 9;
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Context around a hit with every hit in the window masked as
+/// `[category:length]`: the report shows where and what kind, never the
+/// value.
+pub(crate) fn mask(text: &str, ranges: &[(usize, usize, Category)], start: usize, end: usize) -> String {
+    const CTX: usize = 24;
+    let lo = floor(text, start.saturating_sub(CTX));
+    let hi = ceil(text, (end + CTX).min(text.len()));
+    let mut out = String::new();
+    if lo > 0 {
+        out.push('…');
+    }
+    let mut i = lo;
+    let mut sorted: Vec<_> = ranges
+        .iter()
+        .filter(|(s, e, _)| *e > lo && *s < hi)
+        .copied()
+        .collect();
+    sorted.sort_by_key(|r| (r.0, std::cmp::Reverse(r.1)));
+    for (s, e, c) in sorted {
+        let (s, e) = (floor(text, s.max(lo)), ceil(text, e.min(hi)));
+        if s < i {
+            // overlapping: extend the mask
+            if e > i {
+                i = e;
+            }
+            continue;
+        }
+        out.push_str(&clean(&text[i..s]));
+        out.push_str(&format!("[{}:{}]", c.name(), text[s..e].chars().count()));
+        i = e;
+    }
+    if i < hi {
+        out.push_str(&clean(&text[i..hi]));
+    }
+    if hi < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '·' } else { c })
+        .collect()
+}
+
+fn floor(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Pass 3: the whole file's bytes (for a deflated file: the preamble and
+/// meta from disk, the data set inflated).
+fn raw_scan(
+    path: &Path,
+    file: &DicomFile,
+    m: &Matcher,
+    bulk: &[(u64, u64, String)],
+    seen: &HashSet<usize>,
+    hits: &mut Vec<Hit>,
+) {
+    let meta_end = file.meta.as_ref().map(|mm| mm.end).unwrap_or(0);
+    let region = |off: u64, in_dataset_stream: bool| -> Option<String> {
+        if !in_dataset_stream {
+            if file.meta.is_some() && off < 128 && meta_end >= 132 {
+                return Some("preamble".into());
+            }
+            if off < meta_end {
+                return None; // meta elements were searched one by one
+            }
+        }
+        bulk.iter()
+            .find(|(o, l, _)| off >= *o && off < o + l)
+            .map(|(_, _, p)| p.clone())
+    };
+    let mut report = |token: usize, window: &[u8], s: usize, e: usize, place: Option<String>| {
+        let t = &m.tokens()[token];
+        let category = t.category;
+        // binary data matches short values by chance
+        if t.value.expose().chars().count() < 6 {
+            return;
+        }
+        let place = match place {
+            Some(p) => p,
+            // header area: only what the element pass missed
+            None if seen.contains(&token) => return,
+            None => "bytes".into(),
+        };
+        hits.push(Hit {
+            place,
+            category,
+            detector: "raw-bytes",
+            excerpt: mask(&display(window), &[(s, e, category)], s, e),
+        });
+    };
+    match &file.source {
+        Source::File(_) => {
+            let _ = chunks(path, m, |off, token, w, s, e, utf16| {
+                let place = region(off, false);
+                if utf16 && place.as_deref() != Some("preamble") {
+                    return;
+                }
+                // the meta region is handled element by element
+                if place.is_none() && off < meta_end {
+                    return;
+                }
+                report(token, w, s, e, place);
+            });
+        }
+        Source::Memory(buf) => {
+            if meta_end > 0 {
+                let _ = chunks(path, m, |off, token, w, s, e, _| {
+                    if off < 128 && meta_end >= 132 {
+                        report(token, w, s, e, Some("preamble".into()));
+                    }
+                });
+            }
+            for h in m.find(buf).into_iter().filter(|h| !h.utf16) {
+                let lo = h.start.saturating_sub(24);
+                let hi = (h.end + 24).min(buf.len());
+                let place = region(h.start as u64, true);
+                report(
+                    h.token,
+                    &buf[lo..hi],
+                    h.start - lo,
+                    h.end - lo,
+                    place,
+                );
+            }
+        }
+    }
+}
+
+/// Streams a file through the matcher in overlapping 8 MiB chunks; calls
+/// back with (absolute offset, token, context window, hit range in window).
+fn chunks(
+    path: &Path,
+    m: &Matcher,
+    mut f: impl FnMut(u64, usize, &[u8], usize, usize, bool),
+) -> std::io::Result<()> {
+    const CHUNK: usize = 8 << 20;
+    let overlap = m.longest().max(1) + 1;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; CHUNK + overlap];
+    let mut base: u64 = 0; // file offset of buf[0]
+    let mut have = 0usize;
+    let mut reported: BTreeMap<(u64, usize), ()> = BTreeMap::new();
+    loop {
+        let n = file.read(&mut buf[have..])?;
+        let eof = n == 0;
+        have += n;
+        if !eof && have < buf.len() {
+            continue;
+        }
+        for h in m.find(&buf[..have]) {
+            let off = base + h.start as u64;
+            if reported.insert((off, h.token), ()).is_some() {
+                continue;
+            }
+            let lo = h.start.saturating_sub(24);
+            let hi = (h.end + 24).min(have);
+            f(off, h.token, &buf[lo..hi], h.start - lo, h.end - lo, h.utf16);
+        }
+        if eof {
+            return Ok(());
+        }
+        // keep the tail so a value split across chunks is still found
+        let keep = overlap.min(have);
+        buf.copy_within(have - keep..have, 0);
+        base += (have - keep) as u64;
+        have = keep;
+        reported.retain(|(o, _), _| *o >= base);
+    }
+}
+
+/// Groups hits: one finding per (place, category, detector), so a value
+/// repeated in one element is one finding.
+fn group(rel: &str, hits: Vec<Hit>) -> Vec<Finding> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for h in hits {
+        if !seen.insert((h.place.clone(), h.category, h.detector)) {
+            continue;
+        }
+        out.push(Finding {
+            file: rel.to_string(),
+            place: h.place,
+            category: h.category,
+            detector: h.detector.to_string(),
+            excerpt: h.excerpt,
+            frame: None,
+            thumbnail: None,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_every_hit_in_the_window() {
+        let t = "seen by JOHN DOE on 2020-01-02 in clinic";
+        let r = [(8, 16, Category::Name), (8, 12, Category::Name), (20, 30, Category::Date)];
+        let m = mask(t, &r, 8, 16);
+        assert!(!m.contains("JOHN") && !m.contains("DOE") && !m.contains("2020"), "{m}");
+        assert!(m.contains("[name:8]") && m.contains("[date:10]"), "{m}");
+    }
+
+    #[test]
+    fn pdf_text_is_inflated() {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b"BT (Patient: Jane Roe) Tj ET").unwrap();
+        let mut pdf = b"%PDF-1.4\n1 0 obj << /Filter /FlateDecode >> stream\n".to_vec();
+        pdf.extend(z.finish().unwrap());
+        pdf.extend(b"\nendstream endobj");
+        let s = pdf_streams(&pdf);
+        assert_eq!(s.len(), 1);
+        assert!(String::from_utf8_lossy(&s[0]).contains("Jane Roe"));
+    }
+}

@@ -1,0 +1,695 @@
+//! Verifying a whole output tree against its sources.
+//!
+//! Sources are harvested once; tokens are pooled per patient (Patient ID
+//! and issuer), since a value that leaks from one of a patient's objects
+//! into another's output is still that patient's PHI. Each output is paired
+//! with its source without the key: by a fingerprint of its pixel data
+//! (dimensions, length, first and last 64 KiB, which the core copies
+//! byte for byte), else through its study or its (pseudonymous) patient
+//! (an output study or patient paired by one image pairs all its objects). An output that pairs with nothing is
+//! searched for every source's IDs, UIDs, full names and addresses, but not
+//! for dates or single name words, which collide with other patients'
+//! shifted dates and with ordinary words by chance.
+//!
+//! The set checks then look at the release as a whole: markers present,
+//! one patient per study and one study per series, the partition of
+//! patients/studies/series/frames of reference the same as in the sources,
+//! and references that resolved among the sources still resolving among
+//! the outputs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use veil_core::{Phi, Tag};
+use veil_io::{BulkSource, DataSet, DicomFile, Value};
+
+use crate::harvest::{harvest, patient_key, Token};
+use crate::matcher::Matcher;
+use crate::policy::VerifyPolicy;
+use crate::report::Report;
+use crate::scan::{scan_file, ScanInput};
+use crate::{Category, Finding};
+
+/// What to verify and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The output root.
+    pub out: PathBuf,
+    /// The source files or folders, if at hand.
+    pub sources: Vec<PathBuf>,
+    /// What fails.
+    pub policy: VerifyPolicy,
+    /// Worker threads.
+    pub jobs: usize,
+    /// Run dciodvfy on every paired output and its source; report errors
+    /// the source did not have.
+    pub dciodvfy: bool,
+    /// Run the source-free detectors (always on without sources).
+    pub patterns: bool,
+    /// Read every frame and overlay with OCR.
+    pub pixels: bool,
+}
+
+/// What the set checks need from one object.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Facts {
+    sop: Option<String>,
+    study: Option<String>,
+    series: Option<String>,
+    frame_of_reference: Option<String>,
+    patient: Option<String>,
+    refs: Vec<String>,
+    identity_removed: bool,
+    method: bool,
+    fingerprint: Option<[u8; 32]>,
+    dicomdir: bool,
+}
+
+struct SourceInfo {
+    path: PathBuf,
+    facts: Facts,
+    patient: usize,
+}
+
+/// Lists the files under the given roots, sorted.
+pub fn files(roots: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for r in roots {
+        walk(r, &mut out)?;
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn walk(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let meta = std::fs::metadata(p)?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            walk(&e?.path(), out)?;
+        }
+    } else if meta.is_file() {
+        out.push(p.to_path_buf());
+    }
+    Ok(())
+}
+
+/// Runs `f` over `items` on `jobs` threads, keeping order.
+fn par_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.len() {
+                    break;
+                }
+                let r = f(&items[i]);
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.expect("every item mapped"))
+        .collect()
+}
+
+/// Verifies an output tree.
+pub fn verify_tree(opts: &Options) -> std::io::Result<Report> {
+    let outputs = files(std::slice::from_ref(&opts.out))?;
+    verify_files(opts, &outputs)
+}
+
+/// Verifies some of the files under `opts.out` (one released study, say):
+/// paths are reported relative to `opts.out`, and the set checks look at
+/// these files only.
+pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Report> {
+    let start = Instant::now();
+    if opts.pixels {
+        ocr_available()?;
+    }
+    let jobs = opts.jobs.max(1);
+
+    // sources: harvest, facts, patient pools
+    let mut pools: Vec<Vec<Token>> = Vec::new();
+    let mut sources: Vec<SourceInfo> = Vec::new();
+    if !opts.sources.is_empty() {
+        let paths = files(&opts.sources)?;
+        let read = par_map(&paths, jobs, |p| {
+            veil_io::read(p)
+                .ok()
+                .filter(|f| !f.is_dicomdir())
+                .map(|f| (harvest(&f), patient_key(&f), facts(&f)))
+        });
+        let mut by_patient: HashMap<Phi<String>, usize> = HashMap::new();
+        for (path, r) in paths.into_iter().zip(read) {
+            let Some((tokens, key, facts)) = r else {
+                continue;
+            };
+            let pool = match key {
+                Some(k) => *by_patient.entry(k).or_insert_with(|| {
+                    pools.push(Vec::new());
+                    pools.len() - 1
+                }),
+                None => {
+                    pools.push(Vec::new());
+                    pools.len() - 1
+                }
+            };
+            pools[pool].extend(tokens);
+            sources.push(SourceInfo {
+                path,
+                facts,
+                patient: pool,
+            });
+        }
+        for p in &mut pools {
+            p.sort();
+            p.dedup();
+        }
+    }
+    let by_fp: HashMap<[u8; 32], Vec<usize>> = {
+        let mut m: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
+        for (i, s) in sources.iter().enumerate() {
+            if let Some(fp) = s.facts.fingerprint {
+                m.entry(fp).or_default().push(i);
+            }
+        }
+        m
+    };
+
+    // outputs: facts and pairing
+    let out_facts: Vec<Option<Facts>> = par_map(outputs, jobs, |p| {
+        veil_io::read(p).ok().map(|f| facts(&f))
+    });
+    let mut paired: Vec<Vec<usize>> = out_facts
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .and_then(|f| f.fingerprint)
+                .and_then(|fp| by_fp.get(&fp).cloned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut study_sources: HashMap<String, BTreeSet<usize>> = HashMap::new();
+    for (f, p) in out_facts.iter().zip(&paired) {
+        if let (Some(f), false) = (f, p.is_empty()) {
+            if let Some(st) = &f.study {
+                study_sources.entry(st.clone()).or_default().extend(p);
+            }
+        }
+    }
+    // pairs by pixel fingerprint are exact; pairs through a study are not
+    let exact: Vec<bool> = paired.iter().map(|p| p.len() == 1).collect();
+    // then through the output patient: all of a pseudonymous patient's
+    // objects belong to the sources its paired images came from
+    let mut patient_sources: HashMap<String, BTreeSet<usize>> = HashMap::new();
+    for (f, p) in out_facts.iter().zip(&paired) {
+        if let (Some(f), false) = (f, p.is_empty()) {
+            if let Some(pt) = &f.patient {
+                patient_sources.entry(pt.clone()).or_default().extend(p);
+            }
+        }
+    }
+    let by_study: usize = {
+        let mut n = 0;
+        for (f, p) in out_facts.iter().zip(paired.iter_mut()) {
+            if !p.is_empty() {
+                continue;
+            }
+            let f = f.as_ref();
+            let via_study = f.and_then(|f| f.study.as_ref()).and_then(|s| study_sources.get(s));
+            let via_patient = f
+                .and_then(|f| f.patient.as_ref())
+                .filter(|pt| !pt.is_empty())
+                .and_then(|pt| patient_sources.get(pt));
+            if let Some(srcs) = via_study.or(via_patient) {
+                p.extend(srcs.iter().copied());
+                n += 1;
+            }
+        }
+        n
+    };
+
+    // matchers: one per set of patient pools, built on first use
+    let union = Arc::new(Matcher::new({
+        let mut all: Vec<Token> = pools
+            .iter()
+            .flatten()
+            .filter(|t| match t.category {
+                // other patients' dates and times coincide with this
+                // output's shifted ones by chance
+                Category::Date | Category::Time => false,
+                // so do single name words (FIELD, MONITOR); full names and
+                // long ones do not
+                Category::Name => {
+                    let v = t.value.expose();
+                    v.contains([' ', '^', ',']) || v.chars().count() >= 8
+                }
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }));
+    let cache: Mutex<HashMap<Vec<usize>, Arc<Matcher>>> = Mutex::new(HashMap::new());
+    let matcher_for = |srcs: &[usize]| -> Option<Arc<Matcher>> {
+        if sources.is_empty() {
+            return None;
+        }
+        if srcs.is_empty() {
+            return Some(union.clone());
+        }
+        let mut key: Vec<usize> = srcs.iter().map(|&i| sources[i].patient).collect();
+        key.sort();
+        key.dedup();
+        if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Some(m.clone());
+        }
+        let mut toks: Vec<Token> = key.iter().flat_map(|&p| pools[p].iter().cloned()).collect();
+        toks.sort();
+        toks.dedup();
+        let m = Arc::new(Matcher::new(toks));
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, m.clone());
+        Some(m)
+    };
+
+    let idx: Vec<usize> = (0..outputs.len()).collect();
+    let scanned: Vec<Vec<Finding>> = par_map(&idx, jobs, |&i| {
+        let rel = relative(&opts.out, &outputs[i]);
+        let m = matcher_for(&paired[i]);
+        let s = scan_file(&ScanInput {
+            path: &outputs[i],
+            rel: &rel,
+            tokens: m.as_deref(),
+            patterns: opts.patterns || sources.is_empty(),
+        });
+        let mut f = s.findings;
+        if opts.pixels {
+            if let Ok(file) = &s.file {
+                f.extend(read_pixels(file, &rel, m.as_deref(), opts.patterns || sources.is_empty()));
+            }
+        }
+        if opts.dciodvfy && exact[i] {
+            f.extend(new_dciodvfy_errors(&sources[paired[i][0]].path, &outputs[i], &rel));
+        }
+        f
+    });
+    let mut findings: Vec<Finding> = scanned.into_iter().flatten().collect();
+
+    // set checks
+    let rels: Vec<String> = outputs.iter().map(|p| relative(&opts.out, p)).collect();
+    let exact_pairs: Vec<Option<usize>> = paired
+        .iter()
+        .zip(&exact)
+        .map(|(p, &e)| e.then(|| p[0]))
+        .collect();
+    set_checks(&rels, &out_facts, &paired, &exact_pairs, &sources, &mut findings);
+
+    let unresolved = {
+        let sops: BTreeSet<&str> = out_facts.iter().flatten().filter_map(|f| f.sop.as_deref()).collect();
+        out_facts
+            .iter()
+            .flatten()
+            .flat_map(|f| f.refs.iter())
+            .filter(|r| !sops.contains(r.as_str()))
+            .count()
+    };
+    findings.retain(|f| opts.policy.reports(f.category));
+    let paired_fp = paired.iter().zip(&out_facts).filter(|(p, f)| !p.is_empty() && f.is_some()).count() - by_study;
+    Ok(Report::new(
+        findings,
+        &opts.policy,
+        outputs.len(),
+        sources.len(),
+        paired_fp,
+        by_study,
+        unresolved,
+        start.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Verifies one output against its parsed source, for `veil deid --verify`:
+/// the source's tokens, the source-free detectors and the markers. Returns
+/// the findings that fail under `policy`; an output with any goes to review.
+pub fn verify_one(
+    source: &DicomFile,
+    output: &Path,
+    rel: &str,
+    policy: &VerifyPolicy,
+) -> Vec<Finding> {
+    let m = Matcher::new(harvest(source));
+    let s = scan_file(&ScanInput {
+        path: output,
+        rel,
+        tokens: Some(&m),
+        patterns: true,
+    });
+    let mut findings = s.findings;
+    if let Ok(f) = &s.file {
+        let facts = facts(f);
+        let rels = [rel.to_string()];
+        set_checks(&rels, &[Some(facts)], &[Vec::new()], &[None], &[], &mut findings);
+    }
+    findings.retain(|f| policy.fails(f.category, &f.place));
+    findings
+}
+
+#[cfg(feature = "ocr")]
+thread_local! {
+    // Tesseract's API object is not shareable: one per worker thread.
+    static OCR: std::cell::RefCell<Option<veil_pixels::ocr::Ocr>> = const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(feature = "ocr")]
+fn ocr_available() -> std::io::Result<()> {
+    veil_pixels::ocr::Ocr::new()
+        .map(|_| ())
+        .map_err(|e| std::io::Error::other(format!("--pixels: OCR is not available: {e}")))
+}
+
+#[cfg(not(feature = "ocr"))]
+fn ocr_available() -> std::io::Result<()> {
+    Err(std::io::Error::other("--pixels: this build has no OCR (feature `ocr`)"))
+}
+
+#[cfg(feature = "ocr")]
+fn read_pixels(file: &DicomFile, rel: &str, m: Option<&Matcher>, patterns: bool) -> Vec<Finding> {
+    OCR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = veil_pixels::ocr::Ocr::new().ok();
+        }
+        match slot.as_mut() {
+            Some(ocr) => crate::pixels::scan_pixels(file, rel, m, patterns, ocr, true),
+            None => Vec::new(),
+        }
+    })
+}
+
+#[cfg(not(feature = "ocr"))]
+fn read_pixels(_: &DicomFile, _: &str, _: Option<&Matcher>, _: bool) -> Vec<Finding> {
+    Vec::new()
+}
+
+/// A path relative to the root, with `/` separators.
+pub fn relative(root: &Path, p: &Path) -> String {
+    let r = p.strip_prefix(root).unwrap_or(p);
+    r.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn structure(file: &str, place: &str, check: &str, excerpt: String) -> Finding {
+    Finding {
+        file: file.to_string(),
+        place: place.to_string(),
+        category: if check == "marker" {
+            Category::Marker
+        } else {
+            Category::Structure
+        },
+        detector: format!("structure:{check}"),
+        excerpt,
+        frame: None,
+        thumbnail: None,
+    }
+}
+
+fn set_checks(
+    rels: &[String],
+    out: &[Option<Facts>],
+    paired: &[Vec<usize>],
+    exact: &[Option<usize>],
+    sources: &[SourceInfo],
+    findings: &mut Vec<Finding>,
+) {
+    let mut sop_seen: HashMap<&str, usize> = HashMap::new();
+    let mut study_patient: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    let mut series_study: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for (i, f) in out.iter().enumerate() {
+        let Some(f) = f else { continue };
+        if f.dicomdir {
+            continue;
+        }
+        if !f.identity_removed {
+            findings.push(structure(
+                &rels[i],
+                "(0012,0062)",
+                "marker",
+                "Patient Identity Removed is not YES".into(),
+            ));
+        }
+        if !f.method {
+            findings.push(structure(
+                &rels[i],
+                "(0012,0063)",
+                "marker",
+                "no De-identification Method or its code sequence".into(),
+            ));
+        }
+        if let Some(s) = &f.sop {
+            if let Some(first) = sop_seen.insert(s, i) {
+                findings.push(structure(
+                    &rels[i],
+                    "(0008,0018)",
+                    "duplicate-instance",
+                    format!("same SOP Instance UID as {}", rels[first]),
+                ));
+            }
+        }
+        if let (Some(st), Some(p)) = (&f.study, &f.patient) {
+            study_patient.entry(st).or_default().insert(p);
+        }
+        if let (Some(se), Some(st)) = (&f.series, &f.study) {
+            series_study.entry(se).or_default().insert(st);
+        }
+    }
+    // what the sources already had is not the release's doing
+    let mut src_study_patient: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    let mut src_series_study: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for f in sources.iter().map(|s| &s.facts) {
+        if let (Some(st), Some(p)) = (&f.study, &f.patient) {
+            src_study_patient.entry(st).or_default().insert(p);
+        }
+        if let (Some(se), Some(st)) = (&f.series, &f.study) {
+            src_series_study.entry(se).or_default().insert(st);
+        }
+    }
+    let inherited = |i: usize, study: bool| {
+        paired[i].iter().any(|&s| {
+            let f = &sources[s].facts;
+            if study {
+                f.study.as_deref().and_then(|s| src_study_patient.get(s)).is_some_and(|p| p.len() > 1)
+            } else {
+                f.series.as_deref().and_then(|s| src_series_study.get(s)).is_some_and(|p| p.len() > 1)
+            }
+        })
+    };
+    for (i, f) in out.iter().enumerate() {
+        let Some(f) = f else { continue };
+        if f.study.as_deref().and_then(|s| study_patient.get(s)).is_some_and(|p| p.len() > 1)
+            && !inherited(i, true)
+        {
+            findings.push(structure(
+                &rels[i],
+                "(0020,000D)",
+                "hierarchy",
+                "study holds more than one patient".into(),
+            ));
+        }
+        if f.series.as_deref().and_then(|s| series_study.get(s)).is_some_and(|p| p.len() > 1)
+            && !inherited(i, false)
+        {
+            findings.push(structure(
+                &rels[i],
+                "(0020,000E)",
+                "hierarchy",
+                "series belongs to more than one study".into(),
+            ));
+        }
+    }
+    if sources.is_empty() {
+        return;
+    }
+    // the partition into patients/studies/series/frames of reference must
+    // be the same before and after (UIDs remapped consistently)
+    type Get = fn(&Facts) -> Option<&String>;
+    let levels: [(&str, &str, Get); 4] = [
+        ("(0010,0020)", "patient", |f| f.patient.as_ref()),
+        ("(0020,000D)", "study", |f| f.study.as_ref()),
+        ("(0020,000E)", "series", |f| f.series.as_ref()),
+        ("(0020,0052)", "frame of reference", |f| f.frame_of_reference.as_ref()),
+    ];
+    for (place, what, get) in levels {
+        let mut fwd: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        let mut back: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        let mut pairs = Vec::new();
+        for (i, f) in out.iter().enumerate() {
+            let (Some(f), Some(s)) = (f, exact[i]) else {
+                continue;
+            };
+            if let (Some(o), Some(src)) = (get(f), get(&sources[s].facts)) {
+                fwd.entry(src).or_default().insert(o);
+                back.entry(o).or_default().insert(src);
+                pairs.push((i, src.as_str(), o.as_str()));
+            }
+        }
+        for (i, src, o) in pairs {
+            if fwd[src].len() > 1 {
+                findings.push(structure(
+                    &rels[i],
+                    place,
+                    "hierarchy",
+                    format!("one source {what} became several"),
+                ));
+            } else if back[o].len() > 1 {
+                findings.push(structure(
+                    &rels[i],
+                    place,
+                    "hierarchy",
+                    format!("several source {what}s became one"),
+                ));
+            }
+        }
+    }
+    // references that resolved among the sources must resolve among outputs
+    let src_sops: BTreeSet<&str> = sources.iter().filter_map(|s| s.facts.sop.as_deref()).collect();
+    let out_sops: BTreeSet<&str> = out.iter().flatten().filter_map(|f| f.sop.as_deref()).collect();
+    for (i, f) in out.iter().enumerate() {
+        let (Some(f), Some(s)) = (f, exact[i]) else {
+            continue;
+        };
+        let before = sources[s].facts.refs.iter().filter(|r| src_sops.contains(r.as_str())).count();
+        let after = f.refs.iter().filter(|r| out_sops.contains(r.as_str())).count();
+        if after < before {
+            findings.push(structure(
+                &rels[i],
+                "(0008,1155)",
+                "reference",
+                format!("{} of {before} references no longer resolve", before - after),
+            ));
+        }
+    }
+}
+
+fn ascii(ds: &DataSet, tag: Tag) -> Option<String> {
+    ds.ascii(tag).filter(|s| !s.is_empty())
+}
+
+fn collect_refs(ds: &DataSet, out: &mut Vec<String>) {
+    for e in &ds.elements {
+        match &e.value {
+            Value::Sequence(items) => items.iter().for_each(|i| collect_refs(i, out)),
+            Value::Bytes(b) if e.tag == Tag(0x0008, 0x1155) => out.extend(
+                String::from_utf8_lossy(b)
+                    .split('\\')
+                    .map(|s| s.trim_matches(['\0', ' ']).to_string())
+                    .filter(|s| !s.is_empty()),
+            ),
+            _ => {}
+        }
+    }
+}
+
+pub(crate) fn facts(f: &DicomFile) -> Facts {
+    let ds = &f.dataset;
+    let mut refs = Vec::new();
+    collect_refs(ds, &mut refs);
+    Facts {
+        sop: ascii(ds, Tag(0x0008, 0x0018)),
+        study: ascii(ds, Tag(0x0020, 0x000D)),
+        series: ascii(ds, Tag(0x0020, 0x000E)),
+        frame_of_reference: ascii(ds, Tag(0x0020, 0x0052)),
+        // an empty Patient ID is a patient too (one without an ID)
+        patient: ds.ascii(Tag(0x0010, 0x0020)),
+        refs,
+        identity_removed: ascii(ds, Tag(0x0012, 0x0062)).as_deref() == Some("YES"),
+        method: ds.get(Tag(0x0012, 0x0063)).is_some() || ds.get(Tag(0x0012, 0x0064)).is_some(),
+        fingerprint: fingerprint(f),
+        dicomdir: f.is_dicomdir(),
+    }
+}
+
+/// A key-free identity of an image: its dimensions and the first and last
+/// 64 KiB of its pixel data, which de-identification copies unchanged.
+fn fingerprint(f: &DicomFile) -> Option<[u8; 32]> {
+    const EDGE: u64 = 64 * 1024;
+    let ds = &f.dataset;
+    let px = ds.get(Tag(0x7FE0, 0x0010))?;
+    let mut h = Sha256::new();
+    for t in [Tag(0x0028, 0x0010), Tag(0x0028, 0x0011), Tag(0x0028, 0x0008)] {
+        h.update(ascii(ds, t).unwrap_or_default().as_bytes());
+        h.update(ds.bytes(t).unwrap_or_default());
+        h.update([0]);
+    }
+    match &px.value {
+        Value::Bytes(b) => {
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        }
+        Value::Bulk { offset, len } | Value::Encapsulated { offset, len } => {
+            h.update(len.to_le_bytes());
+            let mut src = BulkSource::open(&f.source).ok()?;
+            h.update(src.read_range(*offset, (*len).min(EDGE)).ok()?);
+            if *len > EDGE {
+                let tail = (*len - EDGE).max(EDGE);
+                h.update(src.read_range(offset + tail, len - tail).ok()?);
+            }
+        }
+        Value::Sequence(_) => return None,
+    }
+    Some(h.finalize().into())
+}
+
+/// dciodvfy's error lines, without the parts that carry values (UIDs,
+/// numbers and lengths change with de-identification). `None` when
+/// dciodvfy is not installed.
+pub fn dciodvfy_errors(p: &Path) -> Option<BTreeSet<String>> {
+    let out = Command::new("dciodvfy").arg(p).output().ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    Some(
+        text.lines()
+            .filter(|l| l.contains("Error"))
+            .map(|l| {
+                let l = l.split(" - \"").next().unwrap_or(l);
+                let mut out = String::new();
+                for c in l.chars() {
+                    if c.is_ascii_digit() || c == '.' {
+                        if !out.ends_with('#') {
+                            out.push('#');
+                        }
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            })
+            .collect(),
+    )
+}
+
+fn new_dciodvfy_errors(source: &Path, output: &Path, rel: &str) -> Vec<Finding> {
+    let (Some(before), Some(after)) = (dciodvfy_errors(source), dciodvfy_errors(output)) else {
+        return Vec::new();
+    };
+    let new: BTreeMap<_, _> = after.difference(&before).map(|e| (e.clone(), ())).collect();
+    new.into_keys()
+        .map(|e| structure(rel, "file", "dciodvfy", e))
+        .collect()
+}
