@@ -22,6 +22,17 @@ mod verify;
 pub use entry::{Entry, Event};
 pub use merkle::{Frontier, Hash};
 pub use sign::{head_message, Checkpoint, KeyFileError, LedgerKey};
+
+/// The verifying key type (re-exported so callers need not depend on
+/// ed25519-dalek).
+pub mod merkle_vk {
+    pub use ed25519_dalek::VerifyingKey;
+}
+
+/// Checks a hex Ed25519 signature over `msg`.
+pub fn check_signature(k: &ed25519_dalek::VerifyingKey, msg: &str, sig_hex: &str) -> bool {
+    sign::check(k, msg, sig_hex)
+}
 pub use verify::{verify_log, Problem, StoredRow, VerifyReport};
 
 /// Lower-case hex of bytes.
