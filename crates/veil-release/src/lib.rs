@@ -310,7 +310,7 @@ impl Site {
                 proof_ok: ok,
             });
         }
-        let notify = self.to_notify(pref, &entries)?;
+        let notify = self.notify_list(pref, &entries)?;
         Ok((
             Disclosures {
                 patient_ref: pref.to_string(),
@@ -325,7 +325,7 @@ impl Site {
     }
 
     /// Past releases that the patient's current consent would refuse.
-    fn to_notify(&mut self, pref: &str, entries: &[Disclosure]) -> Result<Vec<Notify>, Error> {
+    fn notify_list(&mut self, pref: &str, entries: &[Disclosure]) -> Result<Vec<Notify>, Error> {
         let consents = self.store.consents_for(pref)?;
         let now = veil_consent::now();
         let mut out: Vec<Notify> = Vec::new();

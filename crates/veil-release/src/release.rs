@@ -291,12 +291,12 @@ impl Site {
                     .entry(why.split(':').next().unwrap_or(why).to_string())
                     .or_default() += 1;
             };
-            let Some(patient) = &g.patient else {
+            if g.patient.is_none() {
                 refuse(&mut e, "ambiguous: no PatientID", &mut summary);
                 entries.push(e);
                 staged.push(None);
                 continue;
-            };
+            }
             if g.study.is_empty() {
                 refuse(&mut e, "ambiguous: no StudyInstanceUID", &mut summary);
             } else if ambiguous.contains(&g.study) {
@@ -315,7 +315,6 @@ impl Site {
             }
             let pref = patient_ref.clone().unwrap_or_default();
             let consents = self.store.consents_for(&pref)?;
-            let _ = patient;
             let o = veil_consent::decide(
                 &consents,
                 default,
@@ -348,10 +347,10 @@ impl Site {
                 match &r.outcome {
                     veil_pipeline::Outcome::Written { output }
                     | veil_pipeline::Outcome::AlreadyDone { output }
-                    | veil_pipeline::Outcome::DuplicateInstance { output } => {
-                        if req.out.join(output).is_file() {
-                            outs.insert(output.clone());
-                        }
+                    | veil_pipeline::Outcome::DuplicateInstance { output }
+                        if req.out.join(output).is_file() =>
+                    {
+                        outs.insert(output.clone());
                     }
                     _ => {}
                 }

@@ -33,12 +33,15 @@ struct Prov {
     study: Option<u8>,
 }
 
+/// recipient, purpose, and a consent change (patient, provision) first
+type Req = (u8, u8, Option<(u8, Prov)>);
+
 #[derive(Debug, Clone)]
 struct Scenario {
     studies: Vec<u8>, // per patient: 1..=2 studies
     consents: Vec<Vec<Prov>>,
     defaults: [u8; 2], // per purpose: 0 unset, 1 opt-in, 2 opt-out
-    requests: Vec<(u8, u8, Option<(u8, Prov)>)>, // recipient, purpose, consent change first
+    requests: Vec<Req>,
 }
 
 fn prov() -> impl Strategy<Value = Prov> {
