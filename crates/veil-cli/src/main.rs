@@ -13,6 +13,9 @@ use veil_rules::Recipe;
 
 mod risk;
 mod verify;
+mod consent;
+mod ledger;
+mod release;
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +24,10 @@ mod verify;
     about = "Veil: a privacy gateway for medical images"
 )]
 struct Cli {
+    /// The store: a postgres:// URL or an SQLite file (default:
+    /// $VEIL_HOME/veil.db, $VEIL_HOME defaulting to ~/.local/share/veil).
+    #[arg(long, global = true, env = "VEIL_DB_URL", hide_env_values = true)]
+    db: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -94,6 +101,52 @@ enum Cmd {
     /// file names, pixels) and structure. Exit 0 clean, 1 findings, 2
     /// could not run.
     Verify(verify::VerifyArgs),
+    /// Data recipients.
+    Recipient {
+        #[command(subcommand)]
+        cmd: consent::RecipientCmd,
+    },
+    /// Patients' consent.
+    Consent {
+        #[command(subcommand)]
+        cmd: consent::ConsentCmd,
+    },
+    /// Decide per study, de-identify for a recipient, log every decision.
+    Release(release::ReleaseArgs),
+    /// Every release and refusal about one patient, with inclusion proofs.
+    Disclosures {
+        /// The PatientID.
+        #[arg(long)]
+        patient_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The disclosure ledger.
+    Ledger {
+        #[command(subcommand)]
+        cmd: ledger::LedgerCmd,
+    },
+    /// Staged outputs past their recipient's retention.
+    Retention {
+        #[command(subcommand)]
+        cmd: RetentionCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCmd {
+    /// Delete staged outputs past retention; each deletion is logged.
+    Run {
+        /// Evaluate as of this time instead of now (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        now: Option<String>,
+    },
+}
+
+/// Opens the site store ($VEIL_HOME, created on first use).
+fn site(db: Option<&str>) -> Result<veil_release::Site, String> {
+    veil_release::Site::open(db, &veil_store::default_home()).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -167,9 +220,18 @@ fn inside(child: &Path, parent: &Path) -> bool {
 }
 
 fn run(cli: Cli) -> Result<i32, String> {
+    let db = cli.db.as_deref();
     match cli.cmd {
         Cmd::Risk(args) => risk::run(args),
         Cmd::Verify(args) => verify::run(args),
+        Cmd::Recipient { cmd } => consent::recipient(db, cmd),
+        Cmd::Consent { cmd } => consent::consent(db, cmd),
+        Cmd::Release(a) => release::release(db, a),
+        Cmd::Disclosures { patient_id, json } => release::disclosures(db, patient_id, json),
+        Cmd::Ledger { cmd } => ledger::ledger(db, cmd),
+        Cmd::Retention {
+            cmd: RetentionCmd::Run { now },
+        } => release::retention(db, now),
         Cmd::Key {
             cmd: KeyCmd::New { path },
         } => {

@@ -34,6 +34,15 @@ fn sample(corpus: &Path, per_class: usize) -> Vec<PathBuf> {
             .dataset
             .ascii(veil_core::Tag(0x0008, 0x0016))
             .unwrap_or_default();
+        // OCR reads every frame: keep long cine loops out of a unit test
+        let frames: u32 = f
+            .dataset
+            .ascii(veil_core::Tag(0x0028, 0x0008))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
+        if frames > 16 {
+            continue;
+        }
         let n = seen.entry((class, f.ts.uid.clone())).or_insert(0);
         if *n < per_class {
             *n += 1;

@@ -53,7 +53,10 @@ fn segments_are_listed_and_stripped_on_corpus_jpegs() {
         if !JPEG_TS.contains(&file.ts.uid.as_str()) {
             continue;
         }
-        let frags = encapsulated_fragments(&file).unwrap();
+        let frags = match encapsulated_fragments(&file) {
+            Err(veil_pixels::PixelError::NoPixelData) => continue,
+            r => r.unwrap(),
+        };
         assert!(!frags.is_empty());
         // first fragment of each file: a JPEG or JPEG-LS stream
         let s = &frags[0];
@@ -106,8 +109,13 @@ fn segments_are_listed_and_stripped_on_corpus_jpegs() {
             .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0 | 0xC1 | 0xC3))
             .map(|i| s[i + 4]);
         if !is_jpeg_ls && precision == Some(8) {
-            assert_eq!(decode(s), decode(&clean), "pixels unchanged");
-            assert_eq!(decode(s), decode(&strip_metadata_segments(s)));
+            // (the planted JFIF segment itself may change how a decoder
+            // reads color, so planted is compared with planted-and-cleaned)
+            assert!(decode(&planted) == decode(&clean), "pixels unchanged");
+            assert!(
+                decode(s) == decode(&strip_metadata_segments(s)),
+                "pixels unchanged"
+            );
         }
     }
     eprintln!("{streams} JPEG/JPEG-LS streams checked, {with_segments} had COM/APPn segments");

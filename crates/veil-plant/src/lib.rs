@@ -372,11 +372,24 @@ fn u16_of(ds: &DataSet, tag: Tag, be: bool) -> Option<u16> {
     (b.len() >= 2).then(|| if be { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) })
 }
 
-/// Text rendered at 24 px near the top-left corner, as a mask.
+/// Text rendered near the top-left corner, one word per line, as a mask:
+/// 16 to 32 px high, smaller only where a word would not fit the width
+/// (never below 10 px), so nothing planted is clipped off the image.
 fn mask(text: &str, w: u32, h: u32) -> Option<GrayImage> {
     let mut img = GrayImage::new(w, h);
-    let px = (h as f32 / 12.0).clamp(16.0, 32.0);
-    veil_pixels::text::draw_text(&mut img, text, w / 16, h / 16, px, 255).ok()?;
+    let mut px = (h as f32 / 12.0).clamp(16.0, 32.0);
+    let widest = text
+        .split(' ')
+        .max_by_key(|s| s.len())
+        .unwrap_or(text);
+    while px > 10.0 && veil_pixels::text::measure_text(widest, px).ok()?.0 as f32 > w as f32 * 0.8 {
+        px -= 1.0;
+    }
+    let mut y = h / 16;
+    for word in text.split(' ') {
+        veil_pixels::text::draw_text(&mut img, word, w / 16, y, px, 255).ok()?;
+        y += (px * 1.4) as u32;
+    }
     Some(img)
 }
 

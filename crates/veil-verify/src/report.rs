@@ -19,10 +19,10 @@ pub struct Summary {
     pub files_with_findings: usize,
     /// Source files harvested.
     pub sources: usize,
-    /// Outputs paired with their source by pixel fingerprint.
-    pub paired_by_pixels: usize,
-    /// Outputs paired through their study.
-    pub paired_by_study: usize,
+    /// Outputs paired with their source exactly: by kept SOP Instance UID or pixel fingerprint.
+    pub paired_exact: usize,
+    /// Outputs paired through their study, patient or references.
+    pub paired_by_context: usize,
     /// References that resolve to no instance in the output (informative:
     /// a release of part of a study has them).
     pub references_unresolved: usize,
@@ -65,8 +65,8 @@ impl Report {
         policy: &VerifyPolicy,
         files: usize,
         sources: usize,
-        paired_by_pixels: usize,
-        paired_by_study: usize,
+        paired_exact: usize,
+        paired_by_context: usize,
         references_unresolved: usize,
         seconds: f64,
     ) -> Report {
@@ -102,8 +102,8 @@ impl Report {
                 files,
                 files_with_findings,
                 sources,
-                paired_by_pixels,
-                paired_by_study,
+                paired_exact,
+                paired_by_context,
                 references_unresolved,
                 failing,
                 warnings: reported.len() - failing,
@@ -128,11 +128,11 @@ impl Report {
             .map(|(c, n)| format!("{} {n}", c.name()))
             .collect();
         format!(
-            "veil verify: {} files, {} sources ({} paired by pixels, {} by study): {} failing findings in {} files, {} warnings{}; {:.1} s",
+            "veil verify: {} files, {} sources ({} paired exactly, {} through study, patient or references): {} failing findings in {} files, {} warnings{}; {:.1} s",
             s.files,
             s.sources,
-            s.paired_by_pixels,
-            s.paired_by_study,
+            s.paired_exact,
+            s.paired_by_context,
             s.failing,
             s.files_with_findings,
             s.warnings,
@@ -167,8 +167,8 @@ impl Report {
             }
         ));
         h.push_str(&format!(
-            "<table><tr><th>Files checked</th><td>{}</td></tr><tr><th>Sources harvested</th><td>{}</td></tr><tr><th>Paired by pixel fingerprint / by study</th><td>{} / {}</td></tr><tr><th>Failing findings (files)</th><td>{} ({})</td></tr><tr><th>Warnings</th><td>{}</td></tr><tr><th>Unresolved references (informative)</th><td>{}</td></tr><tr><th>Seconds</th><td>{:.1}</td></tr></table>",
-            s.files, s.sources, s.paired_by_pixels, s.paired_by_study, s.failing, s.files_with_findings, s.warnings, s.references_unresolved, s.seconds
+            "<table><tr><th>Files checked</th><td>{}</td></tr><tr><th>Sources harvested</th><td>{}</td></tr><tr><th>Paired exactly / through study, patient or references</th><td>{} / {}</td></tr><tr><th>Failing findings (files)</th><td>{} ({})</td></tr><tr><th>Warnings</th><td>{}</td></tr><tr><th>Unresolved references (informative)</th><td>{}</td></tr><tr><th>Seconds</th><td>{:.1}</td></tr></table>",
+            s.files, s.sources, s.paired_exact, s.paired_by_context, s.failing, s.files_with_findings, s.warnings, s.references_unresolved, s.seconds
         ));
         h.push_str("<p>Values are never shown: each excerpt masks what was found as <code>[category:length]</code>. File paths are the release's own (pseudonymous) paths.</p>");
         let mut groups: BTreeMap<(Category, String), Vec<&ReportedFinding>> = BTreeMap::new();

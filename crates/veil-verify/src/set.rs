@@ -3,9 +3,9 @@
 //! Sources are harvested once; tokens are pooled per patient (Patient ID
 //! and issuer), since a value that leaks from one of a patient's objects
 //! into another's output is still that patient's PHI. Each output is paired
-//! with its source without the key: by a fingerprint of its pixel data
-//! (dimensions, length, first and last 64 KiB, which the core copies
-//! byte for byte), else through its study or its (pseudonymous) patient
+//! with its source without the key: by its SOP Instance UID when that was
+//! kept, by a fingerprint of its pixel data (dimensions, length, 64
+//! samples spread over it, which the core copies byte for byte), else through its study or its (pseudonymous) patient
 //! (an output study or patient paired by one image pairs all its objects). An output that pairs with nothing is
 //! searched for every source's IDs, UIDs, full names and addresses, but not
 //! for dates or single name words, which collide with other patients'
@@ -190,13 +190,38 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
     let out_facts: Vec<Option<Facts>> = par_map(outputs, jobs, |p| {
         veil_io::read(p).ok().map(|f| facts(&f))
     });
+    let mut by_sop: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, s) in sources.iter().enumerate() {
+        if let Some(u) = s.facts.sop.as_deref() {
+            by_sop.entry(u).or_default().push(i);
+        }
+    }
     let mut paired: Vec<Vec<usize>> = out_facts
         .iter()
         .map(|f| {
-            f.as_ref()
-                .and_then(|f| f.fingerprint)
+            let Some(f) = f.as_ref() else {
+                return Vec::new();
+            };
+            let by_pixels = f
+                .fingerprint
                 .and_then(|fp| by_fp.get(&fp).cloned())
-                .unwrap_or_default()
+                .unwrap_or_default();
+            // a kept SOP Instance UID (retain-uids, or a copy that was
+            // never de-identified) names its source, or its sources when
+            // one instance came in several files (then the pixels decide)
+            match f.sop.as_deref().and_then(|u| by_sop.get(u)) {
+                Some(c) if c.len() == 1 => c.clone(),
+                Some(c) => {
+                    let both: Vec<usize> =
+                        c.iter().copied().filter(|i| by_pixels.contains(i)).collect();
+                    if both.is_empty() {
+                        c.clone()
+                    } else {
+                        both
+                    }
+                }
+                None => by_pixels,
+            }
         })
         .collect();
     let mut study_sources: HashMap<String, BTreeSet<usize>> = HashMap::new();
@@ -207,8 +232,16 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
             }
         }
     }
-    // pairs by pixel fingerprint are exact; pairs through a study are not
+    // pairs by SOP UID or pixel fingerprint are exact; the rest are not
     let exact: Vec<bool> = paired.iter().map(|p| p.len() == 1).collect();
+    let mut sop_sources: HashMap<String, Vec<usize>> = HashMap::new();
+    for (f, p) in out_facts.iter().zip(&paired) {
+        if let (Some(f), false) = (f, p.is_empty()) {
+            if let Some(sop) = &f.sop {
+                sop_sources.insert(sop.clone(), p.clone());
+            }
+        }
+    }
     // then through the output patient: all of a pseudonymous patient's
     // objects belong to the sources its paired images came from
     let mut patient_sources: HashMap<String, BTreeSet<usize>> = HashMap::new();
@@ -234,6 +267,20 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
             if let Some(srcs) = via_study.or(via_patient) {
                 p.extend(srcs.iter().copied());
                 n += 1;
+            } else if let Some(f) = f {
+                // an SR, presentation state or key object: the sources of
+                // the paired images it references
+                let refs: BTreeSet<usize> = f
+                    .refs
+                    .iter()
+                    .filter_map(|r| sop_sources.get(r.as_str()))
+                    .flatten()
+                    .copied()
+                    .collect();
+                if !refs.is_empty() {
+                    p.extend(refs);
+                    n += 1;
+                }
             }
         }
         n
@@ -625,10 +672,13 @@ pub(crate) fn facts(f: &DicomFile) -> Facts {
     }
 }
 
-/// A key-free identity of an image: its dimensions and the first and last
-/// 64 KiB of its pixel data, which de-identification copies unchanged.
+/// A key-free identity of an image: its dimensions and 64 samples of 4 KiB
+/// spread evenly over its pixel data, which de-identification copies
+/// unchanged. Sampling the middle matters: slices of one series often share
+/// their first and last rows (air).
 fn fingerprint(f: &DicomFile) -> Option<[u8; 32]> {
-    const EDGE: u64 = 64 * 1024;
+    const SAMPLES: u64 = 64;
+    const CHUNK: u64 = 4096;
     let ds = &f.dataset;
     let px = ds.get(Tag(0x7FE0, 0x0010))?;
     let mut h = Sha256::new();
@@ -645,10 +695,13 @@ fn fingerprint(f: &DicomFile) -> Option<[u8; 32]> {
         Value::Bulk { offset, len } | Value::Encapsulated { offset, len } => {
             h.update(len.to_le_bytes());
             let mut src = BulkSource::open(&f.source).ok()?;
-            h.update(src.read_range(*offset, (*len).min(EDGE)).ok()?);
-            if *len > EDGE {
-                let tail = (*len - EDGE).max(EDGE);
-                h.update(src.read_range(offset + tail, len - tail).ok()?);
+            if *len <= SAMPLES * CHUNK {
+                h.update(src.read_range(*offset, *len).ok()?);
+            } else {
+                let step = (len - CHUNK) / (SAMPLES - 1);
+                for i in 0..SAMPLES {
+                    h.update(src.read_range(offset + i * step, CHUNK).ok()?);
+                }
             }
         }
         Value::Sequence(_) => return None,

@@ -1,0 +1,139 @@
+//! `veil release`, `veil disclosures`, `veil retention run`: thin shells
+//! over `veil_release::Site`.
+
+use std::path::PathBuf;
+
+use veil_core::Phi;
+
+use crate::{emit, site};
+
+#[derive(clap::Args)]
+pub struct ReleaseArgs {
+    /// The recipient (see `veil recipient add`).
+    #[arg(long)]
+    recipient: String,
+    /// The purpose of use (must be registered for the recipient).
+    #[arg(long)]
+    purpose: String,
+    /// Input files or folders (recursive).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder (OUT/manifest.json is written there).
+    #[arg(long)]
+    out: PathBuf,
+    /// Who runs it, for the ledger (default: $USER).
+    #[arg(long)]
+    operator: Option<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
+    for i in &a.inputs {
+        if crate::inside(&a.out, i) {
+            return Err("OUT must not be inside an input folder".into());
+        }
+    }
+    let mut s = site(db)?;
+    let jobs = a.jobs.unwrap_or_else(crate::cores);
+    let out_root = a.out.clone();
+    // every released study is verified against its own sources (veil
+    // verify, no OCR); findings remove the study from OUT (fail closed)
+    let verifier = |sources: &[PathBuf], files: &[PathBuf]| {
+        let opts = veil_verify::Options {
+            out: out_root.clone(),
+            sources: sources.to_vec(),
+            policy: veil_verify::VerifyPolicy::default(),
+            jobs,
+            dciodvfy: false,
+            patterns: true,
+            pixels: false,
+        };
+        match veil_verify::verify_files(&opts, files) {
+            Ok(r) if r.summary.failing == 0 => veil_release::VerifyOutcome::Pass,
+            Ok(r) => veil_release::VerifyOutcome::Findings(r.summary.failing),
+            Err(e) => veil_release::VerifyOutcome::Failed(format!("{:?}", e.kind())),
+        }
+    };
+    let req = veil_release::ReleaseRequest {
+        recipient: a.recipient,
+        purpose: a.purpose,
+        inputs: a.inputs,
+        out: a.out,
+        operator: a.operator,
+        jobs,
+    };
+    let sum = s.release(&req, Some(&verifier)).map_err(|e| e.to_string())?;
+    if a.json {
+        emit(&(serde_json::to_string_pretty(&sum).map_err(|e| e.to_string())? + "\n"))?;
+    } else {
+        emit(&format!("{}\n", sum.line()))?;
+    }
+    Ok(sum.exit_code())
+}
+
+pub fn disclosures(db: Option<&str>, patient_id: String, json: bool) -> Result<i32, String> {
+    let mut s = site(db)?;
+    let d = s
+        .disclosures(&Phi::new(patient_id))
+        .map_err(|e| e.to_string())?;
+    let all_ok = d.head_signature_ok && d.entries.iter().all(|e| e.proof_ok);
+    if json {
+        emit(&(serde_json::to_string_pretty(&d).map_err(|e| e.to_string())? + "\n"))?;
+    } else {
+        let mut t = format!(
+            "patient ref {}: {} ledger entries (log of {} entries, root {}, signed head {})\n",
+            d.patient_ref,
+            d.entries.len(),
+            d.tree_size,
+            &d.root[..16],
+            if d.head_signature_ok {
+                "valid"
+            } else {
+                "INVALID"
+            }
+        );
+        t.push_str(&format!(
+            "{:<5} {:<20} {:<17} {:<16} {:<14} {:>9}  {:<12} {}\n",
+            "POS", "TIME", "EVENT", "RECIPIENT", "PURPOSE", "INSTANCES", "VERIFY", "PROOF"
+        ));
+        for e in &d.entries {
+            let ev = serde_json::to_value(e.entry.event)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            t.push_str(&format!(
+                "{:<5} {:<20} {:<17} {:<16} {:<14} {:>9}  {:<12} {}\n",
+                e.position,
+                e.entry.time,
+                ev,
+                e.entry.recipient,
+                e.entry.purpose,
+                e.entry.instances,
+                e.entry.verification,
+                if e.proof_ok { "ok" } else { "FAILED" }
+            ));
+        }
+        t.push_str(&crate::consent::notify_text(&d.notify));
+        emit(&t)?;
+    }
+    Ok(if all_ok { 0 } else { 1 })
+}
+
+pub fn retention(db: Option<&str>, now: Option<String>) -> Result<i32, String> {
+    let mut s = site(db)?;
+    let now = match now {
+        Some(t) => veil_consent::normalize_time(&t, false).ok_or("--now: not a date")?,
+        None => veil_consent::now(),
+    };
+    let r = s.retention_run(&now).map_err(|e| e.to_string())?;
+    emit(&format!(
+        "veil retention run: {} staged studies past retention deleted ({} files); ledger entries {:?}\n",
+        r.studies_deleted, r.files_deleted, r.ledger_positions
+    ))?;
+    Ok(0)
+}

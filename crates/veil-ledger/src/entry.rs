@@ -1,0 +1,80 @@
+//! One ledger entry: one decision about one patient-study, or one deletion.
+//!
+//! Entries hold no raw PHI. The patient and the input study are referenced
+//! by keyed hashes (HMAC-SHA256 under the site's ledger key), so the site,
+//! which holds the key, can find every entry about a patient, while the log
+//! alone (a backup, an auditor's copy) identifies no one. The instance UIDs
+//! of the input appear only as one SHA-256 digest, which proves what was
+//! sent without listing it.
+
+use serde::{Deserialize, Serialize};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Event {
+    /// A study was de-identified and released to a recipient.
+    Release,
+    /// A study was not released (consent, ambiguity, verification).
+    Refusal,
+    /// A staged output was deleted because its retention ended.
+    RetentionDelete,
+}
+
+/// A ledger entry. Field order is the canonical serialization order: the
+/// leaf is the exact JSON bytes stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Entry format version (1).
+    pub v: u32,
+    /// Position in the log (0-based).
+    pub seq: u64,
+    /// When (RFC 3339, UTC).
+    pub time: String,
+    /// What happened.
+    pub event: Event,
+    /// The release run this belongs to.
+    pub release_id: String,
+    /// Recipient name.
+    pub recipient: String,
+    /// Purpose of use.
+    pub purpose: String,
+    /// Recipe name and version.
+    pub recipe: String,
+    /// Id (hash) of the recipient's pseudonymization key.
+    pub key_id: String,
+    /// Keyed hash of the patient (issuer + PatientID); `None` when the
+    /// input had no PatientID.
+    pub patient_ref: Option<String>,
+    /// Keyed hash of the input StudyInstanceUID.
+    pub study_ref: Option<String>,
+    /// The pseudonymous StudyInstanceUID the recipient holds (releases).
+    pub output_study_uid: Option<String>,
+    /// Instances in the study (input side).
+    pub instances: u64,
+    /// SHA-256 of the sorted input SOP Instance UIDs, one per line.
+    pub inputs_digest: Option<String>,
+    /// SHA-256 over the released files (relative path and SHA-256 of each).
+    pub output_digest: Option<String>,
+    /// `pass`, `fail`, or `not-run` (no verifier wired).
+    pub verification: String,
+    /// Who ran it.
+    pub operator: String,
+    /// The rule that decided, or why it was refused.
+    pub reason: String,
+    /// For a deletion: the release entry whose output was deleted.
+    pub refers_to: Option<u64>,
+}
+
+impl Entry {
+    /// The leaf data: canonical JSON.
+    pub fn to_leaf(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("entry serializes")
+    }
+
+    /// Parses stored leaf data.
+    pub fn from_leaf(data: &str) -> Result<Entry, serde_json::Error> {
+        serde_json::from_str(data)
+    }
+}

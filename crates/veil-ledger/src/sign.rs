@@ -1,0 +1,234 @@
+//! Signed tree heads.
+//!
+//! Why every entry carries a signed head, and not only the checkpoints: the
+//! signature over "the tree of the first i+1 entries has root R" stored with
+//! entry i lets `ledger verify` name the *first* position at which the
+//! stored log stops matching what was signed, whatever was done to the rows
+//! (edited, deleted, inserted, reordered); someone who can write to the
+//! database but not read the key file cannot forge it. Checkpoints
+//! (`veil ledger checkpoint`) are the same signature plus a time, meant to
+//! be copied outside the site (printed, mailed to an auditor), so that a
+//! truncated log, or one re-signed by someone who stole the key, is still
+//! caught by comparing with a head held elsewhere.
+
+use std::path::Path;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::merkle::Hash;
+use crate::{hex, unhex};
+
+/// Key file errors (never show the key).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// Reading or writing failed.
+    #[error("ledger key file: {0}")]
+    Io(#[from] std::io::Error),
+    /// Group or others may read it.
+    #[error(
+        "ledger key file permissions are {0:o}; it must be readable by its owner only (chmod 600)"
+    )]
+    Permissions(u32),
+    /// Not 64 hex digits.
+    #[error("ledger key file does not hold a 32-byte Ed25519 seed (64 hex digits)")]
+    Format,
+    /// No system random source.
+    #[error("no system random source")]
+    Random,
+}
+
+/// The site's Ed25519 ledger signing key. `Debug` shows only its id.
+pub struct LedgerKey(SigningKey);
+
+impl std::fmt::Debug for LedgerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LedgerKey(id {})", self.id())
+    }
+}
+
+impl LedgerKey {
+    /// A key from a 32-byte seed (tests).
+    pub fn from_seed(seed: [u8; 32]) -> LedgerKey {
+        LedgerKey(SigningKey::from_bytes(&seed))
+    }
+
+    /// Loads the key file at `path`, creating it (mode 0600, 32 random
+    /// bytes) on first use.
+    pub fn load_or_create(path: &Path) -> Result<LedgerKey, KeyFileError> {
+        if !path.exists() {
+            let mut seed = [0u8; 32];
+            getrandom::getrandom(&mut seed).map_err(|_| KeyFileError::Random)?;
+            write_secret(path, &seed)?;
+        }
+        Ok(LedgerKey::from_seed(read_secret(path)?))
+    }
+
+    /// The public half.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.0.verifying_key()
+    }
+
+    /// A short public id of the key: the first 8 bytes of SHA-256 of the
+    /// public key.
+    pub fn id(&self) -> String {
+        key_id(&self.verifying_key())
+    }
+
+    /// Signs the head "the first `size` entries have root `root`".
+    pub fn sign_head(&self, size: u64, root: &Hash) -> String {
+        hex(&self.0.sign(head_message(size, root).as_bytes()).to_bytes())
+    }
+
+    /// Signs a checkpoint.
+    pub fn checkpoint(&self, size: u64, root: Hash, time: String) -> Checkpoint {
+        let mut c = Checkpoint {
+            size,
+            root: hex(&root),
+            time,
+            key_id: self.id(),
+            signature: String::new(),
+        };
+        c.signature = hex(&self.0.sign(c.body().as_bytes()).to_bytes());
+        c
+    }
+}
+
+/// The public id of a verifying key.
+pub fn key_id(k: &VerifyingKey) -> String {
+    hex(&Sha256::digest(k.as_bytes())[..8])
+}
+
+/// The signed text of a per-entry head.
+pub fn head_message(size: u64, root: &Hash) -> String {
+    format!("veil ledger tree head v1\n{size}\n{}\n", hex(root))
+}
+
+/// Checks a hex signature over `msg`.
+pub(crate) fn check(k: &VerifyingKey, msg: &str, sig_hex: &str) -> bool {
+    let Some(bytes) = unhex(sig_hex) else {
+        return false;
+    };
+    let Ok(arr) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    k.verify(msg.as_bytes(), &Signature::from_bytes(&arr))
+        .is_ok()
+}
+
+/// A signed checkpoint: tree size, root, time, signature.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// Entries covered.
+    pub size: u64,
+    /// Root (hex).
+    pub root: String,
+    /// When it was signed (RFC 3339, UTC).
+    pub time: String,
+    /// Which key signed it.
+    pub key_id: String,
+    /// Ed25519 signature over [`Checkpoint::body`] (hex).
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The signed text, in the shape of a transparency-log checkpoint note:
+    /// origin, size, root, then Veil's extension line (time).
+    pub fn body(&self) -> String {
+        format!(
+            "veil-ledger/{}\n{}\n{}\n{}\n",
+            self.key_id, self.size, self.root, self.time
+        )
+    }
+
+    /// Is the signature valid under `k`?
+    pub fn verify(&self, k: &VerifyingKey) -> bool {
+        self.key_id == key_id(k) && check(k, &self.body(), &self.signature)
+    }
+
+    /// The text to copy outside the site.
+    pub fn note(&self) -> String {
+        format!("{}\n— {}\n", self.body(), self.signature)
+    }
+}
+
+/// Reads a 0600 file of 64 hex digits.
+pub fn read_secret(path: &Path) -> Result<[u8; 32], KeyFileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::Permissions(mode));
+        }
+    }
+    let text = std::fs::read_to_string(path)?;
+    unhex(&text)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(KeyFileError::Format)
+}
+
+/// Writes a new 0600 file of 64 hex digits; never overwrites.
+pub fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), KeyFileError> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(format!("{}\n", hex(secret)).as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_and_checkpoints_sign_and_verify() {
+        let k = LedgerKey::from_seed([3; 32]);
+        let root = [9u8; 32];
+        let sig = k.sign_head(5, &root);
+        assert!(check(&k.verifying_key(), &head_message(5, &root), &sig));
+        assert!(!check(&k.verifying_key(), &head_message(6, &root), &sig));
+        let c = k.checkpoint(5, root, "2025-01-01T00:00:00Z".into());
+        assert!(c.verify(&k.verifying_key()));
+        let mut bad = c.clone();
+        bad.size = 4;
+        assert!(!bad.verify(&k.verifying_key()));
+        let other = LedgerKey::from_seed([4; 32]);
+        assert!(!c.verify(&other.verifying_key()));
+        assert!(!format!("{k:?}").contains("0303"));
+    }
+
+    #[test]
+    fn key_file_is_0600_and_stable() {
+        let dir = std::env::temp_dir().join(format!("veil-ledger-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let p = dir.join("ledger.key");
+        let a = LedgerKey::load_or_create(&p).unwrap();
+        let b = LedgerKey::load_or_create(&p).unwrap();
+        assert_eq!(a.id(), b.id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+            assert!(matches!(
+                LedgerKey::load_or_create(&p),
+                Err(KeyFileError::Permissions(_))
+            ));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,765 @@
+//! Veil's store: recipients, consent records, site defaults, the ledger
+//! rows, checkpoints and staged outputs.
+//!
+//! Embedded SQLite by default (one file, `$VEIL_HOME/veil.db`, created on
+//! first use), PostgreSQL when given a `postgres://` URL. Why both: a small
+//! site needs nothing to install, a large one already runs PostgreSQL with
+//! backups and replication. The schema is the same on both (TEXT and BIGINT
+//! columns only, no engine-specific types) and is created by numbered
+//! migrations recorded in `schema_migrations`, so a store can be upgraded in
+//! place and its version read by anyone.
+//!
+//! The store holds no secret. The keys (ledger signing key, site HMAC key,
+//! recipients' pseudonymization keys) are 0600 files under `$VEIL_HOME`:
+//! someone who can write to the database cannot forge a signed tree head.
+
+use std::path::{Path, PathBuf};
+
+use veil_consent::{Consent, Provision, Recipient, SiteDefault};
+use veil_core::Phi;
+
+/// Store errors. They name tables and operations, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("postgresql: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// Files under `$VEIL_HOME`.
+    #[error("veil home: {0}")]
+    Io(#[from] std::io::Error),
+    /// A row that does not decode.
+    #[error("store: {0}")]
+    Corrupt(String),
+    /// Something the caller asked for that cannot be done.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A SQL value: the schema uses only these two types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Val {
+    /// BIGINT.
+    Int(Option<i64>),
+    /// TEXT.
+    Text(Option<String>),
+}
+
+impl Val {
+    /// A text value.
+    pub fn t(s: impl Into<String>) -> Val {
+        Val::Text(Some(s.into()))
+    }
+    /// An optional text value.
+    pub fn ot(s: Option<impl Into<String>>) -> Val {
+        Val::Text(s.map(Into::into))
+    }
+    /// An integer value.
+    pub fn i(n: i64) -> Val {
+        Val::Int(Some(n))
+    }
+    /// As text (`None` for NULL or an integer).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Val::Text(t) => t.as_deref(),
+            Val::Int(_) => None,
+        }
+    }
+    /// As an integer.
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Val::Int(n) => *n,
+            Val::Text(_) => None,
+        }
+    }
+}
+
+enum Db {
+    Sqlite(rusqlite::Connection),
+    Pg(Box<postgres::Client>),
+}
+
+/// An open store.
+pub struct Store {
+    db: Db,
+    home: PathBuf,
+}
+
+/// The migrations, in order. Each runs once, in a transaction, and is
+/// recorded in `schema_migrations`. Append only: never edit a released one.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "recipients, consents, site defaults, ledger, checkpoints, staged outputs",
+    "CREATE TABLE recipients (
+        name TEXT PRIMARY KEY,
+        category TEXT,
+        contact TEXT,
+        address TEXT,
+        purposes TEXT NOT NULL,
+        recipe_toml TEXT NOT NULL,
+        recipe_label TEXT NOT NULL,
+        key_file TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        retention_days BIGINT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE consents (
+        id TEXT PRIMARY KEY,
+        patient_ref TEXT NOT NULL,
+        patient_id TEXT NOT NULL,
+        patient_system TEXT,
+        status TEXT NOT NULL,
+        date_time TEXT,
+        provisions TEXT NOT NULL,
+        source TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX consents_patient_ref ON consents (patient_ref);
+    CREATE TABLE site_defaults (
+        purpose TEXT PRIMARY KEY,
+        mode TEXT NOT NULL
+    );
+    CREATE TABLE ledger (
+        seq BIGINT PRIMARY KEY,
+        entry TEXT NOT NULL,
+        leaf_hash TEXT NOT NULL,
+        head_sig TEXT NOT NULL
+    );
+    CREATE TABLE checkpoints (
+        size BIGINT PRIMARY KEY,
+        root TEXT NOT NULL,
+        time TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    CREATE TABLE staged (
+        ledger_seq BIGINT PRIMARY KEY,
+        recipient TEXT NOT NULL,
+        out_root TEXT NOT NULL,
+        files TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        deleted_at TEXT
+    );",
+)];
+
+/// The default `$VEIL_HOME`: `$XDG_DATA_HOME/veil`, else
+/// `~/.local/share/veil`.
+pub fn default_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("VEIL_HOME") {
+        return PathBuf::from(h);
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("veil");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/veil")
+}
+
+/// Rewrites `?` placeholders as `$1, $2, ...` for PostgreSQL.
+fn pg_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Opens the store: PostgreSQL when `url` is a `postgres://` or
+    /// `postgresql://` URL, else SQLite at `url` (a path) or
+    /// `$VEIL_HOME/veil.db`. Creates `$VEIL_HOME` (0700) and runs pending
+    /// migrations.
+    pub fn open(url: Option<&str>, home: &Path) -> Result<Store, StoreError> {
+        create_home(home)?;
+        let db = match url {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Db::Pg(Box::new(postgres::Client::connect(u, postgres::NoTls)?))
+            }
+            other => {
+                let path = match other {
+                    Some(p) => PathBuf::from(p.strip_prefix("sqlite://").unwrap_or(p)),
+                    None => home.join("veil.db"),
+                };
+                let c = rusqlite::Connection::open(&path)?;
+                c.busy_timeout(std::time::Duration::from_secs(30))?;
+                c.pragma_update(None, "journal_mode", "WAL")?;
+                c.pragma_update(None, "synchronous", "FULL")?;
+                Db::Sqlite(c)
+            }
+        };
+        let mut s = Store {
+            db,
+            home: home.to_path_buf(),
+        };
+        s.migrate()?;
+        Ok(s)
+    }
+
+    /// `$VEIL_HOME`.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// `sqlite` or `postgresql`.
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Pg(_) => "postgresql",
+        }
+    }
+
+    /// The schema version (highest migration applied).
+    pub fn schema_version(&mut self) -> Result<i64, StoreError> {
+        let r = self.query("SELECT MAX(version) FROM schema_migrations", &[])?;
+        Ok(r.first().and_then(|r| r[0].int()).unwrap_or(0))
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        self.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY,
+                name TEXT NOT NULL,
+                applied_at TEXT NOT NULL
+            )",
+        )?;
+        let have = self.schema_version()?;
+        for (v, name, sql) in MIGRATIONS {
+            if *v <= have {
+                continue;
+            }
+            self.transaction(|s| {
+                s.batch(sql)?;
+                s.exec(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    &[Val::i(*v), Val::t(*name), Val::t(veil_consent::now())],
+                )?;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs statements without parameters.
+    pub fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        match &mut self.db {
+            Db::Sqlite(c) => c.execute_batch(sql)?,
+            Db::Pg(c) => c.batch_execute(sql)?,
+        }
+        Ok(())
+    }
+
+    /// Runs one statement with `?` parameters; returns rows changed.
+    pub fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, StoreError> {
+        match &mut self.db {
+            Db::Sqlite(c) => {
+                let p: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
+                Ok(c.execute(sql, rusqlite::params_from_iter(p))? as u64)
+            }
+            Db::Pg(c) => {
+                let boxed = to_pg(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    boxed.iter().map(|b| b.as_ref()).collect();
+                Ok(c.execute(pg_sql(sql).as_str(), &refs)?)
+            }
+        }
+    }
+
+    /// Runs a query with `?` parameters.
+    pub fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Val>>, StoreError> {
+        match &mut self.db {
+            Db::Sqlite(c) => {
+                let p: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
+                let mut st = c.prepare(sql)?;
+                let n = st.column_count();
+                let rows = st.query_map(rusqlite::params_from_iter(p), |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => Val::Text(None),
+                                rusqlite::types::ValueRef::Integer(n) => Val::i(n),
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    Val::t(String::from_utf8_lossy(t).into_owned())
+                                }
+                                rusqlite::types::ValueRef::Real(f) => Val::i(f as i64),
+                                rusqlite::types::ValueRef::Blob(b) => {
+                                    Val::t(String::from_utf8_lossy(b).into_owned())
+                                }
+                            })
+                        })
+                        .collect::<Result<Vec<_>, rusqlite::Error>>()
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            }
+            Db::Pg(c) => {
+                let boxed = to_pg(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    boxed.iter().map(|b| b.as_ref()).collect();
+                let rows = c.query(pg_sql(sql).as_str(), &refs)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let mut v = Vec::with_capacity(r.len());
+                    for (i, col) in r.columns().iter().enumerate() {
+                        use postgres::types::Type;
+                        v.push(match *col.type_() {
+                            Type::INT8 => Val::Int(r.try_get(i)?),
+                            Type::INT4 => Val::Int(r.try_get::<_, Option<i32>>(i)?.map(i64::from)),
+                            _ => Val::Text(r.try_get(i)?),
+                        });
+                    }
+                    out.push(v);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Runs `f` in a transaction that holds the write lock on the ledger
+    /// (SQLite `BEGIN IMMEDIATE`, PostgreSQL a table lock), so two releases
+    /// cannot append at the same position. Rolls back on error.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self.db {
+            Db::Sqlite(_) => self.batch("BEGIN IMMEDIATE")?,
+            Db::Pg(_) => self.batch("BEGIN")?,
+        }
+        if matches!(self.db, Db::Pg(_)) && self.has_table("ledger")? {
+            self.batch("LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE")?;
+        }
+        match f(self) {
+            Ok(v) => {
+                self.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn has_table(&mut self, name: &str) -> Result<bool, StoreError> {
+        let r = self.query(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = current_schema()",
+            &[Val::t(name)],
+        )?;
+        Ok(r.first().and_then(|r| r[0].int()).unwrap_or(0) > 0)
+    }
+
+    // ---- recipients -------------------------------------------------------
+
+    /// Adds a recipient; refuses an existing name.
+    pub fn add_recipient(&mut self, r: &Recipient) -> Result<(), StoreError> {
+        if self.recipient(&r.name)?.is_some() {
+            return Err(StoreError::Invalid(format!(
+                "recipient {} already exists",
+                r.name
+            )));
+        }
+        self.exec(
+            "INSERT INTO recipients (name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Val::t(&r.name),
+                Val::ot(r.category.clone()),
+                Val::ot(r.contact.clone()),
+                Val::ot(r.address.clone()),
+                Val::t(serde_json::to_string(&r.purposes).unwrap_or_default()),
+                Val::t(&r.recipe_toml),
+                Val::t(&r.recipe_label),
+                Val::t(&r.key_file),
+                Val::t(&r.key_id),
+                Val::i(i64::from(r.retention_days)),
+                Val::t(veil_consent::now()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// One recipient.
+    pub fn recipient(&mut self, name: &str) -> Result<Option<Recipient>, StoreError> {
+        let rows = self.query(
+            "SELECT name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days FROM recipients WHERE name = ?",
+            &[Val::t(name)],
+        )?;
+        rows.first().map(|r| recipient_row(r)).transpose()
+    }
+
+    /// All recipients, by name.
+    pub fn recipients(&mut self) -> Result<Vec<Recipient>, StoreError> {
+        let rows = self.query(
+            "SELECT name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days FROM recipients ORDER BY name",
+            &[],
+        )?;
+        rows.iter().map(|r| recipient_row(r)).collect()
+    }
+
+    // ---- consents ---------------------------------------------------------
+
+    /// Inserts or replaces a consent record. `patient_ref` is the keyed
+    /// hash used to find it without scanning the identifiers.
+    pub fn put_consent(
+        &mut self,
+        c: &Consent,
+        patient_ref: &str,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        self.exec("DELETE FROM consents WHERE id = ?", &[Val::t(&c.id)])?;
+        self.exec(
+            "INSERT INTO consents (id, patient_ref, patient_id, patient_system, status, date_time, provisions, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Val::t(&c.id),
+                Val::t(patient_ref),
+                Val::t(c.patient_id.expose()),
+                Val::ot(c.patient_system.clone()),
+                Val::t(&c.status),
+                Val::ot(c.date_time.clone()),
+                Val::t(serde_json::to_string(&c.provisions).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                Val::t(source),
+                Val::t(veil_consent::now()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The consent records of one patient.
+    pub fn consents_for(&mut self, patient_ref: &str) -> Result<Vec<Consent>, StoreError> {
+        let rows = self.query(
+            "SELECT id, patient_id, patient_system, status, date_time, provisions FROM consents WHERE patient_ref = ? ORDER BY id",
+            &[Val::t(patient_ref)],
+        )?;
+        rows.iter().map(|r| consent_row(r)).collect()
+    }
+
+    /// Every consent record.
+    pub fn all_consents(&mut self) -> Result<Vec<Consent>, StoreError> {
+        let rows = self.query(
+            "SELECT id, patient_id, patient_system, status, date_time, provisions FROM consents ORDER BY id",
+            &[],
+        )?;
+        rows.iter().map(|r| consent_row(r)).collect()
+    }
+
+    /// Sets the site default for a purpose.
+    pub fn set_default(&mut self, purpose: &str, d: SiteDefault) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM site_defaults WHERE purpose = ?",
+            &[Val::t(purpose)],
+        )?;
+        self.exec(
+            "INSERT INTO site_defaults (purpose, mode) VALUES (?, ?)",
+            &[Val::t(purpose), Val::t(d.as_str())],
+        )?;
+        Ok(())
+    }
+
+    /// The site default for a purpose, if set.
+    pub fn default_for(&mut self, purpose: &str) -> Result<Option<SiteDefault>, StoreError> {
+        let r = self.query(
+            "SELECT mode FROM site_defaults WHERE purpose = ?",
+            &[Val::t(purpose)],
+        )?;
+        Ok(r.first()
+            .and_then(|r| r[0].text())
+            .and_then(SiteDefault::parse))
+    }
+
+    // ---- ledger -----------------------------------------------------------
+
+    /// Every ledger row, in position order.
+    pub fn ledger_rows(&mut self) -> Result<Vec<veil_ledger_row::StoredRow>, StoreError> {
+        let rows = self.query(
+            "SELECT seq, entry, leaf_hash, head_sig FROM ledger ORDER BY seq",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(veil_ledger_row::StoredRow {
+                    seq: r[0]
+                        .int()
+                        .ok_or_else(|| StoreError::Corrupt("ledger.seq".into()))?,
+                    entry: r[1].text().unwrap_or_default().to_string(),
+                    leaf_hash: r[2].text().unwrap_or_default().to_string(),
+                    head_sig: r[3].text().unwrap_or_default().to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Appends one ledger row (inside [`Store::transaction`]).
+    pub fn insert_ledger_row(&mut self, r: &veil_ledger_row::StoredRow) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO ledger (seq, entry, leaf_hash, head_sig) VALUES (?, ?, ?, ?)",
+            &[
+                Val::i(r.seq),
+                Val::t(&r.entry),
+                Val::t(&r.leaf_hash),
+                Val::t(&r.head_sig),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records a checkpoint: (size, root, time, key id, signature).
+    pub fn insert_checkpoint(&mut self, c: &CheckpointRow) -> Result<(), StoreError> {
+        self.exec("DELETE FROM checkpoints WHERE size = ?", &[Val::i(c.size)])?;
+        self.exec(
+            "INSERT INTO checkpoints (size, root, time, key_id, signature) VALUES (?, ?, ?, ?, ?)",
+            &[
+                Val::i(c.size),
+                Val::t(&c.root),
+                Val::t(&c.time),
+                Val::t(&c.key_id),
+                Val::t(&c.signature),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every checkpoint, by size.
+    pub fn checkpoints(&mut self) -> Result<Vec<CheckpointRow>, StoreError> {
+        let rows = self.query(
+            "SELECT size, root, time, key_id, signature FROM checkpoints ORDER BY size",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| CheckpointRow {
+                size: r[0].int().unwrap_or(0),
+                root: r[1].text().unwrap_or_default().into(),
+                time: r[2].text().unwrap_or_default().into(),
+                key_id: r[3].text().unwrap_or_default().into(),
+                signature: r[4].text().unwrap_or_default().into(),
+            })
+            .collect())
+    }
+
+    // ---- staged outputs -----------------------------------------------------
+
+    /// Records a released study's files, to delete when retention ends.
+    pub fn insert_staged(&mut self, s: &Staged) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO staged (ledger_seq, recipient, out_root, files, created_at, expires_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            &[
+                Val::i(s.ledger_seq),
+                Val::t(&s.recipient),
+                Val::t(&s.out_root),
+                Val::t(serde_json::to_string(&s.files).unwrap_or_default()),
+                Val::t(&s.created_at),
+                Val::t(&s.expires_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Staged outputs not yet deleted whose retention ended at `now`.
+    pub fn expired_staged(&mut self, now: &str) -> Result<Vec<Staged>, StoreError> {
+        let rows = self.query(
+            "SELECT ledger_seq, recipient, out_root, files, created_at, expires_at FROM staged WHERE deleted_at IS NULL AND expires_at <= ? ORDER BY ledger_seq",
+            &[Val::t(now)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(Staged {
+                    ledger_seq: r[0].int().unwrap_or(-1),
+                    recipient: r[1].text().unwrap_or_default().into(),
+                    out_root: r[2].text().unwrap_or_default().into(),
+                    files: serde_json::from_str(r[3].text().unwrap_or("[]"))
+                        .map_err(|_| StoreError::Corrupt("staged.files".into()))?,
+                    created_at: r[4].text().unwrap_or_default().into(),
+                    expires_at: r[5].text().unwrap_or_default().into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a staged output deleted.
+    pub fn mark_deleted(&mut self, ledger_seq: i64, when: &str) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE staged SET deleted_at = ? WHERE ledger_seq = ?",
+            &[Val::t(when), Val::i(ledger_seq)],
+        )?;
+        Ok(())
+    }
+}
+
+/// The ledger row type, re-exported under a stable path so this crate need
+/// not depend on the ledger's crypto.
+pub mod veil_ledger_row {
+    /// A row as the store holds it (see `veil_ledger::StoredRow`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct StoredRow {
+        /// Position column.
+        pub seq: i64,
+        /// Entry JSON.
+        pub entry: String,
+        /// Leaf hash (hex).
+        pub leaf_hash: String,
+        /// Signed head after this entry (hex).
+        pub head_sig: String,
+    }
+}
+
+/// A checkpoint row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// Entries covered.
+    pub size: i64,
+    /// Root (hex).
+    pub root: String,
+    /// Time (RFC 3339 UTC).
+    pub time: String,
+    /// Signing key id.
+    pub key_id: String,
+    /// Signature (hex).
+    pub signature: String,
+}
+
+/// A staged (released) output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    /// The release entry.
+    pub ledger_seq: i64,
+    /// Recipient.
+    pub recipient: String,
+    /// The OUT folder.
+    pub out_root: String,
+    /// Files relative to OUT.
+    pub files: Vec<String>,
+    /// When released.
+    pub created_at: String,
+    /// When retention ends.
+    pub expires_at: String,
+}
+
+fn recipient_row(r: &[Val]) -> Result<Recipient, StoreError> {
+    let t = |i: usize| r[i].text().map(str::to_string);
+    Ok(Recipient {
+        name: t(0).unwrap_or_default(),
+        category: t(1),
+        contact: t(2),
+        address: t(3),
+        purposes: serde_json::from_str(r[4].text().unwrap_or("[]"))
+            .map_err(|_| StoreError::Corrupt("recipients.purposes".into()))?,
+        recipe_toml: t(5).unwrap_or_default(),
+        recipe_label: t(6).unwrap_or_default(),
+        key_file: t(7).unwrap_or_default(),
+        key_id: t(8).unwrap_or_default(),
+        retention_days: r[9].int().unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+    })
+}
+
+fn consent_row(r: &[Val]) -> Result<Consent, StoreError> {
+    let t = |i: usize| r[i].text().map(str::to_string);
+    let provisions: Vec<Provision> = serde_json::from_str(r[5].text().unwrap_or("[]"))
+        .map_err(|_| StoreError::Corrupt("consents.provisions".into()))?;
+    Ok(Consent {
+        id: t(0).unwrap_or_default(),
+        patient_id: Phi::new(t(1).unwrap_or_default()),
+        patient_system: t(2),
+        status: t(3).unwrap_or_default(),
+        date_time: t(4),
+        provisions,
+    })
+}
+
+fn to_sqlite(v: &Val) -> rusqlite::types::Value {
+    use rusqlite::types::Value as V;
+    match v {
+        Val::Int(Some(n)) => V::Integer(*n),
+        Val::Text(Some(s)) => V::Text(s.clone()),
+        Val::Int(None) | Val::Text(None) => V::Null,
+    }
+}
+
+fn to_pg(params: &[Val]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    params
+        .iter()
+        .map(|v| -> Box<dyn postgres::types::ToSql + Sync> {
+            match v {
+                Val::Int(n) => Box::new(*n),
+                Val::Text(s) => Box::new(s.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Creates `$VEIL_HOME` (mode 0700: it holds keys) if missing.
+fn create_home(home: &Path) -> std::io::Result<()> {
+    if home.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(home)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates a fresh database on a PostgreSQL server and returns its URL
+/// (for tests: each gets its own database). `base` is a URL to an existing
+/// database on that server.
+pub fn create_pg_database(base: &str, name: &str) -> Result<String, StoreError> {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::Invalid(
+            "database names are [A-Za-z0-9_]".into(),
+        ));
+    }
+    let mut c = postgres::Client::connect(base, postgres::NoTls)?;
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))?;
+    c.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    let (head, query) = match base.split_once('?') {
+        Some((h, q)) => (h, format!("?{q}")),
+        None => (base, String::new()),
+    };
+    let root = match head.rfind('/') {
+        Some(i) if i > head.find("//").map(|j| j + 1).unwrap_or(0) => &head[..i],
+        _ => head,
+    };
+    Ok(format!("{root}/{name}{query}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(pg_sql("a = ? AND b = ?"), "a = $1 AND b = $2");
+    }
+
+    #[test]
+    fn sqlite_store_is_created_and_migrated_once() {
+        let home = std::env::temp_dir().join(format!("veil-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        let mut s = Store::open(None, &home).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 1);
+        assert!(home.join("veil.db").is_file());
+        s.set_default("ai-training", SiteDefault::OptOut).unwrap();
+        drop(s);
+        let mut s = Store::open(None, &home).unwrap();
+        assert_eq!(
+            s.default_for("ai-training").unwrap(),
+            Some(SiteDefault::OptOut)
+        );
+        assert_eq!(s.default_for("x").unwrap(), None);
+        let n = s
+            .query("SELECT COUNT(*) FROM schema_migrations", &[])
+            .unwrap();
+        assert_eq!(n[0][0].int(), Some(1));
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+}
