@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
 # Runs every Veil test on a fresh Debian machine (root), installing what the
-# tests need: dicom3tools (dciodvfy) from Debian, the real-file corpus
+# build and tests need: Debian packages (scripts/system-deps.sh: Tesseract,
+# clang, cmake, fonts, dicom3tools for dciodvfy), the real-file corpus
 # built from pinned registry packages by scripts/fetch-corpus.sh, and a
 # throwaway PostgreSQL server (scripts/pg.sh, Debian's postgresql).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v dciodvfy >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dicom3tools
-    else
-        sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q dicom3tools
-    fi
-fi
+scripts/system-deps.sh
 scripts/fetch-corpus.sh target/corpus/base
 
 # generated rule tables must match their sources

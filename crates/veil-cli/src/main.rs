@@ -11,11 +11,11 @@ use veil_core::ProfileOption;
 use veil_deid::{Deidentifier, Key, Policy};
 use veil_rules::Recipe;
 
-mod risk;
-mod verify;
 mod consent;
 mod ledger;
 mod release;
+mod risk;
+mod verify;
 
 #[derive(Parser)]
 #[command(

@@ -67,7 +67,9 @@ pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
         operator: a.operator,
         jobs,
     };
-    let sum = s.release(&req, Some(&verifier)).map_err(|e| e.to_string())?;
+    let sum = s
+        .release(&req, Some(&verifier))
+        .map_err(|e| e.to_string())?;
     if a.json {
         emit(&(serde_json::to_string_pretty(&sum).map_err(|e| e.to_string())? + "\n"))?;
     } else {

@@ -34,34 +34,10 @@ fn collect_uids(ds: &DataSet, tag: Tag, out: &mut Vec<String>) {
     }
 }
 
-/// dciodvfy's error lines, without the parts that carry values.
+/// dciodvfy's error lines without values (shared with `veil verify
+/// --dciodvfy`).
 fn dciodvfy_errors(p: &Path) -> BTreeSet<String> {
-    let out = Command::new("dciodvfy")
-        .arg(p)
-        .output()
-        .expect("run dciodvfy");
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .filter(|l| l.contains("Error"))
-        .map(|l| {
-            // UIDs, numbers and lengths in messages change with
-            // de-identification: collapse runs of digits and dots, and drop
-            // quoted values
-            let l = l.split(" - \"").next().unwrap_or(l);
-            let mut out = String::new();
-            for c in l.chars() {
-                if c.is_ascii_digit() || c == '.' {
-                    if !out.ends_with('#') {
-                        out.push('#');
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        })
-        .collect()
+    veil_verify::set::dciodvfy_errors(p).expect("run dciodvfy")
 }
 
 #[test]

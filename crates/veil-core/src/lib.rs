@@ -14,3 +14,23 @@ pub use option::{ProfileOption, UnknownOption};
 pub use phi::Phi;
 pub use reason::QuarantineReason;
 pub use tag::{Tag, TagPath, TagPattern};
+
+/// Escapes text for XML and HTML content and attribute values, dropping
+/// control characters XML cannot carry. One function for every report and
+/// export Veil writes (verification and risk pages, audit messages), so a
+/// value can never break out of its markup in one of them and not another.
+pub fn escape_markup(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r' => {}
+            c => o.push(c),
+        }
+    }
+    o
+}

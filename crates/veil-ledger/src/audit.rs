@@ -15,19 +15,7 @@ use crate::{Entry, Event};
 
 /// Escapes text for XML attributes and content.
 fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
-            c => o.push(c),
-        }
-    }
-    o
+    veil_core::escape_markup(s)
 }
 
 fn event_codes(e: &Entry) -> (&'static str, &'static str, &'static str, &'static str) {

@@ -174,28 +174,8 @@ fn site_local<S: serde::Serializer>(v: &Phi<String>, s: S) -> Result<S::Ok, S::E
     s.serialize_str(v.expose())
 }
 
-/// Lists input files, recursively, sorted so runs are reproducible.
-pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for i in inputs {
-        walk_one(i, &mut out)?;
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-fn walk_one(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let md = std::fs::metadata(p)?;
-    if md.is_dir() {
-        for e in std::fs::read_dir(p)? {
-            walk_one(&e?.path(), out)?;
-        }
-    } else if md.is_file() {
-        out.push(p.to_path_buf());
-    }
-    Ok(())
-}
+/// Lists input files, recursively, sorted (see [`veil_io::walk`]).
+pub use veil_io::walk;
 
 impl Batch<'_> {
     /// Runs the batch. `tick` is called once per finished file (progress).
@@ -357,14 +337,7 @@ impl Batch<'_> {
         };
         let mut pending = None;
         if !matches!(outcome, Outcome::AlreadyDone { .. }) {
-            let meta = WriteMeta {
-                sop_class: d.sop_class.clone(),
-                sop_instance: sop.clone(),
-            };
-            let written = veil_io::write_pending(&dest, &meta, &file.ts, &d.dataset, &file.source)
-                .map_err(|e| e.to_string())
-                .and_then(|f| f.finish().map_err(|e| format!("{:?}", e.kind())));
-            match written {
+            match write_temp(&dest, &d, &file) {
                 Ok(p) => pending = Some(p),
                 Err(detail) => {
                     return staged(Outcome::Quarantined {
@@ -383,21 +356,8 @@ impl Batch<'_> {
                 let mut kinds: Vec<&str> = failing.iter().map(|f| f.category.name()).collect();
                 kinds.sort();
                 kinds.dedup();
-                let reason = format!(
-                    "verify: {} finding(s): {}",
-                    failing.len(),
-                    kinds.join(", ")
-                );
-                let meta = WriteMeta {
-                    sop_class: d.sop_class.clone(),
-                    sop_instance: sop.clone(),
-                };
-                let dest = self.review.join(output);
-                let written =
-                    veil_io::write_pending(&dest, &meta, &file.ts, &d.dataset, &file.source)
-                        .map_err(|e| e.to_string())
-                        .and_then(|f| f.finish().map_err(|e| format!("{:?}", e.kind())));
-                match written {
+                let reason = format!("verify: {} finding(s): {}", failing.len(), kinds.join(", "));
+                match write_temp(&self.review.join(output), &d, &file) {
                     Ok(p) => pending = Some(p),
                     Err(detail) => {
                         return staged(Outcome::Quarantined {
@@ -466,6 +426,22 @@ impl Batch<'_> {
         }
         (FileResult { input, outcome }, bytes)
     }
+}
+
+/// Writes a de-identified object to a complete temporary file beside
+/// `dest` (made visible later, in input order, by the chunk's commit).
+fn write_temp(
+    dest: &Path,
+    d: &veil_deid::Deidentified,
+    file: &veil_io::DicomFile,
+) -> Result<veil_io::atomic::Pending, String> {
+    let meta = WriteMeta {
+        sop_class: d.sop_class.clone(),
+        sop_instance: d.sop_instance.clone(),
+    };
+    veil_io::write_pending(dest, &meta, &file.ts, &d.dataset, &file.source)
+        .map_err(|e| e.to_string())
+        .and_then(|f| f.finish().map_err(|e| format!("{:?}", e.kind())))
 }
 
 /// One input after the parallel stage: its provisional outcome and the

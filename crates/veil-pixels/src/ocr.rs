@@ -153,6 +153,60 @@ impl Ocr {
                 merge(&mut all, unscale(w, scale, img));
             }
         }
+        // A second look at every line where anything was seen: cropped,
+        // enlarged to about 40 px text and read as a single line. Sparse
+        // mode on a whole frame misreads small digits ("7228796" as
+        // "228795)"); one line at a readable size rarely does.
+        let mut lines = Vec::new();
+        for (x, y, w, h) in line_boxes(&all) {
+            let pad = h.max(4);
+            let x0 = x.saturating_sub(pad);
+            let y0 = y.saturating_sub(pad / 2);
+            let x1 = (x + w + pad).min(img.width());
+            let y1 = (y + h + pad / 2).min(img.height());
+            if x1 <= x0 + 2 || y1 <= y0 + 2 {
+                continue;
+            }
+            let crop = image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image();
+            let scale = (40 / h.max(1)).clamp(1, 6);
+            lines.push((crop, x0, y0, scale));
+        }
+        self.api
+            .set_page_seg_mode(PageSegMode::PsmSingleLine.as_tess_page_seg_mode());
+        let mut found = Vec::new();
+        for (crop, x0, y0, scale) in &lines {
+            let bright = binarize(&sub(crop, &dilate(&erode(crop, TOPHAT), TOPHAT)));
+            let dark = binarize(&sub(&erode(&dilate(crop, TOPHAT), TOPHAT), crop));
+            for v in [invert(crop.clone()), bright, dark] {
+                let v = if *scale > 1 { upscale(&v, *scale) } else { v };
+                let read = self.read(&v);
+                for mut w in read.unwrap_or_default() {
+                    w = unscale(w, *scale, crop);
+                    w.left += x0;
+                    w.top += y0;
+                    found.push(w);
+                }
+            }
+        }
+        // digits again with only digits allowed: record numbers are where
+        // a general reading goes wrong most (0/O, 1/l, 5/S, 8/B)
+        self.set("tessedit_char_whitelist", "0123456789")?;
+        for (crop, x0, y0, scale) in &lines {
+            let v = invert(crop.clone());
+            let v = if *scale > 1 { upscale(&v, *scale) } else { v };
+            for mut w in self.read(&v).unwrap_or_default() {
+                w = unscale(w, *scale, crop);
+                w.left += x0;
+                w.top += y0;
+                found.push(w);
+            }
+        }
+        self.set("tessedit_char_whitelist", "")?;
+        self.api
+            .set_page_seg_mode(PageSegMode::PsmSparseText.as_tess_page_seg_mode());
+        for w in found {
+            merge(&mut all, w);
+        }
         Ok(all)
     }
 
@@ -197,6 +251,37 @@ impl Ocr {
         let tsv = tsv.as_ref().to_string_lossy();
         Ok(parse_tsv(&tsv))
     }
+}
+
+/// Boxes (x, y, w, h) of text lines: words whose vertical centres lie
+/// within half a height of each other, joined left to right.
+fn line_boxes(words: &[Word]) -> Vec<(u32, u32, u32, u32)> {
+    let mut lines: Vec<(u32, u32, u32, u32)> = Vec::new();
+    let mut ws: Vec<&Word> = words.iter().filter(|w| w.height >= 4).collect();
+    ws.sort_by_key(|w| (w.top, w.left));
+    for w in ws {
+        let mid = w.top + w.height / 2;
+        let hit = lines.iter_mut().find(|l| {
+            let lm = l.1 + l.3 / 2;
+            mid.abs_diff(lm) <= l.3.max(w.height) / 2
+                && w.left <= l.0 + l.2 + 2 * l.3.max(w.height)
+                && w.left + w.width + 2 * l.3.max(w.height) >= l.0
+        });
+        match hit {
+            Some(l) => {
+                let x1 = (l.0 + l.2).max(w.left + w.width);
+                let y1 = (l.1 + l.3).max(w.top + w.height);
+                l.0 = l.0.min(w.left);
+                l.1 = l.1.min(w.top);
+                l.2 = x1 - l.0;
+                l.3 = y1 - l.1;
+            }
+            None => lines.push((w.left, w.top, w.width, w.height)),
+        }
+    }
+    // a frame full of words is a page of text: the first pass read it
+    lines.truncate(64);
+    lines
 }
 
 /// Words (level 5 rows) of Tesseract's TSV: level, page, block, par, line,

@@ -91,7 +91,7 @@ fn overlay_planes_render_bit_for_bit() {
     let small = pattern(rows as usize * cols as usize, 1);
     overlay(&mut ds, 0x6000, rows, cols, 1, &small);
     // a large multi-frame plane (left on disk as a bulk value by veil-io)
-    let (br, bc) = (160u16, 150u16);
+    let (br, bc) = (400u16, 360u16);
     let big = pattern(br as usize * bc as usize * 2, 2);
     overlay(&mut ds, 0x6002, br, bc, 2, &big);
     let file = round_trip(&ds, "ov.dcm");

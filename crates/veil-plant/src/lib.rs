@@ -82,7 +82,7 @@ impl Rng {
         Rng(seed)
     }
     /// Next value.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -91,7 +91,7 @@ impl Rng {
     }
     /// A number below `n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
     fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
         v[self.below(v.len() as u64) as usize]
@@ -101,13 +101,43 @@ impl Rng {
 // Distinct, unambiguous names: the test is about places, not about
 // telling names from words.
 const FAMILIES: &[&str] = &[
-    "HARRINGTON", "MCALLISTER", "FITZGERALD", "WHITAKER", "KOWALSKI", "ABERNATHY", "LINDQVIST",
-    "OKONKWO", "VASQUEZ", "PEMBERTON", "CASTELLANO", "DRISCOLL", "HOLLOWAY", "NAKAMURA",
-    "RUTHERFORD", "SINCLAIR", "THORNBURY", "BALDWIN", "GALLAGHER", "MONTGOMERY",
+    "HARRINGTON",
+    "MCALLISTER",
+    "FITZGERALD",
+    "WHITAKER",
+    "KOWALSKI",
+    "ABERNATHY",
+    "LINDQVIST",
+    "OKONKWO",
+    "VASQUEZ",
+    "PEMBERTON",
+    "CASTELLANO",
+    "DRISCOLL",
+    "HOLLOWAY",
+    "NAKAMURA",
+    "RUTHERFORD",
+    "SINCLAIR",
+    "THORNBURY",
+    "BALDWIN",
+    "GALLAGHER",
+    "MONTGOMERY",
 ];
 const GIVENS: &[&str] = &[
-    "MARGARET", "CHRISTOPHER", "JENNIFER", "BENJAMIN", "PATRICIA", "NATHANIEL", "ELIZABETH",
-    "GREGORY", "VERONICA", "TIMOTHY", "KATHLEEN", "FREDERICK", "DOROTHY", "LEONARD", "MARILYN",
+    "MARGARET",
+    "CHRISTOPHER",
+    "JENNIFER",
+    "BENJAMIN",
+    "PATRICIA",
+    "NATHANIEL",
+    "ELIZABETH",
+    "GREGORY",
+    "VERONICA",
+    "TIMOTHY",
+    "KATHLEEN",
+    "FREDERICK",
+    "DOROTHY",
+    "LEONARD",
+    "MARILYN",
 ];
 const STREETS: &[&str] = &["ELM STREET", "MAPLE AVENUE", "OAKWOOD DRIVE", "CEDAR LANE"];
 const CITIES: &[&str] = &["SPRINGFIELD", "RIVERTON", "LAKEWOOD", "FAIRVIEW"];
@@ -125,9 +155,23 @@ impl Identity {
             1 + r.below(28)
         );
         Identity {
-            email: format!("{}.{}@mailbox.example", given.to_lowercase(), family.to_lowercase()),
-            phone: format!("{}-{}-{:04}", 201 + r.below(700), 200 + r.below(700), r.below(10000)),
-            street: format!("{} {}, {}", 10 + r.below(980), r.pick(STREETS), r.pick(CITIES)),
+            email: format!(
+                "{}.{}@mailbox.example",
+                given.to_lowercase(),
+                family.to_lowercase()
+            ),
+            phone: format!(
+                "{}-{}-{:04}",
+                201 + r.below(700),
+                200 + r.below(700),
+                r.below(10000)
+            ),
+            street: format!(
+                "{} {}, {}",
+                10 + r.below(980),
+                r.pick(STREETS),
+                r.pick(CITIES)
+            ),
             institution: format!("{} MEMORIAL HOSPITAL", r.pick(CITIES)),
             station: format!("CTSTATION{}", 10 + r.below(89)),
             serial: format!("SN{}", 100_000 + r.below(800_000)),
@@ -141,7 +185,12 @@ impl Identity {
     }
 
     fn date_us(&self) -> String {
-        format!("{}/{}/{}", &self.birth[4..6], &self.birth[6..8], &self.birth[0..4])
+        format!(
+            "{}/{}/{}",
+            &self.birth[4..6],
+            &self.birth[6..8],
+            &self.birth[0..4]
+        )
     }
 }
 
@@ -209,9 +258,19 @@ pub fn plant_file(
         ((0x0010, 0x0020), VR::LO, id.mrn.clone(), "id"),
         ((0x0010, 0x0030), VR::DA, id.birth.clone(), "date"),
         ((0x0008, 0x0050), VR::SH, id.accession.clone(), "id"),
-        ((0x0008, 0x0080), VR::LO, id.institution.clone(), "institution"),
+        (
+            (0x0008, 0x0080),
+            VR::LO,
+            id.institution.clone(),
+            "institution",
+        ),
         ((0x0008, 0x0081), VR::ST, id.street.clone(), "address"),
-        ((0x0008, 0x0090), VR::PN, format!("{}^JOHN", id.physician), "name"),
+        (
+            (0x0008, 0x0090),
+            VR::PN,
+            format!("{}^JOHN", id.physician),
+            "name",
+        ),
         ((0x0010, 0x2154), VR::SH, id.phone.clone(), "phone"),
         ((0x0010, 0x2155), VR::LT, id.email.clone(), "email"),
         ((0x0008, 0x1010), VR::SH, id.station.clone(), "device"),
@@ -234,7 +293,11 @@ pub fn plant_file(
         title(&id.family)
     );
     ds.put(text((0x0010, 0x21B0), VR::LT, &s0));
-    for (cat, v) in [("name", &id.family), ("id", &id.mrn), ("date", &id.date_us())] {
+    for (cat, v) in [
+        ("name", &id.family),
+        ("id", &id.mrn),
+        ("date", &id.date_us()),
+    ] {
         c.note("(0010,21B0)", cat, v);
     }
     let s2 = format!(
@@ -256,14 +319,26 @@ pub fn plant_file(
 
     // three sequences deep
     let deep = DataSet::of([
-        text((0x0040, 0xA160), VR::UT, &format!("Reviewed by {} {}", title(&id.given), title(&id.family))),
+        text(
+            (0x0040, 0xA160),
+            VR::UT,
+            &format!("Reviewed by {} {}", title(&id.given), title(&id.family)),
+        ),
         text((0x0040, 0xA123), VR::PN, &pn),
     ]);
     let l2 = DataSet::of([Element::sequence(Tag(0x0040, 0xA730), vec![deep])]);
     let l1 = DataSet::of([Element::sequence(Tag(0x0040, 0xA730), vec![l2])]);
     ds.put(Element::sequence(Tag(0x0008, 0x1111), vec![l1]));
-    c.note("(0008,1111)[0]/(0040,A730)[0]/(0040,A730)[0]/(0040,A160)", "name", &id.family);
-    c.note("(0008,1111)[0]/(0040,A730)[0]/(0040,A730)[0]/(0040,A123)", "name", &id.family);
+    c.note(
+        "(0008,1111)[0]/(0040,A730)[0]/(0040,A730)[0]/(0040,A160)",
+        "name",
+        &id.family,
+    );
+    c.note(
+        "(0008,1111)[0]/(0040,A730)[0]/(0040,A730)[0]/(0040,A123)",
+        "name",
+        &id.family,
+    );
 
     // private LO, UN, OB (UTF-16), SQ
     ds.put(text((0x0011, 0x0010), VR::LO, "VEIL PLANTED"));
@@ -283,7 +358,16 @@ pub fn plant_file(
     c.note("(0011,1003)", "name", &id.family);
     let item = DataSet::of([
         text((0x0011, 0x0010), VR::LO, "VEIL PLANTED"),
-        text((0x0011, 0x1001), VR::LO, &format!("{}-{}-{}", &id.birth[0..4], &id.birth[4..6], &id.birth[6..8])),
+        text(
+            (0x0011, 0x1001),
+            VR::LO,
+            &format!(
+                "{}-{}-{}",
+                &id.birth[0..4],
+                &id.birth[4..6],
+                &id.birth[6..8]
+            ),
+        ),
     ]);
     ds.put(Element::sequence(Tag(0x0011, 0x1004), vec![item]));
     c.note("(0011,1004)[0]/(0011,1001)", "date", &id.birth);
@@ -319,27 +403,48 @@ pub fn plant_file(
     let cols = u16_of(&ds, Tag(0x0028, 0x0011), f.ts.big_endian);
     let burned = format!("{} {}", id.family, id.mrn);
     if let (Some(r), Some(cl)) = (rows, cols) {
-        if (128..=1024).contains(&r) && (128..=1024).contains(&cl) && ds.get(Tag(0x6000, 0x3000)).is_none() {
+        if (128..=1024).contains(&r)
+            && (128..=1024).contains(&cl)
+            && ds.get(Tag(0x6000, 0x3000)).is_none()
+        {
             if let Some(bits) = overlay(&burned, cl as u32, r as u32) {
                 let le = !f.ts.big_endian;
                 let u16b = |v: u16| if le { v.to_le_bytes() } else { v.to_be_bytes() };
-                ds.put(Element::bytes(Tag(0x6000, 0x0010), VR::US, u16b(r).to_vec()));
-                ds.put(Element::bytes(Tag(0x6000, 0x0011), VR::US, u16b(cl).to_vec()));
+                ds.put(Element::bytes(
+                    Tag(0x6000, 0x0010),
+                    VR::US,
+                    u16b(r).to_vec(),
+                ));
+                ds.put(Element::bytes(
+                    Tag(0x6000, 0x0011),
+                    VR::US,
+                    u16b(cl).to_vec(),
+                ));
                 ds.put(text((0x6000, 0x0040), VR::CS, "G"));
-                let origin: Vec<u8> = [1i16, 1].iter().flat_map(|v| if le { v.to_le_bytes() } else { v.to_be_bytes() }).collect();
+                let origin: Vec<u8> = [1i16, 1]
+                    .iter()
+                    .flat_map(|v| if le { v.to_le_bytes() } else { v.to_be_bytes() })
+                    .collect();
                 ds.put(Element::bytes(Tag(0x6000, 0x0050), VR::SS, origin));
-                ds.put(Element::bytes(Tag(0x6000, 0x0100), VR::US, u16b(1).to_vec()));
-                ds.put(Element::bytes(Tag(0x6000, 0x0102), VR::US, u16b(0).to_vec()));
+                ds.put(Element::bytes(
+                    Tag(0x6000, 0x0100),
+                    VR::US,
+                    u16b(1).to_vec(),
+                ));
+                ds.put(Element::bytes(
+                    Tag(0x6000, 0x0102),
+                    VR::US,
+                    u16b(0).to_vec(),
+                ));
                 ds.put(Element::bytes(Tag(0x6000, 0x3000), VR::OW, bits));
                 c.note("overlay", "name", &id.family);
                 c.note("overlay", "id", &id.mrn);
             }
         }
-        if !f.ts.encapsulated {
-            if burn(&mut ds, &f, &burned).is_some() {
-                c.note("pixels", "name", &id.family);
-                c.note("pixels", "id", &id.mrn);
-            }
+        // text a person could read: images of at least 128 pixels a side
+        if !f.ts.encapsulated && r >= 128 && cl >= 128 && burn(&mut ds, &f, &burned).is_some() {
+            c.note("pixels", "name", &id.family);
+            c.note("pixels", "id", &id.mrn);
         }
     }
 
@@ -362,44 +467,116 @@ pub fn plant_file(
 fn title(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
-        Some(f) => f.to_uppercase().chain(c.flat_map(char::to_lowercase)).collect(),
+        Some(f) => f
+            .to_uppercase()
+            .chain(c.flat_map(char::to_lowercase))
+            .collect(),
         None => String::new(),
     }
 }
 
 fn u16_of(ds: &DataSet, tag: Tag, be: bool) -> Option<u16> {
     let b = ds.bytes(tag)?;
-    (b.len() >= 2).then(|| if be { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) })
+    (b.len() >= 2).then(|| {
+        if be {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        }
+    })
 }
 
-/// Text rendered near the top-left corner, one word per line, as a mask:
-/// 16 to 32 px high, smaller only where a word would not fit the width
-/// (never below 10 px), so nothing planted is clipped off the image.
-fn mask(text: &str, w: u32, h: u32) -> Option<GrayImage> {
+/// Text rendered one word per line, as a mask: 255 on the glyphs, 128 on
+/// a one-pixel outline around them (scanners draw annotation text with a
+/// shadow or outline so it stays legible on any background). 16 to 32 px
+/// high, smaller only where a word would not fit the width (never below
+/// 10 px). The block goes where the frame is flattest (`frame`, if given),
+/// so it does not land on the image's own annotations.
+fn mask(text: &str, w: u32, h: u32, frame: Option<&GrayImage>) -> Option<GrayImage> {
     let mut img = GrayImage::new(w, h);
     let mut px = (h as f32 / 12.0).clamp(16.0, 32.0);
-    let widest = text
-        .split(' ')
-        .max_by_key(|s| s.len())
-        .unwrap_or(text);
+    let widest = text.split(' ').max_by_key(|s| s.len()).unwrap_or(text);
     while px > 10.0 && veil_pixels::text::measure_text(widest, px).ok()?.0 as f32 > w as f32 * 0.8 {
         px -= 1.0;
     }
-    let mut y = h / 16;
+    let (bw, _) = veil_pixels::text::measure_text(widest, px).ok()?;
+    let lines = text.split(' ').count() as u32;
+    let bh = (px * 1.4) as u32 * lines;
+    let (x0, y0) = match frame {
+        Some(f) if f.dimensions() == (w, h) => flattest(f, bw + 4, bh + 4),
+        _ => (w / 16, h / 16),
+    };
+    let mut y = y0 + 2;
     for word in text.split(' ') {
-        veil_pixels::text::draw_text(&mut img, word, w / 16, y, px, 255).ok()?;
+        veil_pixels::text::draw_text(&mut img, word, x0 + 2, y, px, 255).ok()?;
         y += (px * 1.4) as u32;
     }
+    // glyphs 255, a one-pixel ring around them 128, the rest 0
+    let glyph = |x: i64, y: i64| {
+        x >= 0
+            && y >= 0
+            && x < w as i64
+            && y < h as i64
+            && img.get_pixel(x as u32, y as u32).0[0] >= 128
+    };
+    let mut out = GrayImage::new(w, h);
+    for yy in 0..h as i64 {
+        for xx in 0..w as i64 {
+            let v = if glyph(xx, yy) {
+                255
+            } else if (-1..=1).any(|dy| (-1..=1).any(|dx| glyph(xx + dx, yy + dy))) {
+                128
+            } else {
+                0
+            };
+            out.get_pixel_mut(xx as u32, yy as u32).0[0] = v;
+        }
+    }
+    let img = out;
     Some(img)
+}
+
+/// The top-left corner of the flattest `bw` x `bh` block on a coarse grid
+/// (lowest spread of gray values).
+fn flattest(f: &GrayImage, bw: u32, bh: u32) -> (u32, u32) {
+    let (w, h) = f.dimensions();
+    if bw >= w || bh >= h {
+        return (0, 0);
+    }
+    let mut best = (u64::MAX, (w / 16, h / 16));
+    let step_x = (w / 24).max(1);
+    let step_y = (h / 24).max(1);
+    let mut y = 0;
+    while y + bh < h {
+        let mut x = 0;
+        while x + bw < w {
+            let (mut lo, mut hi, mut sum) = (255u8, 0u8, 0u64);
+            for yy in (y..y + bh).step_by(2) {
+                for xx in (x..x + bw).step_by(2) {
+                    let v = f.get_pixel(xx, yy).0[0];
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                    sum += v as u64;
+                }
+            }
+            let score = (hi - lo) as u64 * 1_000_000 + sum;
+            if score < best.0 {
+                best = (score, (x, y));
+            }
+            x += step_x;
+        }
+        y += step_y;
+    }
+    best.1
 }
 
 /// A 1-bit overlay plane (OverlayBitsAllocated 1, packed LSB first).
 fn overlay(text: &str, w: u32, h: u32) -> Option<Vec<u8>> {
-    let m = mask(text, w, h)?;
+    let m = mask(text, w, h, None)?;
     let n = (w * h) as usize;
     let mut bits = vec![0u8; n.div_ceil(16) * 2];
     for (i, p) in m.pixels().enumerate() {
-        if p.0[0] >= 128 {
+        if p.0[0] == 255 {
             bits[i / 8] |= 1 << (i % 8);
         }
     }
@@ -422,32 +599,58 @@ fn burn(ds: &mut DataSet, f: &DicomFile, text: &str) -> Option<()> {
     let el = ds.get(Tag(0x7FE0, 0x0010))?;
     let mut px = match &el.value {
         Value::Bytes(b) => b.clone(),
-        Value::Bulk { offset, len } => BulkSource::open(&f.source).ok()?.read_range(*offset, *len).ok()?,
+        Value::Bulk { offset, len } => BulkSource::open(&f.source)
+            .ok()?
+            .read_range(*offset, *len)
+            .ok()?,
         _ => return None,
     };
     let n = (rows * cols) as usize;
-    let m = mask(text, cols, rows)?;
+    let frame0 = veil_pixels::FrameReader::new(f)
+        .ok()
+        .and_then(|mut r| r.frame(0).ok())
+        .map(|fr| fr.image);
+    let m = mask(text, cols, rows, frame0.as_ref())?;
     let mono1 = photometric == "MONOCHROME1";
     match alloc {
         8 if px.len() >= n => {
-            let v = if mono1 { 0 } else { ((1u32 << stored.min(8)) - 1) as u8 };
+            let hi = ((1u32 << stored.min(8)) - 1) as u8;
+            let (v, o) = if mono1 { (0, hi) } else { (hi, 0) };
             for (i, p) in m.pixels().enumerate() {
-                if p.0[0] >= 128 {
-                    px[i] = v;
+                match p.0[0] {
+                    255 => px[i] = v,
+                    128 => px[i] = o,
+                    _ => {}
                 }
             }
         }
         16 if px.len() >= 2 * n => {
-            let max: u16 = if signed { (1u16 << (stored - 1)) - 1 } else { ((1u32 << stored) - 1) as u16 };
-            let min: u16 = if signed { (-(1i32 << (stored - 1)) as i16) as u16 & (((1u32 << stored) - 1) as u16) } else { 0 };
-            // make the text the brightest thing on screen for any window
-            let v = if mono1 { min } else { max };
+            let max: u16 = if signed {
+                (1u16 << (stored - 1)) - 1
+            } else {
+                ((1u32 << stored) - 1) as u16
+            };
+            let min: u16 = if signed {
+                (-(1i32 << (stored - 1)) as i16) as u16 & (((1u32 << stored) - 1) as u16)
+            } else {
+                0
+            };
+            // the text is the brightest thing on screen for any window,
+            // its outline the darkest
+            let (v, o) = if mono1 { (min, max) } else { (max, min) };
             for (i, p) in m.pixels().enumerate() {
-                if p.0[0] >= 128 {
-                    let b = if be { v.to_be_bytes() } else { v.to_le_bytes() };
-                    px[2 * i] = b[0];
-                    px[2 * i + 1] = b[1];
-                }
+                let val = match p.0[0] {
+                    255 => v,
+                    128 => o,
+                    _ => continue,
+                };
+                let b = if be {
+                    val.to_be_bytes()
+                } else {
+                    val.to_le_bytes()
+                };
+                px[2 * i] = b[0];
+                px[2 * i + 1] = b[1];
             }
         }
         _ => return None,
@@ -471,7 +674,8 @@ fn jpeg_com(path: &Path, comment: &str) -> Option<()> {
     };
     let mut bytes = std::fs::read(path).ok()?;
     let item = |b: &[u8], at: usize| -> Option<u32> {
-        (b.get(at..at + 4)? == [0xFE, 0xFF, 0x00, 0xE0]).then(|| u32::from_le_bytes(b[at + 4..at + 8].try_into().expect("4 bytes")))
+        (b.get(at..at + 4)? == [0xFE, 0xFF, 0x00, 0xE0])
+            .then(|| u32::from_le_bytes(b[at + 4..at + 8].try_into().expect("4 bytes")))
     };
     let bot_len = item(&bytes, offset)? as usize;
     let frag = offset + 8 + bot_len;

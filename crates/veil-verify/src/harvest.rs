@@ -166,8 +166,7 @@ fn harvest_element(tag: Tag, vr: VR, bytes: &[u8], out: &mut Vec<Token>) {
                 match category {
                     Category::Id | Category::Device => {
                         // a short number like StudyID "1" identifies nothing
-                        if v.len() >= 3 && (v.len() >= 5 || v.chars().any(|c| c.is_ascii_digit()))
-                        {
+                        if v.len() >= 3 && (v.len() >= 5 || v.chars().any(|c| c.is_ascii_digit())) {
                             push(out, category, v);
                         }
                     }
@@ -323,9 +322,15 @@ fn uid(kw: &str, v: &str, out: &mut Vec<Token>) {
     // well-known UIDs (SOP classes, transfer syntaxes, coding schemes,
     // implementations) name kinds of things, not people
     let generic = v.starts_with("1.2.840.10008.")
-        || ["Class", "TransferSyntax", "CodingScheme", "Implementation", "MappingResource"]
-            .iter()
-            .any(|s| kw.contains(s));
+        || [
+            "Class",
+            "TransferSyntax",
+            "CodingScheme",
+            "Implementation",
+            "MappingResource",
+        ]
+        .iter()
+        .any(|s| kw.contains(s));
     if generic || v.len() < 10 {
         return;
     }
@@ -377,9 +382,15 @@ mod tests {
         let has = |c: Category, v: &str| t.contains(&(c, v.to_string()));
         assert!(has(Category::Name, "DOE^JO"));
         assert!(has(Category::Name, "JO DOE"));
-        assert!(!has(Category::Name, "JO"), "two letters alone match too much");
+        assert!(
+            !has(Category::Name, "JO"),
+            "two letters alone match too much"
+        );
         assert!(has(Category::Id, "MRN0042"));
-        assert!(!t.iter().any(|(_, v)| v == "1"), "StudyID 1 is not identifying");
+        assert!(
+            !t.iter().any(|(_, v)| v == "1"),
+            "StudyID 1 is not identifying"
+        );
         assert!(has(Category::Date, "1961-02-03"));
         assert!(has(Category::Date, "03-FEB-1961"));
         assert!(has(Category::Date, "02/03/1961"));

@@ -15,6 +15,9 @@ use crate::matcher::Matcher;
 use crate::scan::mask;
 use crate::{Category, Finding};
 
+/// A word box: left, top, width, height.
+type Box4 = (u32, u32, u32, u32);
+
 /// A line of words, with each word's character range in the line.
 struct Line<'a> {
     text: String,
@@ -80,7 +83,11 @@ fn spellings(s: &str) -> [String; 3] {
             c => c,
         })
         .collect::<String>();
-    [s.to_uppercase(), digits.to_uppercase(), letters.to_uppercase()]
+    [
+        s.to_uppercase(),
+        digits.to_uppercase(),
+        letters.to_uppercase(),
+    ]
 }
 
 /// Reads one image with OCR and reports what it shows. `frames`: read the
@@ -96,7 +103,9 @@ pub fn scan_pixels(
     let mut out = Vec::new();
     if let Ok(planes) = veil_pixels::overlays(file) {
         for p in planes {
-            read(&p.image, "overlay", p.frame, rel, tokens, patterns, ocr, &mut out);
+            read(
+                &p.image, "overlay", p.frame, rel, tokens, patterns, ocr, &mut out,
+            );
         }
     }
     if !frames || file.dataset.get(veil_core::Tag(0x7FE0, 0x0010)).is_none() {
@@ -107,7 +116,9 @@ pub fn scan_pixels(
     };
     for i in 0..reader.frame_count() {
         let Ok(f) = reader.frame(i) else { break };
-        read(&f.image, "pixels", f.index, rel, tokens, patterns, ocr, &mut out);
+        read(
+            &f.image, "pixels", f.index, rel, tokens, patterns, ocr, &mut out,
+        );
     }
     out
 }
@@ -124,9 +135,10 @@ fn read(
     out: &mut Vec<Finding>,
 ) {
     let Ok(words) = ocr.words(img) else { return };
-    let mut hits: Vec<(Category, String, Vec<(u32, u32, u32, u32)>, String)> = Vec::new();
+    // (category, detector, word boxes, masked excerpt)
+    let mut hits: Vec<(Category, String, Vec<Box4>, String)> = Vec::new();
     for line in lines(&words) {
-        let boxes_of = |s: usize, e: usize| -> Vec<(u32, u32, u32, u32)> {
+        let boxes_of = |s: usize, e: usize| -> Vec<Box4> {
             line.words
                 .iter()
                 .filter(|(ws, we, _)| *ws < e && s < *we)

@@ -59,7 +59,9 @@ impl VerifyPolicy {
             None => Ok(default),
             Some(v) => v
                 .iter()
-                .map(|s| Category::parse(s).ok_or_else(|| format!("policy: unknown category {s:?}")))
+                .map(|s| {
+                    Category::parse(s).ok_or_else(|| format!("policy: unknown category {s:?}"))
+                })
                 .collect(),
         };
         let d = VerifyPolicy::default();

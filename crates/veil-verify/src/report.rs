@@ -82,12 +82,18 @@ impl Report {
             })
             .collect();
         reported.sort_by(|a, b| {
-            (!a.fails, a.finding.category, &a.finding.file, &a.finding.place).cmp(&(
-                !b.fails,
-                b.finding.category,
-                &b.finding.file,
-                &b.finding.place,
-            ))
+            (
+                !a.fails,
+                a.finding.category,
+                &a.finding.file,
+                &a.finding.place,
+            )
+                .cmp(&(
+                    !b.fails,
+                    b.finding.category,
+                    &b.finding.file,
+                    &b.finding.place,
+                ))
         });
         let failing = reported.iter().filter(|f| f.fails).count();
         let files_with_findings = reported
@@ -238,8 +244,5 @@ fn generic_place(p: &str) -> String {
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    veil_core::escape_markup(s)
 }

@@ -138,8 +138,19 @@ struct Walker<'a, 'b> {
 fn numeric_binary(vr: VR) -> bool {
     matches!(
         vr,
-        VR::US | VR::SS | VR::UL | VR::SL | VR::FL | VR::FD | VR::OF | VR::OD | VR::OL | VR::AT
-            | VR::UV | VR::SV | VR::OV
+        VR::US
+            | VR::SS
+            | VR::UL
+            | VR::SL
+            | VR::FL
+            | VR::FD
+            | VR::OF
+            | VR::OD
+            | VR::OL
+            | VR::AT
+            | VR::UV
+            | VR::SV
+            | VR::OV
     )
 }
 
@@ -197,7 +208,11 @@ fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR) -> bool {
         // code strings cannot hold a name or an address
         VR::CS => !matches!(
             t.category,
-            Category::Name | Category::Institution | Category::Address | Category::Phone | Category::Email
+            Category::Name
+                | Category::Institution
+                | Category::Address
+                | Category::Phone
+                | Category::Email
         ),
         VR::OB | VR::OW | VR::UN => len >= 5,
         VR::PN => true,
@@ -342,34 +357,29 @@ fn display(bytes: &[u8]) -> String {
 /// Printable ASCII runs (at least 4 characters) and UTF-16LE runs, the way
 /// `strings` reads a binary value.
 fn printable_runs(bytes: &[u8]) -> Vec<String> {
+    let printable = |b: u8| b.is_ascii_graphic() || b == b' ';
     let mut out = Vec::new();
-    let mut cur = String::new();
-    for &b in bytes {
-        if b.is_ascii_graphic() || b == b' ' {
-            cur.push(b as char);
-        } else {
-            if cur.len() >= 4 {
-                out.push(std::mem::take(&mut cur));
+    // single bytes, then UTF-16LE units (a printable byte, then zero)
+    let units: [Vec<Option<u8>>; 2] = [
+        bytes.iter().map(|&b| printable(b).then_some(b)).collect(),
+        bytes
+            .chunks_exact(2)
+            .map(|p| (p[1] == 0 && printable(p[0])).then_some(p[0]))
+            .collect(),
+    ];
+    for seq in units {
+        let mut cur = String::new();
+        for u in seq.into_iter().chain([None]) {
+            match u {
+                Some(b) => cur.push(b as char),
+                None => {
+                    if cur.len() >= 4 {
+                        out.push(std::mem::take(&mut cur));
+                    }
+                    cur.clear();
+                }
             }
-            cur.clear();
         }
-    }
-    if cur.len() >= 4 {
-        out.push(cur);
-    }
-    let mut cur = String::new();
-    for pair in bytes.chunks_exact(2) {
-        if pair[1] == 0 && (pair[0].is_ascii_graphic() || pair[0] == b' ') {
-            cur.push(pair[0] as char);
-        } else {
-            if cur.len() >= 4 {
-                out.push(std::mem::take(&mut cur));
-            }
-            cur.clear();
-        }
-    }
-    if cur.len() >= 4 {
-        out.push(cur);
     }
     out
 }
@@ -407,7 +417,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Context around a hit with every hit in the window masked as
 /// `[category:length]`: the report shows where and what kind, never the
 /// value.
-pub(crate) fn mask(text: &str, ranges: &[(usize, usize, Category)], start: usize, end: usize) -> String {
+pub(crate) fn mask(
+    text: &str,
+    ranges: &[(usize, usize, Category)],
+    start: usize,
+    end: usize,
+) -> String {
     const CTX: usize = 24;
     let lo = floor(text, start.saturating_sub(CTX));
     let hi = ceil(text, (end + CTX).min(text.len()));
@@ -534,13 +549,7 @@ fn raw_scan(
                 let lo = h.start.saturating_sub(24);
                 let hi = (h.end + 24).min(buf.len());
                 let place = region(h.start as u64, true);
-                report(
-                    h.token,
-                    &buf[lo..hi],
-                    h.start - lo,
-                    h.end - lo,
-                    place,
-                );
+                report(h.token, &buf[lo..hi], h.start - lo, h.end - lo, place);
             }
         }
     }
@@ -574,7 +583,14 @@ fn chunks(
             }
             let lo = h.start.saturating_sub(24);
             let hi = (h.end + 24).min(have);
-            f(off, h.token, &buf[lo..hi], h.start - lo, h.end - lo, h.utf16);
+            f(
+                off,
+                h.token,
+                &buf[lo..hi],
+                h.start - lo,
+                h.end - lo,
+                h.utf16,
+            );
         }
         if eof {
             return Ok(());
@@ -617,9 +633,16 @@ mod tests {
     #[test]
     fn masks_every_hit_in_the_window() {
         let t = "seen by JOHN DOE on 2020-01-02 in clinic";
-        let r = [(8, 16, Category::Name), (8, 12, Category::Name), (20, 30, Category::Date)];
+        let r = [
+            (8, 16, Category::Name),
+            (8, 12, Category::Name),
+            (20, 30, Category::Date),
+        ];
         let m = mask(t, &r, 8, 16);
-        assert!(!m.contains("JOHN") && !m.contains("DOE") && !m.contains("2020"), "{m}");
+        assert!(
+            !m.contains("JOHN") && !m.contains("DOE") && !m.contains("2020"),
+            "{m}"
+        );
         assert!(m.contains("[name:8]") && m.contains("[date:10]"), "{m}");
     }
 

@@ -77,26 +77,7 @@ struct SourceInfo {
 }
 
 /// Lists the files under the given roots, sorted.
-pub fn files(roots: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for r in roots {
-        walk(r, &mut out)?;
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn walk(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let meta = std::fs::metadata(p)?;
-    if meta.is_dir() {
-        for e in std::fs::read_dir(p)? {
-            walk(&e?.path(), out)?;
-        }
-    } else if meta.is_file() {
-        out.push(p.to_path_buf());
-    }
-    Ok(())
-}
+pub use veil_io::walk as files;
 
 /// Runs `f` over `items` on `jobs` threads, keeping order.
 fn par_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -187,9 +168,8 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
     };
 
     // outputs: facts and pairing
-    let out_facts: Vec<Option<Facts>> = par_map(outputs, jobs, |p| {
-        veil_io::read(p).ok().map(|f| facts(&f))
-    });
+    let out_facts: Vec<Option<Facts>> =
+        par_map(outputs, jobs, |p| veil_io::read(p).ok().map(|f| facts(&f)));
     let mut by_sop: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, s) in sources.iter().enumerate() {
         if let Some(u) = s.facts.sop.as_deref() {
@@ -212,8 +192,11 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
             match f.sop.as_deref().and_then(|u| by_sop.get(u)) {
                 Some(c) if c.len() == 1 => c.clone(),
                 Some(c) => {
-                    let both: Vec<usize> =
-                        c.iter().copied().filter(|i| by_pixels.contains(i)).collect();
+                    let both: Vec<usize> = c
+                        .iter()
+                        .copied()
+                        .filter(|i| by_pixels.contains(i))
+                        .collect();
                     if both.is_empty() {
                         c.clone()
                     } else {
@@ -259,7 +242,9 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
                 continue;
             }
             let f = f.as_ref();
-            let via_study = f.and_then(|f| f.study.as_ref()).and_then(|s| study_sources.get(s));
+            let via_study = f
+                .and_then(|f| f.study.as_ref())
+                .and_then(|s| study_sources.get(s));
             let via_patient = f
                 .and_then(|f| f.patient.as_ref())
                 .filter(|pt| !pt.is_empty())
@@ -347,11 +332,20 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
         let mut f = s.findings;
         if opts.pixels {
             if let Ok(file) = &s.file {
-                f.extend(read_pixels(file, &rel, m.as_deref(), opts.patterns || sources.is_empty()));
+                f.extend(read_pixels(
+                    file,
+                    &rel,
+                    m.as_deref(),
+                    opts.patterns || sources.is_empty(),
+                ));
             }
         }
         if opts.dciodvfy && exact[i] {
-            f.extend(new_dciodvfy_errors(&sources[paired[i][0]].path, &outputs[i], &rel));
+            f.extend(new_dciodvfy_errors(
+                &sources[paired[i][0]].path,
+                &outputs[i],
+                &rel,
+            ));
         }
         f
     });
@@ -364,10 +358,21 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
         .zip(&exact)
         .map(|(p, &e)| e.then(|| p[0]))
         .collect();
-    set_checks(&rels, &out_facts, &paired, &exact_pairs, &sources, &mut findings);
+    set_checks(
+        &rels,
+        &out_facts,
+        &paired,
+        &exact_pairs,
+        &sources,
+        &mut findings,
+    );
 
     let unresolved = {
-        let sops: BTreeSet<&str> = out_facts.iter().flatten().filter_map(|f| f.sop.as_deref()).collect();
+        let sops: BTreeSet<&str> = out_facts
+            .iter()
+            .flatten()
+            .filter_map(|f| f.sop.as_deref())
+            .collect();
         out_facts
             .iter()
             .flatten()
@@ -376,7 +381,12 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
             .count()
     };
     findings.retain(|f| opts.policy.reports(f.category));
-    let paired_fp = paired.iter().zip(&out_facts).filter(|(p, f)| !p.is_empty() && f.is_some()).count() - by_study;
+    let paired_fp = paired
+        .iter()
+        .zip(&out_facts)
+        .filter(|(p, f)| !p.is_empty() && f.is_some())
+        .count()
+        - by_study;
     Ok(Report::new(
         findings,
         &opts.policy,
@@ -409,7 +419,14 @@ pub fn verify_one(
     if let Ok(f) = &s.file {
         let facts = facts(f);
         let rels = [rel.to_string()];
-        set_checks(&rels, &[Some(facts)], &[Vec::new()], &[None], &[], &mut findings);
+        set_checks(
+            &rels,
+            &[Some(facts)],
+            &[Vec::new()],
+            &[None],
+            &[],
+            &mut findings,
+        );
     }
     findings.retain(|f| policy.fails(f.category, &f.place));
     findings
@@ -430,7 +447,9 @@ fn ocr_available() -> std::io::Result<()> {
 
 #[cfg(not(feature = "ocr"))]
 fn ocr_available() -> std::io::Result<()> {
-    Err(std::io::Error::other("--pixels: this build has no OCR (feature `ocr`)"))
+    Err(std::io::Error::other(
+        "--pixels: this build has no OCR (feature `ocr`)",
+    ))
 }
 
 #[cfg(feature = "ocr")]
@@ -541,15 +560,24 @@ fn set_checks(
         paired[i].iter().any(|&s| {
             let f = &sources[s].facts;
             if study {
-                f.study.as_deref().and_then(|s| src_study_patient.get(s)).is_some_and(|p| p.len() > 1)
+                f.study
+                    .as_deref()
+                    .and_then(|s| src_study_patient.get(s))
+                    .is_some_and(|p| p.len() > 1)
             } else {
-                f.series.as_deref().and_then(|s| src_series_study.get(s)).is_some_and(|p| p.len() > 1)
+                f.series
+                    .as_deref()
+                    .and_then(|s| src_series_study.get(s))
+                    .is_some_and(|p| p.len() > 1)
             }
         })
     };
     for (i, f) in out.iter().enumerate() {
         let Some(f) = f else { continue };
-        if f.study.as_deref().and_then(|s| study_patient.get(s)).is_some_and(|p| p.len() > 1)
+        if f.study
+            .as_deref()
+            .and_then(|s| study_patient.get(s))
+            .is_some_and(|p| p.len() > 1)
             && !inherited(i, true)
         {
             findings.push(structure(
@@ -559,7 +587,10 @@ fn set_checks(
                 "study holds more than one patient".into(),
             ));
         }
-        if f.series.as_deref().and_then(|s| series_study.get(s)).is_some_and(|p| p.len() > 1)
+        if f.series
+            .as_deref()
+            .and_then(|s| series_study.get(s))
+            .is_some_and(|p| p.len() > 1)
             && !inherited(i, false)
         {
             findings.push(structure(
@@ -580,7 +611,9 @@ fn set_checks(
         ("(0010,0020)", "patient", |f| f.patient.as_ref()),
         ("(0020,000D)", "study", |f| f.study.as_ref()),
         ("(0020,000E)", "series", |f| f.series.as_ref()),
-        ("(0020,0052)", "frame of reference", |f| f.frame_of_reference.as_ref()),
+        ("(0020,0052)", "frame of reference", |f| {
+            f.frame_of_reference.as_ref()
+        }),
     ];
     for (place, what, get) in levels {
         let mut fwd: HashMap<&str, BTreeSet<&str>> = HashMap::new();
@@ -615,20 +648,39 @@ fn set_checks(
         }
     }
     // references that resolved among the sources must resolve among outputs
-    let src_sops: BTreeSet<&str> = sources.iter().filter_map(|s| s.facts.sop.as_deref()).collect();
-    let out_sops: BTreeSet<&str> = out.iter().flatten().filter_map(|f| f.sop.as_deref()).collect();
+    let src_sops: BTreeSet<&str> = sources
+        .iter()
+        .filter_map(|s| s.facts.sop.as_deref())
+        .collect();
+    let out_sops: BTreeSet<&str> = out
+        .iter()
+        .flatten()
+        .filter_map(|f| f.sop.as_deref())
+        .collect();
     for (i, f) in out.iter().enumerate() {
         let (Some(f), Some(s)) = (f, exact[i]) else {
             continue;
         };
-        let before = sources[s].facts.refs.iter().filter(|r| src_sops.contains(r.as_str())).count();
-        let after = f.refs.iter().filter(|r| out_sops.contains(r.as_str())).count();
+        let before = sources[s]
+            .facts
+            .refs
+            .iter()
+            .filter(|r| src_sops.contains(r.as_str()))
+            .count();
+        let after = f
+            .refs
+            .iter()
+            .filter(|r| out_sops.contains(r.as_str()))
+            .count();
         if after < before {
             findings.push(structure(
                 &rels[i],
                 "(0008,1155)",
                 "reference",
-                format!("{} of {before} references no longer resolve", before - after),
+                format!(
+                    "{} of {before} references no longer resolve",
+                    before - after
+                ),
             ));
         }
     }
@@ -682,7 +734,11 @@ fn fingerprint(f: &DicomFile) -> Option<[u8; 32]> {
     let ds = &f.dataset;
     let px = ds.get(Tag(0x7FE0, 0x0010))?;
     let mut h = Sha256::new();
-    for t in [Tag(0x0028, 0x0010), Tag(0x0028, 0x0011), Tag(0x0028, 0x0008)] {
+    for t in [
+        Tag(0x0028, 0x0010),
+        Tag(0x0028, 0x0011),
+        Tag(0x0028, 0x0008),
+    ] {
         h.update(ascii(ds, t).unwrap_or_default().as_bytes());
         h.update(ds.bytes(t).unwrap_or_default());
         h.update([0]);
