@@ -70,7 +70,7 @@ python3 - "$BENCH_REPORT" <<EOF
 import re, sys, os, platform
 p = sys.argv[1]
 deid, ver, inline, ocr = float("$deid_s"), float("$verify_s"), float("$deid_verify_s"), float("$ocr_s")
-cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")
+cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" \t:")
 sec = f"""## veil verify
 
 Run by \`scripts/bench-verify.sh\` on {os.cpu_count()} cores ({cpu}), warm cache,
@@ -79,12 +79,14 @@ release build. Bench corpus: $files files, $mb MB (\`corpus-$BENCH_COUNT-s$BENCH
 | step | wall s | files/s | ratio |
 |---|---|---|---|
 | \`veil deid\` (no verify) | {deid:.2f} | {$files/deid:.0f} | 1.00 |
-| \`veil verify OUT --source IN\` ($outs outputs, no OCR) | {ver:.2f} | {$outs/ver:.0f} | verify throughput = {deid/ver:.2f} x deid's |
+| \`veil verify OUT --source IN\` ($outs outputs, no OCR) | {ver:.2f} | {$outs/ver:.0f} | {deid/ver:.2f} x deid's throughput (same corpus: deid time / verify time) |
 | \`veil deid --verify\` (inline) | {inline:.2f} | {$files/inline:.0f} | {inline/deid:.2f} x the time of deid alone |
 | \`veil verify --pixels\` on $frames 512x512 frames (OCR, 2 jobs) | {ocr:.2f} | {$frames/ocr:.2f} frames/s | |
 
 Findings on the de-identified bench corpus: $vbad of $vfiles files ($vfail failing findings).
-The target (issue 3) is verify throughput without OCR at least half of deid's: ratio >= 0.5.
+Throughput is per corpus: both steps take the same $files input files (verify reads them
+as sources and the $outs outputs deid released). The target (issue 3) is verify throughput
+without OCR at least half of deid's: ratio >= 0.5.
 """
 text = open(p).read() if os.path.exists(p) else "# Benchmarks\n"
 m = re.search(r"^## veil verify[ \t]*$", text, flags=re.M)

@@ -188,20 +188,6 @@ impl Ocr {
                 }
             }
         }
-        // digits again with only digits allowed: record numbers are where
-        // a general reading goes wrong most (0/O, 1/l, 5/S, 8/B)
-        self.set("tessedit_char_whitelist", "0123456789")?;
-        for (crop, x0, y0, scale) in &lines {
-            let v = invert(crop.clone());
-            let v = if *scale > 1 { upscale(&v, *scale) } else { v };
-            for mut w in self.read(&v).unwrap_or_default() {
-                w = unscale(w, *scale, crop);
-                w.left += x0;
-                w.top += y0;
-                found.push(w);
-            }
-        }
-        self.set("tessedit_char_whitelist", "")?;
         self.api
             .set_page_seg_mode(PageSegMode::PsmSparseText.as_tess_page_seg_mode());
         for w in found {

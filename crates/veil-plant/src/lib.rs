@@ -436,6 +436,12 @@ pub fn plant_file(
                     VR::US,
                     u16b(0).to_vec(),
                 ));
+                // OW is a run of 16-bit words: in a big-endian file each
+                // word's bytes are swapped
+                let mut bits = bits;
+                if !le {
+                    bits.chunks_exact_mut(2).for_each(|w| w.swap(0, 1));
+                }
                 ds.put(Element::bytes(Tag(0x6000, 0x3000), VR::OW, bits));
                 c.note("overlay", "name", &id.family);
                 c.note("overlay", "id", &id.mrn);

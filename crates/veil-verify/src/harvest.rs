@@ -318,19 +318,25 @@ fn time(v: &str, out: &mut Vec<Token>) {
     push(out, Category::Time, format!("{h}:{m}:{s}"));
 }
 
+/// Whether a UID attribute names a kind of thing (SOP class, transfer
+/// syntax, coding scheme, implementation) rather than an instance: its
+/// values identify no one, wherever they come from.
+pub(crate) fn names_a_kind(kw: &str) -> bool {
+    [
+        "Class",
+        "TransferSyntax",
+        "CodingScheme",
+        "Implementation",
+        "MappingResource",
+    ]
+    .iter()
+    .any(|s| kw.contains(s))
+}
+
 fn uid(kw: &str, v: &str, out: &mut Vec<Token>) {
     // well-known UIDs (SOP classes, transfer syntaxes, coding schemes,
     // implementations) name kinds of things, not people
-    let generic = v.starts_with("1.2.840.10008.")
-        || [
-            "Class",
-            "TransferSyntax",
-            "CodingScheme",
-            "Implementation",
-            "MappingResource",
-        ]
-        .iter()
-        .any(|s| kw.contains(s));
+    let generic = v.starts_with("1.2.840.10008.") || names_a_kind(kw);
     if generic || v.len() < 10 {
         return;
     }

@@ -10,6 +10,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use crate::harvest::Token;
+use crate::Category;
 
 /// How a pattern was encoded, which decides how neighbours are read.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -50,22 +51,43 @@ impl Matcher {
         let mut map = Vec::new();
         for (i, t) in tokens.iter().enumerate() {
             let v = t.value.expose();
-            let mut add = |bytes: Vec<u8>, enc: Enc| {
-                pats.push(bytes);
-                map.push((i, enc));
-            };
-            add(v.as_bytes().to_vec(), Enc::Byte);
-            if !v.is_ascii() && v.chars().all(|c| (c as u32) < 256) {
-                add(v.chars().map(|c| c as u8).collect(), Enc::Byte);
+            // the automaton folds ASCII case only: a non-ASCII value is
+            // also sought in lower case and capitalized (MÜLLER, müller,
+            // Müller)
+            let mut forms = vec![v.clone()];
+            if !v.is_ascii() {
+                let lower = v.to_lowercase();
+                let mut c = lower.chars();
+                let cap: String = c
+                    .next()
+                    .map(|f| f.to_uppercase().chain(c).collect())
+                    .unwrap_or_default();
+                forms.push(lower);
+                forms.push(cap);
             }
-            add(
-                v.encode_utf16().flat_map(|u| u.to_le_bytes()).collect(),
-                Enc::Utf16Le,
-            );
-            add(
-                v.encode_utf16().flat_map(|u| u.to_be_bytes()).collect(),
-                Enc::Utf16Be,
-            );
+            for v in &forms {
+                let mut add = |bytes: Vec<u8>, enc: Enc| {
+                    pats.push(bytes);
+                    map.push((i, enc));
+                };
+                add(v.as_bytes().to_vec(), Enc::Byte);
+                if !v.is_ascii() && v.chars().all(|c| (c as u32) < 256) {
+                    add(v.chars().map(|c| c as u8).collect(), Enc::Byte);
+                }
+                // UTF-16 holds text (names, IDs, addresses) in documents and
+                // private blobs; dates, times and UIDs there are rare, and
+                // each extra pattern costs automaton size
+                if !matches!(t.category, Category::Date | Category::Time | Category::Uid) {
+                    add(
+                        v.encode_utf16().flat_map(|u| u.to_le_bytes()).collect(),
+                        Enc::Utf16Le,
+                    );
+                    add(
+                        v.encode_utf16().flat_map(|u| u.to_be_bytes()).collect(),
+                        Enc::Utf16Be,
+                    );
+                }
+            }
         }
         let longest = pats.iter().map(Vec::len).max().unwrap_or(0);
         let ac = (!pats.is_empty()).then(|| {
@@ -106,7 +128,8 @@ impl Matcher {
         let mut hits = Vec::new();
         for m in ac.find_overlapping_iter(hay) {
             let (token, enc) = self.pats[m.pattern().as_usize()];
-            if bounded(hay, m.start(), m.end(), enc) {
+            let short = self.tokens[token].value.expose().chars().count() < 6;
+            if bounded(hay, m.start(), m.end(), enc, short) {
                 hits.push(Hit {
                     token,
                     start: m.start(),
@@ -115,7 +138,18 @@ impl Matcher {
                 });
             }
         }
-        hits
+        // one hit per place, however many spellings of the token matched
+        // (UTF-16 text holds the other byte order one byte further on)
+        hits.sort_by_key(|h| (h.token, h.start, h.end));
+        let mut out: Vec<Hit> = Vec::with_capacity(hits.len());
+        for h in hits {
+            match out.last() {
+                Some(p) if p.token == h.token && h.start < p.end => {}
+                _ => out.push(h),
+            }
+        }
+        out.sort_by_key(|h| (h.start, h.end, h.token));
+        out
     }
 }
 
@@ -158,7 +192,10 @@ fn neighbours(hay: &[u8], start: usize, end: usize, enc: Enc) -> (Option<u8>, Op
     (before, unit(end))
 }
 
-fn bounded(hay: &[u8], start: usize, end: usize, enc: Enc) -> bool {
+/// `short`: a token under 6 characters must stand alone (no letter or
+/// digit next to it): inside a pseudonym such as `VSKB4VN123Q` any three
+/// digits occur by chance.
+fn bounded(hay: &[u8], start: usize, end: usize, enc: Enc, short: bool) -> bool {
     let (first, last) = match enc {
         Enc::Byte => (hay[start], hay[end - 1]),
         Enc::Utf16Le => (hay[start], hay[end - 2]),
@@ -171,6 +208,9 @@ fn bounded(hay: &[u8], start: usize, end: usize, enc: Enc) -> bool {
             // a dot is a boundary, so a record number inside a UID
             // (`1.2.1234567.3`) is still found
             let (ce, cn) = (class(edge), class(n));
+            if short {
+                return ce == Class::Other || cn == Class::Other;
+            }
             ce == Class::Other || ce != cn
         }
     };
@@ -180,7 +220,6 @@ fn bounded(hay: &[u8], start: usize, end: usize, enc: Enc) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Category;
     use veil_core::Phi;
 
     fn m(v: &[&str]) -> Matcher {

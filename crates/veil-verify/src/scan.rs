@@ -19,7 +19,7 @@ use veil_core::{Tag, TagPath};
 use veil_io::{BulkSource, DataSet, DicomFile, Source, Value};
 
 use crate::detect::{detect, TextKind};
-use crate::harvest::decode;
+use crate::harvest::{decode, keyword, names_a_kind};
 use crate::matcher::Matcher;
 use crate::{Category, Finding};
 
@@ -205,6 +205,7 @@ fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR) -> bool {
     }
     match vr {
         VR::DS | VR::IS => false,
+        VR::UI => keyword(tag).is_none_or(|kw| !names_a_kind(kw)),
         // code strings cannot hold a name or an address
         VR::CS => !matches!(
             t.category,

@@ -272,35 +272,39 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
     };
 
     // matchers: one per set of patient pools, built on first use
-    let union = Arc::new(Matcher::new({
-        let mut all: Vec<Token> = pools
-            .iter()
-            .flatten()
-            .filter(|t| match t.category {
-                // other patients' dates and times coincide with this
-                // output's shifted ones by chance
-                Category::Date | Category::Time => false,
-                // so do single name words (FIELD, MONITOR); full names and
-                // long ones do not
-                Category::Name => {
-                    let v = t.value.expose();
-                    v.contains([' ', '^', ',']) || v.chars().count() >= 8
-                }
-                _ => true,
-            })
-            .cloned()
-            .collect();
-        all.sort();
-        all.dedup();
-        all
-    }));
+    // built only if some output pairs with nothing
+    let union: std::sync::OnceLock<Arc<Matcher>> = std::sync::OnceLock::new();
+    let build_union = || {
+        Arc::new(Matcher::new({
+            let mut all: Vec<Token> = pools
+                .iter()
+                .flatten()
+                .filter(|t| match t.category {
+                    // other patients' dates and times coincide with this
+                    // output's shifted ones by chance
+                    Category::Date | Category::Time => false,
+                    // so do single name words (FIELD, MONITOR); full names and
+                    // long ones do not
+                    Category::Name => {
+                        let v = t.value.expose();
+                        v.contains([' ', '^', ',']) || v.chars().count() >= 8
+                    }
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            all.sort();
+            all.dedup();
+            all
+        }))
+    };
     let cache: Mutex<HashMap<Vec<usize>, Arc<Matcher>>> = Mutex::new(HashMap::new());
     let matcher_for = |srcs: &[usize]| -> Option<Arc<Matcher>> {
         if sources.is_empty() {
             return None;
         }
         if srcs.is_empty() {
-            return Some(union.clone());
+            return Some(union.get_or_init(build_union).clone());
         }
         let mut key: Vec<usize> = srcs.iter().map(|&i| sources[i].patient).collect();
         key.sort();
