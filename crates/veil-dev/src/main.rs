@@ -18,13 +18,8 @@ fn main() {
     let mode = match args.as_slice() {
         [cmd, flag, mode] if cmd == "gen-rules" && flag == "--mode" => mode.clone(),
         [cmd] if cmd == "gen-rules" => "write".to_string(),
-        [cmd, out, manifest, sources @ ..] if cmd == "plant" && !sources.is_empty() => {
-            plant(Path::new(out), Path::new(manifest), sources);
-            return;
-        }
         _ => {
             eprintln!("usage: veil-dev gen-rules [--mode write|check]");
-            eprintln!("       veil-dev plant OUT MANIFEST.json SOURCE...");
             std::process::exit(2);
         }
     };
@@ -381,34 +376,4 @@ fn gen_review_triggers(src: &Path) -> String {
     }
     s.push_str("];\n");
     s
-}
-
-/// `veil-dev plant OUT MANIFEST SOURCE...`: writes a planted test set (fake
-/// identities in every place PHI hides, see veil-plant) and its manifest.
-fn plant(out: &Path, manifest: &Path, sources: &[String]) {
-    let mut files = Vec::new();
-    for s in sources {
-        walk(Path::new(s), &mut files);
-    }
-    files.sort();
-    let (planted, skipped) = veil_plant::plant_set(&files, out, 7, 3);
-    let json = serde_json::to_vec_pretty(&planted).expect("manifest serializes");
-    veil_io::atomic::write_all(manifest, &json).expect("write manifest");
-    eprintln!(
-        "planted {} values into {} files ({skipped} skipped)",
-        planted.len(),
-        files.len() - skipped
-    );
-}
-
-fn walk(p: &Path, out: &mut Vec<std::path::PathBuf>) {
-    if p.is_dir() {
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                walk(&e.path(), out);
-            }
-        }
-    } else if p.is_file() {
-        out.push(p.to_path_buf());
-    }
 }
