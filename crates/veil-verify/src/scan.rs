@@ -101,13 +101,17 @@ fn filename(input: &ScanInput<'_>, hits: &mut Vec<Hit>) {
     for comp in input.rel.split('/') {
         let name = comp.to_uppercase();
         if let Some(m) = input.tokens {
-            for h in m.find(name.as_bytes()) {
-                let category = m.tokens()[h.token].category;
+            let found = m.find(name.as_bytes());
+            let ranges: Vec<_> = found
+                .iter()
+                .map(|h| (h.start, h.end, m.tokens()[h.token].category))
+                .collect();
+            for &(s, e, category) in &ranges {
                 hits.push(Hit {
                     place: "filename".into(),
                     category,
                     detector: "source-value",
-                    excerpt: mask(&name, &[(h.start, h.end, category)], h.start, h.end),
+                    excerpt: mask(&name, &ranges, s, e),
                 });
             }
         }
@@ -480,6 +484,11 @@ fn ceil(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// Bytes kept around a raw hit: wider than the excerpt (24 characters each
+/// side) so that a value cut by the excerpt's edge is still found, and
+/// masked.
+const WINDOW: usize = 64;
+
 /// Pass 3: the whole file's bytes (for a deflated file: the preamble and
 /// meta from disk, the data set inflated).
 fn raw_scan(
@@ -517,11 +526,18 @@ fn raw_scan(
             None if seen.contains(&token) => return,
             None => "bytes".into(),
         };
+        // every value in the window is masked, not only this one
+        let mut ranges: Vec<_> = m
+            .find(window)
+            .iter()
+            .map(|h| (h.start, h.end, m.tokens()[h.token].category))
+            .collect();
+        ranges.push((s, e, category));
         hits.push(Hit {
             place,
             category,
             detector: "raw-bytes",
-            excerpt: mask(&display(window), &[(s, e, category)], s, e),
+            excerpt: mask(&display(window), &ranges, s, e),
         });
     };
     match &file.source {
@@ -547,8 +563,8 @@ fn raw_scan(
                 });
             }
             for h in m.find(buf).into_iter().filter(|h| !h.utf16) {
-                let lo = h.start.saturating_sub(24);
-                let hi = (h.end + 24).min(buf.len());
+                let lo = h.start.saturating_sub(WINDOW);
+                let hi = (h.end + WINDOW).min(buf.len());
                 let place = region(h.start as u64, true);
                 report(h.token, &buf[lo..hi], h.start - lo, h.end - lo, place);
             }
@@ -582,8 +598,8 @@ fn chunks(
             if reported.insert((off, h.token), ()).is_some() {
                 continue;
             }
-            let lo = h.start.saturating_sub(24);
-            let hi = (h.end + 24).min(have);
+            let lo = h.start.saturating_sub(WINDOW);
+            let hi = (h.end + WINDOW).min(have);
             f(
                 off,
                 h.token,
