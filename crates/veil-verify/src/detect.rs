@@ -44,116 +44,16 @@ struct Detectors {
     word: Regex,
     first: HashSet<&'static str>,
     last: HashSet<&'static str>,
+    not_names: HashSet<&'static str>,
 }
 
 const FIRST: &str = include_str!("../data/names/first.txt");
 const LAST: &str = include_str!("../data/names/last.txt");
 
 /// Words that are in the census name lists but are everyday English or
-/// imaging vocabulary; a pair of them is not a person.
-const NOT_NAMES: &[&str] = &[
-    "ALL",
-    "AN",
-    "AND",
-    "APRIL",
-    "ART",
-    "AUGUST",
-    "BACK",
-    "BELL",
-    "BILL",
-    "BLACK",
-    "BODY",
-    "BONE",
-    "BRAIN",
-    "BROWN",
-    "CAN",
-    "CHEST",
-    "CHRISTIAN",
-    "CLEAR",
-    "CROSS",
-    "DAWN",
-    "DAY",
-    "DEAN",
-    "DOSE",
-    "FAITH",
-    "FIELD",
-    "FILTER",
-    "FLOOR",
-    "FOOT",
-    "FOR",
-    "FRONT",
-    "GRACE",
-    "GRAY",
-    "GREEN",
-    "GREY",
-    "HAND",
-    "HARD",
-    "HEAD",
-    "HEART",
-    "HIGH",
-    "HILL",
-    "HIP",
-    "HOPE",
-    "IRIS",
-    "JUNE",
-    "KING",
-    "KNEE",
-    "LAND",
-    "LEFT",
-    "LEG",
-    "LINE",
-    "LONG",
-    "LOW",
-    "MARK",
-    "MAY",
-    "MEAN",
-    "MOST",
-    "NECK",
-    "NEW",
-    "NORMAL",
-    "OF",
-    "ON",
-    "OR",
-    "PAGE",
-    "PLAIN",
-    "POST",
-    "RIGHT",
-    "ROSE",
-    "ROUND",
-    "SHORT",
-    "SIDE",
-    "SMALL",
-    "SOFT",
-    "SPINE",
-    "STAR",
-    "STILL",
-    "STONE",
-    "SUMMER",
-    "THE",
-    "TO",
-    "TRUE",
-    "VAN",
-    "WALL",
-    "WATER",
-    "WAY",
-    "WEST",
-    "WHITE",
-    "WILL",
-    "WITH",
-    "WOOD",
-    "YOUNG",
-    "SERIES",
-    "IMAGE",
-    "STUDY",
-    "SCAN",
-    "PHASE",
-    "FLASH",
-    "ECHO",
-    "SPIN",
-    "FAST",
-    "FIELD",
-    "MAP",
-];
+/// imaging vocabulary; a pair of them is not a person. Veil's own list, as
+/// data beside the census lists.
+const NOT_NAMES: &str = include_str!("../data/names/not_names.txt");
 
 fn detectors() -> &'static Detectors {
     static D: OnceLock<Detectors> = OnceLock::new();
@@ -205,13 +105,19 @@ fn detectors() -> &'static Detectors {
                 re(&format!(r"(?:^|[^\d.-]){octet}\.{octet}\.{octet}\.{octet}(?:$|[^\d.-])")),
             ),
         ];
-        let set = |s: &'static str| s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let set = |s: &'static str| {
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect()
+        };
         Detectors {
             list,
             bare_number: re(r"(?:^|[^\d.])(\d{7,12})(?:$|[^\d.])"),
             word: re(r"[A-Za-z][A-Za-z'-]*"),
             first: set(FIRST),
             last: set(LAST),
+            not_names: set(NOT_NAMES),
         }
     })
 }
@@ -262,12 +168,12 @@ pub fn detect(text: &str, kind: TextKind) -> Vec<PatternHit> {
 
 fn is_first(w: &str) -> bool {
     let d = detectors();
-    d.first.contains(w) && !NOT_NAMES.contains(&w)
+    d.first.contains(w) && !d.not_names.contains(w)
 }
 
 fn is_last(w: &str) -> bool {
     let d = detectors();
-    d.last.contains(w) && !NOT_NAMES.contains(&w)
+    d.last.contains(w) && !d.not_names.contains(w)
 }
 
 /// A first name next to a surname (`John Smith`, `SMITH, JOHN`,

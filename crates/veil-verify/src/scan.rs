@@ -10,7 +10,7 @@
 //! see as an element. A token found by pass 2 is not reported again by pass
 //! 3 in the header area.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 
@@ -167,35 +167,21 @@ fn shaped(vr: VR) -> bool {
     )
 }
 
-/// Elements that hold vocabulary, not data about a person: equipment and
-/// vendor names, coding-scheme fields of code items, ICC profiles, the
-/// de-identification method text. A site's institution often makes its own
-/// software and coding scheme (`99_OFFIS_DCMTK`), so only long IDs, dates and
-/// UIDs count there, and the shape detectors do not run.
-const VOCABULARY: &[Tag] = &[
-    Tag(0x0008, 0x0008), // Image Type
-    Tag(0x0008, 0x0070), // Manufacturer
-    Tag(0x0008, 0x0100), // Code Value
-    Tag(0x0008, 0x0102), // Coding Scheme Designator
-    Tag(0x0008, 0x0103), // Coding Scheme Version
-    Tag(0x0008, 0x0104), // Code Meaning
-    Tag(0x0008, 0x0105), // Mapping Resource
-    Tag(0x0008, 0x0106), // Context Group Version
-    Tag(0x0008, 0x010F), // Context Identifier
-    Tag(0x0008, 0x0114), // Coding Scheme External ID
-    Tag(0x0008, 0x0115), // Coding Scheme Name
-    Tag(0x0008, 0x0116), // Coding Scheme Responsible Organization
-    Tag(0x0008, 0x0119), // Long Code Value
-    Tag(0x0008, 0x0120), // URN Code Value
-    Tag(0x0008, 0x1090), // Manufacturer's Model Name
-    Tag(0x0008, 0x9007), // Frame Type
-    Tag(0x0012, 0x0063), // De-identification Method
-    Tag(0x0018, 0x1020), // Software Versions
-    Tag(0x0028, 0x2000), // ICC Profile
-];
-
+/// Elements that hold vocabulary, not data about a person (equipment and
+/// vendor names, coding-scheme fields, ICC profiles, the method text): a
+/// site often makes its own software and coding scheme (`99_OFFIS_DCMTK`),
+/// so only long IDs, dates and UIDs count there, and the shape detectors do
+/// not run. The list is data: `data/vocabulary.tsv`.
 fn vocabulary(tag: Tag) -> bool {
-    VOCABULARY.contains(&tag) || tag.is_private_creator()
+    static TAGS: std::sync::OnceLock<Vec<Tag>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        include_str!("../data/vocabulary.tsv")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| Tag::parse(l.split('\t').next().unwrap_or("")))
+            .collect()
+    });
+    tags.contains(&tag) || tag.is_private_creator()
 }
 
 /// Whether a token hit counts in this element. Short tokens are only
@@ -585,7 +571,9 @@ fn chunks(
     let mut buf = vec![0u8; CHUNK + overlap];
     let mut base: u64 = 0; // file offset of buf[0]
     let mut have = 0usize;
-    let mut reported: BTreeMap<(u64, usize), ()> = BTreeMap::new();
+    // a hit is new unless it lay wholly inside the previous buffer (the
+    // kept tail is scanned twice)
+    let mut seen_until: u64 = 0;
     loop {
         let n = file.read(&mut buf[have..])?;
         let eof = n == 0;
@@ -595,7 +583,7 @@ fn chunks(
         }
         for h in m.find(&buf[..have]) {
             let off = base + h.start as u64;
-            if reported.insert((off, h.token), ()).is_some() {
+            if base + (h.end as u64) <= seen_until {
                 continue;
             }
             let lo = h.start.saturating_sub(WINDOW);
@@ -612,12 +600,12 @@ fn chunks(
         if eof {
             return Ok(());
         }
+        seen_until = base + have as u64;
         // keep the tail so a value split across chunks is still found
         let keep = overlap.min(have);
         buf.copy_within(have - keep..have, 0);
         base += (have - keep) as u64;
         have = keep;
-        reported.retain(|(o, _), _| *o >= base);
     }
 }
 
@@ -646,6 +634,18 @@ fn group(rel: &str, hits: Vec<Hit>) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_vocabulary_row_parses() {
+        let rows = include_str!("../data/vocabulary.tsv")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+        for r in rows {
+            let tag = Tag::parse(r.split('\t').next().unwrap()).expect(r);
+            assert!(vocabulary(tag), "{r}");
+        }
+        assert!(vocabulary(Tag(0x0008, 0x0070)) && !vocabulary(Tag(0x0010, 0x0010)));
+    }
 
     #[test]
     fn masks_every_hit_in_the_window() {

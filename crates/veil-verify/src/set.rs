@@ -780,7 +780,10 @@ pub fn dciodvfy_errors(p: &Path) -> Option<BTreeSet<String>> {
         text.lines()
             .filter(|l| l.contains("Error"))
             .map(|l| {
-                let l = l.split(" - \"").next().unwrap_or(l);
+                // values are quoted: drop from the first quote (they may be
+                // PHI, and they change with de-identification); `Element=<X>`
+                // names an attribute and stays
+                let l = l.split('"').next().unwrap_or(l);
                 let mut out = String::new();
                 for c in l.chars() {
                     if c.is_ascii_digit() || c == '.' {
