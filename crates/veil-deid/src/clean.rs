@@ -111,6 +111,11 @@ impl Harvest {
         }
     }
 
+    /// The harvested values (lower-cased pieces and whole values).
+    pub fn values(&self) -> &[Phi<String>] {
+        &self.tokens
+    }
+
     /// Builds the cleaner. Tokens are matched case-insensitively on word
     /// boundaries, longest first.
     pub fn cleaner(&self) -> Cleaner {

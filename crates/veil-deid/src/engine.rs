@@ -6,7 +6,7 @@ use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::VR;
 use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
-use veil_core::{ProfileOption, QuarantineReason, Tag, TagPath};
+use veil_core::{Phi, ProfileOption, QuarantineReason, Tag, TagPath};
 use veil_io::{DataSet, DicomFile, Element, Value};
 use veil_rules::{
     e1_1_row, generated::review_triggers::REVIEW_TRIGGERS, option_code, safe_private, strict_safe,
@@ -167,6 +167,10 @@ pub struct Deidentified {
     pub review: Option<String>,
     /// Every decision taken.
     pub decisions: Vec<Decision>,
+    /// The object's identifying values as read (names, IDs, dates, ...),
+    /// for the pixel stage to look for in burned-in text; empty unless a
+    /// pixel-stage option is in force.
+    pub identifiers: Vec<Phi<String>>,
 }
 
 /// How text inside a sequence is treated when no row governs it.
@@ -197,6 +201,8 @@ enum Why<'p> {
         emptied: bool,
     },
     Overlay,
+    OverlayText,
+    OverlayCleaned,
     Curve,
     RetainedUid,
     RemappedUid,
@@ -242,6 +248,8 @@ impl Why<'_> {
                 }
             }
             Why::Overlay => "E.1-1 (60XX,3000) Overlay Data: the overlay plane is removed as a whole (clean-graphics needs the pixel stage)".into(),
+            Why::OverlayText => "clean-graphics: overlay label, description and comments are free text: removed".into(),
+            Why::OverlayCleaned => "clean-graphics: overlay plane kept; the pixel stage clears the text in its bitmap".into(),
             Why::Curve => "E.1-1 (50XX,XXXX) Curve Data: X".into(),
             Why::RetainedUid => "retain-uids: instance UID kept".into(),
             Why::RemappedUid => {
@@ -526,6 +534,15 @@ impl Policy {
         // plane's attributes without (60xx,3000) would make it invalid.
         // Cleaning an overlay bitmap needs the pixel stage.
         if tag.0 & 0xFF01 == 0x6000 && tag.0 <= 0x601E {
+            if self.has(ProfileOption::CleanGraphics) {
+                // The pixel stage reads the plane and clears its text
+                // (veil-pipeline replaces (60xx,3000)); label, description
+                // and comments are free text about it and go.
+                return match tag.1 {
+                    0x0022 | 0x1500 | 0x4000 => (Act::Remove, Why::OverlayText),
+                    _ => (Act::Keep, Why::OverlayCleaned),
+                };
+            }
             return (Act::Remove, Why::Overlay);
         }
         if tag.0 & 0xFF01 == 0x5000 && tag.0 <= 0x501E {
@@ -908,6 +925,11 @@ impl<'p> Deidentifier<'p> {
             path,
             review,
             decisions: log.unwrap_or_default(),
+            identifiers: if p.has(ProfileOption::CleanPixelData) {
+                ctx.harvest.values().to_vec()
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -924,7 +946,10 @@ impl<'p> Deidentifier<'p> {
                 TriggerKind::Modality => modality == t.value,
                 TriggerKind::SopClassPrefix => sop_class.starts_with(t.value),
             };
-            if hit && (t.always || p.recipe.review_burned_in) {
+            // with clean-pixel-data the pixel stage reads such images; it
+            // sends them to review itself when it cannot clean them
+            let cleaned = p.has(ProfileOption::CleanPixelData) && !t.always;
+            if hit && !cleaned && (t.always || p.recipe.review_burned_in) {
                 return Some(format!(
                     "may carry burned-in text or a document: {}",
                     t.reason
@@ -932,15 +957,16 @@ impl<'p> Deidentifier<'p> {
             }
         }
         if p.recipe.review_burned_in {
-            if burned {
+            if burned && !p.has(ProfileOption::CleanPixelData) {
                 return Some(
                     "Burned In Annotation is YES; the pixel stage is not available".into(),
                 );
             }
-            if ds
-                .elements
-                .iter()
-                .any(|e| e.tag.0 & 0xFF01 == 0x6000 && e.tag.0 <= 0x601E)
+            if !p.has(ProfileOption::CleanGraphics)
+                && ds
+                    .elements
+                    .iter()
+                    .any(|e| e.tag.0 & 0xFF01 == 0x6000 && e.tag.0 <= 0x601E)
             {
                 return Some(
                     "has an overlay plane, which may hold text or be embedded in pixel data".into(),
@@ -1011,6 +1037,31 @@ impl<'p> Deidentifier<'p> {
             b"REMOVED"
         };
         ds.put(Element::bytes(Tag(0x0028, 0x0303), VR::CS, ltm.to_vec()));
+    }
+}
+
+/// Records that a pixel stage ran on an object: adds the option's code to
+/// De-identification Method Code Sequence (0012,0064) and, for Clean Pixel
+/// Data, sets Burned In Annotation (0028,0301) to NO, which is true only
+/// now. Called by the pipeline after the stage, never before.
+pub fn mark_pixel_stage(ds: &mut DataSet, option: ProfileOption) {
+    let c = option_code(option);
+    let item = code_item(c.code, c.meaning);
+    match ds.get_mut(Tag(0x0012, 0x0064)).map(|e| &mut e.value) {
+        Some(Value::Sequence(items)) => {
+            let has = |d: &DataSet| d.ascii(Tag(0x0008, 0x0100)).as_deref() == Some(c.code);
+            if !items.iter().any(has) {
+                items.push(item);
+            }
+        }
+        _ => ds.put(Element {
+            tag: Tag(0x0012, 0x0064),
+            vr: VR::SQ,
+            value: Value::Sequence(vec![item]),
+        }),
+    }
+    if option == ProfileOption::CleanPixelData {
+        ds.put(Element::bytes(Tag(0x0028, 0x0301), VR::CS, b"NO".to_vec()));
     }
 }
 

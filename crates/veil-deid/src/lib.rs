@@ -12,5 +12,7 @@ pub mod key;
 pub mod pseudonym;
 
 pub use clean::{Cleaner, Harvest, MASK};
-pub use engine::{Act, Decision, Deidentified, Deidentifier, Policy, PolicyError};
+pub use engine::{
+    mark_pixel_stage, Act, Decision, Deidentified, Deidentifier, Policy, PolicyError,
+};
 pub use key::{Key, KeyError};

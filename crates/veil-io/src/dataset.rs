@@ -45,6 +45,11 @@ pub enum Value {
         /// bytes up to and including the sequence delimiter
         len: u64,
     },
+    /// Encapsulated pixel data built in memory (a re-encoded image): the
+    /// whole item stream, i.e. the Basic Offset Table item, one item per
+    /// fragment and the sequence delimiter, written verbatim after an
+    /// undefined-length OB header. Never produced by [`crate::read`].
+    EncapsulatedBytes(Vec<u8>),
 }
 
 impl std::fmt::Debug for Value {
@@ -55,6 +60,7 @@ impl std::fmt::Debug for Value {
             Value::Sequence(items) => write!(f, "Sequence({} items)", items.len()),
             Value::Bulk { len, .. } => write!(f, "Bulk({len}B)"),
             Value::Encapsulated { len, .. } => write!(f, "Encapsulated({len}B)"),
+            Value::EncapsulatedBytes(b) => write!(f, "EncapsulatedBytes(<{}B>)", b.len()),
         }
     }
 }

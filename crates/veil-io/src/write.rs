@@ -243,6 +243,10 @@ impl<W: Write> Encoder<'_, W> {
                     self.header(w, e.tag, VR::OB, Length::UNDEFINED)?;
                     src.copy(*offset, *len, w)?;
                 }
+                Value::EncapsulatedBytes(items) => {
+                    self.header(w, e.tag, VR::OB, Length::UNDEFINED)?;
+                    w.write_all(items)?;
+                }
             }
         }
         Ok(())
@@ -297,5 +301,63 @@ impl BulkSource {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Element;
+    use veil_core::Tag;
+
+    /// An in-memory item stream is written after an undefined-length OB
+    /// header and reads back as the same encapsulated value, byte for byte.
+    #[test]
+    fn encapsulated_bytes_round_trip() {
+        let item = |tag: u16, body: &[u8]| {
+            let mut v = vec![0xFE, 0xFF];
+            v.extend(tag.to_le_bytes());
+            v.extend((body.len() as u32).to_le_bytes());
+            v.extend(body);
+            v
+        };
+        let mut items = item(0xE000, &0u32.to_le_bytes());
+        items.extend(item(0xE000, &[0xFF, 0xD8, 1, 2, 0xFF, 0xD9]));
+        items.extend(item(0xE0DD, &[]));
+        let ts = TsInfo {
+            uid: "1.2.840.10008.1.2.4.80".into(),
+            big_endian: false,
+            deflated: false,
+            encapsulated: true,
+        };
+        let ui = |t: u16, v: &str| Element {
+            tag: Tag(0x0008, t),
+            vr: VR::UI,
+            value: Value::Bytes(v.as_bytes().to_vec()),
+        };
+        let ds = DataSet::of([
+            ui(0x0016, "1.2.840.10008.5.1.4.1.1.7"),
+            ui(0x0018, "2.25.7"),
+            Element {
+                tag: Tag(0x7FE0, 0x0010),
+                vr: VR::OB,
+                value: Value::EncapsulatedBytes(items.clone()),
+            },
+        ]);
+        let meta = WriteMeta {
+            sop_class: "1.2.840.10008.5.1.4.1.1.7".into(),
+            sop_instance: "2.25.7".into(),
+        };
+        let mut out = file_header(&meta, &ts).unwrap();
+        let mut src = BulkSource::Memory(Default::default());
+        encode_dataset(&mut out, &ts, &ds, &mut src).unwrap();
+        let back = crate::read_bytes(out).unwrap();
+        let Value::Encapsulated { offset, len } =
+            back.dataset.get(Tag(0x7FE0, 0x0010)).unwrap().value
+        else {
+            panic!("pixel data not read as encapsulated");
+        };
+        let mut src = BulkSource::open(&back.source).unwrap();
+        assert_eq!(src.read_range(offset, len).unwrap(), items);
     }
 }

@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+mod attrs;
+mod pixels;
+
+pub use pixels::PixelReport;
 use rayon::prelude::*;
 use veil_core::Tag;
 use veil_core::{Phi, QuarantineReason};
@@ -90,6 +94,9 @@ pub struct FileResult {
     /// Its outcome.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// What the pixel stage redacted (boxes and why, never text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixels: Option<PixelReport>,
 }
 
 /// Counts for the summary line and the report.
@@ -206,6 +213,7 @@ impl Batch<'_> {
             .build()
             .map_err(std::io::Error::other)?;
         let deid = Deidentifier::new(self.policy);
+        let pixel_stage = pixels::PixelStage::new(self.policy);
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         let mut results: Vec<(FileResult, u64)> = Vec::with_capacity(total);
         for chunk in files.chunks(CHUNK) {
@@ -213,7 +221,7 @@ impl Batch<'_> {
                 chunk
                     .par_iter()
                     .map(|f| {
-                        let r = self.stage(&deid, &st, f);
+                        let r = self.stage(&deid, pixel_stage.as_ref(), &st, f);
                         tick(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                         r
                     })
@@ -260,6 +268,9 @@ impl Batch<'_> {
         if self.dicomdir {
             self.write_dicomdir(&results)?;
         }
+        if let Some(p) = &pixel_stage {
+            p.write_page(&self.review)?;
+        }
         Ok(Report {
             notice: "SITE-LOCAL: this report names input files, whose paths can identify patients. Do not release it with the output.",
             veil_version: env!("CARGO_PKG_VERSION"),
@@ -277,13 +288,20 @@ impl Batch<'_> {
     }
 
     /// Parses, de-identifies and writes one input to a temporary file.
-    fn stage(&self, deid: &Deidentifier, st: &RunState, input: &Path) -> Staged {
+    fn stage(
+        &self,
+        deid: &Deidentifier,
+        pixel_stage: Option<&pixels::PixelStage>,
+        st: &RunState,
+        input: &Path,
+    ) -> Staged {
         let staged = |outcome| Staged {
             input: Phi::new(input.display().to_string()),
             outcome,
             bytes: 0,
             sop: None,
             pending: None,
+            pixels: None,
         };
         let permit = st.cpu.acquire();
         let file = match veil_io::read(input) {
@@ -295,10 +313,25 @@ impl Batch<'_> {
             let reason = QuarantineReason::Dicomdir;
             return staged(Outcome::Quarantined { reason });
         }
-        let d = match deid.run(&file) {
+        let mut d = match deid.run(&file) {
             Ok(d) => d,
             Err(reason) => return staged(Outcome::Quarantined { reason }),
         };
+        // the pixel stage reads the source and changes the output's pixels
+        let applied = match pixel_stage {
+            Some(p) if d.review.is_none() => {
+                let a = p.apply(&file, &mut d, self.policy);
+                if let Some(r) = &a.review {
+                    d.review = Some(r.clone());
+                }
+                Some(a)
+            }
+            _ => None,
+        };
+        let out_ts = applied
+            .as_ref()
+            .and_then(|a| a.ts.clone())
+            .unwrap_or_else(|| file.ts.clone());
         drop(permit);
         let rel = if self.dicomdir {
             d.path
@@ -337,7 +370,7 @@ impl Batch<'_> {
         };
         let mut pending = None;
         if !matches!(outcome, Outcome::AlreadyDone { .. }) {
-            match write_temp(&dest, &d, &file) {
+            match write_temp(&dest, &d, &file, &out_ts) {
                 Ok(p) => pending = Some(p),
                 Err(detail) => {
                     return staged(Outcome::Quarantined {
@@ -357,7 +390,7 @@ impl Batch<'_> {
                 kinds.sort();
                 kinds.dedup();
                 let reason = format!("verify: {} finding(s): {}", failing.len(), kinds.join(", "));
-                match write_temp(&self.review.join(output), &d, &file) {
+                match write_temp(&self.review.join(output), &d, &file, &out_ts) {
                     Ok(p) => pending = Some(p),
                     Err(detail) => {
                         return staged(Outcome::Quarantined {
@@ -371,12 +404,28 @@ impl Batch<'_> {
                 };
             }
         }
+        let pixels = match (pixel_stage, applied) {
+            (Some(p), Some(a)) => {
+                let (output, released) = match &outcome {
+                    Outcome::Written { output } => (output.as_str(), true),
+                    Outcome::Review { output, .. } => (output.as_str(), false),
+                    _ => ("", false),
+                };
+                let report = a.report.clone();
+                if !output.is_empty() {
+                    p.record(&self.review, output, released, a);
+                }
+                Some(report)
+            }
+            _ => None,
+        };
         Staged {
             input: Phi::new(input.display().to_string()),
             outcome,
             bytes,
             sop: Some(sop),
             pending,
+            pixels,
         }
     }
 
@@ -395,6 +444,7 @@ impl Batch<'_> {
             mut bytes,
             sop,
             pending,
+            pixels,
         } = s;
         if let Some(sop) = sop {
             if !claims.insert(sop) {
@@ -424,7 +474,14 @@ impl Batch<'_> {
                 }
             }
         }
-        (FileResult { input, outcome }, bytes)
+        (
+            FileResult {
+                input,
+                outcome,
+                pixels,
+            },
+            bytes,
+        )
     }
 }
 
@@ -434,12 +491,13 @@ fn write_temp(
     dest: &Path,
     d: &veil_deid::Deidentified,
     file: &veil_io::DicomFile,
+    ts: &veil_io::TsInfo,
 ) -> Result<veil_io::atomic::Pending, String> {
     let meta = WriteMeta {
         sop_class: d.sop_class.clone(),
         sop_instance: d.sop_instance.clone(),
     };
-    veil_io::write_pending(dest, &meta, &file.ts, &d.dataset, &file.source)
+    veil_io::write_pending(dest, &meta, ts, &d.dataset, &file.source)
         .map_err(|e| e.to_string())
         .and_then(|f| f.finish().map_err(|e| format!("{:?}", e.kind())))
 }
@@ -452,6 +510,7 @@ struct Staged {
     bytes: u64,
     sop: Option<String>,
     pending: Option<veil_io::atomic::Pending>,
+    pixels: Option<PixelReport>,
 }
 
 /// Inputs per group commit.

@@ -51,10 +51,9 @@ impl Bulk {
         match &e.value {
             Value::Bytes(b) => Ok(b.clone()),
             Value::Bulk { offset, len } => self.read(*offset, *len),
-            Value::Sequence(_) | Value::Encapsulated { .. } => Err(PixelError::Malformed(format!(
-                "{} is not a plain binary value",
-                e.tag
-            ))),
+            Value::Sequence(_) | Value::Encapsulated { .. } | Value::EncapsulatedBytes(_) => Err(
+                PixelError::Malformed(format!("{} is not a plain binary value", e.tag)),
+            ),
         }
     }
 }

@@ -55,16 +55,16 @@ const TS_RLE: &str = "1.2.840.10008.1.2.5";
 
 /// What a frame's samples mean, from the Image Pixel module.
 #[derive(Debug, Clone)]
-struct Geometry {
-    rows: u32,
-    cols: u32,
-    spp: u16,
-    bits_alloc: u16,
-    bits_stored: u16,
-    high_bit: u16,
-    signed: bool,
-    planar: bool,
-    pi: String,
+pub(crate) struct Geometry {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) spp: u16,
+    pub(crate) bits_alloc: u16,
+    pub(crate) bits_stored: u16,
+    pub(crate) high_bit: u16,
+    pub(crate) signed: bool,
+    pub(crate) planar: bool,
+    pub(crate) pi: String,
 }
 
 /// Where the frames are.
@@ -182,6 +182,11 @@ impl<'a> FrameReader<'a> {
             Value::Sequence(_) => {
                 return Err(PixelError::Malformed("pixel data is a sequence".into()))
             }
+            Value::EncapsulatedBytes(_) => {
+                return Err(PixelError::Unsupported(
+                    "encapsulated pixel data built in memory (write the file first)".into(),
+                ))
+            }
         };
         let mut r = FrameReader {
             file,
@@ -215,15 +220,38 @@ impl<'a> FrameReader<'a> {
 
     /// Decodes frame `index` (from 0).
     pub fn frame(&mut self, index: u32) -> Result<Frame, PixelError> {
+        let (raw, g) = self.raw_frame(index)?;
+        let image = self.to_gray(&raw, &g, index)?;
+        Ok(Frame { index, image })
+    }
+
+    /// The stored samples of frame `index` as the file or codec gives them
+    /// (little endian; planar only when `planar` says so), with what they
+    /// mean after decoding: shared by [`FrameReader::frame`] and
+    /// [`crate::RawReader`].
+    pub(crate) fn raw_frame(&mut self, index: u32) -> Result<(Vec<u8>, Geometry), PixelError> {
         if index >= self.frames {
             return Err(PixelError::Malformed("frame number out of range".into()));
         }
-        let (raw, g) = match &self.data {
-            Data::Native { .. } => (self.native_frame(index)?, self.g.clone()),
-            Data::Encapsulated(_) => self.decode_encapsulated(index)?,
-        };
-        let image = self.to_gray(&raw, &g, index)?;
-        Ok(Frame { index, image })
+        match &self.data {
+            Data::Native { .. } => Ok((self.native_frame(index)?, self.g.clone())),
+            Data::Encapsulated(_) => self.decode_encapsulated(index),
+        }
+    }
+
+    /// The Image Pixel attributes as read.
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.g
+    }
+
+    /// True when the frames are encapsulated (compressed).
+    pub(crate) fn is_encapsulated(&self) -> bool {
+        matches!(self.data, Data::Encapsulated(_))
+    }
+
+    /// PALETTE COLOR: the LUTs as 8 bits and the first stored value mapped.
+    pub(crate) fn palette(&self) -> Option<([Vec<u8>; 3], i64)> {
+        self.palette.clone().map(|p| (p, self.palette_first))
     }
 
     /// Bit `bit` of every sample of an uncompressed single-sample frame:

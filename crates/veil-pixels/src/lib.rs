@@ -20,19 +20,24 @@
 //! Errors never carry file paths or element values: both can be PHI.
 
 mod bulk;
+pub mod clean;
 mod decode;
 mod encap;
+mod encode;
 pub mod jpeg;
 #[cfg(feature = "ocr")]
 pub mod ocr;
 mod overlay;
+mod raw;
 pub mod text;
 mod thumb;
 
 pub use decode::{decode_frames, decode_frames_limit, Frame, FrameReader};
 pub use encap::encapsulated_fragments;
+pub use encode::{EncodePolicy, Encoded, FrameEncoder, LOSSY_QUALITY};
 pub use image::GrayImage;
 pub use overlay::{overlays, Overlay};
+pub use raw::{black_value, fill_rects, RawFrame, RawLayout, RawReader, Rect};
 pub use thumb::thumbnail_png;
 
 /// Why pixels could not be read. Messages name kinds, tags and transfer

@@ -157,39 +157,115 @@ impl Ocr {
         // enlarged to about 40 px text and read as a single line. Sparse
         // mode on a whole frame misreads small digits ("7228796" as
         // "228795)"); one line at a readable size rarely does.
-        let mut lines = Vec::new();
+        let mut found = Vec::new();
         for (x, y, w, h) in line_boxes(&all) {
-            let pad = h.max(4);
-            let x0 = x.saturating_sub(pad);
-            let y0 = y.saturating_sub(pad / 2);
-            let x1 = (x + w + pad).min(img.width());
-            let y1 = (y + h + pad / 2).min(img.height());
-            if x1 <= x0 + 2 || y1 <= y0 + 2 {
-                continue;
-            }
-            let crop = image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image();
-            let scale = (40 / h.max(1)).clamp(1, 6);
-            lines.push((crop, x0, y0, scale));
+            found.extend(self.read_line(img, x, y, w, h)?);
         }
+        for w in found {
+            merge(&mut all, w);
+        }
+        Ok(all)
+    }
+
+    /// Reads one line of text whose box in `img` is (`x`, `y`, `w`, `h`):
+    /// the crop around it, contrast-stretched and enlarged to about 40 px
+    /// text, is read as a single line in three versions (inverted, bright
+    /// and dark top-hat). Why: sparse mode on a whole frame misreads small
+    /// digits ("7228796" as "228795)"), and faint text vanishes under a
+    /// frame-wide threshold; one line at a readable size and full
+    /// contrast rarely does. Boxes are in `img`'s coordinates.
+    pub fn read_line(
+        &mut self,
+        img: &GrayImage,
+        x: u32,
+        y: u32,
+        w: u32,
+        h: u32,
+    ) -> Result<Vec<Word>, OcrError> {
+        self.read_line_as(img, (x, y, w, h), None)
+    }
+
+    /// [`Ocr::read_line`] for text of known polarity (`bright`: lighter
+    /// than its background), as the screen reports it: first the screen's
+    /// own ink mask of the crop ([`crate::clean::detect::ink_image`]),
+    /// then, only while no confident word has been read, the contrast-
+    /// stretched crop and its top-hat.
+    pub fn read_line_polarity(
+        &mut self,
+        img: &GrayImage,
+        (x, y, w, h): (u32, u32, u32, u32),
+        bright: bool,
+    ) -> Result<Vec<Word>, OcrError> {
+        self.read_line_as(img, (x, y, w, h), Some(bright))
+    }
+
+    fn read_line_as(
+        &mut self,
+        img: &GrayImage,
+        (x, y, w, h): (u32, u32, u32, u32),
+        bright: Option<bool>,
+    ) -> Result<Vec<Word>, OcrError> {
+        let pad = h.max(4);
+        let x0 = x.saturating_sub(pad);
+        let y0 = y.saturating_sub(pad / 2);
+        let x1 = (x + w + pad).min(img.width());
+        let y1 = (y + h + pad / 2).min(img.height());
+        if x1 <= x0 + 2 || y1 <= y0 + 2 {
+            return Ok(Vec::new());
+        }
+        let crop = stretch(image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image());
+        let scale = (40 / h.max(1)).clamp(1, 6);
         self.api
             .set_page_seg_mode(PageSegMode::PsmSingleLine.as_tess_page_seg_mode());
-        let mut found = Vec::new();
-        for (crop, x0, y0, scale) in &lines {
-            let bright = binarize(&sub(crop, &dilate(&erode(crop, TOPHAT), TOPHAT)));
-            let dark = binarize(&sub(&erode(&dilate(crop, TOPHAT), TOPHAT), crop));
-            for v in [invert(crop.clone()), bright, dark] {
-                let v = if *scale > 1 { upscale(&v, *scale) } else { v };
-                let read = self.read(&v);
-                for mut w in read.unwrap_or_default() {
-                    w = unscale(w, *scale, crop);
-                    w.left += x0;
-                    w.top += y0;
-                    found.push(w);
+        let top_hat = |bright: bool| {
+            if bright {
+                binarize(&sub(&crop, &dilate(&erode(&crop, TOPHAT), TOPHAT)))
+            } else {
+                binarize(&sub(&erode(&dilate(&crop, TOPHAT), TOPHAT), &crop))
+            }
+        };
+        // which versions are read, in order
+        #[derive(Clone, Copy)]
+        enum V {
+            Ink(bool),
+            Plain(bool),
+            TopHat(bool),
+        }
+        let versions: &[V] = match bright {
+            None => &[V::Plain(true), V::TopHat(true), V::TopHat(false)],
+            Some(true) => &[V::Ink(true), V::Plain(true), V::TopHat(true)],
+            Some(false) => &[V::Ink(false), V::Plain(false), V::TopHat(false)],
+        };
+        let mut found: Vec<Word> = Vec::new();
+        for (k, version) in versions.iter().enumerate() {
+            if bright.is_some() && k > 0 && found.iter().any(|w| w.confidence >= 60.0) {
+                break;
+            }
+            let v = match *version {
+                // the screen's own ink decision, at the crop's place
+                V::Ink(b) => crate::clean::detect::ink_image(img, (x0, y0, x1 - x0, y1 - y0), b),
+                // bright text is inverted to dark on light
+                V::Plain(b) => {
+                    if b {
+                        invert(crop.clone())
+                    } else {
+                        crop.clone()
+                    }
                 }
+                V::TopHat(b) => top_hat(b),
+            };
+            let v = if scale > 1 { upscale(&v, scale) } else { v };
+            let read = self.read(&v);
+            for mut w in read.unwrap_or_default() {
+                w = unscale(w, scale, &crop);
+                w.left += x0;
+                w.top += y0;
+                found.push(w);
             }
         }
         self.api
             .set_page_seg_mode(PageSegMode::PsmSparseText.as_tess_page_seg_mode());
+        let mut all = Vec::new();
         for w in found {
             merge(&mut all, w);
         }
@@ -363,6 +439,37 @@ fn upscale(img: &GrayImage, s: u32) -> GrayImage {
         }
     }
     GrayImage::from_raw(sw, sh, out).unwrap_or_else(|| img.clone())
+}
+
+/// Linear contrast stretch of a crop to the full 0..255 range (from its
+/// 1st to 99th percentile): faint text becomes as dark as strong text.
+fn stretch(mut img: GrayImage) -> GrayImage {
+    let mut hist = [0u32; 256];
+    img.iter().for_each(|v| hist[*v as usize] += 1);
+    let n = img.len() as u32;
+    let (mut lo, mut hi, mut acc) = (0u32, 255u32, 0u32);
+    for (v, c) in hist.iter().enumerate() {
+        acc += c;
+        if acc > n / 100 {
+            lo = v as u32;
+            break;
+        }
+    }
+    acc = 0;
+    for (v, c) in hist.iter().enumerate().rev() {
+        acc += c;
+        if acc > n / 100 {
+            hi = v as u32;
+            break;
+        }
+    }
+    if hi <= lo + 2 {
+        return img;
+    }
+    img.iter_mut().for_each(|v| {
+        *v = (((*v as u32).clamp(lo, hi) - lo) * 255 / (hi - lo)) as u8;
+    });
+    img
 }
 
 fn invert(mut img: GrayImage) -> GrayImage {

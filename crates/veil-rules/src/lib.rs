@@ -18,10 +18,11 @@ pub mod generated {
     pub mod strict_safe;
 }
 mod recipe;
+pub mod regions;
 
 pub use recipe::{
-    AttributeOverride, DatePrecision, DateSettings, Generalize, OverrideAction, PseudonymFormats,
-    Recipe, RecipeError, Selector,
+    AttributeOverride, DatePrecision, DateSettings, Generalize, InlineRegion, OverrideAction,
+    PixelSettings, PseudonymFormats, Recipe, RecipeError, RedactAllText, Selector,
 };
 use veil_core::{ProfileOption, Tag, TagPattern};
 

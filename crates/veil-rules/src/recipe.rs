@@ -1,11 +1,13 @@
 //! The TOML recipe: which options to apply for a recipient, and per-attribute
 //! overrides. Documented with examples in `docs/recipes.md`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 use veil_core::{ProfileOption, Tag};
 
+use crate::regions::{RegionRules, RuleError};
 use crate::SafeSource;
 
 /// Errors while loading a recipe. They name the recipe's own keys, never
@@ -21,6 +23,9 @@ pub enum RecipeError {
     /// A semantic error (unknown keyword, bad selector, ...).
     #[error("invalid recipe: {0}")]
     Invalid(String),
+    /// A region rule file (or inline region) that does not parse.
+    #[error("invalid region rules: {0}")]
+    Regions(#[from] RuleError),
 }
 
 /// A de-identification recipe.
@@ -58,6 +63,77 @@ pub struct Recipe {
     /// Generalization of quasi-identifiers, applied after every other action.
     #[serde(default)]
     pub generalize: Generalize,
+    /// The pixel stage (`[pixels]`): region rules and text redaction.
+    /// Clean Pixel Data and Clean Graphics themselves are chosen in
+    /// `options` like every other PS3.15 option.
+    #[serde(default)]
+    pub pixels: PixelSettings,
+}
+
+/// The `[pixels]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PixelSettings {
+    /// Use the built-in CTP and deid region libraries (default true).
+    pub builtin_region_rules: bool,
+    /// Rule files, CTP scripts or deid recipes (format from the name or the
+    /// text), relative to the recipe file.
+    pub region_rules: Vec<String>,
+    /// Inline rules, `[[pixels.region]]`.
+    #[serde(rename = "region")]
+    pub regions: Vec<InlineRegion>,
+    /// When every word OCR finds is blanked, not only identifying ones.
+    pub redact_all_text: RedactAllText,
+    /// Whether a lossy syntax may be re-encoded lossily after cleaning
+    /// (otherwise the output is transcoded to a lossless syntax).
+    pub allow_lossy_recompression: bool,
+    /// The rules the recipe adds (files, then inline), parsed when the
+    /// recipe is loaded so that a bad rule stops the run before it starts.
+    #[serde(skip)]
+    pub rules: RegionRules,
+}
+
+impl Default for PixelSettings {
+    fn default() -> Self {
+        PixelSettings {
+            builtin_region_rules: true,
+            region_rules: Vec::new(),
+            regions: Vec::new(),
+            redact_all_text: RedactAllText::Auto,
+            allow_lossy_recompression: false,
+            rules: RegionRules::default(),
+        }
+    }
+}
+
+/// `redact_all_text`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedactAllText {
+    /// For screen-capture-like objects (US, SC, XA, ...), the pixel stage's
+    /// default.
+    #[default]
+    Auto,
+    /// For every object.
+    Always,
+    /// Never: only words matching identifying values or patterns.
+    Never,
+}
+
+/// An inline region rule: every `when` entry must hold, then the `rects`
+/// are blanked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InlineRegion {
+    /// Shown in reports (default `region N`).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Keyword or tag -> `"text"` (equals), `"~text"` (contains, ignoring
+    /// case), `"re:regex"` (the whole value matches) or a number (equals).
+    #[serde(default)]
+    pub when: BTreeMap<String, toml::Value>,
+    /// `[x, y, w, h]` rectangles; negative x/y count from the right/bottom.
+    pub rects: Vec<[i64; 4]>,
 }
 
 fn default_name() -> String {
@@ -250,12 +326,19 @@ impl Recipe {
     /// needs no DICOM dictionary).
     pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
         let text = std::fs::read_to_string(path)?;
-        Self::parse(&text)
+        Self::parse_in(&text, path.parent())
     }
 
-    /// Parses recipe text.
+    /// Parses recipe text; region rule files are relative to the current
+    /// directory.
     pub fn parse(text: &str) -> Result<Recipe, RecipeError> {
-        let r: Recipe = toml::from_str(text)?;
+        Self::parse_in(text, None)
+    }
+
+    /// Parses recipe text whose region rule files are relative to `base`.
+    pub fn parse_in(text: &str, base: Option<&Path>) -> Result<Recipe, RecipeError> {
+        let mut r: Recipe = toml::from_str(text)?;
+        r.pixels.rules = r.pixels.load_rules(&r.name, base)?;
         for s in &r.safe_private_sources {
             if SafeSource::from_name(s).is_none() {
                 return Err(RecipeError::Invalid(format!(
@@ -292,6 +375,18 @@ impl Recipe {
         Ok(r)
     }
 
+    /// Every region rule in force: the built-in libraries (unless turned
+    /// off), then the recipe's files and inline rules.
+    pub fn region_rules(&self) -> RegionRules {
+        let mut all = if self.pixels.builtin_region_rules {
+            RegionRules::builtin()
+        } else {
+            RegionRules::default()
+        };
+        all.extend(self.pixels.rules.clone());
+        all
+    }
+
     /// The safe-private sources as types.
     pub fn safe_sources(&self) -> Vec<SafeSource> {
         self.safe_private_sources
@@ -310,6 +405,41 @@ impl Recipe {
             .iter()
             .map(|a| a.selector(&keyword).map(|s| (s, a)))
             .collect()
+    }
+}
+
+impl PixelSettings {
+    fn load_rules(&self, recipe: &str, base: Option<&Path>) -> Result<RegionRules, RecipeError> {
+        let mut rules = RegionRules::default();
+        for f in &self.region_rules {
+            let path = match base {
+                Some(b) => b.join(f),
+                None => Path::new(f).to_path_buf(),
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                RecipeError::Invalid(format!("cannot read region rule file '{f}': {e}"))
+            })?;
+            rules.extend(RegionRules::parse_file_text(&text, f)?);
+        }
+        let source = format!("recipe '{recipe}' [[pixels.region]]");
+        for (i, r) in self.regions.iter().enumerate() {
+            let n = i as u32 + 1;
+            let label = r.label.clone().unwrap_or_else(|| format!("region {n}"));
+            let when: Vec<(&str, String)> = r
+                .when
+                .iter()
+                .map(|(k, v)| match v {
+                    toml::Value::String(s) => Ok((k.as_str(), s.clone())),
+                    toml::Value::Integer(i) => Ok((k.as_str(), i.to_string())),
+                    toml::Value::Float(x) => Ok((k.as_str(), x.to_string())),
+                    _ => Err(RecipeError::Invalid(format!(
+                        "pixels.region {n}: '{k}' must be a string or a number"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?;
+            rules.extend(RegionRules::inline(&source, n, &label, &when, &r.rects)?);
+        }
+        Ok(rules)
     }
 }
 

@@ -232,7 +232,7 @@ impl Walker<'_, '_> {
                         self.dataset(item, prefix, source);
                     }
                 }
-                Value::Bytes(b) => {
+                Value::Bytes(b) | Value::EncapsulatedBytes(b) => {
                     let place = self.place(prefix);
                     self.value(e.tag, e.vr, b, &place);
                 }

@@ -748,7 +748,7 @@ fn fingerprint(f: &DicomFile) -> Option<[u8; 32]> {
         h.update([0]);
     }
     match &px.value {
-        Value::Bytes(b) => {
+        Value::Bytes(b) | Value::EncapsulatedBytes(b) => {
             h.update((b.len() as u64).to_le_bytes());
             h.update(b);
         }

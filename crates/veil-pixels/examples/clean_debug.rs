@@ -1,0 +1,55 @@
+//! Prints, for frame N of a file, every candidate text line the screen
+//! finds and what OCR reads in it, and writes the frame with the lines
+//! outlined: for looking at misses and false alarms by eye.
+#![allow(clippy::print_stdout)]
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let f = veil_io::read(std::path::Path::new(&args[1])).expect("read");
+    let out = std::path::Path::new(&args[2]);
+    let n: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut r = veil_pixels::FrameReader::new(&f).expect("frames");
+    let fr = r.frame(n).expect("frame");
+    let lines = veil_pixels::clean::detect::text_lines(&fr.image);
+    let mut img = fr.image.clone();
+    let mut ocr = veil_pixels::ocr::Ocr::new().expect("ocr");
+    for l in &lines {
+        let words = ocr
+            .read_line_polarity(&fr.image, (l.x, l.y, l.w, l.h), l.bright)
+            .expect("ocr");
+        let t: Vec<String> = words
+            .iter()
+            .map(|w| format!("{}({:.0})", w.text, w.confidence))
+            .collect();
+        println!(
+            "{:4} {:4} {:4}x{:3} g{:2} s{:.2} {} {:?}",
+            l.x,
+            l.y,
+            l.w,
+            l.h,
+            l.glyphs,
+            l.score,
+            if l.bright { "B" } else { "D" },
+            t
+        );
+        for x in l.x..(l.x + l.w).min(img.width()) {
+            img.put_pixel(x, l.y, image::Luma([128]));
+            img.put_pixel(x, (l.y + l.h).min(img.height() - 1), image::Luma([128]));
+        }
+    }
+    // optional crop X Y W H (scaled 3x) for a closer look
+    if let [x, y, w, h] = args.get(4..8).unwrap_or(&[]) {
+        let p = |s: &String| s.parse::<u32>().expect("number");
+        let c = image::imageops::crop_imm(&img, p(x), p(y), p(w), p(h)).to_image();
+        img = image::imageops::resize(&c, p(w) * 3, p(h) * 3, image::imageops::FilterType::Nearest);
+    }
+    if let [x, y, w, h] = args.get(4..8).unwrap_or(&[]) {
+        let p = |s: &String| s.parse::<u32>().expect("number");
+        for g in veil_pixels::clean::detect::glyph_candidates(&fr.image) {
+            if g.0 >= p(x) && g.1 >= p(y) && g.2 < p(x) + p(w) && g.3 < p(y) + p(h) {
+                println!("glyph {g:?}");
+            }
+        }
+    }
+    let png = veil_pixels::thumbnail_png(&img, 4096, &[]);
+    veil_io::atomic::write_all(&out.join("debug.png"), &png).expect("write");
+}

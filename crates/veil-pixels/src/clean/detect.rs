@@ -1,0 +1,593 @@
+//! A fast detector of text lines in a frame: the screen that decides which
+//! frames (and which parts of them) are worth reading with OCR.
+//!
+//! Why connected components of a top-hat: burned-in annotations are thin
+//! strokes that stand out from their immediate surroundings, bright on
+//! dark or dark on bright, at every contrast. A morphological top-hat
+//! (the frame minus its opening, or its closing minus the frame) keeps
+//! exactly the structures narrower than the structuring element, whatever
+//! the background level under them, so low-contrast text on a flat area
+//! survives while smooth anatomy does not. Thresholding it against the
+//! local noise (per tile) and grouping the components into rows of
+//! similar-height, baseline-aligned glyphs separates text from the
+//! vessels, noise and edges that also survive a top-hat. Everything is
+//! linear in the number of pixels (van Herk/Gil-Werman min/max filters,
+//! run-based labelling), so the screen costs a few milliseconds per
+//! 512x512 frame.
+
+use image::GrayImage;
+
+/// A candidate line of text, in frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextLine {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height.
+    pub h: u32,
+    /// Glyph-like components in the line.
+    pub glyphs: u32,
+    /// How text-like the line is, 0..1 (glyph count, height consistency,
+    /// baseline alignment, regular spacing).
+    pub score: f32,
+    /// Bright text on a darker background (else dark on bright).
+    pub bright: bool,
+}
+
+/// Side of the structuring square: wider than the strokes of the largest
+/// text Veil looks for (40 px text has strokes of about 5 px).
+const K: usize = 15;
+/// Weakest local contrast (gray levels above the local noise) taken as ink.
+const INK_MIN: u16 = 6;
+/// Side of the neighbourhood whose strongest response sets the halo
+/// floor: about a stroke's distance.
+const HALO: usize = 5;
+/// Tiles over which the noise level is estimated.
+const TILE: usize = 32;
+/// Glyph heights considered (pixels).
+const MIN_H: u32 = 4;
+const MAX_H: u32 = 64;
+/// At most this many lines per frame are returned (a page of text or a
+/// noisy frame would otherwise flood OCR); the best-scored are kept.
+const MAX_LINES: usize = 64;
+
+/// Candidate text lines, bright and dark, best first.
+pub fn text_lines(img: &GrayImage) -> Vec<TextLine> {
+    screen(img).lines
+}
+
+/// What the screen saw in one frame: the candidate lines, and the ink of
+/// both polarities (to grow a redaction along its line of text).
+#[derive(Debug, Clone, Default)]
+pub struct Screen {
+    /// Candidate lines, best first.
+    pub lines: Vec<TextLine>,
+    w: usize,
+    h: usize,
+    ink_bright: Vec<bool>,
+    ink_dark: Vec<bool>,
+}
+
+/// Screens one frame.
+pub fn screen(img: &GrayImage) -> Screen {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w < 8 || h < 8 {
+        return Screen::default();
+    }
+    let src = img.as_raw();
+    let opened = max_filter(&min_filter(src, w, h), w, h);
+    let closed = min_filter(&max_filter(src, w, h), w, h);
+    let bright: Vec<u8> = src
+        .iter()
+        .zip(&opened)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    let dark: Vec<u8> = closed
+        .iter()
+        .zip(src)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    let ink_bright = threshold(&bright, w, h);
+    let ink_dark = threshold(&dark, w, h);
+    let mut lines = lines_in(&ink_bright, w, h, true);
+    lines.extend(lines_in(&ink_dark, w, h, false));
+    lines.sort_by(|a, b| b.score.total_cmp(&a.score));
+    // a line found in both polarities (the halo of one is the other's
+    // text) is kept once, the better-scored
+    let mut kept: Vec<TextLine> = Vec::new();
+    for l in lines {
+        if kept.iter().all(|k| iou(k, &l) < 0.5) {
+            kept.push(l);
+        }
+        if kept.len() == MAX_LINES {
+            break;
+        }
+    }
+    Screen {
+        lines: kept,
+        w,
+        h,
+        ink_bright,
+        ink_dark,
+    }
+}
+
+impl Screen {
+    /// Widens a box (x, y, w, h) to the left and right along its band of
+    /// rows while ink of the given polarity continues within `gap`
+    /// columns, at most `reach` pixels each way. Why: the screen may miss
+    /// the first letters of a line (a glyph too small, or touching its
+    /// neighbour), and a line whose middle is blanked but whose first
+    /// name is left is not redacted.
+    pub fn grow(&self, (x, y, w, h): (u32, u32, u32, u32), bright: bool, gap: u32, reach: u32) -> (u32, u32, u32, u32) {
+        if self.w == 0 {
+            return (x, y, w, h);
+        }
+        let ink = if bright { &self.ink_bright } else { &self.ink_dark };
+        let (y0, y1) = (y as usize, ((y + h) as usize).min(self.h));
+        let col = |cx: usize| (y0..y1).any(|r| ink[r * self.w + cx]);
+        let mut x0 = (x as usize).min(self.w);
+        let mut x1 = ((x + w) as usize).min(self.w);
+        let (gap, reach) = (gap as usize, reach as usize);
+        let (start0, start1) = (x0, x1);
+        let mut blank = 0;
+        let mut cx = x1;
+        while cx < self.w && blank <= gap && cx < start1 + reach {
+            if col(cx) {
+                x1 = cx + 1;
+                blank = 0;
+            } else {
+                blank += 1;
+            }
+            cx += 1;
+        }
+        blank = 0;
+        let mut cx = x0;
+        while cx > 0 && blank <= gap && cx + reach > start0 {
+            cx -= 1;
+            if col(cx) {
+                x0 = cx;
+                blank = 0;
+            } else {
+                blank += 1;
+            }
+        }
+        (x0 as u32, y, (x1 - x0) as u32, h)
+    }
+}
+
+fn iou(a: &TextLine, b: &TextLine) -> f32 {
+    let ix = (a.x + a.w).min(b.x + b.w) as i64 - a.x.max(b.x) as i64;
+    let iy = (a.y + a.h).min(b.y + b.h) as i64 - a.y.max(b.y) as i64;
+    if ix <= 0 || iy <= 0 {
+        return 0.0;
+    }
+    let i = (ix * iy) as f32;
+    i / ((a.w * a.h + b.w * b.h) as f32 - i)
+}
+
+/// Text lines in the ink of one polarity.
+fn lines_in(ink: &[bool], w: usize, h: usize, bright: bool) -> Vec<TextLine> {
+    let glyphs: Vec<Comp> = components(ink, w, h)
+        .into_iter()
+        .filter(|c| {
+            let (cw, ch) = (c.x1 - c.x0 + 1, c.y1 - c.y0 + 1);
+            // letters and digits are at most about as wide as tall; at
+            // small sizes neighbours touch and a component spans a few
+            (MIN_H..=MAX_H).contains(&ch)
+                && cw <= if ch <= 12 { ch * 6 } else { ch * 3 + 2 }
+                && c.n >= 4
+                && (c.n as f32) >= 0.08 * (cw * ch) as f32
+        })
+        .collect();
+    group(glyphs, bright)
+}
+
+/// Ink: top-hat at least `INK_MIN` above three times the tile's median
+/// response (the noise floor of that part of the frame) and at least a
+/// third of the strongest response within `HALO` pixels.
+fn threshold(th: &[u8], w: usize, h: usize) -> Vec<bool> {
+    let mut ink = vec![false; w * h];
+    let near = max_filter_k(th, w, h, HALO);
+    for ty in (0..h).step_by(TILE) {
+        for tx in (0..w).step_by(TILE) {
+            let (y1, x1) = ((ty + TILE).min(h), (tx + TILE).min(w));
+            let mut hist = [0u32; 256];
+            for y in ty..y1 {
+                for &v in &th[y * w + tx..y * w + x1] {
+                    hist[v as usize] += 1;
+                }
+            }
+            let n = ((y1 - ty) * (x1 - tx)) as u32;
+            let quantile = |q: u32| {
+                let mut acc = 0;
+                for (v, c) in hist.iter().enumerate() {
+                    acc += c;
+                    if acc * 100 > n * q {
+                        return v as u16;
+                    }
+                }
+                255
+            };
+            let t = (INK_MIN + 3 * quantile(50)).min(255) as u8;
+            // above the noise, and above the faint halo (JPEG ringing,
+            // anti-aliasing) that would join strong letters into one blob:
+            // at least a third of the strongest response nearby, so faint
+            // text elsewhere in the tile keeps its own scale
+            for y in ty..y1 {
+                for x in tx..x1 {
+                    let v = th[y * w + x];
+                    ink[y * w + x] = v >= t && 3 * v as u16 >= near[y * w + x] as u16;
+                }
+            }
+        }
+    }
+    ink
+}
+
+/// A connected component's box and pixel count.
+#[derive(Debug, Clone, Copy)]
+struct Comp {
+    x0: u32,
+    y0: u32,
+    x1: u32,
+    y1: u32,
+    n: u32,
+}
+
+/// 8-connected components, labelled over horizontal runs with a
+/// union-find.
+fn components(ink: &[bool], w: usize, h: usize) -> Vec<Comp> {
+    // runs: (y, x0, x1 exclusive, label)
+    let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+    let mut row_start = Vec::with_capacity(h + 1);
+    for y in 0..h {
+        row_start.push(runs.len());
+        let row = &ink[y * w..(y + 1) * w];
+        let mut x = 0;
+        while x < w {
+            if row[x] {
+                let s = x;
+                while x < w && row[x] {
+                    x += 1;
+                }
+                runs.push((y as u32, s as u32, x as u32));
+            } else {
+                x += 1;
+            }
+        }
+    }
+    row_start.push(runs.len());
+    let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
+    fn find(p: &mut [u32], mut i: u32) -> u32 {
+        while p[i as usize] != i {
+            p[i as usize] = p[p[i as usize] as usize];
+            i = p[i as usize];
+        }
+        i
+    }
+    for y in 1..h {
+        let (prev, cur) = (row_start[y - 1]..row_start[y], row_start[y]..row_start[y + 1]);
+        let mut j = prev.start;
+        for i in cur {
+            let (_, a0, a1) = runs[i];
+            // previous-row runs touching [a0-1, a1] (8-connectivity)
+            while j < prev.end && runs[j].2 < a0 {
+                j += 1;
+            }
+            let mut k = j;
+            while k < prev.end && runs[k].1 <= a1 {
+                let (ra, rb) = (find(&mut parent, i as u32), find(&mut parent, k as u32));
+                if ra != rb {
+                    parent[ra.max(rb) as usize] = ra.min(rb);
+                }
+                k += 1;
+            }
+        }
+    }
+    let mut comps: Vec<Option<Comp>> = vec![None; runs.len()];
+    for i in 0..runs.len() {
+        let r = find(&mut parent, i as u32) as usize;
+        let (y, x0, x1) = runs[i];
+        let c = comps[r].get_or_insert(Comp {
+            x0,
+            y0: y,
+            x1: x1 - 1,
+            y1: y,
+            n: 0,
+        });
+        c.x0 = c.x0.min(x0);
+        c.x1 = c.x1.max(x1 - 1);
+        c.y0 = c.y0.min(y);
+        c.y1 = c.y1.max(y);
+        c.n += x1 - x0;
+    }
+    comps.into_iter().flatten().collect()
+}
+
+/// Groups glyph candidates into lines: similar heights, overlapping
+/// vertically, close horizontally.
+fn group(mut glyphs: Vec<Comp>, bright: bool) -> Vec<TextLine> {
+    glyphs.sort_by_key(|c| c.x0);
+    struct Acc {
+        x0: u32,
+        y0: u32,
+        x1: u32,
+        y1: u32,
+        members: Vec<Comp>,
+    }
+    let mut open: Vec<Acc> = Vec::new();
+    for g in glyphs {
+        let gh = g.y1 - g.y0 + 1;
+        // a glyph joins a line when its middle lies in the line's band
+        // (the median glyph's middle and height, not the growing box, so
+        // that rows of text or anatomy never chain into a tall block)
+        let best = open.iter_mut().find(|l| {
+            let lh = median_height(&l.members);
+            let lmid = median_mid(&l.members);
+            let gmid = (g.y0 + g.y1) as f32 / 2.0;
+            let gap = g.x0 as i64 - l.x1 as i64;
+            gap <= (lh.max(gh) as f32 * 1.2) as i64 + 2
+                && (gmid - lmid).abs() <= 0.5 * lh as f32
+                && gh * 5 >= lh * 2
+                && lh * 5 >= gh * 2
+        });
+        match best {
+            Some(l) => {
+                l.x1 = l.x1.max(g.x1);
+                l.y0 = l.y0.min(g.y0);
+                l.y1 = l.y1.max(g.y1);
+                l.members.push(g);
+            }
+            None => open.push(Acc {
+                x0: g.x0,
+                y0: g.y0,
+                x1: g.x1,
+                y1: g.y1,
+                members: vec![g],
+            }),
+        }
+    }
+    open.into_iter()
+        .filter_map(|l| {
+            let w = l.x1 - l.x0 + 1;
+            let h = l.y1 - l.y0 + 1;
+            let n = l.members.len() as u32;
+            let score = score(&l.members, w, h);
+            // names, IDs and dates have several characters; small text
+            // whose letters touch shows fewer components
+            let ok = (n >= 3 || (n == 2 && h <= 12 && w >= 3 * h)) && score >= 0.6;
+            ok.then_some(TextLine {
+                x: l.x0,
+                y: l.y0,
+                w,
+                h,
+                glyphs: n,
+                score,
+                bright,
+            })
+        })
+        .collect()
+}
+
+fn median_mid(m: &[Comp]) -> f32 {
+    let mut ms: Vec<u32> = m.iter().map(|c| c.y0 + c.y1).collect();
+    ms.sort_unstable();
+    ms[ms.len() / 2] as f32 / 2.0
+}
+
+fn median_height(m: &[Comp]) -> u32 {
+    let mut hs: Vec<u32> = m.iter().map(|c| c.y1 - c.y0 + 1).collect();
+    hs.sort_unstable();
+    hs[hs.len() / 2]
+}
+
+/// How text-like a group is: many glyphs, consistent heights, aligned
+/// bottoms (baseline), and ink density typical of strokes.
+fn score(m: &[Comp], w: u32, h: u32) -> f32 {
+    let n = m.len() as f32;
+    let mh = median_height(m) as f32;
+    let bottoms: Vec<f32> = m.iter().map(|c| c.y1 as f32).collect();
+    let mut sorted = bottoms.clone();
+    sorted.sort_by(f32::total_cmp);
+    let base = sorted[sorted.len() / 2];
+    let aligned = bottoms
+        .iter()
+        .filter(|b| (**b - base).abs() <= (mh * 0.3).max(1.5))
+        .count() as f32
+        / n;
+    let consistent = m
+        .iter()
+        .filter(|c| {
+            let ch = (c.y1 - c.y0 + 1) as f32;
+            ch >= mh * 0.6 && ch <= mh * 1.5
+        })
+        .count() as f32
+        / n;
+    let ink: u32 = m.iter().map(|c| c.n).sum();
+    let density = ink as f32 / (w * h).max(1) as f32;
+    let dens_ok = if (0.08..=0.6).contains(&density) {
+        1.0
+    } else {
+        0.3
+    };
+    let count = (n / 4.0).min(1.0);
+    (0.3 * count + 0.3 * aligned + 0.2 * consistent + 0.2 * dens_ok).min(1.0)
+}
+
+/// Minimum over a `K`x`K` square (separable, van Herk/Gil-Werman: three
+/// comparisons per pixel whatever `K`).
+fn min_filter(src: &[u8], w: usize, h: usize) -> Vec<u8> {
+    let t = transpose(&vhgw_rows(src, w, h, K, u8::min, 255), w, h);
+    transpose(&vhgw_rows(&t, h, w, K, u8::min, 255), h, w)
+}
+
+/// Maximum over a `K`x`K` square.
+fn max_filter(src: &[u8], w: usize, h: usize) -> Vec<u8> {
+    max_filter_k(src, w, h, K)
+}
+
+/// Maximum over a `k`x`k` square.
+fn max_filter_k(src: &[u8], w: usize, h: usize, k: usize) -> Vec<u8> {
+    let t = transpose(&vhgw_rows(src, w, h, k, u8::max, 0), w, h);
+    transpose(&vhgw_rows(&t, h, w, k, u8::max, 0), h, w)
+}
+
+fn transpose(src: &[u8], w: usize, h: usize) -> Vec<u8> {
+    let mut out = vec![0u8; w * h];
+    const B: usize = 32;
+    for by in (0..h).step_by(B) {
+        for bx in (0..w).step_by(B) {
+            for y in by..(by + B).min(h) {
+                for x in bx..(bx + B).min(w) {
+                    out[x * h + y] = src[y * w + x];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A centred 1-D min/max filter of width `k` (odd) along each row.
+fn vhgw_rows(src: &[u8], w: usize, h: usize, k: usize, f: fn(u8, u8) -> u8, pad: u8) -> Vec<u8> {
+    let r = k / 2;
+    let n = w + 2 * r;
+    let blocks = n.div_ceil(k);
+    let len = blocks * k;
+    let mut buf = vec![pad; len];
+    let mut g = vec![pad; len];
+    let mut hh = vec![pad; len];
+    let mut out = vec![0u8; w * h];
+    for y in 0..h {
+        buf[..r].fill(pad);
+        buf[r..r + w].copy_from_slice(&src[y * w..(y + 1) * w]);
+        buf[r + w..].fill(pad);
+        for b in 0..blocks {
+            let s = b * k;
+            g[s] = buf[s];
+            for i in s + 1..s + k {
+                g[i] = f(g[i - 1], buf[i]);
+            }
+            hh[s + k - 1] = buf[s + k - 1];
+            for i in (s..s + k - 1).rev() {
+                hh[i] = f(hh[i + 1], buf[i]);
+            }
+        }
+        // window [x, x+k-1] in padded coordinates is centred on x+r
+        let row = &mut out[y * w..(y + 1) * w];
+        for (x, o) in row.iter_mut().enumerate() {
+            let a = x;
+            let b = x + k - 1;
+            *o = if b < len { f(hh[a], g[b]) } else { hh[a] };
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(src: &[u8], w: usize, h: usize, f: fn(u8, u8) -> u8, init: u8) -> Vec<u8> {
+        let r = (K / 2) as i64;
+        let mut out = vec![0; w * h];
+        for y in 0..h as i64 {
+            for x in 0..w as i64 {
+                let mut v = init;
+                for dy in -r..=r {
+                    for dx in -r..=r {
+                        let (xx, yy) = (x + dx, y + dy);
+                        if xx >= 0 && yy >= 0 && xx < w as i64 && yy < h as i64 {
+                            v = f(v, src[(yy as usize) * w + xx as usize]);
+                        }
+                    }
+                }
+                out[y as usize * w + x as usize] = v;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fast_filters_equal_the_naive_ones() {
+        let (w, h) = (37, 23);
+        let src: Vec<u8> = (0..w * h).map(|i| ((i * 7919) % 251) as u8).collect();
+        assert_eq!(min_filter(&src, w, h), naive(&src, w, h, u8::min, 255));
+        assert_eq!(max_filter(&src, w, h), naive(&src, w, h, u8::max, 0));
+    }
+
+    #[test]
+    fn finds_drawn_text_and_not_a_flat_frame() {
+        let mut img = GrayImage::from_pixel(256, 128, image::Luma([20]));
+        assert!(text_lines(&img).is_empty());
+        let b = crate::text::draw_text(&mut img, "DOE^JOHN 1234567", 10, 40, 14.0, 200).unwrap();
+        let lines = text_lines(&img);
+        assert!(!lines.is_empty());
+        let l = lines[0];
+        // the line covers the drawn text
+        assert!(l.x <= b.0 + 2 && l.x + l.w + 2 >= b.0 + b.2, "{l:?} vs {b:?}");
+        assert!(l.bright);
+    }
+
+    #[test]
+    fn finds_low_contrast_and_dark_text() {
+        let mut img = GrayImage::from_pixel(256, 128, image::Luma([60]));
+        crate::text::draw_text(&mut img, "19640212", 10, 10, 12.0, 72).unwrap();
+        crate::text::draw_text(&mut img, "SMITH", 10, 70, 20.0, 10).unwrap();
+        let lines = text_lines(&img);
+        assert!(lines.iter().any(|l| l.bright && l.y < 40), "{lines:?}");
+        assert!(lines.iter().any(|l| !l.bright && l.y > 50), "{lines:?}");
+    }
+}
+
+/// The ink of one region as the screen sees it: black where the top-hat
+/// of the given polarity passes the screen's threshold, white elsewhere.
+/// Why OCR reads this version: it is exactly what made the line stand out
+/// (noise- and halo-aware, at any contrast), whereas a fixed threshold or
+/// a contrast stretch of the crop fails on faint text next to bright
+/// marks. The top-hat is computed on the region widened by the
+/// structuring element, so the crop's edges are not artefacts.
+pub fn ink_image(img: &GrayImage, (x, y, w, h): (u32, u32, u32, u32), bright: bool) -> GrayImage {
+    let m = K as u32 + TILE as u32 / 2;
+    let (iw, ih) = img.dimensions();
+    let (x0, y0) = (x.saturating_sub(m), y.saturating_sub(m));
+    let (x1, y1) = ((x + w + m).min(iw), (y + h + m).min(ih));
+    let (cw, ch) = ((x1 - x0) as usize, (y1 - y0) as usize);
+    if cw < 2 || ch < 2 {
+        return GrayImage::new(1, 1);
+    }
+    let crop = image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image();
+    let src = crop.as_raw();
+    let th: Vec<u8> = if bright {
+        let opened = max_filter(&min_filter(src, cw, ch), cw, ch);
+        src.iter().zip(&opened).map(|(a, b)| a.saturating_sub(*b)).collect()
+    } else {
+        let closed = min_filter(&max_filter(src, cw, ch), cw, ch);
+        closed.iter().zip(src).map(|(a, b)| a.saturating_sub(*b)).collect()
+    };
+    let ink = threshold(&th, cw, ch);
+    let bin: Vec<u8> = ink.iter().map(|&i| if i { 0 } else { 255 }).collect();
+    let full = GrayImage::from_raw(cw as u32, ch as u32, bin).unwrap_or_else(|| GrayImage::new(1, 1));
+    image::imageops::crop_imm(&full, x - x0, y - y0, w.min(x1 - x), h.min(y1 - y)).to_image()
+}
+
+/// The glyph candidates (x0, y0, x1, y1, pixels, bright) of a frame, before
+/// grouping: for tuning the screen (examples/clean_debug.rs).
+#[doc(hidden)]
+pub fn glyph_candidates(img: &GrayImage) -> Vec<(u32, u32, u32, u32, u32, bool)> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let src = img.as_raw();
+    let opened = max_filter(&min_filter(src, w, h), w, h);
+    let bright: Vec<u8> = src
+        .iter()
+        .zip(&opened)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    components(&threshold(&bright, w, h), w, h)
+        .into_iter()
+        .map(|c| (c.x0, c.y0, c.x1, c.y1, c.n, true))
+        .collect()
+}

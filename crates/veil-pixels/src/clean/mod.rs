@@ -1,0 +1,33 @@
+//! Clean Pixel Data and Clean Graphics (PS3.15 E.3.1, E.3.2): find text
+//! burned into the frames and overlay planes of one object, and redact it
+//! on every frame, keeping the transfer syntax where Veil can.
+//!
+//! The path for one object:
+//! 1. **screen** every frame with [`detect::text_lines`] (a few ms per
+//!    frame): candidate lines of text, bright or dark, at any contrast;
+//! 2. **read** each candidate line with OCR ([`crate::ocr::Ocr::read_line`],
+//!    contrast-stretched, enlarged), caching by the crop's pixels so that
+//!    the same annotation on 200 frames of a cine loop is read once;
+//! 3. **decide** per line: in "redact all text" mode (the default for
+//!    ultrasound, secondary capture, XA and other screen-capture-like
+//!    images) every line that reads as text, or that looks like text so
+//!    strongly that not reading it is itself a warning; otherwise the
+//!    lines whose words match the object's own identifying values or the
+//!    shapes of dates and record numbers ([`matcher::TextMatcher`]);
+//!    region rules (CTP, pydicom/deid, the recipe) add fixed rectangles;
+//! 4. **redact** the stored samples ([`crate::RawReader`],
+//!    [`crate::fill_rects`]) of each frame in the boxes found on that frame
+//!    (rule rectangles on all frames), filled with the level around the box,
+//!    and **encode** every frame back ([`crate::FrameEncoder`]).
+//!
+//! An object that cannot be cleaned with confidence (undecodable pixels,
+//! BurnedInAnnotation YES with nothing found, an overlay embedded in the
+//! pixel data) comes back with a review reason and is never released.
+
+pub mod detect;
+pub mod matcher;
+#[cfg(feature = "ocr")]
+mod stage;
+
+#[cfg(feature = "ocr")]
+pub use stage::{clean, with_thread_ocr, CleanOutcome, CleanRequest, Found, Preview, TextMode};

@@ -1,0 +1,664 @@
+//! The pixel-cleaning stage for one object (see the module docs of
+//! [`crate::clean`]).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use image::GrayImage;
+use veil_core::{Phi, Tag};
+use veil_io::DicomFile;
+
+use super::detect::{screen, text_lines, TextLine};
+use super::matcher::{TextKind, TextMatcher};
+use crate::ocr::{Ocr, OcrError, Word};
+use crate::{
+    black_value, fill_rects, EncodePolicy, Encoded, FrameEncoder, FrameReader, PixelError,
+    RawFrame, RawLayout, RawReader, Rect,
+};
+
+/// Which text is redacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextMode {
+    /// "All" for screen-capture-like images (US, SC, XA, RF, ES, OT,
+    /// secondary or screen-save image types), "matching" otherwise.
+    #[default]
+    Auto,
+    /// Every line that reads as text.
+    All,
+    /// Lines matching the object's identifying values or the shapes of
+    /// dates and record numbers.
+    Matching,
+}
+
+/// What to do with one object.
+#[derive(Debug, Clone, Default)]
+pub struct CleanRequest {
+    /// Clean Pixel Data: burned-in text in the frames.
+    pub pixel_data: bool,
+    /// Clean Graphics: text in overlay planes.
+    pub graphics: bool,
+    /// Which text is redacted.
+    pub mode: TextMode,
+    /// The object's own identifying values, read before
+    /// de-identification.
+    pub identifiers: Vec<Phi<String>>,
+    /// Fixed rectangles from region rules that matched this object, with
+    /// the rule's label (from the rule file: not PHI), applied to every
+    /// frame.
+    pub rule_rects: Vec<(Rect, String)>,
+    /// Encoder policy (no lossy re-compression unless the recipe asks).
+    pub policy: EncodePolicy,
+    /// Render before/after thumbnails for the review page.
+    pub preview: bool,
+}
+
+/// A redacted box.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Found {
+    /// Where: `frame` (None for every frame) and the rectangle.
+    pub frame: Option<u32>,
+    /// Left.
+    pub x: u32,
+    /// Top.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height.
+    pub h: u32,
+    /// Why (a rule label, or what OCR took the text for): never the text.
+    pub why: String,
+    /// Overlay group, for boxes in an overlay plane.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<u16>,
+}
+
+impl Found {
+    fn rect(&self) -> Rect {
+        Rect {
+            x: self.x,
+            y: self.y,
+            w: self.w,
+            h: self.h,
+        }
+    }
+}
+
+/// Before/after thumbnails of the first frame with redactions.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// Frame number.
+    pub frame: u32,
+    /// PNG of the frame as found, the boxes outlined.
+    pub before_png: Vec<u8>,
+    /// PNG with the boxes filled.
+    pub after_png: Vec<u8>,
+}
+
+/// What the stage did to one object.
+#[derive(Debug, Default)]
+pub struct CleanOutcome {
+    /// Boxes redacted (in frames and overlays).
+    pub found: Vec<Found>,
+    /// New Pixel Data and Image Pixel attributes; None when the pixels
+    /// need no change (the output then copies the source bytes).
+    pub pixels: Option<Encoded>,
+    /// Overlay groups whose Overlay Data (60xx,3000) was cleaned: the new
+    /// packed bits, little endian (OW in little endian order).
+    pub overlays: Vec<(u16, Vec<u8>)>,
+    /// Overlay groups whose text could not be cleaned: remove the plane.
+    pub remove_overlays: Vec<u16>,
+    /// Set when the object must go to review instead of the output.
+    pub review: Option<String>,
+    /// Remarks for the report (transcoding; no values).
+    pub notes: Vec<String>,
+    /// Frames screened.
+    pub frames: u32,
+    /// Candidate lines read with OCR (cache misses).
+    pub lines_read: u32,
+    /// The mode that was applied.
+    pub mode_applied: Option<&'static str>,
+    /// Thumbnails for the review page.
+    pub preview: Option<Preview>,
+}
+
+thread_local! {
+    static OCR: RefCell<Option<Result<Ocr, String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's OCR engine (started on first use: loading
+/// the model takes ~0.1 s, so one engine per worker thread is kept).
+pub fn with_thread_ocr<T>(f: impl FnOnce(&mut Ocr) -> T) -> Result<T, OcrError> {
+    OCR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Ocr::new().map_err(|e| e.to_string()));
+        }
+        match slot.as_mut() {
+            Some(Ok(ocr)) => Ok(f(ocr)),
+            _ => Err(OcrError::Init),
+        }
+    })
+}
+
+/// Padding around a detected line (pixels): covers the anti-aliased glyph
+/// edges a threshold leaves out.
+fn pad_for(h: u32) -> u32 {
+    (1 + h / 8).clamp(2, 4)
+}
+
+/// Modalities and SOP classes whose images are screens, captures or
+/// documents: every word on them is redacted by default.
+fn screen_like(file: &DicomFile) -> bool {
+    let ds = &file.dataset;
+    let modality = ds.ascii(Tag(0x0008, 0x0060)).unwrap_or_default();
+    let sop = ds.ascii(Tag(0x0008, 0x0016)).unwrap_or_default();
+    let image_type = ds.ascii(Tag(0x0008, 0x0008)).unwrap_or_default();
+    matches!(
+        modality.as_str(),
+        "US" | "IVUS" | "XA" | "RF" | "ES" | "OT" | "SC" | "DOC" | "XC" | "GM" | "SM" | "OP"
+    ) || sop.starts_with("1.2.840.10008.5.1.4.1.1.7")
+        || sop.starts_with("1.2.840.10008.5.1.4.1.1.6")
+        || sop.starts_with("1.2.840.10008.5.1.4.1.1.3")
+        || image_type
+            .split('\\')
+            .any(|t| matches!(t, "SCREEN SAVE" | "SECONDARY CAPTURE" | "SCREEN"))
+}
+
+/// Per-object OCR cache: a line's crop hash to what was read.
+type Cache = HashMap<u64, Vec<Word>>;
+
+fn crop_key(img: &GrayImage, l: &TextLine) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (l.w, l.h, l.bright).hash(&mut h);
+    let (x1, y1) = ((l.x + l.w).min(img.width()), (l.y + l.h).min(img.height()));
+    for y in l.y..y1 {
+        let row = &img.as_raw()[(y * img.width()) as usize..((y + 1) * img.width()) as usize];
+        row[l.x as usize..x1 as usize].hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Decides whether a line is redacted and why.
+fn decide(l: &TextLine, words: &[Word], all: bool, m: &TextMatcher) -> Option<&'static str> {
+    let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    if let Some(kind) = m.classify(&texts) {
+        return Some(kind.name());
+    }
+    if all {
+        // a confidently read word; OCR's guesses at speckle and edges
+        // ("ee", "aS") come with low confidence
+        let alnum = |w: &Word| w.text.chars().filter(|c| c.is_alphanumeric()).count();
+        if words.iter().any(|w| w.confidence >= 60.0 && alnum(w) >= 2) {
+            return Some(TextKind::AnyText.name());
+        }
+        // so text-like that failing to read it is no reason to keep it
+        if l.score >= 0.85 && l.glyphs >= 4 {
+            return Some("unreadable text");
+        }
+    }
+    None
+}
+
+/// Finds and redacts text in one object. OCR runs on this thread's engine.
+pub fn clean(file: &DicomFile, req: &CleanRequest) -> Result<CleanOutcome, PixelError> {
+    let mut out = CleanOutcome::default();
+    let matcher = TextMatcher::new(&req.identifiers);
+    let all = match req.mode {
+        TextMode::All => true,
+        TextMode::Matching => false,
+        TextMode::Auto => screen_like(file),
+    };
+    out.mode_applied = Some(if all { "all text" } else { "matching" });
+    let burned_yes = file
+        .dataset
+        .ascii(Tag(0x0028, 0x0301))
+        .is_some_and(|v| v.eq_ignore_ascii_case("YES"));
+    let mut cache = Cache::new();
+    if req.pixel_data && file.dataset.get(Tag(0x7FE0, 0x0010)).is_some() {
+        match find_in_frames(file, req, all, &matcher, &mut cache, &mut out) {
+            Ok(()) => {}
+            Err(PixelError::NoPixelData) => {}
+            Err(e) => {
+                out.review = Some(format!("pixel data cannot be cleaned: {e}"));
+                return Ok(out);
+            }
+        }
+        if out.found.is_empty() && burned_yes {
+            out.review =
+                Some("Burned In Annotation is YES but no burned-in text was found".into());
+            return Ok(out);
+        }
+
+        if !out.found.is_empty() {
+            match redact(file, req, &mut out) {
+                Ok(()) => {}
+                Err(e) => {
+                    out.review = Some(format!("pixel data cannot be re-encoded: {e}"));
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    if req.graphics {
+        clean_overlays(file, &mut cache, &mut out)?;
+    }
+    if out.pixels.is_none() && (req.pixel_data || req.graphics) {
+        strip_jpeg_metadata(file, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// JPEG family transfer syntaxes, whose streams have marker segments.
+const JPEG_FAMILY: &[&str] = &[
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+];
+
+/// Removes COM and APPn segments (names, dates, device text written by
+/// modalities and converters) from the JPEG streams of an object whose
+/// pixels need no other change, without re-encoding: the entropy-coded
+/// data is copied, so decoded pixels are identical
+/// ([`crate::jpeg::strip_metadata_segments`]).
+fn strip_jpeg_metadata(file: &DicomFile, out: &mut CleanOutcome) -> Result<(), PixelError> {
+    if !file.ts.encapsulated || !JPEG_FAMILY.contains(&file.ts.uid.as_str()) {
+        return Ok(());
+    }
+    let fragments = match crate::encapsulated_fragments(file) {
+        Ok(f) => f,
+        Err(PixelError::NoPixelData) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut changed = 0;
+    let stripped: Vec<Vec<u8>> = fragments
+        .iter()
+        .map(|f| {
+            if crate::jpeg::metadata_segments(f)
+                .iter()
+                .any(|s| s.is_comment() || s.app_number().is_some_and(|n| n != 0 && n != 14))
+            {
+                changed += 1;
+            }
+            crate::jpeg::strip_metadata_segments(f)
+        })
+        .collect();
+    if changed == 0 {
+        return Ok(());
+    }
+    let frames = FrameReader::new(file).map(|r| r.frame_count()).unwrap_or(0);
+    let one_per_frame = frames as usize == stripped.len();
+    let vr = file
+        .dataset
+        .get(Tag(0x7FE0, 0x0010))
+        .map(|e| e.vr)
+        .unwrap_or(dicom_core::VR::OB);
+    out.pixels = Some(Encoded {
+        ts: file.ts.clone(),
+        pixel_data: veil_io::Element {
+            tag: Tag(0x7FE0, 0x0010),
+            vr,
+            value: veil_io::Value::EncapsulatedBytes(crate::encode::item_stream(
+                &stripped,
+                one_per_frame,
+            )),
+        },
+        header: Vec::new(),
+        transcoded: None,
+        // offsets into the old fragments are wrong now
+        remove: vec![Tag(0x7FE0, 0x0001), Tag(0x7FE0, 0x0002)],
+    });
+    out.notes.push(format!(
+        "JPEG comment/application segments removed from {changed} fragment(s), image data copied"
+    ));
+    Ok(())
+}
+
+/// Screens and reads every frame; fills `out.found`.
+fn find_in_frames(
+    file: &DicomFile,
+    req: &CleanRequest,
+    all: bool,
+    matcher: &TextMatcher,
+    cache: &mut Cache,
+    out: &mut CleanOutcome,
+) -> Result<(), PixelError> {
+    let mut reader = FrameReader::new(file)?;
+    let (w, h) = reader.size();
+    for (r, label) in &req.rule_rects {
+        let x = r.x.min(w);
+        let y = r.y.min(h);
+        let rw = r.w.min(w - x);
+        let rh = r.h.min(h - y);
+        if rw > 0 && rh > 0 {
+            out.found.push(Found {
+                frame: None,
+                x,
+                y,
+                w: rw,
+                h: rh,
+                why: format!("region rule: {label}"),
+                overlay: None,
+            });
+        }
+    }
+    let mut preview_frame: Option<(u32, GrayImage)> = None;
+    for i in 0..reader.frame_count() {
+        let frame = reader.frame(i)?;
+        out.frames += 1;
+        let before = out.found.len();
+        let scr = screen(&frame.image);
+        for &l in &scr.lines {
+            let key = crop_key(&frame.image, &l);
+            let words = match cache.get(&key) {
+                Some(w) => w.clone(),
+                None => {
+                    out.lines_read += 1;
+                    let w = with_thread_ocr(|ocr| {
+                        ocr.read_line_polarity(&frame.image, (l.x, l.y, l.w, l.h), l.bright)
+                    })
+                        .map_err(|e| PixelError::Unsupported(e.to_string()))?
+                        .map_err(|e| PixelError::Unsupported(e.to_string()))?;
+                    cache.insert(key, w.clone());
+                    w
+                }
+            };
+            if let Some(why) = decide(&l, &words, all, matcher) {
+                let pad = pad_for(l.h);
+                // the line and any word boxes that stick out of it
+                let mut x0 = l.x;
+                let mut y0 = l.y;
+                let mut x1 = l.x + l.w;
+                let mut y1 = l.y + l.h;
+                // words sticking out of the line (a letter the screen cut
+                // off); OCR's boxes around garbage can be huge: not those
+                for wd in words.iter().filter(|wd| {
+                    wd.height <= l.h + l.h / 2
+                        && wd.top + l.h / 2 >= l.y
+                        && wd.top + wd.height <= l.y + l.h + l.h / 2
+                }) {
+                    x0 = x0.min(wd.left);
+                    y0 = y0.min(wd.top);
+                    x1 = x1.max(wd.left + wd.width);
+                    y1 = y1.max(wd.top + wd.height);
+                }
+                // the rest of the line: letters the screen did not group
+                let (gx, _, gw, _) =
+                    scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, 12 * l.h + 8);
+                let (x0, x1) = (gx, gx + gw);
+                let x0 = x0.saturating_sub(pad);
+                let y0 = y0.saturating_sub(pad);
+                let x1 = (x1 + pad).min(w);
+                let y1 = (y1 + pad).min(h);
+                out.found.push(Found {
+                    frame: Some(i),
+                    x: x0,
+                    y: y0,
+                    w: x1 - x0,
+                    h: y1 - y0,
+                    why: format!("ocr: {why}"),
+                    overlay: None,
+                });
+            }
+        }
+        if req.preview && preview_frame.is_none() && (out.found.len() > before || i == 0) {
+            preview_frame = Some((i, frame.image.clone()));
+        }
+    }
+    if let Some((i, img)) = preview_frame.filter(|_| !out.found.is_empty()) {
+        let rects: Vec<(u32, u32, u32, u32)> = out
+            .found
+            .iter()
+            .filter(|f| f.frame.is_none() || f.frame == Some(i))
+            .map(|f| (f.x, f.y, f.w, f.h))
+            .collect();
+        out.preview = Some(Preview {
+            frame: i,
+            before_png: crate::thumbnail_png(&outlined(&img, &rects), 384, &[]),
+            after_png: crate::thumbnail_png(&filled(&img, &rects), 384, &[]),
+        });
+    }
+    Ok(())
+}
+
+/// A copy of `img` with each rectangle filled with the median of the ring
+/// around it: what the output shows (the stored samples are filled the
+/// same way, see [`fill_for`]).
+fn filled(img: &GrayImage, rects: &[(u32, u32, u32, u32)]) -> GrayImage {
+    let mut img = img.clone();
+    let (w, h) = img.dimensions();
+    for &(x, y, rw, rh) in rects {
+        let (x0, y0) = (x as i64 - 1, y as i64 - 1);
+        let (x1, y1) = ((x + rw) as i64, (y + rh) as i64);
+        let mut ring: Vec<u8> = Vec::new();
+        for yy in y0..=y1 {
+            for xx in x0..=x1 {
+                let edge = yy == y0 || yy == y1 || xx == x0 || xx == x1;
+                if edge && xx >= 0 && yy >= 0 && xx < w as i64 && yy < h as i64 {
+                    ring.push(img.get_pixel(xx as u32, yy as u32).0[0]);
+                }
+            }
+        }
+        ring.sort_unstable();
+        let v = ring.get(ring.len() / 2).copied().unwrap_or(0);
+        for yy in y..(y + rh).min(h) {
+            for xx in x..(x + rw).min(w) {
+                img.put_pixel(xx, yy, image::Luma([v]));
+            }
+        }
+    }
+    img
+}
+
+/// A copy of `img` with the rectangles outlined (for the review page).
+fn outlined(img: &GrayImage, rects: &[(u32, u32, u32, u32)]) -> GrayImage {
+    let mut img = img.clone();
+    let (w, h) = img.dimensions();
+    for &(x, y, rw, rh) in rects {
+        let (x1, y1) = ((x + rw).min(w).saturating_sub(1), (y + rh).min(h).saturating_sub(1));
+        for xx in x.min(w.saturating_sub(1))..=x1 {
+            for yy in [y.min(h.saturating_sub(1)), y1] {
+                img.put_pixel(xx, yy, image::Luma([if (xx / 3) % 2 == 0 { 255 } else { 0 }]));
+            }
+        }
+        for yy in y.min(h.saturating_sub(1))..=y1 {
+            for xx in [x.min(w.saturating_sub(1)), x1] {
+                img.put_pixel(xx, yy, image::Luma([if (yy / 3) % 2 == 0 { 255 } else { 0 }]));
+            }
+        }
+    }
+    img
+}
+
+/// Redacts the stored samples of every frame and encodes them again.
+fn redact(file: &DicomFile, req: &CleanRequest, out: &mut CleanOutcome) -> Result<(), PixelError> {
+    let mut reader = RawReader::new(file)?;
+    let layout = reader.layout().clone();
+    let mut enc = FrameEncoder::new(&layout, &file.ts, req.policy)?;
+    let every: Vec<Rect> = out
+        .found
+        .iter()
+        .filter(|f| f.frame.is_none() && f.overlay.is_none())
+        .map(Found::rect)
+        .collect();
+    for i in 0..reader.frame_count() {
+        let mut frame = reader.frame(i)?;
+        let mut rects = every.clone();
+        rects.extend(
+            out.found
+                .iter()
+                .filter(|f| f.frame == Some(i) && f.overlay.is_none())
+                .map(Found::rect),
+        );
+        for r in &rects {
+            let fill = fill_for(&layout, &frame, r);
+            fill_rects(&layout, &mut frame, std::slice::from_ref(r), &fill);
+        }
+        enc.push(&frame)?;
+    }
+    let encoded = enc.finish()?;
+    if let Some(t) = &encoded.transcoded {
+        out.notes.push(t.clone());
+    }
+    out.pixels = Some(encoded);
+    Ok(())
+}
+
+/// The fill for one box: per sample, the median of the pixels on the ring
+/// just outside it (the background the text sat on), so that the box adds
+/// no edge of its own and text darker than its background disappears as
+/// surely as brighter text. Subsampled YBR and palette images take the
+/// black value (a median of chroma pairs or of palette indices means
+/// nothing).
+fn fill_for(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Vec<u16> {
+    if layout.subsampled() || layout.photometric == "PALETTE COLOR" {
+        return black_value(layout, frame);
+    }
+    let (cols, rows) = (layout.cols as i64, layout.rows as i64);
+    let spp = layout.spp as usize;
+    let bps = layout.bytes_per_sample();
+    let get = |x: i64, y: i64, c: usize| -> u16 {
+        let i = ((y * cols + x) as usize) * spp + c;
+        if bps == 1 {
+            frame.data[i] as u16
+        } else {
+            u16::from_le_bytes([frame.data[2 * i], frame.data[2 * i + 1]])
+        }
+    };
+    let (x0, y0) = (r.x as i64 - 1, r.y as i64 - 1);
+    let (x1, y1) = (r.x as i64 + r.w as i64, r.y as i64 + r.h as i64);
+    let mut ring = Vec::new();
+    for x in x0..=x1 {
+        ring.push((x, y0));
+        ring.push((x, y1));
+    }
+    for y in y0 + 1..y1 {
+        ring.push((x0, y));
+        ring.push((x1, y));
+    }
+    ring.retain(|&(x, y)| x >= 0 && y >= 0 && x < cols && y < rows);
+    if ring.is_empty() {
+        return black_value(layout, frame);
+    }
+    (0..spp)
+        .map(|c| {
+            let mut v: Vec<i64> = ring
+                .iter()
+                .map(|&(x, y)| signed(layout, get(x, y, c)))
+                .collect();
+            v.sort_unstable();
+            let m = v[v.len() / 2];
+            unsigned(layout, m)
+        })
+        .collect()
+}
+
+/// A stored word as the value it stands for (sign and Bits Stored), so
+/// that medians order correctly for signed images.
+fn signed(l: &RawLayout, w: u16) -> i64 {
+    if !l.signed || l.spp != 1 {
+        return w as i64;
+    }
+    let shift = (l.high_bit + 1).saturating_sub(l.bits_stored) as u32;
+    let bits = l.bits_stored.clamp(1, 16) as u32;
+    let v = (w as i64 >> shift) & ((1i64 << bits) - 1);
+    if (v >> (bits - 1)) & 1 == 1 {
+        v - (1i64 << bits)
+    } else {
+        v
+    }
+}
+
+fn unsigned(l: &RawLayout, v: i64) -> u16 {
+    if !l.signed || l.spp != 1 {
+        return v as u16;
+    }
+    let shift = (l.high_bit + 1).saturating_sub(l.bits_stored) as u32;
+    let bits = l.bits_stored.clamp(1, 16) as u32;
+    (((v & ((1i64 << bits) - 1)) << shift) as u64 & 0xFFFF) as u16
+}
+
+/// Reads the text in every overlay plane and clears the bits of the
+/// lines found; a plane stored in the pixel data's unused bits is not
+/// cleaned here (the object goes to review).
+fn clean_overlays(
+    file: &DicomFile,
+    cache: &mut Cache,
+    out: &mut CleanOutcome,
+) -> Result<(), PixelError> {
+    let planes = match crate::overlays(file) {
+        Ok(p) => p,
+        Err(e) => {
+            out.review = Some(format!("overlay planes cannot be read: {e}"));
+            return Ok(());
+        }
+    };
+    if planes.iter().any(|p| p.embedded) {
+        out.review = Some("an overlay plane is stored in the pixel data's unused bits".into());
+        return Ok(());
+    }
+    let matcher = TextMatcher::new(&[]);
+    let mut groups: Vec<u16> = planes.iter().map(|p| p.group).collect();
+    groups.dedup();
+    for g in groups {
+        let mut bits: Vec<u8> = Vec::new();
+        let mut changed = false;
+        for p in planes.iter().filter(|p| p.group == g) {
+            let mut img = p.image.clone();
+            for l in text_lines(&img) {
+                let key = crop_key(&img, &l);
+                let words = match cache.get(&key) {
+                    Some(w) => w.clone(),
+                    None => {
+                        out.lines_read += 1;
+                        let w = with_thread_ocr(|ocr| {
+                            ocr.read_line_polarity(&img, (l.x, l.y, l.w, l.h), l.bright)
+                        })
+                            .map_err(|e| PixelError::Unsupported(e.to_string()))?
+                            .map_err(|e| PixelError::Unsupported(e.to_string()))?;
+                        cache.insert(key, w.clone());
+                        w
+                    }
+                };
+                // overlays are annotation by nature: any text goes
+                if let Some(why) = decide(&l, &words, true, &matcher) {
+                    let pad = pad_for(l.h);
+                    let (x0, y0) = (l.x.saturating_sub(pad), l.y.saturating_sub(pad));
+                    let x1 = (l.x + l.w + pad).min(img.width());
+                    let y1 = (l.y + l.h + pad).min(img.height());
+                    for y in y0..y1 {
+                        for x in x0..x1 {
+                            img.put_pixel(x, y, image::Luma([0]));
+                        }
+                    }
+                    changed = true;
+                    out.found.push(Found {
+                        frame: Some(p.frame),
+                        x: x0,
+                        y: y0,
+                        w: x1 - x0,
+                        h: y1 - y0,
+                        why: format!("ocr in overlay: {why}"),
+                        overlay: Some(g),
+                    });
+                }
+            }
+            // pack this plane frame after the previous ones (bit i of the
+            // group's data is pixel i of the concatenated frames)
+            bits.extend(img.as_raw().iter().map(|v| u8::from(*v != 0)));
+        }
+        if changed {
+            let mut packed = vec![0u8; bits.len().div_ceil(16) * 2];
+            for (i, b) in bits.iter().enumerate() {
+                if *b != 0 {
+                    packed[i / 8] |= 1 << (i % 8);
+                }
+            }
+            out.overlays.push((g, packed));
+        }
+    }
+    Ok(())
+}
