@@ -8,6 +8,9 @@
 //! is still there, and [`volume`] writes the result on the input's grid
 //! in the input's format.
 
+pub mod brain;
+pub mod deface;
 pub mod volume;
 
-pub use volume::Volume;
+pub use deface::{deface, DefaceError, DefaceOptions, Defaced, Modality};
+pub use volume::{Volume, VolumeError};

@@ -52,3 +52,39 @@ impl Volume {
         s
     }
 }
+
+/// Why a volume could not be read or written. Reasons name kinds and tags,
+/// never values or paths (both may be PHI).
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// I/O failure (kind only).
+    #[error("I/O error: {0:?}")]
+    Io(std::io::ErrorKind),
+    /// Not a NIfTI file Veil reads, or a malformed one.
+    #[error("NIfTI: {0}")]
+    Nifti(String),
+    /// The DICOM objects do not form one regular volume (gantry tilt,
+    /// inconsistent spacing, orientation or size, missing attributes).
+    #[error("DICOM series: {0}")]
+    Series(String),
+}
+
+impl From<std::io::Error> for VolumeError {
+    fn from(e: std::io::Error) -> Self {
+        VolumeError::Io(e.kind())
+    }
+}
+
+impl Volume {
+    /// Reads a NIfTI-1 file (.nii or .nii.gz).
+    pub fn read_nifti(path: &std::path::Path) -> Result<Volume, VolumeError> {
+        let _ = path;
+        Err(VolumeError::Nifti("not implemented yet".into()))
+    }
+
+    /// Reads the DICOM series in a folder (one series) as a volume.
+    pub fn read_dicom_series(dir: &std::path::Path) -> Result<Volume, VolumeError> {
+        let _ = dir;
+        Err(VolumeError::Series("not implemented yet".into()))
+    }
+}

@@ -1,0 +1,1 @@
+//! A brain mask Veil computes for MR and CT.
