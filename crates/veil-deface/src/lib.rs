@@ -10,6 +10,8 @@
 
 pub mod brain;
 pub mod deface;
+mod morph;
+pub mod series;
 pub mod volume;
 
 pub use deface::{deface, DefaceError, DefaceOptions, Defaced, Modality};

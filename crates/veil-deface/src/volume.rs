@@ -1,4 +1,8 @@
-//! A head volume in patient space.
+//! A head volume in patient space, read from and written back to NIfTI-1
+//! files; DICOM series are in [`crate::series`].
+
+use std::io::{Read, Write};
+use std::path::Path;
 
 /// Voxels on a regular grid plus where the grid lies in the patient.
 ///
@@ -76,15 +80,281 @@ impl From<std::io::Error> for VolumeError {
 }
 
 impl Volume {
-    /// Reads a NIfTI-1 file (.nii or .nii.gz).
-    pub fn read_nifti(path: &std::path::Path) -> Result<Volume, VolumeError> {
-        let _ = path;
-        Err(VolumeError::Nifti("not implemented yet".into()))
+    /// Reads a NIfTI-1 file (.nii or .nii.gz; gzip is detected from the
+    /// bytes, not the name).
+    pub fn read_nifti(path: &Path) -> Result<Volume, VolumeError> {
+        Ok(read_nifti(path)?.0)
     }
 
-    /// Reads the DICOM series in a folder (one series) as a volume.
-    pub fn read_dicom_series(dir: &std::path::Path) -> Result<Volume, VolumeError> {
-        let _ = dir;
-        Err(VolumeError::Series("not implemented yet".into()))
+    /// Reads the DICOM series in a folder (all files in it, recursively,
+    /// must be one series) as a volume.
+    pub fn read_dicom_series(dir: &Path) -> Result<Volume, VolumeError> {
+        let files = veil_io::walk(&[dir.to_path_buf()])?;
+        Ok(crate::series::read_series(&files)?.0)
     }
+}
+
+/// What a NIfTI file held besides the voxels, kept so that the output has
+/// the input's header, extensions, data type and affine byte for byte
+/// (only the voxel values change).
+#[derive(Debug, Clone)]
+pub struct NiftiHeader {
+    /// The 348-byte header as read.
+    raw: Vec<u8>,
+    /// Bytes between the header and the voxels (extensions), as read.
+    extra: Vec<u8>,
+    big_endian: bool,
+    datatype: i16,
+    slope: f32,
+    inter: f32,
+    /// The input was gzipped.
+    pub gzipped: bool,
+}
+
+struct Endian(bool);
+impl Endian {
+    fn i16(&self, b: &[u8], at: usize) -> i16 {
+        let a = [b[at], b[at + 1]];
+        if self.0 {
+            i16::from_be_bytes(a)
+        } else {
+            i16::from_le_bytes(a)
+        }
+    }
+    fn f32(&self, b: &[u8], at: usize) -> f32 {
+        let a = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if self.0 {
+            f32::from_be_bytes(a)
+        } else {
+            f32::from_le_bytes(a)
+        }
+    }
+}
+
+/// Bytes per voxel of the NIfTI data types Veil reads (scalar ones).
+fn nifti_width(datatype: i16) -> Option<usize> {
+    Some(match datatype {
+        2 | 256 => 1,
+        4 | 512 => 2,
+        8 | 16 | 768 => 4,
+        64 => 8,
+        _ => return None,
+    })
+}
+
+/// Reads a NIfTI-1 file: the volume and what is needed to write it back.
+pub fn read_nifti(path: &Path) -> Result<(Volume, NiftiHeader), VolumeError> {
+    let raw = std::fs::read(path)?;
+    let gzipped = raw.starts_with(&[0x1f, 0x8b]);
+    let bytes = if gzipped {
+        let mut out = Vec::with_capacity(raw.len() * 3);
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|_| VolumeError::Nifti("corrupt gzip stream".into()))?;
+        out
+    } else {
+        raw
+    };
+    if bytes.len() < 352 {
+        return Err(VolumeError::Nifti("shorter than a NIfTI-1 header".into()));
+    }
+    let e = Endian(
+        match i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) {
+            348 => false,
+            0x5c01_0000 => true,
+            540 => return Err(VolumeError::Nifti("NIfTI-2 is not supported".into())),
+            _ => return Err(VolumeError::Nifti("not a NIfTI-1 header".into())),
+        },
+    );
+    if &bytes[344..347] != b"n+1" && &bytes[344..347] != b"ni1" {
+        return Err(VolumeError::Nifti("bad magic".into()));
+    }
+    if &bytes[344..347] == b"ni1" {
+        return Err(VolumeError::Nifti(
+            "two-file NIfTI (.hdr/.img) is not supported".into(),
+        ));
+    }
+    let ndim = e.i16(&bytes, 40);
+    let mut dims = [1usize; 3];
+    for (a, d) in dims.iter_mut().enumerate() {
+        let v = e.i16(&bytes, 42 + 2 * a);
+        if (a as i16) < ndim {
+            if v < 1 {
+                return Err(VolumeError::Nifti("non-positive dimension".into()));
+            }
+            *d = v as usize;
+        }
+    }
+    for a in 3..7 {
+        if (a as i16) < ndim && e.i16(&bytes, 42 + 2 * a) > 1 {
+            return Err(VolumeError::Nifti(
+                "more than three dimensions (time series) is not supported".into(),
+            ));
+        }
+    }
+    let datatype = e.i16(&bytes, 70);
+    let width = nifti_width(datatype)
+        .ok_or_else(|| VolumeError::Nifti(format!("data type {datatype} is not supported")))?;
+    let vox_offset = e.f32(&bytes, 108).max(352.0) as usize;
+    let n = dims[0] * dims[1] * dims[2];
+    if bytes.len() < vox_offset + n * width {
+        return Err(VolumeError::Nifti("truncated voxel data".into()));
+    }
+    let mut slope = e.f32(&bytes, 112);
+    let inter = e.f32(&bytes, 116);
+    if slope == 0.0 || !slope.is_finite() {
+        slope = 1.0;
+    }
+    let inter_eff = if inter.is_finite() { inter } else { 0.0 };
+    let vox = &bytes[vox_offset..vox_offset + n * width];
+    let be = e.0;
+    let data: Vec<f32> = vox
+        .chunks_exact(width)
+        .map(|c| {
+            let v = decode_sample(datatype, c, be);
+            (v * slope as f64 + inter_eff as f64) as f32
+        })
+        .collect();
+    let affine = nifti_affine(&bytes, &e);
+    let header = NiftiHeader {
+        raw: bytes[..348].to_vec(),
+        extra: bytes[348..vox_offset].to_vec(),
+        big_endian: be,
+        datatype,
+        slope,
+        inter: inter_eff,
+        gzipped,
+    };
+    Ok((Volume { dims, data, affine }, header))
+}
+
+fn decode_sample(datatype: i16, c: &[u8], be: bool) -> f64 {
+    macro_rules! num {
+        ($t:ty) => {{
+            let a = c.try_into().expect("width checked");
+            (if be {
+                <$t>::from_be_bytes(a)
+            } else {
+                <$t>::from_le_bytes(a)
+            }) as f64
+        }};
+    }
+    match datatype {
+        2 => c[0] as f64,
+        256 => c[0] as i8 as f64,
+        4 => num!(i16),
+        512 => num!(u16),
+        8 => num!(i32),
+        768 => num!(u32),
+        16 => num!(f32),
+        _ => num!(f64),
+    }
+}
+
+/// The voxel-to-RAS+ affine: sform if set, else qform, else the
+/// spacing alone (NIfTI-1 methods 3, 2, 1).
+fn nifti_affine(b: &[u8], e: &Endian) -> [[f64; 4]; 4] {
+    let mut a = [[0.0; 4]; 4];
+    a[3][3] = 1.0;
+    let pix: Vec<f64> = (0..8).map(|i| e.f32(b, 76 + 4 * i) as f64).collect();
+    let qform = e.i16(b, 252);
+    let sform = e.i16(b, 254);
+    if sform > 0 {
+        for (r, row) in a.iter_mut().take(3).enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = e.f32(b, 280 + 16 * r + 4 * c) as f64;
+            }
+        }
+    } else if qform > 0 {
+        let (qb, qc, qd) = (
+            e.f32(b, 256) as f64,
+            e.f32(b, 260) as f64,
+            e.f32(b, 264) as f64,
+        );
+        let qa = (1.0 - (qb * qb + qc * qc + qd * qd)).max(0.0).sqrt();
+        let qfac = if pix[0] < 0.0 { -1.0 } else { 1.0 };
+        let r = [
+            [
+                qa * qa + qb * qb - qc * qc - qd * qd,
+                2.0 * (qb * qc - qa * qd),
+                2.0 * (qb * qd + qa * qc),
+            ],
+            [
+                2.0 * (qb * qc + qa * qd),
+                qa * qa + qc * qc - qb * qb - qd * qd,
+                2.0 * (qc * qd - qa * qb),
+            ],
+            [
+                2.0 * (qb * qd - qa * qc),
+                2.0 * (qc * qd + qa * qb),
+                qa * qa + qd * qd - qc * qc - qb * qb,
+            ],
+        ];
+        let s = [pix[1], pix[2], pix[3] * qfac];
+        for rr in 0..3 {
+            for c in 0..3 {
+                a[rr][c] = r[rr][c] * s[c];
+            }
+            a[rr][3] = e.f32(b, 268 + 4 * rr) as f64;
+        }
+    } else {
+        for i in 0..3 {
+            a[i][i] = if pix[i + 1] > 0.0 { pix[i + 1] } else { 1.0 };
+        }
+    }
+    a
+}
+
+/// Writes a volume with the header, extensions, data type and scaling of
+/// the file it was read from. Values are converted back to the stored type
+/// (inverse scaling, rounded, clamped to the type's range). Gzipped when
+/// `path` ends in `.gz`.
+pub fn write_nifti(path: &Path, vol: &Volume, header: &NiftiHeader) -> Result<(), VolumeError> {
+    let width = nifti_width(header.datatype).expect("checked on reading");
+    let n = vol.data.len();
+    let mut bytes = Vec::with_capacity(348 + header.extra.len() + 4 + n * width);
+    bytes.extend_from_slice(&header.raw);
+    let vox_offset = 348 + header.extra.len().max(4);
+    bytes.extend_from_slice(&header.extra);
+    bytes.resize(vox_offset, 0);
+    // vox_offset stays what it was (extra holds exactly the bytes up to it).
+    let be = header.big_endian;
+    for &v in &vol.data {
+        let s = (v as f64 - header.inter as f64) / header.slope as f64;
+        macro_rules! int {
+            ($t:ty) => {{
+                let x = s.round().clamp(<$t>::MIN as f64, <$t>::MAX as f64) as $t;
+                if be {
+                    bytes.extend_from_slice(&x.to_be_bytes())
+                } else {
+                    bytes.extend_from_slice(&x.to_le_bytes())
+                }
+            }};
+        }
+        match header.datatype {
+            2 => int!(u8),
+            256 => int!(i8),
+            4 => int!(i16),
+            512 => int!(u16),
+            8 => int!(i32),
+            768 => int!(u32),
+            16 => {
+                let x = s as f32;
+                bytes.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() })
+            }
+            _ => bytes.extend_from_slice(&if be { s.to_be_bytes() } else { s.to_le_bytes() }),
+        }
+    }
+    let gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let out = if gz {
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        z.write_all(&bytes)?;
+        z.finish()?
+    } else {
+        bytes
+    };
+    veil_io::atomic::write_all(path, &out)?;
+    Ok(())
 }
