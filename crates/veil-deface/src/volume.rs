@@ -358,3 +358,97 @@ pub fn write_nifti(path: &Path, vol: &Volume, header: &NiftiHeader) -> Result<()
     veil_io::atomic::write_all(path, &out)?;
     Ok(())
 }
+
+impl NiftiHeader {
+    /// A NIfTI-1 header for a volume that came from elsewhere (a DICOM
+    /// series): float32 voxels, no scaling, sform and qform method codes
+    /// "scanner" with the volume's affine in the sform.
+    pub fn for_volume(vol: &Volume) -> NiftiHeader {
+        let mut h = vec![0u8; 348];
+        h[0..4].copy_from_slice(&348i32.to_le_bytes());
+        let put16 =
+            |h: &mut Vec<u8>, at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        let put32 =
+            |h: &mut Vec<u8>, at: usize, v: f32| h[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        put16(&mut h, 40, 3);
+        for a in 0..3 {
+            put16(&mut h, 42 + 2 * a, vol.dims[a] as i16);
+        }
+        for a in 3..7 {
+            put16(&mut h, 42 + 2 * a, 1);
+        }
+        put16(&mut h, 70, 16);
+        put16(&mut h, 72, 32);
+        let sp = vol.spacing();
+        put32(&mut h, 76, 1.0);
+        for (a, s) in sp.iter().enumerate() {
+            put32(&mut h, 80 + 4 * a, *s as f32);
+        }
+        put32(&mut h, 108, 352.0);
+        put32(&mut h, 112, 1.0);
+        h[123] = 10; // xyzt_units: mm, s
+        put16(&mut h, 254, 1);
+        for r in 0..3 {
+            for c in 0..4 {
+                put32(&mut h, 280 + 16 * r + 4 * c, vol.affine[r][c] as f32);
+            }
+        }
+        h[344..348].copy_from_slice(b"n+1\0");
+        NiftiHeader {
+            raw: h,
+            extra: vec![0; 4],
+            big_endian: false,
+            datatype: 16,
+            slope: 1.0,
+            inter: 0.0,
+            gzipped: true,
+        }
+    }
+
+    /// This header for a 0/1 mask on the same grid: uint8, no scaling,
+    /// same affine and extensions.
+    pub fn for_mask(&self) -> NiftiHeader {
+        let mut h = self.clone();
+        let e = Endian(self.big_endian);
+        let put16 = |h: &mut Vec<u8>, at: usize, v: i16| {
+            h[at..at + 2].copy_from_slice(&if e.0 {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            })
+        };
+        let put32 = |h: &mut Vec<u8>, at: usize, v: f32| {
+            h[at..at + 4].copy_from_slice(&if e.0 {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            })
+        };
+        put16(&mut h.raw, 70, 2);
+        put16(&mut h.raw, 72, 8);
+        put32(&mut h.raw, 112, 1.0);
+        put32(&mut h.raw, 116, 0.0);
+        put32(&mut h.raw, 124, 1.0); // cal_max
+        put32(&mut h.raw, 128, 0.0); // cal_min
+        h.datatype = 2;
+        h.slope = 1.0;
+        h.inter = 0.0;
+        h
+    }
+}
+
+/// Writes a mask (true = 1) on `vol`'s grid as a uint8 NIfTI with the
+/// geometry of `header`.
+pub fn write_nifti_mask(
+    path: &Path,
+    vol: &Volume,
+    mask: &[bool],
+    header: &NiftiHeader,
+) -> Result<(), VolumeError> {
+    let m = Volume {
+        dims: vol.dims,
+        data: mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect(),
+        affine: vol.affine,
+    };
+    write_nifti(path, &m, &header.for_mask())
+}

@@ -12,5 +12,5 @@ pub mod key;
 pub mod pseudonym;
 
 pub use clean::{Cleaner, Harvest, MASK};
-pub use engine::{Act, Decision, Deidentified, Deidentifier, Policy, PolicyError};
+pub use engine::{Act, Decision, Deidentified, Deidentifier, Policy, PolicyError, DEFACE_PENDING};
 pub use key::{Key, KeyError};

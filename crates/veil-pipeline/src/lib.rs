@@ -17,11 +17,14 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
+use veil_core::ProfileOption;
 use veil_core::Tag;
 use veil_core::{Phi, QuarantineReason};
 use veil_deid::{pseudonym, Deidentifier, Policy};
 use veil_io::DirEntry;
 use veil_io::WriteMeta;
+
+pub mod deface;
 
 /// What to run.
 pub struct Batch<'a> {
@@ -197,9 +200,19 @@ impl Batch<'_> {
         // `jobs` bounds the CPU work (parse, decide, apply); writing is
         // mostly waiting for the disk, so more threads than jobs keep the
         // disk busy while at most `jobs` of them compute.
+        let defacing = if self
+            .policy
+            .options()
+            .contains(&ProfileOption::CleanRecognizableVisualFeatures)
+        {
+            Some(deface::Stage::prepare(&files, &self.review)?)
+        } else {
+            None
+        };
         let st = RunState {
             claims: Mutex::new(HashSet::new()),
             cpu: Semaphore::new(self.jobs.max(1)),
+            defacing,
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.jobs.max(1) * IO_THREADS_PER_JOB)
@@ -237,6 +250,9 @@ impl Batch<'_> {
             for s in staged {
                 results.push(self.commit(s, &mut claims, &mut dirs));
             }
+        }
+        if let Some(d) = &st.defacing {
+            d.clean_up()?;
         }
         // make every rename durable: one fsync per folder
         for dir in &dirs {
@@ -295,10 +311,18 @@ impl Batch<'_> {
             let reason = QuarantineReason::Dicomdir;
             return staged(Outcome::Quarantined { reason });
         }
-        let d = match deid.run(&file) {
+        let mut d = match deid.run(&file) {
             Ok(d) => d,
             Err(reason) => return staged(Outcome::Quarantined { reason }),
         };
+        if let Some(df) = &st.defacing {
+            if let Err(e) = df.apply(input, &mut d.dataset, &mut d.review) {
+                let detail = format!("{:?}", e.kind());
+                return staged(Outcome::Quarantined {
+                    reason: QuarantineReason::Io { detail },
+                });
+            }
+        }
         drop(permit);
         let rel = if self.dicomdir {
             d.path
@@ -531,4 +555,6 @@ struct RunState {
     claims: Mutex<HashSet<String>>,
     /// Bounds CPU-bound work to `jobs` threads.
     cpu: Semaphore,
+    /// The defacing stage's plan, when the option is set.
+    defacing: Option<deface::Stage>,
 }
