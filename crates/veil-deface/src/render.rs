@@ -240,6 +240,25 @@ impl<'a> Skin<'a> {
 
     /// Renders the skin from `view` with square pixels of `pixel_mm`.
     pub fn render(&self, view: View, pixel_mm: f64) -> Render {
+        self.render_framed(view, pixel_mm, self.centre, self.radius)
+    }
+
+    /// The radius of the head around its centre, mm (every head voxel is
+    /// within it).
+    pub fn radius(&self) -> f64 {
+        self.radius
+    }
+
+    /// Renders with the frame of another skin (its centre and radius), so
+    /// that two versions of a head (before and after defacing) come out
+    /// pixel for pixel comparable.
+    pub fn render_framed(
+        &self,
+        view: View,
+        pixel_mm: f64,
+        centre: [f64; 3],
+        radius: f64,
+    ) -> Render {
         let (yaw, pitch) = (view.yaw_deg.to_radians(), view.pitch_deg.to_radians());
         // unit vector from the centre to the eye
         let eye = [
@@ -250,10 +269,10 @@ impl<'a> Skin<'a> {
         let dir = eye.map(|v| -v);
         let up = normalize(sub([0.0, 0.0, 1.0], scale(dir, dir[2])));
         let right = cross(dir, up);
-        let r = self.radius;
+        let r = radius;
         let size = ((2.0 * r / pixel_mm).ceil() as usize).max(1);
         // corner of pixel (0, 0): left (-right) and top (+up) of the eye point
-        let plane_centre = sub(self.centre, scale(dir, r));
+        let plane_centre = sub(centre, scale(dir, r));
         let origin = add(sub(plane_centre, scale(right, r)), scale(up, r));
 
         let vol = self.vol;
