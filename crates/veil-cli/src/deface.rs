@@ -15,7 +15,13 @@ pub struct DefaceArgs {
     /// A NIfTI file (.nii, .nii.gz) or a folder holding one DICOM series.
     input: PathBuf,
     /// The output: a NIfTI file, or a folder for the defaced series.
-    output: PathBuf,
+    #[arg(required_unless_present = "check_only")]
+    output: Option<PathBuf>,
+    /// Only check whether a face is there (skin renders from the front,
+    /// +-15 degrees pitch, +-30/+-60 degrees yaw, and the geometric nose
+    /// test); writes nothing. Exit 0 no face, 1 a face.
+    #[arg(long, conflicts_with_all = ["mask_out", "brain_out", "qc", "ears"])]
+    check_only: bool,
     /// Also write the removed-voxel mask (NIfTI, 1 = removed).
     #[arg(long, value_name = "MASK.nii.gz")]
     mask_out: Option<PathBuf>,
@@ -49,6 +55,24 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
         (v, h, None)
     };
     let t_read = t0.elapsed().as_secs_f64();
+    let Some(output) = a.output.as_ref().filter(|_| !a.check_only) else {
+        let r = veil_deface::facecheck::face_check(&vol);
+        crate::emit(&format!(
+            "{}\n",
+            serde_json::json!({
+                "face": r.face,
+                "nose_prominence_mm": r.nose_prominence_mm,
+                "views": r.views.iter().map(|v| serde_json::json!({
+                    "yaw_deg": v.view.yaw_deg,
+                    "pitch_deg": v.view.pitch_deg,
+                    "nose_prominence_mm": v.nose_prominence_mm,
+                    "nose": v.nose,
+                })).collect::<Vec<_>>(),
+                "seconds": t0.elapsed().as_secs_f64(),
+            })
+        ))?;
+        return Ok(if r.face { 1 } else { 0 });
+    };
     let opts = DefaceOptions {
         remove_ears: a.ears,
         modality: a.modality.as_deref().map(|m| {
@@ -75,13 +99,13 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
     let mut note = None;
     match &series {
         Some(s) => {
-            s.write(&d.volume, &a.output, true)
+            s.write(&d.volume, output, true)
                 .map_err(|e| e.to_string())?;
             if s.recompressed_as_native {
                 note = Some("compressed input written as Explicit VR Little Endian");
             }
         }
-        None => volume::write_nifti(&a.output, &d.volume, &nifti).map_err(|e| e.to_string())?,
+        None => volume::write_nifti(output, &d.volume, &nifti).map_err(|e| e.to_string())?,
     }
     if let Some(m) = &a.mask_out {
         volume::write_nifti_mask(m, &vol, &d.removed, &nifti).map_err(|e| e.to_string())?;
@@ -89,9 +113,10 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
     if let Some(m) = &a.brain_out {
         volume::write_nifti_mask(m, &vol, &d.brain, &nifti).map_err(|e| e.to_string())?;
     }
-    if a.qc.is_some() {
-        // TODO(D2): call veil_deface::qc::render_qc once src/qc.rs publishes it.
-        return Err("--qc is not available yet in this build".into());
+    if let Some(q) = &a.qc {
+        let png = veil_deface::qc::qc_png(&vol, &d.volume, Some(&d.brain));
+        veil_io::atomic::write_all(q, &png)
+            .map_err(|e| format!("writing the QC picture: {:?}", e.kind()))?;
     }
     let t_write = t2.elapsed().as_secs_f64();
     let brain = d.brain.iter().filter(|&&b| b).count();

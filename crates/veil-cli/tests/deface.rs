@@ -165,6 +165,8 @@ fn nifti_in_nifti_out_same_header_brain_kept() {
         .arg(&out)
         .arg("--mask-out")
         .arg(&mask)
+        .arg("--qc")
+        .arg(dir.join("qc.png"))
         .output()
         .unwrap();
     assert_eq!(
@@ -175,6 +177,23 @@ fn nifti_in_nifti_out_same_header_brain_kept() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(summary["modality"], "MR");
+    let qc = std::fs::read(dir.join("qc.png")).unwrap();
+    assert!(qc.starts_with(b"\x89PNG"), "QC picture written");
+    // The face check sees the face before and none after.
+    let check = |f: &Path| {
+        Command::new(VEIL)
+            .args(["deface", "--check-only"])
+            .arg(f)
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(
+        check(&h.join("ch2.nii.gz")),
+        Some(1),
+        "face in the original"
+    );
+    assert_eq!(check(&out), Some(0), "no face after defacing");
     let (before, hb) = volume::read_nifti(&h.join("ch2.nii.gz")).unwrap();
     let (after, ha) = volume::read_nifti(&out).unwrap();
     assert_eq!(format!("{hb:?}"), format!("{ha:?}"), "header kept");
@@ -286,10 +305,15 @@ fn dicom_series_in_same_series_out_and_in_a_batch() {
 
     // The same series in a batch, with a lone localizer beside it.
     let loc = dir.join("series/localizer.dcm");
-    let mut one = veil_io::read(&inputs[0]).unwrap().dataset;
+    let src = veil_io::read(&inputs[0]).unwrap();
+    let mut one = src.dataset.clone();
     one.put(Element::text(Tag(0x0008, 0x0018), VR::UI, "2.25.999.1"));
     one.put(Element::text(Tag(0x0020, 0x000E), VR::UI, "2.25.999.2"));
-    veil_io::write_explicit_le(&loc, &one).unwrap();
+    let meta = veil_io::WriteMeta {
+        sop_class: "1.2.840.10008.5.1.4.1.1.4".into(),
+        sop_instance: "2.25.999.1".into(),
+    };
+    veil_io::write_file(&loc, &meta, &src.ts, &one, &src.source).unwrap();
     let key = veil_test::new_key(VEIL, &dir);
     let bout = dir.join("batch");
     let review = dir.join("review");

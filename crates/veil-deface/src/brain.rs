@@ -82,34 +82,60 @@ pub fn otsu(values: impl Iterator<Item = f32>, lo: f32, hi: f32) -> f32 {
     lo + (best_t as f32 + 0.5) / 255.0 * w
 }
 
+/// Blocks of voxels averaged into one coarse voxel: `size` fine voxels
+/// per axis, fine voxel `i` in block `(i + phase) / size`.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocks {
+    /// Fine voxels per block, per axis.
+    pub size: [usize; 3],
+    /// Empty fine positions before the first voxel, per axis.
+    pub phase: [usize; 3],
+}
+
+impl Blocks {
+    /// The coarse index of fine index `i` along `axis`.
+    pub fn of(&self, axis: usize, i: usize) -> usize {
+        (i + self.phase[axis]) / self.size[axis]
+    }
+}
+
 /// Averages blocks of voxels so that the grid is about 2 mm: the masks
 /// need no finer detail (the face cut keeps a margin of several mm from the
-/// brain) and every later step gets up to 8 times faster. Returns the
-/// coarse volume and the block size per axis.
-pub fn coarse(vol: &Volume) -> (Volume, [usize; 3]) {
+/// brain) and every later step gets up to 8 times faster. Blocks are laid
+/// from the end of each axis that lies lowest in patient space, so the
+/// same head stored flipped or in another axis order gets the same coarse
+/// grid in patient space, hence the same result.
+pub fn coarse(vol: &Volume) -> (Volume, Blocks) {
     let sp = vol.spacing();
-    let mut f = [1usize; 3];
+    let d = vol.dims;
+    let mut b = Blocks {
+        size: [1; 3],
+        phase: [0; 3],
+    };
     for a in 0..3 {
         if sp[a] > 0.0 && sp[a] < 1.5 {
-            f[a] = ((2.0 / sp[a]).round() as usize).max(1);
+            b.size[a] = ((2.0 / sp[a]).round() as usize).max(1);
+        }
+        // the axis's direction in patient space: its largest component
+        let col = [vol.affine[0][a], vol.affine[1][a], vol.affine[2][a]];
+        let major = (0..3)
+            .max_by(|&x, &y| col[x].abs().total_cmp(&col[y].abs()))
+            .expect("three");
+        if col[major] < 0.0 {
+            b.phase[a] = (b.size[a] - d[a] % b.size[a]) % b.size[a];
         }
     }
-    let d = vol.dims;
-    let cd = [
-        d[0].div_ceil(f[0]),
-        d[1].div_ceil(f[1]),
-        d[2].div_ceil(f[2]),
-    ];
+    let cd = [0, 1, 2].map(|a| (d[a] + b.phase[a]).div_ceil(b.size[a]));
     let mut sum = vec![0f64; cd[0] * cd[1] * cd[2]];
     let mut cnt = vec![0u32; sum.len()];
     for k in 0..d[2] {
-        let ck = k / f[2];
+        let ck = b.of(2, k);
         for j in 0..d[1] {
-            let cj = j / f[1];
+            let cj = b.of(1, j);
             let row = vol.index(0, j, k);
             let crow = cd[0] * (cj + cd[1] * ck);
             for i in 0..d[0] {
-                let c = crow + i / f[0];
+                let c = crow + b.of(0, i);
                 sum[c] += vol.data[row + i] as f64;
                 cnt[c] += 1;
             }
@@ -120,12 +146,14 @@ pub fn coarse(vol: &Volume) -> (Volume, [usize; 3]) {
         .zip(&cnt)
         .map(|(s, &c)| (s / c.max(1) as f64) as f32)
         .collect();
+    // coarse voxel I is centred on fine position I*size - phase + (size-1)/2
     let mut affine = vol.affine;
     for row in affine.iter_mut().take(3) {
         let mut off = 0.0;
-        for (c, &fc) in f.iter().enumerate() {
-            off += row[c] * (fc as f64 - 1.0) / 2.0;
-            row[c] *= fc as f64;
+        for c in 0..3 {
+            let fc = b.size[c] as f64;
+            off += row[c] * ((fc - 1.0) / 2.0 - b.phase[c] as f64);
+            row[c] *= fc;
         }
         row[3] += off;
     }
@@ -135,7 +163,7 @@ pub fn coarse(vol: &Volume) -> (Volume, [usize; 3]) {
             data,
             affine,
         },
-        f,
+        b,
     )
 }
 

@@ -459,7 +459,12 @@ pub fn deface(vol: &Volume, opts: &DefaceOptions) -> Result<Defaced, DefaceError
     }
 
     let fill = match modality {
-        Modality::Ct => brain::quantile(&vol.data, 0.0).min(-1000.0),
+        Modality::Ct => vol
+            .data
+            .iter()
+            .copied()
+            .fold(f32::INFINITY, f32::min)
+            .min(-1000.0),
         Modality::Mr => {
             let bg: Vec<f32> = cv
                 .data
@@ -493,7 +498,7 @@ pub fn deface(vol: &Volume, opts: &DefaceOptions) -> Result<Defaced, DefaceError
         for j in 0..d[1] {
             let w0 = vol.to_world([0.0, j as f64, k as f64]);
             let row = vol.index(0, j, k);
-            let crow = cd[0] * (j / f[1] + cd[1] * (k / f[2]));
+            let crow = cd[0] * (f.of(1, j) + cd[1] * f.of(2, k));
             for i in 0..d[0] {
                 let fi = i as f64;
                 let w = [
@@ -502,7 +507,7 @@ pub fn deface(vol: &Volume, opts: &DefaceOptions) -> Result<Defaced, DefaceError
                     w0[2] + a[2][0] * fi,
                 ];
                 let idx = row + i;
-                brain_fine[idx] = brain_c[crow + i / f[0]];
+                brain_fine[idx] = brain_c[crow + f.of(0, i)];
                 if cut.removes(w) {
                     removed[idx] = true;
                     out.data[idx] = fill;
