@@ -10,7 +10,10 @@
 
 pub mod brain;
 pub mod deface;
+pub mod facecheck;
 mod morph;
+pub mod qc;
+pub mod render;
 pub mod series;
 pub mod volume;
 
