@@ -150,9 +150,9 @@ pub fn coarse(vol: &Volume) -> (Volume, Blocks) {
     let mut affine = vol.affine;
     for row in affine.iter_mut().take(3) {
         let mut off = 0.0;
-        for c in 0..3 {
-            let fc = b.size[c] as f64;
-            off += row[c] * ((fc - 1.0) / 2.0 - b.phase[c] as f64);
+        for (c, (&size, &phase)) in b.size.iter().zip(&b.phase).enumerate() {
+            let fc = size as f64;
+            off += row[c] * ((fc - 1.0) / 2.0 - phase as f64);
             row[c] *= fc;
         }
         row[3] += off;

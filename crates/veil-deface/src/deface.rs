@@ -419,7 +419,8 @@ pub fn deface(vol: &Volume, opts: &DefaceOptions) -> Result<Defaced, DefaceError
             p
         };
         // Ears: from 60 mm below the frontal lobes' underside up to the
-        // pole, and from 70 mm behind the pole to 25 mm behind it.
+        // pole, and from 140 mm behind the pole to 25 mm behind it (the ear
+        // canal lies about 90 mm behind the frontal pole).
         let y_pole = raw.v[pole];
         let under = (blo..=pole)
             .find(|&b| !raw.v[b].is_nan() && raw.v[b] > y_pole - 15.0)
@@ -429,7 +430,7 @@ pub fn deface(vol: &Volume, opts: &DefaceOptions) -> Result<Defaced, DefaceError
             extend(left),
             raw.z(under) - 60.0,
             raw.z(pole) + 5.0,
-            y_pole - 110.0,
+            y_pole - 140.0,
             y_pole - 25.0,
         ))
     } else {

@@ -308,7 +308,8 @@ fn nifti_affine(b: &[u8], e: &Endian) -> [[f64; 4]; 4] {
 /// Writes a volume with the header, extensions, data type and scaling of
 /// the file it was read from. Values are converted back to the stored type
 /// (inverse scaling, rounded, clamped to the type's range). Gzipped when
-/// `path` ends in `.gz`.
+/// `path` ends in `.gz`, at the fastest level (writing dominated the
+/// command's time at the default level; the files are about 15% larger).
 pub fn write_nifti(path: &Path, vol: &Volume, header: &NiftiHeader) -> Result<(), VolumeError> {
     let width = nifti_width(header.datatype).expect("checked on reading");
     let n = vol.data.len();
@@ -349,7 +350,7 @@ pub fn write_nifti(path: &Path, vol: &Volume, header: &NiftiHeader) -> Result<()
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     let out = if gz {
-        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         z.write_all(&bytes)?;
         z.finish()?
     } else {
