@@ -500,17 +500,18 @@ pub(crate) fn invert_affine(a: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 3]> {
     if !det.is_finite() || det.abs() < 1e-12 {
         return None;
     }
-    let mut inv = [[0.0; 4]; 3];
-    for r in 0..3 {
-        for c in 0..3 {
-            // cofactor of (c, r) over det
+    // row r, column c: the cofactor of (c, r) over det
+    let mut inv: [[f64; 4]; 3] = std::array::from_fn(|r| {
+        let mut row = [0.0; 4];
+        for (c, v) in row.iter_mut().take(3).enumerate() {
             let (r1, r2) = ((c + 1) % 3, (c + 2) % 3);
             let (c1, c2) = ((r + 1) % 3, (r + 2) % 3);
-            inv[r][c] = (m(r1, c1) * m(r2, c2) - m(r1, c2) * m(r2, c1)) / det;
+            *v = (m(r1, c1) * m(r2, c2) - m(r1, c2) * m(r2, c1)) / det;
         }
-    }
-    for r in 0..3 {
-        inv[r][3] = -(inv[r][0] * a[0][3] + inv[r][1] * a[1][3] + inv[r][2] * a[2][3]);
+        row
+    });
+    for row in &mut inv {
+        row[3] = -(row[0] * a[0][3] + row[1] * a[1][3] + row[2] * a[2][3]);
     }
     Some(inv)
 }

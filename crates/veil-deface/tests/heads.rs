@@ -86,11 +86,9 @@ fn prominences(r: &FaceReport) -> String {
 /// Fraction of brain voxels whose value did not change.
 fn brain_kept(before: &Volume, after: &Volume, brain: &[bool]) -> f64 {
     let (mut n, mut kept) = (0usize, 0usize);
-    for i in 0..brain.len() {
-        if brain[i] {
-            n += 1;
-            kept += usize::from(before.data[i].to_bits() == after.data[i].to_bits());
-        }
+    for (i, _) in brain.iter().enumerate().filter(|(_, &b)| b) {
+        n += 1;
+        kept += usize::from(before.data[i].to_bits() == after.data[i].to_bits());
     }
     assert!(n > 100_000, "a brain mask of {n} voxels");
     kept as f64 / n as f64
@@ -210,15 +208,15 @@ fn reorient(vol: &Volume, perm: [usize; 3], flip: [bool; 3]) -> (Volume, Vec<usi
     let mut affine = [[0.0; 4]; 4];
     affine[3][3] = 1.0;
     // old index o[perm[a]] = flip[a] ? dims[a]-1-n[a] : n[a]
-    for r in 0..3 {
-        affine[r][3] = vol.affine[r][3];
+    for (row, old) in affine.iter_mut().zip(&vol.affine).take(3) {
+        row[3] = old[3];
         for a in 0..3 {
-            let col = vol.affine[r][perm[a]];
+            let col = old[perm[a]];
             if flip[a] {
-                affine[r][a] = -col;
-                affine[r][3] += col * (dims[a] - 1) as f64;
+                row[a] = -col;
+                row[3] += col * (dims[a] - 1) as f64;
             } else {
-                affine[r][a] = col;
+                row[a] = col;
             }
         }
     }
