@@ -111,7 +111,7 @@ and the background level in MR). Face checks: \`veil deface --check-only\`
 (skin renders from the front, +-15 degrees pitch, +-30/+-60 degrees yaw,
 and the geometric nose test). Target (issue 5): under 5 s per 256^3 volume
 on one core. The machine was shared with other builds while this ran
-(load average about 8 on 2 cores), so times are upper bounds.
+(load average 5 to 8 on 2 cores), so times are upper bounds.
 
 | head | grid | face check (input) | veil s | deface s | removed voxels | brain kept % (veil) | face check (veil) | quickshear s | brain kept % (qs) | qs fill | face check (quickshear) |
 |---|---|---|---|---|---|---|---|---|---|---|---|
