@@ -1,6 +1,6 @@
 //! `veil deface` and `veil deid --option clean-recognizable-visual-features`
-//! on real heads (fetched by scripts/fetch-heads.sh into target/heads, or
-//! `VEIL_HEADS`): NIfTI in and out, a DICOM series made from a head in and
+//! on real heads (`veil_test::heads`: scripts/fetch-heads.sh into
+//! target/heads, or `VEIL_HEADS`): NIfTI in and out, a DICOM series made from a head in and
 //! out, a batch, and refused series.
 
 use std::path::{Path, PathBuf};
@@ -13,32 +13,9 @@ use veil_io::{DataSet, Element, Value};
 
 const VEIL: &str = env!("CARGO_BIN_EXE_veil");
 
-/// The heads cache; fetched on first use. `None` (skip) when it cannot be
-/// fetched, unless `VEIL_REQUIRE_HEADS` is set (CI).
+/// The heads cache (scripts/fetch-heads.sh; scripts/test.sh fetches it).
 fn heads() -> Option<PathBuf> {
-    let dir = std::env::var_os("VEIL_HEADS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/heads"));
-    if !dir.join("ch2bet.nii.gz").is_file() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fetch-heads.sh");
-        let ok = Command::new("bash")
-            .arg(script)
-            .arg(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            assert!(
-                std::env::var_os("VEIL_REQUIRE_HEADS").is_none(),
-                "VEIL_REQUIRE_HEADS is set but the heads cannot be fetched"
-            );
-            #[allow(clippy::print_stderr)] // a skipped test says so
-            {
-                eprintln!("heads not available; skipping");
-            }
-            return None;
-        }
-    }
-    Some(dir)
+    veil_test::heads()
 }
 
 fn ds_text(v: &[f64]) -> String {
