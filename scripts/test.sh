@@ -9,6 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/system-deps.sh
 scripts/fetch-corpus.sh target/corpus/base
+scripts/fetch-heads.sh target/heads # head volumes with faces, OpenCV venv
+export VEIL_HEADS="$PWD/target/heads" VEIL_REQUIRE_HEADS=1
 
 # generated rule tables must match their sources
 cargo run -q -p veil-dev -- gen-rules --mode check

@@ -12,6 +12,7 @@ use veil_deid::{Deidentifier, Key, Policy};
 use veil_rules::Recipe;
 
 mod consent;
+mod deface;
 mod ledger;
 mod release;
 mod risk;
@@ -93,6 +94,10 @@ enum Cmd {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Remove the face from a head MR or CT (NIfTI file or one DICOM series
+    /// folder). Exit 0 defaced, 1 face not found with confidence (review),
+    /// 2 could not run.
+    Deface(deface::DefaceArgs),
     /// Re-identification risk of a de-identified folder (k-anonymity,
     /// prosecutor/journalist/marketer risk, generalizations). Exit 0 within
     /// the threshold, 1 above, 2 could not run.
@@ -222,6 +227,7 @@ fn inside(child: &Path, parent: &Path) -> bool {
 fn run(cli: Cli) -> Result<i32, String> {
     let db = cli.db.as_deref();
     match cli.cmd {
+        Cmd::Deface(args) => deface::run(args),
         Cmd::Risk(args) => risk::run(args),
         Cmd::Verify(args) => verify::run(args),
         Cmd::Recipient { cmd } => consent::recipient(db, cmd),

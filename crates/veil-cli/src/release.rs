@@ -52,6 +52,7 @@ pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
             dciodvfy: false,
             patterns: true,
             pixels: false,
+            faces: false,
         };
         match veil_verify::verify_files(&opts, files) {
             Ok(r) if r.summary.failing == 0 => veil_release::VerifyOutcome::Pass,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use veil_verify::{Options, VerifyPolicy};
 
 /// `veil verify OUT [--source INPUT]... [--pixels] [--policy FILE]
-/// [--json FILE] [--html FILE]`
+/// [--json FILE] [--html FILE] [--faces]`
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// The released folder to check.
@@ -37,6 +37,10 @@ pub struct VerifyArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Also check head volumes (NIfTI files, CT/MR series) for a face that
+    /// can still be rendered from them.
+    #[arg(long)]
+    faces: bool,
 }
 
 /// Runs the command; the exit status is the report's.
@@ -56,6 +60,7 @@ pub fn run(a: VerifyArgs) -> Result<i32, String> {
         dciodvfy: a.dciodvfy,
         patterns: a.patterns,
         pixels: a.pixels,
+        faces: a.faces,
     };
     let report = veil_verify::verify_tree(&opts).map_err(|e| format!("{e}"))?;
     if let Some(p) = &a.json {

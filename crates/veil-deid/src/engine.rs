@@ -152,6 +152,13 @@ pub struct Decision {
     pub why: String,
 }
 
+/// Review reason of CT, MR and PT objects when Clean Recognizable Visual
+/// Features is requested: this crate cannot remove faces, so it fails
+/// closed; the batch's defacing stage (veil-pipeline) replaces this reason
+/// with its own outcome for the series it defaced.
+pub const DEFACE_PENDING: &str =
+    "clean-recognizable-visual-features was requested; the defacing stage is not available";
+
 /// The result for one object.
 #[derive(Debug)]
 pub struct Deidentified {
@@ -976,9 +983,7 @@ impl<'p> Deidentifier<'p> {
         if p.has(ProfileOption::CleanRecognizableVisualFeatures)
             && matches!(modality.as_str(), "CT" | "MR" | "PT")
         {
-            return Some(
-                "clean-recognizable-visual-features was requested; the defacing stage is not available".into(),
-            );
+            return Some(DEFACE_PENDING.into());
         }
         None
     }

@@ -14,5 +14,6 @@ pub mod pseudonym;
 pub use clean::{Cleaner, Harvest, MASK};
 pub use engine::{
     mark_pixel_stage, Act, Decision, Deidentified, Deidentifier, Policy, PolicyError,
+    DEFACE_PENDING,
 };
 pub use key::{Key, KeyError};

@@ -21,11 +21,14 @@ mod pixels;
 
 pub use pixels::PixelReport;
 use rayon::prelude::*;
+use veil_core::ProfileOption;
 use veil_core::Tag;
 use veil_core::{Phi, QuarantineReason};
 use veil_deid::{pseudonym, Deidentifier, Policy};
 use veil_io::DirEntry;
 use veil_io::WriteMeta;
+
+pub mod deface;
 
 /// What to run.
 pub struct Batch<'a> {
@@ -204,9 +207,19 @@ impl Batch<'_> {
         // `jobs` bounds the CPU work (parse, decide, apply); writing is
         // mostly waiting for the disk, so more threads than jobs keep the
         // disk busy while at most `jobs` of them compute.
+        let defacing = if self
+            .policy
+            .options()
+            .contains(&ProfileOption::CleanRecognizableVisualFeatures)
+        {
+            Some(deface::Stage::prepare(&files, &self.review)?)
+        } else {
+            None
+        };
         let st = RunState {
             claims: Mutex::new(HashSet::new()),
             cpu: Semaphore::new(self.jobs.max(1)),
+            defacing,
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.jobs.max(1) * IO_THREADS_PER_JOB)
@@ -245,6 +258,9 @@ impl Batch<'_> {
             for s in staged {
                 results.push(self.commit(s, &mut claims, &mut dirs));
             }
+        }
+        if let Some(d) = &st.defacing {
+            d.clean_up()?;
         }
         // make every rename durable: one fsync per folder
         for dir in &dirs {
@@ -317,9 +333,23 @@ impl Batch<'_> {
             Ok(d) => d,
             Err(reason) => return staged(Outcome::Quarantined { reason }),
         };
+        // the defacing stage replaces head CT/MR pixels with its volume's
+        let mut defaced = false;
+        if let Some(df) = &st.defacing {
+            match df.apply(input, &mut d.dataset, &mut d.review) {
+                Ok(done) => defaced = done,
+                Err(e) => {
+                    let detail = format!("{:?}", e.kind());
+                    return staged(Outcome::Quarantined {
+                        reason: QuarantineReason::Io { detail },
+                    });
+                }
+            }
+        }
         // the pixel stage reads the source and changes the output's pixels
+        // (not those of a defaced slice: they come from the new volume)
         let applied = match pixel_stage {
-            Some(p) if d.review.is_none() => {
+            Some(p) if d.review.is_none() && !defaced => {
                 let a = p.apply(&file, &mut d, self.policy);
                 if let Some(r) = &a.review {
                     d.review = Some(r.clone());
@@ -590,4 +620,6 @@ struct RunState {
     claims: Mutex<HashSet<String>>,
     /// Bounds CPU-bound work to `jobs` threads.
     cpu: Semaphore,
+    /// The defacing stage's plan, when the option is set.
+    defacing: Option<deface::Stage>,
 }

@@ -80,3 +80,21 @@ pub fn new_key(veil: &str, dir: &Path) -> PathBuf {
     assert!(ok, "veil key new failed");
     key
 }
+
+/// The head volumes with faces (scripts/fetch-heads.sh), from `VEIL_HEADS`
+/// or else `target/heads` of the workspace. `None` (the test skips, saying
+/// so) when they are missing, unless `VEIL_REQUIRE_HEADS` is set, as in CI.
+pub fn heads() -> Option<PathBuf> {
+    let dir = std::env::var_os("VEIL_HEADS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/heads"));
+    if dir.join("ch2bet.nii.gz").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("VEIL_REQUIRE_HEADS").is_none(),
+        "VEIL_REQUIRE_HEADS is set but the heads are missing (scripts/fetch-heads.sh)"
+    );
+    eprintln!("head volumes missing (scripts/fetch-heads.sh); skipping");
+    None
+}

@@ -21,6 +21,7 @@
 //! the value it found, so it can be stored beside the output.
 
 pub mod detect;
+pub mod faces;
 pub mod harvest;
 pub mod matcher;
 #[cfg(feature = "ocr")]
@@ -71,11 +72,13 @@ pub enum Category {
     Marker,
     /// The output set does not parse or does not hold together.
     Structure,
+    /// A face can be rendered from a head volume (`--faces`).
+    Face,
 }
 
 impl Category {
     /// Every category, in report order.
-    pub const ALL: [Category; 14] = [
+    pub const ALL: [Category; 15] = [
         Category::Name,
         Category::Id,
         Category::Date,
@@ -90,6 +93,7 @@ impl Category {
         Category::Uid,
         Category::Marker,
         Category::Structure,
+        Category::Face,
     ];
 
     /// The kebab-case name used in reports and policies.
@@ -109,6 +113,7 @@ impl Category {
             Category::Uid => "uid",
             Category::Marker => "marker",
             Category::Structure => "structure",
+            Category::Face => "face",
         }
     }
 

@@ -53,6 +53,9 @@ pub struct Options {
     pub patterns: bool,
     /// Read every frame and overlay with OCR.
     pub pixels: bool,
+    /// Check head volumes (NIfTI, CT/MR series) for a face that can still
+    /// be rendered (veil-deface's geometric check).
+    pub faces: bool,
 }
 
 /// What the set checks need from one object.
@@ -384,6 +387,9 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
             .filter(|r| !sops.contains(r.as_str()))
             .count()
     };
+    if opts.faces {
+        findings.extend(crate::faces::face_findings(&opts.out, outputs));
+    }
     findings.retain(|f| opts.policy.reports(f.category));
     let paired_fp = paired
         .iter()

@@ -1,0 +1,374 @@
+//! `veil deface` and `veil deid --option clean-recognizable-visual-features`
+//! on real heads (`veil_test::heads`: scripts/fetch-heads.sh into
+//! target/heads, or `VEIL_HEADS`): NIfTI in and out, a DICOM series made from a head in and
+//! out, a batch, and refused series.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dicom_core::VR;
+use veil_core::Tag;
+use veil_deface::volume::{self, Volume};
+use veil_io::{DataSet, Element, Value};
+
+const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+
+/// The heads cache (scripts/fetch-heads.sh; scripts/test.sh fetches it).
+fn heads() -> Option<PathBuf> {
+    veil_test::heads()
+}
+
+fn ds_text(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.6}"))
+        .collect::<Vec<_>>()
+        .join("\\")
+}
+
+/// Writes `vol` as a single-frame MR series (int16, one file per slice
+/// along k), positions and orientation from its affine (RAS+ to LPS). With
+/// `shift`, slice `shift.0` is displaced by `shift.1` mm along the normal
+/// (an uneven series), and with `tilt` every slice moves `tilt` mm along
+/// the columns per slice (gantry tilt).
+fn write_series(
+    vol: &Volume,
+    dir: &Path,
+    uid: &str,
+    shift: Option<(usize, f64)>,
+    tilt: f64,
+) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let a = vol.affine;
+    let lps = |v: [f64; 3]| [-v[0], -v[1], v[2]];
+    let col = |c: usize| lps([a[0][c], a[1][c], a[2][c]]);
+    let norm = |v: [f64; 3]| {
+        let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        [v[0] / n, v[1] / n, v[2] / n]
+    };
+    let sp = vol.spacing();
+    let (row_dir, col_dir) = (norm(col(0)), norm(col(1)));
+    let knorm = norm(col(2));
+    let us = |t: Tag, v: u16| Element::bytes(t, VR::US, v.to_le_bytes().to_vec());
+    let mut files = Vec::new();
+    let [nx, ny, nz] = vol.dims;
+    for k in 0..nz {
+        let mut p = lps(vol.to_world([0.0, 0.0, k as f64]));
+        if let Some((s, d)) = shift {
+            if k == s {
+                for (c, x) in p.iter_mut().enumerate() {
+                    *x += d * knorm[c];
+                }
+            }
+        }
+        for (c, x) in p.iter_mut().enumerate() {
+            *x += tilt * k as f64 * col_dir[c];
+        }
+        let mut px = Vec::with_capacity(nx * ny * 2);
+        for j in 0..ny {
+            for i in 0..nx {
+                let v = vol.data[vol.index(i, j, k)]
+                    .round()
+                    .clamp(-32768.0, 32767.0) as i16;
+                px.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let sop = format!("{uid}.{}", k + 1);
+        let ds = DataSet::of([
+            Element::text(Tag(0x0008, 0x0016), VR::UI, "1.2.840.10008.5.1.4.1.1.4"),
+            Element::text(Tag(0x0008, 0x0018), VR::UI, &sop),
+            Element::text(Tag(0x0008, 0x0060), VR::CS, "MR"),
+            Element::text(Tag(0x0010, 0x0010), VR::PN, "HEAD^TEST"),
+            Element::text(Tag(0x0010, 0x0020), VR::LO, "HEAD-1"),
+            Element::text(Tag(0x0020, 0x000D), VR::UI, &format!("{uid}.100")),
+            Element::text(Tag(0x0020, 0x000E), VR::UI, &format!("{uid}.200")),
+            Element::text(Tag(0x0020, 0x0013), VR::IS, &(k + 1).to_string()),
+            Element::text(Tag(0x0020, 0x0032), VR::DS, &ds_text(&p)),
+            Element::text(
+                Tag(0x0020, 0x0037),
+                VR::DS,
+                &ds_text(&[
+                    row_dir[0], row_dir[1], row_dir[2], col_dir[0], col_dir[1], col_dir[2],
+                ]),
+            ),
+            us(Tag(0x0028, 0x0002), 1),
+            Element::text(Tag(0x0028, 0x0004), VR::CS, "MONOCHROME2"),
+            us(Tag(0x0028, 0x0010), ny as u16),
+            us(Tag(0x0028, 0x0011), nx as u16),
+            Element::text(Tag(0x0028, 0x0030), VR::DS, &ds_text(&[sp[1], sp[0]])),
+            us(Tag(0x0028, 0x0100), 16),
+            us(Tag(0x0028, 0x0101), 16),
+            us(Tag(0x0028, 0x0102), 15),
+            us(Tag(0x0028, 0x0103), 1),
+            Element::bytes(Tag(0x7FE0, 0x0010), VR::OW, px),
+        ]);
+        // Slices are named out of order on purpose: sorting is by position.
+        let f = dir.join(format!("s{:04}.dcm", (k * 7919) % 10007));
+        veil_io::write_explicit_le(&f, &ds).unwrap();
+        files.push(f);
+    }
+    files
+}
+
+fn brain_unchanged(before: &Volume, after: &Volume, brain: &Volume) -> f64 {
+    let mut n = 0usize;
+    let mut same = 0usize;
+    for ((b, x), y) in brain.data.iter().zip(&before.data).zip(&after.data) {
+        if *b > 0.0 {
+            n += 1;
+            same += (x == y) as usize;
+        }
+    }
+    same as f64 / n as f64
+}
+
+fn has_code(ds: &DataSet) -> bool {
+    match ds.get(Tag(0x0012, 0x0064)).map(|e| &e.value) {
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .any(|i| i.ascii(Tag(0x0008, 0x0100)).as_deref() == Some("113102")),
+        _ => false,
+    }
+}
+
+#[test]
+fn nifti_in_nifti_out_same_header_brain_kept() {
+    let Some(h) = heads() else { return };
+    let dir = veil_test::scratch("deface-nifti");
+    let out = dir.join("out.nii.gz");
+    let mask = dir.join("mask.nii.gz");
+    let r = Command::new(VEIL)
+        .args(["deface"])
+        .arg(h.join("ch2.nii.gz"))
+        .arg(&out)
+        .arg("--mask-out")
+        .arg(&mask)
+        .arg("--qc")
+        .arg(dir.join("qc.png"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(summary["modality"], "MR");
+    let qc = std::fs::read(dir.join("qc.png")).unwrap();
+    assert!(qc.starts_with(b"\x89PNG"), "QC picture written");
+    // The face check sees the face before and none after.
+    let check = |f: &Path| {
+        Command::new(VEIL)
+            .args(["deface", "--check-only"])
+            .arg(f)
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(
+        check(&h.join("ch2.nii.gz")),
+        Some(1),
+        "face in the original"
+    );
+    assert_eq!(check(&out), Some(0), "no face after defacing");
+    let (before, hb) = volume::read_nifti(&h.join("ch2.nii.gz")).unwrap();
+    let (after, ha) = volume::read_nifti(&out).unwrap();
+    assert_eq!(format!("{hb:?}"), format!("{ha:?}"), "header kept");
+    assert_eq!(before.affine, after.affine);
+    let bet = Volume::read_nifti(&h.join("ch2bet.nii.gz")).unwrap();
+    let kept = brain_unchanged(&before, &after, &bet);
+    assert!(kept >= 0.999, "ch2bet brain voxels unchanged: {kept}");
+    let m = Volume::read_nifti(&mask).unwrap();
+    let removed = m.data.iter().filter(|&&v| v > 0.0).count();
+    // The face of ch2 (eyes, nose, brows, cheeks) is well over 100 ml.
+    assert!(removed > 100_000, "removed {removed}");
+    // Removed voxels hold the background, the rest is untouched.
+    let fill = summary["fill"].as_f64().unwrap() as f32;
+    for ((mv, b), a) in m.data.iter().zip(&before.data).zip(&after.data) {
+        if *mv > 0.0 {
+            assert!((a - fill).abs() <= 0.5, "removed voxel not background");
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+}
+
+#[test]
+fn dicom_series_in_same_series_out_and_in_a_batch() {
+    let Some(h) = heads() else { return };
+    let dir = veil_test::scratch("deface-dicom");
+    let (vol, _) = volume::read_nifti(&h.join("ch2.nii.gz")).unwrap();
+    // Flip the slice order and the columns: the same head in patient
+    // space, stored differently.
+    let mut flipped = vol.clone();
+    let [nx, ny, nz] = vol.dims;
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                let at = flipped.index(i, j, k);
+                flipped.data[at] = vol.data[vol.index(nx - 1 - i, j, nz - 1 - k)];
+            }
+        }
+    }
+    for r in 0..3 {
+        flipped.affine[r][3] +=
+            vol.affine[r][0] * (nx - 1) as f64 + vol.affine[r][2] * (nz - 1) as f64;
+        flipped.affine[r][0] = -vol.affine[r][0];
+        flipped.affine[r][2] = -vol.affine[r][2];
+    }
+    let series = dir.join("series");
+    let inputs = write_series(&flipped, &series, "2.25.1234", None, 0.0);
+    let out = dir.join("out");
+    let r = Command::new(VEIL)
+        .args(["deface"])
+        .arg(&series)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let outs = veil_test::files(&out);
+    assert_eq!(outs.len(), inputs.len(), "every instance kept");
+    let mut sops_in: Vec<String> = inputs
+        .iter()
+        .map(|f| {
+            veil_io::read(f)
+                .unwrap()
+                .dataset
+                .ascii(Tag(0x0008, 0x0018))
+                .unwrap()
+        })
+        .collect();
+    let mut sops_out = Vec::new();
+    for f in &outs {
+        let d = veil_io::read(f).unwrap();
+        assert!(
+            has_code(&d.dataset),
+            "113102 in DeidentificationMethodCodeSequence"
+        );
+        sops_out.push(d.dataset.ascii(Tag(0x0008, 0x0018)).unwrap());
+    }
+    sops_in.sort();
+    sops_out.sort();
+    assert_eq!(sops_in, sops_out);
+    // Same result in patient space as the NIfTI path on the unflipped head.
+    let after = Volume::read_dicom_series(&out).unwrap();
+    let direct = veil_deface::deface(&vol, &Default::default()).unwrap();
+    let bet = Volume::read_nifti(&h.join("ch2bet.nii.gz")).unwrap();
+    let mut differ = 0usize;
+    let mut brain_changed = 0usize;
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                let a = after.data[after.index(nx - 1 - i, j, nz - 1 - k)];
+                let b = direct.volume.data[vol.index(i, j, k)].round();
+                differ += (a != b) as usize;
+                if bet.data[vol.index(i, j, k)] > 0.0 && a != vol.data[vol.index(i, j, k)].round() {
+                    brain_changed += 1;
+                }
+            }
+        }
+    }
+    let total = nx * ny * nz;
+    assert!(
+        differ * 1000 < total,
+        "{differ} of {total} voxels differ from the NIfTI path"
+    );
+    assert!(brain_changed * 1000 < bet.data.iter().filter(|&&v| v > 0.0).count());
+
+    // The same series in a batch, with a lone localizer beside it.
+    let loc = dir.join("series/localizer.dcm");
+    let src = veil_io::read(&inputs[0]).unwrap();
+    let mut one = src.dataset.clone();
+    one.put(Element::text(Tag(0x0008, 0x0018), VR::UI, "2.25.999.1"));
+    one.put(Element::text(Tag(0x0020, 0x000E), VR::UI, "2.25.999.2"));
+    let meta = veil_io::WriteMeta {
+        sop_class: "1.2.840.10008.5.1.4.1.1.4".into(),
+        sop_instance: "2.25.999.1".into(),
+    };
+    veil_io::write_file(&loc, &meta, &src.ts, &one, &src.source).unwrap();
+    let key = veil_test::new_key(VEIL, &dir);
+    let bout = dir.join("batch");
+    let review = dir.join("review");
+    let r = Command::new(VEIL)
+        .args(["deid"])
+        .arg(&series)
+        .arg("--out")
+        .arg(&bout)
+        .arg("--review")
+        .arg(&review)
+        .arg("--key")
+        .arg(&key)
+        .args(["--option", "clean-recognizable-visual-features"])
+        .output()
+        .unwrap();
+    assert!(
+        r.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let written = veil_test::files(&bout);
+    assert_eq!(
+        written.len(),
+        inputs.len(),
+        "the defaced series is released"
+    );
+    let reviewed = veil_test::files(&review);
+    assert_eq!(
+        reviewed.len(),
+        1,
+        "the localizer goes to review: {reviewed:?}"
+    );
+    assert!(
+        !review.join(".veil-deface").exists(),
+        "parked pixels removed"
+    );
+    let released = Volume::read_dicom_series(&bout).unwrap();
+    let same = after
+        .data
+        .iter()
+        .zip(&released.data)
+        .filter(|(a, b)| a == b)
+        .count();
+    assert_eq!(same, total, "the batch defaces as `veil deface` does");
+    for f in &written {
+        assert!(has_code(&veil_io::read(f).unwrap().dataset));
+    }
+}
+
+#[test]
+fn uneven_or_tilted_series_are_refused_with_the_reason() {
+    let Some(h) = heads() else { return };
+    let dir = veil_test::scratch("deface-refuse");
+    let (vol, _) = volume::read_nifti(&h.join("ch2.nii.gz")).unwrap();
+    // A smaller piece is enough: the series is refused before defacing.
+    let small = Volume {
+        dims: [vol.dims[0], vol.dims[1], 8],
+        data: vol.data[..vol.dims[0] * vol.dims[1] * 8].to_vec(),
+        affine: vol.affine,
+    };
+    for (name, shift, tilt, want) in [
+        ("uneven", Some((4, 0.6)), 0.0, "uneven slice spacing"),
+        ("tilt", None, 0.3, "gantry tilt"),
+    ] {
+        let s = dir.join(name);
+        write_series(&small, &s, "2.25.77", shift, tilt);
+        let r = Command::new(VEIL)
+            .args(["deface"])
+            .arg(&s)
+            .arg(dir.join(format!("{name}-out")))
+            .output()
+            .unwrap();
+        assert_eq!(r.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(
+            !err.contains(s.to_string_lossy().as_ref()),
+            "no path in the message"
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! DICOM series as volumes, and the defaced volume written back as the same
+//! series.
+//!
+//! Why this is strict: a face cut in patient space is only right if every
+//! slice is where the header says. Slices are sorted by their position
+//! along the slice normal; a series whose slices are not stacked straight
+//! along the normal (gantry tilt), not evenly spaced, or that changes
+//! orientation, size, pixel spacing or pixel format is refused with the
+//! reason, and the caller sends it to review.
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::VR;
+use veil_core::Tag;
+use veil_io::{DataSet, DicomFile, Element, TsInfo, Value};
+
+use crate::volume::{Volume, VolumeError};
+
+const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
+
+/// The DCM code that says the Clean Recognizable Visual Features Option
+/// was applied (PS3.16 CID 7050).
+pub const CLEAN_VISUAL_FEATURES_CODE: (&str, &str) =
+    ("113102", "Clean Recognizable Visual Features Option");
+
+/// One instance of a series, in slice order.
+#[derive(Debug, Clone)]
+pub struct Slice {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The parsed file (pixel data left on disk).
+    pub file: DicomFile,
+    /// SOP Instance UID (to key per-instance results; never logged).
+    pub sop_instance_uid: String,
+    slope: f64,
+    intercept: f64,
+}
+
+/// A series assembled into a volume: the instances in slice order (slice
+/// k of the volume is `slices[k]`) and their common pixel format.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The instances, sorted along the slice normal.
+    pub slices: Vec<Slice>,
+    rows: usize,
+    cols: usize,
+    bits_allocated: u16,
+    bits_stored: u16,
+    signed: bool,
+    /// The input's pixel data was compressed, so the output is written
+    /// Explicit VR Little Endian.
+    pub recompressed_as_native: bool,
+}
+
+fn err(s: impl Into<String>) -> VolumeError {
+    VolumeError::Series(s.into())
+}
+
+fn us(ds: &DataSet, tag: Tag, be: bool) -> Option<u16> {
+    let b = ds.bytes(tag)?;
+    (b.len() >= 2).then(|| {
+        if be {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        }
+    })
+}
+
+fn ds_numbers(ds: &DataSet, tag: Tag) -> Option<Vec<f64>> {
+    let s = ds.ascii(tag)?;
+    s.split('\\')
+        .map(|p| p.trim().parse::<f64>().ok())
+        .collect::<Option<Vec<f64>>>()
+        .filter(|v| v.iter().all(|x| x.is_finite()))
+}
+
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+/// Reads the files of one series into a volume. Every file must be a
+/// single-frame, single-sample image of the same series.
+pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
+    struct Raw {
+        path: PathBuf,
+        file: DicomFile,
+        pos: [f64; 3],
+    }
+    if files.len() < 2 {
+        return Err(err("fewer than two images: not a volume"));
+    }
+    let mut raws = Vec::with_capacity(files.len());
+    let mut series_uid: Option<String> = None;
+    let mut iop: Option<Vec<f64>> = None;
+    let mut spacing: Option<Vec<f64>> = None;
+    let mut geom: Option<(u16, u16, u16, u16, u16)> = None;
+    for p in files {
+        let file = veil_io::read(p).map_err(|e| err(format!("cannot read an instance: {e}")))?;
+        let ds = &file.dataset;
+        let be = file.ts.big_endian;
+        if be {
+            return Err(err("big-endian transfer syntax is not supported"));
+        }
+        let uid = ds.ascii(Tag(0x0020, 0x000E)).unwrap_or_default();
+        match &series_uid {
+            None => series_uid = Some(uid),
+            Some(u) if *u != uid => return Err(err("instances of more than one series")),
+            _ => {}
+        }
+        if ds_numbers(ds, Tag(0x0028, 0x0008)).is_some_and(|n| n.first().copied() != Some(1.0)) {
+            return Err(err("multi-frame instances are not supported"));
+        }
+        let g = (
+            us(ds, Tag(0x0028, 0x0010), be).ok_or_else(|| err("Rows (0028,0010) missing"))?,
+            us(ds, Tag(0x0028, 0x0011), be).ok_or_else(|| err("Columns (0028,0011) missing"))?,
+            us(ds, Tag(0x0028, 0x0100), be).ok_or_else(|| err("BitsAllocated missing"))?,
+            us(ds, Tag(0x0028, 0x0101), be).unwrap_or(0),
+            us(ds, Tag(0x0028, 0x0103), be).unwrap_or(0),
+        );
+        if us(ds, Tag(0x0028, 0x0002), be).unwrap_or(1) != 1 {
+            return Err(err("colour images are not a volume"));
+        }
+        match geom {
+            None => geom = Some(g),
+            Some(x) if x != g => {
+                return Err(err(
+                    "rows, columns or pixel format change within the series",
+                ))
+            }
+            _ => {}
+        }
+        let o = ds_numbers(ds, Tag(0x0020, 0x0037))
+            .filter(|v| v.len() == 6)
+            .ok_or_else(|| err("ImageOrientationPatient (0020,0037) missing or malformed"))?;
+        match &iop {
+            None => iop = Some(o),
+            Some(x) if x.iter().zip(&o).any(|(a, b)| (a - b).abs() > 1e-4) => {
+                return Err(err("ImageOrientationPatient differs between instances"))
+            }
+            _ => {}
+        }
+        let s = ds_numbers(ds, Tag(0x0028, 0x0030))
+            .filter(|v| v.len() == 2 && v[0] > 0.0 && v[1] > 0.0)
+            .ok_or_else(|| err("PixelSpacing (0028,0030) missing or malformed"))?;
+        match &spacing {
+            None => spacing = Some(s),
+            Some(x) if x.iter().zip(&s).any(|(a, b)| (a - b).abs() > 1e-4) => {
+                return Err(err("PixelSpacing differs between instances"))
+            }
+            _ => {}
+        }
+        let pos = ds_numbers(ds, Tag(0x0020, 0x0032))
+            .filter(|v| v.len() == 3)
+            .ok_or_else(|| err("ImagePositionPatient (0020,0032) missing or malformed"))?;
+        raws.push(Raw {
+            path: p.clone(),
+            file,
+            pos: [pos[0], pos[1], pos[2]],
+        });
+    }
+    let (rows, cols, bits_allocated, bits_stored, pixrep) = geom.expect("at least two files");
+    if !matches!(bits_allocated, 8 | 16) {
+        return Err(err(format!(
+            "BitsAllocated {bits_allocated} is not supported"
+        )));
+    }
+    let bits_stored = if bits_stored == 0 || bits_stored > bits_allocated {
+        bits_allocated
+    } else {
+        bits_stored
+    };
+    let o = iop.expect("set");
+    let row_dir = [o[0], o[1], o[2]];
+    let col_dir = [o[3], o[4], o[5]];
+    let normal = cross(row_dir, col_dir);
+    let nn = dot(normal, normal).sqrt();
+    if (dot(row_dir, row_dir).sqrt() - 1.0).abs() > 1e-3
+        || (dot(col_dir, col_dir).sqrt() - 1.0).abs() > 1e-3
+        || dot(row_dir, col_dir).abs() > 1e-3
+    {
+        return Err(err(
+            "ImageOrientationPatient is not two orthonormal directions",
+        ));
+    }
+    let normal = normal.map(|x| x / nn);
+    raws.sort_by(|a, b| dot(a.pos, normal).total_cmp(&dot(b.pos, normal)));
+    let n = raws.len();
+    let first = raws[0].pos;
+    let last = raws[n - 1].pos;
+    let span = dot(
+        [last[0] - first[0], last[1] - first[1], last[2] - first[2]],
+        normal,
+    );
+    let step = span / (n - 1) as f64;
+    if step < 1e-3 {
+        return Err(err("two instances at the same position"));
+    }
+    for w in raws.windows(2) {
+        let d = [
+            w[1].pos[0] - w[0].pos[0],
+            w[1].pos[1] - w[0].pos[1],
+            w[1].pos[2] - w[0].pos[2],
+        ];
+        let along = dot(d, normal);
+        if along < 1e-3 {
+            return Err(err("two instances at the same position"));
+        }
+        if (along - step).abs() > 0.02 * step + 0.01 {
+            return Err(err("uneven slice spacing (missing or extra slices)"));
+        }
+        let across = (dot(d, d) - along * along).max(0.0).sqrt();
+        if across > 0.01 * along + 0.01 {
+            return Err(err("slices are not stacked along the normal (gantry tilt)"));
+        }
+    }
+    let spacing = spacing.expect("set");
+    // LPS: column index i moves along the row direction by the column
+    // spacing (PixelSpacing[1]), row index j along the column direction by
+    // the row spacing (PixelSpacing[0]); k from the first to the last slice.
+    let kdir = [
+        (last[0] - first[0]) / (n - 1) as f64,
+        (last[1] - first[1]) / (n - 1) as f64,
+        (last[2] - first[2]) / (n - 1) as f64,
+    ];
+    let mut affine = [[0.0; 4]; 4];
+    affine[3][3] = 1.0;
+    for r in 0..3 {
+        let flip = if r < 2 { -1.0 } else { 1.0 };
+        affine[r][0] = flip * row_dir[r] * spacing[1];
+        affine[r][1] = flip * col_dir[r] * spacing[0];
+        affine[r][2] = flip * kdir[r];
+        affine[r][3] = flip * first[r];
+    }
+    let (rows, cols) = (rows as usize, cols as usize);
+    let signed = pixrep == 1;
+    let mut data = Vec::with_capacity(rows * cols * n);
+    let mut slices = Vec::with_capacity(n);
+    let mut recompressed = false;
+    for r in raws {
+        let ds = &r.file.dataset;
+        let slope = ds_numbers(ds, Tag(0x0028, 0x1053))
+            .and_then(|v| v.first().copied())
+            .filter(|s| *s != 0.0)
+            .unwrap_or(1.0);
+        let intercept = ds_numbers(ds, Tag(0x0028, 0x1052))
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0.0);
+        let bytes = native_pixels(
+            &r.file,
+            &r.path,
+            rows * cols * (bits_allocated as usize / 8),
+        )?;
+        recompressed |= r.file.ts.encapsulated;
+        let mask: u32 = if bits_stored >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << bits_stored) - 1
+        };
+        let sign_bit = 1u32 << (bits_stored - 1);
+        for c in bytes.chunks_exact(bits_allocated as usize / 8) {
+            let raw = if bits_allocated == 8 {
+                c[0] as u32
+            } else {
+                u16::from_le_bytes([c[0], c[1]]) as u32
+            } & mask;
+            let v = if signed && raw & sign_bit != 0 {
+                raw as i64 - (1i64 << bits_stored)
+            } else {
+                raw as i64
+            };
+            data.push((v as f64 * slope + intercept) as f32);
+        }
+        let sop = ds.ascii(Tag(0x0008, 0x0018)).unwrap_or_default();
+        slices.push(Slice {
+            path: r.path,
+            file: r.file,
+            sop_instance_uid: sop,
+            slope,
+            intercept,
+        });
+    }
+    let vol = Volume {
+        dims: [cols, rows, n],
+        data,
+        affine,
+    };
+    Ok((
+        vol,
+        Series {
+            slices,
+            rows,
+            cols,
+            bits_allocated,
+            bits_stored,
+            signed,
+            recompressed_as_native: recompressed,
+        },
+    ))
+}
+
+/// The stored pixel bytes of a single-frame native image (little endian).
+fn native_pixels(file: &DicomFile, path: &Path, len: usize) -> Result<Vec<u8>, VolumeError> {
+    if file.ts.encapsulated
+        || file.ts.deflated && !matches!(file.source, veil_io::Source::Memory(_))
+    {
+        let _ = path;
+        return Err(err(format!(
+            "compressed pixel data ({}) is not supported for defacing",
+            file.ts.uid
+        )));
+    }
+    let e = file
+        .dataset
+        .get(PIXEL_DATA)
+        .ok_or_else(|| err("an instance has no Pixel Data"))?;
+    let mut bytes = match &e.value {
+        Value::Bytes(b) => b.clone(),
+        Value::Bulk { offset, len } => {
+            veil_io::BulkSource::open(&file.source)?.read_range(*offset, *len)?
+        }
+        _ => return Err(err("unexpected Pixel Data encoding")),
+    };
+    if bytes.len() < len {
+        return Err(err("Pixel Data shorter than Rows x Columns"));
+    }
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
+impl Series {
+    /// The stored pixel bytes of slice `k` of `vol` (the defaced volume,
+    /// on this series' grid): inverse rescale of that instance, rounded
+    /// and clamped to the stored range, in the input's pixel format.
+    pub fn pixel_bytes(&self, vol: &Volume, k: usize) -> Vec<u8> {
+        let s = &self.slices[k];
+        let n = self.rows * self.cols;
+        let plane = &vol.data[k * n..(k + 1) * n];
+        let (lo, hi) = if self.signed {
+            (
+                -(1i64 << (self.bits_stored - 1)),
+                (1i64 << (self.bits_stored - 1)) - 1,
+            )
+        } else {
+            (0, (1i64 << self.bits_stored) - 1)
+        };
+        let width = self.bits_allocated as usize / 8;
+        let mut out = Vec::with_capacity(n * width);
+        for &v in plane {
+            let x = ((v as f64 - s.intercept) / s.slope)
+                .round()
+                .clamp(lo as f64, hi as f64) as i64;
+            let raw = (x as u64) & ((1u64 << self.bits_allocated) - 1);
+            if width == 1 {
+                out.push(raw as u8);
+            } else {
+                out.extend_from_slice(&(raw as u16).to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// The transfer syntax outputs are written in: the input's when it was
+    /// native little endian, else Explicit VR Little Endian.
+    pub fn output_ts(&self, k: usize) -> TsInfo {
+        let ts = &self.slices[k].file.ts;
+        if ts.encapsulated || ts.deflated || ts.big_endian {
+            TsInfo::explicit_le()
+        } else {
+            ts.clone()
+        }
+    }
+
+    /// The data set of instance `k` with the defaced pixel data in place.
+    pub fn defaced_dataset(&self, vol: &Volume, k: usize) -> DataSet {
+        let mut ds = self.slices[k].file.dataset.clone();
+        let vr = if self.bits_allocated == 8 {
+            VR::OB
+        } else {
+            VR::OW
+        };
+        ds.put(Element::bytes(PIXEL_DATA, vr, self.pixel_bytes(vol, k)));
+        ds
+    }
+
+    /// Writes every instance, defaced, into `out_dir` as `IM00001.dcm`...
+    /// in slice order (names carry nothing of the input). With
+    /// `mark_method`, code 113102 is added to De-identification Method
+    /// Code Sequence (when `veil deface` runs alone; in a `veil deid` batch
+    /// the pipeline adds it with the rest of the method codes).
+    pub fn write(
+        &self,
+        vol: &Volume,
+        out_dir: &Path,
+        mark_method: bool,
+    ) -> Result<Vec<PathBuf>, VolumeError> {
+        std::fs::create_dir_all(out_dir)?;
+        let mut written = Vec::with_capacity(self.slices.len());
+        for k in 0..self.slices.len() {
+            let mut ds = self.defaced_dataset(vol, k);
+            if mark_method {
+                add_method_code(&mut ds);
+            }
+            let s = &self.slices[k];
+            let meta = veil_io::WriteMeta {
+                sop_class: s.file.sop_class().unwrap_or_default(),
+                sop_instance: s.sop_instance_uid.clone(),
+            };
+            let path = out_dir.join(format!("IM{:05}.dcm", k + 1));
+            veil_io::write_file(&path, &meta, &self.output_ts(k), &ds, &s.file.source)
+                .map_err(|e| err(format!("cannot write an instance: {e}")))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// Adds code 113102 (Clean Recognizable Visual Features Option) to
+/// De-identification Method Code Sequence (0012,0064), once.
+pub fn add_method_code(ds: &mut DataSet) {
+    let tag = Tag(0x0012, 0x0064);
+    let mut items = match ds.get(tag).map(|e| &e.value) {
+        Some(Value::Sequence(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    let (code, meaning) = CLEAN_VISUAL_FEATURES_CODE;
+    if items
+        .iter()
+        .any(|i| i.ascii(Tag(0x0008, 0x0100)).as_deref() == Some(code))
+    {
+        return;
+    }
+    items.push(DataSet::of([
+        Element::text(Tag(0x0008, 0x0100), VR::SH, code),
+        Element::text(Tag(0x0008, 0x0102), VR::SH, "DCM"),
+        Element::text(Tag(0x0008, 0x0104), VR::LO, meaning),
+    ]));
+    ds.put(Element::sequence(tag, items));
+}

@@ -1,0 +1,150 @@
+//! The defacing stage of a batch (`--option clean-recognizable-visual-features`).
+//!
+//! Why before the chunk loop: a face is removed from a whole volume, not
+//! one object at a time, so the CT and MR inputs are first grouped into
+//! series (by Series Instance UID), each series is assembled and defaced
+//! once, and each instance's new pixel data is parked in a temporary file
+//! under the review root. Staging an instance then only swaps its Pixel
+//! Data and adds code 113102. A series that cannot be defaced with
+//! confidence, and any CT/MR object outside a usable volume (localizer,
+//! single image, multi-frame), goes to review with the reason: no face is
+//! ever passed silently. veil-deid cannot deface, so it marks every CT,
+//! MR and PT object [`veil_deid::DEFACE_PENDING`]; this stage replaces that
+//! mark for the instances it defaced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use dicom_core::VR;
+use veil_core::Tag;
+use veil_io::{DataSet, Element};
+
+/// Folder under the review root for the parked pixel data (removed when
+/// the batch ends).
+const PARK: &str = ".veil-deface";
+
+/// What happens to one input.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// Defaced: the new Pixel Data (stored format) is in this file.
+    Defaced {
+        /// temporary file holding the pixel bytes
+        pixels: PathBuf,
+        /// OB or OW
+        vr: VR,
+    },
+    /// To review, with the reason (no values).
+    Review(String),
+}
+
+/// The defacing stage's result for a batch.
+#[derive(Debug, Default)]
+pub struct Stage {
+    plans: HashMap<PathBuf, Plan>,
+    park: Option<PathBuf>,
+}
+
+fn modality(ds: &DataSet) -> String {
+    ds.ascii(Tag(0x0008, 0x0060)).unwrap_or_default()
+}
+
+impl Stage {
+    /// Groups the CT and MR inputs into series and defaces each one.
+    pub fn prepare(files: &[PathBuf], review_root: &Path) -> std::io::Result<Stage> {
+        let mut series: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for f in files {
+            let Ok(file) = veil_io::read(f) else { continue };
+            if !matches!(modality(&file.dataset).as_str(), "CT" | "MR") {
+                continue;
+            }
+            let uid = file.dataset.ascii(Tag(0x0020, 0x000E)).unwrap_or_default();
+            series.entry(uid).or_default().push(f.clone());
+        }
+        let mut st = Stage::default();
+        if series.is_empty() {
+            return Ok(st);
+        }
+        let park = review_root.join(PARK);
+        if park.exists() {
+            // left by a killed run
+            std::fs::remove_dir_all(&park)?;
+        }
+        std::fs::create_dir_all(&park)?;
+        st.park = Some(park.clone());
+        let mut n = 0usize;
+        for members in series.values() {
+            let review = |st: &mut Stage, reason: String| {
+                for f in members {
+                    st.plans.insert(f.clone(), Plan::Review(reason.clone()));
+                }
+            };
+            if members.len() < 2 {
+                review(&mut st, "defacing: a single CT/MR image is not a volume (localizer or 2-D image); a person must check it for a face".into());
+                continue;
+            }
+            let (vol, s) = match veil_deface::series::read_series(members) {
+                Ok(x) => x,
+                Err(e) => {
+                    review(
+                        &mut st,
+                        format!("defacing: the series is not a usable volume: {e}"),
+                    );
+                    continue;
+                }
+            };
+            let d = match veil_deface::deface(&vol, &veil_deface::DefaceOptions::default()) {
+                Ok(d) => d,
+                Err(e) => {
+                    review(&mut st, format!("defacing: {e}"));
+                    continue;
+                }
+            };
+            let vr = s
+                .defaced_dataset(&d.volume, 0)
+                .get(Tag(0x7FE0, 0x0010))
+                .map_or(VR::OW, |e| e.vr);
+            for (k, slice) in s.slices.iter().enumerate() {
+                n += 1;
+                let p = park.join(format!("{n}.raw"));
+                veil_io::atomic::write_all(&p, &s.pixel_bytes(&d.volume, k))?;
+                st.plans
+                    .insert(slice.path.clone(), Plan::Defaced { pixels: p, vr });
+            }
+        }
+        Ok(st)
+    }
+
+    /// Applies the plan to one staged object: `review` is the engine's
+    /// review reason, changed in place. True when the pixel data was
+    /// replaced by the defaced volume's.
+    pub fn apply(
+        &self,
+        input: &Path,
+        ds: &mut DataSet,
+        review: &mut Option<String>,
+    ) -> std::io::Result<bool> {
+        if review.as_deref() != Some(veil_deid::DEFACE_PENDING) {
+            return Ok(false);
+        }
+        match self.plans.get(input) {
+            Some(Plan::Defaced { pixels, vr }) => {
+                let bytes = std::fs::read(pixels)?;
+                ds.put(Element::bytes(Tag(0x7FE0, 0x0010), *vr, bytes));
+                veil_deface::series::add_method_code(ds);
+                *review = None;
+                return Ok(true);
+            }
+            Some(Plan::Review(reason)) => *review = Some(reason.clone()),
+            None => {}
+        }
+        Ok(false)
+    }
+
+    /// Removes the parked pixel data.
+    pub fn clean_up(&self) -> std::io::Result<()> {
+        match &self.park {
+            Some(p) if p.exists() => std::fs::remove_dir_all(p),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `--faces`: can a face still be rendered from a head volume among the
+//! outputs? NIfTI files and CT/MR DICOM series (grouped by Series Instance
+//! UID and assembled by veil-deface's reader) go through veil-deface's
+//! geometric face check; a face is a finding.
+//!
+//! Depending on veil-deface is deliberate and harmless for independence:
+//! it holds the volume reader and the check, not the de-identification
+//! rules this crate must not learn from (it does not depend on veil-rules
+//! or veil-deid either), and a trait would only move the same call.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use veil_core::Tag;
+use veil_deface::facecheck::{face_check, FaceReport, VIEWS};
+use veil_deface::Volume;
+
+use crate::set::relative;
+use crate::{Category, Finding};
+
+/// A series shorter than this is not a head volume (localizers, single
+/// slices).
+const MIN_SLICES: usize = 20;
+
+/// Face findings for the head volumes among `outputs` (paths relative to
+/// `root` in the findings).
+pub fn face_findings(root: &Path, outputs: &[PathBuf]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut series: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for p in outputs {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+            if let Ok(vol) = Volume::read_nifti(p) {
+                check(&vol, relative(root, p), &mut findings);
+            }
+            continue;
+        }
+        let Ok(f) = veil_io::read(p) else { continue };
+        let modality = f.dataset.ascii(Tag(0x0008, 0x0060)).unwrap_or_default();
+        if !matches!(modality.trim(), "CT" | "MR") {
+            continue;
+        }
+        if let Some(uid) = f.dataset.ascii(Tag(0x0020, 0x000E)) {
+            series.entry(uid).or_default().push(p.clone());
+        }
+    }
+    for files in series.into_values() {
+        if files.len() < MIN_SLICES {
+            continue;
+        }
+        // a series that is not one regular volume is not a head to render
+        if let Ok((vol, _)) = veil_deface::series::read_series(&files) {
+            check(&vol, relative(root, &files[0]), &mut findings);
+        }
+    }
+    findings
+}
+
+fn check(vol: &Volume, file: String, out: &mut Vec<Finding>) {
+    let r: FaceReport = face_check(vol);
+    if !r.face {
+        return;
+    }
+    let views = r.views.iter().filter(|v| v.nose).count();
+    out.push(Finding {
+        file,
+        place: "volume".into(),
+        category: Category::Face,
+        detector: "face-geometry".into(),
+        excerpt: format!(
+            "a nose stands {:.0} mm out of the skin surface in {views} of {} views: a face can be rendered from this volume",
+            r.nose_prominence_mm.unwrap_or(0.0),
+            VIEWS.len()
+        ),
+        frame: None,
+        thumbnail: None,
+    });
+}
