@@ -107,10 +107,8 @@ impl PixelStage {
             },
             preview: None,
         };
-        if !(self.pixel_data && has_pixels) && !(self.graphics && has_overlay) {
-            if self.pixel_data && has_pixels {
-                veil_deid::mark_pixel_stage(&mut d.dataset, ProfileOption::CleanPixelData);
-            }
+        // nothing this stage reads (no pixels, no overlay plane)
+        if !(self.pixel_data && has_pixels || self.graphics && has_overlay) {
             return applied;
         }
         let pix = &policy.recipe().pixels;
@@ -261,7 +259,10 @@ impl PixelStage {
             report: a.report,
             thumbs,
         };
-        self.page.lock().unwrap_or_else(|e| e.into_inner()).push(row);
+        self.page
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(row);
     }
 
     /// Writes `review/pixel-review.html`: one row per object with its
@@ -302,8 +303,12 @@ impl PixelStage {
                 r.report.mode, r.report.frames, r.report.lines_read
             );
             for f in r.report.redacted.iter().take(40) {
-                let frame = f.frame.map_or("all frames".to_string(), |i| format!("frame {i}"));
-                let ov = f.overlay.map_or(String::new(), |g| format!(" overlay {g:04X}"));
+                let frame = f
+                    .frame
+                    .map_or("all frames".to_string(), |i| format!("frame {i}"));
+                let ov = f
+                    .overlay
+                    .map_or(String::new(), |g| format!(" overlay {g:04X}"));
                 boxes.push_str(&format!(
                     "{frame}{ov}: {}x{} at ({},{}) — {}<br>",
                     f.w,

@@ -59,7 +59,10 @@ fn main() {
 /// With `PNG_DIR` set, frames with candidates are written there with the
 /// candidate boxes outlined (gray 128), for looking at false positives.
 #[allow(dead_code)]
-fn outline(img: &veil_pixels::GrayImage, lines: &[veil_pixels::clean::detect::TextLine]) -> Vec<u8> {
+fn outline(
+    img: &veil_pixels::GrayImage,
+    lines: &[veil_pixels::clean::detect::TextLine],
+) -> Vec<u8> {
     let mut img = img.clone();
     for l in lines {
         for x in l.x..(l.x + l.w).min(img.width()) {

@@ -49,7 +49,7 @@ const HALO: usize = 5;
 const TILE: usize = 32;
 /// Glyph heights considered (pixels).
 const MIN_H: u32 = 4;
-const MAX_H: u32 = 64;
+const MAX_H: u32 = 48;
 /// At most this many lines per frame are returned (a page of text or a
 /// noisy frame would otherwise flood OCR); the best-scored are kept.
 const MAX_LINES: usize = 64;
@@ -94,6 +94,17 @@ pub fn screen(img: &GrayImage) -> Screen {
     let ink_dark = threshold(&dark, w, h);
     let mut lines = lines_in(&ink_bright, w, h, true);
     lines.extend(lines_in(&ink_dark, w, h, false));
+    // Faint text on a textured background (a few percent of the range
+    // over speckle or noise) drowns in the per-pixel noise floor; averaged
+    // over 3x3 the noise drops by about three while strokes two or more
+    // pixels wide keep most of their contrast. A second look at the
+    // smoothed top-hats finds such lines; their ink joins the masks.
+    let (sb, sd) = (box3(&bright, w, h), box3(&dark, w, h));
+    let (ib, id) = (threshold(&sb, w, h), threshold(&sd, w, h));
+    lines.extend(lines_in(&ib, w, h, true));
+    lines.extend(lines_in(&id, w, h, false));
+    let ink_bright: Vec<bool> = ink_bright.iter().zip(&ib).map(|(a, b)| *a || *b).collect();
+    let ink_dark: Vec<bool> = ink_dark.iter().zip(&id).map(|(a, b)| *a || *b).collect();
     lines.sort_by(|a, b| b.score.total_cmp(&a.score));
     // a line found in both polarities (the halo of one is the other's
     // text) is kept once, the better-scored
@@ -122,11 +133,21 @@ impl Screen {
     /// the first letters of a line (a glyph too small, or touching its
     /// neighbour), and a line whose middle is blanked but whose first
     /// name is left is not redacted.
-    pub fn grow(&self, (x, y, w, h): (u32, u32, u32, u32), bright: bool, gap: u32, reach: u32) -> (u32, u32, u32, u32) {
+    pub fn grow(
+        &self,
+        (x, y, w, h): (u32, u32, u32, u32),
+        bright: bool,
+        gap: u32,
+        reach: u32,
+    ) -> (u32, u32, u32, u32) {
         if self.w == 0 {
             return (x, y, w, h);
         }
-        let ink = if bright { &self.ink_bright } else { &self.ink_dark };
+        let ink = if bright {
+            &self.ink_bright
+        } else {
+            &self.ink_dark
+        };
         let (y0, y1) = (y as usize, ((y + h) as usize).min(self.h));
         let col = |cx: usize| (y0..y1).any(|r| ink[r * self.w + cx]);
         let mut x0 = (x as usize).min(self.w);
@@ -157,6 +178,27 @@ impl Screen {
         }
         (x0 as u32, y, (x1 - x0) as u32, h)
     }
+}
+
+/// Mean over a 3x3 square (edges replicated), rounded.
+fn box3(src: &[u8], w: usize, h: usize) -> Vec<u8> {
+    let mut tmp = vec![0u16; w * h];
+    for y in 0..h {
+        let row = &src[y * w..(y + 1) * w];
+        for x in 0..w {
+            let (a, b) = (x.saturating_sub(1), (x + 1).min(w - 1));
+            tmp[y * w + x] = row[a] as u16 + row[x] as u16 + row[b] as u16;
+        }
+    }
+    let mut out = vec![0u8; w * h];
+    for y in 0..h {
+        let (a, b) = (y.saturating_sub(1), (y + 1).min(h - 1));
+        for x in 0..w {
+            let s = tmp[a * w + x] + tmp[y * w + x] + tmp[b * w + x];
+            out[y * w + x] = ((s + 4) / 9) as u8;
+        }
+    }
+    out
 }
 
 fn iou(a: &TextLine, b: &TextLine) -> f32 {
@@ -270,7 +312,10 @@ fn components(ink: &[bool], w: usize, h: usize) -> Vec<Comp> {
         i
     }
     for y in 1..h {
-        let (prev, cur) = (row_start[y - 1]..row_start[y], row_start[y]..row_start[y + 1]);
+        let (prev, cur) = (
+            row_start[y - 1]..row_start[y],
+            row_start[y]..row_start[y + 1],
+        );
         let mut j = prev.start;
         for i in cur {
             let (_, a0, a1) = runs[i];
@@ -289,9 +334,8 @@ fn components(ink: &[bool], w: usize, h: usize) -> Vec<Comp> {
         }
     }
     let mut comps: Vec<Option<Comp>> = vec![None; runs.len()];
-    for i in 0..runs.len() {
+    for (i, &(y, x0, x1)) in runs.iter().enumerate() {
         let r = find(&mut parent, i as u32) as usize;
-        let (y, x0, x1) = runs[i];
         let c = comps[r].get_or_insert(Comp {
             x0,
             y0: y,
@@ -487,6 +531,63 @@ fn vhgw_rows(src: &[u8], w: usize, h: usize, k: usize, f: fn(u8, u8) -> u8, pad:
     out
 }
 
+/// The ink of one region as the screen sees it: black where the top-hat
+/// of the given polarity passes the screen's threshold, white elsewhere.
+/// Why OCR reads this version: it is exactly what made the line stand out
+/// (noise- and halo-aware, at any contrast), whereas a fixed threshold or
+/// a contrast stretch of the crop fails on faint text next to bright
+/// marks. The top-hat is computed on the region widened by the
+/// structuring element, so the crop's edges are not artefacts.
+pub fn ink_image(img: &GrayImage, (x, y, w, h): (u32, u32, u32, u32), bright: bool) -> GrayImage {
+    let m = K as u32 + TILE as u32 / 2;
+    let (iw, ih) = img.dimensions();
+    let (x0, y0) = (x.saturating_sub(m), y.saturating_sub(m));
+    let (x1, y1) = ((x + w + m).min(iw), (y + h + m).min(ih));
+    let (cw, ch) = ((x1 - x0) as usize, (y1 - y0) as usize);
+    if cw < 2 || ch < 2 {
+        return GrayImage::new(1, 1);
+    }
+    let crop = image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image();
+    let src = crop.as_raw();
+    let th: Vec<u8> = if bright {
+        let opened = max_filter(&min_filter(src, cw, ch), cw, ch);
+        src.iter()
+            .zip(&opened)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect()
+    } else {
+        let closed = min_filter(&max_filter(src, cw, ch), cw, ch);
+        closed
+            .iter()
+            .zip(src)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect()
+    };
+    let ink = threshold(&th, cw, ch);
+    let bin: Vec<u8> = ink.iter().map(|&i| if i { 0 } else { 255 }).collect();
+    let full =
+        GrayImage::from_raw(cw as u32, ch as u32, bin).unwrap_or_else(|| GrayImage::new(1, 1));
+    image::imageops::crop_imm(&full, x - x0, y - y0, w.min(x1 - x), h.min(y1 - y)).to_image()
+}
+
+/// The glyph candidates (x0, y0, x1, y1, pixels, bright) of a frame, before
+/// grouping: for tuning the screen (examples/clean_debug.rs).
+#[doc(hidden)]
+pub fn glyph_candidates(img: &GrayImage) -> Vec<(u32, u32, u32, u32, u32, bool)> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let src = img.as_raw();
+    let opened = max_filter(&min_filter(src, w, h), w, h);
+    let bright: Vec<u8> = src
+        .iter()
+        .zip(&opened)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    components(&threshold(&bright, w, h), w, h)
+        .into_iter()
+        .map(|c| (c.x0, c.y0, c.x1, c.y1, c.n, true))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,7 +629,10 @@ mod tests {
         assert!(!lines.is_empty());
         let l = lines[0];
         // the line covers the drawn text
-        assert!(l.x <= b.0 + 2 && l.x + l.w + 2 >= b.0 + b.2, "{l:?} vs {b:?}");
+        assert!(
+            l.x <= b.0 + 2 && l.x + l.w + 2 >= b.0 + b.2,
+            "{l:?} vs {b:?}"
+        );
         assert!(l.bright);
     }
 
@@ -541,53 +645,4 @@ mod tests {
         assert!(lines.iter().any(|l| l.bright && l.y < 40), "{lines:?}");
         assert!(lines.iter().any(|l| !l.bright && l.y > 50), "{lines:?}");
     }
-}
-
-/// The ink of one region as the screen sees it: black where the top-hat
-/// of the given polarity passes the screen's threshold, white elsewhere.
-/// Why OCR reads this version: it is exactly what made the line stand out
-/// (noise- and halo-aware, at any contrast), whereas a fixed threshold or
-/// a contrast stretch of the crop fails on faint text next to bright
-/// marks. The top-hat is computed on the region widened by the
-/// structuring element, so the crop's edges are not artefacts.
-pub fn ink_image(img: &GrayImage, (x, y, w, h): (u32, u32, u32, u32), bright: bool) -> GrayImage {
-    let m = K as u32 + TILE as u32 / 2;
-    let (iw, ih) = img.dimensions();
-    let (x0, y0) = (x.saturating_sub(m), y.saturating_sub(m));
-    let (x1, y1) = ((x + w + m).min(iw), (y + h + m).min(ih));
-    let (cw, ch) = ((x1 - x0) as usize, (y1 - y0) as usize);
-    if cw < 2 || ch < 2 {
-        return GrayImage::new(1, 1);
-    }
-    let crop = image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image();
-    let src = crop.as_raw();
-    let th: Vec<u8> = if bright {
-        let opened = max_filter(&min_filter(src, cw, ch), cw, ch);
-        src.iter().zip(&opened).map(|(a, b)| a.saturating_sub(*b)).collect()
-    } else {
-        let closed = min_filter(&max_filter(src, cw, ch), cw, ch);
-        closed.iter().zip(src).map(|(a, b)| a.saturating_sub(*b)).collect()
-    };
-    let ink = threshold(&th, cw, ch);
-    let bin: Vec<u8> = ink.iter().map(|&i| if i { 0 } else { 255 }).collect();
-    let full = GrayImage::from_raw(cw as u32, ch as u32, bin).unwrap_or_else(|| GrayImage::new(1, 1));
-    image::imageops::crop_imm(&full, x - x0, y - y0, w.min(x1 - x), h.min(y1 - y)).to_image()
-}
-
-/// The glyph candidates (x0, y0, x1, y1, pixels, bright) of a frame, before
-/// grouping: for tuning the screen (examples/clean_debug.rs).
-#[doc(hidden)]
-pub fn glyph_candidates(img: &GrayImage) -> Vec<(u32, u32, u32, u32, u32, bool)> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let src = img.as_raw();
-    let opened = max_filter(&min_filter(src, w, h), w, h);
-    let bright: Vec<u8> = src
-        .iter()
-        .zip(&opened)
-        .map(|(a, b)| a.saturating_sub(*b))
-        .collect();
-    components(&threshold(&bright, w, h), w, h)
-        .into_iter()
-        .map(|c| (c.x0, c.y0, c.x1, c.y1, c.n, true))
-        .collect()
 }

@@ -52,8 +52,25 @@ const MONTHS: [&str; 12] = [
 /// Words that label identifying values on screens and printouts
 /// (normalized: upper case, letters and digits only).
 const LABELS: &[&str] = &[
-    "MRN", "MR", "ID", "PID", "DOB", "BIRTH", "BORN", "NAME", "PATIENT", "PAT", "PT", "ACC",
-    "ACCESSION", "SSN", "NHS", "CHART", "ENCOUNTER", "FIN", "CASE",
+    "MRN",
+    "MR",
+    "ID",
+    "PID",
+    "DOB",
+    "BIRTH",
+    "BORN",
+    "NAME",
+    "PATIENT",
+    "PAT",
+    "PT",
+    "ACC",
+    "ACCESSION",
+    "SSN",
+    "NHS",
+    "CHART",
+    "ENCOUNTER",
+    "FIN",
+    "CASE",
 ];
 
 /// Upper case, letters and digits only.
@@ -104,7 +121,11 @@ impl TextMatcher {
                 tokens.push(format!("{d}{m}{y}"));
                 tokens.push(format!("{m}{d}{}", &y[2..]));
                 tokens.push(format!("{d}{m}{}", &y[2..]));
-                if let Some(mon) = m.parse::<usize>().ok().and_then(|m| MONTHS.get(m.checked_sub(1)?)) {
+                if let Some(mon) = m
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|m| MONTHS.get(m.checked_sub(1)?))
+                {
                     tokens.push(format!("{d}{mon}{y}"));
                 }
             }
@@ -139,7 +160,10 @@ impl TextMatcher {
         }
         // shapes on single words only: joined neighbours ("TIS0.0 MI 0.6")
         // look like record numbers by accident
-        let found = normed.iter().filter(|c| c.len() >= 3).find_map(|c| shape(c));
+        let found = normed
+            .iter()
+            .filter(|c| c.len() >= 3)
+            .find_map(|c| shape(c));
         // shapes on the raw words too: separators tell dates apart
         found.or_else(|| words.iter().find_map(|w| date_with_separators(w)))
     }
@@ -152,7 +176,10 @@ impl TextMatcher {
                 return false;
             }
             let ft = fold(t);
-            if fc == ft || (ft.len() >= 4 && fc.contains(&ft)) || (fc.len() >= 5 && ft.contains(&fc)) {
+            if fc == ft
+                || (ft.len() >= 4 && fc.contains(&ft))
+                || (fc.len() >= 5 && ft.contains(&fc))
+            {
                 return true;
             }
             let allowed = match ft.len() {
@@ -175,7 +202,11 @@ fn shape(c: &str) -> Option<TextKind> {
     let fdigits = f.bytes().filter(u8::is_ascii_digit).count();
     if (f.len() == 8 || f.len() == 6) && fdigits == f.len() {
         let y = &f[..4];
-        if y.starts_with("19") || y.starts_with("20") || f[4..].starts_with("19") || f[4..].starts_with("20") {
+        if y.starts_with("19")
+            || y.starts_with("20")
+            || f[4..].starts_with("19")
+            || f[4..].starts_with("20")
+        {
             return Some(TextKind::Date);
         }
     }
@@ -184,7 +215,8 @@ fn shape(c: &str) -> Option<TextKind> {
     }
     // record numbers: five or more digits (folded, at least three of them
     // real), or six or more characters of which at least four are digits
-    if (fdigits >= 5 && digits >= 3 && fdigits * 4 >= f.len() * 3) || (c.len() >= 6 && digits >= 4) {
+    if (fdigits >= 5 && digits >= 3 && fdigits * 4 >= f.len() * 3) || (c.len() >= 6 && digits >= 4)
+    {
         return Some(TextKind::Id);
     }
     None
@@ -192,10 +224,7 @@ fn shape(c: &str) -> Option<TextKind> {
 
 /// `12/02/1964`, `1964-02-12`, `12.02.64` and the like.
 fn date_with_separators(w: &str) -> Option<TextKind> {
-    let parts: Vec<&str> = w
-        .split(['/', '-', '.'])
-        .filter(|p| !p.is_empty())
-        .collect();
+    let parts: Vec<&str> = w.split(['/', '-', '.']).filter(|p| !p.is_empty()).collect();
     (parts.len() == 3
         && parts
             .iter()
@@ -224,17 +253,27 @@ mod tests {
     use super::*;
 
     fn m(v: &[&str]) -> TextMatcher {
-        TextMatcher::new(&v.iter().map(|s| Phi::new(s.to_string())).collect::<Vec<_>>())
+        TextMatcher::new(
+            &v.iter()
+                .map(|s| Phi::new(s.to_string()))
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[test]
     fn own_values_match_despite_ocr_errors() {
         let t = m(&["HARTWELL^MARGARET", "7228796", "19640212"]);
-        assert_eq!(t.classify(&["HARTWEL,", "MARGARET"]), Some(TextKind::OwnValue));
+        assert_eq!(
+            t.classify(&["HARTWEL,", "MARGARET"]),
+            Some(TextKind::OwnValue)
+        );
         assert_eq!(t.classify(&["ID:", "72287g6"]), Some(TextKind::OwnValue));
         assert_eq!(t.classify(&["02/12/1964"]), Some(TextKind::OwnValue));
         assert_eq!(t.classify(&["12-FEB-1964"]), Some(TextKind::OwnValue));
-        assert_eq!(t.classify(&["Margaret", "Hartwell"]), Some(TextKind::OwnValue));
+        assert_eq!(
+            t.classify(&["Margaret", "Hartwell"]),
+            Some(TextKind::OwnValue)
+        );
     }
 
     #[test]
@@ -246,6 +285,9 @@ mod tests {
         assert_eq!(t.classify(&["TIS0.0", "MI", "0.6"]), None);
         assert_eq!(t.classify(&["R"]), None);
         assert_eq!(t.classify(&["MRN:", "826¢R22"]), Some(TextKind::Labelled));
-        assert_eq!(t.classify(&["Pat.", "Name:", "x"]), Some(TextKind::Labelled));
+        assert_eq!(
+            t.classify(&["Pat.", "Name:", "x"]),
+            Some(TextKind::Labelled)
+        );
     }
 }

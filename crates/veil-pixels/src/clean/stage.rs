@@ -192,8 +192,10 @@ fn decide(l: &TextLine, words: &[Word], all: bool, m: &TextMatcher) -> Option<&'
         if words.iter().any(|w| w.confidence >= 60.0 && alnum(w) >= 2) {
             return Some(TextKind::AnyText.name());
         }
-        // so text-like that failing to read it is no reason to keep it
-        if l.score >= 0.85 && l.glyphs >= 4 {
+        // so text-like that failing to read it is no reason to keep it;
+        // only small lines, where OCR fails on real text (a tall "line"
+        // OCR cannot read is a row of shapes, such as a mosaic of slices)
+        if l.score >= 0.85 && l.glyphs >= 4 && l.h <= 24 {
             return Some("unreadable text");
         }
     }
@@ -225,8 +227,7 @@ pub fn clean(file: &DicomFile, req: &CleanRequest) -> Result<CleanOutcome, Pixel
             }
         }
         if out.found.is_empty() && burned_yes {
-            out.review =
-                Some("Burned In Annotation is YES but no burned-in text was found".into());
+            out.review = Some("Burned In Annotation is YES but no burned-in text was found".into());
             return Ok(out);
         }
 
@@ -360,8 +361,8 @@ fn find_in_frames(
                     let w = with_thread_ocr(|ocr| {
                         ocr.read_line_polarity(&frame.image, (l.x, l.y, l.w, l.h), l.bright)
                     })
-                        .map_err(|e| PixelError::Unsupported(e.to_string()))?
-                        .map_err(|e| PixelError::Unsupported(e.to_string()))?;
+                    .map_err(|e| PixelError::Unsupported(e.to_string()))?
+                    .map_err(|e| PixelError::Unsupported(e.to_string()))?;
                     cache.insert(key, w.clone());
                     w
                 }
@@ -458,15 +459,26 @@ fn outlined(img: &GrayImage, rects: &[(u32, u32, u32, u32)]) -> GrayImage {
     let mut img = img.clone();
     let (w, h) = img.dimensions();
     for &(x, y, rw, rh) in rects {
-        let (x1, y1) = ((x + rw).min(w).saturating_sub(1), (y + rh).min(h).saturating_sub(1));
+        let (x1, y1) = (
+            (x + rw).min(w).saturating_sub(1),
+            (y + rh).min(h).saturating_sub(1),
+        );
         for xx in x.min(w.saturating_sub(1))..=x1 {
             for yy in [y.min(h.saturating_sub(1)), y1] {
-                img.put_pixel(xx, yy, image::Luma([if (xx / 3) % 2 == 0 { 255 } else { 0 }]));
+                img.put_pixel(
+                    xx,
+                    yy,
+                    image::Luma([if (xx / 3) % 2 == 0 { 255 } else { 0 }]),
+                );
             }
         }
         for yy in y.min(h.saturating_sub(1))..=y1 {
             for xx in [x.min(w.saturating_sub(1)), x1] {
-                img.put_pixel(xx, yy, image::Luma([if (yy / 3) % 2 == 0 { 255 } else { 0 }]));
+                img.put_pixel(
+                    xx,
+                    yy,
+                    image::Luma([if (yy / 3) % 2 == 0 { 255 } else { 0 }]),
+                );
             }
         }
     }
@@ -617,8 +629,8 @@ fn clean_overlays(
                         let w = with_thread_ocr(|ocr| {
                             ocr.read_line_polarity(&img, (l.x, l.y, l.w, l.h), l.bright)
                         })
-                            .map_err(|e| PixelError::Unsupported(e.to_string()))?
-                            .map_err(|e| PixelError::Unsupported(e.to_string()))?;
+                        .map_err(|e| PixelError::Unsupported(e.to_string()))?
+                        .map_err(|e| PixelError::Unsupported(e.to_string()))?;
                         cache.insert(key, w.clone());
                         w
                     }
