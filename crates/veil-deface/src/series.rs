@@ -56,17 +56,6 @@ fn err(s: impl Into<String>) -> VolumeError {
     VolumeError::Series(s.into())
 }
 
-fn us(ds: &DataSet, tag: Tag, be: bool) -> Option<u16> {
-    let b = ds.bytes(tag)?;
-    (b.len() >= 2).then(|| {
-        if be {
-            u16::from_be_bytes([b[0], b[1]])
-        } else {
-            u16::from_le_bytes([b[0], b[1]])
-        }
-    })
-}
-
 fn ds_numbers(ds: &DataSet, tag: Tag) -> Option<Vec<f64>> {
     let s = ds.ascii(tag)?;
     s.split('\\')
@@ -120,13 +109,16 @@ pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
             return Err(err("multi-frame instances are not supported"));
         }
         let g = (
-            us(ds, Tag(0x0028, 0x0010), be).ok_or_else(|| err("Rows (0028,0010) missing"))?,
-            us(ds, Tag(0x0028, 0x0011), be).ok_or_else(|| err("Columns (0028,0011) missing"))?,
-            us(ds, Tag(0x0028, 0x0100), be).ok_or_else(|| err("BitsAllocated missing"))?,
-            us(ds, Tag(0x0028, 0x0101), be).unwrap_or(0),
-            us(ds, Tag(0x0028, 0x0103), be).unwrap_or(0),
+            ds.u16(Tag(0x0028, 0x0010), be)
+                .ok_or_else(|| err("Rows (0028,0010) missing"))?,
+            ds.u16(Tag(0x0028, 0x0011), be)
+                .ok_or_else(|| err("Columns (0028,0011) missing"))?,
+            ds.u16(Tag(0x0028, 0x0100), be)
+                .ok_or_else(|| err("BitsAllocated missing"))?,
+            ds.u16(Tag(0x0028, 0x0101), be).unwrap_or(0),
+            ds.u16(Tag(0x0028, 0x0103), be).unwrap_or(0),
         );
-        if us(ds, Tag(0x0028, 0x0002), be).unwrap_or(1) != 1 {
+        if ds.u16(Tag(0x0028, 0x0002), be).unwrap_or(1) != 1 {
             return Err(err("colour images are not a volume"));
         }
         match geom {

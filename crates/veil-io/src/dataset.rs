@@ -115,6 +115,18 @@ impl DataSet {
         }
     }
 
+    /// The first value of a US element, in the byte order of its
+    /// transfer syntax (`big_endian`).
+    pub fn u16(&self, tag: Tag, big_endian: bool) -> Option<u16> {
+        let b = self.bytes(tag)?;
+        let a = [*b.first()?, *b.get(1)?];
+        Some(if big_endian {
+            u16::from_be_bytes(a)
+        } else {
+            u16::from_le_bytes(a)
+        })
+    }
+
     /// A single-byte-charset string value with padding removed (for UIDs,
     /// code strings and other ASCII values).
     pub fn ascii(&self, tag: Tag) -> Option<String> {

@@ -133,17 +133,8 @@ impl PixelStage {
             .next();
         let u = |t: u16| {
             file.dataset
-                .bytes(Tag(0x0028, t))
-                .and_then(|b| b.get(..2))
-                .map(|b| {
-                    let a = [b[0], b[1]];
-                    u32::from(if file.ts.big_endian {
-                        u16::from_be_bytes(a)
-                    } else {
-                        u16::from_le_bytes(a)
-                    })
-                })
-                .unwrap_or(0)
+                .u16(Tag(0x0028, t), file.ts.big_endian)
+                .map_or(0, u32::from)
         };
         let (cols, rows) = (u(0x0011), u(0x0010));
         let req = CleanRequest {

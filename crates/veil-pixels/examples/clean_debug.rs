@@ -14,7 +14,7 @@ fn main() {
     let mut ocr = veil_pixels::ocr::Ocr::new().expect("ocr");
     for l in &lines {
         let words = ocr
-            .read_line_polarity(&fr.image, (l.x, l.y, l.w, l.h), l.bright)
+            .read_line_polarity(&fr.image, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright)
             .expect("ocr");
         let t: Vec<String> = words
             .iter()

@@ -190,21 +190,28 @@ impl Ocr {
     /// own ink mask of the crop ([`crate::clean::detect::ink_image`]),
     /// then, only while no confident word has been read, the contrast-
     /// stretched crop and its top-hat.
+    ///
+    /// `text_h` is the height of the letters (the screen's median glyph),
+    /// which sets the enlargement: a line box can be taller than its text
+    /// when the text touches bright structures behind it.
     pub fn read_line_polarity(
         &mut self,
         img: &GrayImage,
         (x, y, w, h): (u32, u32, u32, u32),
+        text_h: u32,
         bright: bool,
     ) -> Result<Vec<Word>, OcrError> {
-        self.read_line_as(img, (x, y, w, h), Some(bright))
+        self.read_line_as(img, (x, y, w, h), Some((bright, text_h)))
     }
 
     fn read_line_as(
         &mut self,
         img: &GrayImage,
         (x, y, w, h): (u32, u32, u32, u32),
-        bright: Option<bool>,
+        known: Option<(bool, u32)>,
     ) -> Result<Vec<Word>, OcrError> {
+        let bright = known.map(|k| k.0);
+        let text_h = known.map_or(h, |k| k.1.clamp(1, h.max(1)));
         let pad = h.max(4);
         let x0 = x.saturating_sub(pad);
         let y0 = y.saturating_sub(pad / 2);
@@ -214,7 +221,7 @@ impl Ocr {
             return Ok(Vec::new());
         }
         let crop = stretch(image::imageops::crop_imm(img, x0, y0, x1 - x0, y1 - y0).to_image());
-        let scale = (40 / h.max(1)).clamp(1, 6);
+        let scale = (40 / text_h.max(1)).clamp(1, 6);
         self.api
             .set_page_seg_mode(PageSegMode::PsmSingleLine.as_tess_page_seg_mode());
         let top_hat = |bright: bool| {
@@ -233,8 +240,21 @@ impl Ocr {
         }
         let versions: &[V] = match bright {
             None => &[V::Plain(true), V::TopHat(true), V::TopHat(false)],
-            Some(true) => &[V::Ink(true), V::Plain(true), V::TopHat(true)],
-            Some(false) => &[V::Ink(false), V::Plain(false), V::TopHat(false)],
+            // the screen may take the gaps between dark letters on a
+            // bright textured background for bright text: the other
+            // polarity is tried last
+            Some(true) => &[
+                V::Ink(true),
+                V::Plain(true),
+                V::TopHat(true),
+                V::Plain(false),
+            ],
+            Some(false) => &[
+                V::Ink(false),
+                V::Plain(false),
+                V::TopHat(false),
+                V::Plain(true),
+            ],
         };
         let mut found: Vec<Word> = Vec::new();
         for (k, version) in versions.iter().enumerate() {
@@ -398,20 +418,15 @@ fn merge(all: &mut Vec<Word>, w: Word) {
     all.push(w);
 }
 
-/// Intersection over union of two boxes.
+/// Intersection over union of two words' boxes.
 fn overlap(a: &Word, b: &Word) -> f32 {
-    let ix = (a.left + a.width).min(b.left + b.width) as i64 - a.left.max(b.left) as i64;
-    let iy = (a.top + a.height).min(b.top + b.height) as i64 - a.top.max(b.top) as i64;
-    if ix <= 0 || iy <= 0 {
-        return 0.0;
-    }
-    let i = (ix * iy) as f32;
-    let u = (a.width * a.height + b.width * b.height) as f32 - i;
-    if u <= 0.0 {
-        0.0
-    } else {
-        i / u
-    }
+    let r = |w: &Word| crate::Rect {
+        x: w.left,
+        y: w.top,
+        w: w.width,
+        h: w.height,
+    };
+    r(a).iou(&r(b))
 }
 
 /// Bilinear upscaling by an integer factor (smooth edges read better than

@@ -92,6 +92,25 @@ pub struct Rect {
     pub h: u32,
 }
 
+impl Rect {
+    /// Intersection over union with another rectangle (0 when apart): how
+    /// much two finds are the same find.
+    pub fn iou(&self, o: &Rect) -> f32 {
+        let ix = (self.x + self.w).min(o.x + o.w) as i64 - self.x.max(o.x) as i64;
+        let iy = (self.y + self.h).min(o.y + o.h) as i64 - self.y.max(o.y) as i64;
+        if ix <= 0 || iy <= 0 {
+            return 0.0;
+        }
+        let i = (ix * iy) as f32;
+        let u = (self.w * self.h + o.w * o.h) as f32 - i;
+        if u <= 0.0 {
+            0.0
+        } else {
+            i / u
+        }
+    }
+}
+
 /// Reads the stored samples of one parsed file, one frame in memory at a
 /// time.
 #[derive(Debug)]

@@ -401,8 +401,8 @@ pub fn plant_file(
     }
 
     // overlay bitmap and burned-in pixels
-    let rows = u16_of(&ds, Tag(0x0028, 0x0010), f.ts.big_endian);
-    let cols = u16_of(&ds, Tag(0x0028, 0x0011), f.ts.big_endian);
+    let rows = ds.u16(Tag(0x0028, 0x0010), f.ts.big_endian);
+    let cols = ds.u16(Tag(0x0028, 0x0011), f.ts.big_endian);
     let burned = format!("{} {}", id.family, id.mrn);
     if let (Some(r), Some(cl)) = (rows, cols) {
         if (128..=1024).contains(&r)
@@ -481,17 +481,6 @@ fn title(s: &str) -> String {
             .collect(),
         None => String::new(),
     }
-}
-
-fn u16_of(ds: &DataSet, tag: Tag, be: bool) -> Option<u16> {
-    let b = ds.bytes(tag)?;
-    (b.len() >= 2).then(|| {
-        if be {
-            u16::from_be_bytes([b[0], b[1]])
-        } else {
-            u16::from_le_bytes([b[0], b[1]])
-        }
-    })
 }
 
 /// Text rendered one word per line, as a mask: 255 on the glyphs, 128 on
@@ -594,16 +583,16 @@ fn overlay(text: &str, w: u32, h: u32) -> Option<Vec<u8>> {
 /// Burns text into the first frame of native grayscale pixel data.
 fn burn(ds: &mut DataSet, f: &DicomFile, text: &str) -> Option<()> {
     let be = f.ts.big_endian;
-    let spp = u16_of(ds, Tag(0x0028, 0x0002), be).unwrap_or(1);
+    let spp = ds.u16(Tag(0x0028, 0x0002), be).unwrap_or(1);
     let photometric = ds.ascii(Tag(0x0028, 0x0004)).unwrap_or_default();
     if spp != 1 || !photometric.starts_with("MONOCHROME") {
         return None;
     }
-    let rows = u16_of(ds, Tag(0x0028, 0x0010), be)? as u32;
-    let cols = u16_of(ds, Tag(0x0028, 0x0011), be)? as u32;
-    let alloc = u16_of(ds, Tag(0x0028, 0x0100), be)?;
-    let stored = u16_of(ds, Tag(0x0028, 0x0101), be).unwrap_or(alloc);
-    let signed = u16_of(ds, Tag(0x0028, 0x0103), be).unwrap_or(0) == 1;
+    let rows = ds.u16(Tag(0x0028, 0x0010), be)? as u32;
+    let cols = ds.u16(Tag(0x0028, 0x0011), be)? as u32;
+    let alloc = ds.u16(Tag(0x0028, 0x0100), be)?;
+    let stored = ds.u16(Tag(0x0028, 0x0101), be).unwrap_or(alloc);
+    let signed = ds.u16(Tag(0x0028, 0x0103), be).unwrap_or(0) == 1;
     let el = ds.get(Tag(0x7FE0, 0x0010))?;
     let mut px = match &el.value {
         Value::Bytes(b) => b.clone(),

@@ -30,6 +30,9 @@ pub struct TextLine {
     pub h: u32,
     /// Glyph-like components in the line.
     pub glyphs: u32,
+    /// Median height of those components: the letters' size, which the
+    /// line box may exceed.
+    pub glyph_h: u32,
     /// How text-like the line is, 0..1 (glyph count, height consistency,
     /// baseline alignment, regular spacing).
     pub score: f32,
@@ -202,13 +205,13 @@ fn box3(src: &[u8], w: usize, h: usize) -> Vec<u8> {
 }
 
 fn iou(a: &TextLine, b: &TextLine) -> f32 {
-    let ix = (a.x + a.w).min(b.x + b.w) as i64 - a.x.max(b.x) as i64;
-    let iy = (a.y + a.h).min(b.y + b.h) as i64 - a.y.max(b.y) as i64;
-    if ix <= 0 || iy <= 0 {
-        return 0.0;
-    }
-    let i = (ix * iy) as f32;
-    i / ((a.w * a.h + b.w * b.h) as f32 - i)
+    let r = |l: &TextLine| crate::Rect {
+        x: l.x,
+        y: l.y,
+        w: l.w,
+        h: l.h,
+    };
+    r(a).iou(&r(b))
 }
 
 /// Text lines in the ink of one polarity.
@@ -410,6 +413,7 @@ fn group(mut glyphs: Vec<Comp>, bright: bool) -> Vec<TextLine> {
                 w,
                 h,
                 glyphs: n,
+                glyph_h: median_height(&l.members),
                 score,
                 bright,
             })

@@ -359,7 +359,12 @@ fn find_in_frames(
                 None => {
                     out.lines_read += 1;
                     let w = with_thread_ocr(|ocr| {
-                        ocr.read_line_polarity(&frame.image, (l.x, l.y, l.w, l.h), l.bright)
+                        ocr.read_line_polarity(
+                            &frame.image,
+                            (l.x, l.y, l.w, l.h),
+                            l.glyph_h,
+                            l.bright,
+                        )
                     })
                     .map_err(|e| PixelError::Unsupported(e.to_string()))?
                     .map_err(|e| PixelError::Unsupported(e.to_string()))?;
@@ -390,9 +395,13 @@ fn find_in_frames(
                 let (gx, _, gw, _) =
                     scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, 12 * l.h + 8);
                 let (x0, x1) = (gx, gx + gw);
-                let x0 = x0.saturating_sub(pad);
+                // a letter's width more at each end: a first or last
+                // character the screen could not separate from its
+                // surroundings still goes
+                let padx = pad.max(l.glyph_h);
+                let x0 = x0.saturating_sub(padx);
                 let y0 = y0.saturating_sub(pad);
-                let x1 = (x1 + pad).min(w);
+                let x1 = (x1 + padx).min(w);
                 let y1 = (y1 + pad).min(h);
                 out.found.push(Found {
                     frame: Some(i),
@@ -627,7 +636,7 @@ fn clean_overlays(
                     None => {
                         out.lines_read += 1;
                         let w = with_thread_ocr(|ocr| {
-                            ocr.read_line_polarity(&img, (l.x, l.y, l.w, l.h), l.bright)
+                            ocr.read_line_polarity(&img, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright)
                         })
                         .map_err(|e| PixelError::Unsupported(e.to_string()))?
                         .map_err(|e| PixelError::Unsupported(e.to_string()))?;
