@@ -80,7 +80,10 @@ deid)
         --option clean-pixel-data --option clean-graphics --jobs "$cores" || [ $? -eq 1 ]
     t1=$(date +%s.%N)
     VMAP=$BENCH/pixels-veil-report.json
-    # VEIL SCREEN: the screening micro-benchmark goes here
+    # VEIL SCREEN: the screen alone (no OCR) on the set's 512x512 frames,
+    # on the same cores, written beside the comparison
+    cargo run -q --release --example screen_bench -p veil-pixels -- "$SET/in" \
+        > "$BENCH/pixels-screen.json"
     ;;
 identity)
     t0=$(date +%s.%N)
