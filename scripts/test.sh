@@ -22,4 +22,4 @@ trap 'scripts/pg.sh stop' EXIT
 eval "$(scripts/pg.sh start)"
 export VEIL_TEST_PG_URL VEIL_REQUIRE_PG=1
 
-VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspace
+VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspace --no-fail-fast

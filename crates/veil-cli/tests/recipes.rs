@@ -21,10 +21,26 @@ fn the_documented_example_parses() {
     .unwrap();
     let start = doc.find("```toml\n").expect("a toml block") + 8;
     let end = start + doc[start..].find("```").unwrap();
-    let recipe =
-        veil_rules::Recipe::parse(&doc[start..end]).expect("the documented recipe is valid");
+    // the site rule files it names, beside it (one rule each, in CTP's and
+    // deid's formats)
+    let dir = veil_test::scratch("recipe-doc");
+    veil_io::atomic::write_all(
+        &dir.join("site.script"),
+        b"Site\n  { Modality.equals(\"US\") * Rows.equals(\"600\") }\n  (0,0,800,40)\n",
+    )
+    .unwrap();
+    veil_io::atomic::write_all(
+        &dir.join("deid.site.dicom"),
+        b"FORMAT dicom\n\n%filter graylist\n\nLABEL Site banner\n  contains Modality US\n  coordinates 0,0,800,40\n",
+    )
+    .unwrap();
+    let recipe = veil_rules::Recipe::parse_in(&doc[start..end], Some(&dir))
+        .expect("the documented recipe is valid");
     assert_eq!(recipe.name, "ai-vendor-x");
     assert_eq!(recipe.attributes.len(), 4);
+    // two rule files and the inline rule
+    assert_eq!(recipe.pixels.rules.len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
