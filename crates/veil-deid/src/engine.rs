@@ -208,8 +208,6 @@ enum Why<'p> {
         emptied: bool,
     },
     Overlay,
-    OverlayText,
-    OverlayCleaned,
     Curve,
     RetainedUid,
     RemappedUid,
@@ -254,9 +252,7 @@ impl Why<'_> {
                     base
                 }
             }
-            Why::Overlay => "E.1-1 (60XX,3000) Overlay Data: the overlay plane is removed as a whole (clean-graphics needs the pixel stage)".into(),
-            Why::OverlayText => "clean-graphics: overlay label, description and comments are free text: removed".into(),
-            Why::OverlayCleaned => "clean-graphics: overlay plane kept; the pixel stage clears the text in its bitmap".into(),
+            Why::Overlay => "E.1-1 (60XX,3000) Overlay Data: X; the overlay plane is removed as a whole (with its label and description)".into(),
             Why::Curve => "E.1-1 (50XX,XXXX) Curve Data: X".into(),
             Why::RetainedUid => "retain-uids: instance UID kept".into(),
             Why::RemappedUid => {
@@ -541,15 +537,6 @@ impl Policy {
         // plane's attributes without (60xx,3000) would make it invalid.
         // Cleaning an overlay bitmap needs the pixel stage.
         if tag.0 & 0xFF01 == 0x6000 && tag.0 <= 0x601E {
-            if self.has(ProfileOption::CleanGraphics) {
-                // The pixel stage reads the plane and clears its text
-                // (veil-pipeline replaces (60xx,3000)); label, description
-                // and comments are free text about it and go.
-                return match tag.1 {
-                    0x0022 | 0x1500 | 0x4000 => (Act::Remove, Why::OverlayText),
-                    _ => (Act::Keep, Why::OverlayCleaned),
-                };
-            }
             return (Act::Remove, Why::Overlay);
         }
         if tag.0 & 0xFF01 == 0x5000 && tag.0 <= 0x501E {

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use veil_core::{escape_markup, ProfileOption, Tag};
 use veil_deid::{Deidentified, Policy};
-use veil_io::{DicomFile, Element, TsInfo, Value};
+use veil_io::{DicomFile, TsInfo};
 use veil_pixels::clean::{clean, CleanRequest, Found, TextMode};
 use veil_pixels::EncodePolicy;
 use veil_rules::RedactAllText;
@@ -200,23 +200,9 @@ impl PixelStage {
                 applied.ts = Some(enc.ts);
             }
         }
-        let big_endian = applied.ts.as_ref().unwrap_or(&file.ts).big_endian;
-        for (group, mut bits) in out.overlays {
-            let tag = Tag(group, 0x3000);
-            let vr = file
-                .dataset
-                .get(tag)
-                .map(|e| e.vr)
-                .unwrap_or(dicom_core::VR::OW);
-            if big_endian && vr == dicom_core::VR::OW {
-                bits.chunks_exact_mut(2).for_each(|c| c.swap(0, 1));
-            }
-            ds.put(Element {
-                tag,
-                vr,
-                value: Value::Bytes(bits),
-            });
-        }
+        // Overlay planes leave as E.1-1 says (X: the header engine removes
+        // them whole); the stage has read them for text (reported) and for
+        // planes hidden in the pixel data's unused bits (review).
         if self.pixel_data && has_pixels {
             veil_deid::mark_pixel_stage(ds, ProfileOption::CleanPixelData);
         }
