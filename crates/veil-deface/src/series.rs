@@ -418,22 +418,6 @@ impl Series {
 /// Adds code 113102 (Clean Recognizable Visual Features Option) to
 /// De-identification Method Code Sequence (0012,0064), once.
 pub fn add_method_code(ds: &mut DataSet) {
-    let tag = Tag(0x0012, 0x0064);
-    let mut items = match ds.get(tag).map(|e| &e.value) {
-        Some(Value::Sequence(items)) => items.clone(),
-        _ => Vec::new(),
-    };
     let (code, meaning) = CLEAN_VISUAL_FEATURES_CODE;
-    if items
-        .iter()
-        .any(|i| i.ascii(Tag(0x0008, 0x0100)).as_deref() == Some(code))
-    {
-        return;
-    }
-    items.push(DataSet::of([
-        Element::text(Tag(0x0008, 0x0100), VR::SH, code),
-        Element::text(Tag(0x0008, 0x0102), VR::SH, "DCM"),
-        Element::text(Tag(0x0008, 0x0104), VR::LO, meaning),
-    ]));
-    ds.put(Element::sequence(tag, items));
+    ds.add_code_item(Tag(0x0012, 0x0064), code, "DCM", meaning);
 }

@@ -1038,20 +1038,7 @@ impl<'p> Deidentifier<'p> {
 /// now. Called by the pipeline after the stage, never before.
 pub fn mark_pixel_stage(ds: &mut DataSet, option: ProfileOption) {
     let c = option_code(option);
-    let item = code_item(c.code, c.meaning);
-    match ds.get_mut(Tag(0x0012, 0x0064)).map(|e| &mut e.value) {
-        Some(Value::Sequence(items)) => {
-            let has = |d: &DataSet| d.ascii(Tag(0x0008, 0x0100)).as_deref() == Some(c.code);
-            if !items.iter().any(has) {
-                items.push(item);
-            }
-        }
-        _ => ds.put(Element {
-            tag: Tag(0x0012, 0x0064),
-            vr: VR::SQ,
-            value: Value::Sequence(vec![item]),
-        }),
-    }
+    ds.add_code_item(Tag(0x0012, 0x0064), c.code, "DCM", c.meaning);
     if option == ProfileOption::CleanPixelData {
         ds.put(Element::bytes(Tag(0x0028, 0x0301), VR::CS, b"NO".to_vec()));
     }

@@ -127,6 +127,27 @@ impl DataSet {
         })
     }
 
+    /// Appends a code item (Code Value, Coding Scheme Designator, Code
+    /// Meaning) to the sequence `seq`, creating it if needed, unless an
+    /// item with that Code Value is already there: how a stage records
+    /// what it did in De-identification Method Code Sequence (0012,0064).
+    pub fn add_code_item(&mut self, seq: Tag, code: &str, scheme: &str, meaning: &str) {
+        let item = DataSet::of([
+            Element::text(Tag(0x0008, 0x0100), VR::SH, code),
+            Element::text(Tag(0x0008, 0x0102), VR::SH, scheme),
+            Element::text(Tag(0x0008, 0x0104), VR::LO, meaning),
+        ]);
+        let has = |d: &DataSet| d.ascii(Tag(0x0008, 0x0100)).as_deref() == Some(code);
+        match self.get_mut(seq).map(|e| &mut e.value) {
+            Some(Value::Sequence(items)) => {
+                if !items.iter().any(has) {
+                    items.push(item);
+                }
+            }
+            _ => self.put(Element::sequence(seq, vec![item])),
+        }
+    }
+
     /// A single-byte-charset string value with padding removed (for UIDs,
     /// code strings and other ASCII values).
     pub fn ascii(&self, tag: Tag) -> Option<String> {

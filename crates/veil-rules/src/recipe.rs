@@ -379,7 +379,7 @@ impl Recipe {
     /// off), then the recipe's files and inline rules.
     pub fn region_rules(&self) -> RegionRules {
         let mut all = if self.pixels.builtin_region_rules {
-            RegionRules::builtin()
+            RegionRules::builtin().clone()
         } else {
             RegionRules::default()
         };

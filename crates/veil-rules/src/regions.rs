@@ -277,19 +277,17 @@ pub struct RegionRules {
 
 impl RegionRules {
     /// CTP's library followed by deid's default recipe, parsed once.
-    pub fn builtin() -> RegionRules {
+    pub fn builtin() -> &'static RegionRules {
         static BUILTIN: OnceLock<RegionRules> = OnceLock::new();
-        BUILTIN
-            .get_or_init(|| {
-                let mut r = RegionRules::parse_ctp(CTP_TEXT, CTP_SOURCE)
-                    .expect("the pinned CTP library parses (tested)");
-                r.extend(
-                    RegionRules::parse_deid(DEID_TEXT, DEID_SOURCE)
-                        .expect("the pinned deid recipe parses (tested)"),
-                );
-                r
-            })
-            .clone()
+        BUILTIN.get_or_init(|| {
+            let mut r = RegionRules::parse_ctp(CTP_TEXT, CTP_SOURCE)
+                .expect("the pinned CTP library parses (tested)");
+            r.extend(
+                RegionRules::parse_deid(DEID_TEXT, DEID_SOURCE)
+                    .expect("the pinned deid recipe parses (tested)"),
+            );
+            r
+        })
     }
 
     /// Parses a CTP DicomPixelAnonymizer script.

@@ -103,11 +103,6 @@ pub struct CleanOutcome {
     /// New Pixel Data and Image Pixel attributes; None when the pixels
     /// need no change (the output then copies the source bytes).
     pub pixels: Option<Encoded>,
-    /// Overlay groups whose Overlay Data (60xx,3000) was cleaned: the new
-    /// packed bits, little endian (OW in little endian order).
-    pub overlays: Vec<(u16, Vec<u8>)>,
-    /// Overlay groups whose text could not be cleaned: remove the plane.
-    pub remove_overlays: Vec<u16>,
     /// Set when the object must go to review instead of the output.
     pub review: Option<String>,
     /// Remarks for the report (transcoding; no values).
@@ -177,6 +172,28 @@ fn crop_key(img: &GrayImage, l: &TextLine) -> u64 {
         row[l.x as usize..x1 as usize].hash(&mut h);
     }
     h.finish()
+}
+
+/// What OCR reads in one candidate line, from the object's cache when the
+/// same crop was read before (an annotation repeated on every frame).
+fn read_cached(
+    cache: &mut Cache,
+    lines_read: &mut u32,
+    img: &GrayImage,
+    l: &TextLine,
+) -> Result<Vec<Word>, PixelError> {
+    let key = crop_key(img, l);
+    if let Some(w) = cache.get(&key) {
+        return Ok(w.clone());
+    }
+    *lines_read += 1;
+    let words = with_thread_ocr(|ocr| {
+        ocr.read_line_polarity(img, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright)
+    })
+    .map_err(|e| PixelError::Unsupported(e.to_string()))?
+    .map_err(|e| PixelError::Unsupported(e.to_string()))?;
+    cache.insert(key, words.clone());
+    Ok(words)
 }
 
 /// Decides whether a line is redacted and why.
@@ -353,25 +370,7 @@ fn find_in_frames(
         let before = out.found.len();
         let scr = screen(&frame.image);
         for &l in &scr.lines {
-            let key = crop_key(&frame.image, &l);
-            let words = match cache.get(&key) {
-                Some(w) => w.clone(),
-                None => {
-                    out.lines_read += 1;
-                    let w = with_thread_ocr(|ocr| {
-                        ocr.read_line_polarity(
-                            &frame.image,
-                            (l.x, l.y, l.w, l.h),
-                            l.glyph_h,
-                            l.bright,
-                        )
-                    })
-                    .map_err(|e| PixelError::Unsupported(e.to_string()))?
-                    .map_err(|e| PixelError::Unsupported(e.to_string()))?;
-                    cache.insert(key, w.clone());
-                    w
-                }
-            };
+            let words = read_cached(cache, &mut out.lines_read, &frame.image, &l)?;
             if let Some(why) = decide(&l, &words, all, matcher) {
                 let pad = pad_for(l.h);
                 // the line and any word boxes that stick out of it
@@ -602,9 +601,10 @@ fn unsigned(l: &RawLayout, v: i64) -> u16 {
     (((v & ((1i64 << bits) - 1)) << shift) as u64 & 0xFFFF) as u16
 }
 
-/// Reads the text in every overlay plane and clears the bits of the
-/// lines found; a plane stored in the pixel data's unused bits is not
-/// cleaned here (the object goes to review).
+/// Reads the text in every overlay plane and reports its lines (the
+/// planes themselves leave as Table E.1-1 says: removed whole by the
+/// header engine); a plane stored in the pixel data's unused bits sends
+/// the object to review, since removing the attributes does not remove it.
 fn clean_overlays(
     file: &DicomFile,
     cache: &mut Cache,
@@ -622,63 +622,25 @@ fn clean_overlays(
         return Ok(());
     }
     let matcher = TextMatcher::new(&[]);
-    let mut groups: Vec<u16> = planes.iter().map(|p| p.group).collect();
-    groups.dedup();
-    for g in groups {
-        let mut bits: Vec<u8> = Vec::new();
-        let mut changed = false;
-        for p in planes.iter().filter(|p| p.group == g) {
-            let mut img = p.image.clone();
-            for l in text_lines(&img) {
-                let key = crop_key(&img, &l);
-                let words = match cache.get(&key) {
-                    Some(w) => w.clone(),
-                    None => {
-                        out.lines_read += 1;
-                        let w = with_thread_ocr(|ocr| {
-                            ocr.read_line_polarity(&img, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright)
-                        })
-                        .map_err(|e| PixelError::Unsupported(e.to_string()))?
-                        .map_err(|e| PixelError::Unsupported(e.to_string()))?;
-                        cache.insert(key, w.clone());
-                        w
-                    }
-                };
-                // overlays are annotation by nature: any text goes
-                if let Some(why) = decide(&l, &words, true, &matcher) {
-                    let pad = pad_for(l.h);
-                    let (x0, y0) = (l.x.saturating_sub(pad), l.y.saturating_sub(pad));
-                    let x1 = (l.x + l.w + pad).min(img.width());
-                    let y1 = (l.y + l.h + pad).min(img.height());
-                    for y in y0..y1 {
-                        for x in x0..x1 {
-                            img.put_pixel(x, y, image::Luma([0]));
-                        }
-                    }
-                    changed = true;
-                    out.found.push(Found {
-                        frame: Some(p.frame),
-                        x: x0,
-                        y: y0,
-                        w: x1 - x0,
-                        h: y1 - y0,
-                        why: format!("ocr in overlay: {why}"),
-                        overlay: Some(g),
-                    });
-                }
+    for p in &planes {
+        for l in text_lines(&p.image) {
+            let words = read_cached(cache, &mut out.lines_read, &p.image, &l)?;
+            // overlays are annotation by nature: any text counts
+            if let Some(why) = decide(&l, &words, true, &matcher) {
+                let pad = pad_for(l.h);
+                let (x0, y0) = (l.x.saturating_sub(pad), l.y.saturating_sub(pad));
+                let x1 = (l.x + l.w + pad).min(p.image.width());
+                let y1 = (l.y + l.h + pad).min(p.image.height());
+                out.found.push(Found {
+                    frame: Some(p.frame),
+                    x: x0,
+                    y: y0,
+                    w: x1 - x0,
+                    h: y1 - y0,
+                    why: format!("ocr in overlay: {why}"),
+                    overlay: Some(p.group),
+                });
             }
-            // pack this plane frame after the previous ones (bit i of the
-            // group's data is pixel i of the concatenated frames)
-            bits.extend(img.as_raw().iter().map(|v| u8::from(*v != 0)));
-        }
-        if changed {
-            let mut packed = vec![0u8; bits.len().div_ceil(16) * 2];
-            for (i, b) in bits.iter().enumerate() {
-                if *b != 0 {
-                    packed[i / 8] |= 1 << (i % 8);
-                }
-            }
-            out.overlays.push((g, packed));
         }
     }
     Ok(())
