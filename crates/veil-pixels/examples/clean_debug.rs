@@ -9,19 +9,26 @@ fn main() {
     let n: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut r = veil_pixels::FrameReader::new(&f).expect("frames");
     let fr = r.frame(n).expect("frame");
-    let lines = veil_pixels::clean::detect::text_lines(&fr.image);
+    let scr = veil_pixels::clean::detect::screen_values(&fr.image, fr.values.as_deref());
+    let lines = scr.lines.clone();
     let mut img = fr.image.clone();
     let mut ocr = veil_pixels::ocr::Ocr::new().expect("ocr");
     for l in &lines {
         let words = ocr
-            .read_line_polarity(&fr.image, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright)
+            .read_line_polarity(
+                &fr.image,
+                (l.x, l.y, l.w, l.h),
+                l.glyph_h,
+                l.bright,
+                scr.flat_ink.as_ref().filter(|_| l.ink.is_some()),
+            )
             .expect("ocr");
         let t: Vec<String> = words
             .iter()
             .map(|w| format!("{}({:.0})", w.text, w.confidence))
             .collect();
         println!(
-            "{:4} {:4} {:4}x{:3} g{:2} s{:.2} {} {:?}",
+            "{:4} {:4} {:4}x{:3} g{:2} s{:.2} {} {:?} {:?}",
             l.x,
             l.y,
             l.w,
@@ -29,6 +36,7 @@ fn main() {
             l.glyphs,
             l.score,
             if l.bright { "B" } else { "D" },
+            l.ink,
             t
         );
         for x in l.x..(l.x + l.w).min(img.width()) {
@@ -47,6 +55,22 @@ fn main() {
         for g in veil_pixels::clean::detect::glyph_candidates(&fr.image) {
             if g.0 >= p(x) && g.1 >= p(y) && g.2 < p(x) + p(w) && g.3 < p(y) + p(h) {
                 println!("glyph {g:?}");
+            }
+        }
+    }
+    if std::env::var_os("DUMP").is_some() {
+        if let [x, y, w, h] = args.get(4..8).unwrap_or(&[]) {
+            let p = |s: &String| s.parse::<u32>().expect("number");
+            for yy in p(y)..p(y) + p(h) {
+                let row: Vec<String> = (p(x)..p(x) + p(w).min(40))
+                    .map(|xx| match &fr.values {
+                        Some(v) if std::env::var_os("RAW").is_some() => {
+                            format!("{:6}", v[(yy * fr.image.width() + xx) as usize])
+                        }
+                        _ => format!("{:3}", fr.image.get_pixel(xx, yy).0[0]),
+                    })
+                    .collect();
+                println!("{}", row.join(""));
             }
         }
     }

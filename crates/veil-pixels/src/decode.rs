@@ -32,6 +32,12 @@ pub struct Frame {
     /// The frame, windowed to 8 bits: 255 is brightest as displayed
     /// (MONOCHROME1 is inverted, color becomes luma).
     pub image: GrayImage,
+    /// Grayscale frames: the stored values, one per pixel, negated for
+    /// MONOCHROME1 so that larger is brighter. Why: the 8-bit window
+    /// drops what lies outside it (faint text in the air of a CT is 0
+    /// there), and equal stored values are what the flat-ink screen
+    /// looks for ([`crate::clean::detect::screen_values`]).
+    pub values: Option<Vec<i32>>,
 }
 
 /// Decodes every frame of a file. For large multi-frame files prefer
@@ -221,8 +227,12 @@ impl<'a> FrameReader<'a> {
     /// Decodes frame `index` (from 0).
     pub fn frame(&mut self, index: u32) -> Result<Frame, PixelError> {
         let (raw, g) = self.raw_frame(index)?;
-        let image = self.to_gray(&raw, &g, index)?;
-        Ok(Frame { index, image })
+        let (image, values) = self.to_gray(&raw, &g, index)?;
+        Ok(Frame {
+            index,
+            image,
+            values,
+        })
     }
 
     /// The stored samples of frame `index` as the file or codec gives them
@@ -488,7 +498,12 @@ impl<'a> FrameReader<'a> {
     }
 
     /// Interprets decoded samples and windows them to 8 bits.
-    fn to_gray(&self, raw: &[u8], g: &Geometry, index: u32) -> Result<GrayImage, PixelError> {
+    fn to_gray(
+        &self,
+        raw: &[u8],
+        g: &Geometry,
+        index: u32,
+    ) -> Result<(GrayImage, Option<Vec<i32>>), PixelError> {
         let n = g.rows as usize * g.cols as usize;
         let bytes = (g.bits_alloc as usize).div_ceil(8);
         let sample = |i: usize| -> i64 {
@@ -551,7 +566,7 @@ impl<'a> FrameReader<'a> {
                     })
                     .collect()
             };
-            return img(px);
+            return Ok((img(px)?, None));
         }
         if pi == "PALETTE COLOR" {
             let Some(l) = &self.palette else {
@@ -568,7 +583,7 @@ impl<'a> FrameReader<'a> {
                     y.round().clamp(0.0, 255.0) as u8
                 })
                 .collect();
-            return img(px);
+            return Ok((img(px)?, None));
         }
         if !matches!(pi, "MONOCHROME1" | "MONOCHROME2") {
             return Err(PixelError::Unsupported(format!(
@@ -600,10 +615,24 @@ impl<'a> FrameReader<'a> {
                 None => stretch(&values, g.bits_stored <= 8 && !g.signed),
             }
         };
-        if pi == "MONOCHROME1" {
+        let mono1 = pi == "MONOCHROME1";
+        if mono1 {
             px.iter_mut().for_each(|v| *v = 255 - *v);
         }
-        img(px)
+        let looks = (g.bits_alloc > 1).then(|| {
+            values
+                .iter()
+                .map(|&v| {
+                    let v = v.clamp(i32::MIN as i64 + 1, i32::MAX as i64) as i32;
+                    if mono1 {
+                        -v
+                    } else {
+                        v
+                    }
+                })
+                .collect()
+        });
+        Ok((img(px)?, looks))
     }
 
     /// Functional group items that apply to frame `index`: per-frame first,

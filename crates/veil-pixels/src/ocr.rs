@@ -182,7 +182,7 @@ impl Ocr {
         w: u32,
         h: u32,
     ) -> Result<Vec<Word>, OcrError> {
-        self.read_line_as(img, (x, y, w, h), None)
+        self.read_line_as(img, (x, y, w, h), None, None)
     }
 
     /// [`Ocr::read_line`] for text of known polarity (`bright`: lighter
@@ -200,8 +200,9 @@ impl Ocr {
         (x, y, w, h): (u32, u32, u32, u32),
         text_h: u32,
         bright: bool,
+        flat_ink: Option<&GrayImage>,
     ) -> Result<Vec<Word>, OcrError> {
-        self.read_line_as(img, (x, y, w, h), Some((bright, text_h)))
+        self.read_line_as(img, (x, y, w, h), Some((bright, text_h)), flat_ink)
     }
 
     fn read_line_as(
@@ -209,6 +210,7 @@ impl Ocr {
         img: &GrayImage,
         (x, y, w, h): (u32, u32, u32, u32),
         known: Option<(bool, u32)>,
+        flat_ink: Option<&GrayImage>,
     ) -> Result<Vec<Word>, OcrError> {
         let bright = known.map(|k| k.0);
         let text_h = known.map_or(h, |k| k.1.clamp(1, h.max(1)));
@@ -234,27 +236,36 @@ impl Ocr {
         // which versions are read, in order
         #[derive(Clone, Copy)]
         enum V {
+            Flat,
             Ink(bool),
             Plain(bool),
             TopHat(bool),
         }
-        let versions: &[V] = match bright {
-            None => &[V::Plain(true), V::TopHat(true), V::TopHat(false)],
-            // the screen may take the gaps between dark letters on a
-            // bright textured background for bright text: the other
-            // polarity is tried last
-            Some(true) => &[
-                V::Ink(true),
-                V::Plain(true),
-                V::TopHat(true),
-                V::Plain(false),
-            ],
-            Some(false) => &[
-                V::Ink(false),
-                V::Plain(false),
-                V::TopHat(false),
-                V::Plain(true),
-            ],
+        let flat: Vec<V>;
+        let versions: &[V] = match (bright, flat_ink) {
+            // one-valued ink: exactly its pixels first, then the rest
+            (Some(b), Some(_)) => {
+                flat = vec![V::Flat, V::Ink(b), V::Plain(b)];
+                &flat
+            }
+            (bright, _) => match bright {
+                None => &[V::Plain(true), V::TopHat(true), V::TopHat(false)],
+                // the screen may take the gaps between dark letters on a
+                // bright textured background for bright text: the other
+                // polarity is tried last
+                Some(true) => &[
+                    V::Ink(true),
+                    V::Plain(true),
+                    V::TopHat(true),
+                    V::Plain(false),
+                ],
+                Some(false) => &[
+                    V::Ink(false),
+                    V::Plain(false),
+                    V::TopHat(false),
+                    V::Plain(true),
+                ],
+            },
         };
         let mut found: Vec<Word> = Vec::new();
         for (k, version) in versions.iter().enumerate() {
@@ -262,6 +273,10 @@ impl Ocr {
                 break;
             }
             let v = match *version {
+                V::Flat => match flat_ink {
+                    Some(f) => image::imageops::crop_imm(f, x0, y0, x1 - x0, y1 - y0).to_image(),
+                    None => continue,
+                },
                 // the screen's own ink decision, at the crop's place
                 V::Ink(b) => crate::clean::detect::ink_image(img, (x0, y0, x1 - x0, y1 - y0), b),
                 // bright text is inverted to dark on light

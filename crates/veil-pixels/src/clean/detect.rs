@@ -38,6 +38,10 @@ pub struct TextLine {
     pub score: f32,
     /// Bright text on a darker background (else dark on bright).
     pub bright: bool,
+    /// The one value every letter of the line is drawn with, for a line
+    /// found by the flat-ink screen ([`super::flat`]); OCR then reads
+    /// exactly those pixels ([`Screen::flat_ink`]).
+    pub ink: Option<i32>,
 }
 
 /// Side of the structuring square: wider than the strokes of the largest
@@ -51,8 +55,8 @@ const HALO: usize = 5;
 /// Tiles over which the noise level is estimated.
 const TILE: usize = 32;
 /// Glyph heights considered (pixels).
-const MIN_H: u32 = 4;
-const MAX_H: u32 = 48;
+pub(super) const MIN_H: u32 = 4;
+pub(super) const MAX_H: u32 = 48;
 /// At most this many lines per frame are returned (a page of text or a
 /// noisy frame would otherwise flood OCR); the best-scored are kept.
 const MAX_LINES: usize = 64;
@@ -72,10 +76,19 @@ pub struct Screen {
     h: usize,
     ink_bright: Vec<bool>,
     ink_dark: Vec<bool>,
+    /// The letters of the flat-ink lines, black on white, frame-sized.
+    pub flat_ink: Option<GrayImage>,
 }
 
-/// Screens one frame.
+/// Screens one 8-bit frame.
 pub fn screen(img: &GrayImage) -> Screen {
+    screen_values(img, None)
+}
+
+/// Screens one frame: the top-hat screen on the 8-bit image, the flat-ink
+/// screen on `values` (the stored values, see
+/// [`crate::decode::Frame::values`]) or else on the 8-bit image.
+pub fn screen_values(img: &GrayImage, values: Option<&[i32]>) -> Screen {
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w < 8 || h < 8 {
         return Screen::default();
@@ -109,11 +122,29 @@ pub fn screen(img: &GrayImage) -> Screen {
     let ink_bright: Vec<bool> = ink_bright.iter().zip(&ib).map(|(a, b)| *a || *b).collect();
     let ink_dark: Vec<bool> = ink_dark.iter().zip(&id).map(|(a, b)| *a || *b).collect();
     lines.sort_by(|a, b| b.score.total_cmp(&a.score));
+    // lines of one-valued ink first: where both screens see a line, the
+    // flat one is kept, since OCR then reads its exact ink
+    let (mut flat, flat_ink) = match values {
+        Some(v) if v.len() == w * h => super::flat::flat_lines(v, w, h),
+        _ => {
+            let v: Vec<i32> = src.iter().map(|&b| i32::from(b)).collect();
+            super::flat::flat_lines(&v, w, h)
+        }
+    };
+    flat.sort_by(|a, b| b.score.total_cmp(&a.score));
     // a line found in both polarities (the halo of one is the other's
     // text) is kept once, the better-scored
     let mut kept: Vec<TextLine> = Vec::new();
-    for l in lines {
-        if kept.iter().all(|k| iou(k, &l) < 0.5) {
+    let n_flat = flat.len();
+    for l in flat.into_iter().chain(lines) {
+        // a top-hat line around a flat one is that text with whatever
+        // stands beside it (anatomy, edges): the flat line says where the
+        // letters are
+        let around_flat = l.ink.is_none()
+            && kept[..n_flat.min(kept.len())]
+                .iter()
+                .any(|k| covered(k, &l) >= 0.5);
+        if !around_flat && kept.iter().all(|k| iou(k, &l) < 0.5) {
             kept.push(l);
         }
         if kept.len() == MAX_LINES {
@@ -126,6 +157,7 @@ pub fn screen(img: &GrayImage) -> Screen {
         h,
         ink_bright,
         ink_dark,
+        flat_ink,
     }
 }
 
@@ -204,6 +236,13 @@ fn box3(src: &[u8], w: usize, h: usize) -> Vec<u8> {
     out
 }
 
+/// The fraction of `a`'s box inside `b`'s.
+fn covered(a: &TextLine, b: &TextLine) -> f32 {
+    let ix = (a.x + a.w).min(b.x + b.w).saturating_sub(a.x.max(b.x));
+    let iy = (a.y + a.h).min(b.y + b.h).saturating_sub(a.y.max(b.y));
+    (ix * iy) as f32 / (a.w * a.h).max(1) as f32
+}
+
 fn iou(a: &TextLine, b: &TextLine) -> f32 {
     let r = |l: &TextLine| crate::Rect {
         x: l.x,
@@ -228,7 +267,7 @@ fn lines_in(ink: &[bool], w: usize, h: usize, bright: bool) -> Vec<TextLine> {
                 && (c.n as f32) >= 0.08 * (cw * ch) as f32
         })
         .collect();
-    group(glyphs, bright)
+    group_glyphs(glyphs, bright)
 }
 
 /// Ink: top-hat at least `INK_MIN` above three times the tile's median
@@ -275,12 +314,12 @@ fn threshold(th: &[u8], w: usize, h: usize) -> Vec<bool> {
 
 /// A connected component's box and pixel count.
 #[derive(Debug, Clone, Copy)]
-struct Comp {
-    x0: u32,
-    y0: u32,
-    x1: u32,
-    y1: u32,
-    n: u32,
+pub(super) struct Comp {
+    pub(super) x0: u32,
+    pub(super) y0: u32,
+    pub(super) x1: u32,
+    pub(super) y1: u32,
+    pub(super) n: u32,
 }
 
 /// 8-connected components, labelled over horizontal runs with a
@@ -357,7 +396,7 @@ fn components(ink: &[bool], w: usize, h: usize) -> Vec<Comp> {
 
 /// Groups glyph candidates into lines: similar heights, overlapping
 /// vertically, close horizontally.
-fn group(mut glyphs: Vec<Comp>, bright: bool) -> Vec<TextLine> {
+pub(super) fn group_glyphs(mut glyphs: Vec<Comp>, bright: bool) -> Vec<TextLine> {
     glyphs.sort_by_key(|c| c.x0);
     struct Acc {
         x0: u32,
@@ -416,6 +455,7 @@ fn group(mut glyphs: Vec<Comp>, bright: bool) -> Vec<TextLine> {
                 glyph_h: median_height(&l.members),
                 score,
                 bright,
+                ink: None,
             })
         })
         .collect()

@@ -164,8 +164,17 @@ impl TextMatcher {
             .iter()
             .filter(|c| c.len() >= 3)
             .find_map(|c| shape(c));
-        // shapes on the raw words too: separators tell dates apart
-        found.or_else(|| words.iter().find_map(|w| date_with_separators(w)))
+        // shapes on the raw words too: separators tell dates apart; and
+        // three numbers in a row that make a date whose separators OCR
+        // dropped ("26 07 2002" read from "26.07.2002")
+        found
+            .or_else(|| words.iter().find_map(|w| date_with_separators(w)))
+            .or_else(|| {
+                normed
+                    .windows(3)
+                    .any(spaced_date)
+                    .then_some(TextKind::Date)
+            })
     }
 
     fn is_own(&self, c: &str) -> bool {
@@ -232,6 +241,25 @@ fn date_with_separators(w: &str) -> Option<TextKind> {
     .then_some(TextKind::Date)
 }
 
+/// Day, month and a four-digit year (19xx or 20xx) as three separate
+/// numbers, in either order: stricter than [`date_with_separators`],
+/// since any three numbers on a screen are next to each other somewhere.
+fn spaced_date(t: &[String]) -> bool {
+    let num = |s: &String| -> Option<u32> {
+        (!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (Some(a), Some(b), Some(c)) = (num(&t[0]), num(&t[1]), num(&t[2])) else {
+        return false;
+    };
+    let year = |v: u32, s: &String| s.len() == 4 && (1900..2100).contains(&v);
+    let day_month =
+        |x: u32, y: u32| (1..=31).contains(&x) && (1..=31).contains(&y) && (x <= 12 || y <= 12);
+    (year(c, &t[2]) && t[0].len() <= 2 && t[1].len() <= 2 && day_month(a, b))
+        || (year(a, &t[0]) && t[1].len() <= 2 && t[2].len() <= 2 && day_month(b, c))
+}
+
 fn levenshtein(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
@@ -251,6 +279,15 @@ fn levenshtein(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_whose_separators_ocr_dropped_is_a_date() {
+        let m = m(&[]);
+        assert_eq!(m.classify(&["26", "07", "2002"]), Some(TextKind::Date));
+        assert_eq!(m.classify(&["2002", "7", "26"]), Some(TextKind::Date));
+        assert_eq!(m.classify(&["26", "7", "260"]), None);
+        assert_eq!(m.classify(&["40", "50", "2002"]), None);
+    }
 
     fn m(v: &[&str]) -> TextMatcher {
         TextMatcher::new(

@@ -25,6 +25,7 @@
 //! pixel data) comes back with a review reason and is never released.
 
 pub mod detect;
+mod flat;
 pub mod matcher;
 #[cfg(feature = "ocr")]
 mod stage;

@@ -9,7 +9,7 @@ use image::GrayImage;
 use veil_core::{Phi, Tag};
 use veil_io::DicomFile;
 
-use super::detect::{screen, text_lines, TextLine};
+use super::detect::{screen_values, text_lines, TextLine};
 use super::matcher::{TextKind, TextMatcher};
 use crate::ocr::{Ocr, OcrError, Word};
 use crate::{
@@ -163,13 +163,15 @@ fn screen_like(file: &DicomFile) -> bool {
 /// Per-object OCR cache: a line's crop hash to what was read.
 type Cache = HashMap<u64, Vec<Word>>;
 
-fn crop_key(img: &GrayImage, l: &TextLine) -> u64 {
+fn crop_key(img: &GrayImage, flat_ink: Option<&GrayImage>, l: &TextLine) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (l.w, l.h, l.bright).hash(&mut h);
-    let (x1, y1) = ((l.x + l.w).min(img.width()), (l.y + l.h).min(img.height()));
-    for y in l.y..y1 {
-        let row = &img.as_raw()[(y * img.width()) as usize..((y + 1) * img.width()) as usize];
-        row[l.x as usize..x1 as usize].hash(&mut h);
+    (l.w, l.h, l.bright, l.ink).hash(&mut h);
+    for img in std::iter::once(img).chain(flat_ink) {
+        let (x1, y1) = ((l.x + l.w).min(img.width()), (l.y + l.h).min(img.height()));
+        for y in l.y..y1 {
+            let row = &img.as_raw()[(y * img.width()) as usize..((y + 1) * img.width()) as usize];
+            row[l.x as usize..x1 as usize].hash(&mut h);
+        }
     }
     h.finish()
 }
@@ -180,15 +182,17 @@ fn read_cached(
     cache: &mut Cache,
     lines_read: &mut u32,
     img: &GrayImage,
+    flat_ink: Option<&GrayImage>,
     l: &TextLine,
 ) -> Result<Vec<Word>, PixelError> {
-    let key = crop_key(img, l);
+    let flat_ink = flat_ink.filter(|_| l.ink.is_some());
+    let key = crop_key(img, flat_ink, l);
     if let Some(w) = cache.get(&key) {
         return Ok(w.clone());
     }
     *lines_read += 1;
     let words = with_thread_ocr(|ocr| {
-        ocr.read_line_polarity(img, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright)
+        ocr.read_line_polarity(img, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright, flat_ink)
     })
     .map_err(|e| PixelError::Unsupported(e.to_string()))?
     .map_err(|e| PixelError::Unsupported(e.to_string()))?;
@@ -196,23 +200,50 @@ fn read_cached(
     Ok(words)
 }
 
-/// Decides whether a line is redacted and why.
-fn decide(l: &TextLine, words: &[Word], all: bool, m: &TextMatcher) -> Option<&'static str> {
+/// Decides whether a line is redacted and why. `exact`: the frame holds
+/// its stored values as drawn (no lossy compression), so text burned in
+/// with one value shows as flat ink ([`TextLine::ink`]).
+fn decide(
+    l: &TextLine,
+    words: &[Word],
+    all: bool,
+    exact: bool,
+    m: &TextMatcher,
+) -> Option<&'static str> {
     let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
     if let Some(kind) = m.classify(&texts) {
         return Some(kind.name());
     }
-    if all {
+    let alnum = |w: &Word| w.text.chars().filter(|c| c.is_alphanumeric()).count();
+    let text_like = l.score >= 0.85 && l.glyphs >= 4 && l.h <= 24;
+    if !all {
+        // flat ink that OCR cannot read (small letters): it may be a
+        // name, and what is not read cannot be judged harmless
+        let unread = !words.iter().any(|w| w.confidence >= 60.0 && alnum(w) >= 2);
+        return (exact && l.ink.is_some() && text_like && unread).then_some("unreadable text");
+    }
+    {
         // a confidently read word; OCR's guesses at speckle and edges
-        // ("ee", "aS") come with low confidence
-        let alnum = |w: &Word| w.text.chars().filter(|c| c.is_alphanumeric()).count();
-        if words.iter().any(|w| w.confidence >= 60.0 && alnum(w) >= 2) {
+        // ("ee", "aS") come with low confidence. On top-hat blobs of an
+        // exact frame (text drawn there would show as flat ink) OCR
+        // also reads short confident words into anatomy ("ves"), so more
+        // is asked: four or more confidently read letters or digits
+        let read = if l.ink.is_none() && exact {
+            let sure = words.iter().filter(|w| w.confidence >= 75.0);
+            sure.clone().map(alnum).sum::<usize>() >= 4 && sure.map(alnum).max() >= Some(3)
+        } else {
+            words.iter().any(|w| w.confidence >= 60.0 && alnum(w) >= 2)
+        };
+        if read {
             return Some(TextKind::AnyText.name());
         }
         // so text-like that failing to read it is no reason to keep it;
         // only small lines, where OCR fails on real text (a tall "line"
-        // OCR cannot read is a row of shapes, such as a mosaic of slices)
-        if l.score >= 0.85 && l.glyphs >= 4 && l.h <= 24 {
+        // OCR cannot read is a row of shapes, such as a mosaic of slices).
+        // In an exact frame only lines of flat ink: letters drawn with
+        // one value show as such there, and an unreadable row of
+        // top-hat blobs is texture, vessels or speckle
+        if (l.ink.is_some() || !exact) && text_like {
             return Some("unreadable text");
         }
     }
@@ -346,6 +377,8 @@ fn find_in_frames(
 ) -> Result<(), PixelError> {
     let mut reader = FrameReader::new(file)?;
     let (w, h) = reader.size();
+    let exact = crate::encode::lossy_method(&file.ts.uid).is_none()
+        && file.dataset.ascii(Tag(0x0028, 0x2110)).as_deref() != Some("01");
     for (r, label) in &req.rule_rects {
         let x = r.x.min(w);
         let y = r.y.min(h);
@@ -368,16 +401,39 @@ fn find_in_frames(
         let frame = reader.frame(i)?;
         out.frames += 1;
         let before = out.found.len();
-        let scr = screen(&frame.image);
+        let scr = screen_values(&frame.image, frame.values.as_deref());
         for &l in &scr.lines {
-            let words = read_cached(cache, &mut out.lines_read, &frame.image, &l)?;
-            if let Some(why) = decide(&l, &words, all, matcher) {
+            let words = read_cached(
+                cache,
+                &mut out.lines_read,
+                &frame.image,
+                scr.flat_ink.as_ref(),
+                &l,
+            )?;
+            if let Some(why) = decide(&l, &words, all, exact, matcher) {
                 let pad = pad_for(l.h);
-                // the line and any word boxes that stick out of it
-                let mut x0 = l.x;
-                let mut y0 = l.y;
-                let mut x1 = l.x + l.w;
-                let mut y1 = l.y + l.h;
+                // the line (for flat ink, exactly its letters) or, for a
+                // top-hat line, whose box may take in the anatomy beside
+                // the text, the words OCR read in it
+                let (mut x0, mut y0, mut x1, mut y1) = (l.x, l.y, l.x + l.w, l.y + l.h);
+                if l.ink.is_none() {
+                    let read: Vec<&Word> = words
+                        .iter()
+                        .filter(|wd| {
+                            wd.confidence >= 30.0
+                                && wd.text.chars().any(char::is_alphanumeric)
+                                && wd.height <= l.h + l.h / 2
+                                && wd.top + l.h / 2 >= l.y
+                                && wd.top + wd.height <= l.y + l.h + l.h / 2
+                        })
+                        .collect();
+                    if let (Some(a), Some(b)) = (
+                        read.iter().map(|wd| wd.left).min(),
+                        read.iter().map(|wd| wd.left + wd.width).max(),
+                    ) {
+                        (x0, x1) = (a.max(l.x.saturating_sub(l.h)), b.min(x1 + l.h));
+                    }
+                }
                 // words sticking out of the line (a letter the screen cut
                 // off); OCR's boxes around garbage can be huge: not those
                 for wd in words.iter().filter(|wd| {
@@ -527,14 +583,17 @@ fn redact(file: &DicomFile, req: &CleanRequest, out: &mut CleanOutcome) -> Resul
     Ok(())
 }
 
-/// The fill for one box: per sample, the median of the pixels on the ring
-/// just outside it (the background the text sat on), so that the box adds
-/// no edge of its own and text darker than its background disappears as
-/// surely as brighter text. Subsampled YBR and palette images take the
-/// black value (a median of chroma pairs or of palette indices means
-/// nothing).
+/// The fill for one box. Where the box's own edge is mostly one value
+/// (text on a flat background: the black band of an ultrasound screen,
+/// the air around a CT), that value: the background then keeps its exact
+/// samples and only the text changes. Otherwise, per sample, the median
+/// of the pixels on the ring just outside it (the background the text sat
+/// on), so that the box adds no edge of its own and text darker than its
+/// background disappears as surely as brighter text. Subsampled YBR and
+/// palette images without a flat edge take the black value (a median of
+/// chroma pairs or of palette indices means nothing).
 fn fill_for(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Vec<u16> {
-    if layout.subsampled() || layout.photometric == "PALETTE COLOR" {
+    if layout.subsampled() {
         return black_value(layout, frame);
     }
     let (cols, rows) = (layout.cols as i64, layout.rows as i64);
@@ -548,6 +607,14 @@ fn fill_for(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Vec<u16> {
             u16::from_le_bytes([frame.data[2 * i], frame.data[2 * i + 1]])
         }
     };
+    if let Some(bg) = edge_mode(r, cols, rows, |x, y| {
+        (0..spp).map(|c| get(x, y, c)).collect()
+    }) {
+        return bg;
+    }
+    if layout.photometric == "PALETTE COLOR" {
+        return black_value(layout, frame);
+    }
     let (x0, y0) = (r.x as i64 - 1, r.y as i64 - 1);
     let (x1, y1) = (r.x as i64 + r.w as i64, r.y as i64 + r.h as i64);
     let mut ring = Vec::new();
@@ -574,6 +641,49 @@ fn fill_for(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Vec<u16> {
             unsigned(layout, m)
         })
         .collect()
+}
+
+/// The value (all samples of a pixel) held by at least half of the
+/// pixels on a box's inner edge, if one is.
+fn edge_mode(
+    r: &Rect,
+    cols: i64,
+    rows: i64,
+    at: impl Fn(i64, i64) -> Vec<u16>,
+) -> Option<Vec<u16>> {
+    let (x0, y0) = (r.x as i64, r.y as i64);
+    let (x1, y1) = (
+        (x0 + r.w as i64).min(cols) - 1,
+        (y0 + r.h as i64).min(rows) - 1,
+    );
+    if x1 < x0 || y1 < y0 {
+        return None;
+    }
+    let mut edge: Vec<Vec<u16>> = Vec::new();
+    for x in x0..=x1 {
+        edge.push(at(x, y0));
+        if y1 > y0 {
+            edge.push(at(x, y1));
+        }
+    }
+    for y in y0 + 1..y1 {
+        edge.push(at(x0, y));
+        if x1 > x0 {
+            edge.push(at(x1, y));
+        }
+    }
+    let n = edge.len();
+    edge.sort_unstable();
+    let mut best: Option<(usize, &Vec<u16>)> = None;
+    let mut i = 0;
+    while i < n {
+        let j = i + edge[i..].iter().take_while(|v| **v == edge[i]).count();
+        if best.is_none_or(|b| j - i > b.0) {
+            best = Some((j - i, &edge[i]));
+        }
+        i = j;
+    }
+    best.filter(|b| 2 * b.0 >= n).map(|b| b.1.clone())
 }
 
 /// A stored word as the value it stands for (sign and Bits Stored), so
@@ -624,9 +734,9 @@ fn clean_overlays(
     let matcher = TextMatcher::new(&[]);
     for p in &planes {
         for l in text_lines(&p.image) {
-            let words = read_cached(cache, &mut out.lines_read, &p.image, &l)?;
+            let words = read_cached(cache, &mut out.lines_read, &p.image, None, &l)?;
             // overlays are annotation by nature: any text counts
-            if let Some(why) = decide(&l, &words, true, &matcher) {
+            if let Some(why) = decide(&l, &words, true, false, &matcher) {
                 let pad = pad_for(l.h);
                 let (x0, y0) = (l.x.saturating_sub(pad), l.y.saturating_sub(pad));
                 let x1 = (l.x + l.w + pad).min(p.image.width());

@@ -1,0 +1,315 @@
+//! A second screen: text drawn with one value ("flat ink").
+//!
+//! Why: modalities and viewers burn annotations in with a single gray
+//! level or colour, so every stroke of a letter carries exactly the same
+//! stored value, while anatomy, speckle and noise almost never keep one
+//! value over a stroke-shaped patch of pixels. Looking for plateaus of
+//! equal value (not for contrast) finds text the top-hat screen misses:
+//! faint lines a few percent of the range above speckle, texture or
+//! anatomy, whose contrast is below the local noise. A plateau also gives
+//! OCR the exact ink of each letter (every pixel of that value) instead of
+//! a threshold guess. Lossy compression breaks the equality; such images
+//! keep the top-hat screen only.
+//!
+//! Plateaus are 8-connected components of equal value, labelled over
+//! horizontal runs with a union-find (linear in pixels). A plateau is a
+//! glyph candidate when it is letter-sized and stroke-shaped and differs
+//! clearly from the pixels around it; candidates of the **same value**
+//! are grouped into lines as the top-hat screen groups its glyphs.
+
+use std::collections::HashMap;
+
+use image::GrayImage;
+
+use super::detect::{group_glyphs, Comp, TextLine, MAX_H, MIN_H};
+
+/// Smallest mean difference between a plateau and the pixels bordering
+/// it, as a fraction of the frame's spread of values (5th to 95th
+/// percentile): smaller steps are the terraces of a smooth gradient or
+/// the wobble of background noise, not ink. Faint text, a few percent of
+/// that spread, steps by more; on a dark frame that can be 3 levels.
+const EDGE_FRACTION: f32 = 0.03;
+/// ... and never less than this many levels (a one-level step is the
+/// terrace of any gradient).
+const EDGE_FLOOR: f32 = 2.0;
+
+/// A plateau: its box, pixel count and value, and how strongly it stands
+/// out from its border.
+#[derive(Debug, Clone, Copy)]
+struct Plateau {
+    c: Comp,
+    v: i32,
+    /// Sum and count of |difference| to 4-neighbours of another value.
+    edge_sum: f32,
+    edge_n: u32,
+    /// Neighbours brighter than the plateau, of those counted.
+    brighter: u32,
+}
+
+/// Lines of flat ink in a frame of values (stored values, larger is
+/// brighter, or 8-bit display levels), each tagged with its ink value
+/// ([`TextLine::ink`]); with them, the ink of their letters as a
+/// black-on-white image of the frame, for OCR.
+pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<GrayImage>) {
+    if w < 8 || h < 8 || src.len() < w * h {
+        return (Vec::new(), None);
+    }
+    let edge_min = (EDGE_FRACTION * spread(src)).max(EDGE_FLOOR);
+    let (labels, mut plateaus) = label(src, w, h);
+    // border contrast of every plateau
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            let v = src[i];
+            let touch = |j: usize, p: &mut Plateau| {
+                let u = src[j];
+                if u != v {
+                    p.edge_sum += u.abs_diff(v) as f32;
+                    p.edge_n += 1;
+                    p.brighter += u32::from(u > v);
+                }
+            };
+            let p = &mut plateaus[labels[i] as usize];
+            if x > 0 {
+                touch(i - 1, p);
+            }
+            if x + 1 < w {
+                touch(i + 1, p);
+            }
+            if y > 0 {
+                touch(i - w, p);
+            }
+            if y + 1 < h {
+                touch(i + w, p);
+            }
+        }
+    }
+    // letter-shaped plateaus by value; `strong` ones stand out from their
+    // border. Lines are seeded by strong ones only; weak ones of the same
+    // value then extend a line along its band: a faint line over a
+    // gradient has letters brighter than the background at one end,
+    // darker at the other and invisible in between, all of one value.
+    let mut by_value: HashMap<i32, Vec<(Comp, u32, bool)>> = HashMap::new();
+    for (id, p) in plateaus.iter().enumerate() {
+        let c = p.c;
+        let (cw, ch) = (c.x1 - c.x0 + 1, c.y1 - c.y0 + 1);
+        let letter = (MIN_H..=MAX_H).contains(&ch)
+            && cw <= if ch <= 12 { ch * 6 } else { ch * 3 + 2 }
+            && c.n >= 4
+            && (c.n as f32) >= 0.08 * (cw * ch) as f32
+            // a solid block is a patch of background, not a stroke
+            && (c.n as f32) <= 0.85 * (cw * ch) as f32 + 2.0 * cw.min(ch) as f32;
+        if !letter || p.edge_n == 0 {
+            continue;
+        }
+        let strong = p.edge_sum >= edge_min * p.edge_n as f32;
+        by_value
+            .entry(p.v)
+            .or_default()
+            .push((c, id as u32, strong));
+    }
+    let mut lines = Vec::new();
+    let mut inked = vec![false; plateaus.len()];
+    for (v, mut comps) in by_value {
+        let strong: Vec<Comp> = comps.iter().filter(|c| c.2).map(|c| c.0).collect();
+        if strong.len() < 2 {
+            continue;
+        }
+        // bright ink: most of the strong letters' border is darker
+        let (brighter, edges) = comps
+            .iter()
+            .filter(|c| c.2)
+            .map(|c| &plateaus[c.1 as usize])
+            .fold((0, 0), |a, p| (a.0 + p.brighter, a.1 + p.edge_n));
+        let bright = 2 * brighter < edges;
+        comps.sort_by_key(|c| c.0.x0);
+        for mut l in group_glyphs(strong, bright) {
+            let band = (l.y as f32, (l.y + l.h) as f32);
+            let gap = (1.2 * l.glyph_h as f32) as u32 + 2;
+            let on_band = |c: &Comp| {
+                let mid = (c.y0 + c.y1) as f32 / 2.0;
+                mid >= band.0 && mid <= band.1 && c.y1 - c.y0 < l.h + l.h / 2
+            };
+            // extend to the right, then to the left, over same-valued
+            // letters on the band
+            let (mut x0, mut x1) = (l.x, l.x + l.w - 1);
+            for (c, _, _) in comps.iter().filter(|c| on_band(&c.0)) {
+                if c.x0 > x1 && c.x0 <= x1 + gap {
+                    x1 = c.x1;
+                }
+            }
+            for (c, _, _) in comps.iter().rev().filter(|c| on_band(&c.0)) {
+                if c.x1 < x0 && c.x1 + gap >= x0 {
+                    x0 = c.x0;
+                }
+            }
+            l.x = x0;
+            l.w = x1 - x0 + 1;
+            for (c, id, _) in &comps {
+                if c.x0 >= l.x && c.x1 < l.x + l.w && c.y0 >= l.y && c.y1 < l.y + l.h {
+                    inked[*id as usize] = true;
+                }
+            }
+            l.ink = Some(v);
+            lines.push(l);
+        }
+    }
+    if lines.is_empty() {
+        return (lines, None);
+    }
+    let px: Vec<u8> = labels
+        .iter()
+        .map(|&id| if inked[id as usize] { 0 } else { 255 })
+        .collect();
+    (lines, GrayImage::from_raw(w as u32, h as u32, px))
+}
+
+/// The 5th to 95th percentile spread of a frame's values (every 7th
+/// pixel).
+fn spread(src: &[i32]) -> f32 {
+    let mut v: Vec<i32> = src.iter().step_by(7).copied().collect();
+    v.sort_unstable();
+    if v.is_empty() {
+        return 0.0;
+    }
+    (v[v.len() * 95 / 100] as f32) - (v[v.len() / 20] as f32)
+}
+
+/// Labels the plateaus: per pixel, the index of its plateau in the
+/// returned list.
+fn label(src: &[i32], w: usize, h: usize) -> (Vec<u32>, Vec<Plateau>) {
+    // runs of one value: (y, x0, x1 exclusive)
+    let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+    let mut row_start = Vec::with_capacity(h + 1);
+    for y in 0..h {
+        row_start.push(runs.len());
+        let row = &src[y * w..(y + 1) * w];
+        let mut x = 0;
+        while x < w {
+            let s = x;
+            while x < w && row[x] == row[s] {
+                x += 1;
+            }
+            runs.push((y as u32, s as u32, x as u32));
+        }
+    }
+    row_start.push(runs.len());
+    let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
+    fn find(p: &mut [u32], mut i: u32) -> u32 {
+        while p[i as usize] != i {
+            p[i as usize] = p[p[i as usize] as usize];
+            i = p[i as usize];
+        }
+        i
+    }
+    let value = |r: &(u32, u32, u32)| src[r.0 as usize * w + r.1 as usize];
+    for y in 1..h {
+        let (prev, cur) = (
+            row_start[y - 1]..row_start[y],
+            row_start[y]..row_start[y + 1],
+        );
+        let mut j = prev.start;
+        for i in cur {
+            let (_, a0, a1) = runs[i];
+            let v = value(&runs[i]);
+            // previous-row runs touching [a0-1, a1] (8-connectivity)
+            while j < prev.end && runs[j].2 < a0 {
+                j += 1;
+            }
+            let mut k = j;
+            while k < prev.end && runs[k].1 <= a1 {
+                if value(&runs[k]) == v {
+                    let (ra, rb) = (find(&mut parent, i as u32), find(&mut parent, k as u32));
+                    if ra != rb {
+                        parent[ra.max(rb) as usize] = ra.min(rb);
+                    }
+                }
+                k += 1;
+            }
+        }
+    }
+    let mut index: Vec<u32> = vec![u32::MAX; runs.len()];
+    let mut plateaus: Vec<Plateau> = Vec::new();
+    let mut labels = vec![0u32; w * h];
+    for (i, r) in runs.iter().enumerate() {
+        let &(y, x0, x1) = r;
+        let root = find(&mut parent, i as u32) as usize;
+        if index[root] == u32::MAX {
+            index[root] = plateaus.len() as u32;
+            plateaus.push(Plateau {
+                c: Comp {
+                    x0,
+                    y0: y,
+                    x1: x1 - 1,
+                    y1: y,
+                    n: 0,
+                },
+                v: value(r),
+                edge_sum: 0.0,
+                edge_n: 0,
+                brighter: 0,
+            });
+        }
+        let id = index[root];
+        let c = &mut plateaus[id as usize].c;
+        c.x0 = c.x0.min(x0);
+        c.x1 = c.x1.max(x1 - 1);
+        c.y0 = c.y0.min(y);
+        c.y1 = c.y1.max(y);
+        c.n += x1 - x0;
+        let row = y as usize * w;
+        labels[row + x0 as usize..row + x1 as usize].fill(id);
+    }
+    (labels, plateaus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::GrayImage;
+
+    /// A deterministic texture (hash noise of amplitude `amp` around
+    /// `level`), like speckle.
+    fn texture(w: u32, h: u32, level: i32, amp: i32) -> GrayImage {
+        GrayImage::from_fn(w, h, |x, y| {
+            let mut s = (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663)) as u64;
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let r = ((s >> 33) % (2 * amp as u64 + 1)) as i32 - amp;
+            image::Luma([(level + r).clamp(0, 255) as u8])
+        })
+    }
+
+    #[test]
+    fn finds_faint_flat_text_on_texture_and_nothing_in_texture_alone() {
+        let tex = texture(256, 96, 100, 20);
+        let values = |img: &GrayImage| {
+            img.as_raw()
+                .iter()
+                .map(|&v| i32::from(v))
+                .collect::<Vec<_>>()
+        };
+        assert!(flat_lines(&values(&tex), 256, 96).0.is_empty());
+        let mut img = tex.clone();
+        // 15 levels above the mean, inside the texture's own spread: no
+        // top-hat separates it, but every stroke pixel holds 115
+        let b = crate::text::draw_text(&mut img, "ID 48213377", 20, 30, 16.0, 115).unwrap();
+        // drawn without anti-aliasing, as annotations are burned in
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            let t = tex.get_pixel(x, y).0[0];
+            if p.0[0] != t {
+                p.0[0] = 115;
+            }
+        }
+        let (lines, ink) = flat_lines(&values(&img), 256, 96);
+        assert!(ink.is_some());
+        let l = lines
+            .iter()
+            .find(|l| l.ink == Some(115))
+            .expect("the flat line is found");
+        assert!(
+            l.x <= b.0 + 3 && l.x + l.w + 3 >= b.0 + b.2,
+            "{l:?} vs {b:?}"
+        );
+        assert!(l.bright);
+    }
+}
