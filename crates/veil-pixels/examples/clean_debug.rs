@@ -74,6 +74,17 @@ fn main() {
             }
         }
     }
+    if std::env::var_os("CLEAN").is_some() {
+        let req = veil_pixels::clean::CleanRequest {
+            pixel_data: true,
+            mode: veil_pixels::clean::TextMode::All,
+            ..Default::default()
+        };
+        let out = veil_pixels::clean::clean(&f, &req).expect("clean");
+        for b in out.found.iter().filter(|b| b.frame.is_none_or(|x| x == n)) {
+            println!("box {} {} {}x{} {}", b.x, b.y, b.w, b.h, b.why);
+        }
+    }
     let png = veil_pixels::thumbnail_png(&img, 4096, &[]);
     veil_io::atomic::write_all(&out.join("debug.png"), &png).expect("write");
 }

@@ -33,6 +33,17 @@ const EDGE_FRACTION: f32 = 0.03;
 /// terrace of any gradient).
 const EDGE_FLOOR: f32 = 2.0;
 
+/// What a plateau can be in a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Letter-shaped and standing out from its border: seeds lines.
+    Strong,
+    /// Letter-shaped, faint: extends a line.
+    Weak,
+    /// A piece of a small letter: extends a line over short gaps.
+    Piece,
+}
+
 /// A plateau: its box, pixel count and value, and how strongly it stands
 /// out from its border.
 #[derive(Debug, Clone, Copy)]
@@ -89,36 +100,65 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
     // value then extend a line along its band: a faint line over a
     // gradient has letters brighter than the background at one end,
     // darker at the other and invisible in between, all of one value.
-    let mut by_value: HashMap<i32, Vec<(Comp, u32, bool)>> = HashMap::new();
+    let mut by_value: HashMap<i32, Vec<(Comp, u32, Kind)>> = HashMap::new();
+    let mut letters: std::collections::HashSet<u32> = std::collections::HashSet::new();
     for (id, p) in plateaus.iter().enumerate() {
         let c = p.c;
         let (cw, ch) = (c.x1 - c.x0 + 1, c.y1 - c.y0 + 1);
         let letter = (MIN_H..=MAX_H).contains(&ch)
-            && cw <= if ch <= 12 { ch * 6 } else { ch * 3 + 2 }
+            // small letters touch: a date of 8 px text can be one plateau
+            && cw <= if ch <= 8 { ch * 9 } else if ch <= 12 { ch * 6 } else { ch * 3 + 2 }
             && c.n >= 4
             && (c.n as f32) >= 0.08 * (cw * ch) as f32
             // a solid block is a patch of background, not a stroke
             && (c.n as f32) <= 0.85 * (cw * ch) as f32 + 2.0 * cw.min(ch) as f32;
-        if !letter || p.edge_n == 0 {
+        if p.edge_n == 0 {
             continue;
         }
         let strong = p.edge_sum >= edge_min * p.edge_n as f32;
-        by_value
-            .entry(p.v)
-            .or_default()
-            .push((c, id as u32, strong));
+        // pieces of small letters (8 px text breaks into strokes of a
+        // few pixels): not letters, but they carry a line on
+        let piece = !letter && strong && c.n >= 2 && ch <= MAX_H && cw <= MAX_H;
+        if !letter && !piece {
+            continue;
+        }
+        let kind = match (letter, strong) {
+            (true, true) => Kind::Strong,
+            (true, false) => Kind::Weak,
+            _ => Kind::Piece,
+        };
+        by_value.entry(p.v).or_default().push((c, id as u32, kind));
+        if letter {
+            letters.insert(id as u32);
+        }
+    }
+    // small plateaus that are not letters, by value: where a value makes
+    // them all around a line, its "letters" are chance plateaus of a
+    // texture (8-bit speckle), not ink
+    let mut stray: HashMap<i32, Vec<(u32, u32, u32)>> = HashMap::new();
+    for (id, p) in plateaus.iter().enumerate() {
+        if p.c.n >= 3 && !letters.contains(&(id as u32)) {
+            stray
+                .entry(p.v)
+                .or_default()
+                .push((p.c.x0 + p.c.x1, p.c.y0 + p.c.y1, p.c.n));
+        }
     }
     let mut lines = Vec::new();
     let mut inked = vec![false; plateaus.len()];
     for (v, mut comps) in by_value {
-        let strong: Vec<Comp> = comps.iter().filter(|c| c.2).map(|c| c.0).collect();
+        let strong: Vec<Comp> = comps
+            .iter()
+            .filter(|c| c.2 == Kind::Strong)
+            .map(|c| c.0)
+            .collect();
         if strong.len() < 2 {
             continue;
         }
         // bright ink: most of the strong letters' border is darker
         let (brighter, edges) = comps
             .iter()
-            .filter(|c| c.2)
+            .filter(|c| c.2 == Kind::Strong)
             .map(|c| &plateaus[c.1 as usize])
             .fold((0, 0), |a, p| (a.0 + p.brighter, a.1 + p.edge_n));
         let bright = 2 * brighter < edges;
@@ -132,19 +172,60 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
             };
             // extend to the right, then to the left, over same-valued
             // letters on the band
+            let piece_gap = (l.glyph_h / 2).max(3);
+            let gap_for = |k: Kind| if k == Kind::Piece { piece_gap } else { gap };
             let (mut x0, mut x1) = (l.x, l.x + l.w - 1);
-            for (c, _, _) in comps.iter().filter(|c| on_band(&c.0)) {
-                if c.x0 > x1 && c.x0 <= x1 + gap {
+            for (c, _, k) in comps.iter().filter(|c| on_band(&c.0)) {
+                if c.x0 > x1 && c.x0 <= x1 + gap_for(*k) {
                     x1 = c.x1;
                 }
             }
-            for (c, _, _) in comps.iter().rev().filter(|c| on_band(&c.0)) {
-                if c.x1 < x0 && c.x1 + gap >= x0 {
+            for (c, _, k) in comps.iter().rev().filter(|c| on_band(&c.0)) {
+                if c.x1 < x0 && c.x1 + gap_for(*k) >= x0 {
                     x0 = c.x0;
                 }
             }
             l.x = x0;
             l.w = x1 - x0 + 1;
+            // doubled coordinates (centres of boxes)
+            let (rx0, rx1) = (
+                2 * l.x as i64 - 2 * l.h as i64,
+                2 * (l.x + l.w + l.h) as i64,
+            );
+            let (ry0, ry1) = (2 * l.y as i64 - 4 * l.h as i64, 2 * (l.y + 3 * l.h) as i64);
+            let mut around: Vec<u32> = stray.get(&v).map_or(Vec::new(), |s| {
+                s.iter()
+                    .filter(|&&(cx, cy, _)| {
+                        let (cx, cy) = (cx as i64, cy as i64);
+                        let inside = cx >= 2 * l.x as i64
+                            && cx <= 2 * (l.x + l.w) as i64
+                            && cy >= 2 * l.y as i64
+                            && cy <= 2 * (l.y + l.h) as i64;
+                        !inside && cx >= rx0 && cx <= rx1 && cy >= ry0 && cy <= ry1
+                    })
+                    .map(|s| s.2)
+                    .collect()
+            });
+            around.sort_unstable();
+            let mut sizes: Vec<u32> = comps
+                .iter()
+                .filter(|(c, _, k)| {
+                    *k != Kind::Piece
+                        && c.x0 >= l.x
+                        && c.x1 < l.x + l.w
+                        && c.y0 >= l.y
+                        && c.y1 < l.y + l.h
+                })
+                .map(|c| c.0.n)
+                .collect();
+            sizes.sort_unstable();
+            // as many stray plateaus of the value around as letters, and
+            // the letters not clearly bigger than the biggest of them:
+            // the texture's chance plateaus, not strokes
+            let letter = sizes.get(sizes.len() / 2).copied().unwrap_or(0);
+            if around.len() >= sizes.len() && letter < 2 * around.last().copied().unwrap_or(0) {
+                continue;
+            }
             for (c, id, _) in &comps {
                 if c.x0 >= l.x && c.x1 < l.x + l.w && c.y0 >= l.y && c.y1 < l.y + l.h {
                     inked[*id as usize] = true;

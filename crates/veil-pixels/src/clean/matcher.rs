@@ -169,12 +169,7 @@ impl TextMatcher {
         // dropped ("26 07 2002" read from "26.07.2002")
         found
             .or_else(|| words.iter().find_map(|w| date_with_separators(w)))
-            .or_else(|| {
-                normed
-                    .windows(3)
-                    .any(spaced_date)
-                    .then_some(TextKind::Date)
-            })
+            .or_else(|| normed.windows(3).any(spaced_date).then_some(TextKind::Date))
     }
 
     fn is_own(&self, c: &str) -> bool {

@@ -210,7 +210,15 @@ fn decide(
     exact: bool,
     m: &TextMatcher,
 ) -> Option<&'static str> {
-    let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    // top-hat blobs of an exact frame are rarely text (text there shows
+    // as flat ink), and OCR reads labels and names into them ("MR",
+    // "PT"): only its confident words count there
+    let sure = l.ink.is_some() || !exact;
+    let texts: Vec<&str> = words
+        .iter()
+        .filter(|w| sure || w.confidence >= 70.0)
+        .map(|w| w.text.as_str())
+        .collect();
     if let Some(kind) = m.classify(&texts) {
         return Some(kind.name());
     }
@@ -420,7 +428,7 @@ fn find_in_frames(
                     let read: Vec<&Word> = words
                         .iter()
                         .filter(|wd| {
-                            wd.confidence >= 30.0
+                            wd.confidence >= if exact { 70.0 } else { 30.0 }
                                 && wd.text.chars().any(char::is_alphanumeric)
                                 && wd.height <= l.h + l.h / 2
                                 && wd.top + l.h / 2 >= l.y
@@ -434,10 +442,15 @@ fn find_in_frames(
                         (x0, x1) = (a.max(l.x.saturating_sub(l.h)), b.min(x1 + l.h));
                     }
                 }
+                let flat = l.ink.is_some();
                 // words sticking out of the line (a letter the screen cut
-                // off); OCR's boxes around garbage can be huge: not those
+                // off); OCR's boxes around garbage can be huge: not those,
+                // nor (in an exact frame) its unsure words. A flat line
+                // has its letters already
                 for wd in words.iter().filter(|wd| {
-                    wd.height <= l.h + l.h / 2
+                    !flat
+                        && (!exact || wd.confidence >= 70.0)
+                        && wd.height <= l.h + l.h / 2
                         && wd.top + l.h / 2 >= l.y
                         && wd.top + wd.height <= l.y + l.h + l.h / 2
                 }) {
@@ -447,9 +460,15 @@ fn find_in_frames(
                     y1 = y1.max(wd.top + wd.height);
                 }
                 // the rest of the line: letters the screen did not group
-                let (gx, _, gw, _) =
-                    scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, 12 * l.h + 8);
-                let (x0, x1) = (gx, gx + gw);
+                // (in an exact frame, top-hat ink runs on into anatomy:
+                // only a couple of letters further)
+                let reach = match (exact, flat) {
+                    (true, false) => 2 * l.glyph_h,
+                    (true, true) => 6 * l.glyph_h,
+                    (false, _) => 12 * l.h + 8,
+                };
+                let (gx, _, gw, _) = scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, reach);
+                (x0, x1) = (gx, gx + gw);
                 // a letter's width more at each end: a first or last
                 // character the screen could not separate from its
                 // surroundings still goes
