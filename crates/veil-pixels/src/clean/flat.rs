@@ -111,7 +111,11 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
             && c.n >= 4
             && (c.n as f32) >= 0.08 * (cw * ch) as f32
             // a solid block is a patch of background, not a stroke
-            && (c.n as f32) <= 0.85 * (cw * ch) as f32 + 2.0 * cw.min(ch) as f32;
+            && (c.n as f32) <= 0.85 * (cw * ch) as f32 + 2.0 * cw.min(ch) as f32
+            // strokes are thin: pixels per border pixel is about half the
+            // stroke width, which letters keep under an eighth of their
+            // height (a pocket of air clipped to one value is a blob)
+            && (c.n as f32) <= (ch as f32 / 8.0).max(1.5) * p.edge_n as f32;
         if p.edge_n == 0 {
             continue;
         }
@@ -172,7 +176,7 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
             };
             // extend to the right, then to the left, over same-valued
             // letters on the band
-            let piece_gap = (l.glyph_h / 2).max(3);
+            let piece_gap = l.glyph_h.max(3);
             let gap_for = |k: Kind| if k == Kind::Piece { piece_gap } else { gap };
             let (mut x0, mut x1) = (l.x, l.x + l.w - 1);
             for (c, _, k) in comps.iter().filter(|c| on_band(&c.0)) {

@@ -223,7 +223,14 @@ fn decide(
         return Some(kind.name());
     }
     let alnum = |w: &Word| w.text.chars().filter(|c| c.is_alphanumeric()).count();
-    let text_like = l.score >= 0.85 && l.glyphs >= 4 && l.h <= 24;
+    // small flat ink (where OCR fails most) is evidence enough with
+    // three letters
+    let text_like = l.h <= 24
+        && if l.ink.is_some() && l.glyph_h <= 8 {
+            l.score >= 0.8 && l.glyphs >= 3
+        } else {
+            l.score >= 0.85 && l.glyphs >= 4
+        };
     if !all {
         // flat ink that OCR cannot read (small letters): it may be a
         // name, and what is not read cannot be judged harmless
@@ -464,7 +471,7 @@ fn find_in_frames(
                 // only a couple of letters further)
                 let reach = match (exact, flat) {
                     (true, false) => 2 * l.glyph_h,
-                    (true, true) => 6 * l.glyph_h,
+                    (true, true) => 8 * l.glyph_h,
                     (false, _) => 12 * l.h + 8,
                 };
                 let (gx, _, gw, _) = scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, reach);
@@ -590,7 +597,18 @@ fn redact(file: &DicomFile, req: &CleanRequest, out: &mut CleanOutcome) -> Resul
         );
         for r in &rects {
             let fill = fill_for(&layout, &frame, r);
-            fill_rects(&layout, &mut frame, std::slice::from_ref(r), &fill);
+            // row by row: a row whose background is one value keeps it
+            // (see row_background), the others take the box's fill
+            let rows: Vec<(Rect, Vec<u16>)> = (r.y..(r.y + r.h).min(layout.rows as u32))
+                .map(|y| {
+                    let row = Rect { y, h: 1, ..*r };
+                    let f = row_background(&layout, &frame, &row).unwrap_or_else(|| fill.clone());
+                    (row, f)
+                })
+                .collect();
+            for (row, f) in rows {
+                fill_rects(&layout, &mut frame, std::slice::from_ref(&row), &f);
+            }
         }
         enc.push(&frame)?;
     }
@@ -660,6 +678,44 @@ fn fill_for(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Vec<u16> {
             unsigned(layout, m)
         })
         .collect()
+}
+
+/// The background of one row of a box, when it is one value: the value
+/// at both ends of the row (the box's padding) that also holds at least
+/// 60 % of the row. Text on a band of uniform colour above black (an
+/// ultrasound header) then leaves both the band and the black as they
+/// were, and the letters, fewer than the background on any row that
+/// meets these conditions, take the background's value.
+fn row_background(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Option<Vec<u16>> {
+    if layout.subsampled() || r.w < 3 {
+        return None;
+    }
+    let cols = layout.cols as usize;
+    let spp = layout.spp as usize;
+    let bps = layout.bytes_per_sample();
+    let x1 = (r.x + r.w).min(layout.cols) as usize;
+    let (x0, y) = (r.x as usize, r.y as usize);
+    if x1 <= x0 + 2 {
+        return None;
+    }
+    let px = |x: usize| -> Vec<u16> {
+        (0..spp)
+            .map(|c| {
+                let i = (y * cols + x) * spp + c;
+                if bps == 1 {
+                    frame.data[i] as u16
+                } else {
+                    u16::from_le_bytes([frame.data[2 * i], frame.data[2 * i + 1]])
+                }
+            })
+            .collect()
+    };
+    let first = px(x0);
+    if px(x1 - 1) != first {
+        return None;
+    }
+    let same = (x0..x1).filter(|&x| px(x) == first).count();
+    (10 * same >= 6 * (x1 - x0)).then_some(first)
 }
 
 /// The value (all samples of a pixel) held by at least half of the
