@@ -599,7 +599,7 @@ fn redact(file: &DicomFile, req: &CleanRequest, out: &mut CleanOutcome) -> Resul
             let fill = fill_for(&layout, &frame, r);
             // row by row: a row whose background is one value keeps it
             // (see row_background), the others take the box's fill
-            let rows: Vec<(Rect, Vec<u16>)> = (r.y..(r.y + r.h).min(layout.rows as u32))
+            let rows: Vec<(Rect, Vec<u16>)> = (r.y..(r.y + r.h).min(layout.rows))
                 .map(|y| {
                     let row = Rect { y, h: 1, ..*r };
                     let f = row_background(&layout, &frame, &row).unwrap_or_else(|| fill.clone());
