@@ -1,7 +1,9 @@
 //! Screening throughput: decodes every frame of the images under a folder
 //! that are `SIZE`x`SIZE` (default 512), then times the text-line screen
-//! alone over them on `JOBS` threads (default 2), `ROUNDS` times, and
-//! prints frames per second. Used by scripts/bench-pixels.sh.
+//! alone over them (both screens, top-hat and flat ink, on the 8-bit image
+//! and the stored values, as the stage runs them) on `JOBS` threads
+//! (default 2), `ROUNDS` times, and prints frames per second. Used by
+//! scripts/bench-pixels.sh.
 #![allow(clippy::print_stdout)]
 use std::time::Instant;
 
@@ -26,7 +28,7 @@ fn main() {
         }
         for i in 0..r.frame_count() {
             if let Ok(fr) = r.frame(i) {
-                frames.push(fr.image);
+                frames.push((fr.image, fr.values));
             }
         }
     }
@@ -42,7 +44,11 @@ fn main() {
                 .map(|c| {
                     s.spawn(move || {
                         c.iter()
-                            .map(|f| veil_pixels::clean::detect::text_lines(f).len())
+                            .map(|(img, values)| {
+                                veil_pixels::clean::detect::screen_values(img, values.as_deref())
+                                    .lines
+                                    .len()
+                            })
                             .sum::<usize>()
                     })
                 })

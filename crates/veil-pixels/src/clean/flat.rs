@@ -365,6 +365,26 @@ mod tests {
     }
 
     #[test]
+    fn a_row_of_one_valued_blobs_is_not_text() {
+        // pockets of air clipped to one value, side by side: letter-sized
+        // and aligned, but solid, not strokes
+        let (w, h) = (200usize, 60usize);
+        let tex = texture(w as u32, h as u32, 120, 30);
+        let mut v: Vec<i32> = tex.as_raw().iter().map(|&b| i32::from(b)).collect();
+        for k in 0..5 {
+            let (cx, cy) = (20 + 30 * k as i64, 30i64);
+            for y in 0..h as i64 {
+                for x in 0..w as i64 {
+                    if (x - cx).pow(2) + (y - cy).pow(2) <= 81 {
+                        v[y as usize * w + x as usize] = 0;
+                    }
+                }
+            }
+        }
+        assert!(flat_lines(&v, w, h).0.is_empty());
+    }
+
+    #[test]
     fn finds_faint_flat_text_on_texture_and_nothing_in_texture_alone() {
         let tex = texture(256, 96, 100, 20);
         let values = |img: &GrayImage| {

@@ -471,7 +471,7 @@ fn find_in_frames(
                 // only a couple of letters further)
                 let reach = match (exact, flat) {
                     (true, false) => 2 * l.glyph_h,
-                    (true, true) => 8 * l.glyph_h,
+                    (true, true) => (8 * l.glyph_h).min(40),
                     (false, _) => 12 * l.h + 8,
                 };
                 let (gx, _, gw, _) = scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, reach);
