@@ -345,39 +345,10 @@ fn components(ink: &[bool], w: usize, h: usize) -> Vec<Comp> {
         }
     }
     row_start.push(runs.len());
-    let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
-    fn find(p: &mut [u32], mut i: u32) -> u32 {
-        while p[i as usize] != i {
-            p[i as usize] = p[p[i as usize] as usize];
-            i = p[i as usize];
-        }
-        i
-    }
-    for y in 1..h {
-        let (prev, cur) = (
-            row_start[y - 1]..row_start[y],
-            row_start[y]..row_start[y + 1],
-        );
-        let mut j = prev.start;
-        for i in cur {
-            let (_, a0, a1) = runs[i];
-            // previous-row runs touching [a0-1, a1] (8-connectivity)
-            while j < prev.end && runs[j].2 < a0 {
-                j += 1;
-            }
-            let mut k = j;
-            while k < prev.end && runs[k].1 <= a1 {
-                let (ra, rb) = (find(&mut parent, i as u32), find(&mut parent, k as u32));
-                if ra != rb {
-                    parent[ra.max(rb) as usize] = ra.min(rb);
-                }
-                k += 1;
-            }
-        }
-    }
+    let roots = union_runs(&runs, &row_start, |_, _| true);
     let mut comps: Vec<Option<Comp>> = vec![None; runs.len()];
     for (i, &(y, x0, x1)) in runs.iter().enumerate() {
-        let r = find(&mut parent, i as u32) as usize;
+        let r = roots[i] as usize;
         let c = comps[r].get_or_insert(Comp {
             x0,
             y0: y,
@@ -392,6 +363,53 @@ fn components(ink: &[bool], w: usize, h: usize) -> Vec<Comp> {
         c.n += x1 - x0;
     }
     comps.into_iter().flatten().collect()
+}
+
+/// Joins horizontal runs `(y, x0, x1 exclusive)`, sorted by row, into
+/// 8-connected components with a union-find, where `joins(a, b)` says
+/// whether two touching runs (indices) belong together; returns each
+/// run's root run. Shared by the ink components here and the equal-value
+/// plateaus of [`super::flat`].
+pub(super) fn union_runs(
+    runs: &[(u32, u32, u32)],
+    row_start: &[usize],
+    joins: impl Fn(usize, usize) -> bool,
+) -> Vec<u32> {
+    let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
+    fn find(p: &mut [u32], mut i: u32) -> u32 {
+        while p[i as usize] != i {
+            p[i as usize] = p[p[i as usize] as usize];
+            i = p[i as usize];
+        }
+        i
+    }
+    for y in 1..row_start.len().saturating_sub(1) {
+        let (prev, cur) = (
+            row_start[y - 1]..row_start[y],
+            row_start[y]..row_start[y + 1],
+        );
+        let mut j = prev.start;
+        for i in cur {
+            let (_, a0, a1) = runs[i];
+            // previous-row runs touching [a0-1, a1] (8-connectivity)
+            while j < prev.end && runs[j].2 < a0 {
+                j += 1;
+            }
+            let mut k = j;
+            while k < prev.end && runs[k].1 <= a1 {
+                if joins(i, k) {
+                    let (ra, rb) = (find(&mut parent, i as u32), find(&mut parent, k as u32));
+                    if ra != rb {
+                        parent[ra.max(rb) as usize] = ra.min(rb);
+                    }
+                }
+                k += 1;
+            }
+        }
+    }
+    (0..runs.len() as u32)
+        .map(|i| find(&mut parent, i))
+        .collect()
 }
 
 /// Groups glyph candidates into lines: similar heights, overlapping

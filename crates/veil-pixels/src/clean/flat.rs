@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use image::GrayImage;
 
-use super::detect::{group_glyphs, Comp, TextLine, MAX_H, MIN_H};
+use super::detect::{group_glyphs, union_runs, Comp, TextLine, MAX_H, MIN_H};
 
 /// Smallest mean difference between a plateau and the pixels bordering
 /// it, as a fraction of the frame's spread of values (5th to 95th
@@ -279,46 +279,14 @@ fn label(src: &[i32], w: usize, h: usize) -> (Vec<u32>, Vec<Plateau>) {
         }
     }
     row_start.push(runs.len());
-    let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
-    fn find(p: &mut [u32], mut i: u32) -> u32 {
-        while p[i as usize] != i {
-            p[i as usize] = p[p[i as usize] as usize];
-            i = p[i as usize];
-        }
-        i
-    }
     let value = |r: &(u32, u32, u32)| src[r.0 as usize * w + r.1 as usize];
-    for y in 1..h {
-        let (prev, cur) = (
-            row_start[y - 1]..row_start[y],
-            row_start[y]..row_start[y + 1],
-        );
-        let mut j = prev.start;
-        for i in cur {
-            let (_, a0, a1) = runs[i];
-            let v = value(&runs[i]);
-            // previous-row runs touching [a0-1, a1] (8-connectivity)
-            while j < prev.end && runs[j].2 < a0 {
-                j += 1;
-            }
-            let mut k = j;
-            while k < prev.end && runs[k].1 <= a1 {
-                if value(&runs[k]) == v {
-                    let (ra, rb) = (find(&mut parent, i as u32), find(&mut parent, k as u32));
-                    if ra != rb {
-                        parent[ra.max(rb) as usize] = ra.min(rb);
-                    }
-                }
-                k += 1;
-            }
-        }
-    }
+    let roots = union_runs(&runs, &row_start, |a, b| value(&runs[a]) == value(&runs[b]));
     let mut index: Vec<u32> = vec![u32::MAX; runs.len()];
     let mut plateaus: Vec<Plateau> = Vec::new();
     let mut labels = vec![0u32; w * h];
     for (i, r) in runs.iter().enumerate() {
         let &(y, x0, x1) = r;
-        let root = find(&mut parent, i as u32) as usize;
+        let root = roots[i] as usize;
         if index[root] == u32::MAX {
             index[root] = plateaus.len() as u32;
             plateaus.push(Plateau {
