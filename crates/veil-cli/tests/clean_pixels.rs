@@ -20,10 +20,10 @@ use std::process::Command;
 use veil_plant::textset::{self, BuildOptions, SetSize};
 
 /// What the stage reaches today on the default set (seed 4: 94.7 % and
-/// 2.04 %), less a margin for OCR's run-to-run differences; the issue's
+/// 1.84 %), less a margin for OCR's run-to-run differences; the issue's
 /// targets are 99 % and 1 %.
 const RECALL_FLOOR: f64 = 92.0;
-const NONTEXT_CEILING: f64 = 3.0;
+const NONTEXT_CEILING: f64 = 2.5;
 
 #[test]
 fn clean_pixel_data_makes_planted_text_unreadable() {
@@ -133,7 +133,7 @@ fn clean_pixel_data_makes_planted_text_unreadable() {
     assert!(ev.evaluated_lines > 0, "every object went to review");
     // Issue 4's targets are 99 % unreadable and at most 1 % of non-text
     // pixels changed; the stage does not reach them yet (measured on this
-    // set: 94.7 % and 2.04 %, see docs/pixels.md). These floors hold what
+    // set: 94.7 % and 1.84 %, see docs/pixels.md). These floors hold what
     // it does reach, so that a regression fails; raise them as it improves.
     assert!(
         ev.recall_percent >= RECALL_FLOOR,

@@ -479,7 +479,14 @@ fn find_in_frames(
                 // a letter's width more at each end: a first or last
                 // character the screen could not separate from its
                 // surroundings still goes
-                let padx = pad.max(l.glyph_h);
+                let padx = if flat && exact && l.glyph_h > 8 {
+                    // flat letters were gathered by value and the grow
+                    // looked for more: half a letter of margin (small
+                    // letters break into pieces; they keep a whole one)
+                    pad.max(l.glyph_h / 2)
+                } else {
+                    pad.max(l.glyph_h)
+                };
                 let x0 = x0.saturating_sub(padx);
                 let y0 = y0.saturating_sub(pad);
                 let x1 = (x1 + padx).min(w);
