@@ -241,31 +241,26 @@ impl Ocr {
             Plain(bool),
             TopHat(bool),
         }
-        let flat: Vec<V>;
-        let versions: &[V] = match (bright, flat_ink) {
+        let versions: &[V] = match (bright, flat_ink.is_some()) {
+            (None, _) => &[V::Plain(true), V::TopHat(true), V::TopHat(false)],
             // one-valued ink: exactly its pixels first, then the rest
-            (Some(b), Some(_)) => {
-                flat = vec![V::Flat, V::Ink(b), V::Plain(b)];
-                &flat
-            }
-            (bright, _) => match bright {
-                None => &[V::Plain(true), V::TopHat(true), V::TopHat(false)],
-                // the screen may take the gaps between dark letters on a
-                // bright textured background for bright text: the other
-                // polarity is tried last
-                Some(true) => &[
-                    V::Ink(true),
-                    V::Plain(true),
-                    V::TopHat(true),
-                    V::Plain(false),
-                ],
-                Some(false) => &[
-                    V::Ink(false),
-                    V::Plain(false),
-                    V::TopHat(false),
-                    V::Plain(true),
-                ],
-            },
+            (Some(true), true) => &[V::Flat, V::Ink(true), V::Plain(true)],
+            (Some(false), true) => &[V::Flat, V::Ink(false), V::Plain(false)],
+            // the screen may take the gaps between dark letters on a
+            // bright textured background for bright text: the other
+            // polarity is tried last
+            (Some(true), false) => &[
+                V::Ink(true),
+                V::Plain(true),
+                V::TopHat(true),
+                V::Plain(false),
+            ],
+            (Some(false), false) => &[
+                V::Ink(false),
+                V::Plain(false),
+                V::TopHat(false),
+                V::Plain(true),
+            ],
         };
         let mut found: Vec<Word> = Vec::new();
         for (k, version) in versions.iter().enumerate() {

@@ -242,12 +242,28 @@ fn put(data: &mut [u8], i: usize, bps: usize, v: u16) {
     }
 }
 
-fn get(data: &[u8], i: usize, bps: usize) -> u16 {
+pub(crate) fn get(data: &[u8], i: usize, bps: usize) -> u16 {
     if bps == 1 {
         data[i] as u16
     } else {
         u16::from_le_bytes([data[2 * i], data[2 * i + 1]])
     }
+}
+
+impl RawFrame {
+    /// The stored bytes of pixel (`x`, `y`), all its samples (interleaved,
+    /// not subsampled frames): compared as they are, so that looking for
+    /// a background value allocates nothing per pixel.
+    pub(crate) fn pixel_bytes(&self, layout: &RawLayout, x: usize, y: usize) -> &[u8] {
+        let n = layout.spp as usize * layout.bytes_per_sample();
+        let at = (y * layout.cols as usize + x) * n;
+        &self.data[at..at + n]
+    }
+}
+
+/// The sample values of one pixel's stored bytes.
+pub(crate) fn samples_of(bytes: &[u8], bps: usize) -> Vec<u16> {
+    (0..bytes.len() / bps).map(|c| get(bytes, c, bps)).collect()
 }
 
 /// Fills rectangles of a frame (clipped to the image) with one stored

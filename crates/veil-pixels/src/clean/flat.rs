@@ -101,7 +101,7 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
     // gradient has letters brighter than the background at one end,
     // darker at the other and invisible in between, all of one value.
     let mut by_value: HashMap<i32, Vec<(Comp, u32, Kind)>> = HashMap::new();
-    let mut letters: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    let mut letter_ids = vec![false; plateaus.len()];
     for (id, p) in plateaus.iter().enumerate() {
         let c = p.c;
         let (cw, ch) = (c.x1 - c.x0 + 1, c.y1 - c.y0 + 1);
@@ -133,7 +133,7 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
         };
         by_value.entry(p.v).or_default().push((c, id as u32, kind));
         if letter {
-            letters.insert(id as u32);
+            letter_ids[id] = true;
         }
     }
     // small plateaus that are not letters, by value: where a value makes
@@ -141,7 +141,7 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
     // texture (8-bit speckle), not ink
     let mut stray: HashMap<i32, Vec<(u32, u32, u32)>> = HashMap::new();
     for (id, p) in plateaus.iter().enumerate() {
-        if p.c.n >= 3 && !letters.contains(&(id as u32)) {
+        if p.c.n >= 3 && !letter_ids[id] {
             stray
                 .entry(p.v)
                 .or_default()

@@ -200,6 +200,11 @@ fn read_cached(
     Ok(words)
 }
 
+/// Tesseract confidence from which a word read on a top-hat line of an
+/// exact frame counts (matches, and the words that box the line): OCR
+/// reads labels and names into anatomy with less.
+const SURE: f32 = 70.0;
+
 /// Decides whether a line is redacted and why. `exact`: the frame holds
 /// its stored values as drawn (no lossy compression), so text burned in
 /// with one value shows as flat ink ([`TextLine::ink`]).
@@ -216,7 +221,7 @@ fn decide(
     let sure = l.ink.is_some() || !exact;
     let texts: Vec<&str> = words
         .iter()
-        .filter(|w| sure || w.confidence >= 70.0)
+        .filter(|w| sure || w.confidence >= SURE)
         .map(|w| w.text.as_str())
         .collect();
     if let Some(kind) = m.classify(&texts) {
@@ -244,8 +249,9 @@ fn decide(
         // also reads short confident words into anatomy ("ves"), so more
         // is asked: four or more confidently read letters or digits
         let read = if l.ink.is_none() && exact {
-            let sure = words.iter().filter(|w| w.confidence >= 75.0);
-            sure.clone().map(alnum).sum::<usize>() >= 4 && sure.map(alnum).max() >= Some(3)
+            let confident = words.iter().filter(|w| w.confidence >= 75.0);
+            confident.clone().map(alnum).sum::<usize>() >= 4
+                && confident.map(alnum).max() >= Some(3)
         } else {
             words.iter().any(|w| w.confidence >= 60.0 && alnum(w) >= 2)
         };
@@ -435,7 +441,7 @@ fn find_in_frames(
                     let read: Vec<&Word> = words
                         .iter()
                         .filter(|wd| {
-                            wd.confidence >= if exact { 70.0 } else { 30.0 }
+                            wd.confidence >= if exact { SURE } else { 30.0 }
                                 && wd.text.chars().any(char::is_alphanumeric)
                                 && wd.height <= l.h + l.h / 2
                                 && wd.top + l.h / 2 >= l.y
@@ -456,7 +462,7 @@ fn find_in_frames(
                 // has its letters already
                 for wd in words.iter().filter(|wd| {
                     !flat
-                        && (!exact || wd.confidence >= 70.0)
+                        && (!exact || wd.confidence >= SURE)
                         && wd.height <= l.h + l.h / 2
                         && wd.top + l.h / 2 >= l.y
                         && wd.top + wd.height <= l.y + l.h + l.h / 2
@@ -643,17 +649,10 @@ fn fill_for(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Vec<u16> {
     let (cols, rows) = (layout.cols as i64, layout.rows as i64);
     let spp = layout.spp as usize;
     let bps = layout.bytes_per_sample();
-    let get = |x: i64, y: i64, c: usize| -> u16 {
-        let i = ((y * cols + x) as usize) * spp + c;
-        if bps == 1 {
-            frame.data[i] as u16
-        } else {
-            u16::from_le_bytes([frame.data[2 * i], frame.data[2 * i + 1]])
-        }
+    let get = |x: i64, y: i64, c: usize| {
+        crate::raw::get(&frame.data, ((y * cols + x) as usize) * spp + c, bps)
     };
-    if let Some(bg) = edge_mode(r, cols, rows, |x, y| {
-        (0..spp).map(|c| get(x, y, c)).collect()
-    }) {
+    if let Some(bg) = edge_mode(layout, frame, r) {
         return bg;
     }
     if layout.photometric == "PALETTE COLOR" {
@@ -694,54 +693,33 @@ fn fill_for(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Vec<u16> {
 /// were, and the letters, fewer than the background on any row that
 /// meets these conditions, take the background's value.
 fn row_background(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Option<Vec<u16>> {
-    if layout.subsampled() || r.w < 3 {
-        return None;
-    }
-    let cols = layout.cols as usize;
-    let spp = layout.spp as usize;
-    let bps = layout.bytes_per_sample();
     let x1 = (r.x + r.w).min(layout.cols) as usize;
     let (x0, y) = (r.x as usize, r.y as usize);
-    if x1 <= x0 + 2 {
+    if layout.subsampled() || x1 <= x0 + 2 {
         return None;
     }
-    let px = |x: usize| -> Vec<u16> {
-        (0..spp)
-            .map(|c| {
-                let i = (y * cols + x) * spp + c;
-                if bps == 1 {
-                    frame.data[i] as u16
-                } else {
-                    u16::from_le_bytes([frame.data[2 * i], frame.data[2 * i + 1]])
-                }
-            })
-            .collect()
-    };
-    let first = px(x0);
-    if px(x1 - 1) != first {
+    let first = frame.pixel_bytes(layout, x0, y);
+    if frame.pixel_bytes(layout, x1 - 1, y) != first {
         return None;
     }
-    let same = (x0..x1).filter(|&x| px(x) == first).count();
-    (10 * same >= 6 * (x1 - x0)).then_some(first)
+    let same = (x0..x1)
+        .filter(|&x| frame.pixel_bytes(layout, x, y) == first)
+        .count();
+    (10 * same >= 6 * (x1 - x0)).then(|| crate::raw::samples_of(first, layout.bytes_per_sample()))
 }
 
 /// The value (all samples of a pixel) held by at least half of the
 /// pixels on a box's inner edge, if one is.
-fn edge_mode(
-    r: &Rect,
-    cols: i64,
-    rows: i64,
-    at: impl Fn(i64, i64) -> Vec<u16>,
-) -> Option<Vec<u16>> {
-    let (x0, y0) = (r.x as i64, r.y as i64);
-    let (x1, y1) = (
-        (x0 + r.w as i64).min(cols) - 1,
-        (y0 + r.h as i64).min(rows) - 1,
-    );
-    if x1 < x0 || y1 < y0 {
+fn edge_mode(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Option<Vec<u16>> {
+    let (x0, y0) = (r.x as usize, r.y as usize);
+    let x1 = (r.x + r.w).min(layout.cols) as usize;
+    let y1 = (r.y + r.h).min(layout.rows) as usize;
+    if x1 <= x0 || y1 <= y0 {
         return None;
     }
-    let mut edge: Vec<Vec<u16>> = Vec::new();
+    let (x1, y1) = (x1 - 1, y1 - 1);
+    let at = |x: usize, y: usize| frame.pixel_bytes(layout, x, y);
+    let mut edge: Vec<&[u8]> = Vec::new();
     for x in x0..=x1 {
         edge.push(at(x, y0));
         if y1 > y0 {
@@ -756,16 +734,17 @@ fn edge_mode(
     }
     let n = edge.len();
     edge.sort_unstable();
-    let mut best: Option<(usize, &Vec<u16>)> = None;
-    let mut i = 0;
-    while i < n {
-        let j = i + edge[i..].iter().take_while(|v| **v == edge[i]).count();
-        if best.is_none_or(|b| j - i > b.0) {
-            best = Some((j - i, &edge[i]));
-        }
-        i = j;
-    }
-    best.filter(|b| 2 * b.0 >= n).map(|b| b.1.clone())
+    // the longest run of equal values in the sorted edge
+    let best = edge
+        .chunk_by(|a, b| a == b)
+        .fold(None, |best: Option<&[&[u8]]>, run| {
+            if best.is_none_or(|b| run.len() > b.len()) {
+                Some(run)
+            } else {
+                best
+            }
+        })?;
+    (2 * best.len() >= n).then(|| crate::raw::samples_of(best[0], layout.bytes_per_sample()))
 }
 
 /// A stored word as the value it stands for (sign and Bits Stored), so
