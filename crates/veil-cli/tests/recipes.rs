@@ -155,3 +155,91 @@ value = "2000"
     let method = d.ascii(Tag(0x0012, 0x0063)).unwrap();
     assert!(method.contains("RECIPE test-recipe 7"), "{method}");
 }
+
+/// A region rule blanks its rectangle when the rectangle fits the image;
+/// one that runs off it was written for another screen layout and is
+/// searched for text instead of blanked, and the report says so.
+#[test]
+fn region_rules_blank_only_rectangles_that_fit() {
+    let tmp = veil_test::scratch("region-fit");
+    let (cols, rows) = (64u16, 64u16);
+    // a banner of varied values in the top 8 rows, a gradient below
+    let image: Vec<u8> = (0..64 * 64)
+        .map(|i| match (i / 64, i % 64) {
+            (y, x) if y < 8 => (x * 4) as u8,
+            (y, x) if (20..30).contains(&y) => (50 + x) as u8,
+            _ => 100,
+        })
+        .collect();
+    let ds = DataSet::of([
+        text(0x0008, 0x0016, VR::UI, "1.2.840.10008.5.1.4.1.1.6.1"),
+        text(0x0008, 0x0018, VR::UI, "1.2.826.0.1.3680043.2.777.2"),
+        text(0x0008, 0x0060, VR::CS, "US"),
+        text(0x0010, 0x0010, VR::PN, "FITTER^AL"),
+        Element::bytes(Tag(0x0028, 0x0002), VR::US, 1u16.to_le_bytes().to_vec()),
+        text(0x0028, 0x0004, VR::CS, "MONOCHROME2"),
+        Element::bytes(Tag(0x0028, 0x0010), VR::US, rows.to_le_bytes().to_vec()),
+        Element::bytes(Tag(0x0028, 0x0011), VR::US, cols.to_le_bytes().to_vec()),
+        Element::bytes(Tag(0x0028, 0x0100), VR::US, 8u16.to_le_bytes().to_vec()),
+        Element::bytes(Tag(0x0028, 0x0101), VR::US, 8u16.to_le_bytes().to_vec()),
+        Element::bytes(Tag(0x0028, 0x0102), VR::US, 7u16.to_le_bytes().to_vec()),
+        Element::bytes(Tag(0x0028, 0x0103), VR::US, 0u16.to_le_bytes().to_vec()),
+        Element::bytes(Tag(0x7FE0, 0x0010), VR::OB, image.clone()),
+    ]);
+    let input = tmp.join("in");
+    veil_io::write_explicit_le(&input.join("a.dcm"), &ds).unwrap();
+    let recipe = tmp.join("r.toml");
+    veil_io::atomic::write_all(
+        &recipe,
+        br#"
+name = "regions"
+version = "1"
+options = ["clean-pixel-data"]
+[pixels]
+builtin_region_rules = false
+[[pixels.region]]
+label = "banner of this layout"
+when = { Modality = "US" }
+rects = [[0, 0, 64, 8]]
+[[pixels.region]]
+label = "banner of an 800-wide layout"
+when = { Modality = "US" }
+rects = [[0, 0, 800, 40]]
+"#,
+    )
+    .unwrap();
+    let key = veil_test::new_key(env!("CARGO_BIN_EXE_veil"), &tmp);
+    let (out, report) = (tmp.join("out"), tmp.join("report.json"));
+    let st = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .arg("deid")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--key")
+        .arg(&key)
+        .arg("--recipe")
+        .arg(&recipe)
+        .arg("--report")
+        .arg(&report)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let files = veil_test::files(&out);
+    assert_eq!(files.len(), 1);
+    let f = veil_io::read(&files[0]).unwrap();
+    let Value::Bytes(px) = &f.dataset.get(Tag(0x7FE0, 0x0010)).unwrap().value else {
+        panic!("native pixel data")
+    };
+    assert_ne!(px[..8 * 64], image[..8 * 64], "the fitting rule blanks");
+    assert_eq!(
+        px[8 * 64..],
+        image[8 * 64..],
+        "the rule of another layout cut into the image"
+    );
+    let rep = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        rep.contains("banner of an 800-wide layout' does not fit this 64x64 image"),
+        "{rep}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -137,6 +137,24 @@ impl PixelStage {
                 .map_or(0, u32::from)
         };
         let (cols, rows) = (u(0x0011), u(0x0010));
+        // each matching rule's rectangle on this image, and whether it
+        // fits (see Rect::fits): blanking a rectangle written for another
+        // screen layout would cut into the image, so one that does not
+        // fit is searched for text instead (and the report says so)
+        let placed: Vec<(veil_pixels::Rect, String, bool)> = rules
+            .rects
+            .iter()
+            .filter_map(|(r, why)| {
+                let c = r.clip(cols, rows)?;
+                let rect = veil_pixels::Rect {
+                    x: c.x.max(0) as u32,
+                    y: c.y.max(0) as u32,
+                    w: c.w,
+                    h: c.h,
+                };
+                Some((rect, why.label.clone(), r.fits(cols, rows)))
+            })
+            .collect();
         let req = CleanRequest {
             pixel_data: self.pixel_data,
             graphics: self.graphics,
@@ -146,19 +164,15 @@ impl PixelStage {
                 self.mode
             },
             identifiers: d.identifiers.clone(),
-            rule_rects: rules
-                .rects
+            rule_rects: placed
                 .iter()
-                .filter_map(|(r, why)| {
-                    let c = r.clip(cols, rows)?;
-                    let rect = veil_pixels::Rect {
-                        x: c.x.max(0) as u32,
-                        y: c.y.max(0) as u32,
-                        w: c.w,
-                        h: c.h,
-                    };
-                    Some((rect, why.label.clone()))
-                })
+                .filter(|p| p.2)
+                .map(|p| (p.0, p.1.clone()))
+                .collect(),
+            rule_search: placed
+                .iter()
+                .filter(|p| !p.2)
+                .map(|p| (p.0, p.1.clone()))
                 .collect(),
             policy: self.policy,
             preview: true,
@@ -178,6 +192,12 @@ impl PixelStage {
             }
         };
         let mut notes = out.notes.clone();
+        for (_, label, _) in placed.iter().filter(|p| !p.2) {
+            notes.push(format!(
+                "region rule '{label}' does not fit this {cols}x{rows} image (written for another \
+                 screen layout): searched for text, every word found there redacted"
+            ));
+        }
         if let Some(rule) = expected {
             notes.push(format!("every word read: rule '{rule}' expects text"));
         }

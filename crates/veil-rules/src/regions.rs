@@ -64,6 +64,20 @@ impl Rect {
         h: u32::MAX,
     };
 
+    /// Whether the rectangle lies inside a `columns` x `rows` frame (the
+    /// whole frame always does). A rectangle is in the pixels of one
+    /// screen layout: CTP's signatures name their Rows, but transcriptions
+    /// drop that (deid's CX50 rule is CTP's 800-wide one without
+    /// `Rows.equals("600")`), and a rectangle running off the image was
+    /// written for another layout. One pixel over is allowed: CTP blanks
+    /// its right and bottom edges too.
+    pub fn fits(&self, columns: u32, rows: u32) -> bool {
+        *self == Rect::ALL
+            || self
+                .clip(columns, rows)
+                .is_some_and(|c| c.w.saturating_add(1) >= self.w && c.h.saturating_add(1) >= self.h)
+    }
+
     /// The part of the rectangle inside a `columns` x `rows` frame, with
     /// negative origins resolved from the right/bottom edge as CTP does;
     /// `None` when nothing of it is inside.
@@ -667,5 +681,22 @@ impl RectSpec {
                     .collect()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::Rect;
+
+    #[test]
+    fn a_rectangle_for_another_screen_layout_does_not_fit() {
+        let r = |x, y, w, h| Rect { x, y, w, h };
+        // CTP's CX50 banner (inclusive edges: 801 x 60) on its own 800 x 600
+        // screen, and on a 512 x 512 image it was not written for
+        assert!(r(0, 0, 801, 60).fits(800, 600));
+        assert!(!r(0, 0, 801, 60).fits(512, 512));
+        // counted from the bottom-right corner
+        assert!(r(-100, -20, 100, 20).fits(512, 512));
+        assert!(Rect::ALL.fits(64, 64));
     }
 }

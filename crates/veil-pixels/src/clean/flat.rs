@@ -66,7 +66,8 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
         return (Vec::new(), None);
     }
     let edge_min = (EDGE_FRACTION * spread(src)).max(EDGE_FLOOR);
-    let (labels, mut plateaus) = label(src, w, h);
+    let keys = cut_rules(src, w, h);
+    let (labels, mut plateaus) = label(&keys, w, h);
     // border contrast of every plateau
     for y in 0..h {
         for x in 0..w {
@@ -116,7 +117,7 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
             // stroke width, which letters keep under an eighth of their
             // height (a pocket of air clipped to one value is a blob)
             && (c.n as f32) <= (ch as f32 / 8.0).max(1.5) * p.edge_n as f32;
-        if p.edge_n == 0 {
+        if p.edge_n == 0 || p.v == RULE {
             continue;
         }
         let strong = p.edge_sum >= edge_min * p.edge_n as f32;
@@ -141,7 +142,7 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
     // texture (8-bit speckle), not ink
     let mut stray: HashMap<i32, Vec<(u32, u32, u32)>> = HashMap::new();
     for (id, p) in plateaus.iter().enumerate() {
-        if p.c.n >= 3 && !letter_ids[id] {
+        if p.c.n >= 3 && !letter_ids[id] && p.v != RULE {
             stray
                 .entry(p.v)
                 .or_default()
@@ -178,13 +179,35 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
             // letters on the band
             let piece_gap = l.glyph_h.max(3);
             let gap_for = |k: Kind| if k == Kind::Piece { piece_gap } else { gap };
+            // the line's own letters' size: a faint letter of the line is
+            // about as big; the chance plateaus of a texture the ink's
+            // value also makes are not (nor, on a line of large letters,
+            // is a piece)
+            let mut own: Vec<u32> = comps
+                .iter()
+                .filter(|c| {
+                    c.2 == Kind::Strong && c.0.x0 >= l.x && c.0.x1 < l.x + l.w && on_band(&c.0)
+                })
+                .map(|c| c.0.n)
+                .collect();
+            own.sort_unstable();
+            let own_n = own.get(own.len() / 2).copied().unwrap_or(0);
+            let fits = |c: &Comp, k: Kind| match k {
+                Kind::Strong => true,
+                Kind::Weak => 3 * c.n >= own_n && 2 * (c.y1 - c.y0 + 1) >= l.glyph_h,
+                Kind::Piece => l.glyph_h <= 12,
+            };
             let (mut x0, mut x1) = (l.x, l.x + l.w - 1);
-            for (c, _, k) in comps.iter().filter(|c| on_band(&c.0)) {
+            for (c, _, k) in comps.iter().filter(|c| on_band(&c.0) && fits(&c.0, c.2)) {
                 if c.x0 > x1 && c.x0 <= x1 + gap_for(*k) {
                     x1 = c.x1;
                 }
             }
-            for (c, _, k) in comps.iter().rev().filter(|c| on_band(&c.0)) {
+            for (c, _, k) in comps
+                .iter()
+                .rev()
+                .filter(|c| on_band(&c.0) && fits(&c.0, c.2))
+            {
                 if c.x1 < x0 && c.x1 + gap_for(*k) >= x0 {
                     x0 = c.x0;
                 }
@@ -247,6 +270,89 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
         .map(|&id| if inked[id as usize] { 0 } else { 255 })
         .collect();
     (lines, GrayImage::from_raw(w as u32, h as u32, px))
+}
+
+/// Thin straight rules (a calliper line, a scale, the frame of a
+/// viewport): at least this long, at most [`RULE_THICK`] thick.
+const RULE_LEN: usize = 48;
+/// See [`RULE_LEN`].
+const RULE_THICK: usize = 3;
+/// What rule pixels are labelled with: no stored value is this.
+const RULE: i32 = i32::MIN;
+
+/// The values to label plateaus on: the frame's, with the pixels of thin
+/// straight rules set apart ([`RULE`]). Why: a line of text drawn across
+/// or against a rule of its own value (an ultrasound's caption touching
+/// the sector's frame) merges with it into one plateau far too big for a
+/// letter, and the whole line is lost. Cut off the rule, the letters
+/// stand alone again.
+fn cut_rules(src: &[i32], w: usize, h: usize) -> Vec<i32> {
+    let mut keys = src.to_vec();
+    // horizontal: runs of one value at least RULE_LEN long, whose pixels
+    // have at most RULE_THICK of that value above and below in a column
+    let vrun = |x: usize, y: usize| {
+        let v = src[y * w + x];
+        let up = (0..y)
+            .rev()
+            .take_while(|&yy| src[yy * w + x] == v)
+            .take(RULE_THICK)
+            .count();
+        let down = (y + 1..h)
+            .take_while(|&yy| src[yy * w + x] == v)
+            .take(RULE_THICK)
+            .count();
+        up + down + 1
+    };
+    let hrun = |x: usize, y: usize| {
+        let row = &src[y * w..(y + 1) * w];
+        let v = row[x];
+        let left = row[..x]
+            .iter()
+            .rev()
+            .take_while(|&&u| u == v)
+            .take(RULE_THICK)
+            .count();
+        let right = row[x + 1..]
+            .iter()
+            .take_while(|&&u| u == v)
+            .take(RULE_THICK)
+            .count();
+        left + right + 1
+    };
+    for y in 0..h {
+        let row = &src[y * w..(y + 1) * w];
+        let mut x = 0;
+        while x < w {
+            let s = x;
+            while x < w && row[x] == row[s] {
+                x += 1;
+            }
+            if x - s >= RULE_LEN {
+                for xx in s..x {
+                    if vrun(xx, y) <= RULE_THICK {
+                        keys[y * w + xx] = RULE;
+                    }
+                }
+            }
+        }
+    }
+    for x in 0..w {
+        let mut y = 0;
+        while y < h {
+            let s = y;
+            while y < h && src[y * w + x] == src[s * w + x] {
+                y += 1;
+            }
+            if y - s >= RULE_LEN {
+                for yy in s..y {
+                    if hrun(x, yy) <= RULE_THICK {
+                        keys[yy * w + x] = RULE;
+                    }
+                }
+            }
+        }
+    }
+    keys
 }
 
 /// The 5th to 95th percentile spread of a frame's values (every 7th
@@ -350,6 +456,33 @@ mod tests {
             }
         }
         assert!(flat_lines(&v, w, h).0.is_empty());
+    }
+
+    #[test]
+    fn text_across_a_rule_of_its_own_value_is_found() {
+        // white caption on black, a one-pixel white rule through it (the
+        // frame of a viewport): letters and rule are one plateau until the
+        // rule is cut off
+        let mut img = GrayImage::new(300, 60);
+        let b = crate::text::draw_text(&mut img, "DOB 04/16/1997", 10, 15, 24.0, 255).unwrap();
+        for p in img.pixels_mut() {
+            if p.0[0] > 0 {
+                p.0[0] = 255;
+            }
+        }
+        let mid = b.1 + b.3 / 2;
+        for x in 0..300 {
+            img.put_pixel(x, mid, image::Luma([255]));
+        }
+        let v: Vec<i32> = img.as_raw().iter().map(|&b| i32::from(b)).collect();
+        let (lines, _) = flat_lines(&v, 300, 60);
+        let covered: u32 = lines
+            .iter()
+            .filter(|l| l.ink == Some(255))
+            .map(|l| l.w)
+            .max()
+            .unwrap_or(0);
+        assert!(covered * 10 >= b.2 * 8, "{lines:?} vs {b:?}");
     }
 
     #[test]

@@ -463,7 +463,9 @@ fn crop(p: &Pixels, max: u32, max_frames: u32) -> Pixels {
 }
 
 /// The text the template already shows: word boxes Tesseract finds in
-/// its first frame (contrast-stretched), padded by 3 pixels.
+/// its first frame (contrast-stretched), read as it is and twice as large
+/// (small screen fonts, such as an ultrasound's header, are read only
+/// enlarged), padded by 3 pixels.
 fn existing_text(p: &Pixels, ocr: &mut veil_pixels::ocr::Ocr) -> Vec<[u32; 4]> {
     let vals: Vec<f32> = (0..p.rows * p.cols)
         .map(|i| super::eval::look(p, 0, i % p.cols, i / p.cols))
@@ -478,9 +480,29 @@ fn existing_text(p: &Pixels, ocr: &mut veil_pixels::ocr::Ocr) -> Vec<[u32; 4]> {
         let v = vals[(y * p.cols + x) as usize];
         image::Luma([((v - lo) / (hi - lo) * 255.0).round() as u8])
     });
+    let big = image::imageops::resize(
+        &img,
+        2 * p.cols,
+        2 * p.rows,
+        image::imageops::FilterType::Triangle,
+    );
+    let halved = ocr
+        .words(&big)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut w| {
+            (w.left, w.top, w.width, w.height) = (
+                w.left / 2,
+                w.top / 2,
+                w.width.div_ceil(2),
+                w.height.div_ceil(2),
+            );
+            w
+        });
     ocr.words(&img)
         .unwrap_or_default()
         .into_iter()
+        .chain(halved)
         .filter(|w| {
             w.confidence >= 50.0
                 && w.height >= 5

@@ -5,10 +5,11 @@
 //!     drawn in: changed from the input's stored value (exactly, for
 //!     lossless inputs kept in their colour space; beyond 2 % of the
 //!     frame's displayed range otherwise), or no longer standing out from
-//!     the pixels around the line (a box filled with the text's own colour
+//!     the pixels next to it (a box filled with the text's own colour
 //!     erases the text without changing its pixels). Only glyph pixels
-//!     that stood out in the input count (a lossy input may already have
-//!     blurred some into the background);
+//!     that stood out from the pixels next to them in the input count (a
+//!     lossy input may already have blurred some into the background, and
+//!     a black letter lying on black air is not there to read);
 //! (b) Tesseract, on the output's crop around the line (3x upscaled,
 //!     contrast-stretched), does not read it back: the normalized edit
 //!     distance from the line to the best-matching part of what it reads
@@ -499,6 +500,22 @@ fn score_file(
     let mut results = Vec::new();
     for (i, l) in fe.lines.iter().enumerate() {
         let (ring, glyphs) = ring_and_glyphs(l, a.cols, a.rows);
+        let gset: HashSet<(u32, u32)> = glyphs.iter().copied().collect();
+        // the pixels around each glyph pixel it is seen against: a line
+        // may cross air and tissue, and a letter on a background of its
+        // own value is not there to read
+        let r = (l.px_height / 6).max(2);
+        let around: Vec<Points> = glyphs
+            .iter()
+            .map(|&(gx, gy)| {
+                (gy.saturating_sub(r)..(gy + r + 1).min(a.rows))
+                    .flat_map(|yy| {
+                        (gx.saturating_sub(r)..(gx + r + 1).min(a.cols)).map(move |xx| (xx, yy))
+                    })
+                    .filter(|q| !gset.contains(q))
+                    .collect()
+            })
+            .collect();
         let frames: Vec<u32> = match l.frame {
             Some(f) => vec![f.min(a.frames - 1)],
             None => (0..a.frames).collect(),
@@ -508,13 +525,20 @@ fn score_file(
             let (ma, mb) = (median_look(a, f, &ring), median_look(b, f, &ring));
             let stand = STAND * scales[f as usize];
             let (mut eligible, mut erased) = (0u32, 0u32);
-            for &(gx, gy) in &glyphs {
-                if (look(a, f, gx, gy) - ma).abs() <= stand {
+            for (&(gx, gy), near) in glyphs.iter().zip(&around) {
+                // against the pixels next to it, or the line's ring where
+                // the letter leaves none
+                let (la, lb) = if near.is_empty() {
+                    (ma, mb)
+                } else {
+                    (median_look(a, f, near), median_look(b, f, near))
+                };
+                if (look(a, f, gx, gy) - la).abs() <= stand {
                     continue;
                 }
                 eligible += 1;
                 let gone =
-                    cmp.changed(f, gx, gy, tol(f)) || (look(b, f, gx, gy) - mb).abs() <= stand;
+                    cmp.changed(f, gx, gy, tol(f)) || (look(b, f, gx, gy) - lb).abs() <= stand;
                 erased += u32::from(gone);
             }
             let frac = if eligible == 0 {
