@@ -9,8 +9,9 @@
 //!
 //! Issue targets: at least 99 % of planted lines unreadable, at most 1 %
 //! of non-text pixels changed (lossless inputs), no decode failures. The
-//! last holds; the first two are not reached yet and are asserted as
-//! floors at what the stage reaches (see `RECALL_FLOOR`). Objects
+//! last two hold and are asserted as such; the first is not reached yet
+//! and is asserted as a floor at what the stage reaches (see
+//! `RECALL_FLOOR`). Objects
 //! sent to review are reported, not counted as misses; an object that
 //! vanishes (neither OUT nor review) fails the test.
 
@@ -19,11 +20,12 @@ use std::process::Command;
 
 use veil_plant::textset::{self, BuildOptions, SetSize};
 
-/// What the stage reaches today on the default set (seed 4: 94.7 % and
-/// 1.84 %), less a margin for OCR's run-to-run differences; the issue's
-/// targets are 99 % and 1 %.
-const RECALL_FLOOR: f64 = 92.0;
-const NONTEXT_CEILING: f64 = 2.5;
+/// What the stage reaches today on the default set (seed 4: 97.5 %),
+/// less a margin for OCR's run-to-run differences; the issue's target is
+/// 99 %.
+const RECALL_FLOOR: f64 = 96.5;
+/// The issue's target (reached: 0.71 % on the default set).
+const NONTEXT_CEILING: f64 = 1.0;
 
 #[test]
 fn clean_pixel_data_makes_planted_text_unreadable() {
@@ -132,9 +134,10 @@ fn clean_pixel_data_makes_planted_text_unreadable() {
     );
     assert!(ev.evaluated_lines > 0, "every object went to review");
     // Issue 4's targets are 99 % unreadable and at most 1 % of non-text
-    // pixels changed; the stage does not reach them yet (measured on this
-    // set: 94.7 % and 1.84 %, see docs/pixels.md). These floors hold what
-    // it does reach, so that a regression fails; raise them as it improves.
+    // pixels changed. The second is reached; the first not yet (measured
+    // on this set: 97.5 %, see docs/pixels.md): the floor holds what the
+    // stage does reach, so that a regression fails; raise it as it
+    // improves.
     assert!(
         ev.recall_percent >= RECALL_FLOOR,
         "planted lines unreadable: {:.1} % (floor {RECALL_FLOOR} %, target 99 %)",

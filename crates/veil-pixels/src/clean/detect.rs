@@ -135,8 +135,18 @@ pub fn screen_values(img: &GrayImage, values: Option<&[i32]>) -> Screen {
     // a line found in both polarities (the halo of one is the other's
     // text) is kept once, the better-scored
     let mut kept: Vec<TextLine> = Vec::new();
+    // islands last: they are often a line's parts only (letters that
+    // touch merge into one island too wide for a letter), and the top-hat
+    // line, when there is one, holds the whole line
+    let (islands, flat): (Vec<TextLine>, Vec<TextLine>) = flat
+        .into_iter()
+        .partition(|l| l.ink == Some(super::flat::ISLAND));
     let n_flat = flat.len();
-    for l in flat.into_iter().chain(lines) {
+    let n_other = n_flat + lines.len();
+    for (i, l) in flat.into_iter().chain(lines).chain(islands).enumerate() {
+        if i >= n_other && kept.iter().any(|k| covered(&l, k) >= 0.5) {
+            continue;
+        }
         // a top-hat line around a flat one is that text with whatever
         // stands beside it (anatomy, edges): the flat line says where the
         // letters are
@@ -237,7 +247,7 @@ fn box3(src: &[u8], w: usize, h: usize) -> Vec<u8> {
 }
 
 /// The fraction of `a`'s box inside `b`'s.
-fn covered(a: &TextLine, b: &TextLine) -> f32 {
+pub(super) fn covered(a: &TextLine, b: &TextLine) -> f32 {
     let ix = (a.x + a.w).min(b.x + b.w).saturating_sub(a.x.max(b.x));
     let iy = (a.y + a.h).min(b.y + b.h).saturating_sub(a.y.max(b.y));
     (ix * iy) as f32 / (a.w * a.h).max(1) as f32

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use image::GrayImage;
 
-use super::detect::{group_glyphs, union_runs, Comp, TextLine, MAX_H, MIN_H};
+use super::detect::{covered, group_glyphs, union_runs, Comp, TextLine, MAX_H, MIN_H};
 
 /// Smallest mean difference between a plateau and the pixels bordering
 /// it, as a fraction of the frame's spread of values (5th to 95th
@@ -106,17 +106,7 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
     for (id, p) in plateaus.iter().enumerate() {
         let c = p.c;
         let (cw, ch) = (c.x1 - c.x0 + 1, c.y1 - c.y0 + 1);
-        let letter = (MIN_H..=MAX_H).contains(&ch)
-            // small letters touch: a date of 8 px text can be one plateau
-            && cw <= if ch <= 8 { ch * 9 } else if ch <= 12 { ch * 6 } else { ch * 3 + 2 }
-            && c.n >= 4
-            && (c.n as f32) >= 0.08 * (cw * ch) as f32
-            // a solid block is a patch of background, not a stroke
-            && (c.n as f32) <= 0.85 * (cw * ch) as f32 + 2.0 * cw.min(ch) as f32
-            // strokes are thin: pixels per border pixel is about half the
-            // stroke width, which letters keep under an eighth of their
-            // height (a pocket of air clipped to one value is a blob)
-            && (c.n as f32) <= (ch as f32 / 8.0).max(1.5) * p.edge_n as f32;
+        let letter = letter_shaped(&c, p.edge_n, 0.0);
         if p.edge_n == 0 || p.v == RULE {
             continue;
         }
@@ -262,14 +252,197 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
             lines.push(l);
         }
     }
+    let (island_lines, island_px) = islands(src, w, h, &keys, &labels, &plateaus, &lines);
+    lines.extend(island_lines);
     if lines.is_empty() {
         return (lines, None);
     }
     let px: Vec<u8> = labels
         .iter()
-        .map(|&id| if inked[id as usize] { 0 } else { 255 })
+        .zip(&island_px)
+        .map(|(&id, &isl)| if inked[id as usize] || isl { 0 } else { 255 })
         .collect();
     (lines, GrayImage::from_raw(w as u32, h as u32, px))
+}
+
+/// Whether a plateau or island of `edge_n` border pixels has the shape of
+/// a letter; `blur` pixels of blur widen each side of a stroke.
+fn letter_shaped(c: &Comp, edge_n: u32, blur: f32) -> bool {
+    let (cw, ch) = (c.x1 - c.x0 + 1, c.y1 - c.y0 + 1);
+    (MIN_H..=MAX_H).contains(&ch)
+        // small letters touch: a date of 8 px text can be one plateau
+        && cw <= if ch <= 8 { ch * 9 } else if ch <= 12 { ch * 6 } else { ch * 3 + 2 }
+        && c.n >= 4
+        && (c.n as f32) >= 0.08 * (cw * ch) as f32
+        // a solid block is a patch of background, not a stroke
+        && (c.n as f32) <= 0.85 * (cw * ch) as f32 + 2.0 * cw.min(ch) as f32
+        // strokes are thin: pixels per border pixel is about half the
+        // stroke width, which letters keep under an eighth of their
+        // height (a pocket of air clipped to one value is a blob)
+        && (c.n as f32) <= ((ch as f32 / 8.0).max(1.5) + blur) * edge_n as f32
+}
+
+/// What island lines carry as [`TextLine::ink`]: their letters are not of
+/// one value, but are exactly known (the pixels of the island).
+pub const ISLAND: i32 = i32::MIN + 1;
+
+/// A background plateau is at least this share of the frame (1/256),
+/// and never under this many pixels.
+const BACKGROUND_MIN: usize = 512;
+
+/// Lines of **islands**: letters lying wholly on a flat background (the
+/// air of a CT clipped to one value, the black of an ultrasound screen)
+/// whose own pixels are not of one value. Why: lossy compression blurs a
+/// letter of one value into a few neighbouring ones (the flat screen
+/// loses it) while a clipped background stays exactly flat; and faint
+/// text a few levels above black is lost by the top-hat screen in the
+/// codec's ripples. Everything that is not background and touches only
+/// background is a candidate; letter-shaped ones are grouped into lines
+/// as elsewhere. Returns the lines (those not already found as flat
+/// lines) and, per pixel, whether it is ink of one of them.
+fn islands(
+    src: &[i32],
+    w: usize,
+    h: usize,
+    keys: &[i32],
+    labels: &[u32],
+    plateaus: &[Plateau],
+    flat: &[TextLine],
+) -> (Vec<TextLine>, Vec<bool>) {
+    let bg_min = (w * h / 256).max(BACKGROUND_MIN) as u32;
+    let bg: Vec<bool> = labels
+        .iter()
+        .zip(keys)
+        .map(|(&id, &k)| k == RULE || plateaus[id as usize].c.n >= bg_min)
+        .collect();
+    let mut ink = vec![false; w * h];
+    if bg.iter().all(|&b| !b) {
+        return (Vec::new(), ink);
+    }
+    // the islands: runs of non-background pixels, joined 8-connected
+    let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+    let mut row_start = Vec::with_capacity(h + 1);
+    for y in 0..h {
+        row_start.push(runs.len());
+        let row = &bg[y * w..(y + 1) * w];
+        let mut x = 0;
+        while x < w {
+            if row[x] {
+                x += 1;
+                continue;
+            }
+            let s = x;
+            while x < w && !row[x] {
+                x += 1;
+            }
+            runs.push((y as u32, s as u32, x as u32));
+        }
+    }
+    row_start.push(runs.len());
+    let roots = union_runs(&runs, &row_start, |_, _| true);
+    // per island: box, pixels, and its border on the background
+    let mut index = vec![u32::MAX; runs.len()];
+    let mut isl: Vec<Plateau> = Vec::new();
+    let mut of_run = vec![0u32; runs.len()];
+    for (i, &(y, x0, x1)) in runs.iter().enumerate() {
+        let root = roots[i] as usize;
+        if index[root] == u32::MAX {
+            index[root] = isl.len() as u32;
+            isl.push(Plateau {
+                c: Comp {
+                    x0,
+                    y0: y,
+                    x1: x1 - 1,
+                    y1: y,
+                    n: 0,
+                },
+                v: 0,
+                edge_sum: 0.0,
+                edge_n: 0,
+                brighter: 0,
+            });
+        }
+        let id = index[root];
+        of_run[i] = id;
+        let p = &mut isl[id as usize];
+        p.c.x0 = p.c.x0.min(x0);
+        p.c.x1 = p.c.x1.max(x1 - 1);
+        p.c.y1 = p.c.y1.max(y);
+        p.c.n += x1 - x0;
+        // `v` keeps the largest step to the background
+        for x in x0 as usize..x1 as usize {
+            let i = y as usize * w + x;
+            let v = src[i];
+            let mut touch = |j: usize| {
+                if bg[j] {
+                    let u = src[j];
+                    p.edge_sum += u.abs_diff(v) as f32;
+                    p.edge_n += 1;
+                    p.brighter += u32::from(u > v);
+                    p.v = p.v.max(u.abs_diff(v).min(i32::MAX as u32) as i32);
+                }
+            };
+            if x > 0 {
+                touch(i - 1);
+            }
+            if x + 1 < w {
+                touch(i + 1);
+            }
+            if y > 0 {
+                touch(i - w);
+            }
+            if (y as usize) + 1 < h {
+                touch(i + w);
+            }
+        }
+    }
+    // letters: letter-shaped, a step of two levels somewhere and one on
+    // average (text a few levels above black is all a window may show)
+    let letter: Vec<bool> = isl
+        .iter()
+        .map(|p| {
+            p.edge_n > 0
+                && p.v >= 2
+                && p.edge_sum >= p.edge_n as f32
+                // a lossy codec's blur widens strokes by about a pixel
+                && letter_shaped(&p.c, p.edge_n, 1.0)
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for bright in [true, false] {
+        let glyphs: Vec<Comp> = isl
+            .iter()
+            .zip(&letter)
+            .filter(|(p, &l)| l && (2 * p.brighter < p.edge_n) == bright)
+            .map(|(p, _)| p.c)
+            .collect();
+        for mut l in group_glyphs(glyphs, bright) {
+            if flat
+                .iter()
+                .any(|f| covered(f, &l) >= 0.5 || covered(&l, f) >= 0.5)
+            {
+                continue;
+            }
+            l.ink = Some(ISLAND);
+            lines.push(l);
+        }
+    }
+    // the ink of the lines' letters, for OCR
+    for (i, &(y, x0, x1)) in runs.iter().enumerate() {
+        let id = of_run[i] as usize;
+        if !letter[id] {
+            continue;
+        }
+        let c = isl[id].c;
+        let mine = lines
+            .iter()
+            .any(|l| c.x0 >= l.x && c.x1 < l.x + l.w && c.y0 >= l.y && c.y1 < l.y + l.h);
+        if mine {
+            let row = y as usize * w;
+            ink[row + x0 as usize..row + x1 as usize].fill(true);
+        }
+    }
+    (lines, ink)
 }
 
 /// Thin straight rules (a calliper line, a scale, the frame of a
@@ -287,72 +460,71 @@ const RULE: i32 = i32::MIN;
 /// letter, and the whole line is lost. Cut off the rule, the letters
 /// stand alone again.
 fn cut_rules(src: &[i32], w: usize, h: usize) -> Vec<i32> {
-    let mut keys = src.to_vec();
-    // horizontal: runs of one value at least RULE_LEN long, whose pixels
-    // have at most RULE_THICK of that value above and below in a column
-    let vrun = |x: usize, y: usize| {
+    rule_pixels(src, w, h)
+        .iter()
+        .zip(src)
+        .map(|(&r, &v)| if r { RULE } else { v })
+        .collect()
+}
+
+/// The pixels of thin straight rules in a frame of values: runs of one value at least [`RULE_LEN`] long, across which that
+/// value is at most [`RULE_THICK`] thick. Where a letter's stroke crosses
+/// the rule the value runs on across it, so those pixels stay with the
+/// letter.
+fn rule_pixels(src: &[i32], w: usize, h: usize) -> Vec<bool> {
+    let mut rule = vec![false; src.len()];
+    // how far the value at (x, y) runs across, capped past RULE_THICK
+    let across = |x: usize, y: usize, vertical: bool| {
         let v = src[y * w + x];
-        let up = (0..y)
-            .rev()
-            .take_while(|&yy| src[yy * w + x] == v)
-            .take(RULE_THICK)
-            .count();
-        let down = (y + 1..h)
-            .take_while(|&yy| src[yy * w + x] == v)
-            .take(RULE_THICK)
-            .count();
-        up + down + 1
-    };
-    let hrun = |x: usize, y: usize| {
-        let row = &src[y * w..(y + 1) * w];
-        let v = row[x];
-        let left = row[..x]
-            .iter()
-            .rev()
-            .take_while(|&&u| u == v)
-            .take(RULE_THICK)
-            .count();
-        let right = row[x + 1..]
-            .iter()
-            .take_while(|&&u| u == v)
-            .take(RULE_THICK)
-            .count();
-        left + right + 1
-    };
-    for y in 0..h {
-        let row = &src[y * w..(y + 1) * w];
-        let mut x = 0;
-        while x < w {
-            let s = x;
-            while x < w && row[x] == row[s] {
-                x += 1;
+        let at = |k: usize| {
+            if vertical {
+                src[k * w + x]
+            } else {
+                src[y * w + k]
             }
-            if x - s >= RULE_LEN {
-                for xx in s..x {
-                    if vrun(xx, y) <= RULE_THICK {
-                        keys[y * w + xx] = RULE;
+        };
+        let (i, n) = if vertical { (y, h) } else { (x, w) };
+        let back = (0..i)
+            .rev()
+            .take_while(|&k| at(k) == v)
+            .take(RULE_THICK)
+            .count();
+        let fwd = (i + 1..n)
+            .take_while(|&k| at(k) == v)
+            .take(RULE_THICK)
+            .count();
+        back + fwd + 1
+    };
+    for vertical in [false, true] {
+        // along rows (horizontal rules) or along columns (vertical ones)
+        let (lines, len) = if vertical { (w, h) } else { (h, w) };
+        for a in 0..lines {
+            let at = |k: usize| {
+                if vertical {
+                    src[k * w + a]
+                } else {
+                    src[a * w + k]
+                }
+            };
+            let mut k = 0;
+            while k < len {
+                let s = k;
+                while k < len && at(k) == at(s) {
+                    k += 1;
+                }
+                if k - s < RULE_LEN {
+                    continue;
+                }
+                for b in s..k {
+                    let (x, y) = if vertical { (a, b) } else { (b, a) };
+                    if across(x, y, !vertical) <= RULE_THICK {
+                        rule[y * w + x] = true;
                     }
                 }
             }
         }
     }
-    for x in 0..w {
-        let mut y = 0;
-        while y < h {
-            let s = y;
-            while y < h && src[y * w + x] == src[s * w + x] {
-                y += 1;
-            }
-            if y - s >= RULE_LEN {
-                for yy in s..y {
-                    if hrun(x, yy) <= RULE_THICK {
-                        keys[yy * w + x] = RULE;
-                    }
-                }
-            }
-        }
-    }
-    keys
+    rule
 }
 
 /// The 5th to 95th percentile spread of a frame's values (every 7th
@@ -456,6 +628,38 @@ mod tests {
             }
         }
         assert!(flat_lines(&v, w, h).0.is_empty());
+    }
+
+    #[test]
+    fn blurred_text_on_flat_air_is_found_as_islands() {
+        // faint text a few levels above air clipped to 0, blurred as a
+        // lossy codec blurs it: no two of a letter's pixels need share a
+        // value, but the air around stays exactly 0
+        let mut img = GrayImage::new(300, 60);
+        let b = crate::text::draw_text(&mut img, "MRN 5065815", 10, 15, 18.0, 12).unwrap();
+        let (w, h) = (300usize, 60usize);
+        let raw: Vec<i32> = img.as_raw().iter().map(|&b| i32::from(b)).collect();
+        let blurred: Vec<i32> = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let mut s = 0;
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    s += raw[(y + dy).min(h - 1) * w + (x + dx).min(w - 1)];
+                }
+                (s + 1) / 4
+            })
+            .collect();
+        let (lines, ink) = flat_lines(&blurred, w, h);
+        let l = lines
+            .iter()
+            .find(|l| l.ink == Some(ISLAND))
+            .unwrap_or_else(|| panic!("{lines:?}"));
+        assert!(
+            l.x <= b.0 + 3 && l.x + l.w + 3 >= b.0 + b.2 / 2,
+            "{l:?} vs {b:?}"
+        );
+        assert!(l.bright);
+        assert!(ink.is_some());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use veil_core::{Phi, Tag};
 use veil_io::DicomFile;
 
 use super::detect::{screen_values, text_lines, TextLine};
+use super::flat::ISLAND;
 use super::matcher::{TextKind, TextMatcher};
 use crate::ocr::{Ocr, OcrError, Word};
 use crate::{
@@ -219,10 +220,15 @@ fn decide(
     exact: bool,
     m: &TextMatcher,
 ) -> Option<&'static str> {
+    // flat ink: letters of one value. In an exact frame, islands (letters
+    // of several values on a flat background) are judged as top-hat lines
+    // are: text there shows as flat ink, and what else lies alone on air
+    // (a catheter's cross-section, a table edge) does not
+    let flat = l.ink.is_some_and(|v| v != ISLAND || !exact);
     // top-hat blobs of an exact frame are rarely text (text there shows
     // as flat ink), and OCR reads labels and names into them ("MR",
     // "PT"): only its confident words count there
-    let sure = l.ink.is_some() || !exact;
+    let sure = flat || !exact;
     let texts: Vec<&str> = words
         .iter()
         .filter(|w| sure || w.confidence >= SURE)
@@ -233,9 +239,11 @@ fn decide(
     }
     let alnum = |w: &Word| w.text.chars().filter(|c| c.is_alphanumeric()).count();
     // small flat ink (where OCR fails most) is evidence enough with
-    // three letters
-    let text_like = l.h <= 24
-        && if l.ink.is_some() && l.glyph_h <= 8 {
+    // three letters. A tall row of top-hat shapes is a mosaic of slices
+    // or a row of vessels as often as text; letter-shaped plateaus of one
+    // value in a row are text at any height
+    let text_like = l.h <= if flat { 48 } else { 24 }
+        && if flat && l.glyph_h <= 8 {
             l.score >= 0.8 && l.glyphs >= 3
         } else {
             l.score >= 0.85 && l.glyphs >= 4
@@ -251,7 +259,7 @@ fn decide(
             .map(alnum)
             .sum();
         let unread = 2 * read < l.glyphs as usize;
-        return (exact && l.ink.is_some() && text_like && unread).then_some("unreadable text");
+        return (exact && flat && text_like && unread).then_some("unreadable text");
     }
     {
         // a confidently read word; OCR's guesses at speckle and edges
@@ -259,7 +267,7 @@ fn decide(
         // exact frame (text drawn there would show as flat ink) OCR
         // also reads short confident words into anatomy ("ves"), so more
         // is asked: four or more confidently read letters or digits
-        let read = if l.ink.is_none() && exact {
+        let read = if !flat && exact {
             let confident = words.iter().filter(|w| w.confidence >= 75.0);
             confident.clone().map(alnum).sum::<usize>() >= 4
                 && confident.map(alnum).max() >= Some(3)
@@ -275,7 +283,7 @@ fn decide(
         // In an exact frame only lines of flat ink: letters drawn with
         // one value show as such there, and an unreadable row of
         // top-hat blobs is texture, vessels or speckle
-        if (l.ink.is_some() || !exact) && text_like {
+        if (flat || !exact) && text_like {
             return Some("unreadable text");
         }
     }
