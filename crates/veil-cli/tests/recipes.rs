@@ -12,6 +12,38 @@ fn text(g: u16, e: u16, vr: VR, s: &str) -> Element {
     Element::text(Tag(g, e), vr, s)
 }
 
+/// `veil deid` of one object with a recipe (its text) and `extra`
+/// arguments, into `tmp/out` with a new key; the object it writes.
+fn deid_one(
+    tmp: &std::path::Path,
+    ds: &DataSet,
+    recipe_text: &[u8],
+    extra: &[&std::ffi::OsStr],
+) -> veil_io::DicomFile {
+    let input = tmp.join("in");
+    veil_io::write_explicit_le(&input.join("a.dcm"), ds).unwrap();
+    let recipe = tmp.join("r.toml");
+    veil_io::atomic::write_all(&recipe, recipe_text).unwrap();
+    let key = veil_test::new_key(env!("CARGO_BIN_EXE_veil"), tmp);
+    let out = tmp.join("out");
+    let st = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .arg("deid")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--key")
+        .arg(&key)
+        .arg("--recipe")
+        .arg(&recipe)
+        .args(extra)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let files = veil_test::files(&out);
+    assert_eq!(files.len(), 1);
+    veil_io::read(&files[0]).unwrap()
+}
+
 #[test]
 fn the_documented_example_parses() {
     let doc = std::fs::read_to_string(concat!(
@@ -63,12 +95,7 @@ fn overrides_strict_and_formats() {
         text(0x0028, 0x0010, VR::US, "\u{2}\u{0}"),
         Element::sequence(Tag(0x0040, 0x0275), vec![req]),
     ]);
-    let input = tmp.join("in");
-    veil_io::write_explicit_le(&input.join("a.dcm"), &ds).unwrap();
-    let recipe = tmp.join("r.toml");
-    veil_io::atomic::write_all(
-        &recipe,
-        br#"
+    let recipe: &[u8] = br#"
 name = "test-recipe"
 version = "7"
 strict = true
@@ -91,26 +118,8 @@ group = "0019"
 element = "xx0C"
 action = "replace"
 value = "2000"
-"#,
-    )
-    .unwrap();
-    let key = veil_test::new_key(env!("CARGO_BIN_EXE_veil"), &tmp);
-    let out = tmp.join("out");
-    let st = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .arg("deid")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .arg("--key")
-        .arg(&key)
-        .arg("--recipe")
-        .arg(&recipe)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let files = veil_test::files(&out);
-    assert_eq!(files.len(), 1);
-    let f = veil_io::read(&files[0]).unwrap();
+"#;
+    let f = deid_one(&tmp, &ds, recipe, &[]);
     let d = &f.dataset;
     assert_eq!(
         d.ascii(Tag(0x0008, 0x1030)).as_deref(),
@@ -186,12 +195,7 @@ fn region_rules_blank_only_rectangles_that_fit() {
         Element::bytes(Tag(0x0028, 0x0103), VR::US, 0u16.to_le_bytes().to_vec()),
         Element::bytes(Tag(0x7FE0, 0x0010), VR::OB, image.clone()),
     ]);
-    let input = tmp.join("in");
-    veil_io::write_explicit_le(&input.join("a.dcm"), &ds).unwrap();
-    let recipe = tmp.join("r.toml");
-    veil_io::atomic::write_all(
-        &recipe,
-        br#"
+    let recipe: &[u8] = br#"
 name = "regions"
 version = "1"
 options = ["clean-pixel-data"]
@@ -205,28 +209,14 @@ rects = [[0, 0, 64, 8]]
 label = "banner of an 800-wide layout"
 when = { Modality = "US" }
 rects = [[0, 0, 800, 40]]
-"#,
-    )
-    .unwrap();
-    let key = veil_test::new_key(env!("CARGO_BIN_EXE_veil"), &tmp);
-    let (out, report) = (tmp.join("out"), tmp.join("report.json"));
-    let st = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .arg("deid")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .arg("--key")
-        .arg(&key)
-        .arg("--recipe")
-        .arg(&recipe)
-        .arg("--report")
-        .arg(&report)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let files = veil_test::files(&out);
-    assert_eq!(files.len(), 1);
-    let f = veil_io::read(&files[0]).unwrap();
+"#;
+    let report = tmp.join("report.json");
+    let f = deid_one(
+        &tmp,
+        &ds,
+        recipe,
+        &["--report".as_ref(), report.as_os_str()],
+    );
     let Value::Bytes(px) = &f.dataset.get(Tag(0x7FE0, 0x0010)).unwrap().value else {
         panic!("native pixel data")
     };

@@ -335,26 +335,7 @@ pub(super) struct Comp {
 /// 8-connected components, labelled over horizontal runs with a
 /// union-find.
 fn components(ink: &[bool], w: usize, h: usize) -> Vec<Comp> {
-    // runs: (y, x0, x1 exclusive, label)
-    let mut runs: Vec<(u32, u32, u32)> = Vec::new();
-    let mut row_start = Vec::with_capacity(h + 1);
-    for y in 0..h {
-        row_start.push(runs.len());
-        let row = &ink[y * w..(y + 1) * w];
-        let mut x = 0;
-        while x < w {
-            if row[x] {
-                let s = x;
-                while x < w && row[x] {
-                    x += 1;
-                }
-                runs.push((y as u32, s as u32, x as u32));
-            } else {
-                x += 1;
-            }
-        }
-    }
-    row_start.push(runs.len());
+    let (runs, row_start) = mask_runs(ink, w, h);
     let roots = union_runs(&runs, &row_start, |_, _| true);
     let mut comps: Vec<Option<Comp>> = vec![None; runs.len()];
     for (i, &(y, x0, x1)) in runs.iter().enumerate() {
@@ -373,6 +354,32 @@ fn components(ink: &[bool], w: usize, h: usize) -> Vec<Comp> {
         c.n += x1 - x0;
     }
     comps.into_iter().flatten().collect()
+}
+
+/// The horizontal runs `(y, x0, x1 exclusive)` of set pixels in a mask,
+/// by row, and where each row's runs start (one more entry at the end):
+/// the input of [`union_runs`].
+pub(super) fn mask_runs(mask: &[bool], w: usize, h: usize) -> (Vec<(u32, u32, u32)>, Vec<usize>) {
+    let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+    let mut row_start = Vec::with_capacity(h + 1);
+    for y in 0..h {
+        row_start.push(runs.len());
+        let row = &mask[y * w..(y + 1) * w];
+        let mut x = 0;
+        while x < w {
+            if row[x] {
+                let s = x;
+                while x < w && row[x] {
+                    x += 1;
+                }
+                runs.push((y as u32, s as u32, x as u32));
+            } else {
+                x += 1;
+            }
+        }
+    }
+    row_start.push(runs.len());
+    (runs, row_start)
 }
 
 /// Joins horizontal runs `(y, x0, x1 exclusive)`, sorted by row, into

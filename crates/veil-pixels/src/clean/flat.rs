@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use image::GrayImage;
 
-use super::detect::{covered, group_glyphs, union_runs, Comp, TextLine, MAX_H, MIN_H};
+use super::detect::{covered, group_glyphs, mask_runs, union_runs, Comp, TextLine, MAX_H, MIN_H};
 
 /// Smallest mean difference between a plateau and the pixels bordering
 /// it, as a fraction of the frame's spread of values (5th to 95th
@@ -320,56 +320,13 @@ fn islands(
         return (Vec::new(), ink);
     }
     // the islands: runs of non-background pixels, joined 8-connected
-    let mut runs: Vec<(u32, u32, u32)> = Vec::new();
-    let mut row_start = Vec::with_capacity(h + 1);
-    for y in 0..h {
-        row_start.push(runs.len());
-        let row = &bg[y * w..(y + 1) * w];
-        let mut x = 0;
-        while x < w {
-            if row[x] {
-                x += 1;
-                continue;
-            }
-            let s = x;
-            while x < w && !row[x] {
-                x += 1;
-            }
-            runs.push((y as u32, s as u32, x as u32));
-        }
-    }
-    row_start.push(runs.len());
+    let fg: Vec<bool> = bg.iter().map(|&b| !b).collect();
+    let (runs, row_start) = mask_runs(&fg, w, h);
     let roots = union_runs(&runs, &row_start, |_, _| true);
-    // per island: box, pixels, and its border on the background
-    let mut index = vec![u32::MAX; runs.len()];
-    let mut isl: Vec<Plateau> = Vec::new();
-    let mut of_run = vec![0u32; runs.len()];
+    let (mut isl, of_run) = gather(&runs, &roots, |_| 0);
+    // each island's border on the background; `v` keeps the largest step
     for (i, &(y, x0, x1)) in runs.iter().enumerate() {
-        let root = roots[i] as usize;
-        if index[root] == u32::MAX {
-            index[root] = isl.len() as u32;
-            isl.push(Plateau {
-                c: Comp {
-                    x0,
-                    y0: y,
-                    x1: x1 - 1,
-                    y1: y,
-                    n: 0,
-                },
-                v: 0,
-                edge_sum: 0.0,
-                edge_n: 0,
-                brighter: 0,
-            });
-        }
-        let id = index[root];
-        of_run[i] = id;
-        let p = &mut isl[id as usize];
-        p.c.x0 = p.c.x0.min(x0);
-        p.c.x1 = p.c.x1.max(x1 - 1);
-        p.c.y1 = p.c.y1.max(y);
-        p.c.n += x1 - x0;
-        // `v` keeps the largest step to the background
+        let p = &mut isl[of_run[i] as usize];
         for x in x0 as usize..x1 as usize {
             let i = y as usize * w + x;
             let v = src[i];
@@ -559,11 +516,27 @@ fn label(src: &[i32], w: usize, h: usize) -> (Vec<u32>, Vec<Plateau>) {
     row_start.push(runs.len());
     let value = |r: &(u32, u32, u32)| src[r.0 as usize * w + r.1 as usize];
     let roots = union_runs(&runs, &row_start, |a, b| value(&runs[a]) == value(&runs[b]));
-    let mut index: Vec<u32> = vec![u32::MAX; runs.len()];
-    let mut plateaus: Vec<Plateau> = Vec::new();
+    let (plateaus, of_run) = gather(&runs, &roots, |i| value(&runs[i]));
     let mut labels = vec![0u32; w * h];
-    for (i, r) in runs.iter().enumerate() {
-        let &(y, x0, x1) = r;
+    for (&(y, x0, x1), &id) in runs.iter().zip(&of_run) {
+        let row = y as usize * w;
+        labels[row + x0 as usize..row + x1 as usize].fill(id);
+    }
+    (labels, plateaus)
+}
+
+/// The components of joined runs (`roots` from [`union_runs`]) as
+/// plateaus with their boxes and pixel counts, valued by `value` (of a
+/// run index), and the plateau of each run.
+fn gather(
+    runs: &[(u32, u32, u32)],
+    roots: &[u32],
+    value: impl Fn(usize) -> i32,
+) -> (Vec<Plateau>, Vec<u32>) {
+    let mut index = vec![u32::MAX; runs.len()];
+    let mut plateaus: Vec<Plateau> = Vec::new();
+    let mut of_run = vec![0u32; runs.len()];
+    for (i, &(y, x0, x1)) in runs.iter().enumerate() {
         let root = roots[i] as usize;
         if index[root] == u32::MAX {
             index[root] = plateaus.len() as u32;
@@ -575,23 +548,22 @@ fn label(src: &[i32], w: usize, h: usize) -> (Vec<u32>, Vec<Plateau>) {
                     y1: y,
                     n: 0,
                 },
-                v: value(r),
+                v: value(i),
                 edge_sum: 0.0,
                 edge_n: 0,
                 brighter: 0,
             });
         }
         let id = index[root];
+        of_run[i] = id;
         let c = &mut plateaus[id as usize].c;
         c.x0 = c.x0.min(x0);
         c.x1 = c.x1.max(x1 - 1);
         c.y0 = c.y0.min(y);
         c.y1 = c.y1.max(y);
         c.n += x1 - x0;
-        let row = y as usize * w;
-        labels[row + x0 as usize..row + x1 as usize].fill(id);
     }
-    (labels, plateaus)
+    (plateaus, of_run)
 }
 
 #[cfg(test)]
