@@ -141,7 +141,7 @@ impl PixelStage {
         // fits (see Rect::fits): blanking a rectangle written for another
         // screen layout would cut into the image, so one that does not
         // fit is searched for text instead (and the report says so)
-        let placed: Vec<(veil_pixels::Rect, String, bool)> = rules
+        let (blank, search): (Vec<_>, Vec<_>) = rules
             .rects
             .iter()
             .filter_map(|(r, why)| {
@@ -154,7 +154,13 @@ impl PixelStage {
                 };
                 Some((rect, why.label.clone(), r.fits(cols, rows)))
             })
-            .collect();
+            .partition(|p| p.2);
+        let strip = |v: Vec<(veil_pixels::Rect, String, bool)>| {
+            v.into_iter()
+                .map(|(r, label, _)| (r, label))
+                .collect::<Vec<_>>()
+        };
+        let (blank, search) = (strip(blank), strip(search));
         let req = CleanRequest {
             pixel_data: self.pixel_data,
             graphics: self.graphics,
@@ -164,16 +170,8 @@ impl PixelStage {
                 self.mode
             },
             identifiers: d.identifiers.clone(),
-            rule_rects: placed
-                .iter()
-                .filter(|p| p.2)
-                .map(|p| (p.0, p.1.clone()))
-                .collect(),
-            rule_search: placed
-                .iter()
-                .filter(|p| !p.2)
-                .map(|p| (p.0, p.1.clone()))
-                .collect(),
+            rule_rects: blank,
+            rule_search: search,
             policy: self.policy,
             preview: true,
         };
@@ -192,7 +190,7 @@ impl PixelStage {
             }
         };
         let mut notes = out.notes.clone();
-        for (_, label, _) in placed.iter().filter(|p| !p.2) {
+        for (_, label) in &req.rule_search {
             notes.push(format!(
                 "region rule '{label}' does not fit this {cols}x{rows} image (written for another \
                  screen layout): searched for text, every word found there redacted"

@@ -93,6 +93,11 @@ pub struct Rect {
 }
 
 impl Rect {
+    /// Whether the two rectangles share a pixel.
+    pub fn overlaps(&self, o: &Rect) -> bool {
+        self.x < o.x + o.w && o.x < self.x + self.w && self.y < o.y + o.h && o.y < self.y + self.h
+    }
+
     /// Intersection over union with another rectangle (0 when apart): how
     /// much two finds are the same find.
     pub fn iou(&self, o: &Rect) -> f32 {

@@ -55,6 +55,36 @@ struct Plateau {
     edge_n: u32,
     /// Neighbours brighter than the plateau, of those counted.
     brighter: u32,
+    /// The largest of those differences.
+    peak: u32,
+}
+
+impl Plateau {
+    /// Adds to the border statistics pixel `i`'s 4-neighbours (in a
+    /// `w` x `h` frame of values) that `counts` says border the plateau.
+    fn add_border(
+        &mut self,
+        src: &[i32],
+        w: usize,
+        h: usize,
+        i: usize,
+        counts: impl Fn(usize) -> bool,
+    ) {
+        let (x, y, v) = (i % w, i / w, src[i]);
+        let near = [
+            (x > 0).then(|| i - 1),
+            (x + 1 < w).then(|| i + 1),
+            (y > 0).then(|| i - w),
+            (y + 1 < h).then(|| i + w),
+        ];
+        for j in near.into_iter().flatten().filter(|&j| counts(j)) {
+            let (u, d) = (src[j], src[j].abs_diff(v));
+            self.edge_sum += d as f32;
+            self.edge_n += 1;
+            self.brighter += u32::from(u > v);
+            self.peak = self.peak.max(d);
+        }
+    }
 }
 
 /// Lines of flat ink in a frame of values (stored values, larger is
@@ -68,33 +98,9 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
     let edge_min = (EDGE_FRACTION * spread(src)).max(EDGE_FLOOR);
     let keys = cut_rules(src, w, h);
     let (labels, mut plateaus) = label(&keys, w, h);
-    // border contrast of every plateau
-    for y in 0..h {
-        for x in 0..w {
-            let i = y * w + x;
-            let v = src[i];
-            let touch = |j: usize, p: &mut Plateau| {
-                let u = src[j];
-                if u != v {
-                    p.edge_sum += u.abs_diff(v) as f32;
-                    p.edge_n += 1;
-                    p.brighter += u32::from(u > v);
-                }
-            };
-            let p = &mut plateaus[labels[i] as usize];
-            if x > 0 {
-                touch(i - 1, p);
-            }
-            if x + 1 < w {
-                touch(i + 1, p);
-            }
-            if y > 0 {
-                touch(i - w, p);
-            }
-            if y + 1 < h {
-                touch(i + w, p);
-            }
-        }
+    // border contrast of every plateau: its neighbours of another value
+    for i in 0..w * h {
+        plateaus[labels[i] as usize].add_border(src, w, h, i, |j| src[j] != src[i]);
     }
     // letter-shaped plateaus by value; `strong` ones stand out from their
     // border. Lines are seeded by strong ones only; weak ones of the same
@@ -226,13 +232,7 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
             around.sort_unstable();
             let mut sizes: Vec<u32> = comps
                 .iter()
-                .filter(|(c, _, k)| {
-                    *k != Kind::Piece
-                        && c.x0 >= l.x
-                        && c.x1 < l.x + l.w
-                        && c.y0 >= l.y
-                        && c.y1 < l.y + l.h
-                })
+                .filter(|(c, _, k)| *k != Kind::Piece && inside(c, &l))
                 .map(|c| c.0.n)
                 .collect();
             sizes.sort_unstable();
@@ -244,7 +244,7 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
                 continue;
             }
             for (c, id, _) in &comps {
-                if c.x0 >= l.x && c.x1 < l.x + l.w && c.y0 >= l.y && c.y1 < l.y + l.h {
+                if inside(c, &l) {
                     inked[*id as usize] = true;
                 }
             }
@@ -282,6 +282,11 @@ fn letter_shaped(c: &Comp, edge_n: u32, blur: f32) -> bool {
         && (c.n as f32) <= ((ch as f32 / 8.0).max(1.5) + blur) * edge_n as f32
 }
 
+/// Whether a plateau's box lies inside a line's.
+fn inside(c: &Comp, l: &TextLine) -> bool {
+    c.x0 >= l.x && c.x1 < l.x + l.w && c.y0 >= l.y && c.y1 < l.y + l.h
+}
+
 /// What island lines carry as [`TextLine::ink`]: their letters are not of
 /// one value, but are exactly known (the pixels of the island).
 pub const ISLAND: i32 = i32::MIN + 1;
@@ -310,47 +315,25 @@ fn islands(
     flat: &[TextLine],
 ) -> (Vec<TextLine>, Vec<bool>) {
     let bg_min = (w * h / 256).max(BACKGROUND_MIN) as u32;
-    let bg: Vec<bool> = labels
+    // not background (cut rules count as background: they separate)
+    let fg: Vec<bool> = labels
         .iter()
         .zip(keys)
-        .map(|(&id, &k)| k == RULE || plateaus[id as usize].c.n >= bg_min)
+        .map(|(&id, &k)| k != RULE && plateaus[id as usize].c.n < bg_min)
         .collect();
     let mut ink = vec![false; w * h];
-    if bg.iter().all(|&b| !b) {
+    if fg.iter().all(|&f| f) {
         return (Vec::new(), ink);
     }
-    // the islands: runs of non-background pixels, joined 8-connected
-    let fg: Vec<bool> = bg.iter().map(|&b| !b).collect();
+    // the islands: runs of non-background pixels, joined 8-connected,
+    // with their borders on the background
     let (runs, row_start) = mask_runs(&fg, w, h);
     let roots = union_runs(&runs, &row_start, |_, _| true);
     let (mut isl, of_run) = gather(&runs, &roots, |_| 0);
-    // each island's border on the background; `v` keeps the largest step
-    for (i, &(y, x0, x1)) in runs.iter().enumerate() {
-        let p = &mut isl[of_run[i] as usize];
-        for x in x0 as usize..x1 as usize {
-            let i = y as usize * w + x;
-            let v = src[i];
-            let mut touch = |j: usize| {
-                if bg[j] {
-                    let u = src[j];
-                    p.edge_sum += u.abs_diff(v) as f32;
-                    p.edge_n += 1;
-                    p.brighter += u32::from(u > v);
-                    p.v = p.v.max(u.abs_diff(v).min(i32::MAX as u32) as i32);
-                }
-            };
-            if x > 0 {
-                touch(i - 1);
-            }
-            if x + 1 < w {
-                touch(i + 1);
-            }
-            if y > 0 {
-                touch(i - w);
-            }
-            if (y as usize) + 1 < h {
-                touch(i + w);
-            }
+    for (&(y, x0, x1), &id) in runs.iter().zip(&of_run) {
+        let row = y as usize * w;
+        for i in row + x0 as usize..row + x1 as usize {
+            isl[id as usize].add_border(src, w, h, i, |j| !fg[j]);
         }
     }
     // letters: letter-shaped, a step of two levels somewhere and one on
@@ -359,7 +342,7 @@ fn islands(
         .iter()
         .map(|p| {
             p.edge_n > 0
-                && p.v >= 2
+                && p.peak >= 2
                 && p.edge_sum >= p.edge_n as f32
                 // a lossy codec's blur widens strokes by about a pixel
                 && letter_shaped(&p.c, p.edge_n, 1.0)
@@ -385,16 +368,13 @@ fn islands(
         }
     }
     // the ink of the lines' letters, for OCR
-    for (i, &(y, x0, x1)) in runs.iter().enumerate() {
-        let id = of_run[i] as usize;
-        if !letter[id] {
-            continue;
-        }
-        let c = isl[id].c;
-        let mine = lines
-            .iter()
-            .any(|l| c.x0 >= l.x && c.x1 < l.x + l.w && c.y0 >= l.y && c.y1 < l.y + l.h);
-        if mine {
+    let inked: Vec<bool> = isl
+        .iter()
+        .zip(&letter)
+        .map(|(p, &l)| l && lines.iter().any(|line| inside(&p.c, line)))
+        .collect();
+    for (&(y, x0, x1), &id) in runs.iter().zip(&of_run) {
+        if inked[id as usize] {
             let row = y as usize * w;
             ink[row + x0 as usize..row + x1 as usize].fill(true);
         }
@@ -552,6 +532,7 @@ fn gather(
                 edge_sum: 0.0,
                 edge_n: 0,
                 brighter: 0,
+                peak: 0,
             });
         }
         let id = index[root];

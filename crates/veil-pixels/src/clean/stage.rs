@@ -450,9 +450,13 @@ fn find_in_frames(
                 scr.flat_ink.as_ref(),
                 &l,
             )?;
-            let in_rule = req.rule_search.iter().any(|(r, _)| {
-                l.x < r.x + r.w && r.x < l.x + l.w && l.y < r.y + r.h && r.y < l.y + l.h
-            });
+            let line = Rect {
+                x: l.x,
+                y: l.y,
+                w: l.w,
+                h: l.h,
+            };
+            let in_rule = req.rule_search.iter().any(|(r, _)| r.overlaps(&line));
             if let Some(why) = decide(&l, &words, all || in_rule, exact, matcher) {
                 let pad = pad_for(l.h);
                 // the line (for flat ink, exactly its letters) or, for a
