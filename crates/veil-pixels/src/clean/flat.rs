@@ -243,9 +243,24 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
             if around.len() >= sizes.len() && letter < 2 * around.last().copied().unwrap_or(0) {
                 continue;
             }
+            // small letters of a one-valued ink that the rendering broke
+            // into single pixels: carry the line over them (after the
+            // texture check, which judges the letters the line has)
+            if l.glyph_h <= BRIDGE_H {
+                (l.x, x1) = bridge(&keys, w, h, v, &l);
+                l.w = x1 - l.x + 1;
+            }
             for (c, id, _) in &comps {
                 if inside(c, &l) {
                     inked[*id as usize] = true;
+                }
+            }
+            // and the single pixels of the ink the line was bridged over
+            for y in l.y as usize..(l.y + l.h) as usize {
+                for i in y * w + l.x as usize..y * w + (l.x + l.w) as usize {
+                    if keys[i] == v {
+                        inked[labels[i] as usize] = true;
+                    }
                 }
             }
             l.ink = Some(v);
@@ -263,6 +278,66 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
         .map(|(&id, &isl)| if inked[id as usize] || isl { 0 } else { 255 })
         .collect();
     (lines, GrayImage::from_raw(w as u32, h as u32, px))
+}
+
+/// Lines of letters at most this tall are bridged ([`bridge`]): larger
+/// letters keep plateaus of their own.
+const BRIDGE_H: u32 = 6;
+
+/// Carries a line of small letters of ink `v` on, to the left and the
+/// right, over pixels of exactly that value in its band while they follow
+/// each other within two letters' height; returns the line's new first
+/// and last column. Why: 8 px text, anti-aliased and then cut to one
+/// value, keeps only scattered single pixels of its ink; no plateau of
+/// those is a letter or even a piece, yet together they are the line
+/// (c021, c022 on the must-show set). The ink must be rare off the line:
+/// an extension is taken only where the band holds at least three times
+/// as many pixels of the value as the same columns above it, and as
+/// those below it, so a texture that makes the value everywhere (8-bit
+/// speckle, a bright patch) carries no line.
+fn bridge(keys: &[i32], w: usize, h: usize, v: i32, l: &TextLine) -> (u32, u32) {
+    let (y0, y1) = (l.y as usize, (l.y + l.h) as usize);
+    let lh = y1 - y0;
+    let count = |rows: std::ops::Range<usize>, xa: usize, xb: usize| {
+        rows.flat_map(|y| &keys[y * w + xa..y * w + xb])
+            .filter(|&&k| k == v)
+            .count()
+    };
+    let rare = |xa: usize, xb: usize| {
+        let on = count(y0..y1, xa, xb);
+        let above = count(y0.saturating_sub(lh)..y0, xa, xb);
+        let below = count(y1..(y1 + lh).min(h), xa, xb);
+        on >= 3 && on >= 3 * above.max(below)
+    };
+    let inked = |x: usize| (y0..y1).any(|y| keys[y * w + x] == v);
+    let gap = 2 * l.glyph_h.max(4) as usize;
+    // the last inked column reached from `from`, stepping by `step`
+    let run = |from: usize, step: isize| {
+        let (mut last, mut x) = (from, from);
+        while let Some(n) = x
+            .checked_add_signed(step)
+            .filter(|&n| n < w && n.abs_diff(last) <= gap)
+        {
+            x = n;
+            if inked(x) {
+                last = x;
+            }
+        }
+        last
+    };
+    let (x0, x1) = (l.x as usize, (l.x + l.w - 1) as usize);
+    let (left, right) = (run(x0, -1), run(x1, 1));
+    let a = if left < x0 && rare(left, x0) {
+        left
+    } else {
+        x0
+    };
+    let b = if right > x1 && rare(x1 + 1, right + 1) {
+        right
+    } else {
+        x1
+    };
+    (a as u32, b as u32)
 }
 
 /// Whether a plateau or island of `edge_n` border pixels has the shape of
@@ -640,6 +715,54 @@ mod tests {
             .max()
             .unwrap_or(0);
         assert!(covered * 10 >= b.2 * 8, "{lines:?} vs {b:?}");
+    }
+
+    /// A line of small text of value 250 on texture, its right half cut
+    /// to single pixels (as 8 px text, anti-aliased and then cut to one
+    /// value, renders) or, without `tail`, left out and the texture there
+    /// one that makes the value 250 too: the line and where its whole
+    /// text, and its left half, end.
+    fn broken_small_text(tail: bool) -> (Vec<i32>, u32, u32) {
+        let (w, h) = (240u32, 40u32);
+        let mut ink = GrayImage::new(w, h);
+        let b = crate::text::draw_text(&mut ink, "HARRINGTON, GREGORY", 10, 14, 9.0, 255).unwrap();
+        let half = b.0 + b.2 / 2;
+        let (dark, light) = (texture(w, h, 100, 30), texture(w, h, 245, 5));
+        let tex = |x: u32, y: u32| {
+            let t = if tail || x < half + 2 { &dark } else { &light };
+            i32::from(t.get_pixel(x, y).0[0])
+        };
+        let v = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let on = ink.get_pixel(x, y).0[0] >= 128;
+                let kept = x < half || (tail && x % 3 == 0 && y % 2 == 0);
+                if on && kept {
+                    250
+                } else {
+                    tex(x, y)
+                }
+            })
+            .collect();
+        (v, b.0 + b.2, half)
+    }
+
+    #[test]
+    fn small_text_broken_into_single_pixels_is_bridged() {
+        let (v, end, _) = broken_small_text(true);
+        let (lines, _) = flat_lines(&v, 240, 40);
+        let l = lines
+            .iter()
+            .find(|l| l.ink == Some(250))
+            .expect("the line is found");
+        assert!(l.x + l.w + 3 >= end, "{l:?} vs {end}");
+        // where the texture itself makes the value, nothing is bridged:
+        // the line ends where its letters do
+        let (v, _, half) = broken_small_text(false);
+        let (lines, _) = flat_lines(&v, 240, 40);
+        for l in lines.iter().filter(|l| l.ink == Some(250)) {
+            assert!(l.x + l.w <= half + 4, "{l:?} vs {half}");
+        }
     }
 
     #[test]
