@@ -8,10 +8,11 @@
 //! independent decoder).
 //!
 //! Issue targets: at least 99 % of planted lines unreadable, at most 1 %
-//! of non-text pixels changed (lossless inputs), no decode failures. The
-//! last two hold and are asserted as such; the first is not reached yet
-//! and is asserted as a floor at what the stage reaches (see
-//! `RECALL_FLOOR`). Objects
+//! of non-text pixels changed, no decode failures. The last two hold and
+//! are asserted as such (non-text both over lossless inputs, where
+//! pixels outside the boxes must stay bit-identical, and over all
+//! inputs); the first is not reached yet and is asserted as a floor at
+//! what the stage reaches (see `RECALL_FLOOR`). Objects
 //! sent to review are reported, not counted as misses; an object that
 //! vanishes (neither OUT nor review) fails the test.
 
@@ -20,11 +21,12 @@ use std::process::Command;
 
 use veil_plant::textset::{self, BuildOptions, SetSize};
 
-/// What the stage reaches today on the default set (seed 4: 97.5 %),
-/// less a margin for OCR's run-to-run differences; the issue's target is
-/// 99 %.
-const RECALL_FLOOR: f64 = 96.5;
-/// The issue's target (reached: 0.71 % on the default set).
+/// What the stage reaches today on the default set (seed 4: 98.2 %,
+/// 273 of 278 lines), less a line's margin for OCR's run-to-run
+/// differences; the issue's target is 99 %.
+const RECALL_FLOOR: f64 = 97.5;
+/// The issue's target (reached on the default set: 0.66 % over lossless
+/// inputs, 0.97 % over all).
 const NONTEXT_CEILING: f64 = 1.0;
 
 #[test]
@@ -135,7 +137,7 @@ fn clean_pixel_data_makes_planted_text_unreadable() {
     assert!(ev.evaluated_lines > 0, "every object went to review");
     // Issue 4's targets are 99 % unreadable and at most 1 % of non-text
     // pixels changed. The second is reached; the first not yet (measured
-    // on this set: 97.5 %, see docs/pixels.md): the floor holds what the
+    // on this set: 98.2 %, see docs/pixels.md): the floor holds what the
     // stage does reach, so that a regression fails; raise it as it
     // improves.
     assert!(
@@ -147,6 +149,14 @@ fn clean_pixel_data_makes_planted_text_unreadable() {
         ev.nontext_lossless.percent <= NONTEXT_CEILING,
         "non-text pixels changed: {:.3} % (ceiling {NONTEXT_CEILING} %, target 1 %)",
         ev.nontext_lossless.percent
+    );
+    let (lossless, lossy) = (&ev.nontext_lossless, &ev.nontext_lossy);
+    let all = 100.0 * (lossless.changed + lossy.changed) as f64
+        / (lossless.total + lossy.total).max(1) as f64;
+    assert!(
+        all <= NONTEXT_CEILING,
+        "non-text pixels changed over all inputs: {all:.3} % (lossy inputs {:.3} %; ceiling {NONTEXT_CEILING} %)",
+        lossy.percent
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
