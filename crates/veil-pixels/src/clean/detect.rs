@@ -238,6 +238,67 @@ impl Screen {
     }
 }
 
+impl Screen {
+    /// Carries a line of a lossy frame on over the pixels of its band
+    /// near its letters' level, at most `reach` each way from the box
+    /// (x0..x1, the columns found so far); returns the new columns. Why:
+    /// a line that runs from air into tissue is bright ink on the one and
+    /// dark ink on the other (c007 on the must-show set: text at 14 of
+    /// 255 over air at 1 and tissue from 30 up), so the top-hat ink of
+    /// one polarity stops where the background changes, while the
+    /// letters' own level goes on. The level is the median of the line's
+    /// ink pixels, the tolerance 2 levels and a quarter of the step to
+    /// the background (the median of the other pixels of the box), and
+    /// the level must be rare off the line ([`super::flat::carry`]).
+    pub fn grow_level(
+        &self,
+        img: &GrayImage,
+        l: &TextLine,
+        (x0, x1): (u32, u32),
+        reach: u32,
+    ) -> (u32, u32) {
+        let (w, h) = (self.w, self.h);
+        if w == 0 || img.width() as usize != w || img.height() as usize != h || x1 <= x0 {
+            return (x0, x1);
+        }
+        let src = img.as_raw();
+        let is_ink = |i: usize| match (&self.flat_ink, l.ink) {
+            (Some(f), Some(_)) => f.as_raw()[i] == 0,
+            _ if l.bright => self.ink_bright[i],
+            _ => self.ink_dark[i],
+        };
+        let (mut ink, mut bg) = (Vec::new(), Vec::new());
+        for y in l.y as usize..((l.y + l.h) as usize).min(h) {
+            let row = y * w + l.x as usize..y * w + ((l.x + l.w) as usize).min(w);
+            for (i, &v) in row.clone().zip(&src[row]) {
+                if is_ink(i) {
+                    ink.push(v);
+                } else {
+                    bg.push(v);
+                }
+            }
+        }
+        let median = |v: &mut Vec<u8>| {
+            v.sort_unstable();
+            v.get(v.len() / 2).copied()
+        };
+        let (Some(level), Some(back)) = (median(&mut ink), median(&mut bg)) else {
+            return (x0, x1);
+        };
+        let tol = 2 + level.abs_diff(back) / 4;
+        let band = TextLine {
+            x: x0,
+            w: x1 - x0,
+            ..*l
+        };
+        let gap = 2 * l.glyph_h.max(4) as usize;
+        let (a, b) = super::flat::carry(src, w, h, &band, gap, reach as usize, |v| {
+            v.abs_diff(level) <= tol
+        });
+        (a as u32, b as u32 + 1)
+    }
+}
+
 /// Mean over a 3x3 square (edges replicated), rounded.
 fn box3(src: &[u8], w: usize, h: usize) -> Vec<u8> {
     let mut tmp = vec![0u16; w * h];
@@ -764,7 +825,9 @@ mod tests {
         ];
         let lines = group_glyphs(glyphs, true);
         assert!(
-            lines.iter().any(|l| l.x >= 114 && l.h <= 12 && l.glyphs >= 4),
+            lines
+                .iter()
+                .any(|l| l.x >= 114 && l.h <= 12 && l.glyphs >= 4),
             "{lines:?}"
         );
     }
@@ -794,5 +857,60 @@ mod tests {
         assert_eq!((x, x + bw), (10, 31));
         let (x, _, bw, _) = scr.grow((10, 10, 21, 10), true, 6, 100, false);
         assert_eq!((x, x + bw), (10, 48));
+    }
+
+    #[test]
+    fn a_lossy_line_is_carried_over_its_letters_level_into_tissue() {
+        // letters of level 14 in rows 10..20, every 5th column from 5 to
+        // 110, on air of 1 (x < 60) and tissue of 100 beyond: the top-hat
+        // ink (bright) stops where the air does
+        let (w, h) = (120usize, 30usize);
+        let draw = |texture: bool| {
+            let mut px = vec![0u8; w * h];
+            for y in 0..h {
+                for x in 0..w {
+                    let letter = (5..112).contains(&x) && x % 5 < 2;
+                    let band = (10..20).contains(&y);
+                    px[y * w + x] = if letter && (band || (texture && x >= 60)) {
+                        14
+                    } else if x < 60 {
+                        1
+                    } else {
+                        100
+                    };
+                }
+            }
+            GrayImage::from_raw(w as u32, h as u32, px).expect("size")
+        };
+        let line = TextLine {
+            x: 5,
+            y: 10,
+            w: 52,
+            h: 10,
+            glyphs: 11,
+            glyph_h: 10,
+            score: 1.0,
+            bright: true,
+            ink: None,
+        };
+        for (texture, right) in [(false, 112), (true, 57)] {
+            let img = draw(texture);
+            let ink: Vec<bool> = img
+                .as_raw()
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| v == 14 && i % w < 60)
+                .collect();
+            let scr = Screen {
+                w,
+                h,
+                ink_bright: ink,
+                ink_dark: vec![false; w * h],
+                ..Default::default()
+            };
+            // the same level above and below the band (a texture): no
+            // extension
+            assert_eq!(scr.grow_level(&img, &line, (5, 57), 200), (5, right));
+        }
     }
 }

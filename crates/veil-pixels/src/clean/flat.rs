@@ -285,22 +285,40 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
 const BRIDGE_H: u32 = 6;
 
 /// Carries a line of small letters of ink `v` on, to the left and the
-/// right, over pixels of exactly that value in its band while they follow
-/// each other within two letters' height; returns the line's new first
-/// and last column. Why: 8 px text, anti-aliased and then cut to one
-/// value, keeps only scattered single pixels of its ink; no plateau of
-/// those is a letter or even a piece, yet together they are the line
-/// (c021, c022 on the must-show set). The ink must be rare off the line:
-/// an extension is taken only where the band holds at least three times
-/// as many pixels of the value as the same columns above it, and as
-/// those below it, so a texture that makes the value everywhere (8-bit
-/// speckle, a bright patch) carries no line.
+/// right, over pixels of exactly that value in its band (see
+/// [`carry`]); returns the line's new first and last column. Why: 8 px
+/// text, anti-aliased and then cut to one value, keeps only scattered
+/// single pixels of its ink; no plateau of those is a letter or even a
+/// piece, yet together they are the line (c021, c022 on the must-show
+/// set).
 fn bridge(keys: &[i32], w: usize, h: usize, v: i32, l: &TextLine) -> (u32, u32) {
-    let (y0, y1) = (l.y as usize, (l.y + l.h) as usize);
+    let gap = 2 * l.glyph_h.max(4) as usize;
+    let (a, b) = carry(keys, w, h, l, gap, usize::MAX, |k| k == v);
+    (a as u32, b as u32)
+}
+
+/// Carries a line's box on, to the left and the right, over the columns
+/// of its band that hold a pixel `is_ink` takes for its ink, while they
+/// follow each other within `gap` columns and stay within `reach` of the
+/// box; returns the new first and last column. The ink must be rare off
+/// the line: an extension is taken only where the band holds at least
+/// three such pixels, and three times as many as the same columns in the
+/// line's height of rows above it, and as those below it, so a texture or
+/// an edge that makes the value everywhere carries no line.
+pub(super) fn carry<T: Copy>(
+    px: &[T],
+    w: usize,
+    h: usize,
+    l: &TextLine,
+    gap: usize,
+    reach: usize,
+    is_ink: impl Fn(T) -> bool,
+) -> (usize, usize) {
+    let (y0, y1) = (l.y as usize, ((l.y + l.h) as usize).min(h));
     let lh = y1 - y0;
     let count = |rows: std::ops::Range<usize>, xa: usize, xb: usize| {
-        rows.flat_map(|y| &keys[y * w + xa..y * w + xb])
-            .filter(|&&k| k == v)
+        rows.flat_map(|y| &px[y * w + xa..y * w + xb])
+            .filter(|&&k| is_ink(k))
             .count()
     };
     let rare = |xa: usize, xb: usize| {
@@ -309,14 +327,13 @@ fn bridge(keys: &[i32], w: usize, h: usize, v: i32, l: &TextLine) -> (u32, u32) 
         let below = count(y1..(y1 + lh).min(h), xa, xb);
         on >= 3 && on >= 3 * above.max(below)
     };
-    let inked = |x: usize| (y0..y1).any(|y| keys[y * w + x] == v);
-    let gap = 2 * l.glyph_h.max(4) as usize;
+    let inked = |x: usize| (y0..y1).any(|y| is_ink(px[y * w + x]));
     // the last inked column reached from `from`, stepping by `step`
     let run = |from: usize, step: isize| {
         let (mut last, mut x) = (from, from);
         while let Some(n) = x
             .checked_add_signed(step)
-            .filter(|&n| n < w && n.abs_diff(last) <= gap)
+            .filter(|&n| n < w && n.abs_diff(last) <= gap && n.abs_diff(from) <= reach)
         {
             x = n;
             if inked(x) {
@@ -337,7 +354,7 @@ fn bridge(keys: &[i32], w: usize, h: usize, v: i32, l: &TextLine) -> (u32, u32) 
     } else {
         x1
     };
-    (a as u32, b as u32)
+    (a, b)
 }
 
 /// Whether a plateau or island of `edge_n` border pixels has the shape of

@@ -522,7 +522,14 @@ fn find_in_frames(
                 };
                 let (gx, _, gw, _) =
                     scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, reach, exact);
-                (x0, x1) = (gx, gx + gw);
+                // and, in a lossy frame, over the letters' own level
+                // where the background changes under the line
+                let (lx0, lx1) = if exact {
+                    (gx, gx + gw)
+                } else {
+                    scr.grow_level(&frame.image, &l, (x0, x1), reach)
+                };
+                (x0, x1) = (gx.min(lx0), (gx + gw).max(lx1));
                 // a letter's width more at each end: a first or last
                 // character the screen could not separate from its
                 // surroundings still goes
