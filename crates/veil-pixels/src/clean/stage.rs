@@ -258,7 +258,10 @@ fn decide(
             .filter(|w| w.confidence >= 60.0)
             .map(alnum)
             .sum();
-        let unread = 2 * read < l.glyphs as usize;
+        // (letters counted from the line's width as well: small letters
+        // touch, and a 14-letter date of 8 px text can be three glyphs)
+        let letters = l.glyphs.max(l.w / l.glyph_h.max(1));
+        let unread = 2 * read < letters as usize;
         return (exact && flat && text_like && unread).then_some("unreadable text");
     }
     {
@@ -560,6 +563,7 @@ fn find_in_frames(
             preview_frame = Some((i, frame.image.clone()));
         }
     }
+    persist(&mut out.found, reader.frame_count());
     if let Some((i, img)) = preview_frame.filter(|_| !out.found.is_empty()) {
         let rects: Vec<(u32, u32, u32, u32)> = out
             .found
@@ -574,6 +578,119 @@ fn find_in_frames(
         });
     }
     Ok(())
+}
+
+/// Text found at one place in many frames of a multi-frame object is
+/// taken to be burned into all of them: what boxes of enough of those
+/// frames cover is also redacted in every frame (each frame keeps its
+/// own boxes). Why: a cine's annotations do not
+/// move, while what the screen and OCR make of them changes with the
+/// speckle and the codec's ripples from frame to frame: a line found whole
+/// in most frames is found short, or not at all, in a few, and one frame
+/// that still shows it is enough to read it. Boxes are taken for the same
+/// text where their rows overlap by half the lower box and their columns
+/// touch; a place counts when boxes of at least a quarter of the frames
+/// (and two) are there, so text drawn on a single frame (or speckle taken
+/// for text once) stays on its own frame.
+fn persist(found: &mut Vec<Found>, frames: u32) {
+    if frames < 3 {
+        return;
+    }
+    let at: Vec<usize> = (0..found.len())
+        .filter(|&i| found[i].frame.is_some() && found[i].overlay.is_none())
+        .collect();
+    let same = |a: &Found, b: &Found| {
+        let rows = (a.y + a.h).min(b.y + b.h).saturating_sub(a.y.max(b.y));
+        a.x <= b.x + b.w && b.x <= a.x + a.w && 2 * rows >= a.h.min(b.h)
+    };
+    // places: boxes joined while any two of them are the same text
+    let mut root: Vec<usize> = (0..at.len()).collect();
+    fn find(root: &mut [usize], mut i: usize) -> usize {
+        while root[i] != i {
+            root[i] = root[root[i]];
+            i = root[i];
+        }
+        i
+    }
+    for a in 0..at.len() {
+        for b in a + 1..at.len() {
+            if same(&found[at[a]], &found[at[b]]) {
+                let (ra, rb) = (find(&mut root, a), find(&mut root, b));
+                root[ra] = rb;
+            }
+        }
+    }
+    // (ordered: the boxes are reported in a stable order)
+    let mut places: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (k, &i) in at.iter().enumerate() {
+        let r = find(&mut root, k);
+        places.entry(r).or_default().push(i);
+    }
+    let need = (frames / 2).max(2) as usize;
+    let mut merged = Vec::new();
+    for members in places.values() {
+        let mut seen: Vec<u32> = members.iter().filter_map(|&i| found[i].frame).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() < need {
+            continue;
+        }
+        // the part of the place that boxes of enough frames cover (a
+        // frame counted once): a box stretched once over speckle beside
+        // the text, or a chain of boxes that touch, adds nothing
+        let x0 = members.iter().map(|&i| found[i].x).min().unwrap_or(0);
+        let y0 = members.iter().map(|&i| found[i].y).min().unwrap_or(0);
+        let x1 = members
+            .iter()
+            .map(|&i| found[i].x + found[i].w)
+            .max()
+            .unwrap_or(0);
+        let y1 = members
+            .iter()
+            .map(|&i| found[i].y + found[i].h)
+            .max()
+            .unwrap_or(0);
+        let (rw, rh) = ((x1 - x0) as usize, (y1 - y0) as usize);
+        let mut count = vec![0u32; rw * rh];
+        let mut last = vec![u32::MAX; rw * rh];
+        for &i in members {
+            let f = &found[i];
+            let fr = f.frame.unwrap_or(u32::MAX);
+            for y in (f.y - y0) as usize..(f.y + f.h - y0) as usize {
+                for k in y * rw + (f.x - x0) as usize..y * rw + (f.x + f.w - x0) as usize {
+                    if last[k] != fr {
+                        last[k] = fr;
+                        count[k] += 1;
+                    }
+                }
+            }
+        }
+        let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0, 0);
+        for (k, &c) in count.iter().enumerate() {
+            if c as usize >= need {
+                let (x, y) = (k % rw, k / rw);
+                (bx0, by0) = (bx0.min(x), by0.min(y));
+                (bx1, by1) = (bx1.max(x + 1), by1.max(y + 1));
+            }
+        }
+        if bx0 >= bx1 {
+            continue;
+        }
+        merged.push(Found {
+            frame: None,
+            x: x0 + bx0 as u32,
+            y: y0 + by0 as u32,
+            w: (bx1 - bx0) as u32,
+            h: (by1 - by0) as u32,
+            why: format!(
+                "{} (in {} of {frames} frames: all frames)",
+                found[members[0]].why,
+                seen.len()
+            ),
+            overlay: None,
+        });
+    }
+    found.extend(merged);
 }
 
 /// A copy of `img` with each rectangle filled with the median of the ring
@@ -863,4 +980,50 @@ fn clean_overlays(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(frame: u32, x: u32, y: u32, w: u32, h: u32) -> Found {
+        Found {
+            frame: Some(frame),
+            x,
+            y,
+            w,
+            h,
+            why: "ocr: text".into(),
+            overlay: None,
+        }
+    }
+
+    #[test]
+    fn text_found_in_most_frames_of_a_cine_is_redacted_in_all() {
+        // a name found in 6 of 8 frames, once stretched far over the
+        // speckle beside it; a line found on 2 frames only
+        let mut f: Vec<Found> = (0..6).map(|i| found(i, 10 + i % 2, 20, 50, 12)).collect();
+        f.push(found(6, 10, 21, 200, 12));
+        f.push(found(2, 100, 300, 40, 10));
+        f.push(found(5, 102, 301, 40, 10));
+        let before = f.len();
+        persist(&mut f, 8);
+        assert_eq!(
+            f.len(),
+            before + 1,
+            "each frame keeps its boxes, one is added"
+        );
+        let all: Vec<&Found> = f.iter().filter(|b| b.frame.is_none()).collect();
+        assert_eq!(all.len(), 1);
+        // covered by at least 4 frames' boxes: columns 10..61 (three
+        // boxes and the stretched one each), rows 20..32 (row 32 only by
+        // the stretched one)
+        let b = all[0];
+        assert_eq!((b.x, b.y, b.x + b.w, b.y + b.h), (10, 20, 61, 32));
+        assert!(b.why.contains("7 of 8 frames"), "{}", b.why);
+        // two or fewer frames: nothing is added
+        let mut two = vec![found(0, 5, 5, 20, 8), found(1, 5, 5, 20, 8)];
+        persist(&mut two, 8);
+        assert!(two.iter().all(|b| b.frame.is_some()));
+    }
 }
