@@ -506,6 +506,13 @@ impl<'a> FrameReader<'a> {
     ) -> Result<(GrayImage, Option<Vec<i32>>), PixelError> {
         let n = g.rows as usize * g.cols as usize;
         let bytes = (g.bits_alloc as usize).div_ceil(8);
+        // a lossy codec overshoots: 10-bit letters of 1023 come back as
+        // 1021..1025, and masking 1024 to bits stored makes it 0, the far
+        // end of the range (letters turn to speckle); no overlay bits
+        // travel in a codec's samples, so unsigned ones are clamped
+        let overshoot = matches!(self.data, Data::Encapsulated(_))
+            && crate::encode::lossy_method(&self.file.ts.uid).is_some()
+            && !g.signed;
         let sample = |i: usize| -> i64 {
             let v: u64 = match bytes {
                 1 => raw[i] as u64,
@@ -517,7 +524,12 @@ impl<'a> FrameReader<'a> {
             };
             let shift = (g.high_bit + 1).saturating_sub(g.bits_stored) as u32;
             let bits = (g.bits_stored as u32).min(32);
-            let v = (v >> shift) & ((1u64 << bits) - 1);
+            let max = (1u64 << bits) - 1;
+            let v = if overshoot {
+                (v >> shift).min(max)
+            } else {
+                (v >> shift) & max
+            };
             if g.signed && v >> (bits - 1) & 1 == 1 {
                 v as i64 - (1i64 << bits)
             } else {

@@ -446,13 +446,27 @@ fn find_in_frames(
         let before = out.found.len();
         let scr = screen_values(&frame.image, frame.values.as_deref());
         for &l in &scr.lines {
-            let words = read_cached(
+            let mut words = read_cached(
                 cache,
                 &mut out.lines_read,
                 &frame.image,
                 scr.flat_ink.as_ref(),
                 &l,
             )?;
+            // in a lossy frame, letters drawn with one value keep it only
+            // in part (the codec spreads it over neighbouring values), and
+            // those pixels alone can be unreadable where the whole
+            // letters read well (a 28 px date on a lossy CR: 3 pieces of
+            // 1023 among 1021-1025): read the image there too
+            if !exact && l.ink.is_some_and(|v| v != ISLAND) {
+                words.extend(read_cached(
+                    cache,
+                    &mut out.lines_read,
+                    &frame.image,
+                    None,
+                    &l,
+                )?);
+            }
             let line = Rect {
                 x: l.x,
                 y: l.y,
