@@ -513,6 +513,9 @@ impl<'a> FrameReader<'a> {
         let overshoot = matches!(self.data, Data::Encapsulated(_))
             && crate::encode::lossy_method(&self.file.ts.uid).is_some()
             && !g.signed;
+        let shift = (g.high_bit + 1).saturating_sub(g.bits_stored) as u32;
+        let bits = (g.bits_stored as u32).min(32);
+        let max = (1u64 << bits) - 1;
         let sample = |i: usize| -> i64 {
             let v: u64 = match bytes {
                 1 => raw[i] as u64,
@@ -522,9 +525,6 @@ impl<'a> FrameReader<'a> {
                         as u64
                 }
             };
-            let shift = (g.high_bit + 1).saturating_sub(g.bits_stored) as u32;
-            let bits = (g.bits_stored as u32).min(32);
-            let max = (1u64 << bits) - 1;
             let v = if overshoot {
                 (v >> shift).min(max)
             } else {

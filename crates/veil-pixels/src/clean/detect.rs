@@ -196,11 +196,7 @@ impl Screen {
         if self.w == 0 {
             return (x, y, w, h);
         }
-        let ink = if bright {
-            &self.ink_bright
-        } else {
-            &self.ink_dark
-        };
+        let ink = self.ink(bright);
         let (y0, y1) = (y as usize, ((y + h) as usize).min(self.h));
         let (above, below) = (y0.checked_sub(2), (y1 + 1 < self.h).then_some(y1 + 1));
         let outside = |cx: usize, r: Option<usize>| r.is_some_and(|r| ink[r * self.w + cx]);
@@ -236,9 +232,16 @@ impl Screen {
         }
         (x0 as u32, y, (x1 - x0) as u32, h)
     }
-}
 
-impl Screen {
+    /// The top-hat ink of one polarity, per pixel.
+    fn ink(&self, bright: bool) -> &[bool] {
+        if bright {
+            &self.ink_bright
+        } else {
+            &self.ink_dark
+        }
+    }
+
     /// Carries a line of a lossy frame on over the pixels of its band
     /// near its letters' level, at most `reach` each way from the box
     /// (x0..x1, the columns found so far); returns the new columns. Why:
@@ -262,10 +265,10 @@ impl Screen {
             return (x0, x1);
         }
         let src = img.as_raw();
+        let top_hat = self.ink(l.bright);
         let is_ink = |i: usize| match (&self.flat_ink, l.ink) {
             (Some(f), Some(_)) => f.as_raw()[i] == 0,
-            _ if l.bright => self.ink_bright[i],
-            _ => self.ink_dark[i],
+            _ => top_hat[i],
         };
         let (mut ink, mut bg) = (Vec::new(), Vec::new());
         for y in l.y as usize..((l.y + l.h) as usize).min(h) {
@@ -467,13 +470,6 @@ pub(super) fn union_runs(
     joins: impl Fn(usize, usize) -> bool,
 ) -> Vec<u32> {
     let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
-    fn find(p: &mut [u32], mut i: u32) -> u32 {
-        while p[i as usize] != i {
-            p[i as usize] = p[p[i as usize] as usize];
-            i = p[i as usize];
-        }
-        i
-    }
     for y in 1..row_start.len().saturating_sub(1) {
         let (prev, cur) = (
             row_start[y - 1]..row_start[y],
@@ -489,10 +485,7 @@ pub(super) fn union_runs(
             let mut k = j;
             while k < prev.end && runs[k].1 <= a1 {
                 if joins(i, k) {
-                    let (ra, rb) = (find(&mut parent, i as u32), find(&mut parent, k as u32));
-                    if ra != rb {
-                        parent[ra.max(rb) as usize] = ra.min(rb);
-                    }
+                    union(&mut parent, i as u32, k as u32);
                 }
                 k += 1;
             }
@@ -501,6 +494,24 @@ pub(super) fn union_runs(
     (0..runs.len() as u32)
         .map(|i| find(&mut parent, i))
         .collect()
+}
+
+/// The root of `i` in a union-find forest (`p[i]` is `i`'s parent),
+/// halving the path on the way.
+pub(super) fn find(p: &mut [u32], mut i: u32) -> u32 {
+    while p[i as usize] != i {
+        p[i as usize] = p[p[i as usize] as usize];
+        i = p[i as usize];
+    }
+    i
+}
+
+/// Joins the trees of `a` and `b`; the lower root stays the root.
+pub(super) fn union(p: &mut [u32], a: u32, b: u32) {
+    let (ra, rb) = (find(p, a), find(p, b));
+    if ra != rb {
+        p[ra.max(rb) as usize] = ra.min(rb);
+    }
 }
 
 /// Groups glyph candidates into lines: similar heights, overlapping

@@ -9,7 +9,7 @@ use image::GrayImage;
 use veil_core::{Phi, Tag};
 use veil_io::DicomFile;
 
-use super::detect::{screen_values, text_lines, TextLine};
+use super::detect::{find, screen_values, text_lines, union, TextLine};
 use super::flat::ISLAND;
 use super::matcher::{TextKind, TextMatcher};
 use crate::ocr::{Ocr, OcrError, Word};
@@ -541,12 +541,12 @@ fn find_in_frames(
                     scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, reach, exact);
                 // and, in a lossy frame, over the letters' own level
                 // where the background changes under the line
-                let (lx0, lx1) = if exact {
-                    (gx, gx + gw)
+                if !exact {
+                    let (lx0, lx1) = scr.grow_level(&frame.image, &l, (x0, x1), reach);
+                    (x0, x1) = (gx.min(lx0), (gx + gw).max(lx1));
                 } else {
-                    scr.grow_level(&frame.image, &l, (x0, x1), reach)
-                };
-                (x0, x1) = (gx.min(lx0), (gx + gw).max(lx1));
+                    (x0, x1) = (gx, gx + gw);
+                }
                 // a letter's width more at each end: a first or last
                 // character the screen could not separate from its
                 // surroundings still goes
@@ -596,54 +596,56 @@ fn find_in_frames(
 
 /// Text found at one place in many frames of a multi-frame object is
 /// taken to be burned into all of them: what boxes of enough of those
-/// frames cover is also redacted in every frame (each frame keeps its
-/// own boxes). Why: a cine's annotations do not
-/// move, while what the screen and OCR make of them changes with the
-/// speckle and the codec's ripples from frame to frame: a line found whole
-/// in most frames is found short, or not at all, in a few, and one frame
-/// that still shows it is enough to read it. Boxes are taken for the same
-/// text where their rows overlap by half the lower box and their columns
-/// touch; a place counts when boxes of at least a quarter of the frames
-/// (and two) are there, so text drawn on a single frame (or speckle taken
-/// for text once) stays on its own frame.
+/// frames cover is also redacted in every frame (each frame keeps its own
+/// boxes). Why: a cine's annotations do not move, while what the screen
+/// and OCR make of them changes with the speckle and the codec's ripples
+/// from frame to frame: a line found whole in most frames is found short,
+/// or not at all, in a few, and one frame that still shows it is enough
+/// to read it. Boxes are taken for the same text where their rows overlap
+/// by half the lower box and their columns touch; a place counts when
+/// boxes of at least half the frames (and two) are there, so text drawn
+/// on a few frames (or speckle taken for text now and then) stays on its
+/// own frames. (A quarter of the frames tripled the changed non-text
+/// pixels of the full set's lossy ultrasound cines, where false boxes
+/// over slowly moving speckle recur.)
 fn persist(found: &mut Vec<Found>, frames: u32) {
     if frames < 3 {
         return;
     }
-    let at: Vec<usize> = (0..found.len())
+    // per-frame boxes, top to bottom: two boxes can share rows only while
+    // the lower one starts above the upper one's end
+    let mut at: Vec<usize> = (0..found.len())
         .filter(|&i| found[i].frame.is_some() && found[i].overlay.is_none())
         .collect();
+    at.sort_by_key(|&i| found[i].y);
     let same = |a: &Found, b: &Found| {
         let rows = (a.y + a.h).min(b.y + b.h).saturating_sub(a.y.max(b.y));
         a.x <= b.x + b.w && b.x <= a.x + a.w && 2 * rows >= a.h.min(b.h)
     };
     // places: boxes joined while any two of them are the same text
-    let mut root: Vec<usize> = (0..at.len()).collect();
-    fn find(root: &mut [usize], mut i: usize) -> usize {
-        while root[i] != i {
-            root[i] = root[root[i]];
-            i = root[i];
-        }
-        i
-    }
+    let mut root: Vec<u32> = (0..at.len() as u32).collect();
     for a in 0..at.len() {
+        let fa = &found[at[a]];
         for b in a + 1..at.len() {
-            if same(&found[at[a]], &found[at[b]]) {
-                let (ra, rb) = (find(&mut root, a), find(&mut root, b));
-                root[ra] = rb;
+            let fb = &found[at[b]];
+            if fb.y >= fa.y + fa.h {
+                break;
+            }
+            if same(fa, fb) {
+                union(&mut root, a as u32, b as u32);
             }
         }
     }
     // (ordered: the boxes are reported in a stable order)
-    let mut places: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    let mut places: std::collections::BTreeMap<u32, Vec<&Found>> = Default::default();
     for (k, &i) in at.iter().enumerate() {
-        let r = find(&mut root, k);
-        places.entry(r).or_default().push(i);
+        let r = find(&mut root, k as u32);
+        places.entry(r).or_default().push(&found[i]);
     }
     let need = (frames / 2).max(2) as usize;
     let mut merged = Vec::new();
     for members in places.values() {
-        let mut seen: Vec<u32> = members.iter().filter_map(|&i| found[i].frame).collect();
+        let mut seen: Vec<u32> = members.iter().filter_map(|f| f.frame).collect();
         seen.sort_unstable();
         seen.dedup();
         if seen.len() < need {
@@ -652,24 +654,22 @@ fn persist(found: &mut Vec<Found>, frames: u32) {
         // the part of the place that boxes of enough frames cover (a
         // frame counted once): a box stretched once over speckle beside
         // the text, or a chain of boxes that touch, adds nothing
-        let x0 = members.iter().map(|&i| found[i].x).min().unwrap_or(0);
-        let y0 = members.iter().map(|&i| found[i].y).min().unwrap_or(0);
-        let x1 = members
-            .iter()
-            .map(|&i| found[i].x + found[i].w)
-            .max()
-            .unwrap_or(0);
-        let y1 = members
-            .iter()
-            .map(|&i| found[i].y + found[i].h)
-            .max()
-            .unwrap_or(0);
+        let (x0, y0, x1, y1) =
+            members
+                .iter()
+                .fold((u32::MAX, u32::MAX, 0, 0), |(x0, y0, x1, y1), f| {
+                    (
+                        x0.min(f.x),
+                        y0.min(f.y),
+                        x1.max(f.x + f.w),
+                        y1.max(f.y + f.h),
+                    )
+                });
         let (rw, rh) = ((x1 - x0) as usize, (y1 - y0) as usize);
         let mut count = vec![0u32; rw * rh];
         let mut last = vec![u32::MAX; rw * rh];
-        for &i in members {
-            let f = &found[i];
-            let fr = f.frame.unwrap_or(u32::MAX);
+        for f in members {
+            let Some(fr) = f.frame else { continue };
             for y in (f.y - y0) as usize..(f.y + f.h - y0) as usize {
                 for k in y * rw + (f.x - x0) as usize..y * rw + (f.x + f.w - x0) as usize {
                     if last[k] != fr {
@@ -698,7 +698,7 @@ fn persist(found: &mut Vec<Found>, frames: u32) {
             h: (by1 - by0) as u32,
             why: format!(
                 "{} (in {} of {frames} frames: all frames)",
-                found[members[0]].why,
+                members[0].why,
                 seen.len()
             ),
             overlay: None,
