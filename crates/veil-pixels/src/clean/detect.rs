@@ -124,13 +124,15 @@ pub fn screen_values(img: &GrayImage, values: Option<&[i32]>) -> Screen {
     lines.sort_by(|a, b| b.score.total_cmp(&a.score));
     // lines of one-valued ink first: where both screens see a line, the
     // flat one is kept, since OCR then reads its exact ink
-    let (mut flat, flat_ink) = match values {
-        Some(v) if v.len() == w * h => super::flat::flat_lines(v, w, h),
+    let widened: Vec<i32>;
+    let vals: &[i32] = match values {
+        Some(v) if v.len() == w * h => v,
         _ => {
-            let v: Vec<i32> = src.iter().map(|&b| i32::from(b)).collect();
-            super::flat::flat_lines(&v, w, h)
+            widened = src.iter().map(|&b| i32::from(b)).collect();
+            &widened
         }
     };
+    let (mut flat, mut flat_ink) = super::flat::flat_lines(vals, w, h);
     flat.sort_by(|a, b| b.score.total_cmp(&a.score));
     // a line found in both polarities (the halo of one is the other's
     // text) is kept once, the better-scored
@@ -159,6 +161,31 @@ pub fn screen_values(img: &GrayImage, values: Option<&[i32]>) -> Screen {
         }
         if kept.len() == MAX_LINES {
             break;
+        }
+    }
+    // small top-hat lines whose ink is one value are flat lines the flat
+    // screen could not seed (see [`super::flat::one_valued`]), read from
+    // that ink. Not those touching a flat line: they are pieces of its
+    // letters (the tops of a 28 px name), which that line holds already
+    let seeded: Vec<TextLine> = kept.iter().filter(|k| k.ink.is_some()).copied().collect();
+    for l in kept.iter_mut().filter(|l| {
+        l.ink.is_none()
+            && l.glyph_h <= super::flat::ONE_VALUED_H
+            && seeded.iter().all(|k| covered(l, k) == 0.0)
+    }) {
+        let ink = if l.bright { &ink_bright } else { &ink_dark };
+        let Some(v) = super::flat::one_valued(vals, ink, w, h, l) else {
+            continue;
+        };
+        l.ink = Some(v);
+        let img = flat_ink
+            .get_or_insert_with(|| GrayImage::from_pixel(w as u32, h as u32, image::Luma([255])));
+        for y in l.y..(l.y + l.h).min(h as u32) {
+            for x in l.x..l.x + l.w {
+                if vals[y as usize * w + x as usize] == v {
+                    img.put_pixel(x, y, image::Luma([0]));
+                }
+            }
         }
     }
     Screen {
@@ -923,5 +950,58 @@ mod tests {
             // extension
             assert_eq!(scr.grow_level(&img, &line, (5, 57), 200), (5, right));
         }
+    }
+
+    #[test]
+    fn small_text_of_one_value_is_flat_ink_where_no_plateau_is_a_letter() {
+        // 8 px text cut to one value (scattered single pixels, as a CR's
+        // burned-in date) on noise of 10-bit values; the 8-bit image is
+        // what the top-hat screen sees
+        let (w, h) = (240usize, 60usize);
+        let mut glyphs = GrayImage::new(w as u32, h as u32);
+        let b = crate::text::draw_text(&mut glyphs, "DOB 11/11/1989", 20, 26, 8.0, 255).unwrap();
+        let vals: Vec<i32> = (0..w * h)
+            .map(|i| {
+                if glyphs.as_raw()[i] >= 128 {
+                    return 1023;
+                }
+                let mut s = (i as u64).wrapping_mul(6_364_136_223_846_793_005) ^ 0x9E37;
+                s = s.wrapping_mul(1_442_695_040_888_963_407).wrapping_add(1);
+                400 + ((s >> 40) % 41) as i32 - 20
+            })
+            .collect();
+        let img = GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            image::Luma([(vals[y as usize * w + x as usize] / 4) as u8])
+        });
+        let scr = screen_values(&img, Some(&vals));
+        let l = scr
+            .lines
+            .iter()
+            .find(|l| l.x < b.0 + b.2 && b.0 < l.x + l.w && l.y < b.1 + b.3 && b.1 < l.y + l.h)
+            .unwrap_or_else(|| panic!("no line at {b:?}: {:?}", scr.lines));
+        assert_eq!(l.ink, Some(1023), "{l:?}");
+        // OCR reads its ink: the flat-ink image holds the letters' pixels
+        let ink = scr.flat_ink.as_ref().expect("flat ink image");
+        let dark = (l.y..l.y + l.h)
+            .flat_map(|y| (l.x..l.x + l.w).map(move |x| (x, y)))
+            .filter(|&(x, y)| ink.get_pixel(x, y)[0] == 0)
+            .count();
+        assert!(dark >= 20, "{dark} ink pixels");
+        // the same line with its value common around it is not flat ink
+        let mut common = vals.clone();
+        for y in (b.1 as usize).saturating_sub(10)..b.1 as usize {
+            for x in (b.0 as usize..(b.0 + b.2) as usize).step_by(2) {
+                common[y * w + x] = 1023;
+            }
+        }
+        let ink_mask: Vec<bool> = glyphs.as_raw().iter().map(|&g| g >= 128).collect();
+        assert_eq!(
+            super::super::flat::one_valued(&vals, &ink_mask, w, h, l),
+            Some(1023)
+        );
+        assert_eq!(
+            super::super::flat::one_valued(&common, &ink_mask, w, h, l),
+            None
+        );
     }
 }

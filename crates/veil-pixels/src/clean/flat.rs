@@ -280,6 +280,53 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
     (lines, GrayImage::from_raw(w as u32, h as u32, px))
 }
 
+/// Top-hat lines of letters at most this tall are checked for one-valued
+/// ink ([`one_valued`]).
+pub(super) const ONE_VALUED_H: u32 = 8;
+
+/// The one value a small top-hat line's letters are drawn with, if they
+/// have one. Why: 8 px text rendered and cut to one value keeps only
+/// scattered pixels of its ink, none of whose plateaus is a letter, so
+/// this screen never seeds the line, while the top-hat screen groups the
+/// same pixels into one (a date on a CR, c102 of the benchmark set). Ink
+/// of one value there is what drawn text is and anatomy is not: of the
+/// line's ink (`ink`, its polarity's top-hat mask, which also holds the
+/// background the smoothed pass took in) one value is three times as
+/// common as any other and at least three pixels a letter, and the rows
+/// of the line's height above and below hold it at most a quarter as
+/// often (a saturated patch or a clipped background makes its value
+/// everywhere around).
+pub(super) fn one_valued(
+    src: &[i32],
+    ink: &[bool],
+    w: usize,
+    h: usize,
+    l: &TextLine,
+) -> Option<i32> {
+    let (x0, x1) = (l.x as usize, ((l.x + l.w) as usize).min(w));
+    let (y0, y1) = (l.y as usize, ((l.y + l.h) as usize).min(h));
+    let mut counts: HashMap<i32, usize> = HashMap::new();
+    for y in y0..y1 {
+        for i in y * w + x0..y * w + x1 {
+            if ink[i] {
+                *counts.entry(src[i]).or_default() += 1;
+            }
+        }
+    }
+    let mut by_count: Vec<(usize, i32)> = counts.into_iter().map(|(v, n)| (n, v)).collect();
+    by_count.sort_unstable_by(|a, b| b.cmp(a));
+    let (n, v) = *by_count.first()?;
+    let next = by_count.get(1).map_or(0, |c| c.0);
+    let lh = y1 - y0;
+    let around = (y0.saturating_sub(lh)..y0)
+        .chain(y1..(y1 + lh).min(h))
+        .flat_map(|y| &src[y * w + x0..y * w + x1])
+        .filter(|&&k| k == v)
+        .count();
+    (v != RULE && n >= 3 * next && n >= 3 * l.glyphs.max(2) as usize && 4 * around <= n)
+        .then_some(v)
+}
+
 /// Lines of letters at most this tall are bridged ([`bridge`]): larger
 /// letters keep plateaus of their own.
 const BRIDGE_H: u32 = 6;
