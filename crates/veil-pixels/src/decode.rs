@@ -259,6 +259,17 @@ impl<'a> FrameReader<'a> {
         matches!(self.data, Data::Encapsulated(_))
     }
 
+    /// Whether samples past Bits Stored are a lossy codec's overshoot, to
+    /// be clamped rather than masked: 10-bit letters of 1023 come back as
+    /// 1021..1025, and masking 1024 to bits stored makes it 0, the far
+    /// end of the range. No overlay bits travel in a codec's samples, and
+    /// signed ones wrap by design.
+    pub(crate) fn clamps_overshoot(&self, g: &Geometry) -> bool {
+        self.is_encapsulated()
+            && crate::encode::lossy_method(&self.file.ts.uid).is_some()
+            && !g.signed
+    }
+
     /// PALETTE COLOR: the LUTs as 8 bits and the first stored value mapped.
     pub(crate) fn palette(&self) -> Option<([Vec<u8>; 3], i64)> {
         self.palette.clone().map(|p| (p, self.palette_first))
@@ -506,13 +517,8 @@ impl<'a> FrameReader<'a> {
     ) -> Result<(GrayImage, Option<Vec<i32>>), PixelError> {
         let n = g.rows as usize * g.cols as usize;
         let bytes = (g.bits_alloc as usize).div_ceil(8);
-        // a lossy codec overshoots: 10-bit letters of 1023 come back as
-        // 1021..1025, and masking 1024 to bits stored makes it 0, the far
-        // end of the range (letters turn to speckle); no overlay bits
-        // travel in a codec's samples, so unsigned ones are clamped
-        let overshoot = matches!(self.data, Data::Encapsulated(_))
-            && crate::encode::lossy_method(&self.file.ts.uid).is_some()
-            && !g.signed;
+        // (masked, overshooting letters would turn to speckle)
+        let overshoot = self.clamps_overshoot(g);
         let shift = (g.high_bit + 1).saturating_sub(g.bits_stored) as u32;
         let bits = (g.bits_stored as u32).min(32);
         let max = (1u64 << bits) - 1;

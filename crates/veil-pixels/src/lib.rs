@@ -34,7 +34,7 @@ mod thumb;
 
 pub use decode::{decode_frames, decode_frames_limit, Frame, FrameReader};
 pub use encap::encapsulated_fragments;
-pub use encode::{EncodePolicy, Encoded, FrameEncoder, LOSSY_QUALITY};
+pub use encode::{lossy_method, EncodePolicy, Encoded, FrameEncoder, LOSSY_QUALITY};
 pub use image::GrayImage;
 pub use overlay::{overlays, Overlay};
 pub use raw::{black_value, fill_rects, RawFrame, RawLayout, RawReader, Rect};

@@ -576,3 +576,118 @@ fn jpeg_baseline_recompressed_only_when_allowed() {
     assert!(done >= 3, "JPEG Baseline kinds: {done}");
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// A lossy codec's ringing carries samples past Bits Stored where the
+/// codestream's precision is wider than Bits Stored (a 12-bit image in a
+/// 16-bit JPEG 2000 codestream, as some writers make them): letters of
+/// 4095 come back as 4096 and more. Masked to 12 bits those turn to
+/// 0..a few, the far end of the range, and the letters to speckle for
+/// the screen; the frame reader clamps them (unsigned, lossy,
+/// encapsulated).
+#[test]
+fn lossy_overshoot_past_bits_stored_is_clamped() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
+    let scratch = veil_test::scratch("codec-overshoot");
+    let mut src = veil_io::read(&common::find(&corpus, "CT-MONO2-16-ankle.dcm")).expect("parses");
+    let mut layout = RawReader::new(&src).expect("raw reader").layout().clone();
+    let cols = layout.cols as usize;
+    let bar = |x: usize, y: usize| (100..112).contains(&y) && (100..300).contains(&x) && x % 8 < 3;
+    let data: Vec<u8> = (0..layout.rows as usize * cols)
+        .flat_map(|i| {
+            // on a textured background (as a CR's), which the codec's
+            // rate has to spend itself on
+            let noise = (i as u64).wrapping_mul(6_364_136_223_846_793_005) >> 54;
+            let v: u16 = if bar(i % cols, i / cols) {
+                4095
+            } else {
+                3000 + noise as u16
+            };
+            v.to_le_bytes()
+        })
+        .collect();
+    let frame = RawFrame { index: 0, data };
+    let set = |ds: &mut veil_io::DataSet, stored: u16| {
+        for (e, v) in [(0x0101u16, stored), (0x0102, stored - 1), (0x0103, 0)] {
+            ds.put(veil_io::Element {
+                tag: Tag(0x0028, e),
+                vr: dicom_core::VR::US,
+                value: veil_io::Value::Bytes(v.to_le_bytes().to_vec()),
+            });
+        }
+    };
+    // written with 16 bits stored, so the codestream is 16-bit
+    (layout.bits_stored, layout.high_bit, layout.signed) = (16, 15, false);
+    set(&mut src.dataset, 16);
+    let native = scratch.join("native.dcm");
+    write(
+        &src,
+        &encode(&layout, &ts("1.2.840.10008.1.2.1"), &[frame]),
+        &native,
+    );
+    let lossy = scratch.join("lossy.dcm");
+    let res = Command::new("gdcmconv")
+        .args(["--j2k", "--lossy", "-r", "100"])
+        .arg(&native)
+        .arg(&lossy)
+        .output()
+        .expect("run gdcmconv (install libgdcm-tools)");
+    assert!(
+        res.status.success(),
+        "gdcmconv: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // then said to hold 12
+    let mut f = veil_io::read(&lossy).expect("parses");
+    assert_eq!(f.ts.uid, "1.2.840.10008.1.2.4.91");
+    set(&mut f.dataset, 12);
+    let twelve = scratch.join("twelve.dcm");
+    let meta = WriteMeta {
+        sop_class: "1.2.840.10008.5.1.4.1.1.2".into(),
+        sop_instance: "2.25.2".into(),
+    };
+    veil_io::write_file(&twelve, &meta, &f.ts, &f.dataset, &f.source).expect("write");
+    let f = veil_io::read(&twelve).expect("parses");
+    // the codec did overshoot (else this test shows nothing)
+    let obj = dicom_object::open_file(&twelve).expect("dicom-rs opens it");
+    let decoded = dicom_pixeldata::PixelDecoder::decode_pixel_data(&obj).expect("decodes");
+    let words: Vec<u16> = decoded
+        .data()
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    assert!(
+        words.iter().any(|&w| w > 4095),
+        "no sample past 12 bits: max {:?}",
+        words.iter().max()
+    );
+    let values = FrameReader::new(&f)
+        .expect("frame reader")
+        .frame(0)
+        .expect("frame")
+        .values
+        .expect("grayscale values");
+    let (mut on, mut low) = (0, 0);
+    for (i, &v) in values.iter().enumerate() {
+        if bar(i % cols, i / cols) {
+            on += 1;
+            low += u32::from(v < 3000);
+        }
+        assert!((0..=4095).contains(&v), "value {v} outside 12 bits");
+    }
+    assert_eq!(
+        low, 0,
+        "{low} of {on} letter pixels read far below their 4095"
+    );
+    // and the samples a cleaned image is written back from are clamped
+    // alike (masked, the letters would show as black specks outside any
+    // box)
+    let raw = &frames(&mut RawReader::new(&f).expect("raw reader")).expect("decodes")[0];
+    for (i, b) in raw.data.chunks_exact(2).enumerate() {
+        let w = u16::from_le_bytes([b[0], b[1]]);
+        assert!(w <= 4095, "sample {w} past 12 bits");
+        assert!(!bar(i % cols, i / cols) || w >= 3000, "letter sample {w}");
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}

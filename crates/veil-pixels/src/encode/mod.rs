@@ -142,7 +142,7 @@ fn ts_name(uid: &str) -> String {
 
 /// The Lossy Image Compression Method term (PS3.3 C.7.6.1.1.5) of lossy
 /// sources.
-pub(crate) fn lossy_method(uid: &str) -> Option<&'static str> {
+pub fn lossy_method(uid: &str) -> Option<&'static str> {
     match uid {
         "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" => Some("ISO_10918_1"),
         "1.2.840.10008.1.2.4.91" => Some("ISO_15444_1"),

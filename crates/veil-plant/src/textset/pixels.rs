@@ -192,6 +192,10 @@ pub fn decode_obj(obj: &DefaultDicomObject) -> Result<Pixels, DecodeError> {
         return Err("pixel data shorter than the attributes say".into());
     }
     let bs_c = bs.clamp(1, 16) as u32;
+    // a lossy codec overshoots past bits stored (10-bit letters of 1023
+    // come back as 1024): unsigned samples are clamped, as the pixel
+    // stage reads them, not masked to the far end of the range
+    let clamp = !signed && veil_pixels::lossy_method(obj.meta().transfer_syntax()).is_some();
     let sample = |i: usize| -> i32 {
         let u = if bytes == 2 {
             u16::from_le_bytes([raw[2 * i], raw[2 * i + 1]]) as u32
@@ -203,7 +207,7 @@ pub fn decode_obj(obj: &DefaultDicomObject) -> Result<Pixels, DecodeError> {
         } else {
             (1u32 << bs_c) - 1
         };
-        let u = u & mask;
+        let u = if clamp { u.min(mask) } else { u & mask };
         if signed && u & (1 << (bs_c - 1)) != 0 {
             u as i32 - (1i32 << bs_c)
         } else {
