@@ -22,4 +22,8 @@ trap 'scripts/pg.sh stop' EXIT
 eval "$(scripts/pg.sh start)"
 export VEIL_TEST_PG_URL VEIL_REQUIRE_PG=1
 
+# test binaries run Tesseract in process on several threads: its OpenMP
+# teams of one thread each (what `veil` and `veil-plant` set for
+# themselves, see veil_pixels::ocr::limit_openmp_teams)
+export OMP_THREAD_LIMIT="${OMP_THREAD_LIMIT:-1}"
 VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspace --no-fail-fast

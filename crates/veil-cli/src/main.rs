@@ -164,6 +164,7 @@ enum KeyCmd {
 }
 
 fn main() -> ExitCode {
+    veil_pixels::ocr::limit_openmp_teams();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code as u8),

@@ -22,6 +22,7 @@ fn die(msg: &str) -> ! {
 }
 
 fn main() {
+    veil_pixels::ocr::limit_openmp_teams();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("text-set") => text_set(&args[1..]),
