@@ -305,16 +305,12 @@ pub(super) fn one_valued(
 ) -> Option<i32> {
     let (x0, x1) = (l.x as usize, ((l.x + l.w) as usize).min(w));
     let (y0, y1) = (l.y as usize, ((l.y + l.h) as usize).min(h));
-    let mut counts: HashMap<i32, usize> = HashMap::new();
-    for y in y0..y1 {
-        for i in y * w + x0..y * w + x1 {
-            if ink[i] {
-                *counts.entry(src[i]).or_default() += 1;
-            }
-        }
-    }
-    let mut by_count: Vec<(usize, i32)> = counts.into_iter().map(|(v, n)| (n, v)).collect();
-    by_count.sort_unstable_by(|a, b| b.cmp(a));
+    let by_count = super::tally(
+        (y0..y1)
+            .flat_map(|y| y * w + x0..y * w + x1)
+            .filter(|&i| ink[i])
+            .map(|i| src[i]),
+    );
     let (n, v) = *by_count.first()?;
     let next = by_count.get(1).map_or(0, |c| c.0);
     let lh = y1 - y0;

@@ -32,3 +32,34 @@ mod stage;
 
 #[cfg(feature = "ocr")]
 pub use stage::{clean, with_thread_ocr, CleanOutcome, CleanRequest, Found, Preview, TextMode};
+
+/// The distinct values of `items` with how often each occurs, the
+/// commonest first (equally common ones in ascending order). The screens
+/// and the fill ask the same question of pixels: which value do the ink
+/// of a line, the edge of a box or the box with its ring mostly hold.
+fn tally<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<(usize, T)> {
+    let mut sorted: Vec<T> = items.into_iter().collect();
+    sorted.sort_unstable();
+    let mut counts: Vec<(usize, T)> = Vec::new();
+    for x in sorted {
+        match counts.last_mut() {
+            Some((n, y)) if *y == x => *n += 1,
+            _ => counts.push((1, x)),
+        }
+    }
+    // stable: equal counts keep the ascending order of their values
+    counts.sort_by_key(|c| std::cmp::Reverse(c.0));
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tally_puts_the_commonest_first_and_ties_in_value_order() {
+        assert_eq!(
+            super::tally([5, 3, 5, 9, 3, 1, 5]),
+            vec![(3, 5), (2, 3), (1, 1), (1, 9)]
+        );
+        assert!(super::tally(Vec::<u8>::new()).is_empty());
+    }
+}

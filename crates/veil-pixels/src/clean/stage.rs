@@ -856,16 +856,17 @@ fn fill_for(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Vec<u16> {
         // nor the ring's alone: black letters on a grey band with black
         // below and beside it took black, and the letters' top row stood
         // out from the band above the fill (c248 of the benchmark set)
-        let mut counts: HashMap<u16, usize> = HashMap::new();
         let inside = (r.y..(r.y + r.h).min(layout.rows))
             .flat_map(|y| (r.x..(r.x + r.w).min(layout.cols)).map(move |x| (x as i64, y as i64)));
-        for (x, y) in ring.iter().copied().chain(inside) {
-            *counts.entry(get(x, y, 0)).or_default() += 1;
-        }
+        let counts = super::tally(
+            ring.iter()
+                .copied()
+                .chain(inside)
+                .map(|(x, y)| get(x, y, 0)),
+        );
         return counts
-            .into_iter()
-            .max_by_key(|&(v, n)| (n, std::cmp::Reverse(v)))
-            .map_or_else(|| black_value(layout, frame), |(v, _)| vec![v]);
+            .first()
+            .map_or_else(|| black_value(layout, frame), |c| vec![c.1]);
     }
     (0..spp)
         .map(|c| {
@@ -927,18 +928,8 @@ fn edge_mode(layout: &RawLayout, frame: &RawFrame, r: &Rect) -> Option<Vec<u16>>
         }
     }
     let n = edge.len();
-    edge.sort_unstable();
-    // the longest run of equal values in the sorted edge
-    let best = edge
-        .chunk_by(|a, b| a == b)
-        .fold(None, |best: Option<&[&[u8]]>, run| {
-            if best.is_none_or(|b| run.len() > b.len()) {
-                Some(run)
-            } else {
-                best
-            }
-        })?;
-    (2 * best.len() >= n).then(|| crate::raw::samples_of(best[0], layout.bytes_per_sample()))
+    let (count, value) = *super::tally(edge).first()?;
+    (2 * count >= n).then(|| crate::raw::samples_of(value, layout.bytes_per_sample()))
 }
 
 /// A stored word as the value it stands for (sign and Bits Stored), so

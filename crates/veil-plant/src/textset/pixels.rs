@@ -192,6 +192,7 @@ pub fn decode_obj(obj: &DefaultDicomObject) -> Result<Pixels, DecodeError> {
         return Err("pixel data shorter than the attributes say".into());
     }
     let bs_c = bs.clamp(1, 16) as u32;
+    let mask = (1u32 << bs_c) - 1;
     // a lossy codec overshoots past bits stored (10-bit letters of 1023
     // come back as 1024): unsigned samples are clamped, as the pixel
     // stage reads them, not masked to the far end of the range
@@ -201,11 +202,6 @@ pub fn decode_obj(obj: &DefaultDicomObject) -> Result<Pixels, DecodeError> {
             u16::from_le_bytes([raw[2 * i], raw[2 * i + 1]]) as u32
         } else {
             raw[i] as u32
-        };
-        let mask = if bs_c >= 32 {
-            u32::MAX
-        } else {
-            (1u32 << bs_c) - 1
         };
         let u = if clamp { u.min(mask) } else { u & mask };
         if signed && u & (1 << (bs_c - 1)) != 0 {
