@@ -245,7 +245,13 @@ impl<'a> FrameReader<'a> {
         }
         match &self.data {
             Data::Native { .. } => Ok((self.native_frame(index)?, self.g.clone())),
-            Data::Encapsulated(_) => self.decode_encapsulated(index),
+            Data::Encapsulated(_) => {
+                let (mut raw, g) = self.decode_encapsulated(index)?;
+                if self.clamps_overshoot(&g) {
+                    clamp_overshoot(&mut raw, &g);
+                }
+                Ok((raw, g))
+            }
         }
     }
 
@@ -260,11 +266,9 @@ impl<'a> FrameReader<'a> {
     }
 
     /// Whether samples past Bits Stored are a lossy codec's overshoot, to
-    /// be clamped rather than masked: 10-bit letters of 1023 come back as
-    /// 1021..1025, and masking 1024 to bits stored makes it 0, the far
-    /// end of the range. No overlay bits travel in a codec's samples, and
-    /// signed ones wrap by design.
-    pub(crate) fn clamps_overshoot(&self, g: &Geometry) -> bool {
+    /// be clamped rather than masked ([`clamp_overshoot`]). No overlay bits
+    /// travel in a codec's samples, and signed ones wrap by design.
+    fn clamps_overshoot(&self, g: &Geometry) -> bool {
         self.is_encapsulated()
             && crate::encode::lossy_method(&self.file.ts.uid).is_some()
             && !g.signed
@@ -517,8 +521,6 @@ impl<'a> FrameReader<'a> {
     ) -> Result<(GrayImage, Option<Vec<i32>>), PixelError> {
         let n = g.rows as usize * g.cols as usize;
         let bytes = (g.bits_alloc as usize).div_ceil(8);
-        // (masked, overshooting letters would turn to speckle)
-        let overshoot = self.clamps_overshoot(g);
         let shift = (g.high_bit + 1).saturating_sub(g.bits_stored) as u32;
         let bits = (g.bits_stored as u32).min(32);
         let max = (1u64 << bits) - 1;
@@ -531,11 +533,7 @@ impl<'a> FrameReader<'a> {
                         as u64
                 }
             };
-            let v = if overshoot {
-                (v >> shift).min(max)
-            } else {
-                (v >> shift) & max
-            };
+            let v = (v >> shift) & max;
             if g.signed && v >> (bits - 1) & 1 == 1 {
                 v as i64 - (1i64 << bits)
             } else {
@@ -734,6 +732,34 @@ fn expand_segmented(words: &[u16]) -> Result<Vec<u16>, PixelError> {
 /// Decodes one RLE Lossless frame (PS3.5 Annex G) to interleaved little
 /// endian samples: one PackBits segment per sample and byte, most
 /// significant byte first.
+/// Clamps each sample's value (its Bits Stored bits at High Bit) to the
+/// largest that many bits hold. Why: a lossy codec overshoots, and
+/// 10-bit letters of 1023 come back as 1021..1025; masked to Bits Stored
+/// (as every reader of stored samples does), 1024 is 0, the far end of
+/// the range: the screen sees the letters as speckle, and a cleaned image
+/// written back from these samples shows black specks outside any box.
+/// Done once, where frames are decoded, for both the 8-bit frames and the
+/// samples written back ([`crate::RawReader`]).
+fn clamp_overshoot(raw: &mut [u8], g: &Geometry) {
+    let bytes = (g.bits_alloc as usize).div_ceil(8).clamp(1, 8);
+    let shift = (g.high_bit + 1).saturating_sub(g.bits_stored) as u32;
+    let bits = (g.bits_stored as u32).min(32);
+    if shift + bits >= 8 * bytes as u32 {
+        // the value reaches the top of the word: nothing to overshoot into
+        return;
+    }
+    let max = (1u64 << bits) - 1;
+    let low = (1u64 << shift) - 1;
+    for s in raw.chunks_exact_mut(bytes) {
+        let mut word = [0u8; 8];
+        word[..bytes].copy_from_slice(s);
+        let v = u64::from_le_bytes(word);
+        if v >> shift > max {
+            s.copy_from_slice(&((max << shift) | (v & low)).to_le_bytes()[..bytes]);
+        }
+    }
+}
+
 fn rle_decode(stream: &[u8], g: &Geometry) -> Result<Vec<u8>, PixelError> {
     let bad = |w: &str| PixelError::Malformed(format!("RLE {w}"));
     if g.bits_alloc < 8 {

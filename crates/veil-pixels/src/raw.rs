@@ -201,19 +201,6 @@ impl<'a> RawReader<'a> {
         }
         let mut data = data;
         data.truncate(l.frame_len());
-        // overshoot clamped as the screen reads it (see
-        // FrameReader::clamps_overshoot): written back masked, a pixel of
-        // 1024 in a 10-bit image would show as 0 outside any box
-        if l.bits_alloc == 16 && l.high_bit + 1 == l.bits_stored && self.inner.clamps_overshoot(&g)
-        {
-            let max = ((1u32 << l.bits_stored.clamp(1, 16)) - 1) as u16;
-            for w in data.chunks_exact_mut(2) {
-                let v = u16::from_le_bytes([w[0], w[1]]);
-                if v > max {
-                    w.copy_from_slice(&max.to_le_bytes());
-                }
-            }
-        }
         if self.planar {
             data = interleave(
                 &data,
