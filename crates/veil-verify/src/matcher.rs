@@ -6,6 +6,16 @@
 //! one Aho-Corasick automaton matched ASCII-case-insensitively. A match only
 //! counts when it does not continue a run of the same kind of character
 //! (`ANN` in `ANNUAL` is not a name, `1234` in `412345` is not an ID).
+//!
+//! UIDs are not in the automaton. A patient's pool holds every UID of every
+//! source file (thousands, 40-60 bytes each): on the bench corpus they made
+//! three quarters of the automaton's states, most of its build time and
+//! the cache misses of its search. A UID occurs only as a run of digits and
+//! dots, and under the boundary rule above (a digit may not continue it) a
+//! UID token matches exactly where it is a dot-aligned part of such a run;
+//! so each run's dot-aligned parts are looked up in a hash set instead.
+
+use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -23,10 +33,53 @@ enum Enc {
 /// A compiled set of tokens.
 pub struct Matcher {
     tokens: Vec<Token>,
+    /// every spelling of every token except UIDs: for element values
+    all: Automaton,
+    /// the single-byte spellings of tokens of 6 characters or more: for
+    /// the raw pass over a whole file, which drops shorter values (binary
+    /// data holds them by chance) and UTF-16 hits (so does numeric data),
+    /// and so need not walk their states through every pixel byte
+    raw: Automaton,
+    /// UID-shaped tokens (digits and dots): value → token indices
+    uids: HashMap<Vec<u8>, Vec<usize>>,
+    /// shortest and longest key of `uids`
+    uid_len: (usize, usize),
+    longest: usize,
+}
+
+/// One Aho-Corasick automaton over some spellings of the tokens.
+struct Automaton {
     ac: Option<AhoCorasick>,
     /// pattern index → (token index, encoding)
     pats: Vec<(usize, Enc)>,
-    longest: usize,
+    /// the bytes the spellings hold, in both ASCII cases
+    bytes: [bool; 256],
+    /// the shortest spelling, in bytes
+    shortest: usize,
+}
+
+impl Automaton {
+    fn new(spellings: Vec<(Vec<u8>, usize, Enc)>) -> Automaton {
+        let mut bytes = [false; 256];
+        for &b in spellings.iter().flat_map(|s| &s.0) {
+            bytes[b.to_ascii_lowercase() as usize] = true;
+            bytes[b.to_ascii_uppercase() as usize] = true;
+        }
+        let shortest = spellings.iter().map(|s| s.0.len()).min().unwrap_or(0);
+        let ac = (!spellings.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(spellings.iter().map(|s| &s.0))
+                .expect("token automaton")
+        });
+        Automaton {
+            ac,
+            pats: spellings.into_iter().map(|(_, t, e)| (t, e)).collect(),
+            bytes,
+            shortest,
+        }
+    }
 }
 
 /// One match: which token, where.
@@ -44,13 +97,21 @@ pub struct Hit {
     pub utf16: bool,
 }
 
+/// Values shorter than this (in characters) match binary data by chance:
+/// the raw pass does not look for them, and they must stand alone.
+pub const SHORT: usize = 6;
+
 impl Matcher {
     /// Compiles tokens.
     pub fn new(tokens: Vec<Token>) -> Matcher {
-        let mut pats: Vec<Vec<u8>> = Vec::new();
-        let mut map = Vec::new();
+        let mut spellings: Vec<(Vec<u8>, usize, Enc)> = Vec::new();
+        let mut uids: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
         for (i, t) in tokens.iter().enumerate() {
             let v = t.value.expose();
+            if t.category == Category::Uid && uid_shaped(v.as_bytes()) {
+                uids.entry(v.as_bytes().to_vec()).or_default().push(i);
+                continue;
+            }
             // the automaton folds ASCII case only: a non-ASCII value is
             // also sought in lower case and capitalized (MÜLLER, müller,
             // Müller)
@@ -66,10 +127,7 @@ impl Matcher {
                 forms.push(cap);
             }
             for v in &forms {
-                let mut add = |bytes: Vec<u8>, enc: Enc| {
-                    pats.push(bytes);
-                    map.push((i, enc));
-                };
+                let mut add = |bytes: Vec<u8>, enc: Enc| spellings.push((bytes, i, enc));
                 add(v.as_bytes().to_vec(), Enc::Byte);
                 if !v.is_ascii() && v.chars().all(|c| (c as u32) < 256) {
                     add(v.chars().map(|c| c as u8).collect(), Enc::Byte);
@@ -89,18 +147,29 @@ impl Matcher {
                 }
             }
         }
-        let longest = pats.iter().map(Vec::len).max().unwrap_or(0);
-        let ac = (!pats.is_empty()).then(|| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .build(&pats)
-                .expect("token automaton")
-        });
+        let uid_len = (
+            uids.keys().map(Vec::len).min().unwrap_or(0),
+            uids.keys().map(Vec::len).max().unwrap_or(0),
+        );
+        let longest = spellings
+            .iter()
+            .map(|s| s.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(uid_len.1);
+        let raw = spellings
+            .iter()
+            .filter(|(_, t, e)| {
+                *e == Enc::Byte && tokens[*t].value.expose().chars().count() >= SHORT
+            })
+            .cloned()
+            .collect();
         Matcher {
+            all: Automaton::new(spellings),
+            raw: Automaton::new(raw),
             tokens,
-            ac,
-            pats: map,
+            uids,
+            uid_len,
             longest,
         }
     }
@@ -122,35 +191,153 @@ impl Matcher {
 
     /// All matches in `hay`, overlapping ones included.
     pub fn find(&self, hay: &[u8]) -> Vec<Hit> {
-        let Some(ac) = &self.ac else {
-            return Vec::new();
-        };
         let mut hits = Vec::new();
-        for m in ac.find_overlapping_iter(hay) {
-            let (token, enc) = self.pats[m.pattern().as_usize()];
-            let short = self.tokens[token].value.expose().chars().count() < 6;
-            if bounded(hay, m.start(), m.end(), enc, short) {
+        self.find_uids(hay, &mut hits);
+        self.matches(&self.all, hay, 0..hay.len(), &mut hits);
+        dedup(hits)
+    }
+
+    /// The matches the raw pass over a whole file keeps: single-byte
+    /// spellings of values of at least [`SHORT`] characters. Why runs: a
+    /// match lies within a run of bytes the spellings hold at least as
+    /// long as the shortest spelling, and binary data (16-bit pixels,
+    /// whose high bytes are rarely text) has few; the automaton walks
+    /// those runs only, not every byte of the file.
+    pub fn find_raw(&self, hay: &[u8]) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        self.find_uids(hay, &mut hits);
+        let a = &self.raw;
+        for run in runs(hay, |b| a.bytes[b as usize], a.shortest.max(1)) {
+            self.matches(a, hay, run, &mut hits);
+        }
+        dedup(hits)
+    }
+
+    /// The bounded matches of one automaton in `hay[within]`; the bounds
+    /// are judged on the whole of `hay`.
+    fn matches(
+        &self,
+        a: &Automaton,
+        hay: &[u8],
+        within: std::ops::Range<usize>,
+        hits: &mut Vec<Hit>,
+    ) {
+        let Some(ac) = &a.ac else {
+            return;
+        };
+        let base = within.start;
+        for m in ac.find_overlapping_iter(&hay[within]) {
+            let (token, enc) = a.pats[m.pattern().as_usize()];
+            let (start, end) = (base + m.start(), base + m.end());
+            let short = self.tokens[token].value.expose().chars().count() < SHORT;
+            if bounded(hay, start, end, enc, short) {
                 hits.push(Hit {
                     token,
-                    start: m.start(),
-                    end: m.end(),
+                    start,
+                    end,
                     utf16: enc != Enc::Byte,
                 });
             }
         }
-        // one hit per place, however many spellings of the token matched
-        // (UTF-16 text holds the other byte order one byte further on)
-        hits.sort_by_key(|h| (h.token, h.start, h.end));
-        let mut out: Vec<Hit> = Vec::with_capacity(hits.len());
-        for h in hits {
-            match out.last() {
-                Some(p) if p.token == h.token && h.start < p.end => {}
-                _ => out.push(h),
+    }
+
+    /// UID tokens in `hay`: every dot-aligned part of each run of digits
+    /// and dots that is a UID token (what the boundary rule lets the
+    /// automaton find: bounded by the run's ends or by a dot).
+    fn find_uids(&self, hay: &[u8], hits: &mut Vec<Hit>) {
+        let (min, max) = self.uid_len;
+        if self.uids.is_empty() {
+            return;
+        }
+        for r in runs(hay, uid_byte, min) {
+            let (start, run) = (r.start, &hay[r]);
+            // where a part may start (the run's start, after each dot) and
+            // end (before each dot, the run's end)
+            let dots = run
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'.')
+                .map(|(k, _)| k);
+            let starts: Vec<usize> = std::iter::once(0)
+                .chain(dots.clone().map(|k| k + 1))
+                .collect();
+            let ends: Vec<usize> = dots.chain(std::iter::once(run.len())).collect();
+            for &s in &starts {
+                for &e in ends.iter().filter(|&&e| e >= s + min && e <= s + max) {
+                    if let Some(ts) = self.uids.get(&run[s..e]) {
+                        hits.extend(ts.iter().map(|&token| Hit {
+                            token,
+                            start: start + s,
+                            end: start + e,
+                            utf16: false,
+                        }));
+                    }
+                }
             }
         }
-        out.sort_by_key(|h| (h.start, h.end, h.token));
-        out
     }
+}
+
+/// The maximal runs of bytes `keep` holds, at least `min` long. Why
+/// probing: such a run holds every `min`-th position it passes over, so
+/// only those are tested until one is kept, and then the run around it;
+/// in binary data, where kept bytes are scattered, this reads about one
+/// byte in `min` (the searches over a whole file spent half their time
+/// testing every byte).
+fn runs(hay: &[u8], keep: impl Fn(u8) -> bool, min: usize) -> Vec<std::ops::Range<usize>> {
+    let min = min.max(1);
+    let mut out = Vec::new();
+    let mut i = min - 1;
+    while i < hay.len() {
+        if !keep(hay[i]) {
+            i += min;
+            continue;
+        }
+        let mut a = i;
+        while a > 0 && keep(hay[a - 1]) {
+            a -= 1;
+        }
+        let mut b = i + 1;
+        while b < hay.len() && keep(hay[b]) {
+            b += 1;
+        }
+        if b - a >= min {
+            out.push(a..b);
+        }
+        // hay[b] is not kept: the next run that could be long enough
+        // reaches b + min
+        i = b + min;
+    }
+    out
+}
+
+/// One hit per place, however many spellings of the token matched
+/// (UTF-16 text holds the other byte order one byte further on), in
+/// order of place.
+fn dedup(mut hits: Vec<Hit>) -> Vec<Hit> {
+    hits.sort_by_key(|h| (h.token, h.start, h.end));
+    let mut out: Vec<Hit> = Vec::with_capacity(hits.len());
+    for h in hits {
+        match out.last() {
+            Some(p) if p.token == h.token && h.start < p.end => {}
+            _ => out.push(h),
+        }
+    }
+    out.sort_by_key(|h| (h.start, h.end, h.token));
+    out
+}
+
+/// A byte of a UID's text.
+fn uid_byte(b: u8) -> bool {
+    b.is_ascii_digit() || b == b'.'
+}
+
+/// Digits and dots, starting and ending with a digit: found by
+/// [`Matcher::find_uids`], not the automaton.
+fn uid_shaped(v: &[u8]) -> bool {
+    v.first().is_some_and(u8::is_ascii_digit)
+        && v.last().is_some_and(u8::is_ascii_digit)
+        && v.iter().all(|&b| uid_byte(b))
 }
 
 #[derive(PartialEq)]
@@ -192,7 +379,7 @@ fn neighbours(hay: &[u8], start: usize, end: usize, enc: Enc) -> (Option<u8>, Op
     (before, unit(end))
 }
 
-/// `short`: a token under 6 characters must stand alone (no letter or
+/// `short`: a token under [`SHORT`] characters must stand alone (no letter or
 /// digit next to it): inside a pseudonym such as `VSKB4VN123Q` any three
 /// digits occur by chance.
 fn bounded(hay: &[u8], start: usize, end: usize, enc: Enc, short: bool) -> bool {
@@ -254,5 +441,107 @@ mod tests {
         let latin1: Vec<u8> = "MÜLLER^HANS".chars().map(|c| c as u8).collect();
         assert_eq!(mt.find(&latin1).len(), 1);
         assert_eq!(mt.find("müller".to_uppercase().as_bytes()).len(), 1);
+    }
+
+    /// The run probing and the UID lookup find what one automaton over
+    /// every single-byte spelling (UIDs included) finds, on haystacks
+    /// dense with near misses: values cut short, run on by a digit or a
+    /// letter, UID prefixes and suffixes, digit runs inside UIDs.
+    #[test]
+    fn runs_and_uid_lookup_find_what_a_plain_automaton_finds() {
+        let toks: Vec<Token> = [
+            (Category::Uid, "1.2.826.0.1.3680043.2.1125.1234567890"),
+            (Category::Uid, "1234567890"),
+            (Category::Uid, "2.25.4711"),
+            (Category::Date, "20110304"),
+            (Category::Date, "03.04.2011"),
+            (Category::Name, "DOE^JOHN"),
+            (Category::Name, "ANN"),
+            (Category::Id, "MRN0042"),
+            (Category::Id, "12345678"),
+        ]
+        .iter()
+        .map(|(c, v)| Token {
+            value: Phi::new(v.to_string()),
+            category: *c,
+        })
+        .collect();
+        let mt = Matcher::new(toks.clone());
+        let pats: Vec<&str> = toks.iter().map(|t| t.value.expose().as_str()).collect();
+        let plain = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&pats)
+            .expect("automaton");
+        let pieces: &[&[u8]] = &[
+            b"1.2.826.0.1.3680043.2.1125.1234567890",
+            b"1.2.826.0.1.3680043.2.1125.12345678901",
+            b".1234567890.",
+            b"2.25.4711",
+            b"2.25.47110",
+            b"92.25.4711",
+            b"20110304",
+            b"201103045",
+            b"03.04.2011",
+            b"doe^john",
+            b"DOE^JOHNNY",
+            b"ann",
+            b"MRN0042",
+            b"12345678",
+            b"112345678",
+            b".",
+            b"1",
+            b"x",
+            b" ",
+            b"\0",
+            b"\xff\x01",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let mut hay = Vec::new();
+            for _ in 0..(next() % 12) {
+                hay.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let want: Vec<(usize, usize, usize)> = {
+                let mut w: Vec<Hit> = plain
+                    .find_overlapping_iter(&hay)
+                    .filter(|m| {
+                        let short = pats[m.pattern().as_usize()].chars().count() < SHORT;
+                        bounded(&hay, m.start(), m.end(), Enc::Byte, short)
+                    })
+                    .map(|m| Hit {
+                        token: m.pattern().as_usize(),
+                        start: m.start(),
+                        end: m.end(),
+                        utf16: false,
+                    })
+                    .collect();
+                w = dedup(std::mem::take(&mut w));
+                w.iter().map(|h| (h.token, h.start, h.end)).collect()
+            };
+            let got: Vec<(usize, usize, usize)> = mt
+                .find(&hay)
+                .iter()
+                .filter(|h| !h.utf16)
+                .map(|h| (h.token, h.start, h.end))
+                .collect();
+            assert_eq!(got, want, "find, haystack {hay:?}");
+            let raw: Vec<(usize, usize, usize)> = mt
+                .find_raw(&hay)
+                .iter()
+                .map(|h| (h.token, h.start, h.end))
+                .collect();
+            let long: Vec<(usize, usize, usize)> = want
+                .into_iter()
+                .filter(|&(t, _, _)| pats[t].chars().count() >= SHORT)
+                .collect();
+            assert_eq!(raw, long, "find_raw, haystack {hay:?}");
+        }
     }
 }

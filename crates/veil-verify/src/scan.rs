@@ -526,29 +526,36 @@ fn raw_scan(
             excerpt: mask(&display(window), &ranges, s, e),
         });
     };
+    // the preamble: 128 bytes any tool may fill, searched in every
+    // spelling (UTF-16 too)
+    if file.meta.is_some() && meta_end >= 132 {
+        let mut pre = [0u8; 128];
+        if std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut pre))
+            .is_ok()
+        {
+            for h in m.find(&pre) {
+                let lo = h.start.saturating_sub(WINDOW);
+                let hi = (h.end + WINDOW).min(pre.len());
+                let place = Some("preamble".into());
+                report(h.token, &pre[lo..hi], h.start - lo, h.end - lo, place);
+            }
+        }
+    }
     match &file.source {
         Source::File(_) => {
-            let _ = chunks(path, m, |off, token, w, s, e, utf16| {
+            let _ = chunks(path, m, |off, token, w, s, e| {
                 let place = region(off, false);
-                if utf16 && place.as_deref() != Some("preamble") {
-                    return;
-                }
-                // the meta region is handled element by element
-                if place.is_none() && off < meta_end {
+                // the preamble was searched above; the meta region is
+                // handled element by element
+                if place.as_deref() == Some("preamble") || (place.is_none() && off < meta_end) {
                     return;
                 }
                 report(token, w, s, e, place);
             });
         }
         Source::Memory(buf) => {
-            if meta_end > 0 {
-                let _ = chunks(path, m, |off, token, w, s, e, _| {
-                    if off < 128 && meta_end >= 132 {
-                        report(token, w, s, e, Some("preamble".into()));
-                    }
-                });
-            }
-            for h in m.find(buf).into_iter().filter(|h| !h.utf16) {
+            for h in m.find_raw(buf) {
                 let lo = h.start.saturating_sub(WINDOW);
                 let hi = (h.end + WINDOW).min(buf.len());
                 let place = region(h.start as u64, true);
@@ -558,17 +565,20 @@ fn raw_scan(
     }
 }
 
-/// Streams a file through the matcher in overlapping 8 MiB chunks; calls
-/// back with (absolute offset, token, context window, hit range in window).
+/// Streams a file through the matcher's raw search in overlapping 8 MiB
+/// chunks; calls back with (absolute offset, token, context window, hit
+/// range in window).
 fn chunks(
     path: &Path,
     m: &Matcher,
-    mut f: impl FnMut(u64, usize, &[u8], usize, usize, bool),
+    mut f: impl FnMut(u64, usize, &[u8], usize, usize),
 ) -> std::io::Result<()> {
     const CHUNK: usize = 8 << 20;
     let overlap = m.longest().max(1) + 1;
     let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; CHUNK + overlap];
+    // a small file gets a buffer of its own size, not a zeroed 8 MiB one
+    let len = file.metadata().map(|md| md.len()).unwrap_or(CHUNK as u64);
+    let mut buf = vec![0u8; CHUNK.min(len as usize + 1) + overlap];
     let mut base: u64 = 0; // file offset of buf[0]
     let mut have = 0usize;
     // a hit is new unless it lay wholly inside the previous buffer (the
@@ -581,21 +591,14 @@ fn chunks(
         if !eof && have < buf.len() {
             continue;
         }
-        for h in m.find(&buf[..have]) {
+        for h in m.find_raw(&buf[..have]) {
             let off = base + h.start as u64;
             if base + (h.end as u64) <= seen_until {
                 continue;
             }
             let lo = h.start.saturating_sub(WINDOW);
             let hi = (h.end + WINDOW).min(have);
-            f(
-                off,
-                h.token,
-                &buf[lo..hi],
-                h.start - lo,
-                h.end - lo,
-                h.utf16,
-            );
+            f(off, h.token, &buf[lo..hi], h.start - lo, h.end - lo);
         }
         if eof {
             return Ok(());
@@ -634,6 +637,7 @@ fn group(rel: &str, hits: Vec<Hit>) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn every_vocabulary_row_parses() {
@@ -674,5 +678,83 @@ mod tests {
         let s = pdf_streams(&pdf);
         assert_eq!(s.len(), 1);
         assert!(String::from_utf8_lossy(&s[0]).contains("Jane Roe"));
+    }
+
+    /// The raw pass: a UTF-16 name in the preamble, and a date and a UID
+    /// written as text into 16-bit pixel data, are found; the same name
+    /// in UTF-16 inside the pixel data is not (numeric data matches UTF-16
+    /// by chance), nor a short value.
+    #[test]
+    fn raw_pass_finds_preamble_and_binary_text() {
+        fn el(out: &mut Vec<u8>, g: u16, e: u16, vr: &[u8; 2], v: &[u8]) {
+            out.extend(g.to_le_bytes());
+            out.extend(e.to_le_bytes());
+            out.extend(vr);
+            if vr == b"OW" || vr == b"OB" {
+                out.extend([0, 0]);
+                out.extend((v.len() as u32).to_le_bytes());
+            } else {
+                out.extend((v.len() as u16).to_le_bytes());
+            }
+            out.extend(v);
+        }
+        let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+        let mut f = vec![0u8; 128];
+        let name = utf16("JOHN DOE");
+        f[10..10 + name.len()].copy_from_slice(&name);
+        f.extend(b"DICM");
+        let mut meta = Vec::new();
+        el(&mut meta, 2, 0x10, b"UI", b"1.2.840.10008.1.2.1\0");
+        el(&mut f, 2, 0, b"UL", &(meta.len() as u32).to_le_bytes());
+        f.extend(meta);
+        el(&mut f, 8, 0x60, b"CS", b"CT");
+        let mut px: Vec<u8> = (0..4096u16)
+            .flat_map(|v| (v % 3000).to_le_bytes())
+            .collect();
+        for (at, text) in [
+            (1000, b"20110304".to_vec()),
+            (3000, b"x1.2.3.44444.5555555.6y".to_vec()),
+            (5000, utf16("JOHN DOE")),
+            (7000, b" ANN ".to_vec()),
+        ] {
+            px[at..at + text.len()].copy_from_slice(&text);
+        }
+        el(&mut f, 0x7FE0, 0x10, b"OW", &px);
+        let dir = std::env::temp_dir().join(format!("veil-raw-pass-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.dcm");
+        veil_io::atomic::write_all(&path, &f).unwrap();
+        let tok = |c: Category, v: &str| crate::Token {
+            value: veil_core::Phi::new(v.to_string()),
+            category: c,
+        };
+        let m = Matcher::new(vec![
+            tok(Category::Name, "JOHN DOE"),
+            tok(Category::Name, "ANN"),
+            tok(Category::Date, "20110304"),
+            tok(Category::Uid, "1.2.3.44444.5555555.6"),
+        ]);
+        let s = scan_file(&ScanInput {
+            path: &path,
+            rel: "x.dcm",
+            tokens: Some(&m),
+            patterns: false,
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(s.file.is_ok());
+        let got: BTreeSet<(String, Category)> = s
+            .findings
+            .iter()
+            .map(|f| (f.place.clone(), f.category))
+            .collect();
+        let pixels = "(7FE0,0010)".to_string();
+        let want: BTreeSet<(String, Category)> = [
+            ("preamble".to_string(), Category::Name),
+            (pixels.clone(), Category::Date),
+            (pixels, Category::Uid),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, want);
     }
 }
