@@ -17,7 +17,7 @@
 //! clearly from the pixels around it; candidates of the **same value**
 //! are grouped into lines as the top-hat screen groups its glyphs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use image::GrayImage;
 
@@ -107,7 +107,10 @@ pub fn flat_lines(src: &[i32], w: usize, h: usize) -> (Vec<TextLine>, Option<Gra
     // value then extend a line along its band: a faint line over a
     // gradient has letters brighter than the background at one end,
     // darker at the other and invisible in between, all of one value.
-    let mut by_value: HashMap<i32, Vec<(Comp, u32, Kind)>> = HashMap::new();
+    // by value in ascending order: lines of equal score then come out in
+    // the same order on every run (a HashMap's order changes per process,
+    // and with it the order in which overlapping boxes are filled)
+    let mut by_value: BTreeMap<i32, Vec<(Comp, u32, Kind)>> = BTreeMap::new();
     let mut letter_ids = vec![false; plateaus.len()];
     for (id, p) in plateaus.iter().enumerate() {
         let c = p.c;
