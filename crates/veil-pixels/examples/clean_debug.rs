@@ -44,6 +44,18 @@ fn main() {
             img.put_pixel(x, (l.y + l.h).min(img.height() - 1), image::Luma([128]));
         }
     }
+    for l in veil_pixels::clean::band::band_lines(&fr.image) {
+        println!(
+            "band {:4} {:4} {:4}x{:3} g{:2} s{:.2} {}",
+            l.x,
+            l.y,
+            l.w,
+            l.h,
+            l.glyphs,
+            l.score,
+            if l.bright { "B" } else { "D" }
+        );
+    }
     // optional crop X Y W H (scaled 3x) for a closer look
     if let [x, y, w, h] = args.get(4..8).unwrap_or(&[]) {
         let p = |s: &String| s.parse::<u32>().expect("number");

@@ -1,7 +1,8 @@
 //! Screening throughput: decodes every frame of the images under a folder
 //! that are `SIZE`x`SIZE` (default 512), then times the text-line screen
-//! alone over them (both screens, top-hat and flat ink, on the 8-bit image
-//! and the stored values, as the stage runs them) on `JOBS` threads
+//! alone over them (the top-hat and flat-ink screens on the 8-bit image
+//! and the stored values, and on frames of lossy objects the banded
+//! screen too, as the stage runs them) on `JOBS` threads
 //! (default 2), `ROUNDS` times, and prints frames per second. Used by
 //! scripts/bench-pixels.sh.
 #![allow(clippy::print_stdout)]
@@ -23,12 +24,13 @@ fn main() {
         let Ok(mut r) = veil_pixels::FrameReader::new(&f) else {
             continue;
         };
+        let lossy = !veil_pixels::clean::holds_exact_values(&f);
         if r.size() != (size, size) {
             continue;
         }
         for i in 0..r.frame_count() {
             if let Ok(fr) = r.frame(i) {
-                frames.push((fr.image, fr.values));
+                frames.push((fr.image, fr.values, lossy));
             }
         }
     }
@@ -44,10 +46,17 @@ fn main() {
                 .map(|c| {
                     s.spawn(move || {
                         c.iter()
-                            .map(|(img, values)| {
-                                veil_pixels::clean::detect::screen_values(img, values.as_deref())
-                                    .lines
-                                    .len()
+                            .map(|(img, values, lossy)| {
+                                let screen = veil_pixels::clean::detect::screen_values(
+                                    img,
+                                    values.as_deref(),
+                                );
+                                let banded = if *lossy {
+                                    veil_pixels::clean::band::band_lines(img).len()
+                                } else {
+                                    0
+                                };
+                                screen.lines.len() + banded
                             })
                             .sum::<usize>()
                     })
@@ -58,8 +67,9 @@ fn main() {
     }
     let secs = t.elapsed().as_secs_f64() / rounds as f64;
     println!(
-        "{{\"size\": {size}, \"jobs\": {jobs}, \"frames\": {}, \"decode_s\": {decode:.3}, \"screen_s\": {secs:.3}, \"frames_per_s\": {:.1}, \"candidate_lines\": {lines}}}",
+        "{{\"size\": {size}, \"jobs\": {jobs}, \"frames\": {}, \"lossy_frames\": {}, \"decode_s\": {decode:.3}, \"screen_s\": {secs:.3}, \"frames_per_s\": {:.1}, \"candidate_lines\": {lines}}}",
         frames.len(),
+        frames.iter().filter(|f| f.2).count(),
         frames.len() as f64 / secs
     );
 }

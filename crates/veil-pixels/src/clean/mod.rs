@@ -5,6 +5,8 @@
 //! The path for one object:
 //! 1. **screen** every frame with [`detect::text_lines`] (a few ms per
 //!    frame): candidate lines of text, bright or dark, at any contrast;
+//!    and a lossy frame also with [`band::band_lines`] (long rows of
+//!    near-constant level: faint text over speckle);
 //! 2. **read** each candidate line with OCR ([`crate::ocr::Ocr::read_line`],
 //!    contrast-stretched, enlarged), caching by the crop's pixels so that
 //!    the same annotation on 200 frames of a cine loop is read once;
@@ -24,6 +26,7 @@
 //! BurnedInAnnotation YES with nothing found, an overlay embedded in the
 //! pixel data) comes back with a review reason and is never released.
 
+pub mod band;
 pub mod detect;
 mod flat;
 pub mod matcher;
@@ -32,6 +35,20 @@ mod stage;
 
 #[cfg(feature = "ocr")]
 pub use stage::{clean, with_thread_ocr, CleanOutcome, CleanRequest, Found, Preview, TextMode};
+
+/// Whether an object's frames hold their values as drawn: no lossy
+/// transfer syntax, and no lossy compression in its history (Lossy Image
+/// Compression "01"). Text burned in with one value shows as flat ink
+/// there ([`detect::TextLine::ink`]); in the other frames the codec has
+/// spread it, and the banded screen ([`band`]) looks for it instead.
+pub fn holds_exact_values(file: &veil_io::DicomFile) -> bool {
+    crate::encode::lossy_method(&file.ts.uid).is_none()
+        && file
+            .dataset
+            .ascii(veil_core::Tag(0x0028, 0x2110))
+            .as_deref()
+            != Some("01")
+}
 
 /// The distinct values of `items` with how often each occurs, the
 /// commonest first (equally common ones in ascending order). The screens

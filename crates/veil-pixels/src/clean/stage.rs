@@ -205,6 +205,19 @@ fn read_cached(
     Ok(words)
 }
 
+/// The fraction of a line's box that boxes found on its frame cover (the
+/// largest over those boxes).
+fn covered_by(found: &[Found], l: &TextLine) -> f32 {
+    found
+        .iter()
+        .map(|f| {
+            let ix = (l.x + l.w).min(f.x + f.w).saturating_sub(l.x.max(f.x));
+            let iy = (l.y + l.h).min(f.y + f.h).saturating_sub(l.y.max(f.y));
+            (ix * iy) as f32 / (l.w * l.h).max(1) as f32
+        })
+        .fold(0.0, f32::max)
+}
+
 /// Tesseract confidence from which a word read on a top-hat line of an
 /// exact frame counts (matches, and the words that box the line): OCR
 /// reads labels and names into anatomy with less.
@@ -420,8 +433,7 @@ fn find_in_frames(
 ) -> Result<(), PixelError> {
     let mut reader = FrameReader::new(file)?;
     let (w, h) = reader.size();
-    let exact = crate::encode::lossy_method(&file.ts.uid).is_none()
-        && file.dataset.ascii(Tag(0x0028, 0x2110)).as_deref() != Some("01");
+    let exact = super::holds_exact_values(file);
     for (r, label) in &req.rule_rects {
         let x = r.x.min(w);
         let y = r.y.min(h);
@@ -445,7 +457,20 @@ fn find_in_frames(
         out.frames += 1;
         let before = out.found.len();
         let scr = screen_values(&frame.image, frame.values.as_deref());
-        for &l in &scr.lines {
+        // lossy frames: the banded screen's long rows of near-constant
+        // level too (faint text over speckle, see [`super::band`])
+        let banded = if exact {
+            Vec::new()
+        } else {
+            super::band::band_lines(&frame.image)
+        };
+        let lines = scr.lines.iter().map(|l| (*l, false));
+        for (l, banded) in lines.chain(banded.into_iter().map(|l| (l, true))) {
+            // a banded row where a box of this frame already is: that
+            // text is taken care of
+            if banded && covered_by(&out.found[before..], &l) >= 0.9 {
+                continue;
+            }
             let mut words = read_cached(
                 cache,
                 &mut out.lines_read,
@@ -476,6 +501,22 @@ fn find_in_frames(
             let in_rule = req.rule_search.iter().any(|(r, _)| r.overlaps(&line));
             if let Some(why) = decide(&l, &words, all || in_rule, exact, matcher) {
                 let pad = pad_for(l.h);
+                if banded {
+                    // its glyphs are where the letters are: no growing
+                    // over speckle that merely shares their level
+                    let (x0, y0) = (l.x.saturating_sub(pad), l.y.saturating_sub(pad));
+                    let (x1, y1) = ((l.x + l.w + pad).min(w), (l.y + l.h + pad).min(h));
+                    out.found.push(Found {
+                        frame: Some(i),
+                        x: x0,
+                        y: y0,
+                        w: x1 - x0,
+                        h: y1 - y0,
+                        why: format!("ocr: {why} (banded)"),
+                        overlay: None,
+                    });
+                    continue;
+                }
                 // the line (for flat ink, exactly its letters) or, for a
                 // top-hat line, whose box may take in the anatomy beside
                 // the text, the words OCR read in it
