@@ -8,25 +8,27 @@
 //! independent decoder).
 //!
 //! Issue targets: at least 99 % of planted lines unreadable, at most 1 %
-//! of non-text pixels changed, no decode failures. The last two hold and
-//! are asserted as such (non-text both over lossless inputs, where
-//! pixels outside the boxes must stay bit-identical, and over all
-//! inputs); the first is not reached yet and is asserted as a floor at
-//! what the stage reaches (see `RECALL_FLOOR`). Objects
-//! sent to review are reported, not counted as misses; an object that
-//! vanishes (neither OUT nor review) fails the test.
+//! of non-text pixels changed, no decode failures. All three are reached
+//! on this set (99.3 %, 0.96 %, 0; docs/pixels.md). The non-text and
+//! decode targets are asserted as such (non-text both over lossless
+//! inputs, where pixels outside the boxes must stay bit-identical, and
+//! over all inputs); recall is asserted one line below what the stage
+//! reaches (see `RECALL_FLOOR`), since a line more or less can come from
+//! OCR on another CPU. Objects sent to review are reported, not counted
+//! as misses; an object that vanishes (neither OUT nor review) fails the
+//! test.
 
 #![allow(clippy::print_stderr)] // tests report their measurements
 use std::process::Command;
 
 use veil_plant::textset::{self, BuildOptions, SetSize};
 
-/// What the stage reaches today on the default set (seed 4: 98.6 %,
-/// 274 of 278 lines), less a line's margin for OCR's run-to-run
-/// differences; the issue's target is 99 %.
-const RECALL_FLOOR: f64 = 97.5;
+/// What the stage reaches on the default set (seed 4: 99.3 %, 276 of
+/// 278 lines), less a line's margin for OCR's differences between runs
+/// and machines (275 of 278); the issue's target is 99 %.
+const RECALL_FLOOR: f64 = 98.9;
 /// The issue's target (reached on the default set: 0.62 % over lossless
-/// inputs, 0.94 % over all).
+/// inputs, 0.96 % over all).
 const NONTEXT_CEILING: f64 = 1.0;
 
 #[test]
@@ -136,10 +138,9 @@ fn clean_pixel_data_makes_planted_text_unreadable() {
     );
     assert!(ev.evaluated_lines > 0, "every object went to review");
     // Issue 4's targets are 99 % unreadable and at most 1 % of non-text
-    // pixels changed. The second is reached; the first not yet (measured
-    // on this set: 98.6 %, see docs/pixels.md): the floor holds what the
-    // stage does reach, so that a regression fails; raise it as it
-    // improves.
+    // pixels changed, both reached on this set (docs/pixels.md); recall
+    // is held one line below what the stage reaches, so that a regression
+    // fails while OCR's run-to-run differences do not.
     assert!(
         ev.recall_percent >= RECALL_FLOOR,
         "planted lines unreadable: {:.1} % (floor {RECALL_FLOOR} %, target 99 %)",
