@@ -27,34 +27,14 @@ fn main() {
             .iter()
             .map(|w| format!("{}({:.0})", w.text, w.confidence))
             .collect();
-        println!(
-            "{:4} {:4} {:4}x{:3} g{:2} s{:.2} {} {:?} {:?}",
-            l.x,
-            l.y,
-            l.w,
-            l.h,
-            l.glyphs,
-            l.score,
-            if l.bright { "B" } else { "D" },
-            l.ink,
-            t
-        );
+        println!("{} {:?} {:?}", describe(l), l.ink, t);
         for x in l.x..(l.x + l.w).min(img.width()) {
             img.put_pixel(x, l.y, image::Luma([128]));
             img.put_pixel(x, (l.y + l.h).min(img.height() - 1), image::Luma([128]));
         }
     }
     for l in veil_pixels::clean::band::band_lines(&fr.image) {
-        println!(
-            "band {:4} {:4} {:4}x{:3} g{:2} s{:.2} {}",
-            l.x,
-            l.y,
-            l.w,
-            l.h,
-            l.glyphs,
-            l.score,
-            if l.bright { "B" } else { "D" }
-        );
+        println!("band {}", describe(&l));
     }
     // optional crop X Y W H (scaled 3x) for a closer look
     if let [x, y, w, h] = args.get(4..8).unwrap_or(&[]) {
@@ -99,4 +79,18 @@ fn main() {
     }
     let png = veil_pixels::thumbnail_png(&img, 4096, &[]);
     veil_io::atomic::write_all(&out.join("debug.png"), &png).expect("write");
+}
+
+/// A line's box, glyph count, score and polarity, in one column layout.
+fn describe(l: &veil_pixels::clean::detect::TextLine) -> String {
+    format!(
+        "{:4} {:4} {:4}x{:3} g{:2} s{:.2} {}",
+        l.x,
+        l.y,
+        l.w,
+        l.h,
+        l.glyphs,
+        l.score,
+        if l.bright { "B" } else { "D" }
+    )
 }

@@ -501,103 +501,94 @@ fn find_in_frames(
             let in_rule = req.rule_search.iter().any(|(r, _)| r.overlaps(&line));
             if let Some(why) = decide(&l, &words, all || in_rule, exact, matcher) {
                 let pad = pad_for(l.h);
-                if banded {
+                let (x0, y0, x1, y1, padx) = if banded {
                     // its glyphs are where the letters are: no growing
                     // over speckle that merely shares their level
-                    let (x0, y0) = (l.x.saturating_sub(pad), l.y.saturating_sub(pad));
-                    let (x1, y1) = ((l.x + l.w + pad).min(w), (l.y + l.h + pad).min(h));
-                    out.found.push(Found {
-                        frame: Some(i),
-                        x: x0,
-                        y: y0,
-                        w: x1 - x0,
-                        h: y1 - y0,
-                        why: format!("ocr: {why} (banded)"),
-                        overlay: None,
-                    });
-                    continue;
-                }
-                // the line (for flat ink, exactly its letters) or, for a
-                // top-hat line, whose box may take in the anatomy beside
-                // the text, the words OCR read in it
-                let (mut x0, mut y0, mut x1, mut y1) = (l.x, l.y, l.x + l.w, l.y + l.h);
-                if l.ink.is_none() {
-                    let read: Vec<&Word> = words
-                        .iter()
-                        .filter(|wd| {
-                            wd.confidence >= if exact { SURE } else { 30.0 }
-                                && wd.text.chars().any(char::is_alphanumeric)
-                                && wd.height <= l.h + l.h / 2
-                                && wd.top + l.h / 2 >= l.y
-                                && wd.top + wd.height <= l.y + l.h + l.h / 2
-                        })
-                        .collect();
-                    if let (Some(a), Some(b)) = (
-                        read.iter().map(|wd| wd.left).min(),
-                        read.iter().map(|wd| wd.left + wd.width).max(),
-                    ) {
-                        (x0, x1) = (a.max(l.x.saturating_sub(l.h)), b.min(x1 + l.h));
+                    (l.x, l.y, l.x + l.w, l.y + l.h, pad)
+                } else {
+                    // the line (for flat ink, exactly its letters) or, for a
+                    // top-hat line, whose box may take in the anatomy beside
+                    // the text, the words OCR read in it
+                    let (mut x0, mut y0, mut x1, mut y1) = (l.x, l.y, l.x + l.w, l.y + l.h);
+                    if l.ink.is_none() {
+                        let read: Vec<&Word> = words
+                            .iter()
+                            .filter(|wd| {
+                                wd.confidence >= if exact { SURE } else { 30.0 }
+                                    && wd.text.chars().any(char::is_alphanumeric)
+                                    && wd.height <= l.h + l.h / 2
+                                    && wd.top + l.h / 2 >= l.y
+                                    && wd.top + wd.height <= l.y + l.h + l.h / 2
+                            })
+                            .collect();
+                        if let (Some(a), Some(b)) = (
+                            read.iter().map(|wd| wd.left).min(),
+                            read.iter().map(|wd| wd.left + wd.width).max(),
+                        ) {
+                            (x0, x1) = (a.max(l.x.saturating_sub(l.h)), b.min(x1 + l.h));
+                        }
                     }
-                }
-                let flat = l.ink.is_some();
-                // words sticking out of the line (a letter the screen cut
-                // off); OCR's boxes around garbage can be huge: not those,
-                // nor (in an exact frame) its unsure words. A flat line
-                // has its letters already
-                for wd in words.iter().filter(|wd| {
-                    !flat
-                        && (!exact || wd.confidence >= SURE)
-                        && wd.height <= l.h + l.h / 2
-                        && wd.top + l.h / 2 >= l.y
-                        && wd.top + wd.height <= l.y + l.h + l.h / 2
-                }) {
-                    x0 = x0.min(wd.left);
-                    y0 = y0.min(wd.top);
-                    x1 = x1.max(wd.left + wd.width);
-                    y1 = y1.max(wd.top + wd.height);
-                }
-                // the rest of the line: letters the screen did not group
-                // (in an exact frame, top-hat ink runs on into anatomy:
-                // only a couple of letters further)
-                let reach = match (exact, flat) {
-                    (true, false) => 2 * l.glyph_h,
-                    // small letters break into pieces the line may not
-                    // have gathered; larger flat letters were all gathered
-                    // by value, and the top-hat ink beside them is what
-                    // they lie on (on the must-show set, growing them by
-                    // two letters changed 0.34 % of the non-text pixels
-                    // and found no line more)
-                    (true, true) if l.glyph_h <= 8 => (8 * l.glyph_h).min(40),
-                    (true, true) => 0,
-                    // lossy frames: four lines' heights. Their top-hat ink
-                    // runs on over speckle and texture, and a reach of 12
-                    // heights drew boxes across the frame (on the
-                    // must-show set 3.96 % of lossy non-text pixels
-                    // changed against 3.47 % now, the same lines found,
-                    // and so on the other seed's set; 2 heights lose one
-                    // line on each)
-                    (false, _) => 4 * l.h + 8,
-                };
-                let (gx, _, gw, _) =
-                    scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, reach, exact);
-                // and, in a lossy frame, over the letters' own level
-                // where the background changes under the line
-                if !exact {
-                    let (lx0, lx1) = scr.grow_level(&frame.image, &l, (x0, x1), reach);
-                    (x0, x1) = (gx.min(lx0), (gx + gw).max(lx1));
-                } else {
-                    (x0, x1) = (gx, gx + gw);
-                }
-                // a letter's width more at each end: a first or last
-                // character the screen could not separate from its
-                // surroundings still goes
-                let padx = if flat && exact && l.glyph_h > 8 {
-                    // flat letters were gathered by value and the grow
-                    // looked for more: half a letter of margin (small
-                    // letters break into pieces; they keep a whole one)
-                    pad.max(l.glyph_h / 2)
-                } else {
-                    pad.max(l.glyph_h)
+                    let flat = l.ink.is_some();
+                    // words sticking out of the line (a letter the screen cut
+                    // off); OCR's boxes around garbage can be huge: not those,
+                    // nor (in an exact frame) its unsure words. A flat line
+                    // has its letters already
+                    for wd in words.iter().filter(|wd| {
+                        !flat
+                            && (!exact || wd.confidence >= SURE)
+                            && wd.height <= l.h + l.h / 2
+                            && wd.top + l.h / 2 >= l.y
+                            && wd.top + wd.height <= l.y + l.h + l.h / 2
+                    }) {
+                        x0 = x0.min(wd.left);
+                        y0 = y0.min(wd.top);
+                        x1 = x1.max(wd.left + wd.width);
+                        y1 = y1.max(wd.top + wd.height);
+                    }
+                    // the rest of the line: letters the screen did not group
+                    // (in an exact frame, top-hat ink runs on into anatomy:
+                    // only a couple of letters further)
+                    let reach = match (exact, flat) {
+                        (true, false) => 2 * l.glyph_h,
+                        // small letters break into pieces the line may not
+                        // have gathered; larger flat letters were all gathered
+                        // by value, and the top-hat ink beside them is what
+                        // they lie on (on the must-show set, growing them by
+                        // two letters changed 0.34 % of the non-text pixels
+                        // and found no line more)
+                        (true, true) if l.glyph_h <= 8 => (8 * l.glyph_h).min(40),
+                        (true, true) => 0,
+                        // lossy frames: four lines' heights. Their top-hat ink
+                        // runs on over speckle and texture, and a reach of 12
+                        // heights drew boxes across the frame (on the
+                        // must-show set 3.96 % of lossy non-text pixels
+                        // changed against 3.47 % now, the same lines found,
+                        // and so on the other seed's set; 2 heights lose one
+                        // line on each)
+                        (false, _) => 4 * l.h + 8,
+                    };
+                    let (gx, _, gw, _) =
+                        scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, reach, exact);
+                    // and, in a lossy frame, over the letters' own level
+                    // where the background changes under the line
+                    if !exact {
+                        let (lx0, lx1) = scr.grow_level(&frame.image, &l, (x0, x1), reach);
+                        (x0, x1) = (gx.min(lx0), (gx + gw).max(lx1));
+                    } else {
+                        (x0, x1) = (gx, gx + gw);
+                    }
+                    // a letter's width more at each end: a first or last
+                    // character the screen could not separate from its
+                    // surroundings still goes
+                    let padx = if flat && exact && l.glyph_h > 8 {
+                        // flat letters were gathered by value and the grow
+                        // looked for more: half a letter of margin (small
+                        // letters break into pieces; they keep a whole one)
+                        pad.max(l.glyph_h / 2)
+                    } else {
+                        pad.max(l.glyph_h)
+                    };
+                    (x0, y0, x1, y1, padx)
                 };
                 let x0 = x0.saturating_sub(padx);
                 let y0 = y0.saturating_sub(pad);
@@ -609,7 +600,11 @@ fn find_in_frames(
                     y: y0,
                     w: x1 - x0,
                     h: y1 - y0,
-                    why: format!("ocr: {why}"),
+                    why: if banded {
+                        format!("ocr: {why} (banded)")
+                    } else {
+                        format!("ocr: {why}")
+                    },
                     overlay: None,
                 });
             }
