@@ -99,11 +99,9 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
     let mut note = None;
     match &series {
         Some(s) => {
-            s.write(&d.volume, output, true)
+            note = s
+                .write(&d.volume, output, true)
                 .map_err(|e| e.to_string())?;
-            if s.recompressed_as_native {
-                note = Some("compressed input written as Explicit VR Little Endian");
-            }
         }
         None => volume::write_nifti(output, &d.volume, &nifti).map_err(|e| e.to_string())?,
     }

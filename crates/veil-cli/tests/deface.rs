@@ -340,6 +340,129 @@ fn dicom_series_in_same_series_out_and_in_a_batch() {
     }
 }
 
+/// Runs a peer tool on every file of `from` into `to` (same names).
+fn transcode(from: &[PathBuf], to: &Path, tool: &str, args: &[&str]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(to).unwrap();
+    from.iter()
+        .map(|f| {
+            let dest = to.join(f.file_name().unwrap());
+            let r = Command::new(tool)
+                .args(args)
+                .arg(f)
+                .arg(&dest)
+                .output()
+                .unwrap_or_else(|e| panic!("{tool} not runnable: {e}"));
+            assert!(r.status.success(), "{tool} failed");
+            dest
+        })
+        .collect()
+}
+
+/// A head series stored compressed (RLE, JPEG lossless, JPEG 2000
+/// lossless, by dcmtk and GDCM) or big endian is defaced exactly as the
+/// same series stored uncompressed: the decoded samples are the same, so
+/// the defaced volume is too. The output keeps the source's transfer
+/// syntax where Veil has a lossless encoder for it (JPEG 2000 becomes
+/// JPEG-LS lossless, and the note says so), alone and in a batch.
+#[test]
+fn compressed_and_big_endian_series_deface_as_the_native_one() {
+    let Some(h) = heads() else { return };
+    let dir = veil_test::scratch("deface-compressed");
+    let (vol, _) = volume::read_nifti(&h.join("ch2.nii.gz")).unwrap();
+    let inputs = write_series(&vol, &dir.join("native"), "2.25.4321", None, 0.0);
+    let deface = |series: &Path, out: &Path| -> serde_json::Value {
+        let r = Command::new(VEIL)
+            .arg("deface")
+            .arg(series)
+            .arg(out)
+            .output()
+            .unwrap();
+        assert_eq!(
+            r.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        serde_json::from_slice(&r.stdout).expect("one JSON line")
+    };
+    let native = deface(&dir.join("native"), &dir.join("native-out"));
+    assert!(native["note"].is_null());
+    let want = Volume::read_dicom_series(&dir.join("native-out")).unwrap();
+    let before = Volume::read_dicom_series(&dir.join("native")).unwrap();
+    let removed = want
+        .data
+        .iter()
+        .zip(&before.data)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        removed > 10_000,
+        "the face was removed ({removed} voxels changed)"
+    );
+    let ts_of = |f: &Path| veil_io::read(f).unwrap().ts.uid;
+    let cases: [(&str, &str, &[&str], &str); 4] = [
+        ("rle", "dcmcrle", &[], "1.2.840.10008.1.2.5"),
+        ("jpeg-ll", "dcmcjpeg", &["+e1"], "1.2.840.10008.1.2.4.70"),
+        ("big-endian", "dcmconv", &["+tb"], "1.2.840.10008.1.2.2"),
+        ("j2k", "gdcmconv", &["--j2k"], "1.2.840.10008.1.2.4.80"),
+    ];
+    for (name, tool, args, out_ts) in cases {
+        let series = dir.join(name);
+        let files = transcode(&inputs, &series, tool, args);
+        let out = dir.join(format!("{name}-out"));
+        let r = deface(&series, &out);
+        assert_eq!(
+            r["note"].is_string(),
+            name == "j2k",
+            "{name}: transcoding said only where it happened: {r}"
+        );
+        let outs = veil_test::files(&out);
+        assert_eq!(outs.len(), files.len(), "{name}: every instance kept");
+        for f in &outs {
+            assert_eq!(ts_of(f), out_ts, "{name}: output syntax");
+        }
+        let got = Volume::read_dicom_series(&out).unwrap();
+        assert!(
+            got.data == want.data,
+            "{name}: defaced as the native series"
+        );
+        if name == "jpeg-ll" {
+            // and in a batch
+            let key = veil_test::new_key(VEIL, &dir);
+            let bout = dir.join("batch");
+            let r = Command::new(VEIL)
+                .arg("deid")
+                .arg(&series)
+                .arg("--out")
+                .arg(&bout)
+                .arg("--review")
+                .arg(dir.join("review"))
+                .arg("--key")
+                .arg(&key)
+                .args(["--option", "clean-recognizable-visual-features"])
+                .output()
+                .unwrap();
+            assert_eq!(
+                r.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+            let written = veil_test::files(&bout);
+            assert_eq!(written.len(), files.len(), "the defaced series is released");
+            for f in &written {
+                assert_eq!(ts_of(f), out_ts, "batch output syntax");
+                assert!(has_code(&veil_io::read(f).unwrap().dataset));
+            }
+            let released = Volume::read_dicom_series(&bout).unwrap();
+            assert!(
+                released.data == want.data,
+                "the batch defaces as `veil deface` does"
+            );
+        }
+    }
+}
+
 #[test]
 fn uneven_or_tilted_series_are_refused_with_the_reason() {
     let Some(h) = heads() else { return };

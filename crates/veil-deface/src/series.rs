@@ -7,16 +7,19 @@
 //! along the normal (gantry tilt), not evenly spaced, or that changes
 //! orientation, size, pixel spacing or pixel format is refused with the
 //! reason, and the caller sends it to review.
+//!
+//! Pixels come in and go out through the pixel stage's codecs
+//! ([`veil_pixels::RawReader`], [`veil_pixels::FrameEncoder`]): a head
+//! series stored compressed or big endian is defaced like a native one
+//! and keeps its transfer syntax where a lossless encoder exists.
 
 use std::path::{Path, PathBuf};
 
-use dicom_core::VR;
 use veil_core::Tag;
-use veil_io::{DataSet, DicomFile, Element, TsInfo, Value};
+use veil_io::{DataSet, DicomFile, TsInfo};
+use veil_pixels::{EncodePolicy, Encoded, FrameEncoder, RawFrame, RawLayout, RawReader};
 
 use crate::volume::{Volume, VolumeError};
-
-const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 
 /// The DCM code that says the Clean Recognizable Visual Features Option
 /// was applied (PS3.16 CID 7050).
@@ -34,6 +37,7 @@ pub struct Slice {
     pub sop_instance_uid: String,
     slope: f64,
     intercept: f64,
+    layout: RawLayout,
 }
 
 /// A series assembled into a volume: the instances in slice order (slice
@@ -47,9 +51,6 @@ pub struct Series {
     bits_allocated: u16,
     bits_stored: u16,
     signed: bool,
-    /// The input's pixel data was compressed, so the output is written
-    /// Explicit VR Little Endian.
-    pub recompressed_as_native: bool,
 }
 
 fn err(s: impl Into<String>) -> VolumeError {
@@ -96,9 +97,6 @@ pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
         let file = veil_io::read(p).map_err(|e| err(format!("cannot read an instance: {e}")))?;
         let ds = &file.dataset;
         let be = file.ts.big_endian;
-        if be {
-            return Err(err("big-endian transfer syntax is not supported"));
-        }
         let uid = ds.ascii(Tag(0x0020, 0x000E)).unwrap_or_default();
         match &series_uid {
             None => series_uid = Some(uid),
@@ -236,7 +234,6 @@ pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
     let signed = pixrep == 1;
     let mut data = Vec::with_capacity(rows * cols * n);
     let mut slices = Vec::with_capacity(n);
-    let mut recompressed = false;
     for r in raws {
         let ds = &r.file.dataset;
         let slope = ds_numbers(ds, Tag(0x0028, 0x1053))
@@ -246,12 +243,7 @@ pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
         let intercept = ds_numbers(ds, Tag(0x0028, 0x1052))
             .and_then(|v| v.first().copied())
             .unwrap_or(0.0);
-        let bytes = native_pixels(
-            &r.file,
-            &r.path,
-            rows * cols * (bits_allocated as usize / 8),
-        )?;
-        recompressed |= r.file.ts.encapsulated;
+        let (bytes, layout) = stored_pixels(&r.file, rows * cols * (bits_allocated as usize / 8))?;
         let mask: u32 = if bits_stored >= 32 {
             u32::MAX
         } else {
@@ -278,6 +270,7 @@ pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
             sop_instance_uid: sop,
             slope,
             intercept,
+            layout,
         });
     }
     let vol = Volume {
@@ -294,38 +287,38 @@ pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
             bits_allocated,
             bits_stored,
             signed,
-            recompressed_as_native: recompressed,
         },
     ))
 }
 
-/// The stored pixel bytes of a single-frame native image (little endian).
-fn native_pixels(file: &DicomFile, path: &Path, len: usize) -> Result<Vec<u8>, VolumeError> {
-    if file.ts.encapsulated
-        || file.ts.deflated && !matches!(file.source, veil_io::Source::Memory(_))
-    {
-        let _ = path;
-        return Err(err(format!(
-            "compressed pixel data ({}) is not supported for defacing",
-            file.ts.uid
-        )));
+/// The stored samples of a single-frame image (little endian), from any
+/// transfer syntax Veil decodes (native in either byte order, deflated,
+/// RLE, JPEG, JPEG-LS, JPEG 2000), and what they mean.
+fn stored_pixels(file: &DicomFile, len: usize) -> Result<(Vec<u8>, RawLayout), VolumeError> {
+    let mut r = RawReader::new(file).map_err(|e| err(format!("pixel data: {e}")))?;
+    if r.frame_count() != 1 {
+        return Err(err("multi-frame instances are not supported"));
     }
-    let e = file
-        .dataset
-        .get(PIXEL_DATA)
-        .ok_or_else(|| err("an instance has no Pixel Data"))?;
-    let mut bytes = match &e.value {
-        Value::Bytes(b) => b.clone(),
-        Value::Bulk { offset, len } => {
-            veil_io::BulkSource::open(&file.source)?.read_range(*offset, *len)?
-        }
-        _ => return Err(err("unexpected Pixel Data encoding")),
-    };
+    let layout = r.layout().clone();
+    if layout.spp != 1 {
+        return Err(err("colour images are not a volume"));
+    }
+    let mut bytes = r
+        .frame(0)
+        .map_err(|e| err(format!("pixel data: {e}")))?
+        .data;
     if bytes.len() < len {
         return Err(err("Pixel Data shorter than Rows x Columns"));
     }
     bytes.truncate(len);
-    Ok(bytes)
+    Ok((bytes, layout))
+}
+
+impl Slice {
+    /// What its stored samples mean (for [`encode_slice`]).
+    pub fn layout(&self) -> &RawLayout {
+        &self.layout
+    }
 }
 
 impl Series {
@@ -360,44 +353,38 @@ impl Series {
         out
     }
 
-    /// The transfer syntax outputs are written in: the input's when it was
-    /// native little endian, else Explicit VR Little Endian.
-    pub fn output_ts(&self, k: usize) -> TsInfo {
-        let ts = &self.slices[k].file.ts;
-        if ts.encapsulated || ts.deflated || ts.big_endian {
-            TsInfo::explicit_le()
-        } else {
-            ts.clone()
-        }
-    }
-
-    /// The data set of instance `k` with the defaced pixel data in place.
-    pub fn defaced_dataset(&self, vol: &Volume, k: usize) -> DataSet {
-        let mut ds = self.slices[k].file.dataset.clone();
-        let vr = if self.bits_allocated == 8 {
-            VR::OB
-        } else {
-            VR::OW
-        };
-        ds.put(Element::bytes(PIXEL_DATA, vr, self.pixel_bytes(vol, k)));
-        ds
+    /// Instance `k` with the defaced pixel data in place (see
+    /// [`encode_slice`]): the data set and the syntax to write it in, and
+    /// what was transcoded (for the report; no values).
+    pub fn defaced(
+        &self,
+        vol: &Volume,
+        k: usize,
+    ) -> Result<(DataSet, TsInfo, Option<String>), VolumeError> {
+        let s = &self.slices[k];
+        let encoded = encode_slice(&s.layout, &s.file.ts, self.pixel_bytes(vol, k))?;
+        let mut ds = s.file.dataset.clone();
+        encoded.apply_to(&mut ds);
+        Ok((ds, encoded.ts, encoded.transcoded))
     }
 
     /// Writes every instance, defaced, into `out_dir` as `IM00001.dcm`...
     /// in slice order (names carry nothing of the input). With
     /// `mark_method`, code 113102 is added to De-identification Method
     /// Code Sequence (when `veil deface` runs alone; in a `veil deid` batch
-    /// the pipeline adds it with the rest of the method codes).
+    /// the pipeline adds it with the rest of the method codes). Returns
+    /// what was transcoded, if any slice was (syntax names only).
     pub fn write(
         &self,
         vol: &Volume,
         out_dir: &Path,
         mark_method: bool,
-    ) -> Result<Vec<PathBuf>, VolumeError> {
+    ) -> Result<Option<String>, VolumeError> {
         std::fs::create_dir_all(out_dir)?;
-        let mut written = Vec::with_capacity(self.slices.len());
+        let mut note = None;
         for k in 0..self.slices.len() {
-            let mut ds = self.defaced_dataset(vol, k);
+            let (mut ds, ts, transcoded) = self.defaced(vol, k)?;
+            note = note.or(transcoded);
             if mark_method {
                 add_method_code(&mut ds);
             }
@@ -407,12 +394,33 @@ impl Series {
                 sop_instance: s.sop_instance_uid.clone(),
             };
             let path = out_dir.join(format!("IM{:05}.dcm", k + 1));
-            veil_io::write_file(&path, &meta, &self.output_ts(k), &ds, &s.file.source)
+            veil_io::write_file(&path, &meta, &ts, &ds, &s.file.source)
                 .map_err(|e| err(format!("cannot write an instance: {e}")))?;
-            written.push(path);
         }
-        Ok(written)
+        Ok(note)
     }
+}
+
+/// A defaced slice's stored samples (little endian, as
+/// [`Series::pixel_bytes`] gives them) encoded for writing: in the
+/// source's transfer syntax when Veil has a lossless encoder for it,
+/// else JPEG-LS lossless (a lossy source keeps Lossy Image Compression
+/// "01"), as the pixel stage writes cleaned frames. Why not always
+/// native: a compressed head series written uncompressed is several
+/// times larger, and the syntax is the receiver's to choose, not ours.
+pub fn encode_slice(
+    layout: &RawLayout,
+    source_ts: &TsInfo,
+    samples: Vec<u8>,
+) -> Result<Encoded, VolumeError> {
+    let encode = |e: veil_pixels::PixelError| err(format!("cannot encode a defaced slice: {e}"));
+    let mut enc = FrameEncoder::new(layout, source_ts, EncodePolicy::default()).map_err(encode)?;
+    enc.push(&RawFrame {
+        index: 0,
+        data: samples,
+    })
+    .map_err(encode)?;
+    enc.finish().map_err(encode)
 }
 
 /// Adds code 113102 (Clean Recognizable Visual Features Option) to

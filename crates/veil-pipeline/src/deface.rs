@@ -15,9 +15,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use dicom_core::VR;
 use veil_core::Tag;
-use veil_io::{DataSet, Element};
+use veil_io::{DataSet, TsInfo};
+use veil_pixels::RawLayout;
 
 /// Folder under the review root for the parked pixel data (removed when
 /// the batch ends).
@@ -26,12 +26,16 @@ const PARK: &str = ".veil-deface";
 /// What happens to one input.
 #[derive(Debug, Clone)]
 pub enum Plan {
-    /// Defaced: the new Pixel Data (stored format) is in this file.
+    /// Defaced: the new stored samples (little endian) are in this file,
+    /// encoded when the instance is staged
+    /// ([`veil_deface::series::encode_slice`]).
     Defaced {
-        /// temporary file holding the pixel bytes
+        /// temporary file holding the samples
         pixels: PathBuf,
-        /// OB or OW
-        vr: VR,
+        /// what they mean
+        layout: RawLayout,
+        /// the source's transfer syntax
+        ts: TsInfo,
     },
     /// To review, with the reason (no values).
     Review(String),
@@ -99,45 +103,51 @@ impl Stage {
                     continue;
                 }
             };
-            let vr = s
-                .defaced_dataset(&d.volume, 0)
-                .get(Tag(0x7FE0, 0x0010))
-                .map_or(VR::OW, |e| e.vr);
             for (k, slice) in s.slices.iter().enumerate() {
                 n += 1;
                 let p = park.join(format!("{n}.raw"));
                 veil_io::atomic::write_all(&p, &s.pixel_bytes(&d.volume, k))?;
-                st.plans
-                    .insert(slice.path.clone(), Plan::Defaced { pixels: p, vr });
+                let plan = Plan::Defaced {
+                    pixels: p,
+                    layout: slice.layout().clone(),
+                    ts: slice.file.ts.clone(),
+                };
+                st.plans.insert(slice.path.clone(), plan);
             }
         }
         Ok(st)
     }
 
     /// Applies the plan to one staged object: `review` is the engine's
-    /// review reason, changed in place. True when the pixel data was
-    /// replaced by the defaced volume's.
+    /// review reason, changed in place. `Some` when the pixel data was
+    /// replaced by the defaced volume's: the transfer syntax to write the
+    /// object in, and what was transcoded (no values).
     pub fn apply(
         &self,
         input: &Path,
         ds: &mut DataSet,
         review: &mut Option<String>,
-    ) -> std::io::Result<bool> {
+    ) -> std::io::Result<Option<(TsInfo, Option<String>)>> {
         if review.as_deref() != Some(veil_deid::DEFACE_PENDING) {
-            return Ok(false);
+            return Ok(None);
         }
         match self.plans.get(input) {
-            Some(Plan::Defaced { pixels, vr }) => {
-                let bytes = std::fs::read(pixels)?;
-                ds.put(Element::bytes(Tag(0x7FE0, 0x0010), *vr, bytes));
-                veil_deface::series::add_method_code(ds);
-                *review = None;
-                return Ok(true);
+            Some(Plan::Defaced { pixels, layout, ts }) => {
+                let samples = std::fs::read(pixels)?;
+                match veil_deface::series::encode_slice(layout, ts, samples) {
+                    Ok(enc) => {
+                        enc.apply_to(ds);
+                        veil_deface::series::add_method_code(ds);
+                        *review = None;
+                        return Ok(Some((enc.ts, enc.transcoded)));
+                    }
+                    Err(e) => *review = Some(format!("defacing: {e}")),
+                }
             }
             Some(Plan::Review(reason)) => *review = Some(reason.clone()),
             None => {}
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Removes the parked pixel data.

@@ -100,6 +100,10 @@ pub struct FileResult {
     /// What the pixel stage redacted (boxes and why, never text).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pixels: Option<PixelReport>,
+    /// A defaced object whose source syntax has no lossless encoder in
+    /// Veil: what it was written in instead (syntax names, no values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcoded: Option<String>,
 }
 
 /// Counts for the summary line and the report.
@@ -318,6 +322,7 @@ impl Batch<'_> {
             sop: None,
             pending: None,
             pixels: None,
+            transcoded: None,
         };
         let permit = st.cpu.acquire();
         let file = match veil_io::read(input) {
@@ -334,7 +339,7 @@ impl Batch<'_> {
             Err(reason) => return staged(Outcome::Quarantined { reason }),
         };
         // the defacing stage replaces head CT/MR pixels with its volume's
-        let mut defaced = false;
+        let mut defaced = None;
         if let Some(df) = &st.defacing {
             match df.apply(input, &mut d.dataset, &mut d.review) {
                 Ok(done) => defaced = done,
@@ -349,7 +354,7 @@ impl Batch<'_> {
         // the pixel stage reads the source and changes the output's pixels
         // (not those of a defaced slice: they come from the new volume)
         let applied = match pixel_stage {
-            Some(p) if d.review.is_none() && !defaced => {
+            Some(p) if d.review.is_none() && defaced.is_none() => {
                 let a = p.apply(&file, &mut d, self.policy);
                 if let Some(r) = &a.review {
                     d.review = Some(r.clone());
@@ -358,9 +363,11 @@ impl Batch<'_> {
             }
             _ => None,
         };
+        let (defaced_ts, transcoded) = defaced.unzip();
         let out_ts = applied
             .as_ref()
             .and_then(|a| a.ts.clone())
+            .or(defaced_ts)
             .unwrap_or_else(|| file.ts.clone());
         drop(permit);
         let rel = if self.dicomdir {
@@ -456,6 +463,7 @@ impl Batch<'_> {
             sop: Some(sop),
             pending,
             pixels,
+            transcoded: transcoded.flatten(),
         }
     }
 
@@ -475,6 +483,7 @@ impl Batch<'_> {
             sop,
             pending,
             pixels,
+            transcoded,
         } = s;
         if let Some(sop) = sop {
             if !claims.insert(sop) {
@@ -509,6 +518,7 @@ impl Batch<'_> {
                 input,
                 outcome,
                 pixels,
+                transcoded,
             },
             bytes,
         )
@@ -541,6 +551,7 @@ struct Staged {
     sop: Option<String>,
     pending: Option<veil_io::atomic::Pending>,
     pixels: Option<PixelReport>,
+    transcoded: Option<String>,
 }
 
 /// Inputs per group commit.
