@@ -167,6 +167,22 @@ pub fn coarse(vol: &Volume) -> (Volume, Blocks) {
     )
 }
 
+/// The level that separates the head from the air around it: -300 HU for
+/// CT; for MR half way from the background to Otsu's split of background
+/// and tissue (half of it keeps dim skin). The skin renders
+/// ([`crate::render`]) cut the same surface the defacer finds.
+pub fn head_threshold(vol: &Volume, modality: Modality) -> f32 {
+    match modality {
+        Modality::Ct => -300.0,
+        Modality::Mr => {
+            let lo = quantile(&vol.data, 0.001);
+            let hi = quantile(&vol.data, 0.995);
+            let t = otsu(vol.data.iter().copied(), lo, hi);
+            lo + (t - lo) * 0.5
+        }
+    }
+}
+
 /// Finds the head and the brain.
 pub fn anatomy(vol: &Volume, modality: Modality) -> Result<Anatomy, AnatomyError> {
     let dims = vol.dims;
@@ -175,16 +191,7 @@ pub fn anatomy(vol: &Volume, modality: Modality) -> Result<Anatomy, AnatomyError
     let ml = |m: &[bool]| m.iter().filter(|&&b| b).count() as f64 * voxel_ml;
 
     // The head: above the background level, largest object, holes filled.
-    let head_threshold = match modality {
-        Modality::Ct => -300.0,
-        Modality::Mr => {
-            let lo = quantile(&vol.data, 0.001);
-            let hi = quantile(&vol.data, 0.995);
-            // Otsu splits background from tissue; half of it keeps dim skin.
-            let t = otsu(vol.data.iter().copied(), lo, hi);
-            lo + (t - lo) * 0.5
-        }
-    };
+    let head_threshold = head_threshold(vol, modality);
     let above: Mask = vol.data.iter().map(|&v| v > head_threshold).collect();
     // A small opening first detaches head holders, coils and noise.
     let opened = morph::dilate(&morph::erode(&above, dims, sp, 2.5), dims, sp, 2.5);

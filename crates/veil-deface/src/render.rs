@@ -437,22 +437,15 @@ pub fn render(vol: &Volume, view: View) -> Result<Render, RenderError> {
     Ok(Skin::new(vol)?.render(view, 1.0))
 }
 
-/// The air/tissue threshold. CT: -300 HU, between air and fat, so skin
-/// and fat count and partial-volume air does not. MR: halfway from the
-/// background level to the Otsu split of background and tissue; Otsu alone
-/// sits inside the tissue's range and would shrink the surface into the
-/// face, the halfway point keeps dim skin. The same rule as the head mask
-/// of [`crate::brain::anatomy`], so the check sees the head the defacer saw.
+/// The air/tissue threshold ([`crate::brain::head_threshold`]). CT: -300
+/// HU, between air and fat, so skin and fat count and partial-volume air
+/// does not. MR: halfway from the background level to the Otsu split of
+/// background and tissue; Otsu alone sits inside the tissue's range and
+/// would shrink the surface into the face, the halfway point keeps dim
+/// skin. The defacer's head mask uses the same function, so the check
+/// sees the head the defacer saw.
 pub fn skin_threshold(vol: &Volume) -> f32 {
-    match crate::deface::detect_modality(vol) {
-        crate::Modality::Ct => -300.0,
-        crate::Modality::Mr => {
-            let lo = crate::brain::quantile(&vol.data, 0.001);
-            let hi = crate::brain::quantile(&vol.data, 0.995);
-            let t = crate::brain::otsu(vol.data.iter().copied(), lo, hi);
-            lo + (t - lo) * 0.5
-        }
-    }
+    crate::brain::head_threshold(vol, crate::deface::detect_modality(vol))
 }
 
 /// Lambert shading with the light at the eye, from the depth map's slope.

@@ -258,7 +258,9 @@ pub(crate) fn get(data: &[u8], i: usize, bps: usize) -> u16 {
 impl RawFrame {
     /// The stored bytes of pixel (`x`, `y`), all its samples (interleaved,
     /// not subsampled frames): compared as they are, so that looking for
-    /// a background value allocates nothing per pixel.
+    /// a background value allocates nothing per pixel. (For the fill of
+    /// the cleaning stage, which needs OCR.)
+    #[cfg(feature = "ocr")]
     pub(crate) fn pixel_bytes(&self, layout: &RawLayout, x: usize, y: usize) -> &[u8] {
         let n = layout.spp as usize * layout.bytes_per_sample();
         let at = (y * layout.cols as usize + x) * n;
@@ -267,6 +269,7 @@ impl RawFrame {
 }
 
 /// The sample values of one pixel's stored bytes.
+#[cfg(feature = "ocr")]
 pub(crate) fn samples_of(bytes: &[u8], bps: usize) -> Vec<u16> {
     (0..bytes.len() / bps).map(|c| get(bytes, c, bps)).collect()
 }
