@@ -235,6 +235,12 @@ type Points = Vec<(u32, u32)>;
 /// The pixels around a line's glyphs (its box widened by 2, glyphs
 /// excluded) and the glyphs themselves, in frame coordinates.
 pub(super) fn ring_and_glyphs(l: &Line, cols: u32, rows: u32) -> (Points, Points) {
+    let (ring, glyphs, _) = ring_glyphs_set(l, cols, rows);
+    (ring, glyphs)
+}
+
+/// [`ring_and_glyphs`], and the glyphs as a set (for lookups).
+fn ring_glyphs_set(l: &Line, cols: u32, rows: u32) -> (Points, Points, HashSet<(u32, u32)>) {
     let glyphs = line_glyphs(l, cols, rows);
     let gset: HashSet<(u32, u32)> = glyphs.iter().copied().collect();
     let [x, y, w, h] = l.bbox;
@@ -242,7 +248,7 @@ pub(super) fn ring_and_glyphs(l: &Line, cols: u32, rows: u32) -> (Points, Points
         .flat_map(|yy| (x.saturating_sub(2)..(x + w + 2).min(cols)).map(move |xx| (xx, yy)))
         .filter(|p| !gset.contains(p))
         .collect();
-    (ring, glyphs)
+    (ring, glyphs, gset)
 }
 
 fn median_look(p: &Pixels, f: u32, at: &[(u32, u32)]) -> f32 {
@@ -499,8 +505,7 @@ fn score_file(
     }
     let mut results = Vec::new();
     for (i, l) in fe.lines.iter().enumerate() {
-        let (ring, glyphs) = ring_and_glyphs(l, a.cols, a.rows);
-        let gset: HashSet<(u32, u32)> = glyphs.iter().copied().collect();
+        let (ring, glyphs, gset) = ring_glyphs_set(l, a.cols, a.rows);
         // the pixels around each glyph pixel it is seen against: a line
         // may cross air and tissue, and a letter on a background of its
         // own value is not there to read
