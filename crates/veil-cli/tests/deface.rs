@@ -121,6 +121,48 @@ fn brain_unchanged(before: &Volume, after: &Volume, brain: &Volume) -> f64 {
     same as f64 / n as f64
 }
 
+/// `veil deface ARGS...`, which must succeed; its JSON line.
+fn deface<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> serde_json::Value {
+    let r = Command::new(VEIL)
+        .arg("deface")
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    serde_json::from_slice(&r.stdout).expect("one JSON line")
+}
+
+/// `veil deid IN --option clean-recognizable-visual-features` into `out`
+/// and `review`, with a new key in `dir`, which must exit 0 or 1 (1:
+/// something went to review); its exit code.
+fn deid_defacing(dir: &Path, input: &Path, out: &Path, review: &Path) -> i32 {
+    let key = veil_test::new_key(VEIL, dir);
+    let r = Command::new(VEIL)
+        .arg("deid")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .arg("--review")
+        .arg(review)
+        .arg("--key")
+        .arg(&key)
+        .args(["--option", "clean-recognizable-visual-features"])
+        .output()
+        .unwrap();
+    let code = r.status.code().unwrap_or(-1);
+    assert!(
+        (0..=1).contains(&code),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    code
+}
+
 fn has_code(ds: &DataSet) -> bool {
     match ds.get(Tag(0x0012, 0x0064)).map(|e| &e.value) {
         Some(Value::Sequence(items)) => items
@@ -136,23 +178,14 @@ fn nifti_in_nifti_out_same_header_brain_kept() {
     let dir = veil_test::scratch("deface-nifti");
     let out = dir.join("out.nii.gz");
     let mask = dir.join("mask.nii.gz");
-    let r = Command::new(VEIL)
-        .args(["deface"])
-        .arg(h.join("ch2.nii.gz"))
-        .arg(&out)
-        .arg("--mask-out")
-        .arg(&mask)
-        .arg("--qc")
-        .arg(dir.join("qc.png"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        r.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let summary = deface(&[
+        h.join("ch2.nii.gz"),
+        out.clone(),
+        "--mask-out".into(),
+        mask.clone(),
+        "--qc".into(),
+        dir.join("qc.png"),
+    ]);
     assert_eq!(summary["modality"], "MR");
     let qc = std::fs::read(dir.join("qc.png")).unwrap();
     assert!(qc.starts_with(b"\x89PNG"), "QC picture written");
@@ -219,18 +252,7 @@ fn dicom_series_in_same_series_out_and_in_a_batch() {
     let series = dir.join("series");
     let inputs = write_series(&flipped, &series, "2.25.1234", None, 0.0);
     let out = dir.join("out");
-    let r = Command::new(VEIL)
-        .args(["deface"])
-        .arg(&series)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(
-        r.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    deface(&[&series, &out]);
     let outs = veil_test::files(&out);
     assert_eq!(outs.len(), inputs.len(), "every instance kept");
     let mut sops_in: Vec<String> = inputs
@@ -291,26 +313,9 @@ fn dicom_series_in_same_series_out_and_in_a_batch() {
         sop_instance: "2.25.999.1".into(),
     };
     veil_io::write_file(&loc, &meta, &src.ts, &one, &src.source).unwrap();
-    let key = veil_test::new_key(VEIL, &dir);
     let bout = dir.join("batch");
     let review = dir.join("review");
-    let r = Command::new(VEIL)
-        .args(["deid"])
-        .arg(&series)
-        .arg("--out")
-        .arg(&bout)
-        .arg("--review")
-        .arg(&review)
-        .arg("--key")
-        .arg(&key)
-        .args(["--option", "clean-recognizable-visual-features"])
-        .output()
-        .unwrap();
-    assert!(
-        r.status.code().is_some_and(|c| c <= 1),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    deid_defacing(&dir, &series, &bout, &review);
     let written = veil_test::files(&bout);
     assert_eq!(
         written.len(),
@@ -370,22 +375,7 @@ fn compressed_and_big_endian_series_deface_as_the_native_one() {
     let dir = veil_test::scratch("deface-compressed");
     let (vol, _) = volume::read_nifti(&h.join("ch2.nii.gz")).unwrap();
     let inputs = write_series(&vol, &dir.join("native"), "2.25.4321", None, 0.0);
-    let deface = |series: &Path, out: &Path| -> serde_json::Value {
-        let r = Command::new(VEIL)
-            .arg("deface")
-            .arg(series)
-            .arg(out)
-            .output()
-            .unwrap();
-        assert_eq!(
-            r.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&r.stderr)
-        );
-        serde_json::from_slice(&r.stdout).expect("one JSON line")
-    };
-    let native = deface(&dir.join("native"), &dir.join("native-out"));
+    let native = deface(&[dir.join("native"), dir.join("native-out")]);
     assert!(native["note"].is_null());
     let want = Volume::read_dicom_series(&dir.join("native-out")).unwrap();
     let before = Volume::read_dicom_series(&dir.join("native")).unwrap();
@@ -410,7 +400,7 @@ fn compressed_and_big_endian_series_deface_as_the_native_one() {
         let series = dir.join(name);
         let files = transcode(&inputs, &series, tool, args);
         let out = dir.join(format!("{name}-out"));
-        let r = deface(&series, &out);
+        let r = deface(&[&series, &out]);
         assert_eq!(
             r["note"].is_string(),
             name == "j2k",
@@ -428,26 +418,9 @@ fn compressed_and_big_endian_series_deface_as_the_native_one() {
         );
         if name == "jpeg-ll" {
             // and in a batch
-            let key = veil_test::new_key(VEIL, &dir);
             let bout = dir.join("batch");
-            let r = Command::new(VEIL)
-                .arg("deid")
-                .arg(&series)
-                .arg("--out")
-                .arg(&bout)
-                .arg("--review")
-                .arg(dir.join("review"))
-                .arg("--key")
-                .arg(&key)
-                .args(["--option", "clean-recognizable-visual-features"])
-                .output()
-                .unwrap();
-            assert_eq!(
-                r.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&r.stderr)
-            );
+            let code = deid_defacing(&dir, &series, &bout, &dir.join("review"));
+            assert_eq!(code, 0, "nothing to review");
             let written = veil_test::files(&bout);
             assert_eq!(written.len(), files.len(), "the defaced series is released");
             for f in &written {
