@@ -729,9 +729,6 @@ fn expand_segmented(words: &[u16]) -> Result<Vec<u16>, PixelError> {
     Ok(out)
 }
 
-/// Decodes one RLE Lossless frame (PS3.5 Annex G) to interleaved little
-/// endian samples: one PackBits segment per sample and byte, most
-/// significant byte first.
 /// Clamps each sample's value (its Bits Stored bits at High Bit) to the
 /// largest that many bits hold. Why: a lossy codec overshoots, and
 /// 10-bit letters of 1023 come back as 1021..1025; masked to Bits Stored
@@ -760,6 +757,9 @@ fn clamp_overshoot(raw: &mut [u8], g: &Geometry) {
     }
 }
 
+/// Decodes one RLE Lossless frame (PS3.5 Annex G) to interleaved little
+/// endian samples: one PackBits segment per sample and byte, most
+/// significant byte first.
 fn rle_decode(stream: &[u8], g: &Geometry) -> Result<Vec<u8>, PixelError> {
     let bad = |w: &str| PixelError::Malformed(format!("RLE {w}"));
     if g.bits_alloc < 8 {

@@ -98,6 +98,17 @@ impl Rect {
         self.x < o.x + o.w && o.x < self.x + self.w && self.y < o.y + o.h && o.y < self.y + self.h
     }
 
+    /// The fraction of this rectangle that lies inside `o` (0 when apart).
+    pub fn inside_fraction(&self, o: &Rect) -> f32 {
+        let ix = (self.x + self.w)
+            .min(o.x + o.w)
+            .saturating_sub(self.x.max(o.x));
+        let iy = (self.y + self.h)
+            .min(o.y + o.h)
+            .saturating_sub(self.y.max(o.y));
+        (ix * iy) as f32 / (self.w * self.h).max(1) as f32
+    }
+
     /// Intersection over union with another rectangle (0 when apart): how
     /// much two finds are the same find.
     pub fn iou(&self, o: &Rect) -> f32 {

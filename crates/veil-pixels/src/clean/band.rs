@@ -106,10 +106,7 @@ pub fn band_lines(img: &GrayImage) -> Vec<TextLine> {
     found.sort_by(|a, b| b.glyphs.cmp(&a.glyphs).then(b.score.total_cmp(&a.score)));
     let mut kept: Vec<TextLine> = Vec::new();
     for l in found {
-        if kept
-            .iter()
-            .all(|k| covered(&l, k) == 0.0 && covered(k, &l) == 0.0)
-        {
+        if kept.iter().all(|k| covered(&l, k) == 0.0) {
             kept.push(l);
         }
     }

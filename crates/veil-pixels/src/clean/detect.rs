@@ -44,6 +44,18 @@ pub struct TextLine {
     pub ink: Option<i32>,
 }
 
+impl TextLine {
+    /// The line's box.
+    pub fn rect(&self) -> crate::Rect {
+        crate::Rect {
+            x: self.x,
+            y: self.y,
+            w: self.w,
+            h: self.h,
+        }
+    }
+}
+
 /// Side of the structuring square: wider than the strokes of the largest
 /// text Veil looks for (40 px text has strokes of about 5 px).
 const K: usize = 15;
@@ -352,19 +364,11 @@ fn box3(src: &[u8], w: usize, h: usize) -> Vec<u8> {
 
 /// The fraction of `a`'s box inside `b`'s.
 pub(super) fn covered(a: &TextLine, b: &TextLine) -> f32 {
-    let ix = (a.x + a.w).min(b.x + b.w).saturating_sub(a.x.max(b.x));
-    let iy = (a.y + a.h).min(b.y + b.h).saturating_sub(a.y.max(b.y));
-    (ix * iy) as f32 / (a.w * a.h).max(1) as f32
+    a.rect().inside_fraction(&b.rect())
 }
 
 fn iou(a: &TextLine, b: &TextLine) -> f32 {
-    let r = |l: &TextLine| crate::Rect {
-        x: l.x,
-        y: l.y,
-        w: l.w,
-        h: l.h,
-    };
-    r(a).iou(&r(b))
+    a.rect().iou(&b.rect())
 }
 
 /// Text lines in the ink of one polarity.

@@ -9,7 +9,7 @@ use image::GrayImage;
 use veil_core::{Phi, Tag};
 use veil_io::DicomFile;
 
-use super::detect::{find, screen_values, text_lines, union, TextLine};
+use super::detect::{find, screen_values, text_lines, union, Screen, TextLine};
 use super::flat::ISLAND;
 use super::matcher::{TextKind, TextMatcher};
 use crate::ocr::{Ocr, OcrError, Word};
@@ -205,16 +205,107 @@ fn read_cached(
     Ok(words)
 }
 
+/// The box of a redacted screen line, before padding, and its horizontal
+/// padding: (x0, y0, x1, y1, padx). `pad` is the vertical padding.
+fn line_box(
+    l: &TextLine,
+    words: &[Word],
+    exact: bool,
+    scr: &Screen,
+    img: &GrayImage,
+    pad: u32,
+) -> (u32, u32, u32, u32, u32) {
+    // the line (for flat ink, exactly its letters) or, for a
+    // top-hat line, whose box may take in the anatomy beside
+    // the text, the words OCR read in it
+    let (mut x0, mut y0, mut x1, mut y1) = (l.x, l.y, l.x + l.w, l.y + l.h);
+    if l.ink.is_none() {
+        let read: Vec<&Word> = words
+            .iter()
+            .filter(|wd| {
+                wd.confidence >= if exact { SURE } else { 30.0 }
+                    && wd.text.chars().any(char::is_alphanumeric)
+                    && wd.height <= l.h + l.h / 2
+                    && wd.top + l.h / 2 >= l.y
+                    && wd.top + wd.height <= l.y + l.h + l.h / 2
+            })
+            .collect();
+        if let (Some(a), Some(b)) = (
+            read.iter().map(|wd| wd.left).min(),
+            read.iter().map(|wd| wd.left + wd.width).max(),
+        ) {
+            (x0, x1) = (a.max(l.x.saturating_sub(l.h)), b.min(x1 + l.h));
+        }
+    }
+    let flat = l.ink.is_some();
+    // words sticking out of the line (a letter the screen cut
+    // off); OCR's boxes around garbage can be huge: not those,
+    // nor (in an exact frame) its unsure words. A flat line
+    // has its letters already
+    for wd in words.iter().filter(|wd| {
+        !flat
+            && (!exact || wd.confidence >= SURE)
+            && wd.height <= l.h + l.h / 2
+            && wd.top + l.h / 2 >= l.y
+            && wd.top + wd.height <= l.y + l.h + l.h / 2
+    }) {
+        x0 = x0.min(wd.left);
+        y0 = y0.min(wd.top);
+        x1 = x1.max(wd.left + wd.width);
+        y1 = y1.max(wd.top + wd.height);
+    }
+    // the rest of the line: letters the screen did not group
+    // (in an exact frame, top-hat ink runs on into anatomy:
+    // only a couple of letters further)
+    let reach = match (exact, flat) {
+        (true, false) => 2 * l.glyph_h,
+        // small letters break into pieces the line may not
+        // have gathered; larger flat letters were all gathered
+        // by value, and the top-hat ink beside them is what
+        // they lie on (on the must-show set, growing them by
+        // two letters changed 0.34 % of the non-text pixels
+        // and found no line more)
+        (true, true) if l.glyph_h <= 8 => (8 * l.glyph_h).min(40),
+        (true, true) => 0,
+        // lossy frames: four lines' heights. Their top-hat ink
+        // runs on over speckle and texture, and a reach of 12
+        // heights drew boxes across the frame (on the
+        // must-show set 3.96 % of lossy non-text pixels
+        // changed against 3.47 % now, the same lines found,
+        // and so on the other seed's set; 2 heights lose one
+        // line on each)
+        (false, _) => 4 * l.h + 8,
+    };
+    let (gx, _, gw, _) = scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, reach, exact);
+    // and, in a lossy frame, over the letters' own level
+    // where the background changes under the line
+    if !exact {
+        let (lx0, lx1) = scr.grow_level(img, l, (x0, x1), reach);
+        (x0, x1) = (gx.min(lx0), (gx + gw).max(lx1));
+    } else {
+        (x0, x1) = (gx, gx + gw);
+    }
+    // a letter's width more at each end: a first or last
+    // character the screen could not separate from its
+    // surroundings still goes
+    let padx = if flat && exact && l.glyph_h > 8 {
+        // flat letters were gathered by value and the grow
+        // looked for more: half a letter of margin (small
+        // letters break into pieces; they keep a whole one)
+        pad.max(l.glyph_h / 2)
+    } else {
+        pad.max(l.glyph_h)
+    };
+    (x0, y0, x1, y1, padx)
+}
+
 /// The fraction of a line's box that boxes found on its frame cover (the
 /// largest over those boxes).
 fn covered_by(found: &[Found], l: &TextLine) -> f32 {
+    let r = l.rect();
     found
         .iter()
-        .map(|f| {
-            let ix = (l.x + l.w).min(f.x + f.w).saturating_sub(l.x.max(f.x));
-            let iy = (l.y + l.h).min(f.y + f.h).saturating_sub(l.y.max(f.y));
-            (ix * iy) as f32 / (l.w * l.h).max(1) as f32
-        })
+        .map(|f| r.inside_fraction(&f.rect()))
         .fold(0.0, f32::max)
 }
 
@@ -492,12 +583,7 @@ fn find_in_frames(
                     &l,
                 )?);
             }
-            let line = Rect {
-                x: l.x,
-                y: l.y,
-                w: l.w,
-                h: l.h,
-            };
+            let line = l.rect();
             let in_rule = req.rule_search.iter().any(|(r, _)| r.overlaps(&line));
             if let Some(why) = decide(&l, &words, all || in_rule, exact, matcher) {
                 let pad = pad_for(l.h);
@@ -506,89 +592,7 @@ fn find_in_frames(
                     // over speckle that merely shares their level
                     (l.x, l.y, l.x + l.w, l.y + l.h, pad)
                 } else {
-                    // the line (for flat ink, exactly its letters) or, for a
-                    // top-hat line, whose box may take in the anatomy beside
-                    // the text, the words OCR read in it
-                    let (mut x0, mut y0, mut x1, mut y1) = (l.x, l.y, l.x + l.w, l.y + l.h);
-                    if l.ink.is_none() {
-                        let read: Vec<&Word> = words
-                            .iter()
-                            .filter(|wd| {
-                                wd.confidence >= if exact { SURE } else { 30.0 }
-                                    && wd.text.chars().any(char::is_alphanumeric)
-                                    && wd.height <= l.h + l.h / 2
-                                    && wd.top + l.h / 2 >= l.y
-                                    && wd.top + wd.height <= l.y + l.h + l.h / 2
-                            })
-                            .collect();
-                        if let (Some(a), Some(b)) = (
-                            read.iter().map(|wd| wd.left).min(),
-                            read.iter().map(|wd| wd.left + wd.width).max(),
-                        ) {
-                            (x0, x1) = (a.max(l.x.saturating_sub(l.h)), b.min(x1 + l.h));
-                        }
-                    }
-                    let flat = l.ink.is_some();
-                    // words sticking out of the line (a letter the screen cut
-                    // off); OCR's boxes around garbage can be huge: not those,
-                    // nor (in an exact frame) its unsure words. A flat line
-                    // has its letters already
-                    for wd in words.iter().filter(|wd| {
-                        !flat
-                            && (!exact || wd.confidence >= SURE)
-                            && wd.height <= l.h + l.h / 2
-                            && wd.top + l.h / 2 >= l.y
-                            && wd.top + wd.height <= l.y + l.h + l.h / 2
-                    }) {
-                        x0 = x0.min(wd.left);
-                        y0 = y0.min(wd.top);
-                        x1 = x1.max(wd.left + wd.width);
-                        y1 = y1.max(wd.top + wd.height);
-                    }
-                    // the rest of the line: letters the screen did not group
-                    // (in an exact frame, top-hat ink runs on into anatomy:
-                    // only a couple of letters further)
-                    let reach = match (exact, flat) {
-                        (true, false) => 2 * l.glyph_h,
-                        // small letters break into pieces the line may not
-                        // have gathered; larger flat letters were all gathered
-                        // by value, and the top-hat ink beside them is what
-                        // they lie on (on the must-show set, growing them by
-                        // two letters changed 0.34 % of the non-text pixels
-                        // and found no line more)
-                        (true, true) if l.glyph_h <= 8 => (8 * l.glyph_h).min(40),
-                        (true, true) => 0,
-                        // lossy frames: four lines' heights. Their top-hat ink
-                        // runs on over speckle and texture, and a reach of 12
-                        // heights drew boxes across the frame (on the
-                        // must-show set 3.96 % of lossy non-text pixels
-                        // changed against 3.47 % now, the same lines found,
-                        // and so on the other seed's set; 2 heights lose one
-                        // line on each)
-                        (false, _) => 4 * l.h + 8,
-                    };
-                    let (gx, _, gw, _) =
-                        scr.grow((x0, y0, x1 - x0, y1 - y0), l.bright, l.h + 2, reach, exact);
-                    // and, in a lossy frame, over the letters' own level
-                    // where the background changes under the line
-                    if !exact {
-                        let (lx0, lx1) = scr.grow_level(&frame.image, &l, (x0, x1), reach);
-                        (x0, x1) = (gx.min(lx0), (gx + gw).max(lx1));
-                    } else {
-                        (x0, x1) = (gx, gx + gw);
-                    }
-                    // a letter's width more at each end: a first or last
-                    // character the screen could not separate from its
-                    // surroundings still goes
-                    let padx = if flat && exact && l.glyph_h > 8 {
-                        // flat letters were gathered by value and the grow
-                        // looked for more: half a letter of margin (small
-                        // letters break into pieces; they keep a whole one)
-                        pad.max(l.glyph_h / 2)
-                    } else {
-                        pad.max(l.glyph_h)
-                    };
-                    (x0, y0, x1, y1, padx)
+                    line_box(&l, &words, exact, &scr, &frame.image, pad)
                 };
                 let x0 = x0.saturating_sub(padx);
                 let y0 = y0.saturating_sub(pad);
