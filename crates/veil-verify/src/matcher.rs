@@ -44,6 +44,8 @@ pub struct Matcher {
     uids: HashMap<Vec<u8>, Vec<usize>>,
     /// shortest and longest key of `uids`
     uid_len: (usize, usize),
+    /// per token: under [`SHORT`] characters
+    short: Vec<bool>,
     longest: usize,
 }
 
@@ -157,11 +159,13 @@ impl Matcher {
             .max()
             .unwrap_or(0)
             .max(uid_len.1);
+        let short: Vec<bool> = tokens
+            .iter()
+            .map(|t| t.value.expose().chars().count() < SHORT)
+            .collect();
         let raw = spellings
             .iter()
-            .filter(|(_, t, e)| {
-                *e == Enc::Byte && tokens[*t].value.expose().chars().count() >= SHORT
-            })
+            .filter(|(_, t, e)| *e == Enc::Byte && !short[*t])
             .cloned()
             .collect();
         Matcher {
@@ -170,6 +174,7 @@ impl Matcher {
             tokens,
             uids,
             uid_len,
+            short,
             longest,
         }
     }
@@ -177,6 +182,12 @@ impl Matcher {
     /// The tokens, by index.
     pub fn tokens(&self) -> &[Token] {
         &self.tokens
+    }
+
+    /// Whether token `i` is under [`SHORT`] characters: distinctive in
+    /// text only, since binary values hold it by chance.
+    pub fn is_short(&self, i: usize) -> bool {
+        self.short[i]
     }
 
     /// Whether there is nothing to look for.
@@ -229,8 +240,7 @@ impl Matcher {
         for m in ac.find_overlapping_iter(&hay[within]) {
             let (token, enc) = a.pats[m.pattern().as_usize()];
             let (start, end) = (base + m.start(), base + m.end());
-            let short = self.tokens[token].value.expose().chars().count() < SHORT;
-            if bounded(hay, start, end, enc, short) {
+            if bounded(hay, start, end, enc, self.short[token]) {
                 hits.push(Hit {
                     token,
                     start,

@@ -191,7 +191,7 @@ fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR) -> bool {
     let len = t.value.expose().chars().count();
     let strong = matches!(t.category, Category::Id | Category::Date | Category::Uid);
     if vocabulary(tag) {
-        return strong && len >= 6;
+        return strong && !m.is_short(token);
     }
     match vr {
         VR::DS | VR::IS => false,
@@ -486,9 +486,10 @@ fn raw_scan(
     hits: &mut Vec<Hit>,
 ) {
     let meta_end = file.meta.as_ref().map(|mm| mm.end).unwrap_or(0);
+    let has_preamble = file.meta.is_some() && meta_end >= 132;
     let region = |off: u64, in_dataset_stream: bool| -> Option<String> {
         if !in_dataset_stream {
-            if file.meta.is_some() && off < 128 && meta_end >= 132 {
+            if has_preamble && off < 128 {
                 return Some("preamble".into());
             }
             if off < meta_end {
@@ -500,10 +501,9 @@ fn raw_scan(
             .map(|(_, _, p)| p.clone())
     };
     let mut report = |token: usize, window: &[u8], s: usize, e: usize, place: Option<String>| {
-        let t = &m.tokens()[token];
-        let category = t.category;
+        let category = m.tokens()[token].category;
         // binary data matches short values by chance
-        if t.value.expose().chars().count() < 6 {
+        if m.is_short(token) {
             return;
         }
         let place = match place {
@@ -528,17 +528,15 @@ fn raw_scan(
     };
     // the preamble: 128 bytes any tool may fill, searched in every
     // spelling (UTF-16 too)
-    if file.meta.is_some() && meta_end >= 132 {
+    if has_preamble {
         let mut pre = [0u8; 128];
         if std::fs::File::open(path)
             .and_then(|mut f| f.read_exact(&mut pre))
             .is_ok()
         {
             for h in m.find(&pre) {
-                let lo = h.start.saturating_sub(WINDOW);
-                let hi = (h.end + WINDOW).min(pre.len());
-                let place = Some("preamble".into());
-                report(h.token, &pre[lo..hi], h.start - lo, h.end - lo, place);
+                let (w, s, e) = window(&pre, &h);
+                report(h.token, w, s, e, Some("preamble".into()));
             }
         }
     }
@@ -556,13 +554,19 @@ fn raw_scan(
         }
         Source::Memory(buf) => {
             for h in m.find_raw(buf) {
-                let lo = h.start.saturating_sub(WINDOW);
-                let hi = (h.end + WINDOW).min(buf.len());
-                let place = region(h.start as u64, true);
-                report(h.token, &buf[lo..hi], h.start - lo, h.end - lo, place);
+                let (w, s, e) = window(buf, &h);
+                report(h.token, w, s, e, region(h.start as u64, true));
             }
         }
     }
+}
+
+/// The bytes around a hit ([`WINDOW`] each side, within `buf`) and the
+/// hit's range in them.
+fn window<'a>(buf: &'a [u8], h: &crate::matcher::Hit) -> (&'a [u8], usize, usize) {
+    let lo = h.start.saturating_sub(WINDOW);
+    let hi = (h.end + WINDOW).min(buf.len());
+    (&buf[lo..hi], h.start - lo, h.end - lo)
 }
 
 /// Streams a file through the matcher's raw search in overlapping 8 MiB
@@ -596,9 +600,8 @@ fn chunks(
             if base + (h.end as u64) <= seen_until {
                 continue;
             }
-            let lo = h.start.saturating_sub(WINDOW);
-            let hi = (h.end + WINDOW).min(have);
-            f(off, h.token, &buf[lo..hi], h.start - lo, h.end - lo);
+            let (w, s, e) = window(&buf[..have], &h);
+            f(off, h.token, w, s, e);
         }
         if eof {
             return Ok(());
