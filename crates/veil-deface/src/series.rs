@@ -243,7 +243,7 @@ pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
         let intercept = ds_numbers(ds, Tag(0x0028, 0x1052))
             .and_then(|v| v.first().copied())
             .unwrap_or(0.0);
-        let (bytes, layout) = stored_pixels(&r.file, rows * cols * (bits_allocated as usize / 8))?;
+        let (bytes, layout) = stored_pixels(&r.file)?;
         let mask: u32 = if bits_stored >= 32 {
             u32::MAX
         } else {
@@ -293,25 +293,14 @@ pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
 
 /// The stored samples of a single-frame image (little endian), from any
 /// transfer syntax Veil decodes (native in either byte order, deflated,
-/// RLE, JPEG, JPEG-LS, JPEG 2000), and what they mean.
-fn stored_pixels(file: &DicomFile, len: usize) -> Result<(Vec<u8>, RawLayout), VolumeError> {
-    let mut r = RawReader::new(file).map_err(|e| err(format!("pixel data: {e}")))?;
-    if r.frame_count() != 1 {
-        return Err(err("multi-frame instances are not supported"));
-    }
-    let layout = r.layout().clone();
-    if layout.spp != 1 {
-        return Err(err("colour images are not a volume"));
-    }
-    let mut bytes = r
-        .frame(0)
-        .map_err(|e| err(format!("pixel data: {e}")))?
-        .data;
-    if bytes.len() < len {
-        return Err(err("Pixel Data shorter than Rows x Columns"));
-    }
-    bytes.truncate(len);
-    Ok((bytes, layout))
+/// RLE, JPEG, JPEG-LS, JPEG 2000), and what they mean. The reader checks
+/// the decoded frame against Rows, Columns and Bits Allocated; frames and
+/// samples per pixel were checked on the header by the caller.
+fn stored_pixels(file: &DicomFile) -> Result<(Vec<u8>, RawLayout), VolumeError> {
+    let pixels = |e: veil_pixels::PixelError| err(format!("pixel data: {e}"));
+    let mut r = RawReader::new(file).map_err(pixels)?;
+    let frame = r.frame(0).map_err(pixels)?;
+    Ok((frame.data, r.layout().clone()))
 }
 
 impl Slice {
