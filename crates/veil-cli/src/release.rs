@@ -53,6 +53,7 @@ pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
             patterns: true,
             pixels: false,
             faces: false,
+            site_local: false,
         };
         match veil_verify::verify_files(&opts, files) {
             Ok(r) if r.summary.failing == 0 => veil_release::VerifyOutcome::Pass,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use veil_verify::{Options, VerifyPolicy};
 
 /// `veil verify OUT [--source INPUT]... [--pixels] [--policy FILE]
-/// [--json FILE] [--html FILE] [--faces]`
+/// [--json FILE] [--html FILE] [--faces] [--site-local]`
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// The released folder to check.
@@ -41,6 +41,12 @@ pub struct VerifyArgs {
     /// can still be rendered from them.
     #[arg(long)]
     faces: bool,
+    /// Quote the text around each finding (found values masked) in the
+    /// reports. Such a report can identify patients: it says so in its
+    /// header and must stay at the site. Without this flag a finding names
+    /// only its category, length and place.
+    #[arg(long)]
+    site_local: bool,
 }
 
 /// Runs the command; the exit status is the report's.
@@ -61,6 +67,7 @@ pub fn run(a: VerifyArgs) -> Result<i32, String> {
         patterns: a.patterns,
         pixels: a.pixels,
         faces: a.faces,
+        site_local: a.site_local,
     };
     let report = veil_verify::verify_tree(&opts).map_err(|e| format!("{e}"))?;
     if let Some(p) = &a.json {

@@ -37,7 +37,11 @@ fn collect_uids(ds: &DataSet, tag: Tag, out: &mut Vec<String>) {
 /// dciodvfy's error lines without values (shared with `veil verify
 /// --dciodvfy`).
 fn dciodvfy_errors(p: &Path) -> BTreeSet<String> {
-    veil_verify::set::dciodvfy_errors(p).expect("run dciodvfy")
+    veil_verify::set::dciodvfy_errors(p)
+        .expect("run dciodvfy")
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::Tag;
+use crate::{Echo, Tag};
 
 /// Why a file was quarantined (not written to the output).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -19,8 +19,9 @@ pub enum QuarantineReason {
     },
     /// The transfer syntax is not one Veil can parse.
     UnsupportedTransferSyntax {
-        /// the transfer syntax UID (a standard UID, never PHI)
-        uid: String,
+        /// the transfer syntax UID as the file declares it, checked against
+        /// the UID grammar (a file can declare any text here)
+        uid: Echo,
     },
     /// The data set ended before an element was complete.
     Truncated {

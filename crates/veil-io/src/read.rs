@@ -13,7 +13,7 @@ use dicom_encoding::decode::DecodeFrom;
 use dicom_encoding::transfer_syntax::{Codec, Endianness};
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use veil_core::{QuarantineReason, Tag};
+use veil_core::{Echo, QuarantineReason, Tag};
 
 use crate::dataset::{DataSet, Element, Value};
 
@@ -221,7 +221,7 @@ fn read_input(input: Box<dyn Input>, len: u64, source: Source) -> Result<DicomFi
     };
     let ts = TransferSyntaxRegistry.get(&ts_uid).ok_or_else(|| {
         QuarantineReason::UnsupportedTransferSyntax {
-            uid: ts_uid.clone(),
+            uid: Echo::uid(&ts_uid),
         }
     })?;
     let info = TsInfo {
@@ -253,9 +253,11 @@ fn read_input(input: Box<dyn Input>, len: u64, source: Source) -> Result<DicomFi
     } else {
         (src, source)
     };
-    let decoder = ts
-        .decoder_for::<Src>()
-        .ok_or(QuarantineReason::UnsupportedTransferSyntax { uid: ts_uid })?;
+    let decoder =
+        ts.decoder_for::<Src>()
+            .ok_or_else(|| QuarantineReason::UnsupportedTransferSyntax {
+                uid: Echo::uid(&ts_uid),
+            })?;
     let mut p = Parser {
         dec: decoder,
         implicit: ImplicitVRLittleEndianDecoder::default(),

@@ -114,6 +114,25 @@ fn t(e: u16) -> Tag {
     Tag(0x0028, e)
 }
 
+/// The defined terms of Photometric Interpretation (PS3.3 C.7.6.3.1.2):
+/// the only values an error may name.
+const PHOTOMETRIC_TERMS: &[&str] = &[
+    "MONOCHROME1",
+    "MONOCHROME2",
+    "PALETTE COLOR",
+    "RGB",
+    "HSV",
+    "ARGB",
+    "CMYK",
+    "YBR_FULL",
+    "YBR_FULL_422",
+    "YBR_PARTIAL_422",
+    "YBR_PARTIAL_420",
+    "YBR_ICT",
+    "YBR_RCT",
+    "XYB",
+];
+
 impl<'a> FrameReader<'a> {
     /// Checks the Image Pixel attributes and locates the frames (reads the
     /// fragment index of compressed data, not the pixels).
@@ -602,8 +621,11 @@ impl<'a> FrameReader<'a> {
             return Ok((img(px)?, None));
         }
         if !matches!(pi, "MONOCHROME1" | "MONOCHROME2") {
+            // named only when it is a defined term: the value comes from
+            // the file, and a report must not copy text from it
             return Err(PixelError::Unsupported(format!(
-                "photometric interpretation {pi}"
+                "photometric interpretation {}",
+                veil_core::Echo::one_of(pi, PHOTOMETRIC_TERMS)
             )));
         }
         let values: Vec<i64> = (0..n).map(sample).collect();

@@ -16,6 +16,7 @@ use veil_deface::facecheck::{face_check, FaceReport, VIEWS};
 use veil_deface::Volume;
 
 use crate::set::relative;
+use crate::text::{Place, ReportText};
 use crate::{Category, Finding};
 
 /// A series shorter than this is not a head volume (localizers, single
@@ -67,14 +68,17 @@ fn check(vol: &Volume, file: String, out: &mut Vec<Finding>) {
     let views = r.views.iter().filter(|v| v.nose).count();
     out.push(Finding {
         file,
-        place: "volume".into(),
+        place: Place::fixed("volume"),
         category: Category::Face,
         detector: "face-geometry".into(),
-        excerpt: format!(
-            "a nose stands {:.0} mm out of the skin surface in {views} of {} views: a face can be rendered from this volume",
-            r.nose_prominence_mm.unwrap_or(0.0),
-            VIEWS.len()
-        ),
+        excerpt: ReportText::fixed("a nose stands ")
+            .count(r.nose_prominence_mm.unwrap_or(0.0).round().max(0.0) as u64)
+            .then(" mm out of the skin surface in ")
+            .count(views as u64)
+            .then(" of ")
+            .count(VIEWS.len() as u64)
+            .then(" views: a face can be rendered from this volume"),
+        context: None,
         frame: None,
         thumbnail: None,
     });

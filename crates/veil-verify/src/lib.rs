@@ -17,8 +17,11 @@
 //! study / series hierarchy and the references survive.
 //!
 //! Findings carry the output's relative (pseudonymous) path, the place, the
-//! category and the detector, and a masked excerpt: the report never holds
-//! the value it found, so it can be stored beside the output.
+//! category and the detector, and an excerpt that names the category, the
+//! length and the place, never the value or the text around it ([`text`]):
+//! the report can travel with the release. With `--site-local` each
+//! finding also quotes its surroundings, masked, and the report says that
+//! it must stay at the site.
 
 pub mod detect;
 pub mod faces;
@@ -30,8 +33,10 @@ pub mod policy;
 pub mod report;
 pub mod scan;
 pub mod set;
+pub mod text;
 
 use serde::Serialize;
+use veil_core::Phi;
 
 pub use harvest::{harvest, Token};
 pub use matcher::Matcher;
@@ -39,6 +44,7 @@ pub use policy::VerifyPolicy;
 pub use report::{Report, Summary};
 pub use scan::{scan_file, ScanInput};
 pub use set::{verify_files, verify_one, verify_tree, Options};
+pub use text::{Place, ReportText};
 
 /// What kind of identifying value a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -123,7 +129,8 @@ impl Category {
     }
 }
 
-/// One thing found in the output. Holds no PHI: `excerpt` is masked.
+/// One thing found in the output. Holds no PHI unless `context` is set
+/// (`--site-local`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     /// The output file, relative to the output root (pseudonymous).
@@ -131,14 +138,21 @@ pub struct Finding {
     /// Where: an element path such as `(0040,A730)[0]/(0040,A160)`,
     /// `meta/(0002,0016)`, `preamble`, `pixels`, `overlay`, `bytes` or
     /// `filename`.
-    pub place: String,
+    pub place: Place,
     /// What kind of value.
     pub category: Category,
     /// Which detector: `source-value`, `pattern:<name>`, `name-list`,
     /// `ocr`, `structure:<check>`, ...
     pub detector: String,
-    /// Context with the found value masked, e.g. `CT head for [name:5] on`.
-    pub excerpt: String,
+    /// What was found and where, e.g. `[name:5] in (0008,1030)`, or what a
+    /// structure check saw; never a value.
+    pub excerpt: ReportText,
+    /// Site-local reports only: the text around the value with every found
+    /// value masked, e.g. `CT head for [name:5] on`. The words around a
+    /// value can identify (a comment's other names, numbers and dates), so
+    /// a report that travels never has this.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "site_local")]
+    pub context: Option<Phi<String>>,
     /// Frame number for pixel findings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frame: Option<u32>,
@@ -146,4 +160,13 @@ pub struct Finding {
     /// findings; shown in the HTML report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thumbnail: Option<String>,
+}
+
+/// Writes the masked context into a site-local report, the one place it
+/// belongs.
+fn site_local<S: serde::Serializer>(v: &Option<Phi<String>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str(v.expose()),
+        None => s.serialize_none(),
+    }
 }

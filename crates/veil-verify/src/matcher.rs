@@ -46,6 +46,8 @@ pub struct Matcher {
     uid_len: (usize, usize),
     /// per token: under [`SHORT`] characters
     short: Vec<bool>,
+    /// per token: its length in characters (what a report may say of it)
+    chars: Vec<usize>,
     longest: usize,
 }
 
@@ -159,10 +161,11 @@ impl Matcher {
             .max()
             .unwrap_or(0)
             .max(uid_len.1);
-        let short: Vec<bool> = tokens
+        let chars: Vec<usize> = tokens
             .iter()
-            .map(|t| t.value.expose().chars().count() < SHORT)
+            .map(|t| t.value.expose().chars().count())
             .collect();
+        let short: Vec<bool> = chars.iter().map(|&n| n < SHORT).collect();
         let raw = spellings
             .iter()
             .filter(|(_, t, e)| *e == Enc::Byte && !short[*t])
@@ -175,6 +178,7 @@ impl Matcher {
             uids,
             uid_len,
             short,
+            chars,
             longest,
         }
     }
@@ -188,6 +192,11 @@ impl Matcher {
     /// text only, since binary values hold it by chance.
     pub fn is_short(&self, i: usize) -> bool {
         self.short[i]
+    }
+
+    /// Token `i`'s length in characters.
+    pub fn chars(&self, i: usize) -> usize {
+        self.chars[i]
     }
 
     /// Whether there is nothing to look for.

@@ -13,7 +13,9 @@ use veil_pixels::{FrameReader, GrayImage};
 use crate::detect::{detect, TextKind};
 use crate::matcher::Matcher;
 use crate::scan::mask;
+use crate::text::{Place, ReportText};
 use crate::{Category, Finding};
+use veil_core::Phi;
 
 /// A word box: left, top, width, height.
 type Box4 = (u32, u32, u32, u32);
@@ -91,7 +93,8 @@ fn spellings(s: &str) -> [String; 3] {
 }
 
 /// Reads one image with OCR and reports what it shows. `frames`: read the
-/// image frames (else overlays only).
+/// image frames (else overlays only). `site_local`: keep the masked line
+/// around each finding.
 pub fn scan_pixels(
     file: &DicomFile,
     rel: &str,
@@ -99,13 +102,18 @@ pub fn scan_pixels(
     patterns: bool,
     ocr: &mut Ocr,
     frames: bool,
+    site_local: bool,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
+    let seek = Seek {
+        rel,
+        tokens,
+        patterns,
+        site_local,
+    };
     if let Ok(planes) = veil_pixels::overlays(file) {
         for p in planes {
-            read(
-                &p.image, "overlay", p.frame, rel, tokens, patterns, ocr, &mut out,
-            );
+            read(&p.image, "overlay", p.frame, &seek, ocr, &mut out);
         }
     }
     if !frames || file.dataset.get(veil_core::Tag(0x7FE0, 0x0010)).is_none() {
@@ -116,27 +124,36 @@ pub fn scan_pixels(
     };
     for i in 0..reader.frame_count() {
         let Ok(f) = reader.frame(i) else { break };
-        read(
-            &f.image, "pixels", f.index, rel, tokens, patterns, ocr, &mut out,
-        );
+        read(&f.image, "pixels", f.index, &seek, ocr, &mut out);
     }
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one image is read for.
+struct Seek<'a> {
+    rel: &'a str,
+    tokens: Option<&'a Matcher>,
+    patterns: bool,
+    site_local: bool,
+}
+
 fn read(
     img: &GrayImage,
-    place: &str,
+    place: &'static str,
     frame: u32,
-    rel: &str,
-    tokens: Option<&Matcher>,
-    patterns: bool,
+    seek: &Seek<'_>,
     ocr: &mut Ocr,
     out: &mut Vec<Finding>,
 ) {
+    let Seek {
+        rel,
+        tokens,
+        patterns,
+        site_local,
+    } = *seek;
     let Ok(words) = ocr.words(img) else { return };
-    // (category, detector, word boxes, masked excerpt)
-    let mut hits: Vec<(Category, String, Vec<Box4>, String)> = Vec::new();
+    // (category, detector, word boxes, length, masked line if site-local)
+    let mut hits: Vec<(Category, String, Vec<Box4>, usize, Option<Phi<String>>)> = Vec::new();
     for line in lines(&words) {
         let boxes_of = |s: usize, e: usize| -> Vec<Box4> {
             line.words
@@ -167,7 +184,9 @@ fn read(
         }
         let ranges: Vec<_> = found.iter().map(|f| (f.0, f.1, f.2)).collect();
         for (s, e, c, d) in found {
-            hits.push((c, d, boxes_of(s, e), mask(&line.text, &ranges, s, e)));
+            let chars = line.text.get(s..e).map_or(e - s, |t| t.chars().count());
+            let context = site_local.then(|| Phi::new(mask(&line.text, &ranges, s, e)));
+            hits.push((c, d, boxes_of(s, e), chars, context));
         }
     }
     if hits.is_empty() {
@@ -177,16 +196,18 @@ fn read(
     let thumb = base64::engine::general_purpose::STANDARD
         .encode(veil_pixels::thumbnail_png(img, 160, &all_boxes));
     let mut seen = std::collections::HashSet::new();
-    for (category, detector, _, excerpt) in hits {
+    let place = Place::fixed(place);
+    for (category, detector, _, chars, context) in hits {
         if !seen.insert((category, detector.clone())) {
             continue;
         }
         out.push(Finding {
             file: rel.to_string(),
-            place: place.to_string(),
+            excerpt: ReportText::found(category, chars, &place),
+            place: place.clone(),
             category,
             detector,
-            excerpt,
+            context,
             frame: Some(frame),
             thumbnail: Some(thumb.clone()),
         });

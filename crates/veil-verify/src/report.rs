@@ -1,7 +1,9 @@
 //! The verification report: JSON for tools, one self-contained HTML page
 //! for the privacy officer. Both hold only pseudonymous output paths,
-//! element paths, categories and masked excerpts, so they may be stored
-//! beside the release.
+//! element paths, categories, lengths and counts ([`crate::text`]), so they
+//! may travel with the release. A site-local report (`--site-local`) also
+//! quotes the masked text around each finding, and says in its header that
+//! it must not leave the site.
 
 use std::collections::BTreeMap;
 
@@ -36,9 +38,19 @@ pub struct Summary {
     pub seconds: f64,
 }
 
+/// What a site-local report says in its header (JSON `notice`, HTML
+/// banner).
+pub const SITE_LOCAL_NOTICE: &str = "SITE-LOCAL: this report quotes the text around each finding, which may identify a patient; keep it at the site and do not send it with the release";
+
 /// A verification report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// `travelling` (no text from the files) or `site-local` (quotes the
+    /// text around findings; must not leave the site).
+    pub scope: &'static str,
+    /// Set for a site-local report: [`SITE_LOCAL_NOTICE`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<&'static str>,
     /// `clean` or `findings`.
     pub status: &'static str,
     /// Counts.
@@ -62,6 +74,7 @@ impl Report {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         findings: Vec<Finding>,
+        site_local: bool,
         policy: &VerifyPolicy,
         files: usize,
         sources: usize,
@@ -73,10 +86,15 @@ impl Report {
         let mut by_category = BTreeMap::new();
         let mut reported: Vec<ReportedFinding> = findings
             .into_iter()
-            .map(|f| {
+            .map(|mut f| {
                 *by_category.entry(f.category).or_insert(0) += 1;
+                // a travelling report holds no quoted text, whoever built
+                // the findings
+                if !site_local {
+                    f.context = None;
+                }
                 ReportedFinding {
-                    fails: policy.fails(f.category, &f.place),
+                    fails: policy.fails(f.category, f.place.as_str()),
                     finding: f,
                 }
             })
@@ -103,6 +121,12 @@ impl Report {
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         Report {
+            scope: if site_local {
+                "site-local"
+            } else {
+                "travelling"
+            },
+            notice: site_local.then_some(SITE_LOCAL_NOTICE),
             status: if failing == 0 { "clean" } else { "findings" },
             summary: Summary {
                 files,
@@ -163,6 +187,13 @@ impl Report {
         let mut h = String::new();
         h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><title>Veil verification report</title><style>body{font-family:sans-serif;margin:2em;max-width:72em}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em;text-align:left;font-size:90%}th{background:#eee}.fail{color:#a00;font-weight:bold}.warn{color:#a60}.clean{color:#070;font-weight:bold}code{font-size:90%}img{max-width:160px;image-rendering:pixelated}</style></head><body>");
         h.push_str("<h1>Veil verification report</h1>");
+        let site_local = self.notice.is_some();
+        if let Some(n) = self.notice {
+            h.push_str(&format!(
+                "<p class=\"fail\" style=\"border:2px solid #a00;padding:.5em\">{}</p>",
+                esc(n)
+            ));
+        }
         h.push_str(&format!(
             "<p>Status: <span class=\"{}\">{}</span></p>",
             if s.failing == 0 { "clean" } else { "fail" },
@@ -176,10 +207,14 @@ impl Report {
             "<table><tr><th>Files checked</th><td>{}</td></tr><tr><th>Sources harvested</th><td>{}</td></tr><tr><th>Paired exactly / through study, patient or references</th><td>{} / {}</td></tr><tr><th>Failing findings (files)</th><td>{} ({})</td></tr><tr><th>Warnings</th><td>{}</td></tr><tr><th>Unresolved references (informative)</th><td>{}</td></tr><tr><th>Seconds</th><td>{:.1}</td></tr></table>",
             s.files, s.sources, s.paired_exact, s.paired_by_context, s.failing, s.files_with_findings, s.warnings, s.references_unresolved, s.seconds
         ));
-        h.push_str("<p>Values are never shown: each excerpt masks what was found as <code>[category:length]</code>. File paths are the release's own (pseudonymous) paths.</p>");
+        h.push_str(if site_local {
+            "<p>Values are never shown: each finding names its category, length and place as <code>[category:length] in place</code>; the context column quotes the text around it with every found value masked. File paths are the release's own (pseudonymous) paths.</p>"
+        } else {
+            "<p>Values are never shown, nor the text around them: each finding names its category, length and place as <code>[category:length] in place</code>. File paths are the release's own (pseudonymous) paths.</p>"
+        });
         let mut groups: BTreeMap<(Category, String), Vec<&ReportedFinding>> = BTreeMap::new();
         for f in &self.findings {
-            let place = generic_place(&f.finding.place);
+            let place = generic_place(f.finding.place.as_str());
             groups
                 .entry((f.finding.category, place))
                 .or_default()
@@ -192,21 +227,27 @@ impl Report {
                 current = Some(*cat);
             }
             h.push_str(&format!(
-                "<h3>{} <small>({} findings)</small></h3><table><tr><th></th><th>File</th><th>Place</th><th>Detector</th><th>Excerpt</th><th></th></tr>",
+                "<h3>{} <small>({} findings)</small></h3><table><tr><th></th><th>File</th><th>Place</th><th>Detector</th><th>Excerpt</th>{}<th></th></tr>",
                 esc(place),
-                fs.len()
+                fs.len(),
+                if site_local { "<th>Context (site-local)</th>" } else { "" }
             ));
             for f in fs.iter().take(200) {
                 let fi = &f.finding;
                 h.push_str(&format!(
-                    "<tr><td class=\"{}\">{}</td><td><code>{}</code></td><td><code>{}</code>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                    "<tr><td class=\"{}\">{}</td><td><code>{}</code></td><td><code>{}</code>{}</td><td>{}</td><td><code>{}</code></td>{}<td>{}</td></tr>",
                     if f.fails { "fail" } else { "warn" },
                     if f.fails { "fails" } else { "warning" },
                     esc(&fi.file),
-                    esc(&fi.place),
+                    esc(fi.place.as_str()),
                     fi.frame.map(|n| format!(" frame {n}")).unwrap_or_default(),
                     esc(&fi.detector),
-                    esc(&fi.excerpt),
+                    esc(fi.excerpt.as_str()),
+                    match (&fi.context, site_local) {
+                        (Some(c), true) => format!("<td><code>{}</code></td>", esc(c.expose())),
+                        (None, true) => "<td></td>".to_string(),
+                        _ => String::new(),
+                    },
                     fi.thumbnail
                         .as_ref()
                         .map(|t| format!("<img alt=\"thumbnail, found text blacked out\" src=\"data:image/png;base64,{t}\">"))
@@ -215,7 +256,8 @@ impl Report {
             }
             if fs.len() > 200 {
                 h.push_str(&format!(
-                    "<tr><td colspan=\"6\">… {} more in the JSON report</td></tr>",
+                    "<tr><td colspan=\"{}\">… {} more in the JSON report</td></tr>",
+                    if site_local { 7 } else { 6 },
                     fs.len() - 200
                 ));
             }

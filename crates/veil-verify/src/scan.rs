@@ -15,12 +15,13 @@ use std::io::Read;
 use std::path::Path;
 
 use dicom_core::VR;
-use veil_core::{Tag, TagPath};
+use veil_core::{Phi, Tag, TagPath};
 use veil_io::{BulkSource, DataSet, DicomFile, Source, Value};
 
 use crate::detect::{detect, TextKind};
 use crate::harvest::{decode, keyword, names_a_kind};
 use crate::matcher::Matcher;
+use crate::text::{Place, ReportText};
 use crate::{Category, Finding};
 
 /// What to scan and with what.
@@ -34,6 +35,8 @@ pub struct ScanInput<'a> {
     pub tokens: Option<&'a Matcher>,
     /// Run the source-free detectors.
     pub patterns: bool,
+    /// Keep the masked text around each finding (`--site-local`).
+    pub site_local: bool,
 }
 
 /// A scan's result: findings, and the parsed file for the set checks.
@@ -46,10 +49,18 @@ pub struct Scanned {
 
 /// One raw hit before grouping.
 struct Hit {
-    place: String,
+    place: Place,
     category: Category,
     detector: &'static str,
-    excerpt: String,
+    /// the found value's length in characters
+    chars: usize,
+    /// site-local only: the masked text around it
+    context: Option<Phi<String>>,
+}
+
+/// The masked context of a hit, computed only for a site-local report.
+fn context(site_local: bool, f: impl FnOnce() -> String) -> Option<Phi<String>> {
+    site_local.then(|| Phi::new(f()))
 }
 
 /// Scans one output file.
@@ -63,10 +74,11 @@ pub fn scan_file(input: &ScanInput<'_>) -> Scanned {
             let mut findings = group(input.rel, hits);
             findings.push(Finding {
                 file: input.rel.to_string(),
-                place: "file".into(),
+                place: Place::fixed("file"),
                 category: Category::Structure,
                 detector: "structure:parse".into(),
-                excerpt: reason.clone(),
+                excerpt: ReportText::reason(&e.reason),
+                context: None,
                 frame: None,
                 thumbnail: None,
             });
@@ -89,7 +101,15 @@ pub fn scan_file(input: &ScanInput<'_>) -> Scanned {
     w.dataset(&file.dataset, "", &file.source);
     let (bulk, seen) = (std::mem::take(&mut w.bulk), std::mem::take(&mut w.seen));
     if let Some(m) = input.tokens {
-        raw_scan(input.path, &file, m, &bulk, &seen, &mut hits);
+        raw_scan(
+            input.path,
+            &file,
+            m,
+            &bulk,
+            &seen,
+            input.site_local,
+            &mut hits,
+        );
     }
     Scanned {
         findings: group(input.rel, hits),
@@ -106,22 +126,26 @@ fn filename(input: &ScanInput<'_>, hits: &mut Vec<Hit>) {
                 .iter()
                 .map(|h| (h.start, h.end, m.tokens()[h.token].category))
                 .collect();
-            for &(s, e, category) in &ranges {
+            for (h, &(s, e, category)) in found.iter().zip(&ranges) {
                 hits.push(Hit {
-                    place: "filename".into(),
+                    place: Place::fixed("filename"),
                     category,
                     detector: "source-value",
-                    excerpt: mask(&name, &ranges, s, e),
+                    chars: m.chars(h.token),
+                    context: context(input.site_local, || mask(&name, &ranges, s, e)),
                 });
             }
         }
         if input.patterns {
             for p in detect(comp, TextKind::FileName) {
                 hits.push(Hit {
-                    place: "filename".into(),
+                    place: Place::fixed("filename"),
                     category: p.category,
                     detector: p.detector,
-                    excerpt: mask(comp, &[(p.start, p.end, p.category)], p.start, p.end),
+                    chars: comp[p.start..p.end].chars().count(),
+                    context: context(input.site_local, || {
+                        mask(comp, &[(p.start, p.end, p.category)], p.start, p.end)
+                    }),
                 });
             }
         }
@@ -133,7 +157,7 @@ struct Walker<'a, 'b> {
     hits: &'b mut Vec<Hit>,
     path: Vec<(Tag, Option<usize>)>,
     /// Bulk values: (offset, len, place) in the source stream.
-    bulk: Vec<(u64, u64, String)>,
+    bulk: Vec<(u64, u64, Place)>,
     /// Tokens found by the element pass.
     seen: HashSet<usize>,
 }
@@ -188,7 +212,7 @@ fn vocabulary(tag: Tag) -> bool {
 /// distinctive in text; binary values match them by chance.
 fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR) -> bool {
     let t = &m.tokens()[token];
-    let len = t.value.expose().chars().count();
+    let len = m.chars(token);
     let strong = matches!(t.category, Category::Id | Category::Date | Category::Uid);
     if vocabulary(tag) {
         return strong && !m.is_short(token);
@@ -216,11 +240,11 @@ fn binary(vr: VR) -> bool {
 }
 
 impl Walker<'_, '_> {
-    fn place(&self, prefix: &str) -> String {
-        format!("{prefix}{}", TagPath(self.path.clone()))
+    fn place(&self, prefix: &'static str) -> Place {
+        Place::element(prefix, &TagPath(self.path.clone()))
     }
 
-    fn dataset(&mut self, ds: &DataSet, prefix: &str, source: &Source) {
+    fn dataset(&mut self, ds: &DataSet, prefix: &'static str, source: &Source) {
         for e in &ds.elements {
             self.path.push((e.tag, None));
             match &e.value {
@@ -253,7 +277,7 @@ impl Walker<'_, '_> {
         }
     }
 
-    fn value(&mut self, tag: Tag, vr: VR, bytes: &[u8], place: &str) {
+    fn value(&mut self, tag: Tag, vr: VR, bytes: &[u8], place: &Place) {
         if tag.is_group_length() {
             return;
         }
@@ -292,7 +316,7 @@ impl Walker<'_, '_> {
         }
     }
 
-    fn tokens(&mut self, m: &Matcher, tag: Tag, vr: VR, bytes: &[u8], place: &str) {
+    fn tokens(&mut self, m: &Matcher, tag: Tag, vr: VR, bytes: &[u8], place: &Place) {
         let mut found = m.find(bytes);
         // the raw pass must not report what this element holds
         self.seen.extend(found.iter().map(|h| h.token));
@@ -300,7 +324,7 @@ impl Walker<'_, '_> {
         if found.is_empty() {
             return;
         }
-        let text = display(bytes);
+        let text = self.input.site_local.then(|| display(bytes));
         let ranges: Vec<_> = found
             .iter()
             .map(|h| (h.start, h.end, m.tokens()[h.token].category))
@@ -308,23 +332,29 @@ impl Walker<'_, '_> {
         for h in &found {
             let category = m.tokens()[h.token].category;
             self.hits.push(Hit {
-                place: place.to_string(),
+                place: place.clone(),
                 category,
                 detector: "source-value",
-                excerpt: mask(&text, &ranges, h.start, h.end),
+                chars: m.chars(h.token),
+                context: text
+                    .as_ref()
+                    .map(|t| Phi::new(mask(t, &ranges, h.start, h.end))),
             });
         }
     }
 
-    fn patterns(&mut self, text: &str, kind: TextKind, place: &str) {
+    fn patterns(&mut self, text: &str, kind: TextKind, place: &Place) {
         let found = detect(text, kind);
         let ranges: Vec<_> = found.iter().map(|p| (p.start, p.end, p.category)).collect();
         for p in &found {
             self.hits.push(Hit {
-                place: place.to_string(),
+                place: place.clone(),
                 category: p.category,
                 detector: p.detector,
-                excerpt: mask(text, &ranges, p.start, p.end),
+                chars: text[p.start..p.end].chars().count(),
+                context: context(self.input.site_local, || {
+                    mask(text, &ranges, p.start, p.end)
+                }),
             });
         }
     }
@@ -406,8 +436,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Context around a hit with every hit in the window masked as
-/// `[category:length]`: the report shows where and what kind, never the
-/// value.
+/// `[category:length]`, for a site-local report only (see [`crate::text`]
+/// for why the words around a value stay out of one that travels).
 pub(crate) fn mask(
     text: &str,
     ranges: &[(usize, usize, Category)],
@@ -470,9 +500,9 @@ fn ceil(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// Bytes kept around a raw hit: wider than the excerpt (24 characters each
-/// side) so that a value cut by the excerpt's edge is still found, and
-/// masked.
+/// Bytes kept around a raw hit: wider than the site-local context (24
+/// characters each side) so that a value cut by the context's edge is
+/// still found, and masked.
 const WINDOW: usize = 64;
 
 /// Pass 3: the whole file's bytes (for a deflated file: the preamble and
@@ -481,16 +511,17 @@ fn raw_scan(
     path: &Path,
     file: &DicomFile,
     m: &Matcher,
-    bulk: &[(u64, u64, String)],
+    bulk: &[(u64, u64, Place)],
     seen: &HashSet<usize>,
+    site_local: bool,
     hits: &mut Vec<Hit>,
 ) {
     let meta_end = file.meta.as_ref().map(|mm| mm.end).unwrap_or(0);
     let has_preamble = file.meta.is_some() && meta_end >= 132;
-    let region = |off: u64, in_dataset_stream: bool| -> Option<String> {
+    let region = |off: u64, in_dataset_stream: bool| -> Option<Place> {
         if !in_dataset_stream {
             if has_preamble && off < 128 {
-                return Some("preamble".into());
+                return Some(Place::fixed("preamble"));
             }
             if off < meta_end {
                 return None; // meta elements were searched one by one
@@ -500,7 +531,7 @@ fn raw_scan(
             .find(|(o, l, _)| off >= *o && off < o + l)
             .map(|(_, _, p)| p.clone())
     };
-    let mut report = |token: usize, window: &[u8], s: usize, e: usize, place: Option<String>| {
+    let mut report = |token: usize, window: &[u8], s: usize, e: usize, place: Option<Place>| {
         let category = m.tokens()[token].category;
         // binary data matches short values by chance
         if m.is_short(token) {
@@ -510,20 +541,23 @@ fn raw_scan(
             Some(p) => p,
             // header area: only what the element pass missed
             None if seen.contains(&token) => return,
-            None => "bytes".into(),
+            None => Place::fixed("bytes"),
         };
-        // every value in the window is masked, not only this one
-        let mut ranges: Vec<_> = m
-            .find(window)
-            .iter()
-            .map(|h| (h.start, h.end, m.tokens()[h.token].category))
-            .collect();
-        ranges.push((s, e, category));
         hits.push(Hit {
             place,
             category,
             detector: "raw-bytes",
-            excerpt: mask(&display(window), &ranges, s, e),
+            chars: m.chars(token),
+            context: context(site_local, || {
+                // every value in the window is masked, not only this one
+                let mut ranges: Vec<_> = m
+                    .find(window)
+                    .iter()
+                    .map(|h| (h.start, h.end, m.tokens()[h.token].category))
+                    .collect();
+                ranges.push((s, e, category));
+                mask(&display(window), &ranges, s, e)
+            }),
         });
     };
     // the preamble: 128 bytes any tool may fill, searched in every
@@ -536,7 +570,7 @@ fn raw_scan(
         {
             for h in m.find(&pre) {
                 let (w, s, e) = window(&pre, &h);
-                report(h.token, w, s, e, Some("preamble".into()));
+                report(h.token, w, s, e, Some(Place::fixed("preamble")));
             }
         }
     }
@@ -546,7 +580,9 @@ fn raw_scan(
                 let place = region(off, false);
                 // the preamble was searched above; the meta region is
                 // handled element by element
-                if place.as_deref() == Some("preamble") || (place.is_none() && off < meta_end) {
+                if place.as_ref().map(Place::as_str) == Some("preamble")
+                    || (place.is_none() && off < meta_end)
+                {
                     return;
                 }
                 report(token, w, s, e, place);
@@ -626,10 +662,11 @@ fn group(rel: &str, hits: Vec<Hit>) -> Vec<Finding> {
         }
         out.push(Finding {
             file: rel.to_string(),
+            excerpt: ReportText::found(h.category, h.chars, &h.place),
             place: h.place,
             category: h.category,
             detector: h.detector.to_string(),
-            excerpt: h.excerpt,
+            context: h.context,
             frame: None,
             thumbnail: None,
         });
@@ -742,13 +779,14 @@ mod tests {
             rel: "x.dcm",
             tokens: Some(&m),
             patterns: false,
+            site_local: false,
         });
         let _ = std::fs::remove_dir_all(&dir);
         assert!(s.file.is_ok());
         let got: BTreeSet<(String, Category)> = s
             .findings
             .iter()
-            .map(|f| (f.place.clone(), f.category))
+            .map(|f| (f.place.to_string(), f.category))
             .collect();
         let pixels = "(7FE0,0010)".to_string();
         let want: BTreeSet<(String, Category)> = [

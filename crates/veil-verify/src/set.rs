@@ -33,6 +33,7 @@ use crate::matcher::Matcher;
 use crate::policy::VerifyPolicy;
 use crate::report::Report;
 use crate::scan::{scan_file, ScanInput};
+use crate::text::{Place, ReportText};
 use crate::{Category, Finding};
 
 /// What to verify and how.
@@ -56,6 +57,9 @@ pub struct Options {
     /// Check head volumes (NIfTI, CT/MR series) for a face that can still
     /// be rendered (veil-deface's geometric check).
     pub faces: bool,
+    /// Quote the masked text around each finding; the report then says it
+    /// must stay at the site (`--site-local`).
+    pub site_local: bool,
 }
 
 /// What the set checks need from one object.
@@ -335,6 +339,7 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
             rel: &rel,
             tokens: m.as_deref(),
             patterns: opts.patterns || sources.is_empty(),
+            site_local: opts.site_local,
         });
         let mut f = s.findings;
         if opts.pixels {
@@ -344,6 +349,7 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
                     &rel,
                     m.as_deref(),
                     opts.patterns || sources.is_empty(),
+                    opts.site_local,
                 ));
             }
         }
@@ -399,6 +405,7 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
         - by_study;
     Ok(Report::new(
         findings,
+        opts.site_local,
         &opts.policy,
         outputs.len(),
         sources.len(),
@@ -424,6 +431,7 @@ pub fn verify_one(
         rel,
         tokens: Some(&m),
         patterns: true,
+        site_local: false,
     });
     let mut findings = s.findings;
     if let Ok(f) = &s.file {
@@ -438,7 +446,7 @@ pub fn verify_one(
             &mut findings,
         );
     }
-    findings.retain(|f| policy.fails(f.category, &f.place));
+    findings.retain(|f| policy.fails(f.category, f.place.as_str()));
     findings
 }
 
@@ -463,21 +471,27 @@ fn ocr_available() -> std::io::Result<()> {
 }
 
 #[cfg(feature = "ocr")]
-fn read_pixels(file: &DicomFile, rel: &str, m: Option<&Matcher>, patterns: bool) -> Vec<Finding> {
+fn read_pixels(
+    file: &DicomFile,
+    rel: &str,
+    m: Option<&Matcher>,
+    patterns: bool,
+    site_local: bool,
+) -> Vec<Finding> {
     OCR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = veil_pixels::ocr::Ocr::new().ok();
         }
         match slot.as_mut() {
-            Some(ocr) => crate::pixels::scan_pixels(file, rel, m, patterns, ocr, true),
+            Some(ocr) => crate::pixels::scan_pixels(file, rel, m, patterns, ocr, true, site_local),
             None => Vec::new(),
         }
     })
 }
 
 #[cfg(not(feature = "ocr"))]
-fn read_pixels(_: &DicomFile, _: &str, _: Option<&Matcher>, _: bool) -> Vec<Finding> {
+fn read_pixels(_: &DicomFile, _: &str, _: Option<&Matcher>, _: bool, _: bool) -> Vec<Finding> {
     Vec::new()
 }
 
@@ -490,10 +504,10 @@ pub fn relative(root: &Path, p: &Path) -> String {
         .join("/")
 }
 
-fn structure(file: &str, place: &str, check: &str, excerpt: String) -> Finding {
+fn structure(file: &str, place: &'static str, check: &str, excerpt: ReportText) -> Finding {
     Finding {
         file: file.to_string(),
-        place: place.to_string(),
+        place: Place::fixed(place),
         category: if check == "marker" {
             Category::Marker
         } else {
@@ -501,6 +515,7 @@ fn structure(file: &str, place: &str, check: &str, excerpt: String) -> Finding {
         },
         detector: format!("structure:{check}"),
         excerpt,
+        context: None,
         frame: None,
         thumbnail: None,
     }
@@ -527,7 +542,7 @@ fn set_checks(
                 &rels[i],
                 "(0012,0062)",
                 "marker",
-                "Patient Identity Removed is not YES".into(),
+                ReportText::fixed("Patient Identity Removed is not YES"),
             ));
         }
         if !f.method {
@@ -535,7 +550,7 @@ fn set_checks(
                 &rels[i],
                 "(0012,0063)",
                 "marker",
-                "no De-identification Method or its code sequence".into(),
+                ReportText::fixed("no De-identification Method or its code sequence"),
             ));
         }
         if let Some(s) = &f.sop {
@@ -544,7 +559,7 @@ fn set_checks(
                     &rels[i],
                     "(0008,0018)",
                     "duplicate-instance",
-                    format!("same SOP Instance UID as {}", rels[first]),
+                    ReportText::fixed("same SOP Instance UID as ").output(&rels[first]),
                 ));
             }
         }
@@ -594,7 +609,7 @@ fn set_checks(
                 &rels[i],
                 "(0020,000D)",
                 "hierarchy",
-                "study holds more than one patient".into(),
+                ReportText::fixed("study holds more than one patient"),
             ));
         }
         if f.series
@@ -607,7 +622,7 @@ fn set_checks(
                 &rels[i],
                 "(0020,000E)",
                 "hierarchy",
-                "series belongs to more than one study".into(),
+                ReportText::fixed("series belongs to more than one study"),
             ));
         }
     }
@@ -617,15 +632,33 @@ fn set_checks(
     // the partition into patients/studies/series/frames of reference must
     // be the same before and after (UIDs remapped consistently)
     type Get = fn(&Facts) -> Option<&String>;
-    let levels: [(&str, &str, Get); 4] = [
-        ("(0010,0020)", "patient", |f| f.patient.as_ref()),
-        ("(0020,000D)", "study", |f| f.study.as_ref()),
-        ("(0020,000E)", "series", |f| f.series.as_ref()),
-        ("(0020,0052)", "frame of reference", |f| {
-            f.frame_of_reference.as_ref()
-        }),
+    let levels: [(&str, &str, &str, Get); 4] = [
+        (
+            "(0010,0020)",
+            "one source patient became several",
+            "several source patients became one",
+            |f| f.patient.as_ref(),
+        ),
+        (
+            "(0020,000D)",
+            "one source study became several",
+            "several source studies became one",
+            |f| f.study.as_ref(),
+        ),
+        (
+            "(0020,000E)",
+            "one source series became several",
+            "several source series became one",
+            |f| f.series.as_ref(),
+        ),
+        (
+            "(0020,0052)",
+            "one source frame of reference became several",
+            "several source frames of reference became one",
+            |f| f.frame_of_reference.as_ref(),
+        ),
     ];
-    for (place, what, get) in levels {
+    for (place, split, merged, get) in levels {
         let mut fwd: HashMap<&str, BTreeSet<&str>> = HashMap::new();
         let mut back: HashMap<&str, BTreeSet<&str>> = HashMap::new();
         let mut pairs = Vec::new();
@@ -645,14 +678,14 @@ fn set_checks(
                     &rels[i],
                     place,
                     "hierarchy",
-                    format!("one source {what} became several"),
+                    ReportText::fixed(split),
                 ));
             } else if back[o].len() > 1 {
                 findings.push(structure(
                     &rels[i],
                     place,
                     "hierarchy",
-                    format!("several source {what}s became one"),
+                    ReportText::fixed(merged),
                 ));
             }
         }
@@ -687,10 +720,11 @@ fn set_checks(
                 &rels[i],
                 "(0008,1155)",
                 "reference",
-                format!(
-                    "{} of {before} references no longer resolve",
-                    before - after
-                ),
+                ReportText::default()
+                    .count((before - after) as u64)
+                    .then(" of ")
+                    .count(before as u64)
+                    .then(" references no longer resolve"),
             ));
         }
     }
@@ -775,33 +809,17 @@ fn fingerprint(f: &DicomFile) -> Option<[u8; 32]> {
     Some(h.finalize().into())
 }
 
-/// dciodvfy's error lines, without the parts that carry values (UIDs,
-/// numbers and lengths change with de-identification). `None` when
-/// dciodvfy is not installed.
-pub fn dciodvfy_errors(p: &Path) -> Option<BTreeSet<String>> {
+/// dciodvfy's error lines, without the parts that carry values (they may
+/// be PHI, and UIDs, numbers and lengths change with de-identification;
+/// see [`ReportText::dciodvfy`]). `None` when dciodvfy is not installed.
+pub fn dciodvfy_errors(p: &Path) -> Option<BTreeSet<ReportText>> {
     let out = Command::new("dciodvfy").arg(p).output().ok()?;
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     Some(
         text.lines()
             .filter(|l| l.contains("Error"))
-            .map(|l| {
-                // values are quoted: drop from the first quote (they may be
-                // PHI, and they change with de-identification); `Element=<X>`
-                // names an attribute and stays
-                let l = l.split('"').next().unwrap_or(l);
-                let mut out = String::new();
-                for c in l.chars() {
-                    if c.is_ascii_digit() || c == '.' {
-                        if !out.ends_with('#') {
-                            out.push('#');
-                        }
-                    } else {
-                        out.push(c);
-                    }
-                }
-                out
-            })
+            .map(ReportText::dciodvfy)
             .collect(),
     )
 }

@@ -14,6 +14,7 @@ fn faces(out: &std::path::Path) -> Vec<String> {
         patterns: false,
         pixels: false,
         faces: true,
+        site_local: false,
     };
     let report = verify_tree(&opts).expect("verify");
     report
