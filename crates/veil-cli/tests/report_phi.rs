@@ -25,11 +25,11 @@ fn veil() -> Command {
 /// so only a report that quotes no text keeps them out.
 const NAME: &str = "ZORBLAX^QUENTIN";
 const PID: &str = "55501234";
-const COMMENT: &str = "Dr Quillfeather saw ZORBLAX MRN 55501234 DOB 1970-03-14 at Vexmoor";
-const MODALITY: &str = "Dr Quillfeather";
-const SOP_CLASS: &str = "1.2.840.Quillfeather";
-const CHARSET: &str = "ISO_IR 100 Vexmoor";
-const TS: &str = "1.2.840.10008.1.2.1 Quillfeather MRN 55501234";
+const COMMENT: &str = "Dr Qvuxmerlyn saw ZORBLAX MRN 55501234 DOB 1970-03-14 at Zbrovnikhaus";
+const MODALITY: &str = "Dr Qvuxmerlyn";
+const SOP_CLASS: &str = "1.2.840.Qvuxmerlyn";
+const CHARSET: &str = "ISO_IR 100 Zbrovnikhaus";
+const TS: &str = "1.2.840.10008.1.2.1 Qvuxmerlyn MRN 55501234";
 
 /// Every planted string.
 const PLANTED: &[&str] = &[NAME, PID, COMMENT, MODALITY, SOP_CLASS, CHARSET, TS];
@@ -257,7 +257,7 @@ fn issue_22_travelling_reports_hold_no_planted_phi() {
             .iter()
             .any(|f| f["context"]
                 .as_str()
-                .is_some_and(|c| c.contains("Quillfeather"))),
+                .is_some_and(|c| c.contains("Qvuxmerlyn"))),
         "a site-local report quotes the context"
     );
 

@@ -163,10 +163,14 @@ impl fmt::Display for ReportText {
     }
 }
 
-/// Appends text with digit runs as `#`.
+/// Appends text with digit runs and hexadecimal numbers (`0x6c`, the code
+/// of a value's character) as `#`.
 fn push_masked(out: &mut String, s: &str) {
     for c in s.chars() {
-        if c.is_ascii_digit() || (c == '.' && out.ends_with('#')) {
+        if c.is_ascii_digit()
+            || (c == '.' && out.ends_with('#'))
+            || (c.is_ascii_hexdigit() && out.ends_with("x#"))
+        {
             if !out.ends_with('#') {
                 out.push('#');
             }
@@ -193,7 +197,7 @@ mod tests {
     #[test]
     fn issue_22_dciodvfy_lines_lose_their_values() {
         let lines = [
-            "Error - Value invalid for this VR - (0x0008,0x0060) CS Modality  CS [1] = <Dr Smith> - Character invalid for this VR = 'r' (0x72)",
+            "Error - Value invalid for this VR - (0x0008,0x0060) CS Modality  CS [1] = <Dr Smith> - Character invalid for this VR = 'm' (0x6d)",
             "Error - Unrecognized enumerated value <JOHNDOE> for value 1 of attribute <Patient's Sex>",
             "Warning - CodingSchemeDesignator is deprecated - attribute <CodingSchemeDesignator> = <SMITHSONIAN>",
             "Error - Value invalid for this VR - (0x0010,0x0030) DA Patient's Birth Date  DA [1] = <19701301x> - Length invalid",
