@@ -9,7 +9,8 @@
 //! `deid --report`; `explain`; `deface`; `risk`), and no planted string,
 //! in any casing, nor any 6-character piece of one, may appear in what
 //! they print or write. `verify --site-local` may quote the comment, and
-//! says so in its header.
+//! says so in its header. A release folder named after the patient is
+//! named in the verify report only by the categories found in it.
 //!
 //! Needs VEIL_CORPUS and dcmodify (dcmtk).
 
@@ -184,15 +185,24 @@ fn issue_22_travelling_reports_hold_no_planted_phi() {
         &[("(0008,0016)", SOP_CLASS), ("(0008,0005)", CHARSET)],
     );
     let bytes = std::fs::read(clean.join("0.dcm")).unwrap();
-    std::fs::write(planted.join("2.dcm"), with_transfer_syntax(&bytes, TS)).unwrap();
+    veil_io::atomic::write_all(&planted.join("2.dcm"), &with_transfer_syntax(&bytes, TS)).unwrap();
     let planted_files = veil_test::files(&planted);
     assert_eq!(planted_files.len(), 3);
 
-    // verify: JSON and HTML travel with a release
+    // verify: JSON and HTML travel with a release. The release checked
+    // also holds a copy in a folder named after the patient, as a
+    // hand-made release might.
+    let release = tmp.join("release");
+    let named = release.join("ZORBLAX_55501234");
+    std::fs::create_dir_all(&named).unwrap();
+    for f in &planted_files {
+        std::fs::copy(f, release.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(planted.join("0.dcm"), named.join("3.dcm")).unwrap();
     let (json, html) = (tmp.join("v.json"), tmp.join("v.html"));
     let o = veil()
         .arg("verify")
-        .arg(&planted)
+        .arg(&release)
         .arg("--source")
         .arg(&clean)
         .args(["--patterns", "--dciodvfy", "--json"])
@@ -211,6 +221,15 @@ fn issue_22_travelling_reports_hold_no_planted_phi() {
     );
     let r: serde_json::Value = serde_json::from_str(&j).unwrap();
     assert_eq!(r["scope"], "travelling");
+    // the folder named after the patient is named by what it holds
+    assert!(
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["file"] == "[id+name:16]/3.dcm" && f["place"] == "filename"),
+        "{j}"
+    );
     let excerpts: Vec<&str> = r["findings"]
         .as_array()
         .unwrap()
@@ -235,7 +254,7 @@ fn issue_22_travelling_reports_hold_no_planted_phi() {
     let (json2, html2) = (tmp.join("v2.json"), tmp.join("v2.html"));
     let o = veil()
         .arg("verify")
-        .arg(&planted)
+        .arg(&release)
         .arg("--source")
         .arg(&clean)
         .args(["--site-local", "--json"])

@@ -430,7 +430,7 @@ impl<'a> FrameReader<'a> {
         let obj = obj.with_exact_meta(meta);
         let decoded = obj
             .decode_pixel_data_frame(0)
-            .map_err(|e| classify(ts, &e))?;
+            .map_err(|e| classify(ts, &g.pi, &e))?;
         let mut out = g.clone();
         out.bits_alloc = decoded.bits_allocated();
         // The codecs return interleaved samples; for 3 samples JPEG and
@@ -891,14 +891,20 @@ fn stretch(values: &[i64], display_ready: bool) -> Vec<u8> {
 }
 
 /// Sorts codec failures: a codec that is not built in is "unsupported",
-/// anything else a decode error. Only the codec's own words are kept.
-fn classify(ts: &str, e: &dicom_pixeldata::Error) -> PixelError {
+/// anything else a decode error. Only the codec's own words are kept; the
+/// photometric interpretation, which the codec may quote, is the file's
+/// value and stays in only when it is a defined term.
+fn classify(ts: &str, pi: &str, e: &dicom_pixeldata::Error) -> PixelError {
     let mut detail = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         detail.push_str(": ");
         detail.push_str(&s.to_string());
         src = s.source();
+    }
+    let shown = veil_core::Echo::one_of(pi, PHOTOMETRIC_TERMS);
+    if !pi.is_empty() && !shown.is_valid() {
+        detail = detail.replace(pi, shown.as_str());
     }
     if detail.contains("nsupported") || detail.contains("not supported") {
         PixelError::Unsupported(format!("transfer syntax {ts}: {detail}"))

@@ -152,8 +152,10 @@ fn read(
         site_local,
     } = *seek;
     let Ok(words) = ocr.words(img) else { return };
-    // (category, detector, word boxes, length, masked line if site-local)
-    let mut hits: Vec<(Category, String, Vec<Box4>, usize, Option<Phi<String>>)> = Vec::new();
+    let place = Place::fixed(place);
+    // the findings (thumbnail added below), and the boxes of what they found
+    let mut hits: Vec<Finding> = Vec::new();
+    let mut all_boxes: Vec<Box4> = Vec::new();
     for line in lines(&words) {
         let boxes_of = |s: usize, e: usize| -> Vec<Box4> {
             line.words
@@ -183,33 +185,32 @@ fn read(
             }
         }
         let ranges: Vec<_> = found.iter().map(|f| (f.0, f.1, f.2)).collect();
-        for (s, e, c, d) in found {
+        for (s, e, category, detector) in found {
+            all_boxes.extend(boxes_of(s, e));
             let chars = line.text.get(s..e).map_or(e - s, |t| t.chars().count());
-            let context = site_local.then(|| Phi::new(mask(&line.text, &ranges, s, e)));
-            hits.push((c, d, boxes_of(s, e), chars, context));
+            hits.push(Finding {
+                file: rel.to_string(),
+                excerpt: ReportText::found(category, chars, &place),
+                place: place.clone(),
+                category,
+                detector,
+                context: site_local.then(|| Phi::new(mask(&line.text, &ranges, s, e))),
+                frame: Some(frame),
+                thumbnail: None,
+            });
         }
     }
     if hits.is_empty() {
         return;
     }
-    let all_boxes: Vec<_> = hits.iter().flat_map(|h| h.2.iter().copied()).collect();
     let thumb = base64::engine::general_purpose::STANDARD
         .encode(veil_pixels::thumbnail_png(img, 160, &all_boxes));
     let mut seen = std::collections::HashSet::new();
-    let place = Place::fixed(place);
-    for (category, detector, _, chars, context) in hits {
-        if !seen.insert((category, detector.clone())) {
+    for mut f in hits {
+        if !seen.insert((f.category, f.detector.clone())) {
             continue;
         }
-        out.push(Finding {
-            file: rel.to_string(),
-            excerpt: ReportText::found(category, chars, &place),
-            place: place.clone(),
-            category,
-            detector,
-            context,
-            frame: Some(frame),
-            thumbnail: Some(thumb.clone()),
-        });
+        f.thumbnail = Some(thumb.clone());
+        out.push(f);
     }
 }

@@ -43,6 +43,10 @@ pub struct ScanInput<'a> {
 pub struct Scanned {
     /// Findings in this file.
     pub findings: Vec<Finding>,
+    /// The path the findings name: the relative path, with each component
+    /// in which a value was found replaced by its categories and length
+    /// (`[name+id:16]/IMG00001.dcm`), unless the report is site-local.
+    pub shown: String,
     /// The parsed output, or why it did not parse.
     pub file: Result<DicomFile, String>,
 }
@@ -66,14 +70,14 @@ fn context(site_local: bool, f: impl FnOnce() -> String) -> Option<Phi<String>> 
 /// Scans one output file.
 pub fn scan_file(input: &ScanInput<'_>) -> Scanned {
     let mut hits = Vec::new();
-    filename(input, &mut hits);
+    let shown = filename(input, &mut hits);
     let file = match veil_io::read(input.path) {
         Ok(f) => f,
         Err(e) => {
             let reason = e.reason.to_string();
-            let mut findings = group(input.rel, hits);
+            let mut findings = group(&shown, hits);
             findings.push(Finding {
-                file: input.rel.to_string(),
+                file: shown.clone(),
                 place: Place::fixed("file"),
                 category: Category::Structure,
                 detector: "structure:parse".into(),
@@ -84,6 +88,7 @@ pub fn scan_file(input: &ScanInput<'_>) -> Scanned {
             });
             return Scanned {
                 findings,
+                shown,
                 file: Err(reason),
             };
         }
@@ -112,42 +117,62 @@ pub fn scan_file(input: &ScanInput<'_>) -> Scanned {
         );
     }
     Scanned {
-        findings: group(input.rel, hits),
+        findings: group(&shown, hits),
+        shown,
         file: Ok(file),
     }
 }
 
-fn filename(input: &ScanInput<'_>, hits: &mut Vec<Hit>) {
+/// Pass 1: the relative path, component by component. Returns the path as
+/// a report may show it: a component that holds a found value is itself
+/// the value's neighbourhood, so it is replaced as a whole (a travelling
+/// report must not carry a patient's name because it is a folder's name).
+fn filename(input: &ScanInput<'_>, hits: &mut Vec<Hit>) -> String {
+    let mut shown = Vec::new();
     for comp in input.rel.split('/') {
-        let name = comp.to_uppercase();
-        if let Some(m) = input.tokens {
-            let found = m.find(name.as_bytes());
-            let ranges: Vec<_> = found
-                .iter()
-                .map(|h| (h.start, h.end, m.tokens()[h.token].category))
-                .collect();
-            for (h, &(s, e, category)) in found.iter().zip(&ranges) {
-                hits.push(Hit {
-                    place: Place::fixed("filename"),
-                    category,
-                    detector: "source-value",
-                    chars: m.chars(h.token),
-                    context: context(input.site_local, || mask(&name, &ranges, s, e)),
-                });
-            }
+        let before = hits.len();
+        filename_component(input, comp, hits);
+        let mut cats: Vec<&str> = hits[before..].iter().map(|h| h.category.name()).collect();
+        cats.sort_unstable();
+        cats.dedup();
+        if cats.is_empty() || input.site_local {
+            shown.push(comp.to_string());
+        } else {
+            shown.push(format!("[{}:{}]", cats.join("+"), comp.chars().count()));
         }
-        if input.patterns {
-            for p in detect(comp, TextKind::FileName) {
-                hits.push(Hit {
-                    place: Place::fixed("filename"),
-                    category: p.category,
-                    detector: p.detector,
-                    chars: comp[p.start..p.end].chars().count(),
-                    context: context(input.site_local, || {
-                        mask(comp, &[(p.start, p.end, p.category)], p.start, p.end)
-                    }),
-                });
-            }
+    }
+    shown.join("/")
+}
+
+fn filename_component(input: &ScanInput<'_>, comp: &str, hits: &mut Vec<Hit>) {
+    let name = comp.to_uppercase();
+    if let Some(m) = input.tokens {
+        let found = m.find(name.as_bytes());
+        let ranges: Vec<_> = found
+            .iter()
+            .map(|h| (h.start, h.end, m.tokens()[h.token].category))
+            .collect();
+        for (h, &(s, e, category)) in found.iter().zip(&ranges) {
+            hits.push(Hit {
+                place: Place::fixed("filename"),
+                category,
+                detector: "source-value",
+                chars: m.chars(h.token),
+                context: context(input.site_local, || mask(&name, &ranges, s, e)),
+            });
+        }
+    }
+    if input.patterns {
+        for p in detect(comp, TextKind::FileName) {
+            hits.push(Hit {
+                place: Place::fixed("filename"),
+                category: p.category,
+                detector: p.detector,
+                chars: comp[p.start..p.end].chars().count(),
+                context: context(input.site_local, || {
+                    mask(comp, &[(p.start, p.end, p.category)], p.start, p.end)
+                }),
+            });
         }
     }
 }

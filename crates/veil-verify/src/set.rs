@@ -331,7 +331,8 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
     };
 
     let idx: Vec<usize> = (0..outputs.len()).collect();
-    let scanned: Vec<Vec<Finding>> = par_map(&idx, jobs, |&i| {
+    // each output's findings, and the path they name it by
+    let scanned: Vec<(Vec<Finding>, String)> = par_map(&idx, jobs, |&i| {
         let rel = relative(&opts.out, &outputs[i]);
         let m = matcher_for(&paired[i]);
         let s = scan_file(&ScanInput {
@@ -346,7 +347,7 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
             if let Ok(file) = &s.file {
                 f.extend(read_pixels(
                     file,
-                    &rel,
+                    &s.shown,
                     m.as_deref(),
                     opts.patterns || sources.is_empty(),
                     opts.site_local,
@@ -357,15 +358,15 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
             f.extend(new_dciodvfy_errors(
                 &sources[paired[i][0]].path,
                 &outputs[i],
-                &rel,
+                &s.shown,
             ));
         }
-        f
+        (f, s.shown)
     });
-    let mut findings: Vec<Finding> = scanned.into_iter().flatten().collect();
+    let (found, rels): (Vec<Vec<Finding>>, Vec<String>) = scanned.into_iter().unzip();
+    let mut findings: Vec<Finding> = found.into_iter().flatten().collect();
 
-    // set checks
-    let rels: Vec<String> = outputs.iter().map(|p| relative(&opts.out, p)).collect();
+    // set checks (outputs named as the scan named them)
     let exact_pairs: Vec<Option<usize>> = paired
         .iter()
         .zip(&exact)
@@ -394,7 +395,21 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
             .count()
     };
     if opts.faces {
-        findings.extend(crate::faces::face_findings(&opts.out, outputs));
+        let shown: HashMap<String, &String> = outputs
+            .iter()
+            .map(|p| relative(&opts.out, p))
+            .zip(&rels)
+            .collect();
+        findings.extend(
+            crate::faces::face_findings(&opts.out, outputs)
+                .into_iter()
+                .map(|mut f| {
+                    if let Some(s) = shown.get(&f.file) {
+                        f.file = s.to_string();
+                    }
+                    f
+                }),
+        );
     }
     findings.retain(|f| opts.policy.reports(f.category));
     let paired_fp = paired
@@ -436,7 +451,7 @@ pub fn verify_one(
     let mut findings = s.findings;
     if let Ok(f) = &s.file {
         let facts = facts(f);
-        let rels = [rel.to_string()];
+        let rels = [s.shown.clone()];
         set_checks(
             &rels,
             &[Some(facts)],
