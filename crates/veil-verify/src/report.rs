@@ -288,3 +288,56 @@ fn generic_place(p: &str) -> String {
 pub fn esc(s: &str) -> String {
     veil_core::escape_markup(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::{Place, ReportText};
+    use veil_core::Phi;
+
+    fn report(site_local: bool) -> Report {
+        let place = Place::fixed("(0020,4000)");
+        let f = Finding {
+            file: "a/b.dcm".into(),
+            excerpt: ReportText::found(Category::Name, 7, &place),
+            place,
+            category: Category::Name,
+            detector: "source-value".into(),
+            context: Some(Phi::new("Dr Quillon saw [name:7] MRN".into())),
+            frame: None,
+            thumbnail: None,
+        };
+        Report::new(
+            vec![f],
+            site_local,
+            &VerifyPolicy::default(),
+            1,
+            1,
+            1,
+            0,
+            0,
+            0.1,
+        )
+    }
+
+    /// A travelling report drops a finding's context whoever set it; a
+    /// site-local one shows it and says in its header that it must stay.
+    #[test]
+    fn issue_22_only_a_site_local_report_quotes_context() {
+        let r = report(false);
+        for text in [r.to_json(), r.to_html()] {
+            assert!(
+                !text.contains("Quillon") && !text.contains("SITE-LOCAL"),
+                "{text}"
+            );
+            assert!(text.contains("[name:7] in (0020,4000)"), "{text}");
+        }
+        let r = report(true);
+        for text in [r.to_json(), r.to_html()] {
+            assert!(
+                text.contains("Quillon") && text.contains("SITE-LOCAL"),
+                "{text}"
+            );
+        }
+    }
+}
