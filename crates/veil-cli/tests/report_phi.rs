@@ -331,10 +331,21 @@ fn issue_22_travelling_reports_hold_no_planted_phi() {
     assert_eq!(o.status.code(), Some(2), "{}", all_output(&o));
     assert_clean("deface's output", &all_output(&o));
 
-    // risk, on the planted folder and on deid's output
+    // risk, on the planted folder and on deid's output: nothing on the
+    // terminal; its reports show released values, and say they are
+    // site-local
     for dir in [&planted, &out] {
-        let o = veil().arg("risk").arg(dir).output().unwrap();
+        let risk = tmp.join("risk.json");
+        let o = veil()
+            .arg("risk")
+            .arg(dir)
+            .arg("--json")
+            .arg(&risk)
+            .output()
+            .unwrap();
         assert_clean("risk's terminal output", &all_output(&o));
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&risk).unwrap()).unwrap();
+        assert!(r["notice"].as_str().unwrap().starts_with("SITE-LOCAL"));
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }

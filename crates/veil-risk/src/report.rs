@@ -11,6 +11,9 @@ use crate::population::{Population, SET_SEP};
 use crate::quasi::Quasi;
 use crate::suggest::{suggest, Search};
 
+/// What the report says in its header (JSON `notice`, HTML banner).
+pub const NOTICE: &str = "SITE-LOCAL: this report shows the quasi-identifier values of the patients most at risk; keep it at the site and do not send it with the release";
+
 /// A record whose risk is above the threshold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AtRisk {
@@ -32,6 +35,10 @@ pub struct AtRisk {
 pub struct Report {
     /// `veil risk` and its version.
     pub tool: String,
+    /// [`NOTICE`]: the report shows the released values of the records at
+    /// risk (free text such as institution or station names among them),
+    /// so unlike `veil verify`'s it does not travel.
+    pub notice: &'static str,
     /// Quasi-identifiers used, in order.
     pub quasi_identifiers: Vec<String>,
     /// DICOM objects read.
@@ -102,6 +109,7 @@ pub fn assess(
     at_risk.sort_by(|a, b| b.risk.total_cmp(&a.risk).then(a.patient.cmp(&b.patient)));
     Report {
         tool: format!("veil risk {}", env!("CARGO_PKG_VERSION")),
+        notice: NOTICE,
         quasi_identifiers: quasi.iter().map(|q| q.name.clone()).collect(),
         files_read: collection.files_read,
         files_skipped: collection.files_skipped,
@@ -188,6 +196,7 @@ impl Report {
               th{background:#f3f3f3}.bad{color:#a00;font-weight:bold}.ok{color:#070;font-weight:bold}\
               pre{background:#f6f6f6;padding:.4em;margin:0}</style></head><body>\n";
         let _ = writeln!(h, "<h1>Re-identification risk</h1>");
+        let _ = writeln!(h, "<p class=\"bad\">{}</p>", e(self.notice));
         let verdict = if self.above_threshold {
             format!(
                 "<p class=\"bad\">{} of {} patients are above the threshold {} ({} risk).</p>",
