@@ -208,9 +208,9 @@ impl Report {
             s.files, s.sources, s.paired_exact, s.paired_by_context, s.failing, s.files_with_findings, s.warnings, s.references_unresolved, s.seconds
         ));
         h.push_str(if site_local {
-            "<p>Values are never shown: each finding names its category, length and place as <code>[category:length] in place</code>; the context column quotes the text around it with every found value masked. File paths are the release's own (pseudonymous) paths.</p>"
+            "<p>Values are never shown: each finding names its category, length and place as <code>[category:length] in place</code>; the context column quotes the text around it with every found value masked. File paths are the release's own paths.</p>"
         } else {
-            "<p>Values are never shown, nor the text around them: each finding names its category, length and place as <code>[category:length] in place</code>. File paths are the release's own (pseudonymous) paths.</p>"
+            "<p>Values are never shown, nor the text around them: each finding names its category, length and place as <code>[category:length] in place</code>. File paths are the release's own (pseudonymous) paths; a path component in which a value was found is replaced by <code>[category:length]</code>.</p>"
         });
         let mut groups: BTreeMap<(Category, String), Vec<&ReportedFinding>> = BTreeMap::new();
         for f in &self.findings {
