@@ -86,7 +86,14 @@ fn setup_site(home: &Path, db: Option<&str>, env: &[(&str, &str)]) {
         home,
         db,
         env,
-        &["consent", "set", "KEYS-DENY", "--deny", "--recipient", "acme"],
+        &[
+            "consent",
+            "set",
+            "KEYS-DENY",
+            "--deny",
+            "--recipient",
+            "acme",
+        ],
     ));
 }
 
@@ -162,7 +169,10 @@ fn issue_22_missing_site_key_is_a_hard_error_and_backup_restores_it() {
     assert!(init.contains("site key   created"), "{init}");
     setup_site(&home, None, &[]);
     let input = inputs(&home, &corpus);
-    one_refused_one_released(release(&home, &input, &home.join("out1"), &[]), &home.join("out1"));
+    one_refused_one_released(
+        release(&home, &input, &home.join("out1"), &[]),
+        &home.join("out1"),
+    );
     let deny_ref = patient_ref(&home, "KEYS-DENY");
     let ok_ref = patient_ref(&home, "KEYS-OK");
 
@@ -181,9 +191,18 @@ fn issue_22_missing_site_key_is_a_hard_error_and_backup_restores_it() {
     let (code, text) = release(&home, &input, &out2, &[]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains(&s(&home.join("site.key"))), "{text}");
-    assert!(text.contains("veil init") && text.contains("backup"), "{text}");
-    assert!(!home.join("site.key").exists(), "no key is created implicitly");
-    assert!(!home.join("ledger.key").exists(), "no key is created implicitly");
+    assert!(
+        text.contains("veil init") && text.contains("backup"),
+        "{text}"
+    );
+    assert!(
+        !home.join("site.key").exists(),
+        "no key is created implicitly"
+    );
+    assert!(
+        !home.join("ledger.key").exists(),
+        "no key is created implicitly"
+    );
     assert!(
         common::output_studies(&out2).is_empty(),
         "the denied study is not released"
@@ -224,7 +243,10 @@ fn issue_22_ledger_verify_creates_no_key() {
     let home = veil_test::scratch("keys-verify-creates-none");
     let (code, text) = veil(&home, &["ledger", "verify"]);
     assert_eq!(code, 2, "{text}");
-    assert!(text.contains("site.key") && text.contains("veil init"), "{text}");
+    assert!(
+        text.contains("site.key") && text.contains("veil init"),
+        "{text}"
+    );
     assert!(!home.join("ledger.key").exists());
     assert!(!home.join("site.key").exists());
     std::fs::remove_dir_all(&home).unwrap();
@@ -299,7 +321,12 @@ fn issue_22_store_with_another_homes_keys_is_refused_on_sqlite() {
         &[],
         &["consent", "set", "KEYS-X", "--deny"],
     ));
-    let (code, text) = veil_env(&b, Some(&db), &[], &["consent", "set", "KEYS-X", "--permit"]);
+    let (code, text) = veil_env(
+        &b,
+        Some(&db),
+        &[],
+        &["consent", "set", "KEYS-X", "--permit"],
+    );
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("key mismatch"), "{text}");
     assert!(text.contains(&s(&b.join("site.key"))), "{text}");
@@ -333,7 +360,12 @@ fn issue_22_store_with_another_homes_keys_is_refused_on_postgresql() {
     assert!(!b.join("site.key").exists());
     // a home with its own keys (set up on its own store) is refused
     ok(veil(&b, &["init"]));
-    let (code, text) = veil_env(&b, Some(&url), &[], &["consent", "set", "KEYS-X", "--permit"]);
+    let (code, text) = veil_env(
+        &b,
+        Some(&url),
+        &[],
+        &["consent", "set", "KEYS-X", "--permit"],
+    );
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("key mismatch"), "{text}");
     // the right home still works
@@ -475,9 +507,9 @@ fn issue_22_children_get_no_secret_env() {
     std::fs::create_dir_all(&bin).unwrap();
     let dump = root.join("child-env.txt");
     let tool = bin.join("dciodvfy");
-    std::fs::write(
+    veil_io::atomic::write_all(
         &tool,
-        format!("#!/bin/sh\nenv >> '{}'\nexit 0\n", dump.display()),
+        format!("#!/bin/sh\nenv >> '{}'\nexit 0\n", dump.display()).as_bytes(),
     )
     .unwrap();
     std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -486,7 +518,11 @@ fn issue_22_children_get_no_secret_env() {
         .join("pydicom__data__test_files__CT_small.dcm");
     let key_hex = "ab".repeat(32);
     let out = root.join("out");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let env = [
         ("VEIL_KEY", key_hex.as_str()),
         ("VEIL_DB_PASSWORD", "pw-should-not-leak"),
@@ -572,12 +608,17 @@ fn issue_22_postgresql_over_tls() {
     ok(veil_env(&home, Some(&url), &[], &["init"]));
     let mut st = veil_store::Store::open(Some(&url), &home).unwrap();
     let r = st
-        .query("SELECT CAST(ssl AS TEXT) FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .query(
+            "SELECT CAST(ssl AS TEXT) FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
         .unwrap();
     assert_eq!(r[0][0].text(), Some("true"), "{r:?}");
     // the `veil` role below works on the tables `postgres` created
-    st.batch("GRANT ALL ON SCHEMA public TO veil; GRANT ALL ON ALL TABLES IN SCHEMA public TO veil")
-        .unwrap();
+    st.batch(
+        "GRANT ALL ON SCHEMA public TO veil; GRANT ALL ON ALL TABLES IN SCHEMA public TO veil",
+    )
+    .unwrap();
     drop(st);
 
     // the wrong CA: refused, nothing run
@@ -593,7 +634,10 @@ fn issue_22_postgresql_over_tls() {
     ok(veil_env(&home, Some(&ca_only), &[], &["ledger", "verify"]));
     // the server accepts TLS only: sslmode=disable cannot connect
     let plain = url.replace("sslmode=verify-full", "sslmode=disable");
-    assert_eq!(veil_env(&home, Some(&plain), &[], &["ledger", "verify"]).0, 2);
+    assert_eq!(
+        veil_env(&home, Some(&plain), &[], &["ledger", "verify"]).0,
+        2
+    );
 
     // the `veil` role needs its password: from the file, never the URL
     let as_veil = url.replacen("postgres://postgres@", "postgres://veil@", 1);

@@ -339,8 +339,8 @@ impl Site {
     pub fn init(db_url: Option<&str>, home: &Path) -> Result<InitSummary, Error> {
         let paths = KeyPaths::for_home(home);
         let mut store = Store::open(db_url, home)?;
-        let recorded = store.recorded_key(SITE_ROLE)?.is_some()
-            || store.recorded_key(LEDGER_ROLE)?.is_some();
+        let recorded =
+            store.recorded_key(SITE_ROLE)?.is_some() || store.recorded_key(LEDGER_ROLE)?.is_some();
         let site_exists = paths.site.exists();
         let ledger_exists = paths.ledger.exists();
         for (exists, path) in [(site_exists, &paths.site), (ledger_exists, &paths.ledger)] {
@@ -391,11 +391,10 @@ impl Site {
     pub fn adopt(db_url: Option<&str>, home: &Path) -> Result<AdoptSummary, Error> {
         let paths = KeyPaths::for_home(home);
         let site_key = load_site_key(&paths.site)?;
-        let ledger_key =
-            load_ledger_key(&paths.ledger)?.ok_or_else(|| missing_key("ledger key", &paths.ledger))?;
+        let ledger_key = load_ledger_key(&paths.ledger)?
+            .ok_or_else(|| missing_key("ledger key", &paths.ledger))?;
         let mut store = Store::open(db_url, home)?;
-        if store.recorded_key(SITE_ROLE)?.is_some() || store.recorded_key(LEDGER_ROLE)?.is_some()
-        {
+        if store.recorded_key(SITE_ROLE)?.is_some() || store.recorded_key(LEDGER_ROLE)?.is_some() {
             return Err(Error::Invalid(
                 "this store already records its keys; nothing to adopt".into(),
             ));
@@ -725,11 +724,7 @@ impl Site {
     pub fn verify_ledger(&mut self) -> Result<veil_ledger::VerifyReport, Error> {
         let rows = self.ledger_rows()?;
         let cps = self.checkpoints()?;
-        Ok(veil_ledger::verify_log(
-            &rows,
-            &cps,
-            &self.ledger_vk,
-        ))
+        Ok(veil_ledger::verify_log(&rows, &cps, &self.ledger_vk))
     }
 
     /// Signs the current tree head, after checking the log: a checkpoint

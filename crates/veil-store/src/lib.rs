@@ -105,10 +105,11 @@ pub struct Store {
 
 /// The migrations, in order. Each runs once, in a transaction, and is
 /// recorded in `schema_migrations`. Append only: never edit a released one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "recipients, consents, site defaults, ledger, checkpoints, staged outputs",
-    "CREATE TABLE recipients (
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "recipients, consents, site defaults, ledger, checkpoints, staged outputs",
+        "CREATE TABLE recipients (
         name TEXT PRIMARY KEY,
         category TEXT,
         contact TEXT,
@@ -159,19 +160,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
         expires_at TEXT NOT NULL,
         deleted_at TEXT
     );",
-), (
-    2,
-    "key records: the site key's id and the ledger public key",
-    // Which keys this store belongs to: `site` -> the site HMAC key's id
-    // (a hash, never the key), `ledger` -> the ledger's Ed25519 public key
-    // (hex). Checked on every open, so a store used with another
-    // $VEIL_HOME (other patient references) is refused.
-    "CREATE TABLE key_records (
+    ),
+    (
+        2,
+        "key records: the site key's id and the ledger public key",
+        // Which keys this store belongs to: `site` -> the site HMAC key's id
+        // (a hash, never the key), `ledger` -> the ledger's Ed25519 public key
+        // (hex). Checked on every open, so a store used with another
+        // $VEIL_HOME (other patient references) is refused.
+        "CREATE TABLE key_records (
         role TEXT PRIMARY KEY,
         value TEXT NOT NULL,
         recorded_at TEXT NOT NULL
     );",
-)];
+    ),
+];
 
 /// The default `$VEIL_HOME`: `$XDG_DATA_HOME/veil`, else
 /// `~/.local/share/veil`.

@@ -99,9 +99,9 @@ pub fn parse(url: &str) -> Result<Target, StoreError> {
             "sslmode" => {
                 mode = Some(SslMode::parse(&v).ok_or_else(|| {
                     StoreError::Invalid(
-                        "database URL: sslmode is disable, prefer, require, verify-ca or verify-full"
-                            .into(),
-                    )
+                    "database URL: sslmode is disable, prefer, require, verify-ca or verify-full"
+                        .into(),
+                )
                 })?)
             }
             "sslrootcert" => root = Some(v),
@@ -157,9 +157,7 @@ pub fn password_from_env() -> Result<Option<String>, StoreError> {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&p)
-                .map_err(|e| {
-                    StoreError::Invalid(format!("{PASSWORD_FILE_ENV}: {:?}", e.kind()))
-                })?
+                .map_err(|e| StoreError::Invalid(format!("{PASSWORD_FILE_ENV}: {:?}", e.kind())))?
                 .permissions()
                 .mode()
                 & 0o777;
@@ -202,7 +200,17 @@ pub fn connect(url: &str) -> Result<postgres::Client, StoreError> {
         postgres::config::SslMode::Require
     });
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_config(mode, root.as_deref())?);
-    Ok(config.connect(tls)?)
+    let no_password = config.get_password().is_none();
+    config.connect(tls).map_err(|e| {
+        if no_password && e.to_string().contains("password missing") {
+            StoreError::Invalid(format!(
+                "the database asks for a password: put it in a file only you can read, named \
+                 by {PASSWORD_FILE_ENV}, or in {PASSWORD_ENV} (never in the URL)"
+            ))
+        } else {
+            e.into()
+        }
+    })
 }
 
 fn tls_err(what: impl std::fmt::Display) -> StoreError {
@@ -395,7 +403,11 @@ mod tests {
     #[test]
     fn sslmode_defaults_and_options() {
         let t = parse("postgres://veil@db.example/veil").unwrap();
-        assert_eq!(t.mode, SslMode::VerifyFull, "network hosts verify by default");
+        assert_eq!(
+            t.mode,
+            SslMode::VerifyFull,
+            "network hosts verify by default"
+        );
         let t = parse("postgres://veil@127.0.0.1:5432/veil").unwrap();
         assert_eq!(t.mode, SslMode::Prefer);
         let t = parse("postgres://veil@localhost/veil?sslmode=disable").unwrap();
