@@ -644,6 +644,7 @@ fn issue_22_postgresql_over_tls() {
     let pw_file = s(&dir.join("veil.password"));
     let (code, text) = veil_env(&home, Some(&as_veil), &[], &["ledger", "verify"]);
     assert_eq!(code, 2, "no password, no connection: {text}");
+    assert!(text.contains("VEIL_DB_PASSWORD_FILE"), "{text}");
     let pw = std::fs::read_to_string(dir.join("veil.password")).unwrap();
     let t = ok(veil_env(
         &home,

@@ -12,6 +12,9 @@
 //! The store holds no secret. The keys (ledger signing key, site HMAC key,
 //! recipients' pseudonymization keys) are 0600 files under `$VEIL_HOME`:
 //! someone who can write to the database cannot forge a signed tree head.
+//! It records only their public side (`key_records`: the site key's id and
+//! the ledger public key), so that a store opened with another home's keys
+//! is refused and the ledger can be verified where the secret is absent.
 
 use std::path::{Path, PathBuf};
 
