@@ -202,7 +202,7 @@ pub fn connect(url: &str) -> Result<postgres::Client, StoreError> {
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_config(mode, root.as_deref())?);
     let no_password = config.get_password().is_none();
     config.connect(tls).map_err(|e| {
-        if no_password && e.to_string().contains("password missing") {
+        if no_password && crate::pg_message(&e).contains("password missing") {
             StoreError::Invalid(format!(
                 "the database asks for a password: put it in a file only you can read, named \
                  by {PASSWORD_FILE_ENV}, or in {PASSWORD_ENV} (never in the URL)"
