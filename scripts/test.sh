@@ -17,10 +17,14 @@ cargo run -q -p veil-dev -- gen-rules --mode check
 cargo fmt --all -- --check
 cargo clippy -q --all-targets -- -D warnings
 
-# a throwaway PostgreSQL on loopback for the store's tests (stopped on exit)
-trap 'scripts/pg.sh stop' EXIT
+# a throwaway PostgreSQL on loopback for the store's tests, and a second,
+# TLS-only one with a throwaway CA for the connection tests (both stopped
+# on exit)
+TLS_PG=(env VEIL_PG_SSL=1 VEIL_PG_PORT=55433)
+trap 'scripts/pg.sh stop; "${TLS_PG[@]}" scripts/pg.sh stop' EXIT
 eval "$(scripts/pg.sh start)"
-export VEIL_TEST_PG_URL VEIL_REQUIRE_PG=1
+eval "$("${TLS_PG[@]}" scripts/pg.sh start)"
+export VEIL_TEST_PG_URL VEIL_TEST_PG_TLS_URL VEIL_TEST_PG_TLS_DIR VEIL_REQUIRE_PG=1
 
 # test binaries run Tesseract in process on several threads: its OpenMP
 # teams of one thread each (what `veil` and `veil-plant` set for

@@ -142,7 +142,7 @@ pub fn consent(db: Option<&str>, cmd: ConsentCmd) -> Result<i32, String> {
             let v = s.export_consents().map_err(|e| e.to_string())?;
             let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n";
             match out {
-                Some(p) => veil_io::atomic::write_all(&p, text.as_bytes())
+                Some(p) => veil_io::atomic::write_private(&p, text.as_bytes())
                     .map_err(|e| format!("writing the export: {:?}", e.kind()))?,
                 None => emit(&text)?,
             }

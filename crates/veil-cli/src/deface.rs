@@ -113,7 +113,7 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
     }
     if let Some(q) = &a.qc {
         let png = veil_deface::qc::qc_png(&vol, &d.volume, Some(&d.brain));
-        veil_io::atomic::write_all(q, &png)
+        veil_io::atomic::write_private(q, &png)
             .map_err(|e| format!("writing the QC picture: {:?}", e.kind()))?;
     }
     let t_write = t2.elapsed().as_secs_f64();

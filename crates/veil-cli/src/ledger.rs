@@ -82,7 +82,7 @@ pub fn ledger(db: Option<&str>, cmd: LedgerCmd) -> Result<i32, String> {
                     + "\n"
             };
             match out {
-                Some(p) => veil_io::atomic::write_all(&p, text.as_bytes())
+                Some(p) => veil_io::atomic::write_private(&p, text.as_bytes())
                     .map_err(|e| format!("writing the export: {:?}", e.kind()))?,
                 None => emit(&text)?,
             }

@@ -48,6 +48,15 @@ struct PolicyArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Set up a site: $VEIL_HOME (0700), the store, site.key and the ledger
+    /// key ($VEIL_LEDGER_KEY_FILE or $VEIL_HOME/ledger.key), both 0600, and
+    /// record their public ids in the store. The only command that creates
+    /// them; never overwrites a key.
+    Init {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Key management.
     Key {
         #[command(subcommand)]
@@ -149,9 +158,23 @@ enum RetentionCmd {
     },
 }
 
-/// Opens the site store ($VEIL_HOME, created on first use).
+/// Opens the site ($VEIL_HOME set up by `veil init`; no key is created).
 fn site(db: Option<&str>) -> Result<veil_release::Site, String> {
-    veil_release::Site::open(db, &veil_store::default_home()).map_err(|e| e.to_string())
+    let home = secure_home()?;
+    veil_release::Site::open(db, &home).map_err(|e| e.to_string())
+}
+
+/// $VEIL_HOME, tightened to 0700 if group or others could open it (said
+/// on stderr, with the old mode).
+fn secure_home() -> Result<PathBuf, String> {
+    let home = veil_store::default_home();
+    if let Some(old) = veil_store::secure_home(&home).map_err(|e| e.to_string())? {
+        eprintln!(
+            "veil: {} was mode {old:o}; tightened to 700 (it holds the keys and the store)",
+            home.display()
+        );
+    }
+    Ok(home)
 }
 
 #[derive(Subcommand)]
@@ -161,6 +184,9 @@ enum KeyCmd {
         /// Where to write it.
         path: PathBuf,
     },
+    /// Tie a store written before key records to the site.key and ledger
+    /// key in place, after checking them against its consents and ledger.
+    Adopt,
 }
 
 fn main() -> ExitCode {
@@ -239,6 +265,44 @@ fn run(cli: Cli) -> Result<i32, String> {
         Cmd::Retention {
             cmd: RetentionCmd::Run { now },
         } => release::retention(db, now),
+        Cmd::Init { json } => {
+            let home = secure_home()?;
+            let r = veil_release::Site::init(db, &home).map_err(|e| e.to_string())?;
+            if json {
+                emit(&(serde_json::to_string_pretty(&r).map_err(|e| e.to_string())? + "\n"))?;
+            } else {
+                let said = |created: bool| if created { "created" } else { "kept" };
+                emit(&format!(
+                    "{}{} ({} store)\n  site key   {} {} (id {})\n  ledger key {} {} (id {})\n\
+                     Back up both key files now, apart from the database: without site.key no \
+                     consent matches, without the ledger key nothing can be appended.\n",
+                    if r.already_initialized {
+                        "already initialized: "
+                    } else {
+                        "initialized "
+                    },
+                    home.display(),
+                    r.backend,
+                    said(r.site_key_created),
+                    r.site_key,
+                    r.site_key_id,
+                    said(r.ledger_key_created),
+                    r.ledger_key,
+                    r.ledger_key_id
+                ))?;
+            }
+            Ok(0)
+        }
+        Cmd::Key { cmd: KeyCmd::Adopt } => {
+            let home = secure_home()?;
+            let r = veil_release::Site::adopt(db, &home).map_err(|e| e.to_string())?;
+            emit(&format!(
+                "adopted: site key id {} reproduces all {} consent references; ledger key id {} \
+                 verifies all {} entries; both recorded in the store\n",
+                r.site_key_id, r.consents_checked, r.ledger_key_id, r.ledger_entries_checked
+            ))?;
+            Ok(0)
+        }
         Cmd::Key {
             cmd: KeyCmd::New { path },
         } => {
@@ -315,7 +379,7 @@ fn run(cli: Cli) -> Result<i32, String> {
             }
             if let Some(r) = &report {
                 let json = serde_json::to_vec_pretty(&rep).map_err(|e| e.to_string())?;
-                veil_io::atomic::write_all(r, &json).map_err(|e| e.to_string())?;
+                veil_io::atomic::write_private(r, &json).map_err(|e| e.to_string())?;
             }
             emit(&format!("{}\n", rep.summary()))?;
             if rep.counts.quarantined > 0 && report.is_none() {

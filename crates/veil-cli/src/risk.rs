@@ -60,11 +60,11 @@ pub fn run(a: RiskArgs) -> Result<i32, String> {
     let report = veil_risk::run(&a.out, &quasi, population.as_deref(), a.threshold)
         .map_err(|e| e.to_string())?;
     if let Some(p) = &a.json {
-        veil_io::atomic::write_all(p, report.to_json().as_bytes())
+        veil_io::atomic::write_private(p, report.to_json().as_bytes())
             .map_err(|e| format!("writing the JSON report: {e}"))?;
     }
     if let Some(p) = &a.html {
-        veil_io::atomic::write_all(p, report.to_html().as_bytes())
+        veil_io::atomic::write_private(p, report.to_html().as_bytes())
             .map_err(|e| format!("writing the HTML report: {e}"))?;
     }
     crate::emit(&report.summary())?;

@@ -71,10 +71,12 @@ pub fn run(a: VerifyArgs) -> Result<i32, String> {
     };
     let report = veil_verify::verify_tree(&opts).map_err(|e| format!("{e}"))?;
     if let Some(p) = &a.json {
-        veil_io::atomic::write_all(p, report.to_json().as_bytes()).map_err(|e| e.to_string())?;
+        veil_io::atomic::write_private(p, report.to_json().as_bytes())
+            .map_err(|e| e.to_string())?;
     }
     if let Some(p) = &a.html {
-        veil_io::atomic::write_all(p, report.to_html().as_bytes()).map_err(|e| e.to_string())?;
+        veil_io::atomic::write_private(p, report.to_html().as_bytes())
+            .map_err(|e| e.to_string())?;
     }
     crate::emit(&format!("{}\n", report.summary_line()))?;
     Ok(report.exit_code())

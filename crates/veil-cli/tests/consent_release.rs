@@ -37,6 +37,8 @@ fn release_withdraw_disclose_retain() {
         return;
     };
     let home = veil_test::scratch("consent-release");
+    let (code, out) = veil(&home, &["init"]);
+    assert_eq!(code, 0, "{out}");
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let recipe = home.join("r.toml");
     veil_io::atomic::write_all(&recipe, b"name = \"vendor-x\"\nversion = \"2\"\n").unwrap();

@@ -34,6 +34,7 @@ fn populate(home: &Path, db: Option<&str>, corpus: &Path) {
     veil_io::atomic::write_all(&recipe, b"name = \"t\"\nversion = \"1\"\n").unwrap();
     let r = recipe.to_str().unwrap();
     let ok = |(code, out): (i32, String)| assert_eq!(code, 0, "{out}");
+    ok(veil(home, db, &["init"]));
     ok(veil(
         home,
         db,
@@ -269,6 +270,6 @@ fn tampering_is_detected_and_located_on_postgresql() {
     // the same schema on both engines
     let mut s = Store::open(Some(&url), &home).unwrap();
     assert_eq!(s.backend(), "postgresql");
-    assert_eq!(s.schema_version().unwrap(), 1);
+    assert_eq!(s.schema_version().unwrap(), 2);
     std::fs::remove_dir_all(&home).unwrap();
 }

@@ -36,3 +36,20 @@ pub fn escape_markup(s: &str) -> String {
     }
     o
 }
+
+/// Environment variables that carry secrets into Veil (the pseudonymization
+/// key, the database password). A tool Veil runs (dciodvfy, ...) gets none
+/// of them: it needs no key, and an inherited variable would show in its
+/// environment, its crash reports and whatever it runs in turn.
+pub const SECRET_ENV: &[&str] = &["VEIL_KEY", "VEIL_DB_PASSWORD", "PGPASSWORD"];
+
+/// A command for an outside tool, without [`SECRET_ENV`] in its
+/// environment. Every `Command` Veil starts for another program is built
+/// here.
+pub fn tool_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    for v in SECRET_ENV {
+        c.env_remove(v);
+    }
+    c
+}

@@ -20,6 +20,17 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts writing `dest` (its folder is created).
     pub fn create(dest: &Path) -> io::Result<AtomicFile> {
+        AtomicFile::create_mode(dest, None)
+    }
+
+    /// Starts writing `dest` readable by its owner only (mode 0600 from the
+    /// first byte, and kept by the rename): site-local reports and exports
+    /// that name patients or input files.
+    pub fn create_private(dest: &Path) -> io::Result<AtomicFile> {
+        AtomicFile::create_mode(dest, Some(0o600))
+    }
+
+    fn create_mode(dest: &Path, mode: Option<u32>) -> io::Result<AtomicFile> {
         let dir = parent_dir(dest);
         let dir = dir.as_path();
         fs::create_dir_all(dir)?;
@@ -32,10 +43,16 @@ impl AtomicFile {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!("{TMP_PREFIX}{}-{n}-{name}", std::process::id()));
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        if let Some(m) = mode {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(m);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let f = opts.open(&tmp)?;
         Ok(AtomicFile {
             tmp,
             dest: dest.to_path_buf(),
@@ -160,6 +177,14 @@ impl Drop for AtomicFile {
 /// Writes a small file atomically.
 pub fn write_all(dest: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = AtomicFile::create(dest)?;
+    f.writer().write_all(bytes)?;
+    f.commit()
+}
+
+/// Writes a small file atomically, readable by its owner only (0600):
+/// `--report` files, verify and risk reports, consent and audit exports.
+pub fn write_private(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = AtomicFile::create_private(dest)?;
     f.writer().write_all(bytes)?;
     f.commit()
 }

@@ -21,7 +21,7 @@ mod verify;
 
 pub use entry::{Entry, Event};
 pub use merkle::{Frontier, Hash};
-pub use sign::{head_message, Checkpoint, KeyFileError, LedgerKey};
+pub use sign::{head_message, key_id, verifying_key_from_hex, Checkpoint, KeyFileError, LedgerKey};
 
 /// The verifying key type (re-exported so callers need not depend on
 /// ed25519-dalek).

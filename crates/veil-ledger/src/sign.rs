@@ -53,15 +53,20 @@ impl LedgerKey {
         LedgerKey(SigningKey::from_bytes(&seed))
     }
 
-    /// Loads the key file at `path`, creating it (mode 0600, 32 random
-    /// bytes) on first use.
-    pub fn load_or_create(path: &Path) -> Result<LedgerKey, KeyFileError> {
-        if !path.exists() {
-            let mut seed = [0u8; 32];
-            getrandom::getrandom(&mut seed).map_err(|_| KeyFileError::Random)?;
-            write_secret(path, &seed)?;
-        }
+    /// Loads the key file at `path`. Never creates it: a ledger key is
+    /// made only by `veil init` ([`LedgerKey::create`]), because a key
+    /// silently recreated would sign a log nobody can tie to the old one.
+    pub fn load(path: &Path) -> Result<LedgerKey, KeyFileError> {
         Ok(LedgerKey::from_seed(read_secret(path)?))
+    }
+
+    /// Creates a new key file at `path` (mode 0600, 32 random bytes);
+    /// refuses to overwrite an existing one.
+    pub fn create(path: &Path) -> Result<LedgerKey, KeyFileError> {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|_| KeyFileError::Random)?;
+        write_secret(path, &seed)?;
+        Ok(LedgerKey::from_seed(seed))
     }
 
     /// The public half.
@@ -92,6 +97,12 @@ impl LedgerKey {
         c.signature = hex(&self.0.sign(c.body().as_bytes()).to_bytes());
         c
     }
+}
+
+/// A verifying key from its 64 hex digits (as the store records it).
+pub fn verifying_key_from_hex(text: &str) -> Option<VerifyingKey> {
+    let b: [u8; 32] = unhex(text.trim())?.try_into().ok()?;
+    VerifyingKey::from_bytes(&b).ok()
 }
 
 /// The public id of a verifying key.
@@ -171,8 +182,17 @@ pub fn read_secret(path: &Path) -> Result<[u8; 32], KeyFileError> {
 /// Writes a new 0600 file of 64 hex digits; never overwrites.
 pub fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), KeyFileError> {
     use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // a key's folder is private too (VEIL_LEDGER_KEY_FILE may name one
+        // outside $VEIL_HOME)
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(dir)?;
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -213,9 +233,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("veil-ledger-key-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let p = dir.join("ledger.key");
-        let a = LedgerKey::load_or_create(&p).unwrap();
-        let b = LedgerKey::load_or_create(&p).unwrap();
+        assert!(LedgerKey::load(&p).is_err(), "never created by loading");
+        assert!(!p.exists());
+        let a = LedgerKey::create(&p).unwrap();
+        let b = LedgerKey::load(&p).unwrap();
         assert_eq!(a.id(), b.id());
+        assert!(LedgerKey::create(&p).is_err(), "never overwritten");
+        assert_eq!(LedgerKey::load(&p).unwrap().id(), a.id());
+        assert_eq!(
+            verifying_key_from_hex(&hex(a.verifying_key().as_bytes())),
+            Some(a.verifying_key())
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -225,7 +253,7 @@ mod tests {
             );
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
             assert!(matches!(
-                LedgerKey::load_or_create(&p),
+                LedgerKey::load(&p),
                 Err(KeyFileError::Permissions(_))
             ));
         }

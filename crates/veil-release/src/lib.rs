@@ -55,13 +55,136 @@ impl Error {
     }
 }
 
-/// The site: its store, its ledger signing key and its HMAC key.
+/// The site: its store, its ledger keys and its HMAC key.
 pub struct Site {
     /// The store.
     pub store: Store,
     home: PathBuf,
-    ledger_key: LedgerKey,
+    /// The ledger signing key, when its file is present: only appending
+    /// (releases, refusals, retention, checkpoints) needs it.
+    ledger_key: Option<LedgerKey>,
+    /// The ledger public key: from the secret key when present, else as
+    /// recorded in the store at `veil init` (verification needs only it).
+    ledger_vk: veil_ledger::merkle_vk::VerifyingKey,
+    ledger_key_path: PathBuf,
     site_key: Key,
+}
+
+/// The environment variable naming the ledger signing key file, so that it
+/// can live apart from `$VEIL_HOME` and the database.
+pub const LEDGER_KEY_FILE_ENV: &str = "VEIL_LEDGER_KEY_FILE";
+
+/// Role names in the store's key records.
+const SITE_ROLE: &str = "site";
+const LEDGER_ROLE: &str = "ledger";
+
+/// Where the site's two keys live: `$VEIL_HOME/site.key`, and
+/// `$VEIL_LEDGER_KEY_FILE` or else `$VEIL_HOME/ledger.key`.
+#[derive(Debug, Clone)]
+pub struct KeyPaths {
+    /// The site HMAC key (patient and study references).
+    pub site: PathBuf,
+    /// The ledger signing key.
+    pub ledger: PathBuf,
+}
+
+impl KeyPaths {
+    /// The paths for `home`, honouring `VEIL_LEDGER_KEY_FILE`.
+    pub fn for_home(home: &Path) -> KeyPaths {
+        KeyPaths {
+            site: home.join("site.key"),
+            ledger: std::env::var_os(LEDGER_KEY_FILE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join("ledger.key")),
+        }
+    }
+}
+
+/// What `veil init` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitSummary {
+    /// The site key file.
+    pub site_key: String,
+    /// Its id (a hash of it).
+    pub site_key_id: String,
+    /// True when `veil init` created it; false when it kept an existing one.
+    pub site_key_created: bool,
+    /// The ledger key file.
+    pub ledger_key: String,
+    /// The ledger key's public id.
+    pub ledger_key_id: String,
+    /// True when created now.
+    pub ledger_key_created: bool,
+    /// `sqlite` or `postgresql`.
+    pub backend: String,
+    /// True when the store already recorded these keys (a second `init`).
+    pub already_initialized: bool,
+}
+
+/// What `veil key adopt` checked and recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdoptSummary {
+    /// Consent records whose patient reference the site key reproduces.
+    pub consents_checked: usize,
+    /// Ledger entries verified under the ledger key.
+    pub ledger_entries_checked: u64,
+    /// The site key id recorded.
+    pub site_key_id: String,
+    /// The ledger key id recorded.
+    pub ledger_key_id: String,
+}
+
+fn missing_key(what: &str, path: &Path) -> Error {
+    Error::Key(format!(
+        "the {what} {} is missing. Veil never creates keys implicitly: run `veil init` \
+         to set up a new site, or restore the file from your key backup (see README, \
+         \"Keys: backup and restore\"){}",
+        path.display(),
+        if what == "site key" {
+            "; a new site key would change every patient reference, so no stored consent \
+             would match"
+        } else {
+            ""
+        }
+    ))
+}
+
+fn load_site_key(path: &Path) -> Result<Key, Error> {
+    if !path.exists() {
+        return Err(missing_key("site key", path));
+    }
+    Key::load(path).map_err(|e| Error::Key(format!("site key {}: {e}", path.display())))
+}
+
+fn load_ledger_key(path: &Path) -> Result<Option<LedgerKey>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    LedgerKey::load(path)
+        .map(Some)
+        .map_err(|e| Error::Key(format!("{} ({})", e, path.display())))
+}
+
+/// The signing key, or the error that says where it should be (a free
+/// function so that [`Site::append`] can hold it while writing the store).
+fn signing_key<'a>(k: &'a Option<LedgerKey>, path: &Path) -> Result<&'a LedgerKey, Error> {
+    k.as_ref().ok_or_else(|| {
+        Error::Key(format!(
+            "the ledger signing key {} is not here: verifying and reading need only the public \
+             key, but writing to the ledger needs the secret key; set {} to its file",
+            path.display(),
+            LEDGER_KEY_FILE_ENV
+        ))
+    })
+}
+
+fn vk_hex(vk: &veil_ledger::merkle_vk::VerifyingKey) -> String {
+    veil_ledger::hex(vk.as_bytes())
+}
+
+fn vk_id(vk: &veil_ledger::merkle_vk::VerifyingKey) -> String {
+    veil_ledger::key_id(vk)
 }
 
 /// A past disclosure a withdrawal concerns.
@@ -123,26 +246,214 @@ pub struct RetentionSummary {
 }
 
 impl Site {
-    /// Opens (creating on first use) `$VEIL_HOME` and the store, the ledger
-    /// signing key (`ledger.key`, Ed25519) and the site HMAC key
-    /// (`site.key`), both 0600.
+    /// Opens an initialized site: `$VEIL_HOME`, the store, the site HMAC key
+    /// (`site.key`) and the ledger key (see [`KeyPaths`]). Creates no key:
+    /// a missing site key is an error naming the file. The ledger's secret
+    /// key may be absent (it can be kept apart): reading and verifying then
+    /// use the public key recorded in the store, and appending fails.
+    ///
+    /// The keys must be the ones the store recorded at `veil init`; a store
+    /// opened with another home's keys is refused. A store from before key
+    /// records is tied to its keys on first open only while it holds no
+    /// consent or ledger row; otherwise `veil key adopt` must check them
+    /// against its data first ([`Site::adopt`]).
     pub fn open(db_url: Option<&str>, home: &Path) -> Result<Site, Error> {
-        let store = Store::open(db_url, home)?;
-        let ledger_key = LedgerKey::load_or_create(&home.join("ledger.key"))
-            .map_err(|e| Error::Key(e.to_string()))?;
-        let sk = home.join("site.key");
-        let site_key = if sk.exists() {
-            Key::load(&sk)
-        } else {
-            Key::create_file(&sk)
+        let paths = KeyPaths::for_home(home);
+        // keys first: nothing is created for a home without them
+        let site_key = load_site_key(&paths.site)?;
+        let ledger_key = load_ledger_key(&paths.ledger)?;
+        let mut store = Store::open(db_url, home)?;
+        let recorded_site = store.recorded_key(SITE_ROLE)?;
+        let recorded_ledger = store.recorded_key(LEDGER_ROLE)?;
+        let ledger_vk = match (&ledger_key, &recorded_ledger) {
+            (Some(k), _) => k.verifying_key(),
+            (None, Some(hex)) => veil_ledger::verifying_key_from_hex(hex).ok_or_else(|| {
+                Error::Key("the ledger public key recorded in the store does not parse".into())
+            })?,
+            (None, None) => return Err(missing_key("ledger key", &paths.ledger)),
+        };
+        match (&recorded_site, &recorded_ledger) {
+            (None, None) => {
+                if store.holds_keyed_data()? {
+                    return Err(Error::Key(
+                        "this store holds consents or ledger entries but records no key ids \
+                         (it predates key records): run `veil key adopt` to check these keys \
+                         against its data and record them"
+                            .into(),
+                    ));
+                }
+                // an empty store: tying it to the keys present is safe
+                // (nothing was written under other keys)
+                store.transaction(|s| {
+                    s.record_key(SITE_ROLE, &site_key.id())?;
+                    s.record_key(LEDGER_ROLE, &vk_hex(&ledger_vk))
+                })?;
+            }
+            (Some(sid), Some(lhex)) => {
+                if *sid != site_key.id() {
+                    return Err(Error::Key(format!(
+                        "key mismatch: the store was set up with site key id {sid}, but {} \
+                         has id {}. This VEIL_HOME does not belong to this store: its patient \
+                         references would match no consent. Use the VEIL_HOME whose site.key \
+                         the store records, or restore site.key from your key backup.",
+                        paths.site.display(),
+                        site_key.id()
+                    )));
+                }
+                if *lhex != vk_hex(&ledger_vk) {
+                    return Err(Error::Key(format!(
+                        "key mismatch: the store was set up with ledger key id {}, but {} \
+                         has id {}. Use the ledger key the store records, or restore it from \
+                         your key backup.",
+                        veil_ledger::verifying_key_from_hex(lhex)
+                            .map(|k| vk_id(&k))
+                            .unwrap_or_else(|| "(unreadable)".into()),
+                        paths.ledger.display(),
+                        vk_id(&ledger_vk)
+                    )));
+                }
+            }
+            _ => {
+                return Err(Error::Key(
+                    "the store records only one of its two keys; restore the store from backup"
+                        .into(),
+                ))
+            }
         }
-        .map_err(|e| Error::Key(format!("site key: {e}")))?;
         Ok(Site {
             store,
             home: home.to_path_buf(),
             ledger_key,
+            ledger_vk,
+            ledger_key_path: paths.ledger,
             site_key,
         })
+    }
+
+    /// `veil init`: creates `$VEIL_HOME` (0700), the store, and whichever of
+    /// `site.key` and the ledger key is missing (0600), then records their
+    /// public ids in the store. Never overwrites a key file. Refuses to
+    /// create a key for a store that already records one (restore it from
+    /// backup instead) or that holds data from before key records (`veil
+    /// key adopt`).
+    pub fn init(db_url: Option<&str>, home: &Path) -> Result<InitSummary, Error> {
+        let paths = KeyPaths::for_home(home);
+        let mut store = Store::open(db_url, home)?;
+        let recorded =
+            store.recorded_key(SITE_ROLE)?.is_some() || store.recorded_key(LEDGER_ROLE)?.is_some();
+        let site_exists = paths.site.exists();
+        let ledger_exists = paths.ledger.exists();
+        for (exists, path) in [(site_exists, &paths.site), (ledger_exists, &paths.ledger)] {
+            if recorded && !exists {
+                return Err(Error::Key(format!(
+                    "this store records its keys, and {} is missing: restore it from your key \
+                     backup; `veil init` never replaces a key the store records",
+                    path.display()
+                )));
+            }
+        }
+        if !recorded && store.holds_keyed_data()? {
+            return Err(Error::Key(
+                "this store holds consents or ledger entries written before key records: \
+                 `veil init` will not create keys for it; put its site.key and ledger key in \
+                 place and run `veil key adopt`"
+                    .into(),
+            ));
+        }
+        drop(store);
+        if !site_exists {
+            Key::create_file(&paths.site)
+                .map_err(|e| Error::Key(format!("site key {}: {e}", paths.site.display())))?;
+        }
+        if !ledger_exists {
+            LedgerKey::create(&paths.ledger)
+                .map_err(|e| Error::Key(format!("{e} ({})", paths.ledger.display())))?;
+        }
+        // records the ids in a fresh store, checks them in an initialized one
+        let site = Site::open(db_url, home)?;
+        Ok(InitSummary {
+            site_key: paths.site.display().to_string(),
+            site_key_id: site.site_key.id(),
+            site_key_created: !site_exists,
+            ledger_key: paths.ledger.display().to_string(),
+            ledger_key_id: vk_id(&site.ledger_vk),
+            ledger_key_created: !ledger_exists,
+            backend: site.store.backend().to_string(),
+            already_initialized: recorded,
+        })
+    }
+
+    /// `veil key adopt`: ties a store written before key records to the
+    /// keys in place, after checking them against its data: every consent
+    /// record's patient reference must be reproduced by the site key, and
+    /// the ledger must verify under the ledger key. Refuses otherwise, and
+    /// for a store that already records keys.
+    pub fn adopt(db_url: Option<&str>, home: &Path) -> Result<AdoptSummary, Error> {
+        let paths = KeyPaths::for_home(home);
+        let site_key = load_site_key(&paths.site)?;
+        let ledger_key = load_ledger_key(&paths.ledger)?
+            .ok_or_else(|| missing_key("ledger key", &paths.ledger))?;
+        let mut store = Store::open(db_url, home)?;
+        if store.recorded_key(SITE_ROLE)?.is_some() || store.recorded_key(LEDGER_ROLE)?.is_some() {
+            return Err(Error::Invalid(
+                "this store already records its keys; nothing to adopt".into(),
+            ));
+        }
+        let refs = store.consent_refs()?;
+        let vk = ledger_key.verifying_key();
+        let mut site = Site {
+            store,
+            home: home.to_path_buf(),
+            ledger_key: Some(ledger_key),
+            ledger_vk: vk,
+            ledger_key_path: paths.ledger,
+            site_key,
+        };
+        let bad = refs
+            .iter()
+            .filter(|(r, pid)| *r != site.patient_ref(pid))
+            .count();
+        if bad > 0 {
+            return Err(Error::Key(format!(
+                "{} does not reproduce the patient references of {bad} of {} consent records: \
+                 it is not the key this store was written with; nothing recorded",
+                paths.site.display(),
+                refs.len()
+            )));
+        }
+        let report = site.verify_ledger()?;
+        if !report.ok {
+            return Err(Error::Key(format!(
+                "the ledger does not verify under {} (first bad position {}): not the key \
+                 this store was written with, or the ledger was altered; nothing recorded",
+                site.ledger_key_path.display(),
+                report.first_bad_position.unwrap_or(0)
+            )));
+        }
+        let sid = site.site_key.id();
+        let lhex = vk_hex(&site.ledger_vk);
+        site.store.transaction(|s| {
+            s.record_key(SITE_ROLE, &sid)?;
+            s.record_key(LEDGER_ROLE, &lhex)
+        })?;
+        Ok(AdoptSummary {
+            consents_checked: refs.len(),
+            ledger_entries_checked: report.entries,
+            site_key_id: sid,
+            ledger_key_id: vk_id(&site.ledger_vk),
+        })
+    }
+
+    /// The ledger's public (verifying) key, whether or not the secret key
+    /// is present.
+    pub fn ledger_verifying_key(&self) -> veil_ledger::merkle_vk::VerifyingKey {
+        self.ledger_vk
+    }
+
+    /// The ledger signing key; an error naming the file when it is absent
+    /// (appending and signing checkpoints need it, reading does not).
+    pub fn ledger_signing_key(&self) -> Result<&LedgerKey, Error> {
+        signing_key(&self.ledger_key, &self.ledger_key_path)
     }
 
     /// The keyed reference of a patient: the first 128 bits of
@@ -193,7 +504,7 @@ impl Site {
             None => r.name.clone(),
         };
         let keys = self.home.join("keys");
-        std::fs::create_dir_all(&keys).map_err(Error::io("creating the keys folder"))?;
+        veil_store::private_dir(&keys).map_err(Error::io("creating the keys folder"))?;
         let key_file = keys.join(format!("{name}.key"));
         let key =
             Key::create_file(&key_file).map_err(|e| Error::Key(format!("recipient key: {e}")))?;
@@ -287,7 +598,7 @@ impl Site {
             .collect();
         let n = leaves.len() as u64;
         let root = merkle::root(&leaves);
-        let vk = self.ledger_key.verifying_key();
+        let vk = self.ledger_vk;
         // the proofs rest on the signed head stored with the last entry:
         // recomputing a root from the rows alone would prove nothing
         let head_ok = rows
@@ -413,11 +724,7 @@ impl Site {
     pub fn verify_ledger(&mut self) -> Result<veil_ledger::VerifyReport, Error> {
         let rows = self.ledger_rows()?;
         let cps = self.checkpoints()?;
-        Ok(veil_ledger::verify_log(
-            &rows,
-            &cps,
-            &self.ledger_key.verifying_key(),
-        ))
+        Ok(veil_ledger::verify_log(&rows, &cps, &self.ledger_vk))
     }
 
     /// Signs the current tree head, after checking the log: a checkpoint
@@ -432,7 +739,7 @@ impl Site {
             .iter()
             .map(|r| merkle::leaf_hash(r.entry.as_bytes()))
             .collect();
-        let c = self.ledger_key.checkpoint(
+        let c = self.ledger_signing_key()?.checkpoint(
             leaves.len() as u64,
             merkle::root(&leaves),
             veil_consent::now(),
@@ -470,7 +777,7 @@ impl Site {
         mut entries: Vec<Entry>,
         staged: Vec<Option<veil_store::Staged>>,
     ) -> Result<Vec<u64>, Error> {
-        let key = &self.ledger_key;
+        let key = signing_key(&self.ledger_key, &self.ledger_key_path)?;
         let out = self.store.transaction(|s| {
             let rows = s.ledger_rows()?;
             if rows.iter().enumerate().any(|(i, r)| r.seq != i as i64) {

@@ -147,6 +147,7 @@ static CASE: AtomicUsize = AtomicUsize::new(0);
 fn run(sc: &Scenario, corpus: &Path) {
     let case = CASE.fetch_add(1, Ordering::SeqCst);
     let home = veil_test::scratch(&format!("release-prop-{case}"));
+    Site::init(None, &home).unwrap();
     let mut site = Site::open(None, &home).unwrap();
     let recipe = home.join("r.toml");
     veil_io::atomic::write_all(&recipe, b"name = \"prop\"\nversion = \"1\"\n").unwrap();

@@ -12,8 +12,13 @@
 //! The store holds no secret. The keys (ledger signing key, site HMAC key,
 //! recipients' pseudonymization keys) are 0600 files under `$VEIL_HOME`:
 //! someone who can write to the database cannot forge a signed tree head.
+//! It records only their public side (`key_records`: the site key's id and
+//! the ledger public key), so that a store opened with another home's keys
+//! is refused and the ledger can be verified where the secret is absent.
 
 use std::path::{Path, PathBuf};
+
+pub mod pg;
 
 use veil_consent::{Consent, Provision, Recipient, SiteDefault};
 use veil_core::Phi;
@@ -25,7 +30,7 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("postgresql: {0}")]
+    #[error("postgresql: {}", pg_message(.0))]
     Postgres(#[from] postgres::Error),
     /// Files under `$VEIL_HOME`.
     #[error("veil home: {0}")]
@@ -36,6 +41,20 @@ pub enum StoreError {
     /// Something the caller asked for that cannot be done.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A PostgreSQL error's text: the server's message and SQLSTATE (the bare
+/// Display says only "db error"), or the client's error with its cause
+/// (a refused certificate, a failed password). Never the server's DETAIL,
+/// which may quote row values.
+fn pg_message(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
+    }
 }
 
 /// A SQL value: the schema uses only these two types.
@@ -89,10 +108,11 @@ pub struct Store {
 
 /// The migrations, in order. Each runs once, in a transaction, and is
 /// recorded in `schema_migrations`. Append only: never edit a released one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "recipients, consents, site defaults, ledger, checkpoints, staged outputs",
-    "CREATE TABLE recipients (
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "recipients, consents, site defaults, ledger, checkpoints, staged outputs",
+        "CREATE TABLE recipients (
         name TEXT PRIMARY KEY,
         category TEXT,
         contact TEXT,
@@ -143,7 +163,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
         expires_at TEXT NOT NULL,
         deleted_at TEXT
     );",
-)];
+    ),
+    (
+        2,
+        "key records: the site key's id and the ledger public key",
+        // Which keys this store belongs to: `site` -> the site HMAC key's id
+        // (a hash, never the key), `ledger` -> the ledger's Ed25519 public key
+        // (hex). Checked on every open, so a store used with another
+        // $VEIL_HOME (other patient references) is refused.
+        "CREATE TABLE key_records (
+        role TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    );",
+    ),
+];
 
 /// The default `$VEIL_HOME`: `$XDG_DATA_HOME/veil`, else
 /// `~/.local/share/veil`.
@@ -178,19 +212,21 @@ fn pg_sql(sql: &str) -> String {
 impl Store {
     /// Opens the store: PostgreSQL when `url` is a `postgres://` or
     /// `postgresql://` URL, else SQLite at `url` (a path) or
-    /// `$VEIL_HOME/veil.db`. Creates `$VEIL_HOME` (0700) and runs pending
-    /// migrations.
+    /// `$VEIL_HOME/veil.db`. Creates `$VEIL_HOME` (0700, or tightens it:
+    /// see [`secure_home`]) and runs pending migrations. A PostgreSQL URL
+    /// follows [`pg`]: TLS by `sslmode`, no password in the URL.
     pub fn open(url: Option<&str>, home: &Path) -> Result<Store, StoreError> {
-        create_home(home)?;
+        secure_home(home)?;
         let db = match url {
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-                Db::Pg(Box::new(postgres::Client::connect(u, postgres::NoTls)?))
+                Db::Pg(Box::new(pg::connect(u)?))
             }
             other => {
                 let path = match other {
                     Some(p) => PathBuf::from(p.strip_prefix("sqlite://").unwrap_or(p)),
                     None => home.join("veil.db"),
                 };
+                private_db_file(&path)?;
                 let c = rusqlite::Connection::open(&path)?;
                 c.busy_timeout(std::time::Duration::from_secs(30))?;
                 c.pragma_update(None, "journal_mode", "WAL")?;
@@ -356,6 +392,64 @@ impl Store {
             &[Val::t(name)],
         )?;
         Ok(r.first().and_then(|r| r[0].int()).unwrap_or(0) > 0)
+    }
+
+    // ---- key records --------------------------------------------------------
+
+    /// The recorded public value for a key role (`site`: the site key's
+    /// id; `ledger`: the ledger public key, hex), if recorded.
+    pub fn recorded_key(&mut self, role: &str) -> Result<Option<String>, StoreError> {
+        let r = self.query(
+            "SELECT value FROM key_records WHERE role = ?",
+            &[Val::t(role)],
+        )?;
+        Ok(r.first().and_then(|r| r[0].text()).map(str::to_string))
+    }
+
+    /// Records the public value for a key role. Refuses to replace a
+    /// different recorded value: a store belongs to one set of keys.
+    pub fn record_key(&mut self, role: &str, value: &str) -> Result<(), StoreError> {
+        match self.recorded_key(role)? {
+            Some(v) if v == value => Ok(()),
+            Some(_) => Err(StoreError::Invalid(format!(
+                "the store already records a different {role} key"
+            ))),
+            None => {
+                self.exec(
+                    "INSERT INTO key_records (role, value, recorded_at) VALUES (?, ?, ?)",
+                    &[Val::t(role), Val::t(value), Val::t(veil_consent::now())],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the store holds anything written under the keys (consent
+    /// records, ledger rows, checkpoints): such a store cannot be tied to
+    /// keys by simply recording whatever keys open it.
+    pub fn holds_keyed_data(&mut self) -> Result<bool, StoreError> {
+        for t in ["consents", "ledger", "checkpoints"] {
+            let r = self.query(&format!("SELECT COUNT(*) FROM {t}"), &[])?;
+            if r.first().and_then(|r| r[0].int()).unwrap_or(0) > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// (patient_ref, PatientID) of every consent record: lets `veil key
+    /// adopt` check a site key against the references it must reproduce.
+    pub fn consent_refs(&mut self) -> Result<Vec<(String, Phi<String>)>, StoreError> {
+        let rows = self.query("SELECT patient_ref, patient_id FROM consents", &[])?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r[0].text().unwrap_or_default().to_string(),
+                    Phi::new(r[1].text().unwrap_or_default().to_string()),
+                )
+            })
+            .collect())
     }
 
     // ---- recipients -------------------------------------------------------
@@ -695,16 +789,92 @@ fn to_pg(params: &[Val]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
         .collect()
 }
 
-/// Creates `$VEIL_HOME` (mode 0700: it holds keys) if missing.
-fn create_home(home: &Path) -> std::io::Result<()> {
-    if home.is_dir() {
-        return Ok(());
+/// Creates `$VEIL_HOME` with mode 0700 (it holds the keys and the
+/// database), or tightens an existing one that group or others can enter
+/// to 0700, and its `keys/` folder likewise. Returns the old mode of a
+/// home it tightened.
+///
+/// Why tighten rather than refuse: the home is Veil's own folder, nothing
+/// else should need to read it, and a refusal would only make the operator
+/// type the same `chmod`. A home Veil cannot tighten (another user's) is
+/// refused with the reason.
+pub fn secure_home(home: &Path) -> Result<Option<u32>, StoreError> {
+    let refuse = |e: std::io::Error| {
+        StoreError::Invalid(format!(
+            "VEIL_HOME {}: {e} (it must be a folder only its owner can open, mode 0700)",
+            home.display()
+        ))
+    };
+    let old = private_dir(home).map_err(refuse)?;
+    let keys = home.join("keys");
+    if keys.is_dir() {
+        private_dir(&keys).map_err(refuse)?;
     }
-    std::fs::create_dir_all(home)?;
+    Ok(old)
+}
+
+/// Creates `dir` (and its parents) with mode 0700, or tightens an existing
+/// one; returns the old mode when it tightened.
+pub fn private_dir(dir: &Path) -> std::io::Result<Option<u32>> {
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(dir)?;
+        return Ok(None);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))?;
+        let meta = std::fs::metadata(dir)?;
+        if !meta.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a folder",
+            ));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+            return Ok(Some(mode));
+        }
+    }
+    Ok(None)
+}
+
+/// Makes the SQLite file (created empty if missing) and its `-wal` and
+/// `-shm` companions readable by their owner only. SQLite gives the
+/// companions the database file's mode, so creating it 0600 before SQLite
+/// opens it covers them too.
+fn private_db_file(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if let Ok(m) = std::fs::metadata(&p) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o600))?;
+            }
+        }
     }
     Ok(())
 }
@@ -718,7 +888,7 @@ pub fn create_pg_database(base: &str, name: &str) -> Result<String, StoreError> 
             "database names are [A-Za-z0-9_]".into(),
         ));
     }
-    let mut c = postgres::Client::connect(base, postgres::NoTls)?;
+    let mut c = pg::connect(base)?;
     c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))?;
     c.batch_execute(&format!("CREATE DATABASE {name}"))?;
     let (head, query) = match base.split_once('?') {
@@ -741,12 +911,39 @@ mod tests {
         assert_eq!(pg_sql("a = ? AND b = ?"), "a = $1 AND b = $2");
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn issue_22_home_db_and_companions_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let home = std::env::temp_dir().join(format!("veil-store-modes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        // a pre-existing home anyone can enter, with a keys/ folder like it
+        std::fs::create_dir_all(home.join("keys")).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(home.join("keys"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let mut s = Store::open(None, &home).unwrap();
+        s.set_default("ai-training", SiteDefault::OptOut).unwrap();
+        assert_eq!(mode(&home), 0o700, "an existing looser home is tightened");
+        assert_eq!(mode(&home.join("veil.db")), 0o600);
+        assert_eq!(mode(&home.join("veil.db-wal")), 0o600);
+        assert_eq!(mode(&home.join("veil.db-shm")), 0o600);
+        drop(s);
+        // a fresh home is created 0700
+        let fresh = home.join("fresh");
+        let _s = Store::open(None, &fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(mode(&fresh.join("veil.db")), 0o600);
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
     #[test]
     fn sqlite_store_is_created_and_migrated_once() {
         let home = std::env::temp_dir().join(format!("veil-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
         assert!(home.join("veil.db").is_file());
         s.set_default("ai-training", SiteDefault::OptOut).unwrap();
         drop(s);
@@ -759,7 +956,7 @@ mod tests {
         let n = s
             .query("SELECT COUNT(*) FROM schema_migrations", &[])
             .unwrap();
-        assert_eq!(n[0][0].int(), Some(1));
+        assert_eq!(n[0][0].int(), Some(2));
         std::fs::remove_dir_all(&home).unwrap();
     }
 }

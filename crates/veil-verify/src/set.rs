@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -828,7 +827,7 @@ fn fingerprint(f: &DicomFile) -> Option<[u8; 32]> {
 /// be PHI, and UIDs, numbers and lengths change with de-identification;
 /// see [`ReportText::dciodvfy`]). `None` when dciodvfy is not installed.
 pub fn dciodvfy_errors(p: &Path) -> Option<BTreeSet<ReportText>> {
-    let out = Command::new("dciodvfy").arg(p).output().ok()?;
+    let out = veil_core::tool_command("dciodvfy").arg(p).output().ok()?;
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     Some(
