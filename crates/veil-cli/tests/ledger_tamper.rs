@@ -315,7 +315,7 @@ fn replace_log(s: &mut Store, rows: &[veil_store::veil_ledger_row::StoredRow]) {
 
 fn write_key(path: &Path, seed: &[u8; 32]) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, format!("{}\n", veil_ledger::hex(seed))).unwrap();
+    veil_io::atomic::write_all(path, format!("{}\n", veil_ledger::hex(seed)).as_bytes()).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
@@ -363,7 +363,7 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
     ));
     assert!(out.contains("1 checkpoint notes matched"), "{out}");
     let keyfile = published.join("ledger.pub");
-    std::fs::write(&keyfile, format!("{pubkey}\n")).unwrap();
+    veil_io::atomic::write_all(&keyfile, format!("{pubkey}\n").as_bytes()).unwrap();
     ok(veil(
         home,
         db,
@@ -474,7 +474,7 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
 
     // a note that cannot be read as one is not a verdict: exit 2, named
     let bad = published.join("bad.note");
-    std::fs::write(&bad, text.replace('—', "-")).unwrap();
+    veil_io::atomic::write_all(&bad, text.replace('—', "-").as_bytes()).unwrap();
     let (code, out) = veil(
         home,
         db,

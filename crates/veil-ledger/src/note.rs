@@ -447,7 +447,7 @@ mod tests {
             (TEXT.as_bytes().to_vec(), "no blank line"),
             (format!("\n{TEXT}").into_bytes(), "no blank line"),
             (
-                good[..good.len() - 1].as_bytes().to_vec(),
+                good.as_bytes()[..good.len() - 1].to_vec(),
                 "does not end in a newline",
             ),
             (format!("{TEXT}\n").into_bytes(), "no signature line"),
