@@ -273,3 +273,247 @@ fn tampering_is_detected_and_located_on_postgresql() {
     assert_eq!(s.schema_version().unwrap(), 2);
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+// ---- issue 22 (4): a ledger anchored outside its database ----
+//
+// The attacks below leave every stored row and signature consistent, so
+// `ledger verify` alone passes after each of them (asserted, to show the
+// hole): only a checkpoint note saved outside the site before the attack
+// catches them.
+
+/// Re-signs `entries` (leaf JSON, in order) with `key` as a forger holding
+/// a key would: positions, leaf hashes and signed heads all consistent.
+fn signed_rows(
+    key: &veil_ledger::LedgerKey,
+    entries: &[String],
+) -> Vec<veil_store::veil_ledger_row::StoredRow> {
+    let mut f = veil_ledger::Frontier::new();
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut entry = veil_ledger::Entry::from_leaf(e).unwrap();
+            entry.seq = i as u64;
+            let data = String::from_utf8(entry.to_leaf()).unwrap();
+            let lh = veil_ledger::merkle::leaf_hash(data.as_bytes());
+            f.push(lh);
+            veil_store::veil_ledger_row::StoredRow {
+                seq: i as i64,
+                entry: data,
+                leaf_hash: veil_ledger::hex(&lh),
+                head_sig: key.sign_head(i as u64 + 1, &f.root()),
+            }
+        })
+        .collect()
+}
+
+fn replace_log(s: &mut Store, rows: &[veil_store::veil_ledger_row::StoredRow]) {
+    s.exec("DELETE FROM ledger", &[]).unwrap();
+    for r in rows {
+        s.insert_ledger_row(r).unwrap();
+    }
+}
+
+fn write_key(path: &Path, seed: &[u8; 32]) {
+    use std::os::unix::fs::PermissionsExt;
+    veil_io::atomic::write_all(path, format!("{}\n", veil_ledger::hex(seed)).as_bytes()).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
+    let ok = |(code, out): (i32, String)| {
+        assert_eq!(code, 0, "{out}");
+        out
+    };
+    populate(home, db, corpus);
+    // the site publishes a note of its 6 entries, and its verifier key
+    let published = home.join("elsewhere");
+    let note = published.join("head-6.note");
+    let n = note.to_str().unwrap();
+    let out = ok(veil(home, db, &["ledger", "checkpoint", "--out", n]));
+    assert!(out.contains("checkpoint of 6 entries"), "{out}");
+    let text = std::fs::read_to_string(&note).unwrap();
+    let pubkey = ok(veil(home, db, &["ledger", "pubkey"])).trim().to_string();
+    // a C2SP checkpoint: origin (the key's name), size, base64 root, blank
+    // line, `— name base64(key id || signature)`; the verifier key is
+    // `name+keyid+base64(0x01 || key)`
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].starts_with("veil-ledger/"), "{text}");
+    assert_eq!(lines[1], "6");
+    assert_eq!(lines[2].len(), 44, "{text}");
+    assert_eq!(lines[3], "");
+    assert!(lines[4].starts_with(&format!("— {} ", lines[0])), "{text}");
+    let parts: Vec<&str> = pubkey.splitn(3, '+').collect();
+    assert_eq!(parts.len(), 3, "{pubkey}");
+    assert_eq!(parts[0], lines[0]);
+    assert_eq!(parts[1].len(), 8, "{pubkey}");
+
+    // an untampered log that grew after the note passes, with the site's
+    // key or with only the published verifier key
+    ok(veil(home, db, &["retention", "run", "--now", "2100-01-01"]));
+    let out = ok(veil(home, db, &["ledger", "verify", "--checkpoint", n]));
+    assert!(
+        out.contains("10 entries") && out.contains("1 checkpoint notes matched"),
+        "{out}"
+    );
+    let out = ok(veil(
+        home,
+        db,
+        &["ledger", "verify", "--pubkey", &pubkey, "--checkpoint", n],
+    ));
+    assert!(out.contains("1 checkpoint notes matched"), "{out}");
+    let keyfile = published.join("ledger.pub");
+    veil_io::atomic::write_all(&keyfile, format!("{pubkey}\n").as_bytes()).unwrap();
+    ok(veil(
+        home,
+        db,
+        &[
+            "ledger",
+            "verify",
+            "--pubkey",
+            keyfile.to_str().unwrap(),
+            "--checkpoint",
+            n,
+            n,
+        ],
+    ));
+
+    let mut store = Store::open(db, home).unwrap();
+    let rows = store.ledger_rows().unwrap();
+    assert_eq!(rows.len(), 10);
+    let cps = store.checkpoints().unwrap();
+    let key_path = home.join("ledger.key");
+    let seed: [u8; 32] = veil_ledger::unhex(&std::fs::read_to_string(&key_path).unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let site_key = veil_ledger::LedgerKey::from_seed(seed);
+    let entries: Vec<String> = rows.iter().map(|r| r.entry.clone()).collect();
+
+    let restore = |s: &mut Store| {
+        replace_log(s, &rows);
+        s.exec("DELETE FROM checkpoints", &[]).unwrap();
+        for c in &cps {
+            s.insert_checkpoint(c).unwrap();
+        }
+        write_key(&key_path, &seed);
+        let (code, out) = veil(home, db, &["ledger", "verify", "--checkpoint", n]);
+        assert_eq!(code, 0, "restored: {out}");
+    };
+    // (name, attack, what the message must say, first bad position)
+    type Attack<'a> = Box<dyn Fn(&mut Store) + 'a>;
+    let cases: Vec<(&str, Attack, &str, u64)> = vec![
+        (
+            "truncate the tail and delete the checkpoints",
+            Box::new(|s: &mut Store| {
+                s.exec("DELETE FROM ledger WHERE seq >= ?", &[Val::i(4)])
+                    .unwrap();
+                s.exec("DELETE FROM checkpoints", &[]).unwrap();
+            }),
+            "covers 6 entries but the log has 4: entries from position 4 on were removed (truncated)",
+            4,
+        ),
+        (
+            "fork after position 3, re-signed with the site's key",
+            Box::new(|s: &mut Store| {
+                let mut forked = entries[..4].to_vec();
+                for e in &entries[4..] {
+                    forked.push(e.replace("\"acme\"", "\"elsewhere\""));
+                }
+                assert_ne!(forked, entries);
+                replace_log(s, &signed_rows(&site_key, &forked));
+                s.exec("DELETE FROM checkpoints", &[]).unwrap();
+            }),
+            "the log's first 6 entries do not match the checkpoint note",
+            5,
+        ),
+        (
+            "rewrite everything under a freshly generated key",
+            Box::new(|s: &mut Store| {
+                // a refusal disappears, the rest is renumbered and re-signed
+                let fresh = [0x5a; 32];
+                let kept: Vec<String> = entries
+                    .iter()
+                    .filter(|e| !e.contains("\"refusal\""))
+                    .cloned()
+                    .collect();
+                assert!(kept.len() < entries.len());
+                replace_log(s, &signed_rows(&veil_ledger::LedgerKey::from_seed(fresh), &kept));
+                s.exec("DELETE FROM checkpoints", &[]).unwrap();
+                write_key(&key_path, &fresh);
+            }),
+            "the note is not signed by",
+            0,
+        ),
+    ];
+    for (name, attack, what, pos) in &cases {
+        attack(&mut store);
+        // the hole: everything the database holds is consistent
+        let (code, out) = veil(home, db, &["ledger", "verify"]);
+        assert_eq!(code, 0, "{name}: without a note the attack passes: {out}");
+        // the note kept elsewhere catches it, and says what
+        let (code, out) = veil(home, db, &["ledger", "verify", "--checkpoint", n]);
+        assert_eq!(code, 1, "{name}: {out}");
+        assert!(
+            out.contains("ledger TAMPERED") && out.contains(what),
+            "{name}: {out}"
+        );
+        let (code, out) = veil(home, db, &["ledger", "verify", "--json", "--checkpoint", n]);
+        assert_eq!(code, 1, "{name}: {out}");
+        let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(j["first_bad_position"], *pos, "{name}: {out}");
+        // an auditor holding only the published key catches it too
+        let (code, out) = veil(
+            home,
+            db,
+            &["ledger", "verify", "--pubkey", &pubkey, "--checkpoint", n],
+        );
+        assert_eq!(code, 1, "{name}, auditor: {out}");
+        restore(&mut store);
+    }
+
+    // a note that cannot be read as one is not a verdict: exit 2, named
+    let bad = published.join("bad.note");
+    veil_io::atomic::write_all(&bad, text.replace('—', "-").as_bytes()).unwrap();
+    let (code, out) = veil(
+        home,
+        db,
+        &["ledger", "verify", "--checkpoint", bad.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("bad.note") && out.contains("em dash"), "{out}");
+    let (code, out) = veil(home, db, &["ledger", "verify", "--pubkey", "nonsense"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--pubkey"), "{out}");
+}
+
+#[test]
+fn issue_22_anchored_ledger_detects_truncation_fork_and_rewrite_on_sqlite() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch("anchor-sqlite");
+    anchored_suite(None, &home, &corpus);
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn issue_22_anchored_ledger_detects_truncation_fork_and_rewrite_on_postgresql() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let Ok(base) = std::env::var("VEIL_TEST_PG_URL") else {
+        assert!(
+            std::env::var("VEIL_REQUIRE_PG").is_err(),
+            "VEIL_REQUIRE_PG is set but VEIL_TEST_PG_URL is not"
+        );
+        eprintln!("VEIL_TEST_PG_URL not set; skipping");
+        return;
+    };
+    let url = veil_store::create_pg_database(&base, &format!("veil_anchor_{}", std::process::id()))
+        .unwrap();
+    let home = veil_test::scratch("anchor-pg");
+    anchored_suite(Some(&url), &home, &corpus);
+    std::fs::remove_dir_all(&home).unwrap();
+}

@@ -16,12 +16,17 @@
 pub mod audit;
 mod entry;
 pub mod merkle;
+pub mod note;
 mod sign;
 mod verify;
 
 pub use entry::{Entry, Event};
 pub use merkle::{Frontier, Hash};
-pub use sign::{head_message, key_id, verifying_key_from_hex, Checkpoint, KeyFileError, LedgerKey};
+pub use note::{NoteError, NoteVerifier, SignedNote};
+pub use sign::{
+    head_message, key_id, note_verifier, origin, verifying_key_from_hex, Checkpoint, KeyFileError,
+    LedgerKey,
+};
 
 /// The verifying key type (re-exported so callers need not depend on
 /// ed25519-dalek).
@@ -33,7 +38,7 @@ pub mod merkle_vk {
 pub fn check_signature(k: &ed25519_dalek::VerifyingKey, msg: &str, sig_hex: &str) -> bool {
     sign::check(k, msg, sig_hex)
 }
-pub use verify::{verify_log, Problem, StoredRow, VerifyReport};
+pub use verify::{verify_log, verify_log_against, ExternalNote, Problem, StoredRow, VerifyReport};
 
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {

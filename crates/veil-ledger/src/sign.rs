@@ -17,7 +17,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::merkle::Hash;
-use crate::{hex, unhex};
+use crate::note::{self, checkpoint_text, NoteVerifier};
+use crate::{hex, unhex, unhex32};
 
 /// Key file errors (never show the key).
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,24 @@ impl LedgerKey {
         c.signature = hex(&self.0.sign(c.body().as_bytes()).to_bytes());
         c
     }
+
+    /// The verifier key of this ledger's notes (`veil ledger pubkey`).
+    pub fn note_verifier(&self) -> NoteVerifier {
+        note_verifier(&self.verifying_key())
+    }
+}
+
+/// The origin line of a ledger's checkpoints, also the name of its note
+/// key: `veil-ledger/` and the key id. Naming the log by its key means a
+/// log re-signed with another key is another log, whose notes cannot pass
+/// for this one's.
+pub fn origin(key_id: &str) -> String {
+    format!("veil-ledger/{key_id}")
+}
+
+/// The note verifier of a ledger verifying key.
+pub fn note_verifier(k: &VerifyingKey) -> NoteVerifier {
+    NoteVerifier::new(&origin(&key_id(k)), *k).expect("a ledger origin is a valid key name")
 }
 
 /// A verifying key from its 64 hex digits (as the store records it).
@@ -143,23 +162,40 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// The signed text, in the shape of a transparency-log checkpoint note:
-    /// origin, size, root, then Veil's extension line (time).
+    /// The signed text: a C2SP tlog-checkpoint body (origin, size, base64
+    /// root). The time is kept beside it, unsigned: extension lines are
+    /// advised against and witnesses' post-quantum cosignatures would not
+    /// cover it; a witness's cosignature carries its own time.
     pub fn body(&self) -> String {
+        let root = unhex32(&self.root).unwrap_or_default();
+        checkpoint_text(&origin(&self.key_id), self.size, &root)
+    }
+
+    /// The text signed before checkpoints were C2SP notes (hex root, time
+    /// line), so that checkpoints stored by earlier versions still verify.
+    fn legacy_body(&self) -> String {
         format!(
-            "veil-ledger/{}\n{}\n{}\n{}\n",
-            self.key_id, self.size, self.root, self.time
+            "{}\n{}\n{}\n{}\n",
+            origin(&self.key_id),
+            self.size,
+            self.root,
+            self.time
         )
     }
 
     /// Is the signature valid under `k`?
     pub fn verify(&self, k: &VerifyingKey) -> bool {
-        self.key_id == key_id(k) && check(k, &self.body(), &self.signature)
+        self.key_id == key_id(k)
+            && unhex32(&self.root).is_some()
+            && (check(k, &self.body(), &self.signature)
+                || check(k, &self.legacy_body(), &self.signature))
     }
 
-    /// The text to copy outside the site.
-    pub fn note(&self) -> String {
-        format!("{}\n— {}\n", self.body(), self.signature)
+    /// The signed note to copy outside the site, `k` being the key that
+    /// signed it.
+    pub fn note(&self, k: &VerifyingKey) -> String {
+        let sig = unhex(&self.signature).unwrap_or_default();
+        note::assemble(&self.body(), &note_verifier(k), &sig)
     }
 }
 
@@ -226,6 +262,22 @@ mod tests {
         let other = LedgerKey::from_seed([4; 32]);
         assert!(!c.verify(&other.verifying_key()));
         assert!(!format!("{k:?}").contains("0303"));
+    }
+
+    #[test]
+    fn checkpoint_notes_are_c2sp_checkpoints_and_old_checkpoints_still_verify() {
+        let k = LedgerKey::from_seed([3; 32]);
+        let c = k.checkpoint(6, [9u8; 32], "2025-01-01T00:00:00Z".into());
+        let n = note::SignedNote::parse(c.note(&k.verifying_key()).as_bytes()).unwrap();
+        let h = note::parse_checkpoint_text(k.note_verifier().open(&n).unwrap()).unwrap();
+        assert_eq!(h.origin, origin(&k.id()));
+        assert_eq!((h.size, h.root), (6, [9u8; 32]));
+        // a checkpoint stored by an earlier version (hex root, signed time)
+        let mut old = c.clone();
+        old.signature = hex(&k.0.sign(old.legacy_body().as_bytes()).to_bytes());
+        assert!(old.verify(&k.verifying_key()));
+        old.time = "2026-01-01T00:00:00Z".into();
+        assert!(!old.verify(&k.verifying_key()));
     }
 
     #[test]

@@ -4,7 +4,8 @@ use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
 use crate::merkle::{self, Frontier, Hash};
-use crate::sign::{check, head_message, Checkpoint};
+use crate::note::{parse_checkpoint_text, NoteError, NoteVerifier, SignedNote, TreeHead};
+use crate::sign::{check, head_message, note_verifier, Checkpoint};
 use crate::{hex, unhex32, Entry};
 
 /// A row as the store holds it.
@@ -46,11 +47,37 @@ pub struct VerifyReport {
     pub checkpoints_checked: usize,
     /// The latest checkpoint (size, root), if any.
     pub latest_checkpoint: Option<Checkpoint>,
+    /// Checkpoint notes kept elsewhere whose signature, root and
+    /// consistency were checked.
+    pub notes_checked: usize,
     /// The id of the key the log was checked against.
     pub key_id: String,
+    /// The verifier key (`veil ledger pubkey`) the log was checked against.
+    pub verifier_key: String,
 }
 
-/// Checks every row and every checkpoint.
+/// A checkpoint note kept outside the site, as handed to `ledger verify`.
+#[derive(Debug, Clone)]
+pub struct ExternalNote {
+    /// How messages name it (the file name the user gave).
+    pub label: String,
+    /// The parsed, not yet verified, note.
+    pub note: SignedNote,
+}
+
+/// Checks every row and every stored checkpoint against `key` (see
+/// [`verify_log_against`], with no external note).
+pub fn verify_log(
+    rows: &[StoredRow],
+    checkpoints: &[Checkpoint],
+    key: &VerifyingKey,
+) -> VerifyReport {
+    verify_log_against(rows, checkpoints, &[], &note_verifier(key))
+}
+
+/// Checks every row, every stored checkpoint and every checkpoint note
+/// kept elsewhere, trusting only `verifier` (the ledger's public key under
+/// its name: the site's own, or the one an auditor was given).
 ///
 /// For each position i: the row must be the i-th (no gap, no repeat), the
 /// entry must say it is entry i, its leaf hash must match its content, and
@@ -61,11 +88,20 @@ pub struct VerifyReport {
 /// size (a checkpoint larger than the log means entries were removed from
 /// the end), and a consistency proof is checked between consecutive
 /// checkpoints and from the latest to the current head.
-pub fn verify_log(
+///
+/// The stored checkpoints live in the same database as the log, so whoever
+/// can cut the log can delete them too. The external notes are what catch
+/// that: a note larger than the log is a truncation, a note whose root
+/// differs from the log's first N entries is a fork or a rewrite (even one
+/// re-signed under the same key), and a note not signed by `verifier` means
+/// the log is now signed by another key or the note is another log's.
+pub fn verify_log_against(
     rows: &[StoredRow],
     checkpoints: &[Checkpoint],
-    key: &VerifyingKey,
+    notes: &[ExternalNote],
+    verifier: &NoteVerifier,
 ) -> VerifyReport {
+    let key = verifier.key();
     let mut problems = Vec::new();
     let mut frontier = Frontier::new();
     let mut leaves: Vec<Hash> = Vec::with_capacity(rows.len());
@@ -126,8 +162,9 @@ pub fn verify_log(
     let current = frontier.root();
     let mut cps: Vec<&Checkpoint> = checkpoints.iter().collect();
     cps.sort_by_key(|c| c.size);
-    let mut checked = 0;
-    let mut prev: Option<(u64, Hash)> = None;
+    // every signed head whose signature checks: (size, root, what it is,
+    // whether it came from outside)
+    let mut heads: Vec<(u64, Hash, String, bool)> = Vec::new();
     for c in &cps {
         if !c.verify(key) {
             problems.push(Problem {
@@ -136,41 +173,61 @@ pub fn verify_log(
             });
             continue;
         }
-        let Some(signed_root) = unhex32(&c.root) else {
-            continue;
-        };
-        if c.size > n {
+        if let Some(root) = unhex32(&c.root) {
+            heads.push((c.size, root, "signed checkpoint".into(), false));
+        }
+    }
+    for x in notes {
+        let what = format!("checkpoint note {}", x.label);
+        match open_checkpoint(&x.note, verifier) {
+            Ok(h) => heads.push((h.size, h.root, what, true)),
+            Err(why) => problems.push(Problem {
+                position: 0,
+                what: format!("{what}: {why}"),
+            }),
+        }
+    }
+    heads.sort_by_key(|h| h.0);
+    let mut checked = 0;
+    let mut notes_checked = 0;
+    let mut prev: Option<(u64, Hash)> = None;
+    for (size, signed_root, what, external) in &heads {
+        let size = *size;
+        if size > n {
             problems.push(Problem {
                 position: n,
                 what: format!(
-                    "a signed checkpoint covers {} entries but the log has {n}: entries from position {n} on were removed",
-                    c.size
+                    "a {what} covers {size} entries but the log has {n}: entries from position {n} on were removed (truncated)"
                 ),
             });
             continue;
         }
-        let here = merkle::root(&leaves[..c.size as usize]);
-        if here != signed_root {
+        let here = merkle::root(&leaves[..size as usize]);
+        if here != *signed_root {
             problems.push(Problem {
-                position: first_difference_hint(&problems, c.size),
+                position: first_difference_hint(&problems, size),
                 what: format!(
-                    "the log's first {} entries do not match the signed checkpoint of that size",
-                    c.size
+                    "the log's first {size} entries do not match the {what} of that size: the log was forked or rewritten at or before position {}",
+                    size.saturating_sub(1)
                 ),
             });
             continue;
         }
         if let Some((ps, pr)) = prev {
-            let proof = merkle::consistency_proof(ps as usize, &leaves[..c.size as usize]);
-            if !merkle::verify_consistency(ps, c.size, &proof, &pr, &signed_root) {
+            let proof = merkle::consistency_proof(ps as usize, &leaves[..size as usize]);
+            if !merkle::verify_consistency(ps, size, &proof, &pr, signed_root) {
                 problems.push(Problem {
                     position: ps,
-                    what: format!("checkpoints of size {ps} and {} are not consistent", c.size),
+                    what: format!("checkpoints of size {ps} and {size} are not consistent"),
                 });
             }
         }
-        prev = Some((c.size, signed_root));
-        checked += 1;
+        prev = Some((size, *signed_root));
+        if *external {
+            notes_checked += 1;
+        } else {
+            checked += 1;
+        }
     }
     if let Some((ps, pr)) = prev {
         let proof = merkle::consistency_proof(ps as usize, &leaves);
@@ -189,9 +246,30 @@ pub fn verify_log(
         problems,
         root: hex(&current),
         checkpoints_checked: checked,
+        notes_checked,
         latest_checkpoint: cps.last().map(|c| (*c).clone()),
         key_id: crate::sign::key_id(key),
+        verifier_key: verifier.to_string(),
     }
+}
+
+/// Verifies a checkpoint note with `verifier` and reads its tree head; the
+/// origin must be the verifier's name (the log the key speaks for).
+fn open_checkpoint(note: &SignedNote, verifier: &NoteVerifier) -> Result<TreeHead, String> {
+    let not_ours = ": the ledger is now signed by another key (rewritten), or the note belongs to another ledger";
+    let text = verifier.open(note).map_err(|e| match e {
+        NoteError::UnknownKey { .. } => format!("{e}{not_ours}"),
+        e => e.to_string(),
+    })?;
+    let h = parse_checkpoint_text(text).map_err(|e| e.to_string())?;
+    if h.origin != verifier.name() {
+        return Err(format!(
+            "the note is for the log {}, not {}{not_ours}",
+            h.origin,
+            verifier.name()
+        ));
+    }
+    Ok(h)
 }
 
 fn first_difference_hint(problems: &[Problem], size: u64) -> u64 {
@@ -233,10 +311,17 @@ mod tests {
     }
 
     fn log(key: &LedgerKey, n: u64) -> Vec<StoredRow> {
+        log_of(key, (0..n).map(entry).collect())
+    }
+
+    fn log_of(key: &LedgerKey, entries: Vec<Entry>) -> Vec<StoredRow> {
         let mut f = Frontier::new();
-        (0..n)
-            .map(|i| {
-                let data = String::from_utf8(entry(i).to_leaf()).unwrap();
+        entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let i = i as u64;
+                let data = String::from_utf8(e.to_leaf()).unwrap();
                 let lh = merkle::leaf_hash(data.as_bytes());
                 f.push(lh);
                 StoredRow {
@@ -310,5 +395,98 @@ mod tests {
         // another key
         let r = verify_log(&rows, &[], &LedgerKey::from_seed([2; 32]).verifying_key());
         assert_eq!(r.first_bad_position, Some(0));
+    }
+
+    /// The note `key` signs over the first `size` rows.
+    fn note_text(rows: &[StoredRow], key: &LedgerKey, size: usize) -> String {
+        let leaves: Vec<Hash> = rows
+            .iter()
+            .map(|r| merkle::leaf_hash(r.entry.as_bytes()))
+            .collect();
+        key.checkpoint(size as u64, merkle::root(&leaves[..size]), "t".into())
+            .note(&key.verifying_key())
+    }
+
+    fn note(text: &str) -> ExternalNote {
+        ExternalNote {
+            label: "head.note".into(),
+            note: SignedNote::parse(text.as_bytes()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn external_notes_catch_truncation_forks_and_rewrites() {
+        let k = LedgerKey::from_seed([1; 32]);
+        let v = k.note_verifier();
+        let rows = log(&k, 10);
+        let n6 = note(&note_text(&rows, &k, 6));
+        let what = |r: &VerifyReport| {
+            r.problems
+                .iter()
+                .map(|p| p.what.clone())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        // the log grew after the note: fine; so is the note's own size
+        for n in [6, 10] {
+            let r = verify_log_against(&rows[..n], &[], std::slice::from_ref(&n6), &v);
+            assert!(r.ok, "{}", what(&r));
+            assert_eq!(r.notes_checked, 1);
+        }
+        // truncated below the note (no stored checkpoint left to say so)
+        let r = verify_log_against(&rows[..4], &[], std::slice::from_ref(&n6), &v);
+        assert_eq!(r.first_bad_position, Some(4));
+        assert!(what(&r).contains("(truncated)"), "{}", what(&r));
+        assert!(verify_log(&rows[..4], &[], &k.verifying_key()).ok);
+        // forked after position 3, validly signed with the same key
+        let forked = log_of(
+            &k,
+            (0..10)
+                .map(|i| {
+                    let mut e = entry(i);
+                    if i > 3 {
+                        e.recipient = "elsewhere".into();
+                    }
+                    e
+                })
+                .collect(),
+        );
+        assert!(verify_log(&forked, &[], &k.verifying_key()).ok);
+        let r = verify_log_against(&forked, &[], std::slice::from_ref(&n6), &v);
+        assert!(!r.ok);
+        assert!(what(&r).contains("forked or rewritten"), "{}", what(&r));
+        // rewritten under a fresh key: checked with the new key, the note is
+        // not its; checked with the published key, nothing matches
+        let fresh = LedgerKey::from_seed([9; 32]);
+        // (entry 2 dropped, the rest renumbered)
+        let rewritten = log_of(
+            &fresh,
+            (0..9)
+                .map(|i| {
+                    let mut e = entry(i + u64::from(i >= 2));
+                    e.seq = i;
+                    e
+                })
+                .collect(),
+        );
+        let r = verify_log_against(
+            &rewritten,
+            &[],
+            std::slice::from_ref(&n6),
+            &fresh.note_verifier(),
+        );
+        assert_eq!(r.first_bad_position, Some(0));
+        assert!(
+            what(&r).contains("the note is not signed by"),
+            "{}",
+            what(&r)
+        );
+        let r = verify_log_against(&rewritten, &[], std::slice::from_ref(&n6), &v);
+        assert_eq!(r.first_bad_position, Some(0));
+        assert!(what(&r).contains("forked or rewritten"), "{}", what(&r));
+        // a note whose size was edited after signing
+        let edited = note(&note_text(&rows, &k, 6).replace("\n6\n", "\n7\n"));
+        let r = verify_log_against(&rows, &[], &[edited], &v);
+        assert!(what(&r).contains("does not verify"), "{}", what(&r));
     }
 }

@@ -19,7 +19,9 @@ use serde::Serialize;
 use veil_consent::{Consent, Decision, Provision, Recipient, Request, SiteDefault};
 use veil_core::Phi;
 use veil_deid::Key;
-use veil_ledger::{merkle, Checkpoint, Entry, Event, LedgerKey, StoredRow};
+use veil_ledger::{
+    merkle, Checkpoint, Entry, Event, ExternalNote, LedgerKey, NoteVerifier, StoredRow,
+};
 use veil_store::{Store, StoreError};
 
 pub use release::{ReleaseRequest, ReleaseSummary, Verifier, VerifyOutcome};
@@ -691,40 +693,30 @@ impl Site {
     }
 
     fn ledger_rows(&mut self) -> Result<Vec<StoredRow>, Error> {
-        Ok(self
-            .store
-            .ledger_rows()?
-            .into_iter()
-            .map(|r| StoredRow {
-                seq: r.seq,
-                entry: r.entry,
-                leaf_hash: r.leaf_hash,
-                head_sig: r.head_sig,
-            })
-            .collect())
-    }
-
-    fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, Error> {
-        Ok(self
-            .store
-            .checkpoints()?
-            .into_iter()
-            .map(|c| Checkpoint {
-                size: c.size.max(0) as u64,
-                root: c.root,
-                time: c.time,
-                key_id: c.key_id,
-                signature: c.signature,
-            })
-            .collect())
+        ledger_rows(&mut self.store)
     }
 
     /// Checks the whole log and every checkpoint (see
     /// [`veil_ledger::verify_log`]).
     pub fn verify_ledger(&mut self) -> Result<veil_ledger::VerifyReport, Error> {
-        let rows = self.ledger_rows()?;
-        let cps = self.checkpoints()?;
-        Ok(veil_ledger::verify_log(&rows, &cps, &self.ledger_vk))
+        self.verify_ledger_against(&[])
+    }
+
+    /// Checks the whole log, every stored checkpoint and the checkpoint
+    /// notes kept outside the site, under the site's own ledger key (see
+    /// [`verify_store`]).
+    pub fn verify_ledger_against(
+        &mut self,
+        notes: &[ExternalNote],
+    ) -> Result<veil_ledger::VerifyReport, Error> {
+        let v = veil_ledger::note_verifier(&self.ledger_vk);
+        verify_store(&mut self.store, notes, &v)
+    }
+
+    /// The ledger's verifier key (`veil ledger pubkey`): its public key
+    /// under its name, all an auditor needs to check notes and the log.
+    pub fn ledger_verifier(&self) -> NoteVerifier {
+        veil_ledger::note_verifier(&self.ledger_vk)
     }
 
     /// Signs the current tree head, after checking the log: a checkpoint
@@ -884,6 +876,45 @@ fn check_head(
     sig: &str,
 ) -> bool {
     veil_ledger::check_signature(vk, &veil_ledger::head_message(size, root), sig)
+}
+
+fn ledger_rows(store: &mut Store) -> Result<Vec<StoredRow>, Error> {
+    Ok(store
+        .ledger_rows()?
+        .into_iter()
+        .map(|r| StoredRow {
+            seq: r.seq,
+            entry: r.entry,
+            leaf_hash: r.leaf_hash,
+            head_sig: r.head_sig,
+        })
+        .collect())
+}
+
+/// Checks the ledger in `store` (rows, stored checkpoints, and `notes`
+/// kept elsewhere) trusting only `verifier`, a public key: no private key
+/// is opened, so an auditor with a copy of the database and the published
+/// verifier key runs exactly this (see [`veil_ledger::verify_log_against`]).
+pub fn verify_store(
+    store: &mut Store,
+    notes: &[ExternalNote],
+    verifier: &NoteVerifier,
+) -> Result<veil_ledger::VerifyReport, Error> {
+    let rows = ledger_rows(store)?;
+    let cps: Vec<Checkpoint> = store
+        .checkpoints()?
+        .into_iter()
+        .map(|c| Checkpoint {
+            size: c.size.max(0) as u64,
+            root: c.root,
+            time: c.time,
+            key_id: c.key_id,
+            signature: c.signature,
+        })
+        .collect();
+    Ok(veil_ledger::verify_log_against(
+        &rows, &cps, notes, verifier,
+    ))
 }
 
 /// The operator: `--operator`, else `$USER`, else `unknown`.
