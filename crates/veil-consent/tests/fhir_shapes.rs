@@ -93,7 +93,7 @@ fn issue_22_input_size_resources_depth_and_provisions_are_bounded() {
         Err(FhirError::Limit(_))
     ));
 
-    let many = format!("[{}]", vec![one.as_str(); 11].join(","));
+    let many = format!("[{}]", [one.as_str(); 11].join(","));
     let limits = Limits {
         max_resources: 10,
         ..Limits::default()
