@@ -352,6 +352,15 @@ fn attack_once(
                     why.contains("differ from the ledger"),
                     "{name}: refusal reason: {why}"
                 );
+                // and no new version is built on the changed rows
+                let (code, out) = veil(
+                    &home,
+                    db,
+                    &["consent", "set", p, "--deny", "--recipient", "uni"],
+                );
+                assert_eq!(code, 2, "{name}: {out}");
+                assert!(out.contains("differ from the ledger"), "{name}: {out}");
+                assert!(!out.contains(p), "{name}: no patient ID in errors: {out}");
             }
             Expect::Error(msg) => {
                 assert_eq!(code, 2, "{name}: the release must not run: {out}");

@@ -317,6 +317,16 @@ impl Site {
         Ok(Ok(veil_store::current_versions(versions)))
     }
 
+    /// An error unless a patient's consent rows are exactly the logged
+    /// versions (before a change is built on them).
+    pub(crate) fn check_patient_consents(&mut self, pref: &str) -> Result<(), Error> {
+        let cov = self.coverage()?;
+        match self.covered_consents(&cov, pref)? {
+            Ok(_) => Ok(()),
+            Err(why) => Err(Error::Invalid(format!("{why}; nothing recorded"))),
+        }
+    }
+
     /// Replaces a recipient's pseudonymization key with a new one, created
     /// explicitly here (`$VEIL_HOME/keys/NAME.kN.key`, 0600, never printed),
     /// and pins it in a ledger entry in the same transaction. The old key

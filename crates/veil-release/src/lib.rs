@@ -292,6 +292,9 @@ impl Site {
         p: Provision,
     ) -> Result<Vec<Notify>, Error> {
         let pref = self.patient_ref(patient_id);
+        // the new version is built on the current one: never on rows
+        // changed outside Veil, which it would make look logged
+        self.check_patient_consents(&pref)?;
         let id = format!("veil-set-{}", &pref[..16]);
         let mut c = self
             .store
