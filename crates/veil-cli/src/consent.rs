@@ -100,6 +100,10 @@ pub enum ConsentCmd {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Once, after upgrading a store from before consent, site defaults and
+    /// recipients were logged: log what it holds so releases can run.
+    /// Refused once the ledger covers any of them.
+    Adopt,
     /// Set the site default for a purpose: what happens when a patient has
     /// no applicable provision (unset = opt-in).
     Default {
@@ -232,6 +236,13 @@ pub fn consent(db: Option<&str>, cmd: ConsentCmd) -> Result<i32, String> {
                 text.push_str(&notify_text(&notify));
             }
             emit(&text)?;
+            Ok(0)
+        }
+        ConsentCmd::Adopt => {
+            let (r, d, c) = s.adopt_unlogged().map_err(|e| e.to_string())?;
+            emit(&format!(
+                "logged {r} recipients, {d} site defaults and {c} consent versions that no ledger entry covered\n"
+            ))?;
             Ok(0)
         }
         ConsentCmd::Default { purpose, mode } => {

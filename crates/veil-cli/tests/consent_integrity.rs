@@ -584,3 +584,53 @@ fn issue_22_recipient_key_rotation_is_explicit_and_pinned() {
     ok(veil(&home, None, &["ledger", "verify"]));
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+#[test]
+fn issue_22_a_store_from_before_the_change_is_adopted_once() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch("integ-adopt");
+    // rows as an older Veil wrote them: no ledger entry covers them
+    ok(veil(&home, None, &["ledger", "verify"]));
+    let key = home.join("keys/acme.key");
+    std::fs::create_dir_all(home.join("keys")).unwrap();
+    ok(veil(&home, None, &["key", "new", s(&key)]));
+    let key_id = veil_deid::Key::load(&key).unwrap().id();
+    let mut st = Store::open(None, &home).unwrap();
+    st.exec(
+        "INSERT INTO recipients (name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days, created_at) VALUES ('acme', NULL, NULL, NULL, '[\"ai-training\"]', 'name = \"t\"\n', 't', ?, ?, 30, '2025-01-01T00:00:00Z')",
+        &[Val::t(s(&key)), Val::t(key_id)],
+    )
+    .unwrap();
+    st.exec(
+        "INSERT INTO site_defaults (purpose, mode) VALUES ('ai-training', 'opt-out')",
+        &[],
+    )
+    .unwrap();
+    drop(st);
+    let input = home.join("in");
+    let srcs = common::sources(&corpus);
+    common::plant(
+        &srcs[0],
+        &input.join("a.dcm"),
+        PATIENTS[1].0,
+        PATIENTS[1].1,
+        1,
+    );
+    let (code, out) = release(&home, None, &input, "ai-training", "o1");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no ledger entry pins"), "{out}");
+    let out = ok(veil(&home, None, &["consent", "adopt"]));
+    assert!(
+        out.contains("logged 1 recipients, 1 site defaults and 0 consent versions"),
+        "{out}"
+    );
+    let (code, out) = release(&home, None, &input, "ai-training", "o2");
+    assert_eq!(code, 0, "{out}");
+    // once only: later changes outside Veil cannot be adopted
+    let (code, out) = veil(&home, None, &["consent", "adopt"]);
+    assert_eq!(code, 2, "{out}");
+    ok(veil(&home, None, &["ledger", "verify"]));
+    std::fs::remove_dir_all(&home).unwrap();
+}

@@ -327,6 +327,71 @@ impl Site {
         }
     }
 
+    /// Logs the recipients, site defaults and consent versions of a store
+    /// from before they were logged (`veil consent adopt`), so that its
+    /// releases can run. Only once: it refuses when the ledger already
+    /// covers any of them, so it can never bless a later change made
+    /// outside Veil. A recipient whose key file does not match its key id
+    /// is refused. Returns (recipients, defaults, consent versions) logged.
+    pub fn adopt_unlogged(&mut self) -> Result<(usize, usize, usize), Error> {
+        let cov = self.coverage()?;
+        if !(cov.consents.is_empty() && cov.defaults.is_empty() && cov.pins.is_empty()) {
+            return Err(Error::Invalid(
+                "the ledger already covers consents, site defaults or recipients: adopting is only for a store from before they were logged".into(),
+            ));
+        }
+        let mut entries = Vec::new();
+        let recipients = self.store.recipients()?;
+        for r in &recipients {
+            let key = Key::load(Path::new(&r.key_file))
+                .map_err(|e| Error::Key(format!("recipient key: {e}")))?;
+            if key.id() != r.key_id {
+                return Err(Error::Key(format!(
+                    "recipient {}: its key file does not match its registered key id",
+                    r.name
+                )));
+            }
+            entries.push(recipient_entry(
+                &self.site_key,
+                Event::RecipientChange,
+                r,
+                &key,
+            ));
+        }
+        let defaults = self.store.query(
+            "SELECT purpose, mode FROM site_defaults ORDER BY purpose",
+            &[],
+        )?;
+        for d in &defaults {
+            let purpose = d[0].text().unwrap_or_default();
+            let mode = d[1].text().and_then(SiteDefault::parse).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "the site default for {purpose} is not opt-in|opt-out"
+                ))
+            })?;
+            entries.push(default_entry(&self.site_key, purpose, mode));
+        }
+        let refs = self.store.query(
+            "SELECT DISTINCT patient_ref FROM consents ORDER BY patient_ref",
+            &[],
+        )?;
+        let mut versions = 0;
+        for r in &refs {
+            for v in self
+                .store
+                .consent_versions_for(r[0].text().unwrap_or_default())?
+            {
+                entries.push(consent_entry(&self.site_key, &v));
+                versions += 1;
+            }
+        }
+        let n = entries.len();
+        let lk = &self.ledger_key;
+        self.store
+            .transaction(|s| append_in(s, lk, entries, vec![None; n]))?;
+        Ok((recipients.len(), defaults.len(), versions))
+    }
+
     /// Replaces a recipient's pseudonymization key with a new one, created
     /// explicitly here (`$VEIL_HOME/keys/NAME.kN.key`, 0600, never printed),
     /// and pins it in a ledger entry in the same transaction. The old key
