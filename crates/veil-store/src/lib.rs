@@ -868,6 +868,49 @@ mod tests {
     }
 
     #[test]
+    fn consents_of_a_version_1_store_are_kept_and_versioned() {
+        let home = std::env::temp_dir().join(format!("veil-store-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        {
+            // a store as migration 1 left it, with one consent row
+            let c = rusqlite::Connection::open(home.join("veil.db")).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 'v1', '2025-01-01T00:00:00Z');",
+            )
+            .unwrap();
+            c.execute_batch(MIGRATIONS[0].2).unwrap();
+            c.execute_batch(
+                "INSERT INTO consents VALUES ('import-0', 'ref1', 'P1', NULL, 'active', NULL, '[]', 'fhir-import', '2025-01-01T00:00:00Z')",
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(None, &home).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        let v = s.consent_versions_for("ref1").unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].consent.id.as_str(), v[0].version), ("import-0", 1));
+        // a changed record is a new version; the old one stays
+        let mut c = v[0].consent.clone();
+        c.status = "inactive".into();
+        let n = s
+            .append_consent(&c, "ref1", "fhir-import")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.version, 2);
+        assert!(s
+            .append_consent(&c, "ref1", "fhir-import")
+            .unwrap()
+            .is_none());
+        assert_eq!(s.consent_versions_for("ref1").unwrap().len(), 2);
+        assert_eq!(s.consents_for("ref1").unwrap()[0].status, "inactive");
+        // the same id for another patient is refused
+        assert!(s.append_consent(&c, "ref2", "fhir-import").is_err());
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
     fn sqlite_store_is_created_and_migrated_once() {
         let home = std::env::temp_dir().join(format!("veil-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
