@@ -35,14 +35,33 @@ pub enum RecipientCmd {
         #[arg(long)]
         address: Option<String>,
     },
+    /// Replace a recipient's pseudonymization key: creates a new key file
+    /// (0600, never printed) under $VEIL_HOME/keys/ and pins it in the
+    /// ledger. The old key file is kept.
+    RotateKey {
+        /// The recipient.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum ConsentCmd {
-    /// Import FHIR R4/R5 Consent resources (a resource, a Bundle or an array).
+    /// Import FHIR R4/R5 Consent resources (a resource, a Bundle or an
+    /// array). Append-only: a changed record becomes a new version, nothing
+    /// is deleted; re-importing a file changes nothing.
     Import {
         /// The JSON file.
         file: PathBuf,
+        /// The system the file comes from: record ids are namespaced by it
+        /// (SOURCE/ID), so two sources never overwrite each other.
+        #[arg(long, default_value = "default")]
+        source: String,
+        /// Refuse a file larger than this (bytes).
+        #[arg(long, default_value_t = veil_consent::Limits::default().max_bytes)]
+        max_bytes: usize,
+        /// Refuse a file with more resources than this.
+        #[arg(long, default_value_t = veil_consent::Limits::default().max_resources)]
+        max_resources: usize,
     },
     /// Export every consent record as a FHIR R4 Bundle (holds patient IDs:
     /// for the site's consent systems only).
@@ -81,6 +100,10 @@ pub enum ConsentCmd {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Once, after upgrading a store from before consent, site defaults and
+    /// recipients were logged: log what it holds so releases can run.
+    /// Refused once the ledger covers any of them.
+    Adopt,
     /// Set the site default for a purpose: what happens when a patient has
     /// no applicable provision (unset = opt-in).
     Default {
@@ -125,17 +148,42 @@ pub fn recipient(db: Option<&str>, cmd: RecipientCmd) -> Result<i32, String> {
             ))?;
             Ok(0)
         }
+        RecipientCmd::RotateKey { name } => {
+            let mut s = site(db)?;
+            let r = s.rotate_key(&name).map_err(|e| e.to_string())?;
+            emit(&format!(
+                "recipient {}: new pseudonymization key created (mode 0600) and pinned in the ledger, key id {}\n",
+                r.name, r.key_id
+            ))?;
+            Ok(0)
+        }
     }
 }
 
 pub fn consent(db: Option<&str>, cmd: ConsentCmd) -> Result<i32, String> {
     let mut s = site(db)?;
     match cmd {
-        ConsentCmd::Import { file } => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| format!("reading the consent file: {:?}", e.kind()))?;
-            let n = s.import_consents(&text).map_err(|e| e.to_string())?;
-            emit(&format!("imported {n} consent records\n"))?;
+        ConsentCmd::Import {
+            file,
+            source,
+            max_bytes,
+            max_resources,
+        } => {
+            let limits = veil_consent::Limits {
+                max_bytes,
+                max_resources,
+                ..Default::default()
+            };
+            let text = read_bounded(&file, limits.max_bytes)?;
+            let n = s
+                .import_consents(&text, &source, &limits)
+                .map_err(|e| e.to_string())?;
+            emit(&format!(
+                "imported {} consent records from source {source}: {} new versions, {} unchanged\n",
+                n.records,
+                n.new_versions,
+                n.records - n.new_versions
+            ))?;
             Ok(0)
         }
         ConsentCmd::Export { out } => {
@@ -190,6 +238,13 @@ pub fn consent(db: Option<&str>, cmd: ConsentCmd) -> Result<i32, String> {
             emit(&text)?;
             Ok(0)
         }
+        ConsentCmd::Adopt => {
+            let (r, d, c) = s.adopt_unlogged().map_err(|e| e.to_string())?;
+            emit(&format!(
+                "logged {r} recipients, {d} site defaults and {c} consent versions that no ledger entry covered\n"
+            ))?;
+            Ok(0)
+        }
         ConsentCmd::Default { purpose, mode } => {
             let d = SiteDefault::parse(&mode).ok_or("mode is opt-in or opt-out")?;
             s.set_default(&purpose, d).map_err(|e| e.to_string())?;
@@ -197,6 +252,30 @@ pub fn consent(db: Option<&str>, cmd: ConsentCmd) -> Result<i32, String> {
             Ok(0)
         }
     }
+}
+
+/// Reads a text file of at most `max` bytes, refusing a larger one before
+/// reading it (and reading no more than `max + 1` bytes if it grows).
+fn read_bounded(file: &std::path::Path, max: usize) -> Result<String, String> {
+    use std::io::Read;
+    let too_big = || format!("the consent file is larger than {max} bytes (--max-bytes)");
+    let f = std::fs::File::open(file)
+        .map_err(|e| format!("reading the consent file: {:?}", e.kind()))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("reading the consent file: {:?}", e.kind()))?
+        .len();
+    if len > max as u64 {
+        return Err(too_big());
+    }
+    let mut text = String::with_capacity(len as usize);
+    f.take(max as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading the consent file: {:?}", e.kind()))?;
+    if text.len() > max {
+        return Err(too_big());
+    }
+    Ok(text)
 }
 
 pub fn notify_text(notify: &[veil_release::Notify]) -> String {

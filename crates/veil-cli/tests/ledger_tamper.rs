@@ -126,85 +126,86 @@ fn suite(db: Option<&str>, home: &Path, corpus: &Path) -> usize {
     assert_eq!(code, 0, "untouched log verifies: {out}");
     let mut store = Store::open(db, home).unwrap();
     let rows = store.ledger_rows().unwrap();
-    assert_eq!(rows.len(), 6);
+    // 3 change entries (recipient, default, consent) then the 6 decisions
+    assert_eq!(rows.len(), 9);
     let cases: Vec<(&str, Tamper, u64)> = vec![
         (
             "edit",
             Box::new(|s: &mut Store| {
-                s.exec("UPDATE ledger SET entry = REPLACE(entry, '\"acme\"', '\"evil\"') WHERE seq = 2", &[]).unwrap();
+                s.exec("UPDATE ledger SET entry = REPLACE(entry, '\"acme\"', '\"evil\"') WHERE seq = 5", &[]).unwrap();
             }),
-            2,
+            5,
         ),
         (
             "edit and recompute the leaf hash",
             Box::new(|s: &mut Store| {
                 let e = s
-                    .query("SELECT entry FROM ledger WHERE seq = 4", &[])
+                    .query("SELECT entry FROM ledger WHERE seq = 7", &[])
                     .unwrap()[0][0]
                     .text()
                     .unwrap()
                     .replace("\"ai-training\"", "\"research\"");
                 s.exec(
-                    "UPDATE ledger SET entry = ?, leaf_hash = ? WHERE seq = 4",
+                    "UPDATE ledger SET entry = ?, leaf_hash = ? WHERE seq = 7",
                     &[Val::t(e.clone()), Val::t(rehash(&e))],
                 )
                 .unwrap();
             }),
-            4,
+            7,
         ),
         (
             "delete",
             Box::new(|s: &mut Store| {
-                s.exec("DELETE FROM ledger WHERE seq = 3", &[]).unwrap();
+                s.exec("DELETE FROM ledger WHERE seq = 6", &[]).unwrap();
             }),
-            3,
+            6,
         ),
         (
             "delete and renumber",
             Box::new(|s: &mut Store| {
-                s.exec("DELETE FROM ledger WHERE seq = 1", &[]).unwrap();
-                shift(s, 2, -1);
+                s.exec("DELETE FROM ledger WHERE seq = 4", &[]).unwrap();
+                shift(s, 5, -1);
             }),
-            1,
+            4,
         ),
         (
             "insert",
             Box::new(|s: &mut Store| {
                 let r = s
-                    .query("SELECT entry, head_sig FROM ledger WHERE seq = 2", &[])
+                    .query("SELECT entry, head_sig FROM ledger WHERE seq = 5", &[])
                     .unwrap();
                 let e = r[0][0]
                     .text()
                     .unwrap()
                     .replace("\"release\"", "\"refusal\"");
                 let sig = r[0][1].text().unwrap().to_string();
-                shift(s, 2, 1);
+                shift(s, 5, 1);
                 s.exec(
-                    "INSERT INTO ledger (seq, entry, leaf_hash, head_sig) VALUES (2, ?, ?, ?)",
+                    "INSERT INTO ledger (seq, entry, leaf_hash, head_sig) VALUES (5, ?, ?, ?)",
                     &[Val::t(e.clone()), Val::t(rehash(&e)), Val::t(sig)],
                 )
                 .unwrap();
             }),
-            2,
+            5,
         ),
         (
             "reorder",
             Box::new(|s: &mut Store| {
-                s.exec("UPDATE ledger SET seq = -1 WHERE seq = 3", &[])
+                s.exec("UPDATE ledger SET seq = -1 WHERE seq = 6", &[])
                     .unwrap();
-                s.exec("UPDATE ledger SET seq = 3 WHERE seq = 4", &[])
+                s.exec("UPDATE ledger SET seq = 6 WHERE seq = 7", &[])
                     .unwrap();
-                s.exec("UPDATE ledger SET seq = 4 WHERE seq = -1", &[])
+                s.exec("UPDATE ledger SET seq = 7 WHERE seq = -1", &[])
                     .unwrap();
             }),
-            3,
+            6,
         ),
         (
             "truncate after a checkpoint",
             Box::new(|s: &mut Store| {
-                s.exec("DELETE FROM ledger WHERE seq = 5", &[]).unwrap();
+                s.exec("DELETE FROM ledger WHERE seq = 8", &[]).unwrap();
             }),
-            5,
+            8,
         ),
         (
             "delete the first entry",
@@ -270,7 +271,7 @@ fn tampering_is_detected_and_located_on_postgresql() {
     // the same schema on both engines
     let mut s = Store::open(Some(&url), &home).unwrap();
     assert_eq!(s.backend(), "postgresql");
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), 3);
     std::fs::remove_dir_all(&home).unwrap();
 }
 

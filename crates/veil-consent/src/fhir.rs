@@ -21,10 +21,24 @@
 //!   `urn:oid:<StudyInstanceUID>`: one study.
 //!
 //! Anything Veil cannot interpret (an actor or data reference of an unknown
-//! kind, a missing patient identifier) rejects the whole import: reading a
-//! deny too narrowly would release what the patient refused.
+//! kind, a missing patient identifier, a data reference without a value, an
+//! `actor`, `purpose`, `data` or child `provision` that is not an array, a
+//! field of the wrong JSON type) rejects the whole import: reading a deny
+//! too narrowly, or ignoring a constraint of a permit, would release what
+//! the patient refused.
+//!
+//! A resource without an `id` gets one derived from its content
+//! (`sha256-` and the first 128 bits of SHA-256 over the parsed record), so
+//! importing the same file twice gives the same records, and two files can
+//! never hand out the same id to different patients.
+//!
+//! The input is bounded ([`Limits`]): its size, its number of resources,
+//! its JSON nesting depth and the provisions a record expands to are
+//! checked before anything large is allocated, because a consent file
+//! comes from outside the site (a 158 MB bundle once took 5.8 GB).
 
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use veil_core::Phi;
 
 use crate::{normalize_time, Actor, Consent, Decision, Provision};
@@ -36,6 +50,9 @@ pub enum FhirError {
     /// Not JSON.
     #[error("not JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The input exceeds one of the [`Limits`].
+    #[error("consent input too large: {0}")]
+    Limit(String),
     /// A resource Veil cannot interpret.
     #[error("Consent #{index}: {what}")]
     Invalid {
@@ -50,31 +67,147 @@ const RECIPIENT: &str = "urn:veil:recipient";
 const CATEGORY: &str = "urn:veil:recipient-category";
 const PURPOSE: &str = "urn:veil:purpose";
 
-/// Reads Consent resources from a single resource, a Bundle or an array.
+/// Bounds on one consent import. Why: the file comes from another system
+/// (or anyone who can drop a file where the site imports from), and the
+/// JSON tree and the provision expansion both grow faster than the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest input, in bytes.
+    pub max_bytes: usize,
+    /// Most resources (Bundle entries or array items).
+    pub max_resources: usize,
+    /// Deepest nesting of JSON arrays and objects.
+    pub max_depth: usize,
+    /// Most provisions one record may expand to (actors x purposes x
+    /// studies, summed over its provision tree).
+    pub max_provisions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_bytes: 64 << 20,
+            max_resources: 100_000,
+            max_depth: 64,
+            max_provisions: 10_000,
+        }
+    }
+}
+
+/// Reads Consent resources from a single resource, a Bundle or an array,
+/// within the default [`Limits`].
 pub fn import(text: &str) -> Result<Vec<Consent>, FhirError> {
+    import_with(text, &Limits::default())
+}
+
+/// [`import`] within the given limits.
+pub fn import_with(text: &str, limits: &Limits) -> Result<Vec<Consent>, FhirError> {
+    if text.len() > limits.max_bytes {
+        return Err(FhirError::Limit(format!(
+            "{} bytes, the limit is {} (--max-bytes)",
+            text.len(),
+            limits.max_bytes
+        )));
+    }
+    check_depth(text.as_bytes(), limits.max_depth)?;
     let v: Value = serde_json::from_str(text)?;
-    let resources: Vec<Value> = match &v {
-        Value::Array(a) => a.clone(),
-        Value::Object(o) if o.get("resourceType") == Some(&json!("Bundle")) => o
-            .get("entry")
-            .and_then(Value::as_array)
-            .map(|es| {
-                es.iter()
-                    .filter_map(|e| e.get("resource").cloned())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        _ => vec![v.clone()],
+    let resources: Vec<&Value> = match &v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Object(o) if o.get("resourceType") == Some(&json!("Bundle")) => match o.get("entry")
+        {
+            None => Vec::new(),
+            Some(Value::Array(es)) => es.iter().filter_map(|e| e.get("resource")).collect(),
+            Some(_) => {
+                return Err(FhirError::Invalid {
+                    index: 0,
+                    what: "Bundle.entry is not an array".into(),
+                })
+            }
+        },
+        _ => vec![&v],
     };
+    if resources.len() > limits.max_resources {
+        return Err(FhirError::Limit(format!(
+            "{} resources, the limit is {} (--max-resources)",
+            resources.len(),
+            limits.max_resources
+        )));
+    }
     resources
         .iter()
         .enumerate()
         .filter(|(_, r)| r.get("resourceType") == Some(&json!("Consent")))
-        .map(|(i, r)| consent(i, r))
+        .map(|(i, r)| consent(i, r, limits.max_provisions))
         .collect()
 }
 
-fn consent(index: usize, r: &Value) -> Result<Consent, FhirError> {
+/// Refuses JSON nested deeper than `max`, by counting brackets outside
+/// strings: one pass, no allocation, before the parser builds a tree (and
+/// before the provision tree is walked recursively).
+fn check_depth(text: &[u8], max: usize) -> Result<(), FhirError> {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for &b in text {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(FhirError::Limit(format!(
+                        "JSON nested deeper than {max} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The content-derived id of a record without a FHIR `id`: the same
+/// content always gets the same id, different content a different one.
+fn content_id(c: &Consent) -> String {
+    let canon = json!({
+        "patient_id": c.patient_id.expose(),
+        "patient_system": c.patient_system,
+        "status": c.status,
+        "date_time": c.date_time,
+        "provisions": c.provisions,
+    });
+    let d = Sha256::digest(canon.to_string().as_bytes());
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256-{hex}")
+}
+
+/// `key` as an array, if present; an error if present as anything else
+/// (a lone object where an array belongs was once silently skipped).
+fn opt_array<'a>(v: &'a Value, key: &str) -> Result<Option<&'a Vec<Value>>, String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => Ok(Some(a)),
+        Some(_) => Err(format!("`{key}` is not an array")),
+    }
+}
+
+/// `key` as a string, if present; an error if present as anything else.
+fn opt_str<'a>(v: &'a Value, key: &str) -> Result<Option<&'a str>, String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("`{key}` is not a string")),
+    }
+}
+
+fn consent(index: usize, r: &Value, max_provisions: usize) -> Result<Consent, FhirError> {
     let bad = |what: &str| FhirError::Invalid {
         index,
         what: what.to_string(),
@@ -90,41 +223,41 @@ fn consent(index: usize, r: &Value) -> Result<Consent, FhirError> {
         .get("value")
         .and_then(Value::as_str)
         .ok_or_else(|| bad("the patient identifier has no value"))?;
-    let mut out = Vec::new();
+    let mut out = Out {
+        provisions: Vec::new(),
+        max: max_provisions,
+    };
     let root = Scope::default();
     if r5 {
-        let base = match r.get("decision").and_then(Value::as_str) {
+        let base = match opt_str(r, "decision").map_err(|w| bad(&w))? {
             Some(d) => Some(Decision::parse(d).ok_or_else(|| bad("decision is not deny|permit"))?),
             None => None,
         };
         if let Some(d) = base {
-            root.emit(d, &mut out);
+            root.emit(d, &mut out).map_err(|w| bad(&w))?;
         }
-        for p in r
-            .get("provision")
-            .and_then(Value::as_array)
+        for p in opt_array(r, "provision")
+            .map_err(|w| bad(&w))?
             .into_iter()
             .flatten()
         {
             r5_node(p, base, &root, &mut out).map_err(|w| bad(&w))?;
         }
     } else if let Some(p) = r.get("provision") {
+        if !p.is_object() {
+            return Err(bad("R4 `provision` is not an object"));
+        }
         r4_node(p, &root, &mut out).map_err(|w| bad(&w))?;
     }
-    Ok(Consent {
-        id: r
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("import-{index}")),
+    let id = opt_str(r, "id").map_err(|w| bad(&w))?.map(str::to_string);
+    let mut c = Consent {
+        id: String::new(),
         patient_id: Phi::new(value.trim().to_string()),
-        patient_system: ident
-            .get("system")
-            .and_then(Value::as_str)
+        patient_system: opt_str(ident, "system")
+            .map_err(|w| bad(&w))?
             .map(str::to_string),
-        status: r
-            .get("status")
-            .and_then(Value::as_str)
+        status: opt_str(r, "status")
+            .map_err(|w| bad(&w))?
             .unwrap_or("active")
             .to_string(),
         date_time: r
@@ -132,8 +265,16 @@ fn consent(index: usize, r: &Value) -> Result<Consent, FhirError> {
             .or_else(|| r.get("date"))
             .and_then(Value::as_str)
             .and_then(|s| normalize_time(s, false)),
-        provisions: out,
-    })
+        provisions: out.provisions,
+    };
+    c.id = id.unwrap_or_else(|| content_id(&c));
+    Ok(c)
+}
+
+/// The provisions of one record, bounded.
+struct Out {
+    provisions: Vec<Provision>,
+    max: usize,
 }
 
 /// The constraints in force at a node of the provision tree.
@@ -150,10 +291,10 @@ impl Scope {
     /// Narrows with a provision node's own constraints.
     fn narrow(&self, p: &Value) -> Result<Scope, String> {
         let mut s = self.clone();
-        if let Some(a) = p.get("actor").and_then(Value::as_array) {
+        if let Some(a) = opt_array(p, "actor")? {
             s.actors = a.iter().map(actor).collect::<Result<Vec<_>, _>>()?;
         }
-        if let Some(a) = p.get("purpose").and_then(Value::as_array) {
+        if let Some(a) = opt_array(p, "purpose")? {
             s.purposes = a
                 .iter()
                 .map(|c| {
@@ -164,23 +305,34 @@ impl Scope {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
         }
-        if let Some(a) = p.get("data").and_then(Value::as_array) {
+        if let Some(a) = opt_array(p, "data")? {
             s.studies = a.iter().map(study).collect::<Result<Vec<_>, _>>()?;
         }
         if let Some(per) = p.get("period") {
-            if let Some(st) = per.get("start").and_then(Value::as_str) {
+            if let Some(st) = opt_str(per, "start")? {
                 s.start = Some(normalize_time(st, false).ok_or("bad period.start")?);
             }
-            if let Some(en) = per.get("end").and_then(Value::as_str) {
+            if let Some(en) = opt_str(per, "end")? {
                 s.end = Some(normalize_time(en, true).ok_or("bad period.end")?);
             }
         }
         Ok(s)
     }
 
-    /// One provision per combination of actor, purpose and study.
-    fn emit(&self, decision: Decision, out: &mut Vec<Provision>) {
+    /// One provision per combination of actor, purpose and study, refused
+    /// past the record's limit before anything is allocated.
+    fn emit(&self, decision: Decision, out: &mut Out) -> Result<(), String> {
         let any = |v: &Vec<Option<String>>| if v.is_empty() { vec![None] } else { v.clone() };
+        let n = [self.actors.len(), self.purposes.len(), self.studies.len()]
+            .iter()
+            .fold(1usize, |acc, k| acc.saturating_mul((*k).max(1)));
+        if n.saturating_add(out.provisions.len()) > out.max {
+            return Err(format!(
+                "the record expands to more than {} provisions",
+                out.max
+            ));
+        }
+        let out = &mut out.provisions;
         let actors = if self.actors.is_empty() {
             vec![None]
         } else {
@@ -200,6 +352,7 @@ impl Scope {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -229,27 +382,34 @@ fn study(d: &Value) -> Result<Option<String>, String> {
         .get("reference")
         .and_then(|r| r.get("identifier"))
         .ok_or("a data reference has no identifier")?;
-    let v = id.get("value").and_then(Value::as_str).unwrap_or_default();
+    // no value must not read as "no study": that narrowed a deny to nothing
+    let v = id
+        .get("value")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or("a data reference identifier has no value")?;
     match id.get("system").and_then(Value::as_str) {
-        Some("urn:dicom:uid") => Ok(Some(v.strip_prefix("urn:oid:").unwrap_or(v).to_string())),
+        Some("urn:dicom:uid") => {
+            let uid = v.strip_prefix("urn:oid:").unwrap_or(v);
+            if uid.is_empty() {
+                return Err("a data reference identifier has no value".into());
+            }
+            Ok(Some(uid.to_string()))
+        }
         _ => Err("a data reference's identifier system is not urn:dicom:uid".into()),
     }
 }
 
-fn r4_node(p: &Value, parent: &Scope, out: &mut Vec<Provision>) -> Result<(), String> {
+fn r4_node(p: &Value, parent: &Scope, out: &mut Out) -> Result<(), String> {
     let scope = parent.narrow(p)?;
-    if let Some(t) = p.get("type").and_then(Value::as_str) {
+    if let Some(t) = opt_str(p, "type")? {
         scope.emit(
             Decision::parse(t).ok_or("provision.type is not deny|permit")?,
             out,
-        );
+        )?;
     }
-    for c in p
-        .get("provision")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for c in opt_array(p, "provision")?.into_iter().flatten() {
         r4_node(c, &scope, out)?;
     }
     Ok(())
@@ -259,7 +419,7 @@ fn r5_node(
     p: &Value,
     parent: Option<Decision>,
     scope: &Scope,
-    out: &mut Vec<Provision>,
+    out: &mut Out,
 ) -> Result<(), String> {
     let scope = scope.narrow(p)?;
     // an exception to the parent; with no base decision, a top-level
@@ -271,13 +431,8 @@ fn r5_node(
             return Err("an R5 provision without a Consent.decision to be an exception to".into())
         }
     };
-    scope.emit(d, out);
-    for c in p
-        .get("provision")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    scope.emit(d, out)?;
+    for c in opt_array(p, "provision")?.into_iter().flatten() {
         r5_node(c, Some(d), &scope, out)?;
     }
     Ok(())

@@ -32,7 +32,7 @@ mod fhir;
 use serde::{Deserialize, Serialize};
 use veil_core::Phi;
 
-pub use fhir::{export_r4, import, FhirError};
+pub use fhir::{export_r4, import, import_with, FhirError, Limits};
 
 /// Permit or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,12 @@ fn event_codes(e: &Entry) -> (&'static str, &'static str, &'static str, &'static
         Event::Release => ("110106", "Export", "R", "0"),
         Event::Refusal => ("110106", "Export", "R", "4"),
         Event::RetentionDelete => ("110105", "DICOM Study Deleted", "D", "0"),
+        // consent changes touch the patient's record; site and recipient
+        // changes are security configuration (DCM 110113 Security Alert)
+        Event::ConsentChange => ("110110", "Patient Record", "U", "0"),
+        Event::SiteDefaultChange | Event::RecipientChange | Event::RecipientKeyRotation => {
+            ("110113", "Security Alert", "E", "0")
+        }
     }
 }
 

@@ -19,6 +19,24 @@ pub enum Event {
     Refusal,
     /// A staged output was deleted because its retention ended.
     RetentionDelete,
+    /// A version of a patient's consent record was stored. `patient_ref`
+    /// is the patient, `output_digest` the keyed digest of the version (id,
+    /// version, patient, content, source): a release uses a patient's
+    /// consent rows only when they are exactly the ones logged.
+    ConsentChange,
+    /// A site default was set. `purpose` is the purpose, `output_digest`
+    /// the keyed digest of (purpose, mode), `reason` says the mode.
+    SiteDefaultChange,
+    /// A recipient was registered or changed. It pins what a release will
+    /// use: `key_id` the id of its key, `recipe` its label,
+    /// `inputs_digest` the SHA-256 of its recipe text, `output_digest` the
+    /// keyed digest of its whole registration (category, purposes,
+    /// contact, address, retention, key file and a 256-bit digest of the
+    /// key, recipe digest).
+    RecipientChange,
+    /// A recipient's pseudonymization key was replaced by a new one; pins
+    /// as for [`Event::RecipientChange`].
+    RecipientKeyRotation,
 }
 
 /// A ledger entry. Field order is the canonical serialization order: the

@@ -11,12 +11,13 @@
 //! ([`Site::patient_ref`]), outputs are named from pseudonyms, summaries
 //! carry counts, and errors name files by role, not by path.
 
+mod integrity;
 mod release;
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use veil_consent::{Consent, Decision, Provision, Recipient, Request, SiteDefault};
+use veil_consent::{Consent, Decision, Limits, Provision, Recipient, Request, SiteDefault};
 use veil_core::Phi;
 use veil_deid::Key;
 use veil_ledger::{
@@ -24,6 +25,7 @@ use veil_ledger::{
 };
 use veil_store::{Store, StoreError};
 
+pub use integrity::ImportSummary;
 pub use release::{ReleaseRequest, ReleaseSummary, Verifier, VerifyOutcome};
 
 /// Errors. None carries a patient identifier or an input path.
@@ -522,21 +524,59 @@ impl Site {
             key_id: key.id(),
             retention_days,
         };
-        self.store.add_recipient(&rec)?;
+        // the row and the ledger entry pinning its key and recipe commit
+        // together: a recipient never exists unpinned
+        let e = integrity::recipient_entry(&self.site_key, Event::RecipientChange, &rec, &key);
+        let lk = signing_key(&self.ledger_key, &self.ledger_key_path)?;
+        self.store.transaction(|s| {
+            s.add_recipient(&rec)?;
+            append_in(s, lk, vec![e], vec![None])
+        })?;
         Ok(rec)
     }
 
-    /// Imports FHIR Consent resources; returns how many.
-    pub fn import_consents(&mut self, text: &str) -> Result<usize, Error> {
-        let cs = veil_consent::import(text).map_err(|e| Error::Invalid(e.to_string()))?;
+    /// Imports FHIR Consent resources from `source` (a namespace: the
+    /// record ids become `SOURCE/ID`, so two sources never share an id).
+    /// Append-only: a record seen before with the same content is left as
+    /// it is, a changed one gets a new version, nothing is deleted. Each new
+    /// version and its ledger entry commit in one transaction.
+    pub fn import_consents(
+        &mut self,
+        text: &str,
+        source: &str,
+        limits: &Limits,
+    ) -> Result<ImportSummary, Error> {
+        if !veil_consent::valid_name(source) {
+            return Err(Error::Invalid(
+                "a consent source is 1-64 letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        let mut cs =
+            veil_consent::import_with(text, limits).map_err(|e| Error::Invalid(e.to_string()))?;
+        for c in &mut cs {
+            c.id = format!("{source}/{}", c.id);
+        }
         let refs: Vec<String> = cs.iter().map(|c| self.patient_ref(&c.patient_id)).collect();
-        self.store.transaction(|s| {
+        let origin = format!("fhir-import:{source}");
+        let (sk, lk) = (
+            &self.site_key,
+            signing_key(&self.ledger_key, &self.ledger_key_path)?,
+        );
+        let stored = self.store.transaction(|s| {
+            let mut entries = Vec::new();
             for (c, r) in cs.iter().zip(&refs) {
-                s.put_consent(c, r, "fhir-import")?;
+                if let Some(v) = s.append_consent(c, r, &origin)? {
+                    entries.push(integrity::consent_entry(sk, &v));
+                }
             }
-            Ok(())
+            let n = entries.len();
+            append_in(s, lk, entries, vec![None; n])?;
+            Ok(n)
         })?;
-        Ok(cs.len())
+        Ok(ImportSummary {
+            records: cs.len(),
+            new_versions: stored,
+        })
     }
 
     /// Every consent record as a FHIR R4 Bundle. It holds patient IDs: it
@@ -545,9 +585,16 @@ impl Site {
         Ok(veil_consent::export_r4(&self.store.all_consents()?))
     }
 
-    /// Sets the site default for a purpose.
+    /// Sets the site default for a purpose, with its ledger entry, in one
+    /// transaction.
     pub fn set_default(&mut self, purpose: &str, d: SiteDefault) -> Result<(), Error> {
-        Ok(self.store.set_default(purpose, d)?)
+        let e = integrity::default_entry(&self.site_key, purpose, d);
+        let lk = signing_key(&self.ledger_key, &self.ledger_key_path)?;
+        self.store.transaction(|s| {
+            s.set_default(purpose, d)?;
+            append_in(s, lk, vec![e], vec![None])
+        })?;
+        Ok(())
     }
 
     /// Records one provision for a patient from the command line, replacing
@@ -561,6 +608,9 @@ impl Site {
         p: Provision,
     ) -> Result<Vec<Notify>, Error> {
         let pref = self.patient_ref(patient_id);
+        // the new version is built on the current one: never on rows
+        // changed outside Veil, which it would make look logged
+        self.check_patient_consents(&pref)?;
         let id = format!("veil-set-{}", &pref[..16]);
         let mut c = self
             .store
@@ -578,7 +628,20 @@ impl Site {
         c.provisions.retain(|q| !q.same_scope(&p));
         c.provisions.push(p);
         c.date_time = Some(veil_consent::now());
-        self.store.put_consent(&c, &pref, "veil consent set")?;
+        // a new version of the record and its ledger entry, together
+        let (sk, lk) = (
+            &self.site_key,
+            signing_key(&self.ledger_key, &self.ledger_key_path)?,
+        );
+        self.store.transaction(|s| {
+            let entries: Vec<Entry> = s
+                .append_consent(&c, &pref, "veil consent set")?
+                .map(|v| integrity::consent_entry(sk, &v))
+                .into_iter()
+                .collect();
+            let n = entries.len();
+            append_in(s, lk, entries, vec![None; n])
+        })?;
         let (_, notify) = self.patient_entries(&pref)?;
         Ok(notify)
     }
@@ -766,44 +829,13 @@ impl Site {
     /// entry i's position. Returns the positions.
     fn append(
         &mut self,
-        mut entries: Vec<Entry>,
+        entries: Vec<Entry>,
         staged: Vec<Option<veil_store::Staged>>,
     ) -> Result<Vec<u64>, Error> {
         let key = signing_key(&self.ledger_key, &self.ledger_key_path)?;
-        let out = self.store.transaction(|s| {
-            let rows = s.ledger_rows()?;
-            if rows.iter().enumerate().any(|(i, r)| r.seq != i as i64) {
-                return Err(StoreError::Invalid(
-                    "the ledger has gaps or repeats; run `veil ledger verify`".into(),
-                ));
-            }
-            let mut f = merkle::Frontier::new();
-            for r in &rows {
-                f.push(merkle::leaf_hash(r.entry.as_bytes()));
-            }
-            let mut positions = Vec::new();
-            for (e, st) in entries.iter_mut().zip(staged) {
-                let seq = f.size();
-                e.seq = seq;
-                let data = String::from_utf8(e.to_leaf())
-                    .map_err(|_| StoreError::Corrupt("entry".into()))?;
-                let lh = merkle::leaf_hash(data.as_bytes());
-                f.push(lh);
-                s.insert_ledger_row(&veil_store::veil_ledger_row::StoredRow {
-                    seq: seq as i64,
-                    entry: data,
-                    leaf_hash: veil_ledger::hex(&lh),
-                    head_sig: key.sign_head(seq + 1, &f.root()),
-                })?;
-                if let Some(mut st) = st {
-                    st.ledger_seq = seq as i64;
-                    s.insert_staged(&st)?;
-                }
-                positions.push(seq);
-            }
-            Ok(positions)
-        })?;
-        Ok(out)
+        Ok(self
+            .store
+            .transaction(|s| append_in(s, key, entries, staged))?)
     }
 
     /// Deletes staged outputs whose retention ended by `now` (RFC 3339
@@ -867,6 +899,50 @@ impl Site {
             ledger_positions: positions,
         })
     }
+}
+
+/// Appends entries (their `seq` is assigned here) inside the caller's
+/// transaction, each with the signed head after it; `staged[i]` is recorded
+/// with entry i's position. Returns the positions. Why a function of its
+/// own: a consent, default or recipient change and its entry must commit
+/// in the same transaction.
+fn append_in(
+    s: &mut Store,
+    key: &LedgerKey,
+    mut entries: Vec<Entry>,
+    staged: Vec<Option<veil_store::Staged>>,
+) -> Result<Vec<u64>, StoreError> {
+    let rows = s.ledger_rows()?;
+    if rows.iter().enumerate().any(|(i, r)| r.seq != i as i64) {
+        return Err(StoreError::Invalid(
+            "the ledger has gaps or repeats; run `veil ledger verify`".into(),
+        ));
+    }
+    let mut f = merkle::Frontier::new();
+    for r in &rows {
+        f.push(merkle::leaf_hash(r.entry.as_bytes()));
+    }
+    let mut positions = Vec::new();
+    for (e, st) in entries.iter_mut().zip(staged) {
+        let seq = f.size();
+        e.seq = seq;
+        let data =
+            String::from_utf8(e.to_leaf()).map_err(|_| StoreError::Corrupt("entry".into()))?;
+        let lh = merkle::leaf_hash(data.as_bytes());
+        f.push(lh);
+        s.insert_ledger_row(&veil_store::veil_ledger_row::StoredRow {
+            seq: seq as i64,
+            entry: data,
+            leaf_hash: veil_ledger::hex(&lh),
+            head_sig: key.sign_head(seq + 1, &f.root()),
+        })?;
+        if let Some(mut st) = st {
+            st.ledger_seq = seq as i64;
+            s.insert_staged(&st)?;
+        }
+        positions.push(seq);
+    }
+    Ok(positions)
 }
 
 fn check_head(

@@ -202,6 +202,8 @@ impl Site {
                 "the recipient's key file does not match its registered key id".into(),
             ));
         }
+        // the recipient's pins and the site default, against the ledger
+        let coverage = self.check_release_inputs(&rec, &req.purpose)?;
         let policy =
             Policy::new(recipe, &[], key.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
         let operator = operator(req.operator.as_deref());
@@ -318,7 +320,16 @@ impl Site {
                 continue;
             }
             let pref = patient_ref.clone().unwrap_or_default();
-            let consents = self.store.consents_for(&pref)?;
+            // only consent rows that are exactly the logged versions count
+            let consents = match self.covered_consents(&coverage, &pref)? {
+                Ok(c) => c,
+                Err(why) => {
+                    refuse(&mut e, &why, &mut summary);
+                    entries.push(e);
+                    staged.push(None);
+                    continue;
+                }
+            };
             let o = veil_consent::decide(
                 &consents,
                 default,

@@ -279,8 +279,15 @@ fn run(sc: &Scenario, corpus: &Path) {
         }
     }
     let v = site.verify_ledger().unwrap();
+    // besides the decisions, the log holds the recipient, default and
+    // consent changes
+    let all = site.entries().unwrap();
+    let decisions = all
+        .iter()
+        .filter(|e| matches!(e.event, Event::Release | Event::Refusal))
+        .count();
     assert!(
-        v.ok && v.entries as usize == expected_entries,
+        v.ok && decisions == expected_entries && v.entries as usize == all.len(),
         "{:?}",
         v.problems
     );

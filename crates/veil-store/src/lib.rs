@@ -177,6 +177,31 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         recorded_at TEXT NOT NULL
     );",
     ),
+    (
+        3,
+        "consents append-only: one row per version of a record",
+        // why: a re-import or a later `consent set` used to DELETE the row
+        // with the same id, so one file could erase another patient's
+        // record; now a change is a new version and nothing is deleted
+        "CREATE TABLE consent_versions (
+        id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        patient_ref TEXT NOT NULL,
+        patient_id TEXT NOT NULL,
+        patient_system TEXT,
+        status TEXT NOT NULL,
+        date_time TEXT,
+        provisions TEXT NOT NULL,
+        source TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (id, version)
+    );
+    INSERT INTO consent_versions (id, version, patient_ref, patient_id, patient_system, status, date_time, provisions, source, updated_at)
+        SELECT id, 1, patient_ref, patient_id, patient_system, status, date_time, provisions, source, updated_at FROM consents;
+    DROP TABLE consents;
+    ALTER TABLE consent_versions RENAME TO consents;
+    CREATE INDEX consents_patient_ref ON consents (patient_ref);",
+    ),
 ];
 
 /// The default `$VEIL_HOME`: `$XDG_DATA_HOME/veil`, else
@@ -481,6 +506,24 @@ impl Store {
         Ok(())
     }
 
+    /// Points a recipient at a new pseudonymization key (inside
+    /// [`Store::transaction`], with the ledger entry that pins it).
+    pub fn set_recipient_key(
+        &mut self,
+        name: &str,
+        key_file: &str,
+        key_id: &str,
+    ) -> Result<(), StoreError> {
+        let n = self.exec(
+            "UPDATE recipients SET key_file = ?, key_id = ? WHERE name = ?",
+            &[Val::t(key_file), Val::t(key_id), Val::t(name)],
+        )?;
+        if n != 1 {
+            return Err(StoreError::Invalid(format!("no recipient named {name}")));
+        }
+        Ok(())
+    }
+
     /// One recipient.
     pub fn recipient(&mut self, name: &str) -> Result<Option<Recipient>, StoreError> {
         let rows = self.query(
@@ -501,19 +544,51 @@ impl Store {
 
     // ---- consents ---------------------------------------------------------
 
-    /// Inserts or replaces a consent record. `patient_ref` is the keyed
-    /// hash used to find it without scanning the identifiers.
-    pub fn put_consent(
+    /// Appends a version of a consent record (inside
+    /// [`Store::transaction`]): version 1 for a new id, the next version
+    /// when the content differs from the latest, nothing when it is the
+    /// same (a re-import is idempotent). Never deletes or overwrites:
+    /// history is kept and the latest version is the current one. An id
+    /// already used for another patient is refused. `patient_ref` is the
+    /// keyed hash used to find the record without scanning identifiers.
+    pub fn append_consent(
         &mut self,
         c: &Consent,
         patient_ref: &str,
         source: &str,
-    ) -> Result<(), StoreError> {
-        self.exec("DELETE FROM consents WHERE id = ?", &[Val::t(&c.id)])?;
+    ) -> Result<Option<ConsentVersion>, StoreError> {
+        let latest = self
+            .query(
+                &format!("{CONSENT_COLS} WHERE id = ? ORDER BY version DESC LIMIT 1"),
+                &[Val::t(&c.id)],
+            )?
+            .first()
+            .map(|r| consent_row(r))
+            .transpose()?;
+        let version = match latest {
+            Some(l) if l.patient_ref != patient_ref => {
+                return Err(StoreError::Invalid(
+                    "a consent record id is already used for another patient in this source".into(),
+                ))
+            }
+            Some(l)
+                if l.consent.patient_id.expose() == c.patient_id.expose()
+                    && l.consent.patient_system == c.patient_system
+                    && l.consent.status == c.status
+                    && l.consent.date_time == c.date_time
+                    && l.consent.provisions == c.provisions
+                    && l.source == source =>
+            {
+                return Ok(None)
+            }
+            Some(l) => l.version + 1,
+            None => 1,
+        };
         self.exec(
-            "INSERT INTO consents (id, patient_ref, patient_id, patient_system, status, date_time, provisions, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO consents (id, version, patient_ref, patient_id, patient_system, status, date_time, provisions, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             &[
                 Val::t(&c.id),
+                Val::i(version),
                 Val::t(patient_ref),
                 Val::t(c.patient_id.expose()),
                 Val::ot(c.patient_system.clone()),
@@ -524,25 +599,40 @@ impl Store {
                 Val::t(veil_consent::now()),
             ],
         )?;
-        Ok(())
+        Ok(Some(ConsentVersion {
+            consent: c.clone(),
+            version,
+            patient_ref: patient_ref.to_string(),
+            source: source.to_string(),
+        }))
     }
 
-    /// The consent records of one patient.
-    pub fn consents_for(&mut self, patient_ref: &str) -> Result<Vec<Consent>, StoreError> {
+    /// Every stored version of one patient's consent records, by id and
+    /// version (the rows a decision must be checked against).
+    pub fn consent_versions_for(
+        &mut self,
+        patient_ref: &str,
+    ) -> Result<Vec<ConsentVersion>, StoreError> {
         let rows = self.query(
-            "SELECT id, patient_id, patient_system, status, date_time, provisions FROM consents WHERE patient_ref = ? ORDER BY id",
+            &format!("{CONSENT_COLS} WHERE patient_ref = ? ORDER BY id, version"),
             &[Val::t(patient_ref)],
         )?;
         rows.iter().map(|r| consent_row(r)).collect()
     }
 
-    /// Every consent record.
+    /// The current (latest) version of each of one patient's records.
+    pub fn consents_for(&mut self, patient_ref: &str) -> Result<Vec<Consent>, StoreError> {
+        Ok(current_versions(self.consent_versions_for(patient_ref)?))
+    }
+
+    /// The current version of every consent record.
     pub fn all_consents(&mut self) -> Result<Vec<Consent>, StoreError> {
-        let rows = self.query(
-            "SELECT id, patient_id, patient_system, status, date_time, provisions FROM consents ORDER BY id",
-            &[],
-        )?;
-        rows.iter().map(|r| consent_row(r)).collect()
+        let rows = self.query(&format!("{CONSENT_COLS} ORDER BY id, version"), &[])?;
+        Ok(current_versions(
+            rows.iter()
+                .map(|r| consent_row(r))
+                .collect::<Result<_, _>>()?,
+        ))
     }
 
     /// Sets the site default for a purpose.
@@ -754,18 +844,52 @@ fn recipient_row(r: &[Val]) -> Result<Recipient, StoreError> {
     })
 }
 
-fn consent_row(r: &[Val]) -> Result<Consent, StoreError> {
+/// One stored version of a consent record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentVersion {
+    /// The record as of this version.
+    pub consent: Consent,
+    /// 1, 2, ...: the highest is the current one.
+    pub version: i64,
+    /// The keyed patient reference it is filed under.
+    pub patient_ref: String,
+    /// Where it came from (`fhir-import:NAME`, `veil consent set`).
+    pub source: String,
+}
+
+const CONSENT_COLS: &str = "SELECT id, patient_id, patient_system, status, date_time, provisions, version, patient_ref, source FROM consents";
+
+fn consent_row(r: &[Val]) -> Result<ConsentVersion, StoreError> {
     let t = |i: usize| r[i].text().map(str::to_string);
     let provisions: Vec<Provision> = serde_json::from_str(r[5].text().unwrap_or("[]"))
         .map_err(|_| StoreError::Corrupt("consents.provisions".into()))?;
-    Ok(Consent {
-        id: t(0).unwrap_or_default(),
-        patient_id: Phi::new(t(1).unwrap_or_default()),
-        patient_system: t(2),
-        status: t(3).unwrap_or_default(),
-        date_time: t(4),
-        provisions,
+    Ok(ConsentVersion {
+        consent: Consent {
+            id: t(0).unwrap_or_default(),
+            patient_id: Phi::new(t(1).unwrap_or_default()),
+            patient_system: t(2),
+            status: t(3).unwrap_or_default(),
+            date_time: t(4),
+            provisions,
+        },
+        version: r[6]
+            .int()
+            .ok_or_else(|| StoreError::Corrupt("consents.version".into()))?,
+        patient_ref: t(7).unwrap_or_default(),
+        source: t(8).unwrap_or_default(),
     })
+}
+
+/// The latest version of each record, from versions sorted by id, version.
+pub fn current_versions(versions: Vec<ConsentVersion>) -> Vec<Consent> {
+    let mut out: Vec<Consent> = Vec::new();
+    for v in versions {
+        match out.last_mut() {
+            Some(last) if last.id == v.consent.id => *last = v.consent,
+            _ => out.push(v.consent),
+        }
+    }
+    out
 }
 
 fn to_sqlite(v: &Val) -> rusqlite::types::Value {
@@ -939,11 +1063,54 @@ mod tests {
     }
 
     #[test]
+    fn consents_of_a_version_1_store_are_kept_and_versioned() {
+        let home = std::env::temp_dir().join(format!("veil-store-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        {
+            // a store as migration 1 left it, with one consent row
+            let c = rusqlite::Connection::open(home.join("veil.db")).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 'v1', '2025-01-01T00:00:00Z');",
+            )
+            .unwrap();
+            c.execute_batch(MIGRATIONS[0].2).unwrap();
+            c.execute_batch(
+                "INSERT INTO consents VALUES ('import-0', 'ref1', 'P1', NULL, 'active', NULL, '[]', 'fhir-import', '2025-01-01T00:00:00Z')",
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(None, &home).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 3);
+        let v = s.consent_versions_for("ref1").unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].consent.id.as_str(), v[0].version), ("import-0", 1));
+        // a changed record is a new version; the old one stays
+        let mut c = v[0].consent.clone();
+        c.status = "inactive".into();
+        let n = s
+            .append_consent(&c, "ref1", "fhir-import")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.version, 2);
+        assert!(s
+            .append_consent(&c, "ref1", "fhir-import")
+            .unwrap()
+            .is_none());
+        assert_eq!(s.consent_versions_for("ref1").unwrap().len(), 2);
+        assert_eq!(s.consents_for("ref1").unwrap()[0].status, "inactive");
+        // the same id for another patient is refused
+        assert!(s.append_consent(&c, "ref2", "fhir-import").is_err());
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
     fn sqlite_store_is_created_and_migrated_once() {
         let home = std::env::temp_dir().join(format!("veil-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), 3);
         assert!(home.join("veil.db").is_file());
         s.set_default("ai-training", SiteDefault::OptOut).unwrap();
         drop(s);
