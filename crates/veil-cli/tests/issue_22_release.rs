@@ -230,7 +230,7 @@ fn issue_22_kill_9_at_random_moments_then_rerun() {
     let studies: usize = std::env::var("VEIL_KILL_STUDIES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(80);
     let input = s(&setup(&home, &corpus, studies, "30"));
     // how long an uninterrupted run takes
     let t0 = Instant::now();

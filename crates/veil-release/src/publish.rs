@@ -379,6 +379,15 @@ pub(crate) fn manifest_release_id(out: &Path) -> Option<String> {
     v["release_id"].as_str().map(str::to_string)
 }
 
+/// The instances `OUT/manifest.json` says were released (0 without one).
+pub(crate) fn manifest_instances(out: &Path) -> usize {
+    std::fs::read(out.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["instances_released"].as_u64())
+        .unwrap_or(0) as usize
+}
+
 /// What retention may delete for one released study.
 pub(crate) enum Retain {
     /// Checked files to delete, and how many listed files were left

@@ -552,7 +552,7 @@ impl Site {
                     // published; only the removal of its staging folder was cut short
                     std::fs::remove_dir_all(ctl.staging(&id))
                         .map_err(Error::io("removing a published release's staging folder"))?;
-                    0
+                    publish::manifest_instances(&ctl.out)
                 } else {
                     ctl.publish(&id, &logged)?
                 };
