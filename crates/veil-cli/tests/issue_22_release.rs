@@ -187,12 +187,15 @@ fn issue_22_ledger_append_failure_publishes_nothing() {
     drop(st);
     let out = home.join("out");
     let (code, msg) = veil(&home, &release_args(&s(&input), &s(&out)));
+    assert!(
+        veil_test::files(&out).is_empty(),
+        "OUT holds nothing: {msg}"
+    );
     assert_ne!(code, 0, "{msg}");
     assert!(
         msg.contains("the ledger append failed") && msg.contains("nothing was published to OUT"),
         "{msg}"
     );
-    assert!(veil_test::files(&out).is_empty(), "OUT holds nothing");
     assert!(
         !veil_test::files(&home.join(".out.veil-release"))
             .iter()
@@ -333,8 +336,8 @@ fn issue_22_retention_deletes_only_what_the_ledger_released() {
     // files a database writer would like deleted
     let victim = home.join("victim");
     std::fs::create_dir_all(&victim).unwrap();
-    std::fs::write(victim.join("abs.dcm"), b"keep me").unwrap();
-    std::fs::write(victim.join("dotdot.dcm"), b"keep me too").unwrap();
+    veil_io::atomic::write_all(&victim.join("abs.dcm"), b"keep me").unwrap();
+    veil_io::atomic::write_all(&victim.join("dotdot.dcm"), b"keep me too").unwrap();
     let copy = home.join("archive");
     let o = Command::new("cp")
         .arg("-a")
@@ -365,10 +368,9 @@ fn issue_22_retention_deletes_only_what_the_ledger_released() {
     let changed = out.join(file_of(3));
     let mut bytes = std::fs::read(&changed).unwrap();
     bytes.push(0);
-    std::fs::write(&changed, &bytes).unwrap();
+    veil_io::atomic::write_all(&changed, &bytes).unwrap();
 
     let (code, msg) = veil(&home, &["retention", "run"]);
-    assert_eq!(code, 1, "something due was not deleted: {msg}");
     assert_eq!(
         std::fs::read(victim.join("abs.dcm")).unwrap(),
         b"keep me",
@@ -386,6 +388,7 @@ fn issue_22_retention_deletes_only_what_the_ledger_released() {
         !out.join(file_of(4)).exists(),
         "the untouched study is deleted"
     );
+    assert_eq!(code, 1, "something due was not deleted: {msg}");
     assert!(
         msg.contains("2 staged studies past retention deleted (1 files)")
             && msg.contains("1 released files kept")

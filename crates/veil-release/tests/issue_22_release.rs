@@ -136,7 +136,7 @@ fn issue_22_a_staged_release_the_ledger_does_not_know_is_discarded() {
     let ctl = home.join(".out.veil-release");
     let staged = ctl.join("00112233445566ff.staging");
     std::fs::create_dir_all(staged.join("files/x")).unwrap();
-    std::fs::write(staged.join("files/x/unlogged.dcm"), b"not logged").unwrap();
+    veil_io::atomic::write_all(&staged.join("files/x/unlogged.dcm"), b"not logged").unwrap();
     let r = site.recover(&req.out).unwrap();
     assert_eq!((r.published.len(), r.discarded), (0, 1));
     assert!(!staged.exists());
@@ -145,8 +145,8 @@ fn issue_22_a_staged_release_the_ledger_does_not_know_is_discarded() {
     // the journal says it was logged, but the ledger has no such entry (a
     // truncated ledger): kept and refused, never published
     std::fs::create_dir_all(staged.join("files")).unwrap();
-    std::fs::write(
-        staged.join("journal.json"),
+    veil_io::atomic::write_all(
+        &staged.join("journal.json"),
         br#"{"release_id":"00112233445566ff","stage":"logged","recipient":"acme","purpose":"ai-training","manifest":null}"#,
     )
     .unwrap();
