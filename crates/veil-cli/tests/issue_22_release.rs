@@ -212,6 +212,18 @@ fn issue_22_ledger_append_failure_publishes_nothing() {
     assert_eq!(code, 0, "{msg}");
     check_out(&home, &out, "after the rerun");
     assert_eq!(common::output_studies(&out).len(), 2);
+    let (code, msg) = veil(&home, &["release", "--recover", "--out", &s(&out)]);
+    assert_eq!(code, 0, "{msg}");
+    assert!(msg.contains("0 interrupted releases published"), "{msg}");
+
+    // a folder that is not a new release's is refused, and left as it was
+    let (code, msg) = veil(&home, &release_args(&s(&input), &s(&out)));
+    assert!(code == 2 && msg.contains("OUT is not empty"), "{msg}");
+    let mine = home.join("mine");
+    veil_io::atomic::write_all(&mine.join("notes.txt"), b"mine").unwrap();
+    let (code, msg) = veil(&home, &release_args(&s(&input), &s(&mine)));
+    assert!(code == 2 && msg.contains("OUT is not empty"), "{msg}");
+    assert_eq!(veil_test::files(&mine), vec![mine.join("notes.txt")]);
     std::fs::remove_dir_all(&home).unwrap();
 }
 
