@@ -473,17 +473,7 @@ impl Site {
         ctl.write_journal(&journal)?;
         summary.ledger_positions = match self.append(entries, staged) {
             Ok(p) => p,
-            Err(e) => {
-                let left = match ctl.discard(&release_id) {
-                    Ok(()) => String::new(),
-                    Err(d) => format!(
-                        "; its staged copy could not be removed ({d}): the next `veil release` into OUT removes it"
-                    ),
-                };
-                return Err(Error::Invalid(format!(
-                    "the ledger append failed ({e}): release {release_id} was not logged and nothing was published to OUT{left}"
-                )));
-            }
+            Err(e) => self.failed_append(&ctl, &release_id, e)?,
         };
         let after_log = |e: Error| {
             Error::Invalid(format!(
@@ -496,6 +486,31 @@ impl Site {
         ctl.publish(&release_id, &logged.iter().collect::<Vec<_>>())
             .map_err(after_log)?;
         Ok(summary)
+    }
+
+    /// After an append that reported an error: a commit can succeed and
+    /// still report one (a connection lost after COMMIT), so the ledger
+    /// itself says whether the release was logged. Logged: its positions,
+    /// and publishing goes on. Not logged: the staged copy is discarded
+    /// and the error says nothing was published.
+    fn failed_append(&mut self, ctl: &Control, id: &str, e: Error) -> Result<Vec<u64>, Error> {
+        match self.release_entries(id) {
+            Ok(l) if !l.is_empty() => Ok(l.iter().map(|e| e.seq).collect()),
+            Ok(_) => {
+                let left = match ctl.discard(id) {
+                    Ok(()) => String::new(),
+                    Err(d) => format!(
+                        "; its staged copy could not be removed ({d}): the next `veil release` into OUT removes it"
+                    ),
+                };
+                Err(Error::Invalid(format!(
+                    "the ledger append failed ({e}): release {id} was not logged and nothing was published to OUT{left}"
+                )))
+            }
+            Err(_) => Err(Error::Invalid(format!(
+                "the ledger append failed ({e}) and the ledger cannot be read: release {id} stays staged outside OUT and nothing was published; `veil release --recover --out OUT` publishes it if it was logged, else discards it"
+            ))),
+        }
     }
 
     /// Finishes what interrupted releases into `out` left beside it:
