@@ -10,17 +10,22 @@ use crate::{emit, site};
 #[derive(clap::Args)]
 pub struct ReleaseArgs {
     /// The recipient (see `veil recipient add`).
-    #[arg(long)]
-    recipient: String,
+    #[arg(long, required_unless_present = "recover")]
+    recipient: Option<String>,
     /// The purpose of use (must be registered for the recipient).
-    #[arg(long)]
-    purpose: String,
+    #[arg(long, required_unless_present = "recover")]
+    purpose: Option<String>,
     /// Input files or folders (recursive).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "recover")]
     inputs: Vec<PathBuf>,
-    /// Output folder (OUT/manifest.json is written there).
+    /// Output folder: new or empty (OUT/manifest.json is written there).
+    /// The release is staged in `.OUT.veil-release` beside it.
     #[arg(long)]
     out: PathBuf,
+    /// Only finish what an interrupted release into OUT left: publish what
+    /// the ledger logged, discard the rest (every release does this first).
+    #[arg(long, conflicts_with_all = ["recipient", "purpose", "inputs"])]
+    recover: bool,
     /// Who runs it, for the ledger (default: $USER).
     #[arg(long)]
     operator: Option<String>,
@@ -33,6 +38,21 @@ pub struct ReleaseArgs {
 }
 
 pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
+    if a.recover {
+        let mut s = site(db)?;
+        let r = s.recover(&a.out).map_err(|e| e.to_string())?;
+        let ids: Vec<&str> = r.published.iter().map(|p| p.release_id.as_str()).collect();
+        emit(&format!(
+            "veil release --recover: {} interrupted releases published{}, {} never logged discarded\n",
+            ids.len(),
+            if ids.is_empty() { String::new() } else { format!(" ({})", ids.join(", ")) },
+            r.discarded
+        ))?;
+        return Ok(0);
+    }
+    let (Some(recipient), Some(purpose)) = (a.recipient, a.purpose) else {
+        return Err("give --recipient and --purpose".into());
+    };
     for i in &a.inputs {
         if crate::inside(&a.out, i) {
             return Err("OUT must not be inside an input folder".into());
@@ -40,12 +60,12 @@ pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
     }
     let mut s = site(db)?;
     let jobs = a.jobs.unwrap_or_else(crate::cores);
-    let out_root = a.out.clone();
     // every released study is verified against its own sources (veil
-    // verify, no OCR); findings remove the study from OUT (fail closed)
-    let verifier = |sources: &[PathBuf], files: &[PathBuf]| {
+    // verify, no OCR) where it is staged, before it is logged; findings
+    // keep the study out of the release (fail closed)
+    let verifier = |root: &std::path::Path, sources: &[PathBuf], files: &[PathBuf]| {
         let opts = veil_verify::Options {
-            out: out_root.clone(),
+            out: root.to_path_buf(),
             sources: sources.to_vec(),
             policy: veil_verify::VerifyPolicy::default(),
             jobs,
@@ -62,8 +82,8 @@ pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
         }
     };
     let req = veil_release::ReleaseRequest {
-        recipient: a.recipient,
-        purpose: a.purpose,
+        recipient,
+        purpose,
         inputs: a.inputs,
         out: a.out,
         operator: a.operator,
@@ -135,9 +155,24 @@ pub fn retention(db: Option<&str>, now: Option<String>) -> Result<i32, String> {
         None => veil_consent::now(),
     };
     let r = s.retention_run(&now).map_err(|e| e.to_string())?;
-    emit(&format!(
+    let mut t = format!(
         "veil retention run: {} staged studies past retention deleted ({} files); ledger entries {:?}\n",
         r.studies_deleted, r.files_deleted, r.ledger_positions
-    ))?;
-    Ok(0)
+    );
+    if r.files_changed > 0 {
+        t.push_str(&format!(
+            "{} released files kept: their content is no longer the released one\n",
+            r.files_changed
+        ));
+    }
+    for why in &r.refused {
+        t.push_str(&format!("not deleted, {why}\n"));
+    }
+    emit(&t)?;
+    // 1: something due was not deleted, and someone should look at why
+    Ok(if r.refused.is_empty() && r.files_changed == 0 {
+        0
+    } else {
+        1
+    })
 }

@@ -12,6 +12,7 @@
 //! carry counts, and errors name files by role, not by path.
 
 mod integrity;
+mod publish;
 mod release;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use veil_ledger::{
 use veil_store::{Store, StoreError};
 
 pub use integrity::ImportSummary;
-pub use release::{ReleaseRequest, ReleaseSummary, Verifier, VerifyOutcome};
+pub use release::{Recovery, ReleaseRequest, ReleaseSummary, Verifier, VerifyOutcome};
 
 /// Errors. None carries a patient identifier or an input path.
 #[derive(Debug, thiserror::Error)]
@@ -245,6 +246,13 @@ pub struct RetentionSummary {
     pub studies_deleted: usize,
     /// Files deleted.
     pub files_deleted: usize,
+    /// Released files left in place because their content is no longer
+    /// what was released (their SHA-256 differs from the signed one).
+    pub files_changed: usize,
+    /// Staged studies not touched because nothing ties their folder or
+    /// files to the signed release (a database edit, a copied folder, ...):
+    /// each with its reason. They stay due.
+    pub refused: Vec<String>,
     /// Ledger positions of the deletion entries.
     pub ledger_positions: Vec<u64>,
 }
@@ -474,6 +482,18 @@ impl Site {
     /// The keyed reference of an input study (StudyInstanceUID).
     pub fn study_ref(&self, study_uid: &str) -> String {
         veil_ledger::hex(&self.site_key.mac("veil ledger study", study_uid.as_bytes())[..16])
+    }
+
+    /// The keyed digest of a study's input SOP Instance UIDs (sorted, one
+    /// per line), HMAC-SHA256 under the site key: an unkeyed hash of UIDs
+    /// can be matched by anyone holding the originals, which links a
+    /// ledger entry to a patient's study.
+    pub fn inputs_ref(&self, sorted_sop_uids: &[&str]) -> String {
+        veil_ledger::hex(
+            &self
+                .site_key
+                .mac("veil ledger inputs", sorted_sop_uids.join("\n").as_bytes()),
+        )
     }
 
     /// Registers a recipient and creates its own pseudonymization key
@@ -839,18 +859,35 @@ impl Site {
     }
 
     /// Deletes staged outputs whose retention ended by `now` (RFC 3339
-    /// UTC), one ledger entry per deleted study.
+    /// UTC), one ledger entry per deleted study. The database only says
+    /// which release's retention ended: what is deleted is checked against
+    /// the signed ledger and Veil's own marker beside the folder (see the
+    /// `publish` module), so a database writer cannot aim it elsewhere.
     pub fn retention_run(&mut self, now: &str) -> Result<RetentionSummary, Error> {
         let expired = self.store.expired_staged(now)?;
         let all = self.entries()?;
         let mut entries = Vec::new();
+        let mut done = Vec::new();
         let mut files_deleted = 0;
+        let mut files_changed = 0;
+        let mut refused = Vec::new();
         for s in &expired {
-            let root = PathBuf::from(&s.out_root);
+            let orig = all.iter().find(|e| e.seq as i64 == s.ledger_seq);
+            let (files, root, changed) = match publish::retention_plan(&s.out_root, &s.files, orig)
+            {
+                publish::Retain::Delete {
+                    files,
+                    root,
+                    changed,
+                } => (files, root, changed),
+                publish::Retain::Refuse(why) => {
+                    refused.push(format!("ledger entry {}: {why}", s.ledger_seq));
+                    continue;
+                }
+            };
             let mut n = 0;
-            for f in &s.files {
-                let p = root.join(f);
-                match std::fs::remove_file(&p) {
+            for p in &files {
+                match std::fs::remove_file(p) {
                     Ok(()) => n += 1,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io("deleting a staged file")(e)),
@@ -865,14 +902,15 @@ impl Site {
                 }
             }
             files_deleted += n;
-            let orig = all.iter().find(|e| e.seq as i64 == s.ledger_seq);
+            files_changed += changed;
+            done.push(s.ledger_seq);
             entries.push(Entry {
                 v: 1,
                 seq: 0,
                 time: now.to_string(),
                 event: Event::RetentionDelete,
                 release_id: orig.map(|o| o.release_id.clone()).unwrap_or_default(),
-                recipient: s.recipient.clone(),
+                recipient: orig.map_or_else(|| s.recipient.clone(), |o| o.recipient.clone()),
                 purpose: orig.map(|o| o.purpose.clone()).unwrap_or_default(),
                 recipe: orig.map(|o| o.recipe.clone()).unwrap_or_default(),
                 key_id: orig.map(|o| o.key_id.clone()).unwrap_or_default(),
@@ -890,12 +928,14 @@ impl Site {
         }
         let n = entries.len();
         let positions = self.append(entries, vec![None; n])?;
-        for s in &expired {
-            self.store.mark_deleted(s.ledger_seq, now)?;
+        for seq in &done {
+            self.store.mark_deleted(*seq, now)?;
         }
         Ok(RetentionSummary {
-            studies_deleted: expired.len(),
+            studies_deleted: done.len(),
             files_deleted,
+            files_changed,
+            refused,
             ledger_positions: positions,
         })
     }

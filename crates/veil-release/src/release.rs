@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use veil_consent::{Decision, Request};
 use veil_core::{Phi, Tag};
 use veil_deid::{Key, Policy};
 use veil_ledger::{Entry, Event};
 
+use crate::publish::{self, Control, Journal, ManifestFile, ManifestStudy, Stage};
 use crate::{operator, Error, Site};
 
 /// What a verifier found in one released study.
@@ -30,15 +30,16 @@ pub enum VerifyOutcome {
 /// Checks the de-identified files of one study before they count as
 /// released. `veil verify` (crate veil-verify) plugs in here.
 pub trait Verifier {
-    /// `sources` are the study's input files, `files` its released
-    /// output files: the verifier harvests identifying values from the
-    /// first and looks for them in the second.
-    fn verify(&self, sources: &[PathBuf], files: &[PathBuf]) -> VerifyOutcome;
+    /// `sources` are the study's input files, `files` its output files,
+    /// staged under `root` (not yet in OUT: names are checked relative to
+    /// it, as they will be in OUT): the verifier harvests identifying
+    /// values from the first and looks for them in the second.
+    fn verify(&self, root: &Path, sources: &[PathBuf], files: &[PathBuf]) -> VerifyOutcome;
 }
 
-impl<F: Fn(&[PathBuf], &[PathBuf]) -> VerifyOutcome> Verifier for F {
-    fn verify(&self, sources: &[PathBuf], files: &[PathBuf]) -> VerifyOutcome {
-        self(sources, files)
+impl<F: Fn(&Path, &[PathBuf], &[PathBuf]) -> VerifyOutcome> Verifier for F {
+    fn verify(&self, root: &Path, sources: &[PathBuf], files: &[PathBuf]) -> VerifyOutcome {
+        self(root, sources, files)
     }
 }
 
@@ -78,6 +79,9 @@ pub struct ReleaseSummary {
     pub unreadable: usize,
     /// Ledger positions written.
     pub ledger_positions: Vec<u64>,
+    /// True when this is a release an interrupted run had logged, published
+    /// now instead of starting a new one (counts of inputs then read 0).
+    pub recovered: bool,
 }
 
 impl ReleaseSummary {
@@ -105,8 +109,13 @@ impl ReleaseSummary {
         let first = self.ledger_positions.first();
         let last = self.ledger_positions.last();
         format!(
-            "veil release {}: {} studies: {} released ({} instances), {} excluded{}; {} instances held for review, {} inputs unreadable; ledger entries {}",
+            "veil release {}{}: {} studies: {} released ({} instances), {} excluded{}; {} instances held for review, {} inputs unreadable; ledger entries {}",
             self.release_id,
+            if self.recovered {
+                " (interrupted earlier; logged then, published now)"
+            } else {
+                ""
+            },
             self.studies,
             self.released,
             self.instances_released,
@@ -130,45 +139,28 @@ struct Group {
     sops: BTreeSet<String>,
 }
 
-#[derive(Serialize)]
-struct ManifestStudy {
-    study_instance_uid: String,
-    instances: usize,
-    output_digest: String,
-    verification: String,
-    ledger_position: u64,
-    files: Vec<ManifestFile>,
+/// A fresh release id (64 random bits, hex). A failing random source is an
+/// error: a constant id would merge unrelated releases in the ledger, the
+/// manifests and the staging folder.
+fn new_release_id() -> Result<String, Error> {
+    release_id_from(getrandom::getrandom)
 }
 
-#[derive(Serialize)]
-struct ManifestFile {
-    path: String,
-    sha256: String,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    veil_ledger::hex(&Sha256::digest(bytes))
-}
-
-fn file_sha256(p: &Path) -> Result<String, Error> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(p).map_err(Error::io("reading an output"))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(Error::io("reading an output"))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(veil_ledger::hex(&h.finalize()))
-}
-
-fn random_id() -> String {
+fn release_id_from(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), getrandom::Error>,
+) -> Result<String, Error> {
     let mut b = [0u8; 8];
-    let _ = getrandom::getrandom(&mut b);
-    veil_ledger::hex(&b)
+    fill(&mut b).map_err(|e| {
+        Error::Invalid(format!(
+            "the system's random source failed ({e}); no release id, nothing released"
+        ))
+    })?;
+    Ok(veil_ledger::hex(&b))
+}
+
+/// The summary's class of a refusal reason: the text before the first ':'.
+fn reason_class(why: &str) -> String {
+    why.split(':').next().unwrap_or(why).to_string()
 }
 
 fn plus_days(now: &str, days: u32) -> String {
@@ -187,6 +179,23 @@ impl Site {
         req: &ReleaseRequest,
         verifier: Option<&dyn Verifier>,
     ) -> Result<ReleaseSummary, Error> {
+        // 0. finish or discard what an interrupted run left beside OUT;
+        //    then OUT must be empty: each release gets its own folder, so
+        //    everything in it is that release's, logged and verified
+        let ctl = Control::open(&req.out)?;
+        let (recovered, _) = self.recover_at(&ctl)?;
+        if publish::out_has_content(&ctl.out)? {
+            let here = publish::manifest_release_id(&ctl.out);
+            // the same request, killed after logging: its release is done
+            if let Some((sum, _, _)) = recovered.into_iter().find(|(s, r, p)| {
+                Some(&s.release_id) == here.as_ref() && *r == req.recipient && *p == req.purpose
+            }) {
+                return Ok(sum);
+            }
+            return Err(Error::Invalid(
+                "OUT is not empty: a release is published into a new or empty folder (this one holds an earlier release or other files)".into(),
+            ));
+        }
         let rec = self.store.recipient(&req.recipient)?.ok_or_else(|| {
             Error::Invalid(format!(
                 "no recipient named {}; add it with `veil recipient add`",
@@ -208,11 +217,23 @@ impl Site {
             Policy::new(recipe, &[], key.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
         let operator = operator(req.operator.as_deref());
         let now = veil_consent::now();
-        let release_id = random_id();
+        let release_id = new_release_id()?;
         let mut summary = ReleaseSummary {
             release_id: release_id.clone(),
             ..Default::default()
         };
+        // everything is de-identified and verified here, outside OUT; an
+        // error before the ledger append leaves it for the next run to
+        // discard
+        let mut journal = Journal {
+            release_id: release_id.clone(),
+            stage: Stage::Staging,
+            recipient: rec.name.clone(),
+            purpose: req.purpose.clone(),
+            manifest: None,
+        };
+        ctl.begin(&journal)?;
+        let staged_root = ctl.files(&release_id);
 
         // 1. headers: group by (PatientID, StudyInstanceUID)
         let files = veil_pipeline::walk(&req.inputs).map_err(Error::io("listing the inputs"))?;
@@ -283,7 +304,7 @@ impl Site {
                 study_ref,
                 output_study_uid: None,
                 instances: g.files.len() as u64,
-                inputs_digest: Some(sha256_hex(sops.join("\n").as_bytes())),
+                inputs_digest: Some(self.inputs_ref(&sops)),
                 output_digest: None,
                 verification: "not-run".into(),
                 operator: operator.clone(),
@@ -292,10 +313,7 @@ impl Site {
             };
             let refuse = |e: &mut Entry, why: &str, summary: &mut ReleaseSummary| {
                 e.reason = why.to_string();
-                *summary
-                    .refused
-                    .entry(why.split(':').next().unwrap_or(why).to_string())
-                    .or_default() += 1;
+                *summary.refused.entry(reason_class(why)).or_default() += 1;
             };
             if g.patient.is_none() {
                 refuse(&mut e, "ambiguous: no PatientID", &mut summary);
@@ -350,7 +368,7 @@ impl Site {
             e.reason = format!("consent: {}", o.rule);
             let batch = veil_pipeline::Batch {
                 inputs: g.files.clone(),
-                out: req.out.clone(),
+                out: staged_root.clone(),
                 review: review.clone(),
                 jobs: req.jobs.max(1),
                 policy: &policy,
@@ -365,7 +383,7 @@ impl Site {
                     veil_pipeline::Outcome::Written { output }
                     | veil_pipeline::Outcome::AlreadyDone { output }
                     | veil_pipeline::Outcome::DuplicateInstance { output }
-                        if req.out.join(output).is_file() =>
+                        if staged_root.join(output).is_file() =>
                     {
                         outs.insert(output.clone());
                     }
@@ -383,9 +401,9 @@ impl Site {
                 staged.push(None);
                 continue;
             }
-            let paths: Vec<PathBuf> = outs.iter().map(|o| req.out.join(o)).collect();
+            let paths: Vec<PathBuf> = outs.iter().map(|o| staged_root.join(o)).collect();
             let outcome = verifier
-                .map(|v| v.verify(&g.files, &paths))
+                .map(|v| v.verify(&staged_root, &g.files, &paths))
                 .unwrap_or(VerifyOutcome::NotRun);
             e.verification = match &outcome {
                 VerifyOutcome::NotRun => "not-run".into(),
@@ -394,9 +412,12 @@ impl Site {
                 VerifyOutcome::Failed(why) => format!("error: {why}"),
             };
             if let VerifyOutcome::Findings(_) | VerifyOutcome::Failed(_) = outcome {
-                // fail closed: nothing of this study stays in OUT
+                // fail closed: nothing of this study may be published; a
+                // file that cannot be removed stops the release (unlogged,
+                // so the next run discards all of it)
                 for p in &paths {
-                    let _ = std::fs::remove_file(p);
+                    std::fs::remove_file(p)
+                        .map_err(Error::io("removing a study that failed verification"))?;
                 }
                 refuse(
                     &mut e,
@@ -408,13 +429,10 @@ impl Site {
                 continue;
             }
             let mut mfiles = Vec::new();
-            let mut digest_text = String::new();
             for (o, p) in outs.iter().zip(&paths) {
-                let h = file_sha256(p)?;
-                digest_text.push_str(&format!("{o} {h}\n"));
                 mfiles.push(ManifestFile {
                     path: o.clone(),
-                    sha256: h,
+                    sha256: publish::file_sha256(p)?,
                 });
             }
             let out_study = veil_io::read(&paths[0])
@@ -423,7 +441,7 @@ impl Site {
                 .unwrap_or_default();
             e.event = Event::Release;
             e.output_study_uid = Some(out_study.clone());
-            e.output_digest = Some(sha256_hex(digest_text.as_bytes()));
+            e.output_digest = Some(publish::output_digest(&mfiles));
             summary.released += 1;
             summary.instances_released += outs.len();
             manifest_studies.push(ManifestStudy {
@@ -434,11 +452,10 @@ impl Site {
                 ledger_position: 0,
                 files: mfiles,
             });
-            let abs_out = std::path::absolute(&req.out).unwrap_or_else(|_| req.out.clone());
             staged.push(Some(veil_store::Staged {
                 ledger_seq: 0,
                 recipient: rec.name.clone(),
-                out_root: abs_out.display().to_string(),
+                out_root: ctl.out.display().to_string(),
                 files: outs.into_iter().collect(),
                 created_at: now.clone(),
                 expires_at: plus_days(&now, rec.retention_days),
@@ -446,39 +463,177 @@ impl Site {
             entries.push(e);
         }
 
-        // 4. the ledger, then the manifest
-        let released_idx: Vec<usize> = entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.event == Event::Release)
-            .map(|(i, _)| i)
-            .collect();
-        let positions = self.append(entries, staged)?;
-        for (m, i) in manifest_studies.iter_mut().zip(&released_idx) {
-            m.ledger_position = positions[*i];
-        }
-        summary.ledger_positions = positions;
-        if !manifest_studies.is_empty() || req.out.is_dir() {
-            let manifest = serde_json::json!({
-                "notice": "De-identified release. This manifest holds no patient identifiers: studies are named by their pseudonymous UIDs.",
-                "veil_version": env!("CARGO_PKG_VERSION"),
-                "release_id": release_id,
-                "created": now,
-                "recipient": rec.name,
-                "purpose": req.purpose,
-                "recipe": rec.recipe_label,
-                "key_id": rec.key_id,
-                "retention_days": rec.retention_days,
-                "studies_released": summary.released,
-                "studies_excluded": summary.refused_total(),
-                "instances_released": summary.instances_released,
-                "studies": manifest_studies,
-            });
-            let bytes =
-                serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
-            veil_io::atomic::write_all(&req.out.join("manifest.json"), &bytes)
-                .map_err(Error::io("writing the manifest"))?;
-        }
+        // 4. the manifest into the journal, 5. the ledger, 6. publish
+        let manifest = serde_json::json!({
+            "notice": "De-identified release. This manifest holds no patient identifiers: studies are named by their pseudonymous UIDs.",
+            "veil_version": env!("CARGO_PKG_VERSION"),
+            "release_id": release_id,
+            "created": now,
+            "recipient": rec.name,
+            "purpose": req.purpose,
+            "recipe": rec.recipe_label,
+            "key_id": rec.key_id,
+            "retention_days": rec.retention_days,
+            "studies_released": summary.released,
+            "studies_excluded": summary.refused_total(),
+            "instances_released": summary.instances_released,
+            "studies": manifest_studies,
+        });
+        journal.stage = Stage::Verified;
+        journal.manifest = Some(manifest);
+        ctl.write_journal(&journal)?;
+        summary.ledger_positions = match self.append(entries, staged) {
+            Ok(p) => p,
+            Err(e) => self.failed_append(&ctl, &release_id, e)?,
+        };
+        let after_log = |e: Error| {
+            Error::Invalid(format!(
+                "release {release_id} is logged but not yet published ({e}); `veil release --recover --out OUT` publishes it"
+            ))
+        };
+        journal.stage = Stage::Logged;
+        ctl.write_journal(&journal).map_err(after_log)?;
+        let logged = self.release_entries(&release_id)?;
+        ctl.publish(&release_id, &logged.iter().collect::<Vec<_>>())
+            .map_err(after_log)?;
         Ok(summary)
+    }
+
+    /// After an append that reported an error: a commit can succeed and
+    /// still report one (a connection lost after COMMIT), so the ledger
+    /// itself says whether the release was logged. Logged: its positions,
+    /// and publishing goes on. Not logged: the staged copy is discarded
+    /// and the error says nothing was published.
+    fn failed_append(&mut self, ctl: &Control, id: &str, e: Error) -> Result<Vec<u64>, Error> {
+        match self.release_entries(id) {
+            Ok(l) if !l.is_empty() => Ok(l.iter().map(|e| e.seq).collect()),
+            Ok(_) => {
+                let left = match ctl.discard(id) {
+                    Ok(()) => String::new(),
+                    Err(d) => format!(
+                        "; its staged copy could not be removed ({d}): the next `veil release` into OUT removes it"
+                    ),
+                };
+                Err(Error::Invalid(format!(
+                    "the ledger append failed ({e}): release {id} was not logged and nothing was published to OUT{left}"
+                )))
+            }
+            Err(_) => Err(Error::Invalid(format!(
+                "the ledger append failed ({e}) and the ledger cannot be read: release {id} stays staged outside OUT and nothing was published; `veil release --recover --out OUT` publishes it if it was logged, else discards it"
+            ))),
+        }
+    }
+
+    /// Finishes what interrupted releases into `out` left beside it:
+    /// publishes those the ledger logs, discards those it does not (see
+    /// the `publish` module). `veil release` does this first, every time.
+    pub fn recover(&mut self, out: &Path) -> Result<Recovery, Error> {
+        let ctl = Control::locate(out)?;
+        let (published, discarded) = self.recover_at(&ctl)?;
+        Ok(Recovery {
+            published: published.into_iter().map(|(s, _, _)| s).collect(),
+            discarded,
+        })
+    }
+
+    /// [`Site::recover`]; returns each published release's summary, with
+    /// its recipient and purpose, and how many staged releases were
+    /// discarded.
+    #[allow(clippy::type_complexity)]
+    fn recover_at(
+        &mut self,
+        ctl: &Control,
+    ) -> Result<(Vec<(ReleaseSummary, String, String)>, usize), Error> {
+        let pending = ctl.pending()?;
+        let mut discarded = 0;
+        if pending.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let all = self.entries()?;
+        let mut out = Vec::new();
+        for id in pending {
+            let logged: Vec<&Entry> = all
+                .iter()
+                .filter(|e| {
+                    e.release_id == id && matches!(e.event, Event::Release | Event::Refusal)
+                })
+                .collect();
+            if logged.is_empty() {
+                if ctl
+                    .journal(&id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|j| j.stage == Stage::Logged)
+                {
+                    return Err(Error::Invalid(format!(
+                        "staged release {id} was logged, but the ledger has no entry for it (a truncated ledger, or another store); it was kept, not published: run `veil ledger verify`"
+                    )));
+                }
+                ctl.discard(&id)?;
+                discarded += 1;
+                continue;
+            }
+            let instances =
+                if ctl.marker(&id).is_file() && ctl.journal(&id).ok().flatten().is_none() {
+                    // published; only the removal of its staging folder was cut short
+                    std::fs::remove_dir_all(ctl.staging(&id))
+                        .map_err(Error::io("removing a published release's staging folder"))?;
+                    publish::manifest_instances(&ctl.out)
+                } else {
+                    ctl.publish(&id, &logged)?
+                };
+            let mut s = ReleaseSummary {
+                release_id: id.clone(),
+                studies: logged.len(),
+                instances_released: instances,
+                recovered: true,
+                ..Default::default()
+            };
+            for e in &logged {
+                s.ledger_positions.push(e.seq);
+                if e.event == Event::Release {
+                    s.released += 1;
+                } else {
+                    *s.refused.entry(reason_class(&e.reason)).or_default() += 1;
+                }
+            }
+            out.push((s, logged[0].recipient.clone(), logged[0].purpose.clone()));
+        }
+        Ok((out, discarded))
+    }
+
+    /// The `release` and `refusal` entries of one release, in order.
+    fn release_entries(&mut self, id: &str) -> Result<Vec<Entry>, Error> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter(|e| e.release_id == id && matches!(e.event, Event::Release | Event::Refusal))
+            .collect())
+    }
+}
+
+/// What [`Site::recover`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recovery {
+    /// Releases an interrupted run had logged, published now.
+    pub published: Vec<ReleaseSummary>,
+    /// Staged releases the ledger does not know (never logged), removed.
+    pub discarded: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_22_a_failing_random_source_is_an_error_not_a_zero_id() {
+        let r = release_id_from(|_| Err(getrandom::Error::UNSUPPORTED));
+        assert!(r.is_err(), "{r:?}");
+        let id = release_id_from(|b| {
+            b.fill(0xab);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(id, "abababababababab");
     }
 }
