@@ -175,15 +175,35 @@ fn issue_22_disk_full_stops_with_its_own_exit_code_and_a_rerun_completes_exactly
     let key = veil_test::new_key(VEIL, &tmp);
     // reference: an uninterrupted run with room enough
     let full = tmp.join("full");
-    let reference = deid(&[&corpus], &full, &key, &[]).output().unwrap();
+    let full_report = tmp.join("full.json");
+    let reference = deid(&[&corpus], &full, &key, &["--report"])
+        .arg(&full_report)
+        .output()
+        .unwrap();
     let expected = out_and_review(&full);
-    let size: u64 = veil_test::files(&full)
-        .iter()
-        .chain(veil_test::files(&tmp.join("full.review")).iter())
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum();
-    // room for about half of it
-    let Some(fs) = Tmpfs::mount(&tmp.join("mnt"), size / 2) else {
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&full_report).unwrap()).unwrap();
+    // bytes written for the first `n` inputs (in input order)
+    let written = |n: usize| -> u64 {
+        let rows = rep["files"].as_array().unwrap();
+        rows.iter()
+            .take(n)
+            .filter_map(|f| match f["status"].as_str() {
+                Some("written") => Some(full.join(f["output"].as_str().unwrap())),
+                Some("review") => Some(tmp.join("full.review").join(f["output"].as_str().unwrap())),
+                _ => None,
+            })
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    let size = written(usize::MAX);
+    // outputs are committed 256 inputs at a time: room for the first 256
+    // and half of the rest, so the run fails after committing some
+    let first = written(256);
+    assert!(first < size, "the corpus fits one chunk");
+    let room = first + (size - first) / 2;
+    eprintln!("outputs: {size} bytes, first chunk {first}; tmpfs of {room}");
+    let Some(fs) = Tmpfs::mount(&tmp.join("mnt"), room) else {
         std::fs::remove_dir_all(&tmp).unwrap();
         return;
     };
