@@ -89,7 +89,12 @@ fn issue_22_second_deid_into_a_locked_out_is_refused_and_the_first_completes() {
     }
     let second = deid(&[&corpus], &out, &key, &[]).output().unwrap();
     let first = first.wait_with_output().unwrap();
-    assert_eq!(second.status.code(), Some(3), "second run: {}", text(&second));
+    assert_eq!(
+        second.status.code(),
+        Some(3),
+        "second run: {}",
+        text(&second)
+    );
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(
         err.contains("another veil run is writing this output folder (pid "),
@@ -107,9 +112,14 @@ fn issue_22_second_deid_into_a_locked_out_is_refused_and_the_first_completes() {
     assert_eq!(got, expected, "the tree differs from a lone run's");
 
     // a lock left by a killed run is taken over, and said so
-    std::fs::write(out.join(".veil-lock"), "pid 4000000 on host gone\n").unwrap();
+    veil_io::atomic::write_all(&out.join(".veil-lock"), b"pid 4000000 on host gone\n").unwrap();
     let again = deid(&[&corpus], &out, &key, &[]).output().unwrap();
-    assert_eq!(again.status.code(), lone_run.status.code(), "{}", text(&again));
+    assert_eq!(
+        again.status.code(),
+        lone_run.status.code(),
+        "{}",
+        text(&again)
+    );
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("taking over a stale lock"), "{err}");
     assert!(err.contains("pid 4000000 on host gone"), "{err}");
@@ -334,7 +344,10 @@ fn issue_22_symlinks_in_inputs_are_not_followed_unless_asked_and_stay_inside() {
     let s = skipped(&rep);
     let names: Vec<&str> = s.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["alias", "outside-link", "sub/loop"]);
-    assert!(s.iter().all(|(_, why)| why.contains("not followed")), "{s:?}");
+    assert!(
+        s.iter().all(|(_, why)| why.contains("not followed")),
+        "{s:?}"
+    );
     // discovered paths appear only in the site-local report
     let console = format!("{stdout}{}", String::from_utf8_lossy(&o.stderr));
     assert!(!console.contains("outside-link") && !console.contains("loop"));
@@ -441,7 +454,14 @@ fn issue_22_an_unreadable_subfolder_is_quarantined_and_the_batch_goes_on() {
     let files = rep["files"].as_array().unwrap();
     let q = files.iter().find(|f| f["status"] == "quarantined").unwrap();
     assert_eq!(q["input"], inp.join("locked").display().to_string());
-    assert_eq!(q["reason"]["detail"], "folder cannot be listed: PermissionDenied");
-    assert_eq!(out_and_review(&outs.join("out")).len(), 1, "the rest is released");
+    assert_eq!(
+        q["reason"]["detail"],
+        "folder cannot be listed: PermissionDenied"
+    );
+    assert_eq!(
+        out_and_review(&outs.join("out")).len(),
+        1,
+        "the rest is released"
+    );
     std::fs::remove_dir_all(&tmp).unwrap();
 }

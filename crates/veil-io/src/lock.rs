@@ -157,7 +157,7 @@ mod tests {
         drop(a);
         assert!(!d.join(LOCK_NAME).exists(), "lock file removed on release");
         // a lock file left unlocked (its holder was killed) is taken over
-        fs::write(d.join(LOCK_NAME), "pid 4000000 on host elsewhere\n").unwrap();
+        crate::atomic::write_all(&d.join(LOCK_NAME), b"pid 4000000 on host elsewhere\n").unwrap();
         let b = OutLock::acquire(&d).unwrap();
         assert_eq!(b.stale(), Some("pid 4000000 on host elsewhere"));
         drop(b);

@@ -139,7 +139,11 @@ impl Walker {
     fn found(&mut self, p: &Path) {
         let lmd = match fs::symlink_metadata(p) {
             Ok(m) => m,
-            Err(e) => return self.skipped.push((p.to_path_buf(), Skip::Unreadable(e.kind()))),
+            Err(e) => {
+                return self
+                    .skipped
+                    .push((p.to_path_buf(), Skip::Unreadable(e.kind())))
+            }
         };
         let via_link = lmd.file_type().is_symlink();
         let md = if via_link {
@@ -155,14 +159,22 @@ impl Walker {
                 Err(e) if rustix::io::Errno::from_io_error(&e) == Some(rustix::io::Errno::LOOP) => {
                     return self.skipped.push((p.to_path_buf(), Skip::Loop))
                 }
-                Err(e) => return self.skipped.push((p.to_path_buf(), Skip::Unreadable(e.kind()))),
+                Err(e) => {
+                    return self
+                        .skipped
+                        .push((p.to_path_buf(), Skip::Unreadable(e.kind())))
+                }
             };
             if !self.roots.iter().any(|r| target.starts_with(r)) {
                 return self.skipped.push((p.to_path_buf(), Skip::OutsideInputs));
             }
             match fs::metadata(&target) {
                 Ok(m) => m,
-                Err(e) => return self.skipped.push((p.to_path_buf(), Skip::Unreadable(e.kind()))),
+                Err(e) => {
+                    return self
+                        .skipped
+                        .push((p.to_path_buf(), Skip::Unreadable(e.kind())))
+                }
             }
         } else {
             lmd
@@ -183,7 +195,9 @@ impl Walker {
                         self.found(&e);
                     }
                 }
-                Err(e) => self.skipped.push((p.to_path_buf(), Skip::Unreadable(e.kind()))),
+                Err(e) => self
+                    .skipped
+                    .push((p.to_path_buf(), Skip::Unreadable(e.kind()))),
             }
         } else if md.is_file() {
             self.files.push((p.to_path_buf(), id));
@@ -218,8 +232,8 @@ mod tests {
         let d = scratch("links");
         let inp = d.join("in");
         fs::create_dir_all(inp.join("a")).unwrap();
-        fs::write(inp.join("a/1"), b"x").unwrap();
-        fs::write(d.join("outside"), b"y").unwrap();
+        crate::atomic::write_all(&inp.join("a/1"), b"x").unwrap();
+        crate::atomic::write_all(&d.join("outside"), b"y").unwrap();
         symlink(d.join("outside"), inp.join("to-outside")).unwrap();
         symlink(&inp, inp.join("a/loop")).unwrap();
         symlink(inp.join("a/1"), inp.join("alias")).unwrap();

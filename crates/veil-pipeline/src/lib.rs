@@ -404,7 +404,9 @@ impl Batch<'_> {
         if let Some(df) = &st.defacing {
             match df.apply(input, &mut d.dataset, &mut d.review) {
                 Ok(done) => defaced = done,
-                Err(e) if veil_io::atomic::is_storage_failure(e.kind()) => return storage(e.kind()),
+                Err(e) if veil_io::atomic::is_storage_failure(e.kind()) => {
+                    return storage(e.kind())
+                }
                 Err(e) => {
                     let detail = format!("{:?}", e.kind());
                     return staged(Outcome::Quarantined {
@@ -614,10 +616,11 @@ fn write_temp(
         sop_instance: d.sop_instance.clone(),
     };
     let storage = veil_io::atomic::is_storage_failure;
-    let f = veil_io::write_pending(dest, &meta, ts, &d.dataset, &file.source).map_err(|e| match e {
-        veil_io::WriteError::Io(k) if storage(k) => Failed::Storage(k),
-        e => Failed::Output(e.to_string()),
-    })?;
+    let f =
+        veil_io::write_pending(dest, &meta, ts, &d.dataset, &file.source).map_err(|e| match e {
+            veil_io::WriteError::Io(k) if storage(k) => Failed::Storage(k),
+            e => Failed::Output(e.to_string()),
+        })?;
     f.finish().map_err(|e| match e.kind() {
         k if storage(k) => Failed::Storage(k),
         k => Failed::Output(format!("{k:?}")),
