@@ -465,3 +465,31 @@ fn issue_22_an_unreadable_subfolder_is_quarantined_and_the_batch_goes_on() {
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn issue_22_release_into_a_locked_out_is_refused() {
+    let tmp = veil_test::scratch("issue22-release-lock");
+    let out = tmp.join("out");
+    let held = veil_io::lock::OutLock::acquire(&out).unwrap();
+    let inp = tmp.join("in");
+    std::fs::create_dir_all(&inp).unwrap();
+    let o = Command::new(VEIL)
+        .args(["release", "--recipient", "r", "--purpose", "p", "--out"])
+        .arg(&out)
+        .arg(&inp)
+        .env("VEIL_HOME", tmp.join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("another veil run is writing this output folder"),
+        "{err}"
+    );
+    drop(held);
+    assert!(
+        veil_test::files(&out).is_empty(),
+        "nothing written, lock released"
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
