@@ -90,6 +90,11 @@ enum Cmd {
         /// Verification policy for --verify (TOML, see `veil verify`).
         #[arg(long, requires = "verify")]
         verify_policy: Option<PathBuf>,
+        /// Follow symbolic links found inside the inputs, to targets inside
+        /// the inputs only (default: links are skipped, and named in the
+        /// report).
+        #[arg(long)]
+        follow_symlinks: bool,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -245,10 +250,88 @@ fn cores() -> usize {
         .unwrap_or(1)
 }
 
+/// Whether `child` is `parent` or below it, on resolved paths (see
+/// [`resolve`]): a lexical check passes `x/../OUT/report.json`, or a link
+/// into OUT.
 fn inside(child: &Path, parent: &Path) -> bool {
-    let c = std::path::absolute(child).unwrap_or_else(|_| child.to_path_buf());
-    let p = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
-    c.starts_with(p)
+    resolve(child).starts_with(resolve(parent))
+}
+
+/// `p` as the file system will resolve it, whether or not it exists yet:
+/// its longest existing prefix canonicalized (links and `..` resolved),
+/// then the rest, which does not exist, so no link can redirect it and
+/// its `..` are taken lexically.
+fn resolve(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let comps: Vec<Component> = abs.components().collect();
+    for n in (1..=comps.len()).rev() {
+        let prefix: PathBuf = comps[..n].iter().collect();
+        let Ok(mut c) = std::fs::canonicalize(&prefix) else {
+            continue;
+        };
+        for comp in &comps[n..] {
+            match comp {
+                Component::ParentDir => {
+                    c.pop();
+                }
+                Component::CurDir => {}
+                other => c.push(other),
+            }
+        }
+        return c;
+    }
+    abs
+}
+
+/// Exit status: another run holds OUT's lock.
+const EXIT_BUSY: i32 = 3;
+/// Exit status: the storage failed (disk full, quota, read-only).
+const EXIT_STORAGE: i32 = 4;
+
+/// Takes OUT's lock for a writing command (one writer per OUT, see
+/// [`veil_io::lock`]). `Err` is the exit status, the reason printed.
+fn lock_out(out: &Path) -> Result<veil_io::lock::OutLock, i32> {
+    use veil_io::lock::{LockError, OutLock};
+    match OutLock::acquire(out) {
+        Ok(l) => {
+            if let Some(h) = l.stale() {
+                eprintln!(
+                    "veil: {}: taking over a stale lock left by a run that ended without \
+                     releasing it ({h})",
+                    out.display()
+                );
+            }
+            Ok(l)
+        }
+        Err(e @ LockError::Busy { .. }) => {
+            eprintln!("veil: error: {}: {e}", out.display());
+            Err(EXIT_BUSY)
+        }
+        Err(LockError::Io(e)) => Err(io_failure(&e, out)),
+    }
+}
+
+/// Prints an I/O failure of a run writing under `out`: a storage failure
+/// gets its own message and exit status, anything else exit 2.
+fn io_failure(e: &std::io::Error, out: &Path) -> i32 {
+    let what = match e.kind() {
+        std::io::ErrorKind::StorageFull => "no space left on the device",
+        std::io::ErrorKind::QuotaExceeded => "disk quota exceeded",
+        std::io::ErrorKind::ReadOnlyFilesystem => "read-only file system",
+        std::io::ErrorKind::FileTooLarge => "file too large for the file system",
+        k => {
+            eprintln!("veil: error: {k:?}");
+            return 2;
+        }
+    };
+    eprintln!(
+        "veil: error: storage failure writing under {}: {what}. The run stopped; no input \
+         was quarantined for it. Free space (or make it writable) and run the same command \
+         again: it completes the outputs as an uninterrupted run would.",
+        out.display()
+    );
+    EXIT_STORAGE
 }
 
 fn run(cli: Cli) -> Result<i32, String> {
@@ -322,6 +405,7 @@ fn run(cli: Cli) -> Result<i32, String> {
             dicomdir,
             verify,
             verify_policy,
+            follow_symlinks,
             policy: pargs,
         } => {
             let policy = policy(&pargs, false)?;
@@ -340,11 +424,18 @@ fn run(cli: Cli) -> Result<i32, String> {
                     return Err("the report names input files; write it outside OUT".into());
                 }
             }
+            if inside(&review, &out) || inside(&out, &review) {
+                return Err("the review folder and OUT must not be inside one another".into());
+            }
             for i in &inputs {
                 if inside(&out, i) {
                     return Err("OUT must not be inside an input folder".into());
                 }
             }
+            let _lock = match lock_out(&out) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
             let jobs = jobs.unwrap_or_else(cores);
             let bar = if std::io::stderr().is_terminal() {
                 let b = indicatif::ProgressBar::new(0);
@@ -373,13 +464,19 @@ fn run(cli: Cli) -> Result<i32, String> {
                     b.set_position(done as u64);
                 }
             };
-            let rep = batch.run(&tick).map_err(|e| format!("{:?}", e.kind()))?;
+            let walk = veil_io::WalkOptions { follow_symlinks };
+            let rep = match batch.run_with(&tick, walk) {
+                Ok(r) => r,
+                Err(e) => return Ok(io_failure(&e, &batch.out)),
+            };
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
             if let Some(r) = &report {
                 let json = serde_json::to_vec_pretty(&rep).map_err(|e| e.to_string())?;
-                veil_io::atomic::write_private(r, &json).map_err(|e| e.to_string())?;
+                if let Err(e) = veil_io::atomic::write_private(r, &json) {
+                    return Ok(io_failure(&e, r));
+                }
             }
             emit(&format!("{}\n", rep.summary()))?;
             if rep.counts.quarantined > 0 && report.is_none() {

@@ -58,6 +58,11 @@ pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
             return Err("OUT must not be inside an input folder".into());
         }
     }
+    // one writer per OUT, as for `veil deid`
+    let _lock = match crate::lock_out(&a.out) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
     let mut s = site(db)?;
     let jobs = a.jobs.unwrap_or_else(crate::cores);
     // every released study is verified against its own sources (veil

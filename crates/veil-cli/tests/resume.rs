@@ -24,16 +24,17 @@ fn same_instance(rel: &str, bytes: &[u8], want: Option<&Vec<u8>>) {
     );
 }
 
+/// What a killed run leaves besides outputs, and the rerun removes: its
+/// temporaries and its OUT lock file.
+fn left_by_killed_run(name: &str) -> bool {
+    name.starts_with(".veil-tmp-") || name == ".veil-lock"
+}
+
 /// Finished outputs (not temporaries) below `root`.
 fn count(root: &Path) -> usize {
     veil_test::files(root)
         .iter()
-        .filter(|p| {
-            !p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".veil-tmp-")
-        })
+        .filter(|p| !left_by_killed_run(&p.file_name().unwrap().to_string_lossy()))
         .count()
 }
 
@@ -81,7 +82,7 @@ fn kill_9_then_rerun_finishes_the_job() {
     let finished = partial
         .keys()
         .chain(veil_test::tree(&tmp.join("out.review")).keys())
-        .filter(|r| !r.rsplit('/').next().unwrap().starts_with(".veil-tmp-"))
+        .filter(|r| !left_by_killed_run(r.rsplit('/').next().unwrap()))
         .count();
     eprintln!(
         "killed after {finished} finished outputs of {}",
@@ -89,8 +90,8 @@ fn kill_9_then_rerun_finishes_the_job() {
     );
     // whatever is there is complete and is the reference file
     for (rel, bytes) in &partial {
-        if rel.rsplit('/').next().unwrap().starts_with(".veil-tmp-") {
-            continue; // a temporary of the killed run, removed by the rerun
+        if left_by_killed_run(rel.rsplit('/').next().unwrap()) {
+            continue; // a temporary or lock of the killed run, removed by the rerun
         }
         same_instance(rel, bytes, expected.get(rel));
     }

@@ -151,6 +151,22 @@ pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
     rustix::fs::syncfs(&d).map_err(io::Error::from)
 }
 
+/// Whether an error is the storage's rather than the file's: disk full,
+/// quota exceeded, read-only file system, file too large for it. Such an
+/// error says nothing about the input, so the run stops (the CLI's exit
+/// code 4) instead of quarantining good inputs one after another; and
+/// stopping is what lets a rerun finish exactly as an uninterrupted run
+/// would, since no later duplicate of a failed instance gets written.
+pub fn is_storage_failure(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::FileTooLarge
+    )
+}
+
 /// The folder of a path; `.` for a bare file name (whose parent is "").
 fn parent_dir(p: &Path) -> PathBuf {
     match p.parent() {

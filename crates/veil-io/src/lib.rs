@@ -16,12 +16,15 @@
 pub mod atomic;
 mod dataset;
 mod dicomdir;
+pub mod lock;
 mod read;
+mod walk;
 mod write;
 
 pub use dataset::{DataSet, Element, Value};
 pub use dicomdir::{write_dicomdir, DirEntry};
 pub use read::{read, read_bytes, DicomFile, FileMeta, ReadError, Source, TsInfo};
+pub use walk::{walk, walk_with, Skip, WalkOptions, Walked};
 pub use write::{
     encode_dataset, file_header, write_explicit_le, write_file, write_pending, BulkSource,
     WriteError, WriteMeta,
@@ -34,27 +37,3 @@ pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.1692872354264882018709819324318
 
 /// Implementation Version Name (0002,0013), at most 16 characters.
 pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("VEIL_", env!("CARGO_PKG_VERSION"));
-
-/// Lists the files under the given files and folders, recursively, sorted
-/// and without repeats, so every stage sees inputs in the same order and
-/// runs are reproducible.
-pub fn walk(inputs: &[std::path::PathBuf]) -> std::io::Result<Vec<std::path::PathBuf>> {
-    fn one(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
-        let md = std::fs::metadata(p)?;
-        if md.is_dir() {
-            for e in std::fs::read_dir(p)? {
-                one(&e?.path(), out)?;
-            }
-        } else if md.is_file() {
-            out.push(p.to_path_buf());
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for i in inputs {
-        one(i, &mut out)?;
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}

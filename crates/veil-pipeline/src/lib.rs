@@ -85,6 +85,12 @@ pub enum Outcome {
     },
     /// Not DICOM: not copied.
     NotDicom,
+    /// Found while walking the inputs and passed over: a symbolic link
+    /// not followed, or one leading outside the inputs or into a loop.
+    Skipped {
+        /// why (no path: the row's input names it, site-local)
+        why: String,
+    },
 }
 
 /// One row of the site-local report.
@@ -123,6 +129,8 @@ pub struct Counts {
     pub quarantined: usize,
     /// Not DICOM.
     pub not_dicom: usize,
+    /// Symbolic links passed over (see [`Outcome::Skipped`]).
+    pub skipped: usize,
     /// Bytes read from inputs that were written (OUT or review).
     pub bytes_in: u64,
 }
@@ -166,7 +174,7 @@ impl Report {
         let c = &self.counts;
         let mb = c.bytes_in as f64 / 1e6;
         format!(
-            "veil deid: {} inputs: {} written, {} to review, {} already done, {} duplicate instances, {} quarantined, {} not DICOM; {:.1} MB in {:.1} s ({:.0} files/s, {:.1} MB/s); key {}",
+            "veil deid: {} inputs: {} written, {} to review, {} already done, {} duplicate instances, {} quarantined, {} not DICOM, {} symlinks skipped; {:.1} MB in {:.1} s ({:.0} files/s, {:.1} MB/s); key {}",
             c.inputs,
             c.written,
             c.review,
@@ -174,6 +182,7 @@ impl Report {
             c.duplicates,
             c.quarantined,
             c.not_dicom,
+            c.skipped,
             mb,
             self.seconds,
             (c.written + c.review + c.already_done) as f64 / self.seconds.max(1e-9),
@@ -201,9 +210,28 @@ impl Batch<'_> {
     /// instead of one per file, and duplicates resolved in input order
     /// (the first input of an instance is released), whatever the thread
     /// timing. A killed run loses at most the chunk in flight.
+    ///
+    /// Symbolic links inside the inputs are not followed (see
+    /// [`Batch::run_with`]). An error whose kind is a storage failure
+    /// ([`veil_io::atomic::is_storage_failure`]: disk full, quota,
+    /// read-only) stops the run: the chunk in flight is dropped, so no
+    /// input is quarantined for it and a rerun completes the outputs as
+    /// an uninterrupted run would.
     pub fn run(&self, tick: &(dyn Fn(usize, usize) + Sync)) -> std::io::Result<Report> {
+        self.run_with(tick, veil_io::WalkOptions::default())
+    }
+
+    /// [`Batch::run`], walking the inputs as `walk` says. A folder that
+    /// cannot be listed is quarantined (in the report) and the batch goes
+    /// on; passed-over links are counted and named in the report.
+    pub fn run_with(
+        &self,
+        tick: &(dyn Fn(usize, usize) + Sync),
+        walk: veil_io::WalkOptions,
+    ) -> std::io::Result<Report> {
         let start = Instant::now();
-        let files = walk(&self.inputs)?;
+        let walked = veil_io::walk_with(&self.inputs, walk)?;
+        let files = walked.files;
         let mut removed = veil_io::atomic::clean_temporaries(&self.out)?;
         removed += veil_io::atomic::clean_temporaries(&self.review)?;
         let total = files.len();
@@ -233,6 +261,26 @@ impl Batch<'_> {
         let pixel_stage = pixels::PixelStage::new(self.policy);
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         let mut results: Vec<(FileResult, u64)> = Vec::with_capacity(total);
+        for (path, skip) in walked.skipped {
+            let outcome = match skip {
+                veil_io::Skip::Unreadable(k) => Outcome::Quarantined {
+                    reason: QuarantineReason::Io {
+                        detail: format!("folder cannot be listed: {k:?}"),
+                    },
+                },
+                why => Outcome::Skipped {
+                    why: why.to_string(),
+                },
+            };
+            let input = Phi::new(path.display().to_string());
+            let r = FileResult {
+                input,
+                outcome,
+                pixels: None,
+                transcoded: None,
+            };
+            results.push((r, 0));
+        }
         for chunk in files.chunks(CHUNK) {
             let staged: Vec<Staged> = pool.install(|| {
                 chunk
@@ -244,6 +292,12 @@ impl Batch<'_> {
                     })
                     .collect()
             });
+            // disk full and the like: stop before anything of this chunk
+            // becomes visible (dropping `staged` removes its temporaries),
+            // so no later duplicate takes the place of the failed original
+            if let Some(kind) = staged.iter().find_map(|s| s.storage) {
+                return Err(std::io::Error::from(kind));
+            }
             // `syncfs` also flushes whatever else is dirty on the file
             // system, so a handful of files is synced one by one
             let pending: Vec<_> = staged.iter().filter_map(|s| s.pending.as_ref()).collect();
@@ -260,7 +314,7 @@ impl Batch<'_> {
             }
             let mut claims = st.claims.lock().unwrap_or_else(|e| e.into_inner());
             for s in staged {
-                results.push(self.commit(s, &mut claims, &mut dirs));
+                results.push(self.commit(s, &mut claims, &mut dirs)?);
             }
         }
         if let Some(d) = &st.defacing {
@@ -271,7 +325,7 @@ impl Batch<'_> {
             veil_io::atomic::sync_dir(dir)?;
         }
         let mut counts = Counts {
-            inputs: total,
+            inputs: results.len(),
             ..Counts::default()
         };
         for (r, bytes) in &results {
@@ -282,6 +336,7 @@ impl Batch<'_> {
                 Outcome::DuplicateInstance { .. } => counts.duplicates += 1,
                 Outcome::Quarantined { .. } => counts.quarantined += 1,
                 Outcome::NotDicom => counts.not_dicom += 1,
+                Outcome::Skipped { .. } => counts.skipped += 1,
             }
             counts.bytes_in += bytes;
         }
@@ -323,6 +378,12 @@ impl Batch<'_> {
             pending: None,
             pixels: None,
             transcoded: None,
+            storage: None,
+        };
+        // the storage failed, not the file: the run stops
+        let storage = |kind| Staged {
+            storage: Some(kind),
+            ..staged(Outcome::NotDicom)
         };
         let permit = st.cpu.acquire();
         let file = match veil_io::read(input) {
@@ -343,6 +404,9 @@ impl Batch<'_> {
         if let Some(df) = &st.defacing {
             match df.apply(input, &mut d.dataset, &mut d.review) {
                 Ok(done) => defaced = done,
+                Err(e) if veil_io::atomic::is_storage_failure(e.kind()) => {
+                    return storage(e.kind())
+                }
                 Err(e) => {
                     let detail = format!("{:?}", e.kind());
                     return staged(Outcome::Quarantined {
@@ -409,7 +473,8 @@ impl Batch<'_> {
         if !matches!(outcome, Outcome::AlreadyDone { .. }) {
             match write_temp(&dest, &d, &file, &out_ts) {
                 Ok(p) => pending = Some(p),
-                Err(detail) => {
+                Err(Failed::Storage(kind)) => return storage(kind),
+                Err(Failed::Output(detail)) => {
                     return staged(Outcome::Quarantined {
                         reason: QuarantineReason::Io { detail },
                     })
@@ -429,7 +494,8 @@ impl Batch<'_> {
                 let reason = format!("verify: {} finding(s): {}", failing.len(), kinds.join(", "));
                 match write_temp(&self.review.join(output), &d, &file, &out_ts) {
                     Ok(p) => pending = Some(p),
-                    Err(detail) => {
+                    Err(Failed::Storage(kind)) => return storage(kind),
+                    Err(Failed::Output(detail)) => {
                         return staged(Outcome::Quarantined {
                             reason: QuarantineReason::Io { detail },
                         })
@@ -464,18 +530,20 @@ impl Batch<'_> {
             pending,
             pixels,
             transcoded: transcoded.flatten(),
+            storage: None,
         }
     }
 
     /// Makes one staged output visible (its data is already durable), in
     /// input order: an instance already released in this run is a
-    /// duplicate, and its temporary file is dropped.
+    /// duplicate, and its temporary file is dropped. A storage failure
+    /// is returned: the run stops there, in input order.
     fn commit(
         &self,
         s: Staged,
         claims: &mut HashSet<String>,
         dirs: &mut BTreeSet<PathBuf>,
-    ) -> (FileResult, u64) {
+    ) -> std::io::Result<(FileResult, u64)> {
         let Staged {
             input,
             mut outcome,
@@ -484,6 +552,7 @@ impl Batch<'_> {
             pending,
             pixels,
             transcoded,
+            storage: _,
         } = s;
         if let Some(sop) = sop {
             if !claims.insert(sop) {
@@ -502,6 +571,7 @@ impl Batch<'_> {
                     Ok(dir) => {
                         dirs.insert(dir);
                     }
+                    Err(e) if veil_io::atomic::is_storage_failure(e.kind()) => return Err(e),
                     Err(e) => {
                         outcome = Outcome::Quarantined {
                             reason: QuarantineReason::Io {
@@ -513,7 +583,7 @@ impl Batch<'_> {
                 }
             }
         }
-        (
+        Ok((
             FileResult {
                 input,
                 outcome,
@@ -521,8 +591,16 @@ impl Batch<'_> {
                 transcoded,
             },
             bytes,
-        )
+        ))
     }
+}
+
+/// Why an output could not be written.
+enum Failed {
+    /// The storage's failure (disk full, quota, read-only): stops the run.
+    Storage(std::io::ErrorKind),
+    /// This output's (quarantines its input), in words without values.
+    Output(String),
 }
 
 /// Writes a de-identified object to a complete temporary file beside
@@ -532,14 +610,21 @@ fn write_temp(
     d: &veil_deid::Deidentified,
     file: &veil_io::DicomFile,
     ts: &veil_io::TsInfo,
-) -> Result<veil_io::atomic::Pending, String> {
+) -> Result<veil_io::atomic::Pending, Failed> {
     let meta = WriteMeta {
         sop_class: d.sop_class.clone(),
         sop_instance: d.sop_instance.clone(),
     };
-    veil_io::write_pending(dest, &meta, ts, &d.dataset, &file.source)
-        .map_err(|e| e.to_string())
-        .and_then(|f| f.finish().map_err(|e| format!("{:?}", e.kind())))
+    let storage = veil_io::atomic::is_storage_failure;
+    let f =
+        veil_io::write_pending(dest, &meta, ts, &d.dataset, &file.source).map_err(|e| match e {
+            veil_io::WriteError::Io(k) if storage(k) => Failed::Storage(k),
+            e => Failed::Output(e.to_string()),
+        })?;
+    f.finish().map_err(|e| match e.kind() {
+        k if storage(k) => Failed::Storage(k),
+        k => Failed::Output(format!("{k:?}")),
+    })
 }
 
 /// One input after the parallel stage: its provisional outcome and the
@@ -552,6 +637,8 @@ struct Staged {
     pending: Option<veil_io::atomic::Pending>,
     pixels: Option<PixelReport>,
     transcoded: Option<String>,
+    /// A storage failure while staging (the run stops).
+    storage: Option<std::io::ErrorKind>,
 }
 
 /// Inputs per group commit.
@@ -584,8 +671,11 @@ impl Batch<'_> {
             .collect();
         sops.sort_unstable();
         let uid = pseudonym::uid(self.policy.key(), &format!("DICOMDIR {}", sops.join(" ")));
-        veil_io::write_dicomdir(&self.out, &entries, &uid)
-            .map_err(|e| std::io::Error::other(e.to_string()))
+        veil_io::write_dicomdir(&self.out, &entries, &uid).map_err(|e| match e {
+            // keeps the kind, so a full disk is reported as one
+            veil_io::WriteError::Io(k) => std::io::Error::from(k),
+            e => std::io::Error::other(e.to_string()),
+        })
     }
 }
 
