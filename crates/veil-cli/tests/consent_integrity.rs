@@ -53,6 +53,7 @@ const PATIENTS: [(&str, &str); 2] = [
 /// research opt-in, none for teaching (opt-in); and a deny of patient A for
 /// acme. Returns the input folder.
 fn setup(home: &Path, db: Option<&str>, corpus: &Path) -> PathBuf {
+    ok(veil(home, db, &["init"]));
     let recipe = home.join("r.toml");
     veil_io::atomic::write_all(&recipe, b"name = \"t\"\nversion = \"1\"\n").unwrap();
     for (name, cat) in [("acme", "ai-vendor"), ("uni", "research")] {
@@ -592,7 +593,7 @@ fn issue_22_a_store_from_before_the_change_is_adopted_once() {
     };
     let home = veil_test::scratch("integ-adopt");
     // rows as an older Veil wrote them: no ledger entry covers them
-    ok(veil(&home, None, &["ledger", "verify"]));
+    ok(veil(&home, None, &["init"]));
     let key = home.join("keys/acme.key");
     std::fs::create_dir_all(home.join("keys")).unwrap();
     ok(veil(&home, None, &["key", "new", s(&key)]));

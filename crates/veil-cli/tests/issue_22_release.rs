@@ -43,6 +43,7 @@ fn s(p: &Path) -> String {
 /// Recipient `acme` (opt-out for ai-training, retention `days`) and
 /// `studies` one-instance studies of as many patients in `home/in`.
 fn setup(home: &Path, corpus: &Path, studies: usize, days: &str) -> PathBuf {
+    assert_eq!(veil(home, &["init"]).0, 0);
     let recipe = home.join("r.toml");
     veil_io::atomic::write_all(&recipe, b"name = \"t\"\nversion = \"1\"\n").unwrap();
     let ok = |(code, out): (i32, String)| assert_eq!(code, 0, "{out}");
@@ -202,7 +203,10 @@ fn issue_22_ledger_append_failure_publishes_nothing() {
             .any(|p| p.to_string_lossy().contains(".staging")),
         "the unlogged staged copy was removed"
     );
-    assert!(entries(&home).is_empty());
+    // only the setup's entries (recipient and default pins): no decision
+    assert!(entries(&home)
+        .iter()
+        .all(|e| !matches!(e.event, Event::Release | Event::Refusal)));
 
     // the ledger writable again: the same command releases both studies
     let mut st = Store::open(None, &home).unwrap();

@@ -327,12 +327,13 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
         out
     };
     populate(home, db, corpus);
-    // the site publishes a note of its 6 entries, and its verifier key
+    // the site publishes a note of its 9 entries (3 pin the recipient,
+    // the consent and the default; 6 decisions), and its verifier key
     let published = home.join("elsewhere");
-    let note = published.join("head-6.note");
+    let note = published.join("head-9.note");
     let n = note.to_str().unwrap();
     let out = ok(veil(home, db, &["ledger", "checkpoint", "--out", n]));
-    assert!(out.contains("checkpoint of 6 entries"), "{out}");
+    assert!(out.contains("checkpoint of 9 entries"), "{out}");
     let text = std::fs::read_to_string(&note).unwrap();
     let pubkey = ok(veil(home, db, &["ledger", "pubkey"])).trim().to_string();
     // a C2SP checkpoint: origin (the key's name), size, base64 root, blank
@@ -341,7 +342,7 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
     assert!(lines[0].starts_with("veil-ledger/"), "{text}");
-    assert_eq!(lines[1], "6");
+    assert_eq!(lines[1], "9");
     assert_eq!(lines[2].len(), 44, "{text}");
     assert_eq!(lines[3], "");
     assert!(lines[4].starts_with(&format!("— {} ", lines[0])), "{text}");
@@ -355,7 +356,7 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
     ok(veil(home, db, &["retention", "run", "--now", "2100-01-01"]));
     let out = ok(veil(home, db, &["ledger", "verify", "--checkpoint", n]));
     assert!(
-        out.contains("10 entries") && out.contains("1 checkpoint notes matched"),
+        out.contains("13 entries") && out.contains("1 checkpoint notes matched"),
         "{out}"
     );
     let out = ok(veil(
@@ -382,7 +383,7 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
 
     let mut store = Store::open(db, home).unwrap();
     let rows = store.ledger_rows().unwrap();
-    assert_eq!(rows.len(), 10);
+    assert_eq!(rows.len(), 13);
     let cps = store.checkpoints().unwrap();
     let key_path = home.join("ledger.key");
     let seed: [u8; 32] = veil_ledger::unhex(&std::fs::read_to_string(&key_path).unwrap())
@@ -399,6 +400,11 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
             s.insert_checkpoint(c).unwrap();
         }
         write_key(&key_path, &seed);
+        s.exec(
+            "UPDATE key_records SET value = ? WHERE role = 'ledger'",
+            &[Val::t(veil_ledger::hex(site_key.verifying_key().as_bytes()))],
+        )
+        .unwrap();
         let (code, out) = veil(home, db, &["ledger", "verify", "--checkpoint", n]);
         assert_eq!(code, 0, "restored: {out}");
     };
@@ -408,26 +414,26 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
         (
             "truncate the tail and delete the checkpoints",
             Box::new(|s: &mut Store| {
-                s.exec("DELETE FROM ledger WHERE seq >= ?", &[Val::i(4)])
+                s.exec("DELETE FROM ledger WHERE seq >= ?", &[Val::i(7)])
                     .unwrap();
                 s.exec("DELETE FROM checkpoints", &[]).unwrap();
             }),
-            "covers 6 entries but the log has 4: entries from position 4 on were removed (truncated)",
-            4,
+            "covers 9 entries but the log has 7: entries from position 7 on were removed (truncated)",
+            7,
         ),
         (
-            "fork after position 3, re-signed with the site's key",
+            "fork after position 6, re-signed with the site's key",
             Box::new(|s: &mut Store| {
-                let mut forked = entries[..4].to_vec();
-                for e in &entries[4..] {
+                let mut forked = entries[..7].to_vec();
+                for e in &entries[7..] {
                     forked.push(e.replace("\"acme\"", "\"elsewhere\""));
                 }
                 assert_ne!(forked, entries);
                 replace_log(s, &signed_rows(&site_key, &forked));
                 s.exec("DELETE FROM checkpoints", &[]).unwrap();
             }),
-            "the log's first 6 entries do not match the checkpoint note",
-            5,
+            "the log's first 9 entries do not match the checkpoint note",
+            8,
         ),
         (
             "rewrite everything under a freshly generated key",
@@ -440,9 +446,17 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
                     .cloned()
                     .collect();
                 assert!(kept.len() < entries.len());
-                replace_log(s, &signed_rows(&veil_ledger::LedgerKey::from_seed(fresh), &kept));
+                let forger = veil_ledger::LedgerKey::from_seed(fresh);
+                replace_log(s, &signed_rows(&forger, &kept));
                 s.exec("DELETE FROM checkpoints", &[]).unwrap();
                 write_key(&key_path, &fresh);
+                // the forger also records the new public key in the store,
+                // which every command checks against the key file
+                s.exec(
+                    "UPDATE key_records SET value = ? WHERE role = 'ledger'",
+                    &[Val::t(veil_ledger::hex(forger.verifying_key().as_bytes()))],
+                )
+                .unwrap();
             }),
             "the note is not signed by",
             0,

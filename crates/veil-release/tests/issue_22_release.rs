@@ -18,6 +18,7 @@ use veil_release::{ReleaseRequest, Site, VerifyOutcome};
 fn site(name: &str) -> Option<(PathBuf, Site, ReleaseRequest)> {
     let corpus = veil_test::corpus()?;
     let home = veil_test::scratch(name);
+    Site::init(None, &home).unwrap();
     let mut site = Site::open(None, &home).unwrap();
     let recipe = home.join("r.toml");
     veil_io::atomic::write_all(&recipe, b"name = \"t\"\nversion = \"1\"\n").unwrap();
