@@ -5,11 +5,13 @@
 //! the verifier and the reports can agree on *names* (tag paths, options,
 //! reasons) without sharing *rules*.
 
+pub mod limits;
 mod option;
 mod phi;
 mod reason;
 mod tag;
 
+pub use limits::Limit;
 pub use option::{ProfileOption, UnknownOption};
 pub use phi::Phi;
 pub use reason::QuarantineReason;

@@ -16,7 +16,8 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 use dicom_pixeldata::PixelDecoder;
 use image::GrayImage;
-use veil_core::Tag;
+use veil_core::limits::MAX_FRAME_BYTES;
+use veil_core::{Limit, Tag};
 use veil_io::{DicomFile, Value};
 
 use crate::bulk::{Attrs, Bulk};
@@ -156,6 +157,16 @@ impl<'a> FrameReader<'a> {
             return Err(PixelError::Unsupported(format!("Samples per Pixel {spp}")));
         }
         let frames = a.decimal(t(0x0008)).map(|f| f.max(1.0) as u32).unwrap_or(1);
+        // Every decoder allocates a frame from these attributes: refuse a
+        // frame no real image has before any path allocates it (65535 x
+        // 65535 RGB at 32 bits would be 51 GB).
+        let frame_bytes = rows as u64 * cols as u64 * spp as u64 * (bits_alloc as u64).div_ceil(8);
+        if frame_bytes > MAX_FRAME_BYTES {
+            return Err(PixelError::Limit {
+                limit: Limit::FrameSize,
+                max: MAX_FRAME_BYTES,
+            });
+        }
         let g = Geometry {
             rows,
             cols,
@@ -380,6 +391,18 @@ impl<'a> FrameReader<'a> {
             let mut out = g.clone();
             out.planar = false;
             return Ok((rle_decode(&stream, g)?, out));
+        }
+        // The codecs allocate what the codestream declares: no more than
+        // the frame Rows and Columns describe (checked against the limit),
+        // give or take one 32-pixel MCU of padding some encoders leave.
+        if let Some((w, h)) = crate::jpeg::declared_size(&stream) {
+            let frame = g.rows as u64 * g.cols as u64;
+            if w > g.cols + 32 || h > g.rows + 32 {
+                return Err(PixelError::Limit {
+                    limit: Limit::FrameSize,
+                    max: frame,
+                });
+            }
         }
         let dt = |e: u16| dicom_core::Tag(0x0028, e);
         let us = |e: u16, v: u16| DataElement::new(dt(e), VR::US, PrimitiveValue::from(v));
@@ -781,7 +804,11 @@ fn rle_decode(stream: &[u8], g: &Geometry) -> Result<Vec<u8>, PixelError> {
         return Err(bad("segment count does not match the image"));
     }
     let pixels = g.rows as usize * g.cols as usize;
-    let mut out = vec![0u8; pixels * spp * bytes];
+    // Every segment must be able to fill the frame before the frame is
+    // allocated: PackBits turns 2 bytes into at most 128, so a segment
+    // shorter than 1/64 of the pixels is refused (a 100-byte stream
+    // claiming 16384 x 16384 allocated 256 MB on main).
+    let mut segments = Vec::with_capacity(nseg);
     for seg in 0..nseg {
         let start = word(seg + 1);
         let end = if seg + 1 < nseg {
@@ -792,6 +819,17 @@ fn rle_decode(stream: &[u8], g: &Geometry) -> Result<Vec<u8>, PixelError> {
         let data = stream
             .get(start..end.min(stream.len()))
             .ok_or_else(|| bad("segment offset"))?;
+        let most = (data.len() as u64).div_ceil(2) * 128;
+        if most < pixels as u64 {
+            return Err(PixelError::Limit {
+                limit: Limit::FrameSize,
+                max: most,
+            });
+        }
+        segments.push(data);
+    }
+    let mut out = vec![0u8; pixels * spp * bytes];
+    for (seg, data) in segments.into_iter().enumerate() {
         let (sample, msb_index) = (seg / bytes, seg % bytes);
         let byte = bytes - 1 - msb_index;
         let mut p = 0usize;
