@@ -35,10 +35,10 @@ fn preamble(ts: &str) -> Vec<u8> {
     b
 }
 
-/// SOP Class (Secondary Capture) and SOP Instance `sop`: what `veil deid`
-/// needs to place an object.
+/// SOP Class (MR Image) and SOP Instance `sop`: what `veil deid` needs
+/// to place an object (Secondary Capture would go to review).
 fn identity(b: &mut Vec<u8>, sop: &str) {
-    short(b, 0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+    short(b, 0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.4\0");
     let mut uid = sop.as_bytes().to_vec();
     if uid.len() % 2 == 1 {
         uid.push(0);
@@ -50,7 +50,7 @@ fn identity(b: &mut Vec<u8>, sop: &str) {
 pub fn plain(sop: &str) -> Vec<u8> {
     let mut b = preamble("1.2.840.10008.1.2.1");
     identity(&mut b, sop);
-    short(&mut b, 0x0008, 0x0060, b"CS", b"OT");
+    short(&mut b, 0x0008, 0x0060, b"CS", b"MR");
     b
 }
 
