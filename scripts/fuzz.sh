@@ -14,10 +14,10 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 bash fuzz/seeds.sh
 cd fuzz
 if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo +nightly fuzz list); fi
-# -O release, -a debug assertions and overflow checks on: an overflow in
-# size arithmetic is a crash, as it would be in a test build. No sanitizer:
-# Veil forbids unsafe code, and the bounds checked here are Rust's.
-build=(-O -a --sanitizer none)
+# -O release, with debug assertions and overflow checks from
+# fuzz/Cargo.toml's profile. No sanitizer: Veil forbids unsafe code, and
+# the bounds checked here are Rust's.
+build=(-O --sanitizer none)
 # Memory: one input may take what Veil allows one file (the inflate cap
 # and frame limit, veil_core::limits) with room to spare, no more.
 opts=(-max_total_time="$secs" -rss_limit_mb=3072 -malloc_limit_mb=2560 -timeout=30 -print_final_stats=1)

@@ -392,15 +392,13 @@ impl<'a> FrameReader<'a> {
             out.planar = false;
             return Ok((rle_decode(&stream, g)?, out));
         }
-        // The codecs allocate what the codestream declares: no more than
-        // the frame Rows and Columns describe (checked against the limit),
-        // give or take one 32-pixel MCU of padding some encoders leave.
-        if let Some((w, h)) = crate::jpeg::declared_size(&stream) {
-            let frame = g.rows as u64 * g.cols as u64;
-            if w > g.cols + 32 || h > g.rows + 32 {
+        // The codecs allocate and copy what the codestream declares: no
+        // more than the frame's Rows, Columns and Samples per Pixel.
+        if let Some((w, h, c)) = crate::jpeg::declared_size(&stream) {
+            if w > g.cols || h > g.rows || c > g.spp {
                 return Err(PixelError::Limit {
                     limit: Limit::FrameSize,
-                    max: frame,
+                    max: g.rows as u64 * g.cols as u64 * g.spp as u64,
                 });
             }
         }
@@ -432,9 +430,16 @@ impl<'a> FrameReader<'a> {
             .build()
             .map_err(|e| PixelError::Malformed(format!("transfer syntax: {e}")))?;
         let obj = obj.with_exact_meta(meta);
-        let decoded = obj
-            .decode_pixel_data_frame(0)
-            .map_err(|e| classify(ts, &e))?;
+        // A codec that panics on a hostile stream (the JPEG 2000 adapter
+        // did, found by fuzzing) fails this frame, not the batch.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            obj.decode_pixel_data_frame(0)
+        }))
+        .map_err(|_| PixelError::Decode {
+            ts: ts.to_string(),
+            detail: "the codec failed on this stream".into(),
+        })?
+        .map_err(|e| classify(ts, &e))?;
         let mut out = g.clone();
         out.bits_alloc = decoded.bits_allocated();
         // The codecs return interleaved samples; for 3 samples JPEG and

@@ -45,3 +45,13 @@ fn issue_22_codestream_larger_than_rows_and_columns_is_refused() {
     .expect_err("refused");
     assert!(e.contains("frame size"), "{e}");
 }
+
+/// Found by fuzzing (docs/fuzzing.md): a damaged JPEG 2000 frame made
+/// openjp2 free a null code-block buffer on its error path, which aborted
+/// the whole process in debug and test builds. Decoding must return.
+#[test]
+fn issue_22_fuzz_damaged_jpeg2000_frame_returns() {
+    let bytes = include_bytes!("../../../fuzz/regressions/pixel_decode/openjp2-null-dealloc.dcm");
+    let r = first_frame(bytes.to_vec());
+    assert!(r.is_err(), "a damaged frame decoded");
+}
