@@ -30,13 +30,23 @@ fn issue_22_explain_refuses_nested_sequences_and_deflate_bombs() {
     // 200,000 nested sequences (4 MB): on main the stack overflowed and
     // `veil explain` died with SIGABRT (exit 134)
     let deep = tmp.join("deep.dcm");
-    write(&deep, &hostile::nested_sequences("1.2.826.0.1.3680043.2.22.1", 200_000));
+    write(
+        &deep,
+        &hostile::nested_sequences("1.2.826.0.1.3680043.2.22.1", 200_000),
+    );
     let o = veil(&["explain".as_ref(), deep.as_os_str()]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(stderr(&o).contains("sequence depth limit of 64"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("sequence depth limit of 64"),
+        "{}",
+        stderr(&o)
+    );
     // 300 MiB of zeros deflated to about 300 kB: on main inflated whole
     let bomb = tmp.join("bomb.dcm");
-    write(&bomb, &hostile::deflated("1.2.826.0.1.3680043.2.22.2", 300 << 20));
+    write(
+        &bomb,
+        &hostile::deflated("1.2.826.0.1.3680043.2.22.2", 300 << 20),
+    );
     let o = veil(&["explain".as_ref(), bomb.as_os_str()]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(stderr(&o).contains("inflated size limit"), "{}", stderr(&o));
@@ -47,9 +57,18 @@ fn issue_22_explain_refuses_nested_sequences_and_deflate_bombs() {
 fn issue_22_deid_quarantines_files_past_a_limit_and_the_batch_goes_on() {
     let tmp = veil_test::scratch("limits-deid");
     let input = tmp.join("in");
-    write(&input.join("a-deep.dcm"), &hostile::nested_sequences("1.2.826.0.1.3680043.2.22.1", 200_000));
-    write(&input.join("b-bomb.dcm"), &hostile::deflated("1.2.826.0.1.3680043.2.22.2", 300 << 20));
-    write(&input.join("c-good.dcm"), &hostile::plain("1.2.826.0.1.3680043.2.22.3"));
+    write(
+        &input.join("a-deep.dcm"),
+        &hostile::nested_sequences("1.2.826.0.1.3680043.2.22.1", 200_000),
+    );
+    write(
+        &input.join("b-bomb.dcm"),
+        &hostile::deflated("1.2.826.0.1.3680043.2.22.2", 300 << 20),
+    );
+    write(
+        &input.join("c-good.dcm"),
+        &hostile::plain("1.2.826.0.1.3680043.2.22.3"),
+    );
     let key = veil_test::new_key(VEIL, &tmp);
     let (out, report) = (tmp.join("out"), tmp.join("report.json"));
     let o = veil(&[
@@ -69,7 +88,12 @@ fn issue_22_deid_quarantines_files_past_a_limit_and_the_batch_goes_on() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["status"].as_str().unwrap().to_string(), f["reason"].clone()))
+        .map(|f| {
+            (
+                f["status"].as_str().unwrap().to_string(),
+                f["reason"].clone(),
+            )
+        })
         .collect();
     reasons.sort_by_key(|r| r.0.clone());
     assert_eq!(reasons.len(), 3, "{reasons:?}");
@@ -130,11 +154,22 @@ fn issue_22_verify_reports_pdf_streams_it_cannot_search() {
     // a wrong checksum: the stream inflates, then reports an error
     *text.last_mut().unwrap() ^= 0xFF;
     let cut = hostile::pdf(&text);
-    write(&out.join("a.dcm"), &hostile::encapsulated_pdf("2.25.2201", &cut));
+    write(
+        &out.join("a.dcm"),
+        &hostile::encapsulated_pdf("2.25.2201", &cut),
+    );
     let bomb = hostile::pdf(&hostile::zlib_zeros(300 << 20));
-    write(&out.join("b.dcm"), &hostile::encapsulated_pdf("2.25.2202", &bomb));
+    write(
+        &out.join("b.dcm"),
+        &hostile::encapsulated_pdf("2.25.2202", &bomb),
+    );
     let json = tmp.join("v.json");
-    let o = veil(&["verify".as_ref(), out.as_os_str(), "--json".as_ref(), json.as_os_str()]);
+    let o = veil(&[
+        "verify".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+        json.as_os_str(),
+    ]);
     assert_ne!(o.status.code(), Some(0), "{o:?}");
     let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let mut pdf: Vec<(String, String)> = rep["findings"]
@@ -151,7 +186,13 @@ fn issue_22_verify_reports_pdf_streams_it_cannot_search() {
         .collect();
     pdf.sort();
     assert_eq!(pdf.len(), 2, "{pdf:?}");
-    assert!(pdf[0].0.ends_with("a.dcm") && pdf[0].1.contains("does not inflate"), "{pdf:?}");
-    assert!(pdf[1].0.ends_with("b.dcm") && pdf[1].1.contains("limit"), "{pdf:?}");
+    assert!(
+        pdf[0].0.ends_with("a.dcm") && pdf[0].1.contains("does not inflate"),
+        "{pdf:?}"
+    );
+    assert!(
+        pdf[1].0.ends_with("b.dcm") && pdf[1].1.contains("limit"),
+        "{pdf:?}"
+    );
     let _ = std::fs::remove_dir_all(&tmp);
 }

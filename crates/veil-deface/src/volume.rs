@@ -600,7 +600,15 @@ mod tests {
         assert_eq!(v.data[23], 23.0);
         // on main: 1e20 panicked (range start usize::MAX), and 3.0, NaN and
         // -inf were clamped to 352, reading the extension bytes as voxels
-        for off in [1e20, 3.0, f32::NAN, f32::NEG_INFINITY, f32::INFINITY, 351.0, 352.5] {
+        for off in [
+            1e20,
+            3.0,
+            f32::NAN,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            351.0,
+            352.5,
+        ] {
             let w = refused(&with_f32(good.clone(), 108, off));
             assert!(w.contains("vox_offset"), "{off}: {w}");
         }

@@ -502,11 +502,8 @@ impl Parser {
     ) -> Result<Vec<DataSet>, ReadError> {
         self.depth += 1;
         if self.depth > MAX_SEQUENCE_DEPTH {
-            let reason = QuarantineReason::limit(
-                Limit::SequenceDepth,
-                MAX_SEQUENCE_DEPTH,
-                Some(src.pos),
-            );
+            let reason =
+                QuarantineReason::limit(Limit::SequenceDepth, MAX_SEQUENCE_DEPTH, Some(src.pos));
             return Err(reason.into());
         }
         let mut items = Vec::new();

@@ -193,9 +193,7 @@ mod tests {
     #[test]
     fn declared_sizes() {
         // SOI, SOF0 (len 11, P 8, Y 3, X 5, 1 component)
-        let jpeg = [
-            0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0, 3, 0, 5, 1, 1, 0x11, 0,
-        ];
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0, 3, 0, 5, 1, 1, 0x11, 0];
         assert_eq!(declared_size(&jpeg), Some((5, 3, 1)));
         let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
         for v in [640u32, 480, 0, 0, 640, 480, 0, 0] {

@@ -16,12 +16,22 @@ fn first_frame(bytes: Vec<u8>) -> Result<veil_pixels::Frame, String> {
 fn issue_22_rle_frame_larger_than_its_data_is_refused() {
     // 16384 x 16384 (256 MB) claimed by a frame of 50 runs (6400 pixels)
     let runs: Vec<u8> = (0..50).flat_map(|_| [0x81, 0]).collect();
-    let e = first_frame(hostile::rle("1.2.3", 16384, 16384, &hostile::rle_frame(&runs)))
-        .expect_err("refused");
+    let e = first_frame(hostile::rle(
+        "1.2.3",
+        16384,
+        16384,
+        &hostile::rle_frame(&runs),
+    ))
+    .expect_err("refused");
     assert!(e.contains("frame size"), "{e}");
     // a frame past MAX_FRAME_BYTES is refused whatever its data
-    let e = first_frame(hostile::rle("1.2.3", 65535, 65535, &hostile::rle_frame(&runs)))
-        .expect_err("refused");
+    let e = first_frame(hostile::rle(
+        "1.2.3",
+        65535,
+        65535,
+        &hostile::rle_frame(&runs),
+    ))
+    .expect_err("refused");
     assert!(e.contains("frame size"), "{e}");
     // a 4 x 4 frame of one run of 16 sevens decodes
     let ok = first_frame(hostile::rle("1.2.3", 4, 4, &hostile::rle_frame(&[0xF1, 7])))

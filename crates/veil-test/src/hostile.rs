@@ -132,7 +132,13 @@ pub fn pdf(stream: &[u8]) -> Vec<u8> {
 /// Encapsulated Document (0042,0011).
 pub fn encapsulated_pdf(sop: &str, pdf: &[u8]) -> Vec<u8> {
     let mut b = preamble("1.2.840.10008.1.2.1");
-    short(&mut b, 0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.104.1\0");
+    short(
+        &mut b,
+        0x0008,
+        0x0016,
+        b"UI",
+        b"1.2.840.10008.5.1.4.1.1.104.1\0",
+    );
     let mut uid = sop.as_bytes().to_vec();
     if uid.len() % 2 == 1 {
         uid.push(0);

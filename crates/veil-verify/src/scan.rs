@@ -257,7 +257,8 @@ impl Walker<'_, '_> {
         if tag.is_group_length() {
             return;
         }
-        let pdf = (tag == Tag(0x0042, 0x0011) && bytes.starts_with(b"%PDF")).then(|| pdf_streams(bytes));
+        let pdf =
+            (tag == Tag(0x0042, 0x0011) && bytes.starts_with(b"%PDF")).then(|| pdf_streams(bytes));
         for why in pdf.iter().flat_map(|p| &p.unsearched) {
             self.hits.push(Hit {
                 place: place.to_string(),
@@ -391,7 +392,12 @@ struct PdfStreams {
 
 /// Filters whose output is text Veil does not decode: a stream using one
 /// is unsearched (image codecs are not, their content is pixels).
-const TEXT_FILTERS: [&[u8]; 4] = [b"/ASCIIHexDecode", b"/ASCII85Decode", b"/LZWDecode", b"/RunLengthDecode"];
+const TEXT_FILTERS: [&[u8]; 4] = [
+    b"/ASCIIHexDecode",
+    b"/ASCII85Decode",
+    b"/LZWDecode",
+    b"/RunLengthDecode",
+];
 
 /// Inflates a PDF's FlateDecode streams (where a document's text is),
 /// within [`veil_core::limits::inflate_cap`] of the document's size in
@@ -418,10 +424,13 @@ fn pdf_streams(pdf: &[u8]) -> PdfStreams {
         let e = find(&pdf[s..], b"endstream").unwrap_or(pdf.len() - s);
         let data = &pdf[s..s + e];
         i = (s + e + 9).min(pdf.len());
-        let zlib = data.len() >= 2 && data[0] & 0x0F == 8 && u16::from_be_bytes([data[0], data[1]]) % 31 == 0;
+        let zlib = data.len() >= 2
+            && data[0] & 0x0F == 8
+            && u16::from_be_bytes([data[0], data[1]]) % 31 == 0;
         let flate = find(dict, b"/FlateDecode").is_some() || find(dict, b"/Fl ").is_some();
         if TEXT_FILTERS.iter().any(|f| find(dict, f).is_some()) {
-            out.unsearched.push("a PDF stream uses a filter Veil does not decode");
+            out.unsearched
+                .push("a PDF stream uses a filter Veil does not decode");
             continue;
         }
         if !(flate || zlib) {
@@ -433,7 +442,8 @@ fn pdf_streams(pdf: &[u8]) -> PdfStreams {
         let res = z.take(budget.saturating_add(1)).read_to_end(&mut text);
         if text.len() as u64 > budget {
             text.truncate(budget as usize);
-            out.unsearched.push("a PDF stream inflates past the inflated size limit");
+            out.unsearched
+                .push("a PDF stream inflates past the inflated size limit");
         }
         if res.is_err() {
             out.unsearched.push("a PDF stream does not inflate");
