@@ -21,7 +21,7 @@ fn stderr(o: &Output) -> String {
 
 fn write(p: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, bytes).unwrap();
+    veil_io::atomic::write_all(p, bytes).unwrap();
 }
 
 #[test]

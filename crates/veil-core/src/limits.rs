@@ -65,11 +65,13 @@ pub fn inflate_cap(input_len: u64) -> u64 {
 }
 
 /// Largest decoded pixel frame accepted, in bytes (rows x columns x
-/// samples x bytes per sample). 1 GiB is a 16384 x 16384 RGB frame;
-/// whole-slide images are tiled far below that. Each decoder also checks
+/// samples x bytes per sample). 256 MiB holds a 14 x 17 inch film
+/// digitized at 50 um in 16 bits (123 MB), the largest single frames seen;
+/// whole-slide images are tiled far below that. Reading a frame for OCR
+/// takes several times its size again. Each decoder also checks
 /// the frame against the compressed data actually present where its
 /// format bounds the ratio (native, RLE).
-pub const MAX_FRAME_BYTES: u64 = 1 << 30;
+pub const MAX_FRAME_BYTES: u64 = 256 << 20;
 
 /// Reads `r` to its end into memory, or `Ok(None)` as soon as it yields
 /// more than `cap` bytes: an inflating reader stops there, so memory never

@@ -551,7 +551,7 @@ mod tests {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = scratch().join(format!("{n}-{name}"));
-        std::fs::write(&p, bytes).unwrap();
+        veil_io::atomic::write_all(&p, bytes).unwrap();
         let r = read_nifti(&p);
         let _ = std::fs::remove_file(&p);
         r

@@ -41,7 +41,7 @@ fn issue_22_deflate_bomb_is_refused() {
     assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
     let tmp = veil_test::scratch("io-limits");
     let path = tmp.join("bomb.dcm");
-    std::fs::write(&path, &bomb).unwrap();
+    veil_io::atomic::write_all(&path, &bomb).unwrap();
     let (limit, max) = limit_of(veil_io::read(&path)).unwrap();
     assert_eq!(limit, Limit::InflatedSize);
     assert_eq!(max, inflate_cap(bomb.len() as u64));
