@@ -139,7 +139,13 @@ impl<'a> FrameReader<'a> {
             .u16(t(0x0101))
             .unwrap_or(bits_alloc)
             .clamp(1, bits_alloc.max(1));
-        let high_bit = a.u16(t(0x0102)).unwrap_or(bits_stored - 1);
+        // High Bit past Bits Allocated would shift samples by 64 bits or
+        // more (found by fuzzing): the top bit a sample has is the most
+        // it can be.
+        let high_bit = a
+            .u16(t(0x0102))
+            .unwrap_or(bits_stored - 1)
+            .min(bits_alloc.max(1) - 1);
         let signed = a.u16(t(0x0103)) == Some(1);
         let planar = a.u16(t(0x0006)) == Some(1) && spp > 1;
         let pi = a

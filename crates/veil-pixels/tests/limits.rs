@@ -65,3 +65,11 @@ fn issue_22_fuzz_damaged_jpeg2000_frame_returns() {
     let r = first_frame(bytes.to_vec());
     assert!(r.is_err(), "a damaged frame decoded");
 }
+
+/// Found by fuzzing (docs/fuzzing.md): a High Bit far past Bits
+/// Allocated shifted samples by 64 bits or more (a panic in test builds).
+#[test]
+fn issue_22_fuzz_high_bit_past_bits_allocated_decodes() {
+    let bytes = include_bytes!("../../../fuzz/regressions/pixel_decode/high-bit-shift.dcm");
+    let _ = first_frame(bytes.to_vec());
+}
