@@ -31,3 +31,6 @@ export VEIL_TEST_PG_URL VEIL_TEST_PG_TLS_URL VEIL_TEST_PG_TLS_DIR VEIL_REQUIRE_P
 # themselves, see veil_pixels::ocr::limit_openmp_teams)
 export OMP_THREAD_LIMIT="${OMP_THREAD_LIMIT:-1}"
 VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspace --no-fail-fast
+
+# the parsers under cargo-fuzz, briefly (docs/fuzzing.md; nightly toolchain)
+scripts/fuzz.sh "${VEIL_FUZZ_SECONDS:-30}"

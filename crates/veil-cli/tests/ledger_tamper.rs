@@ -402,7 +402,9 @@ fn anchored_suite(db: Option<&str>, home: &Path, corpus: &Path) {
         write_key(&key_path, &seed);
         s.exec(
             "UPDATE key_records SET value = ? WHERE role = 'ledger'",
-            &[Val::t(veil_ledger::hex(site_key.verifying_key().as_bytes()))],
+            &[Val::t(veil_ledger::hex(
+                site_key.verifying_key().as_bytes(),
+            ))],
         )
         .unwrap();
         let (code, out) = veil(home, db, &["ledger", "verify", "--checkpoint", n]);

@@ -6,12 +6,14 @@
 //! reasons) without sharing *rules*.
 
 mod echo;
+pub mod limits;
 mod option;
 mod phi;
 mod reason;
 mod tag;
 
 pub use echo::Echo;
+pub use limits::Limit;
 pub use option::{ProfileOption, UnknownOption};
 pub use phi::Phi;
 pub use reason::QuarantineReason;

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{Echo, Tag};
+use crate::{Echo, Limit, Tag};
 
 /// Why a file was quarantined (not written to the output).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -45,6 +45,17 @@ pub enum QuarantineReason {
         /// the attribute
         tag: String,
     },
+    /// Parsing would have gone past one of Veil's bounds on untrusted
+    /// input ([`crate::limits`]): nesting, inflated size, frame size.
+    LimitExceeded {
+        /// which bound
+        limit: Limit,
+        /// the bound (Veil's setting, never a value from the file)
+        max: u64,
+        /// byte offset in the (decompressed) data set stream where it was
+        /// crossed, when known
+        offset: Option<u64>,
+    },
     /// An I/O error while reading or writing.
     Io {
         /// the error kind
@@ -53,6 +64,11 @@ pub enum QuarantineReason {
 }
 
 impl QuarantineReason {
+    /// A reason for a file that went past `limit`, whose bound is `max`.
+    pub fn limit(limit: Limit, max: u64, offset: Option<u64>) -> Self {
+        QuarantineReason::LimitExceeded { limit, max, offset }
+    }
+
     /// A reason for a parse failure at a known element.
     pub fn truncated_at(offset: u64, tag: Option<Tag>) -> Self {
         QuarantineReason::Truncated {
@@ -79,6 +95,13 @@ impl fmt::Display for QuarantineReason {
             }
             QuarantineReason::Dicomdir => f.write_str("DICOMDIR (never copied)"),
             QuarantineReason::MissingAttribute { tag } => write!(f, "missing attribute {tag}"),
+            QuarantineReason::LimitExceeded { limit, max, offset } => {
+                write!(f, "over the {} limit of {max}", limit.name())?;
+                match offset {
+                    Some(o) => write!(f, " at byte {o}"),
+                    None => Ok(()),
+                }
+            }
             QuarantineReason::Io { detail } => write!(f, "I/O error: {detail}"),
         }
     }

@@ -142,71 +142,153 @@ fn nifti_width(datatype: i16) -> Option<usize> {
     })
 }
 
-/// Reads a NIfTI-1 file: the volume and what is needed to write it back.
-pub fn read_nifti(path: &Path) -> Result<(Volume, NiftiHeader), VolumeError> {
-    let raw = std::fs::read(path)?;
-    let gzipped = raw.starts_with(&[0x1f, 0x8b]);
-    let bytes = if gzipped {
-        let mut out = Vec::with_capacity(raw.len() * 3);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|_| VolumeError::Nifti("corrupt gzip stream".into()))?;
-        out
-    } else {
-        raw
-    };
-    if bytes.len() < 352 {
-        return Err(VolumeError::Nifti("shorter than a NIfTI-1 header".into()));
-    }
-    let e = Endian(
-        match i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) {
+/// Size of a NIfTI-1 header plus the 4-byte extension flag: the first
+/// byte voxels may start at in a single-file (`n+1`) NIfTI.
+const NIFTI_MIN_OFFSET: usize = 352;
+
+/// Where a NIfTI-1 file's voxels are and what they are, from a header
+/// that [`NiftiLayout::parse`] has checked.
+struct NiftiLayout {
+    endian: Endian,
+    dims: [usize; 3],
+    datatype: i16,
+    width: usize,
+    vox_offset: usize,
+    /// `vox_offset` plus the voxel bytes: what the file must hold.
+    end: usize,
+}
+
+impl NiftiLayout {
+    /// Checks the header (the first 352 bytes) before any voxel is read.
+    /// Why this strict: `vox_offset` is a float in the file, and 1e20
+    /// panicked while 3.0, NaN or -inf read voxels out of the header, so
+    /// it must be finite, whole, at least 352; the dimensions and data
+    /// type give the voxel bytes with checked arithmetic, which the caller
+    /// then finds present ([`NiftiLayout::end`]).
+    fn parse(h: &[u8]) -> Result<NiftiLayout, VolumeError> {
+        let bad = |w: &str| Err(VolumeError::Nifti(w.into()));
+        if h.len() < NIFTI_MIN_OFFSET {
+            return bad("shorter than a NIfTI-1 header");
+        }
+        let endian = Endian(match i32::from_le_bytes([h[0], h[1], h[2], h[3]]) {
             348 => false,
             0x5c01_0000 => true,
-            540 => return Err(VolumeError::Nifti("NIfTI-2 is not supported".into())),
-            _ => return Err(VolumeError::Nifti("not a NIfTI-1 header".into())),
-        },
-    );
-    if &bytes[344..347] != b"n+1" && &bytes[344..347] != b"ni1" {
-        return Err(VolumeError::Nifti("bad magic".into()));
-    }
-    if &bytes[344..347] == b"ni1" {
-        return Err(VolumeError::Nifti(
-            "two-file NIfTI (.hdr/.img) is not supported".into(),
-        ));
-    }
-    let ndim = e.i16(&bytes, 40);
-    let mut dims = [1usize; 3];
-    for (a, d) in dims.iter_mut().enumerate() {
-        let v = e.i16(&bytes, 42 + 2 * a);
-        if (a as i16) < ndim {
-            if v < 1 {
-                return Err(VolumeError::Nifti("non-positive dimension".into()));
+            540 => return bad("NIfTI-2 is not supported"),
+            _ => return bad("not a NIfTI-1 header"),
+        });
+        if &h[344..347] != b"n+1" && &h[344..347] != b"ni1" {
+            return bad("bad magic");
+        }
+        if &h[344..347] == b"ni1" {
+            return bad("two-file NIfTI (.hdr/.img) is not supported");
+        }
+        let ndim = endian.i16(h, 40);
+        if !(1..=7).contains(&ndim) {
+            return bad("dimension count outside 1..7");
+        }
+        let mut dims = [1usize; 3];
+        for (a, d) in dims.iter_mut().enumerate() {
+            let v = endian.i16(h, 42 + 2 * a);
+            if (a as i16) < ndim {
+                if v < 1 {
+                    return bad("non-positive dimension");
+                }
+                *d = v as usize;
             }
-            *d = v as usize;
         }
-    }
-    for a in 3..7 {
-        if (a as i16) < ndim && e.i16(&bytes, 42 + 2 * a) > 1 {
-            return Err(VolumeError::Nifti(
-                "more than three dimensions (time series) is not supported".into(),
-            ));
+        for a in 3..7 {
+            if (a as i16) < ndim && endian.i16(h, 42 + 2 * a) > 1 {
+                return bad("more than three dimensions (time series) is not supported");
+            }
         }
+        let datatype = endian.i16(h, 70);
+        let width = nifti_width(datatype)
+            .ok_or_else(|| VolumeError::Nifti(format!("data type {datatype} is not supported")))?;
+        let off = endian.f32(h, 108);
+        if !off.is_finite() || off.fract() != 0.0 {
+            return bad("vox_offset is not a whole number");
+        }
+        if off < NIFTI_MIN_OFFSET as f32 || off > u32::MAX as f32 {
+            return bad("vox_offset outside the file");
+        }
+        let vox_offset = off as usize;
+        let end = dims
+            .iter()
+            .try_fold(width, |acc, d| acc.checked_mul(*d))
+            .and_then(|n| n.checked_add(vox_offset))
+            .ok_or_else(|| VolumeError::Nifti("voxel data size overflows".into()))?;
+        Ok(NiftiLayout {
+            endian,
+            dims,
+            datatype,
+            width,
+            vox_offset,
+            end,
+        })
     }
-    let datatype = e.i16(&bytes, 70);
-    let width = nifti_width(datatype)
-        .ok_or_else(|| VolumeError::Nifti(format!("data type {datatype} is not supported")))?;
-    let vox_offset = e.f32(&bytes, 108).max(352.0) as usize;
-    let n = dims[0] * dims[1] * dims[2];
-    if bytes.len() < vox_offset + n * width {
+}
+
+/// The bytes of a gzip NIfTI, inflated no further than its header says
+/// the voxels end (trailing bytes are not needed), and refused when that
+/// is more than [`veil_core::limits::inflate_cap`] of the compressed size:
+/// a small file cannot make Veil allocate gigabytes.
+fn gunzip_nifti(raw: &[u8]) -> Result<Vec<u8>, VolumeError> {
+    let corrupt = || VolumeError::Nifti("corrupt gzip stream".into());
+    let mut z = flate2::read::MultiGzDecoder::new(raw);
+    let mut bytes = Vec::new();
+    (&mut z)
+        .take(NIFTI_MIN_OFFSET as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|_| corrupt())?;
+    let layout = NiftiLayout::parse(&bytes)?;
+    let cap = veil_core::limits::inflate_cap(raw.len() as u64);
+    if layout.end as u64 > cap {
+        return Err(VolumeError::Nifti(format!(
+            "voxel data inflates past the {} limit of {cap} bytes",
+            veil_core::Limit::InflatedSize.name()
+        )));
+    }
+    z.take((layout.end - bytes.len()) as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|_| corrupt())?;
+    Ok(bytes)
+}
+
+/// Reads a NIfTI-1 file: the volume and what is needed to write it back.
+pub fn read_nifti(path: &Path) -> Result<(Volume, NiftiHeader), VolumeError> {
+    nifti_from_bytes(std::fs::read(path)?)
+}
+
+/// A NIfTI-1 file's bytes (.nii, or .nii.gz: gzip is detected from the
+/// bytes): the volume and what is needed to write it back.
+pub fn nifti_from_bytes(raw: Vec<u8>) -> Result<(Volume, NiftiHeader), VolumeError> {
+    let gzipped = raw.starts_with(&[0x1f, 0x8b]);
+    let bytes = if gzipped { gunzip_nifti(&raw)? } else { raw };
+    parse_nifti(&bytes, gzipped)
+}
+
+/// An inflated NIfTI-1 file: the volume and its header. Validates the
+/// header ([`NiftiLayout::parse`]) and that the voxels are present before
+/// reading any.
+fn parse_nifti(bytes: &[u8], gzipped: bool) -> Result<(Volume, NiftiHeader), VolumeError> {
+    let NiftiLayout {
+        endian: e,
+        dims,
+        datatype,
+        width,
+        vox_offset,
+        end,
+    } = NiftiLayout::parse(bytes)?;
+    if bytes.len() < end {
         return Err(VolumeError::Nifti("truncated voxel data".into()));
     }
-    let mut slope = e.f32(&bytes, 112);
-    let inter = e.f32(&bytes, 116);
+    let mut slope = e.f32(bytes, 112);
+    let inter = e.f32(bytes, 116);
     if slope == 0.0 || !slope.is_finite() {
         slope = 1.0;
     }
     let inter_eff = if inter.is_finite() { inter } else { 0.0 };
-    let vox = &bytes[vox_offset..vox_offset + n * width];
+    let vox = &bytes[vox_offset..end];
     let be = e.0;
     let data: Vec<f32> = vox
         .chunks_exact(width)
@@ -215,7 +297,7 @@ pub fn read_nifti(path: &Path) -> Result<(Volume, NiftiHeader), VolumeError> {
             (v * slope as f64 + inter_eff as f64) as f32
         })
         .collect();
-    let affine = nifti_affine(&bytes, &e);
+    let affine = nifti_affine(bytes, &e);
     let header = NiftiHeader {
         raw: bytes[..348].to_vec(),
         extra: bytes[348..vox_offset].to_vec(),
@@ -452,4 +534,136 @@ pub fn write_nifti_mask(
         affine: vol.affine,
     };
     write_nifti(path, &m, &header.for_mask())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("veil-nifti-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Reads `bytes` as a file named `name` (read_nifti, as `veil deface`).
+    fn read_as(name: &str, bytes: &[u8]) -> Result<(Volume, NiftiHeader), VolumeError> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = scratch().join(format!("{n}-{name}"));
+        veil_io::atomic::write_all(&p, bytes).unwrap();
+        let r = read_nifti(&p);
+        let _ = std::fs::remove_file(&p);
+        r
+    }
+
+    /// A 4 x 3 x 2 float volume written as a plain .nii, as bytes.
+    fn small_nii() -> Vec<u8> {
+        let mut affine = [[0.0; 4]; 4];
+        for (i, row) in affine.iter_mut().enumerate() {
+            row[i] = 1.0;
+        }
+        let vol = Volume {
+            dims: [4, 3, 2],
+            data: (0..24).map(|v| v as f32).collect(),
+            affine,
+        };
+        let p = scratch().join(format!("small-{:?}.nii", std::thread::current().id()));
+        write_nifti(&p, &vol, &NiftiHeader::for_volume(&vol)).unwrap();
+        let b = std::fs::read(&p).unwrap();
+        let _ = std::fs::remove_file(&p);
+        b
+    }
+
+    fn with_f32(mut b: Vec<u8>, at: usize, v: f32) -> Vec<u8> {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        b
+    }
+
+    fn with_i16(mut b: Vec<u8>, at: usize, v: i16) -> Vec<u8> {
+        b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        b
+    }
+
+    fn refused(b: &[u8]) -> String {
+        match read_as("refused.nii", b) {
+            Err(VolumeError::Nifti(w)) => w,
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("an invalid header was read"),
+        }
+    }
+
+    #[test]
+    fn issue_22_vox_offset_is_validated_before_any_voxel_is_read() {
+        let good = small_nii();
+        let (v, _) = read_as("good.nii", &good).expect("the valid file reads");
+        assert_eq!(v.data[23], 23.0);
+        // on main: 1e20 panicked (range start usize::MAX), and 3.0, NaN and
+        // -inf were clamped to 352, reading the extension bytes as voxels
+        for off in [
+            1e20,
+            3.0,
+            f32::NAN,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            351.0,
+            352.5,
+        ] {
+            let w = refused(&with_f32(good.clone(), 108, off));
+            assert!(w.contains("vox_offset"), "{off}: {w}");
+        }
+        // past the end of the file
+        let w = refused(&with_f32(good.clone(), 108, 1e9));
+        assert!(w.contains("truncated"), "{w}");
+    }
+
+    #[test]
+    fn issue_22_dims_and_datatype_must_match_the_data() {
+        let good = small_nii();
+        // more voxels than the file holds
+        assert!(refused(&with_i16(good.clone(), 42, 5)).contains("truncated"));
+        // a wider data type than the file holds (float64 for float32)
+        assert!(refused(&with_i16(good.clone(), 70, 64)).contains("truncated"));
+        // a dimension count out of range, a negative dimension
+        assert!(refused(&with_i16(good.clone(), 40, 0)).contains("dimension count"));
+        assert!(refused(&with_i16(good.clone(), 40, 8)).contains("dimension count"));
+        assert!(refused(&with_i16(good.clone(), 44, -3)).contains("non-positive"));
+        // the largest dimensions with the widest type: no overflow, refused
+        let mut huge = with_i16(good.clone(), 70, 64);
+        for a in 0..3 {
+            huge = with_i16(huge, 42 + 2 * a, i16::MAX);
+        }
+        assert!(refused(&huge).contains("truncated"));
+    }
+
+    #[test]
+    fn issue_22_gzip_nifti_does_not_inflate_past_the_limit() {
+        use std::io::Write;
+        // uint8 1024 x 1024 x 300: 300 MiB of zeros in about 300 kB of
+        // gzip, consistent with its header; on main it was inflated whole
+        // (and expanded to 1.2 GB of floats)
+        let mut h = with_i16(small_nii(), 70, 2);
+        for (a, d) in [1024, 1024, 300].into_iter().enumerate() {
+            h = with_i16(h, 42 + 2 * a, d);
+        }
+        h.truncate(352);
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&h).unwrap();
+        let mb = vec![0u8; 1 << 20];
+        for _ in 0..300 {
+            z.write_all(&mb).unwrap();
+        }
+        let gz = z.finish().unwrap();
+        assert!(gz.len() < 1 << 20);
+        match read_as("bomb.nii.gz", &gz) {
+            Err(VolumeError::Nifti(w)) => assert!(w.contains("inflated size"), "{w}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a gzip bomb was inflated"),
+        }
+        // the small file gzipped reads back
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&small_nii()).unwrap();
+        let (v, h) = read_as("small.nii.gz", &z.finish().unwrap()).unwrap();
+        assert!(h.gzipped && v.data[5] == 5.0);
+    }
 }

@@ -13,6 +13,7 @@ use dicom_encoding::decode::DecodeFrom;
 use dicom_encoding::transfer_syntax::{Codec, Endianness};
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use veil_core::limits::{self, Limit, MAX_SEQUENCE_DEPTH};
 use veil_core::{Echo, QuarantineReason, Tag};
 
 use crate::dataset::{DataSet, Element, Value};
@@ -232,14 +233,15 @@ fn read_input(input: Box<dyn Input>, len: u64, source: Source) -> Result<DicomFi
     };
     let (mut src, source) = if info.deflated {
         // Deflated data sets are small by nature (no encapsulated pixels),
-        // so inflate them into memory and read from there.
-        let mut out = Vec::new();
-        flate2::read::DeflateDecoder::new(&mut src)
-            .read_to_end(&mut out)
+        // so inflate them into memory and read from there, up to a bound:
+        // a 1 MB deflate bomb would otherwise take gigabytes.
+        let cap = limits::inflate_cap(src.remaining());
+        let out = limits::read_capped(flate2::read::DeflateDecoder::new(&mut src), cap)
             .map_err(|_| QuarantineReason::Malformed {
                 offset: 0,
                 detail: "deflated data set does not inflate".into(),
-            })?;
+            })?
+            .ok_or(QuarantineReason::limit(Limit::InflatedSize, cap, None))?;
         let len = out.len() as u64;
         let mem = MemBytes(Arc::new(out));
         (
@@ -264,6 +266,7 @@ fn read_input(input: Box<dyn Input>, len: u64, source: Source) -> Result<DicomFi
         big_endian: info.big_endian,
         explicit: info.uid != IMPLICIT_LE,
         in_memory: false,
+        depth: 0,
     };
     let dataset = p.dataset(&mut src, End::Eof, false)?;
     Ok(DicomFile {
@@ -333,6 +336,11 @@ struct Parser {
     /// Parsing bytes already in memory (a retyped UN): nothing may become
     /// `Bulk`, whose offsets would point into the wrong stream.
     in_memory: bool,
+    /// Sequences open around the element being read. Why counted: the
+    /// parser recurses once per level, and a few megabytes of nested
+    /// undefined-length sequences overflowed the stack and aborted a
+    /// whole batch; past [`MAX_SEQUENCE_DEPTH`] the file is refused.
+    depth: u64,
 }
 
 fn malformed(offset: u64, detail: &str) -> ReadError {
@@ -457,7 +465,7 @@ impl Parser {
                         // object relayed as explicit): restore its VR, so
                         // that the rules see a UID as a UID and a sequence's
                         // items are processed, not copied blindly.
-                        match retype_un(&mut v, tag) {
+                        match retype_un(&mut v, tag, self.depth)? {
                             Some(Retyped::Vr(known)) => vr = known,
                             Some(Retyped::Items(items)) => {
                                 vr = VR::SQ;
@@ -494,6 +502,12 @@ impl Parser {
         len: Length,
         cp246: bool,
     ) -> Result<Vec<DataSet>, ReadError> {
+        self.depth += 1;
+        if self.depth > MAX_SEQUENCE_DEPTH {
+            let reason =
+                QuarantineReason::limit(Limit::SequenceDepth, MAX_SEQUENCE_DEPTH, Some(src.pos));
+            return Err(reason.into());
+        }
         let mut items = Vec::new();
         let end = len.get().map(|l| src.pos + l as u64);
         loop {
@@ -524,6 +538,7 @@ impl Parser {
                 }
             }
         }
+        self.depth -= 1;
         Ok(items)
     }
 
@@ -564,12 +579,17 @@ enum Retyped {
 /// The dictionary VR of a standard attribute found as UN; for a sequence,
 /// its items parsed as implicit VR little endian (PS3.5 6.2.2: UN values
 /// are the implicit VR LE encoding). `None` when unknown or unparsable
-/// (the value then stays UN, and the rules treat it by tag).
-fn retype_un(v: &mut [u8], tag: Tag) -> Option<Retyped> {
+/// (the value then stays UN, and the rules treat it by tag). `depth` is
+/// the sequences already open around the value: nesting inside a UN counts
+/// toward the limit, and going past it is an error, not a UN kept as is.
+fn retype_un(v: &mut [u8], tag: Tag, depth: u64) -> Result<Option<Retyped>, ReadError> {
     use dicom_core::dictionary::{DataDictionary, VirtualVr};
-    let entry =
-        dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1))?;
-    match entry.vr {
+    let Some(entry) =
+        dicom_dictionary_std::StandardDataDictionary.by_tag(dicom_core::Tag(tag.0, tag.1))
+    else {
+        return Ok(None);
+    };
+    Ok(match entry.vr {
         VirtualVr::Exact(VR::SQ) => {
             let len = v.len() as u64;
             let mem = MemBytes(Arc::new(v.to_vec()));
@@ -584,15 +604,20 @@ fn retype_un(v: &mut [u8], tag: Tag) -> Option<Retyped> {
                 big_endian: false,
                 explicit: false,
                 in_memory: true,
+                depth,
             };
-            p.items(&mut src, Length(len as u32), true)
-                .ok()
-                .map(Retyped::Items)
+            match p.items(&mut src, Length(len as u32), true) {
+                Ok(items) => Some(Retyped::Items(items)),
+                Err(e) if matches!(e.reason, QuarantineReason::LimitExceeded { .. }) => {
+                    return Err(e)
+                }
+                Err(_) => None,
+            }
         }
         VirtualVr::Exact(VR::UN) => None,
         VirtualVr::Exact(vr) => Some(Retyped::Vr(vr)),
         _ => None,
-    }
+    })
 }
 
 /// Converts little-endian binary values (read inside a CP-246 sequence) to

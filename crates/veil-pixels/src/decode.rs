@@ -16,7 +16,8 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 use dicom_pixeldata::PixelDecoder;
 use image::GrayImage;
-use veil_core::Tag;
+use veil_core::limits::MAX_FRAME_BYTES;
+use veil_core::{Limit, Tag};
 use veil_io::{DicomFile, Value};
 
 use crate::bulk::{Attrs, Bulk};
@@ -157,7 +158,13 @@ impl<'a> FrameReader<'a> {
             .u16(t(0x0101))
             .unwrap_or(bits_alloc)
             .clamp(1, bits_alloc.max(1));
-        let high_bit = a.u16(t(0x0102)).unwrap_or(bits_stored - 1);
+        // High Bit past Bits Allocated would shift samples by 64 bits or
+        // more (found by fuzzing): the top bit a sample has is the most
+        // it can be.
+        let high_bit = a
+            .u16(t(0x0102))
+            .unwrap_or(bits_stored - 1)
+            .min(bits_alloc.max(1) - 1);
         let signed = a.u16(t(0x0103)) == Some(1);
         let planar = a.u16(t(0x0006)) == Some(1) && spp > 1;
         let pi = a
@@ -175,6 +182,16 @@ impl<'a> FrameReader<'a> {
             return Err(PixelError::Unsupported(format!("Samples per Pixel {spp}")));
         }
         let frames = a.decimal(t(0x0008)).map(|f| f.max(1.0) as u32).unwrap_or(1);
+        // Every decoder allocates a frame from these attributes: refuse a
+        // frame no real image has before any path allocates it (65535 x
+        // 65535 RGB at 32 bits would be 51 GB).
+        let frame_bytes = rows as u64 * cols as u64 * spp as u64 * (bits_alloc as u64).div_ceil(8);
+        if frame_bytes > MAX_FRAME_BYTES {
+            return Err(PixelError::Limit {
+                limit: Limit::FrameSize,
+                max: MAX_FRAME_BYTES,
+            });
+        }
         let g = Geometry {
             rows,
             cols,
@@ -400,6 +417,16 @@ impl<'a> FrameReader<'a> {
             out.planar = false;
             return Ok((rle_decode(&stream, g)?, out));
         }
+        // The codecs allocate and copy what the codestream declares: no
+        // more than the frame's Rows, Columns and Samples per Pixel.
+        if let Some((w, h, c)) = crate::jpeg::declared_size(&stream) {
+            if w > g.cols || h > g.rows || c > g.spp {
+                return Err(PixelError::Limit {
+                    limit: Limit::FrameSize,
+                    max: g.rows as u64 * g.cols as u64 * g.spp as u64,
+                });
+            }
+        }
         let dt = |e: u16| dicom_core::Tag(0x0028, e);
         let us = |e: u16, v: u16| DataElement::new(dt(e), VR::US, PrimitiveValue::from(v));
         let mut obj = InMemDicomObject::from_element_iter([
@@ -428,9 +455,16 @@ impl<'a> FrameReader<'a> {
             .build()
             .map_err(|e| PixelError::Malformed(format!("transfer syntax: {e}")))?;
         let obj = obj.with_exact_meta(meta);
-        let decoded = obj
-            .decode_pixel_data_frame(0)
-            .map_err(|e| classify(ts, &g.pi, &e))?;
+        // A codec that panics on a hostile stream (the JPEG 2000 adapter
+        // did, found by fuzzing) fails this frame, not the batch.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            obj.decode_pixel_data_frame(0)
+        }))
+        .map_err(|_| PixelError::Decode {
+            ts: ts.to_string(),
+            detail: "the codec failed on this stream".into(),
+        })?
+        .map_err(|e| classify(ts, &g.pi, &e))?;
         let mut out = g.clone();
         out.bits_alloc = decoded.bits_allocated();
         // The codecs return interleaved samples; for 3 samples JPEG and
@@ -803,7 +837,11 @@ fn rle_decode(stream: &[u8], g: &Geometry) -> Result<Vec<u8>, PixelError> {
         return Err(bad("segment count does not match the image"));
     }
     let pixels = g.rows as usize * g.cols as usize;
-    let mut out = vec![0u8; pixels * spp * bytes];
+    // Every segment must be able to fill the frame before the frame is
+    // allocated: PackBits turns 2 bytes into at most 128, so a segment
+    // shorter than 1/64 of the pixels is refused (a 100-byte stream
+    // claiming 16384 x 16384 allocated 256 MB on main).
+    let mut segments = Vec::with_capacity(nseg);
     for seg in 0..nseg {
         let start = word(seg + 1);
         let end = if seg + 1 < nseg {
@@ -814,6 +852,17 @@ fn rle_decode(stream: &[u8], g: &Geometry) -> Result<Vec<u8>, PixelError> {
         let data = stream
             .get(start..end.min(stream.len()))
             .ok_or_else(|| bad("segment offset"))?;
+        let most = (data.len() as u64).div_ceil(2) * 128;
+        if most < pixels as u64 {
+            return Err(PixelError::Limit {
+                limit: Limit::FrameSize,
+                max: most,
+            });
+        }
+        segments.push(data);
+    }
+    let mut out = vec![0u8; pixels * spp * bytes];
+    for (seg, data) in segments.into_iter().enumerate() {
         let (sample, msb_index) = (seg / bytes, seg % bytes);
         let byte = bytes - 1 - msb_index;
         let mut p = 0usize;

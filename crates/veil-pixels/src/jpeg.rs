@@ -149,3 +149,58 @@ pub fn strip_metadata_segments(stream: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&stream[copied_to..]);
     out
 }
+
+/// Width, height and component count a JPEG, JPEG-LS or JPEG 2000
+/// codestream declares for itself (SOFn / SOF55, or the SIZ segment), or
+/// `None` when it does not start like one. Why: the codecs allocate and
+/// copy what the codestream declares, not what Rows, Columns and Samples
+/// per Pixel say: a 100-byte stream declaring 65535 x 65535 would cost
+/// gigabytes, and one larger than the frame made the JPEG 2000 adapter
+/// index past its buffer (found by fuzzing); the frame reader compares
+/// the two before decoding.
+pub(crate) fn declared_size(stream: &[u8]) -> Option<(u32, u32, u16)> {
+    if stream.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
+        // SIZ: Lsiz Rsiz Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz XTOsiz YTOsiz
+        // Csiz (ITU-T T.800 A.5.1)
+        let be32 = |at: usize| {
+            let b = stream.get(at..at + 4)?;
+            Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let (x, y, xo, yo) = (be32(8)?, be32(12)?, be32(16)?, be32(20)?);
+        let c = stream.get(40..42)?;
+        return Some((
+            x.saturating_sub(xo),
+            y.saturating_sub(yo),
+            u16::from_be_bytes([c[0], c[1]]),
+        ));
+    }
+    let sof = markers(stream).into_iter().find(|m| {
+        matches!(m.code, 0xC0..=0xCF if !matches!(m.code, 0xC4 | 0xC8 | 0xCC)) || m.code == 0xF7
+    })?;
+    // SOFn: length(2) P(1) Y(2) X(2) Nf(1)
+    let b = stream.get(sof.start + 5..sof.start + 10)?;
+    Some((
+        u16::from_be_bytes([b[2], b[3]]) as u32,
+        u16::from_be_bytes([b[0], b[1]]) as u32,
+        b[4] as u16,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_sizes() {
+        // SOI, SOF0 (len 11, P 8, Y 3, X 5, 1 component)
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0, 3, 0, 5, 1, 1, 0x11, 0];
+        assert_eq!(declared_size(&jpeg), Some((5, 3, 1)));
+        let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
+        for v in [640u32, 480, 0, 0, 640, 480, 0, 0] {
+            j2k.extend(v.to_be_bytes());
+        }
+        j2k.extend(3u16.to_be_bytes());
+        assert_eq!(declared_size(&j2k), Some((640, 480, 3)));
+        assert_eq!(declared_size(b"not a codestream"), None);
+    }
+}

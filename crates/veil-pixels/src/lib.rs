@@ -69,6 +69,16 @@ pub enum PixelError {
     /// I/O failure (kind only).
     #[error("I/O error reading pixel data: {0:?}")]
     Io(std::io::ErrorKind),
+    /// Decoding would go past one of Veil's bounds on untrusted input
+    /// ([`veil_core::limits`]): a frame larger than its data can encode,
+    /// or than Veil decodes at all.
+    #[error("over the {} limit of {max}", limit.name())]
+    Limit {
+        /// which bound
+        limit: veil_core::Limit,
+        /// the bound
+        max: u64,
+    },
 }
 
 impl PixelError {

@@ -1,6 +1,8 @@
-//! Test support shared by Veil's test suites (std only, so any crate can
-//! use it without a dependency cycle).
+//! Test support shared by Veil's test suites (std and flate2 only, no
+//! workspace crate, so any crate can use it without a dependency cycle).
 #![allow(clippy::print_stderr)] // tests say when they skip
+
+pub mod hostile;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

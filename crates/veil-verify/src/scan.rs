@@ -60,6 +60,8 @@ struct Hit {
     chars: usize,
     /// site-local only: the masked text around it
     context: Option<Phi<String>>,
+    /// Veil's own words on what was found (never text from the file)
+    note: Option<&'static str>,
 }
 
 /// The masked context of a hit, computed only for a site-local report.
@@ -159,6 +161,7 @@ fn filename_component(input: &ScanInput<'_>, comp: &str, hits: &mut Vec<Hit>) {
                 detector: "source-value",
                 chars: m.chars(h.token),
                 context: context(input.site_local, || mask(&name, &ranges, s, e)),
+                note: None,
             });
         }
     }
@@ -172,6 +175,7 @@ fn filename_component(input: &ScanInput<'_>, comp: &str, hits: &mut Vec<Hit>) {
                 context: context(input.site_local, || {
                     mask(comp, &[(p.start, p.end, p.category)], p.start, p.end)
                 }),
+                note: None,
             });
         }
     }
@@ -306,13 +310,23 @@ impl Walker<'_, '_> {
         if tag.is_group_length() {
             return;
         }
+        let pdf =
+            (tag == Tag(0x0042, 0x0011) && bytes.starts_with(b"%PDF")).then(|| pdf_streams(bytes));
+        for why in pdf.iter().flat_map(|p| &p.unsearched) {
+            self.hits.push(Hit {
+                place: place.clone(),
+                category: Category::Structure,
+                detector: "structure:pdf-stream",
+                chars: 0,
+                context: None,
+                note: Some(why),
+            });
+        }
         if let Some(m) = self.input.tokens {
             if !numeric_binary(vr) {
                 self.tokens(m, tag, vr, bytes, place);
-                if tag == Tag(0x0042, 0x0011) && bytes.starts_with(b"%PDF") {
-                    for text in pdf_streams(bytes) {
-                        self.tokens(m, tag, VR::LT, &text, place);
-                    }
+                for text in pdf.iter().flat_map(|p| &p.texts) {
+                    self.tokens(m, tag, VR::LT, text, place);
                 }
             }
         }
@@ -328,10 +342,8 @@ impl Walker<'_, '_> {
                 return;
             }
             let mut texts = printable_runs(bytes);
-            if tag == Tag(0x0042, 0x0011) && bytes.starts_with(b"%PDF") {
-                for s in pdf_streams(bytes) {
-                    texts.extend(printable_runs(&s));
-                }
+            for s in pdf.iter().flat_map(|p| &p.texts) {
+                texts.extend(printable_runs(s));
             }
             for t in texts {
                 self.patterns(&t, TextKind::Text, place);
@@ -364,6 +376,7 @@ impl Walker<'_, '_> {
                 context: text
                     .as_ref()
                     .map(|t| Phi::new(mask(t, &ranges, h.start, h.end))),
+                note: None,
             });
         }
     }
@@ -380,6 +393,7 @@ impl Walker<'_, '_> {
                 context: context(self.input.site_local, || {
                     mask(text, &ranges, p.start, p.end)
                 }),
+                note: None,
             });
         }
     }
@@ -430,12 +444,39 @@ fn printable_runs(bytes: &[u8]) -> Vec<String> {
     out
 }
 
-/// The inflated contents of a PDF's FlateDecode streams (where a
-/// document's text is).
-fn pdf_streams(pdf: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
+/// What a PDF's streams hold as text: each FlateDecode stream inflated,
+/// and why a stream could not be searched.
+#[derive(Debug, Default)]
+struct PdfStreams {
+    texts: Vec<Vec<u8>>,
+    /// One entry per stream that may hold text Veil did not see.
+    unsearched: Vec<&'static str>,
+}
+
+/// Filters whose output is text Veil does not decode: a stream using one
+/// is unsearched (image codecs are not, their content is pixels).
+const TEXT_FILTERS: [&[u8]; 4] = [
+    b"/ASCIIHexDecode",
+    b"/ASCII85Decode",
+    b"/LZWDecode",
+    b"/RunLengthDecode",
+];
+
+/// Inflates a PDF's FlateDecode streams (where a document's text is),
+/// within [`veil_core::limits::inflate_cap`] of the document's size in
+/// all. Why fail closed: a stream that claims FlateDecode (or starts like
+/// zlib) but does not inflate, inflates past the cap, or uses a text
+/// filter Veil does not decode may still show text in a reader, so it is
+/// reported as unsearched rather than skipped (it was skipped on main).
+/// Streams that are neither are searched as raw bytes with the document.
+fn pdf_streams(pdf: &[u8]) -> PdfStreams {
+    let mut out = PdfStreams::default();
+    let mut budget = veil_core::limits::inflate_cap(pdf.len() as u64);
     let mut i = 0;
     while let Some(p) = find(&pdf[i..], b"stream") {
+        // the stream's dictionary: from the object's start to `stream`
+        let dict = &pdf[i..i + p];
+        let dict = &dict[rfind(dict, b"obj").map_or(0, |o| o + 3)..];
         let mut s = i + p + 6;
         if pdf.get(s) == Some(&b'\r') {
             s += 1;
@@ -443,17 +484,43 @@ fn pdf_streams(pdf: &[u8]) -> Vec<Vec<u8>> {
         if pdf.get(s) == Some(&b'\n') {
             s += 1;
         }
-        let Some(e) = find(&pdf[s..], b"endstream") else {
-            break;
-        };
-        let mut text = Vec::new();
-        let mut z = flate2::read::ZlibDecoder::new(&pdf[s..s + e]);
-        if z.read_to_end(&mut text).is_ok() && !text.is_empty() {
-            out.push(text);
+        let e = find(&pdf[s..], b"endstream").unwrap_or(pdf.len() - s);
+        let data = &pdf[s..s + e];
+        i = (s + e + 9).min(pdf.len());
+        let zlib = data.len() >= 2
+            && data[0] & 0x0F == 8
+            && u16::from_be_bytes([data[0], data[1]]) % 31 == 0;
+        let flate = find(dict, b"/FlateDecode").is_some() || find(dict, b"/Fl ").is_some();
+        if TEXT_FILTERS.iter().any(|f| find(dict, f).is_some()) {
+            out.unsearched
+                .push("a PDF stream uses a filter Veil does not decode");
+            continue;
         }
-        i = s + e + 9;
+        if !(flate || zlib) {
+            continue;
+        }
+        // what inflates before an error or the cap is searched too
+        let mut text = Vec::new();
+        let z = flate2::read::ZlibDecoder::new(data);
+        let res = z.take(budget.saturating_add(1)).read_to_end(&mut text);
+        if text.len() as u64 > budget {
+            text.truncate(budget as usize);
+            out.unsearched
+                .push("a PDF stream inflates past the inflated size limit");
+        }
+        if res.is_err() {
+            out.unsearched.push("a PDF stream does not inflate");
+        }
+        budget -= text.len() as u64;
+        if !text.is_empty() {
+            out.texts.push(text);
+        }
     }
     out
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -583,6 +650,7 @@ fn raw_scan(
                 ranges.push((s, e, category));
                 mask(&display(window), &ranges, s, e)
             }),
+            note: None,
         });
     };
     // the preamble: 128 bytes any tool may fill, searched in every
@@ -687,7 +755,10 @@ fn group(rel: &str, hits: Vec<Hit>) -> Vec<Finding> {
         }
         out.push(Finding {
             file: rel.to_string(),
-            excerpt: ReportText::found(h.category, h.chars, &h.place),
+            excerpt: match h.note {
+                Some(words) => ReportText::fixed(words),
+                None => ReportText::found(h.category, h.chars, &h.place),
+            },
             place: h.place,
             category: h.category,
             detector: h.detector.to_string(),
@@ -741,8 +812,9 @@ mod tests {
         pdf.extend(z.finish().unwrap());
         pdf.extend(b"\nendstream endobj");
         let s = pdf_streams(&pdf);
-        assert_eq!(s.len(), 1);
-        assert!(String::from_utf8_lossy(&s[0]).contains("Jane Roe"));
+        assert_eq!(s.texts.len(), 1);
+        assert!(s.unsearched.is_empty());
+        assert!(String::from_utf8_lossy(&s.texts[0]).contains("Jane Roe"));
     }
 
     /// The raw pass: a UTF-16 name in the preamble, and a date and a UID
