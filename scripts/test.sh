@@ -33,4 +33,4 @@ export OMP_THREAD_LIMIT="${OMP_THREAD_LIMIT:-1}"
 VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspace --no-fail-fast
 
 # the parsers under cargo-fuzz, briefly (docs/fuzzing.md; nightly toolchain)
-scripts/fuzz.sh "${VEIL_FUZZ_SECONDS:-30}"
+scripts/fuzz.sh "${VEIL_FUZZ_SECONDS:-20}"
