@@ -25,6 +25,8 @@ trap 'scripts/pg.sh stop; "${TLS_PG[@]}" scripts/pg.sh stop' EXIT
 eval "$(scripts/pg.sh start)"
 eval "$("${TLS_PG[@]}" scripts/pg.sh start)"
 export VEIL_TEST_PG_URL VEIL_TEST_PG_TLS_URL VEIL_TEST_PG_TLS_DIR VEIL_REQUIRE_PG=1
+# the disk-full test mounts a small tmpfs (root, as on CI): required here
+export VEIL_REQUIRE_TMPFS=1
 
 # test binaries run Tesseract in process on several threads: its OpenMP
 # teams of one thread each (what `veil` and `veil-plant` set for
