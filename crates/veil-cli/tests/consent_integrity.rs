@@ -14,28 +14,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use veil_store::{Store, Val};
 
-fn veil(home: &Path, db: Option<&str>, args: &[&str]) -> (i32, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_veil"));
-    c.env("VEIL_HOME", home)
-        .env_remove("VEIL_DB_URL")
-        .env("USER", "tester")
-        .args(args);
-    if let Some(d) = db {
-        c.env("VEIL_DB_URL", d);
-    }
-    let o = c.output().expect("run veil");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    (o.status.code().unwrap_or(-1), out + &err)
-}
+use veil_test::ok;
 
-fn ok(r: (i32, String)) -> String {
-    assert_eq!(r.0, 0, "{}", r.1);
-    r.1
+fn veil(home: &Path, db: Option<&str>, args: &[&str]) -> (i32, String) {
+    veil_test::output(veil_test::veil_command(env!("CARGO_BIN_EXE_veil"), home, db).args(args))
 }
 
 fn s(p: &Path) -> &str {

@@ -9,18 +9,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 fn veil(home: &Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .env("VEIL_HOME", home)
-        .env_remove("VEIL_DB_URL")
-        .env("USER", "tester")
-        .args(args)
-        .output()
-        .expect("run veil");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    (o.status.code().unwrap_or(-1), out)
+    veil_test::output(veil_test::veil_command(env!("CARGO_BIN_EXE_veil"), home, None).args(args))
 }
 
 const PHI: [&str; 5] = ["E2E-ALICE", "E2E-BOB", "E2E-CAROL", "E2E-DAVE", "9.7779."];

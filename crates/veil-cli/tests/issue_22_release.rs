@@ -22,18 +22,13 @@ use veil_ledger::{Entry, Event};
 use veil_store::{Store, Val};
 
 fn cmd(home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_veil"));
-    c.env("VEIL_HOME", home)
-        .env_remove("VEIL_DB_URL")
-        .env("USER", "tester")
-        .args(args);
+    let mut c = veil_test::veil_command(env!("CARGO_BIN_EXE_veil"), home, None);
+    c.args(args);
     c
 }
 
 fn veil(home: &Path, args: &[&str]) -> (i32, String) {
-    let o = cmd(home, args).output().expect("run veil");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    (o.status.code().unwrap_or(-1), out)
+    veil_test::output(&mut cmd(home, args))
 }
 
 fn s(p: &Path) -> String {

@@ -8,29 +8,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Runs `veil` with `home` as VEIL_HOME, `extra` environment variables and
 /// nothing inherited that points at keys or a database.
 fn veil_env(home: &Path, db: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_veil"));
-    c.env("VEIL_HOME", home)
-        .env("USER", "tester")
-        .env_remove("VEIL_DB_URL")
-        .env_remove("VEIL_LEDGER_KEY_FILE")
-        .env_remove("VEIL_KEY")
-        .env_remove("VEIL_DB_PASSWORD")
-        .env_remove("VEIL_DB_PASSWORD_FILE")
-        .args(args);
-    if let Some(d) = db {
-        c.env("VEIL_DB_URL", d);
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let o = c.output().expect("run veil");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    (o.status.code().unwrap_or(-1), out)
+    let mut c = veil_test::veil_command(env!("CARGO_BIN_EXE_veil"), home, db);
+    c.envs(env.iter().copied()).args(args);
+    veil_test::output(&mut c)
 }
 
 fn veil(home: &Path, args: &[&str]) -> (i32, String) {
@@ -41,10 +25,7 @@ fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-fn ok((code, out): (i32, String)) -> String {
-    assert_eq!(code, 0, "{out}");
-    out
-}
+use veil_test::ok;
 
 #[cfg(unix)]
 fn mode(p: &Path) -> u32 {

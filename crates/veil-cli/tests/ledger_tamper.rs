@@ -9,22 +9,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use veil_store::{Store, Val};
 
 fn veil(home: &Path, db: Option<&str>, args: &[&str]) -> (i32, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_veil"));
-    c.env("VEIL_HOME", home)
-        .env_remove("VEIL_DB_URL")
-        .args(args);
-    if let Some(d) = db {
-        c.env("VEIL_DB_URL", d);
-    }
-    let o = c.output().expect("run veil");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    (o.status.code().unwrap_or(-1), out + &err)
+    veil_test::output(veil_test::veil_command(env!("CARGO_BIN_EXE_veil"), home, db).args(args))
 }
 
 /// A log of 6 entries (3 patients x 2 studies, one of them refused) with a

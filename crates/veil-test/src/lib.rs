@@ -100,3 +100,44 @@ pub fn heads() -> Option<PathBuf> {
     eprintln!("head volumes missing (scripts/fetch-heads.sh); skipping");
     None
 }
+
+/// The `veil` binary (`bin`: the test's `env!("CARGO_BIN_EXE_veil")`) set
+/// up as a site runs it: `$VEIL_HOME` is `home`, the store is `db` or the
+/// home's SQLite, and `USER` is fixed (the ledger's operator). Secrets and
+/// key locations are never inherited from the shell that runs the tests (a
+/// developer's `VEIL_KEY` or `VEIL_LEDGER_KEY_FILE` would change what is
+/// tested); a test that needs one sets it on the returned command.
+pub fn veil_command(bin: &str, home: &Path, db: Option<&str>) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.env("VEIL_HOME", home).env("USER", "tester");
+    for k in [
+        "VEIL_DB_URL",
+        "VEIL_LEDGER_KEY_FILE",
+        "VEIL_KEY",
+        "VEIL_KEY_FILE",
+        "VEIL_DB_PASSWORD",
+        "VEIL_DB_PASSWORD_FILE",
+    ] {
+        c.env_remove(k);
+    }
+    if let Some(d) = db {
+        c.env("VEIL_DB_URL", d);
+    }
+    c
+}
+
+/// Runs a command to its end: its exit code (-1 when killed by a signal)
+/// and its stdout followed by its stderr.
+pub fn output(c: &mut std::process::Command) -> (i32, String) {
+    let o = c.output().expect("run the command");
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.code().unwrap_or(-1), text)
+}
+
+/// The output of a command that must succeed (exit 0), else the test
+/// fails showing it.
+pub fn ok((code, out): (i32, String)) -> String {
+    assert_eq!(code, 0, "{out}");
+    out
+}
