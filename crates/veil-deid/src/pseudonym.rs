@@ -190,6 +190,12 @@ pub fn shift_da_value(v: &str, days: i32) -> Option<String> {
 /// offset may start with `-`, so DT ranges are not split).
 pub fn shift_dt_value(v: &str, days: i32) -> Option<String> {
     map_values(v, |one| {
+        // DT is ASCII by its grammar (PS3.5 6.2); a value that is not (a
+        // crafted or mis-encoded file: fuzzing found one) fails here
+        // rather than being cut inside a character
+        if !one.is_ascii() {
+            return None;
+        }
         let (date, rest) = one.split_at(one.len().min(8));
         if date.len() < 4 {
             return None;
@@ -213,6 +219,17 @@ pub fn cap_age(v: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn issue_22_fuzz_dt_value_that_is_not_ascii_fails_without_a_panic() {
+        // a multi-byte character across the 8-byte date part
+        assert_eq!(shift_dt_value("202001\u{20ac}1212", 3), None);
+        assert_eq!(shift_dt_value("20200101\\2020\u{e9}", 3), None);
+        assert_eq!(
+            shift_dt_value("20200101120000", 1).as_deref(),
+            Some("20200102120000")
+        );
+    }
     use super::*;
 
     #[test]
