@@ -8,7 +8,6 @@
 //!   another key or recipe is detected: the release refuses the patient or
 //!   does not run, with a reason that says so. Each attack is made with
 //!   plain SQL on the store, as `ledger_tamper.rs` does.
-#![allow(clippy::print_stderr)] // says when PostgreSQL is skipped
 
 #[path = "../../veil-release/tests/common/mod.rs"]
 mod common;
@@ -377,12 +376,7 @@ fn issue_22_db_writer_changes_to_consent_defaults_and_recipients_are_detected_on
     let Some(corpus) = veil_test::corpus() else {
         return;
     };
-    let Ok(base) = std::env::var("VEIL_TEST_PG_URL") else {
-        assert!(
-            std::env::var("VEIL_REQUIRE_PG").is_err(),
-            "VEIL_REQUIRE_PG is set but VEIL_TEST_PG_URL is not"
-        );
-        eprintln!("VEIL_TEST_PG_URL not set; skipping");
+    let Some(base) = veil_test::pg_url() else {
         return;
     };
     db_writer_suite(
@@ -498,8 +492,7 @@ fn issue_22_a_second_consent_import_keeps_other_patients_records_on_postgresql()
     let Some(corpus) = veil_test::corpus() else {
         return;
     };
-    let Ok(base) = std::env::var("VEIL_TEST_PG_URL") else {
-        eprintln!("VEIL_TEST_PG_URL not set; skipping");
+    let Some(base) = veil_test::pg_url() else {
         return;
     };
     let url =

@@ -3,7 +3,6 @@
 //! deleting (with and without renumbering), inserting, reordering and
 //! truncating entries. `veil ledger verify` must exit 1 and name the
 //! position every time, and the untouched log must verify.
-#![allow(clippy::print_stderr)] // says when PostgreSQL is skipped
 
 #[path = "../../veil-release/tests/common/mod.rs"]
 mod common;
@@ -245,12 +244,7 @@ fn tampering_is_detected_and_located_on_postgresql() {
     let Some(corpus) = veil_test::corpus() else {
         return;
     };
-    let Ok(base) = std::env::var("VEIL_TEST_PG_URL") else {
-        assert!(
-            std::env::var("VEIL_REQUIRE_PG").is_err(),
-            "VEIL_REQUIRE_PG is set but VEIL_TEST_PG_URL is not"
-        );
-        eprintln!("VEIL_TEST_PG_URL not set; skipping");
+    let Some(base) = veil_test::pg_url() else {
         return;
     };
     let url = veil_store::create_pg_database(&base, &format!("veil_tamper_{}", std::process::id()))
@@ -509,12 +503,7 @@ fn issue_22_anchored_ledger_detects_truncation_fork_and_rewrite_on_postgresql() 
     let Some(corpus) = veil_test::corpus() else {
         return;
     };
-    let Ok(base) = std::env::var("VEIL_TEST_PG_URL") else {
-        assert!(
-            std::env::var("VEIL_REQUIRE_PG").is_err(),
-            "VEIL_REQUIRE_PG is set but VEIL_TEST_PG_URL is not"
-        );
-        eprintln!("VEIL_TEST_PG_URL not set; skipping");
+    let Some(base) = veil_test::pg_url() else {
         return;
     };
     let url = veil_store::create_pg_database(&base, &format!("veil_anchor_{}", std::process::id()))

@@ -88,13 +88,7 @@ pub fn deflated(sop: &str, zeros: u64) -> Vec<u8> {
     long_header(&mut ds, 0x0009, 0x1010, b"OB", len);
     let mut z = flate2::write::DeflateEncoder::new(b, flate2::Compression::best());
     z.write_all(&ds).expect("deflate to memory");
-    let chunk = vec![0u8; 1 << 20];
-    let mut left = zeros;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        z.write_all(&chunk[..n]).expect("deflate to memory");
-        left -= n as u64;
-    }
+    write_zeros(&mut z, zeros);
     z.finish().expect("deflate to memory")
 }
 
@@ -108,13 +102,7 @@ pub fn zlib(data: &[u8]) -> Vec<u8> {
 /// `zeros` zero bytes zlib-compressed: a PDF stream bomb.
 pub fn zlib_zeros(zeros: u64) -> Vec<u8> {
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    let chunk = vec![0u8; 1 << 20];
-    let mut left = zeros;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        z.write_all(&chunk[..n]).expect("deflate to memory");
-        left -= n as u64;
-    }
+    write_zeros(&mut z, zeros);
     z.finish().expect("deflate to memory")
 }
 
@@ -199,4 +187,16 @@ pub fn rle_frame(segment: &[u8]) -> Vec<u8> {
     f[4..8].copy_from_slice(&64u32.to_le_bytes());
     f.extend(segment);
     f
+}
+
+/// Writes `zeros` zero bytes into `w` a megabyte at a time, so a bomb of
+/// gigabytes never exists uncompressed in the test's memory.
+fn write_zeros(w: &mut impl Write, zeros: u64) {
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        w.write_all(&chunk[..n]).expect("deflate to memory");
+        left -= n as u64;
+    }
 }

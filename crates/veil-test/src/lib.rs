@@ -24,6 +24,24 @@ pub fn corpus() -> Option<PathBuf> {
     }
 }
 
+/// The throwaway PostgreSQL server's URL (scripts/pg.sh), from
+/// `VEIL_TEST_PG_URL`. `None` (the test skips) when unset, unless
+/// `VEIL_REQUIRE_PG` is set, as in CI, where a missing server fails the
+/// test: a PostgreSQL variant must never pass by skipping there.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("VEIL_TEST_PG_URL") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            assert!(
+                std::env::var("VEIL_REQUIRE_PG").is_err(),
+                "VEIL_REQUIRE_PG is set but VEIL_TEST_PG_URL is not"
+            );
+            eprintln!("VEIL_TEST_PG_URL not set; skipping");
+            None
+        }
+    }
+}
+
 /// Every regular file below `dir`, sorted.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
