@@ -21,14 +21,28 @@ use sha2::{Digest, Sha256};
 use veil_ledger::{Entry, Event};
 use veil_store::{Store, Val};
 
-fn cmd(home: &Path, args: &[&str]) -> Command {
-    let mut c = veil_test::veil_command(env!("CARGO_BIN_EXE_veil"), home, None);
+/// The site under test: its home, and its store when that is not the
+/// home's SQLite (a PostgreSQL URL).
+#[derive(Clone, Copy)]
+struct Site<'a> {
+    home: &'a Path,
+    db: Option<&'a str>,
+}
+
+impl Site<'_> {
+    fn store(&self) -> Store {
+        Store::open(self.db, self.home).unwrap()
+    }
+}
+
+fn cmd(site: Site, args: &[&str]) -> Command {
+    let mut c = veil_test::veil_command(env!("CARGO_BIN_EXE_veil"), site.home, site.db);
     c.args(args);
     c
 }
 
-fn veil(home: &Path, args: &[&str]) -> (i32, String) {
-    veil_test::output(&mut cmd(home, args))
+fn veil(site: Site, args: &[&str]) -> (i32, String) {
+    veil_test::output(&mut cmd(site, args))
 }
 
 fn s(p: &Path) -> String {
@@ -37,13 +51,14 @@ fn s(p: &Path) -> String {
 
 /// Recipient `acme` (opt-out for ai-training, retention `days`) and
 /// `studies` one-instance studies of as many patients in `home/in`.
-fn setup(home: &Path, corpus: &Path, studies: usize, days: &str) -> PathBuf {
-    assert_eq!(veil(home, &["init"]).0, 0);
+fn setup(site: Site, corpus: &Path, studies: usize, days: &str) -> PathBuf {
+    let home = site.home;
+    assert_eq!(veil(site, &["init"]).0, 0);
     let recipe = home.join("r.toml");
     veil_io::atomic::write_all(&recipe, b"name = \"t\"\nversion = \"1\"\n").unwrap();
     let ok = |(code, out): (i32, String)| assert_eq!(code, 0, "{out}");
     ok(veil(
-        home,
+        site,
         &[
             "recipient",
             "add",
@@ -57,7 +72,7 @@ fn setup(home: &Path, corpus: &Path, studies: usize, days: &str) -> PathBuf {
         ],
     ));
     ok(veil(
-        home,
+        site,
         &["consent", "default", "ai-training", "opt-out"],
     ));
     let srcs = common::sources(corpus);
@@ -93,8 +108,8 @@ fn sha(p: &Path) -> String {
     veil_ledger::hex(&Sha256::digest(std::fs::read(p).unwrap()))
 }
 
-fn entries(home: &Path) -> Vec<Entry> {
-    let mut st = Store::open(None, home).unwrap();
+fn entries(site: Site) -> Vec<Entry> {
+    let mut st = site.store();
     st.ledger_rows()
         .unwrap()
         .iter()
@@ -131,8 +146,8 @@ fn logged_files(manifest: &serde_json::Value, ledger: &[Entry]) -> BTreeMap<Stri
 /// The invariant: every file in OUT is listed, with its SHA-256, by the
 /// manifest in OUT or by the journal of a release being published into
 /// it, and each such list is one the ledger signed as verified.
-fn check_out(home: &Path, out: &Path, when: &str) {
-    let ledger = entries(home);
+fn check_out(site: Site, out: &Path, when: &str) {
+    let ledger = entries(site);
     let mut allowed: BTreeMap<String, String> = BTreeMap::new();
     let manifest = out.join("manifest.json");
     if manifest.is_file() {
@@ -168,21 +183,31 @@ fn check_out(home: &Path, out: &Path, when: &str) {
     }
 }
 
-#[test]
-fn issue_22_ledger_append_failure_publishes_nothing() {
-    let Some(corpus) = veil_test::corpus() else {
-        return;
-    };
-    let home = veil_test::scratch("i22-append-fail");
-    let input = setup(&home, &corpus, 2, "30");
-    let mut st = Store::open(None, &home).unwrap();
-    st.batch(
-        "CREATE TRIGGER no_ledger BEFORE INSERT ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is read-only'); END;",
-    )
-    .unwrap();
-    drop(st);
+/// SQL that makes every ledger append fail, and SQL that undoes it, in
+/// the store's dialect: what an operator who broke the database, or a full
+/// disk, does to the append.
+fn ledger_refuses(db: Option<&str>) -> (&'static str, &'static str) {
+    match db {
+        None => (
+            "CREATE TRIGGER no_ledger BEFORE INSERT ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is read-only'); END;",
+            "DROP TRIGGER no_ledger",
+        ),
+        Some(_) => (
+            "CREATE FUNCTION no_ledger() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'ledger is read-only'; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER no_ledger BEFORE INSERT ON ledger FOR EACH ROW EXECUTE FUNCTION no_ledger();",
+            "DROP TRIGGER no_ledger ON ledger; DROP FUNCTION no_ledger();",
+        ),
+    }
+}
+
+fn append_failure_suite(tag: &str, db: Option<&str>, corpus: &Path) {
+    let home = veil_test::scratch(&format!("i22-append-fail-{tag}"));
+    let site = Site { home: &home, db };
+    let input = setup(site, corpus, 2, "30");
+    let (refuse, allow) = ledger_refuses(db);
+    site.store().batch(refuse).unwrap();
     let out = home.join("out");
-    let (code, msg) = veil(&home, &release_args(&s(&input), &s(&out)));
+    let (code, msg) = veil(site, &release_args(&s(&input), &s(&out)));
     assert!(
         veil_test::files(&out).is_empty(),
         "OUT holds nothing: {msg}"
@@ -199,31 +224,51 @@ fn issue_22_ledger_append_failure_publishes_nothing() {
         "the unlogged staged copy was removed"
     );
     // only the setup's entries (recipient and default pins): no decision
-    assert!(entries(&home)
+    assert!(entries(site)
         .iter()
         .all(|e| !matches!(e.event, Event::Release | Event::Refusal)));
 
     // the ledger writable again: the same command releases both studies
-    let mut st = Store::open(None, &home).unwrap();
-    st.batch("DROP TRIGGER no_ledger").unwrap();
-    drop(st);
-    let (code, msg) = veil(&home, &release_args(&s(&input), &s(&out)));
+    site.store().batch(allow).unwrap();
+    let (code, msg) = veil(site, &release_args(&s(&input), &s(&out)));
     assert_eq!(code, 0, "{msg}");
-    check_out(&home, &out, "after the rerun");
+    check_out(site, &out, "after the rerun");
     assert_eq!(common::output_studies(&out).len(), 2);
-    let (code, msg) = veil(&home, &["release", "--recover", "--out", &s(&out)]);
+    let (code, msg) = veil(site, &["release", "--recover", "--out", &s(&out)]);
     assert_eq!(code, 0, "{msg}");
     assert!(msg.contains("0 interrupted releases published"), "{msg}");
 
     // a folder that is not a new release's is refused, and left as it was
-    let (code, msg) = veil(&home, &release_args(&s(&input), &s(&out)));
+    let (code, msg) = veil(site, &release_args(&s(&input), &s(&out)));
     assert!(code == 2 && msg.contains("OUT is not empty"), "{msg}");
     let mine = home.join("mine");
     veil_io::atomic::write_all(&mine.join("notes.txt"), b"mine").unwrap();
-    let (code, msg) = veil(&home, &release_args(&s(&input), &s(&mine)));
+    let (code, msg) = veil(site, &release_args(&s(&input), &s(&mine)));
     assert!(code == 2 && msg.contains("OUT is not empty"), "{msg}");
     assert_eq!(veil_test::files(&mine), vec![mine.join("notes.txt")]);
     std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn issue_22_ledger_append_failure_publishes_nothing() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    append_failure_suite("sqlite", None, &corpus);
+}
+
+#[test]
+fn issue_22_ledger_append_failure_publishes_nothing_on_postgresql() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let Some(base) = veil_test::pg_url() else {
+        return;
+    };
+    let db =
+        veil_store::create_pg_database(&base, &format!("veil_i22_append_{}", std::process::id()))
+            .unwrap();
+    append_failure_suite("pg", Some(&db), &corpus);
 }
 
 /// A small xorshift: the delays are random, and the seed is printed so a
@@ -241,18 +286,22 @@ fn issue_22_kill_9_at_random_moments_then_rerun() {
         return;
     };
     let home = veil_test::scratch("i22-kill");
+    let site = Site {
+        home: &home,
+        db: None,
+    };
     let studies: usize = std::env::var("VEIL_KILL_STUDIES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(80);
-    let input = s(&setup(&home, &corpus, studies, "30"));
+    let input = s(&setup(site, &corpus, studies, "30"));
     // how long an uninterrupted run takes
     let t0 = Instant::now();
     let whole = home.join("whole");
-    let (code, msg) = veil(&home, &release_args(&input, &s(&whole)));
+    let (code, msg) = veil(site, &release_args(&input, &s(&whole)));
     assert_eq!(code, 0, "{msg}");
     let span = t0.elapsed();
-    check_out(&home, &whole, "uninterrupted");
+    check_out(site, &whole, "uninterrupted");
     let mut seed: u64 = std::env::var("VEIL_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -269,7 +318,7 @@ fn issue_22_kill_9_at_random_moments_then_rerun() {
         let out = home.join(format!("out{i}"));
         let out_s = s(&out);
         let delay = span.mul_f64(1.1 * rng(&mut seed));
-        let mut child = cmd(&home, &release_args(&input, &out_s))
+        let mut child = cmd(site, &release_args(&input, &out_s))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -277,7 +326,7 @@ fn issue_22_kill_9_at_random_moments_then_rerun() {
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        check_out(&home, &out, &format!("kill {i} after {delay:?}"));
+        check_out(site, &out, &format!("kill {i} after {delay:?}"));
         match (
             out.join("manifest.json").is_file(),
             veil_test::files(&out).is_empty(),
@@ -286,7 +335,7 @@ fn issue_22_kill_9_at_random_moments_then_rerun() {
             (false, true) => empty += 1,
             (false, false) => partial += 1,
         }
-        let (code, msg) = veil(&home, &release_args(&input, &out_s));
+        let (code, msg) = veil(site, &release_args(&input, &out_s));
         if msg.contains("interrupted earlier") {
             recovered += 1;
         }
@@ -296,7 +345,7 @@ fn issue_22_kill_9_at_random_moments_then_rerun() {
             code == 0 || (code == 2 && msg.contains("OUT is not empty")),
             "rerun {i}: {code} {msg}"
         );
-        check_out(&home, &out, &format!("rerun {i}"));
+        check_out(site, &out, &format!("rerun {i}"));
         assert!(out.join("manifest.json").is_file(), "rerun {i}: complete");
         assert_eq!(
             common::output_studies(&out).len(),
@@ -308,10 +357,10 @@ fn issue_22_kill_9_at_random_moments_then_rerun() {
     eprintln!(
         "kill test: OUT empty after {empty} kills, partly published after {partial}; {recovered} reruns published an interrupted release"
     );
-    let (code, msg) = veil(&home, &["ledger", "verify"]);
+    let (code, msg) = veil(site, &["ledger", "verify"]);
     assert_eq!(code, 0, "{msg}");
     // every release in the ledger is published exactly once
-    let ids: std::collections::BTreeSet<String> = entries(&home)
+    let ids: std::collections::BTreeSet<String> = entries(site)
         .into_iter()
         .filter(|e| e.event == Event::Release)
         .map(|e| e.release_id)
@@ -333,9 +382,13 @@ fn issue_22_retention_deletes_only_what_the_ledger_released() {
         return;
     };
     let home = veil_test::scratch("i22-retention");
-    let input = setup(&home, &corpus, 5, "0");
+    let site = Site {
+        home: &home,
+        db: None,
+    };
+    let input = setup(site, &corpus, 5, "0");
     let out = home.join("out");
-    let (code, msg) = veil(&home, &release_args(&s(&input), &s(&out)));
+    let (code, msg) = veil(site, &release_args(&s(&input), &s(&out)));
     assert_eq!(code, 0, "{msg}");
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
@@ -358,7 +411,7 @@ fn issue_22_retention_deletes_only_what_the_ledger_released() {
         .unwrap();
     assert!(o.success());
     let before_copy = veil_test::tree(&copy);
-    let mut st = Store::open(None, &home).unwrap();
+    let mut st = site.store();
     let set_files = |st: &mut Store, seq: i64, files: &[String]| {
         st.exec(
             "UPDATE staged SET files = ? WHERE ledger_seq = ?",
@@ -381,7 +434,7 @@ fn issue_22_retention_deletes_only_what_the_ledger_released() {
     bytes.push(0);
     veil_io::atomic::write_all(&changed, &bytes).unwrap();
 
-    let (code, msg) = veil(&home, &["retention", "run"]);
+    let (code, msg) = veil(site, &["retention", "run"]);
     assert_eq!(
         std::fs::read(victim.join("abs.dcm")).unwrap(),
         b"keep me",
@@ -406,7 +459,7 @@ fn issue_22_retention_deletes_only_what_the_ledger_released() {
             && msg.matches("not deleted, ").count() == 3,
         "{msg}"
     );
-    let (code, msg) = veil(&home, &["ledger", "verify"]);
+    let (code, msg) = veil(site, &["ledger", "verify"]);
     assert_eq!(code, 0, "{msg}");
     std::fs::remove_dir_all(&home).unwrap();
 }
