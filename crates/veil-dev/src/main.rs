@@ -32,6 +32,7 @@ fn main() {
         ("safe_private.rs", gen_safe_private(&src)),
         ("strict_safe.rs", gen_strict_safe(&src)),
         ("review_triggers.rs", gen_review_triggers(&src)),
+        ("iod.rs", gen_iod(&src)),
     ];
     let mut drift = false;
     for (name, text) in files {
@@ -373,6 +374,214 @@ fn gen_review_triggers(src: &Path) -> String {
             f[2] == "yes",
             lit(f[3])
         );
+    }
+    s.push_str("];\n");
+    s
+}
+
+/// Type codes of the generated IOD tables, strictest first (the order
+/// `veil_rules::iod::AttrType` decodes them in).
+fn type_code(t: &str) -> Option<u32> {
+    match t {
+        "1" => Some(1),
+        "1C" => Some(2),
+        "2" => Some(3),
+        "2C" => Some(4),
+        "3" => Some(5),
+        // highdicom writes "None" where the module table gives no Type
+        // (print and presentation modules): no requirement to honour.
+        "None" => None,
+        other => panic!("unknown attribute type {other:?} in the module map"),
+    }
+}
+
+/// Numbers, `per` to a line, for a static slice.
+fn number_lines<T: std::fmt::Display>(s: &mut String, v: &[T], per: usize) {
+    for chunk in v.chunks(per) {
+        let line: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        let _ = writeln!(s, "    {},", line.join(", "));
+    }
+}
+
+/// PS3.3 module and IOD tables (highdicom 0.28.2) as a trie of tag paths
+/// and, per module, the sorted (node, Type) pairs.
+///
+/// Why this shape: the module map has about 100,000 rows (macros are
+/// expanded at every depth), but only about 50,000 distinct paths. Interning
+/// the paths as trie nodes (parent, tag) and storing each module as packed
+/// integers keeps the generated file to plain integer slices, which the
+/// compiler handles quickly, and a lookup to a few binary searches.
+fn gen_iod(src: &Path) -> String {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    let dir = "highdicom-0.28.2";
+    let (mtext, msha) = read(src, &format!("{dir}/module_attribute_map.json"));
+    let (itext, isha) = read(src, &format!("{dir}/iod_module_map.json"));
+    let (stext, ssha) = read(src, &format!("{dir}/sop_class_iod_map.json"));
+    let modules: BTreeMap<String, Vec<serde_json::Value>> =
+        serde_json::from_str(&mtext).expect("module map JSON");
+    let iods: BTreeMap<String, Vec<serde_json::Value>> =
+        serde_json::from_str(&itext).expect("IOD map JSON");
+    let sops: BTreeMap<String, String> = serde_json::from_str(&stext).expect("SOP class map JSON");
+
+    let dict = dicom_dictionary_std::StandardDataDictionary;
+    let tag_of = |k: &str| -> Option<u32> {
+        dict.by_name(k).map(|e| {
+            let t = e.tag_range().inner();
+            (u32::from(t.0) << 16) | u32::from(t.1)
+        })
+    };
+    // every (module, tag path, type) row whose keywords all resolve
+    let mut unknown_keywords: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut untyped, mut rows_total) = (0usize, 0usize);
+    let mut resolved: Vec<(String, Vec<u32>, u32)> = Vec::new();
+    for (module, attrs) in &modules {
+        for a in attrs {
+            rows_total += 1;
+            let kw = a["keyword"].as_str().expect("keyword");
+            let Some(code) = type_code(a["type"].as_str().expect("type")) else {
+                untyped += 1;
+                continue;
+            };
+            let mut path = Vec::new();
+            let mut ok = true;
+            for k in a["path"]
+                .as_array()
+                .expect("path")
+                .iter()
+                .map(|k| k.as_str().expect("path keyword"))
+                .chain([kw])
+            {
+                match tag_of(k) {
+                    Some(t) => path.push(t),
+                    None => {
+                        *unknown_keywords.entry(k.to_string()).or_default() += 1;
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                resolved.push((module.clone(), path, code));
+            }
+        }
+    }
+    // trie nodes, numbered level by level and within a level by (parent,
+    // tag), so that the node list is sorted by (parent, tag); 0 is the root
+    let depth = resolved.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let mut node_of: BTreeMap<Vec<u32>, u32> = BTreeMap::new();
+    let mut nodes: Vec<(u32, u32)> = Vec::new();
+    for d in 1..=depth {
+        let mut level: Vec<(u32, u32, Vec<u32>)> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, p, _) in &resolved {
+            if p.len() >= d && seen.insert(p[..d].to_vec()) {
+                let parent = if d == 1 { 0 } else { node_of[&p[..d - 1]] };
+                level.push((parent, p[d - 1], p[..d].to_vec()));
+            }
+        }
+        level.sort();
+        for (parent, tag, prefix) in level {
+            nodes.push((parent, tag));
+            node_of.insert(prefix, u32::try_from(nodes.len()).expect("node count"));
+        }
+    }
+    assert!(nodes.len() < 1 << 20, "too many paths for the packing");
+    // per module: node -> strictest type (a module may list a path twice)
+    let mut per_module: BTreeMap<&str, BTreeMap<u32, u32>> = BTreeMap::new();
+    for m in modules.keys() {
+        per_module.entry(m).or_default();
+    }
+    for (m, p, code) in &resolved {
+        let e = per_module
+            .get_mut(m.as_str())
+            .expect("module")
+            .entry(node_of[p])
+            .or_insert(*code);
+        *e = (*e).min(*code);
+    }
+    let module_index: BTreeMap<&str, usize> = per_module
+        .keys()
+        .enumerate()
+        .map(|(i, m)| (*m, i))
+        .collect();
+
+    let mut s = header(
+        &[
+            (&format!("{dir}/module_attribute_map.json"), &msha),
+            (&format!("{dir}/iod_module_map.json"), &isha),
+            (&format!("{dir}/sop_class_iod_map.json"), &ssha),
+        ],
+        "PS3.3 modules and IODs with the Type of every attribute at every sequence path (highdicom 0.28.2).",
+    );
+    let unknown: usize = unknown_keywords.values().sum();
+    let _ = writeln!(
+        s,
+        "// {rows_total} module rows: {} used, {untyped} without a Type, {unknown} with a keyword that dicom-dictionary-std does not know ({}).\n",
+        resolved.len(),
+        unknown_keywords.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "/// Parent node of each trie node (node `n` is entry `n - 1`; 0 is the root).\n/// Sorted together with [`NODE_TAG`] by (parent, tag).\npub static NODE_PARENT: &[u32] = &["
+    );
+    number_lines(&mut s, &nodes.iter().map(|n| n.0).collect::<Vec<_>>(), 16);
+    s.push_str("];\n\n");
+    s.push_str(
+        "/// Tag of each trie node, `(group << 16) | element`.\npub static NODE_TAG: &[u32] = &[\n",
+    );
+    number_lines(
+        &mut s,
+        &nodes
+            .iter()
+            .map(|n| format!("0x{:08X}", n.1))
+            .collect::<Vec<_>>(),
+        10,
+    );
+    s.push_str("];\n\n");
+    s.push_str("/// Modules by key: each attribute as `(node << 3) | type`, sorted; type 1 = Type 1,\n/// 2 = 1C, 3 = 2, 4 = 2C, 5 = 3.\npub static MODULES: &[(&str, &[u32])] = &[\n");
+    for (m, attrs) in &per_module {
+        let _ = writeln!(s, "  ({}, &[", lit(m));
+        let packed: Vec<u32> = attrs.iter().map(|(n, t)| (n << 3) | t).collect();
+        number_lines(&mut s, &packed, 14);
+        s.push_str("  ]),\n");
+    }
+    s.push_str("];\n\n");
+    // A few IODs name modules that the module map does not hold; their
+    // attributes stay unknown (the engine's fallback), listed here.
+    let mut missing_modules = std::collections::BTreeSet::new();
+    let mut iod_lines = String::new();
+    for (iod, mods) in &iods {
+        let idx: Vec<String> = mods
+            .iter()
+            .filter_map(|m| {
+                let k = m["key"].as_str().expect("module key");
+                let i = module_index.get(k).map(ToString::to_string);
+                if i.is_none() {
+                    missing_modules.insert(k);
+                }
+                i
+            })
+            .collect();
+        let _ = writeln!(iod_lines, "    ({}, &[{}]),", lit(iod), idx.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "/// IODs by key, with the indices of their modules in [`MODULES`]. Modules that\n/// the module map does not hold are left out: {}.\npub static IODS: &[(&str, &[u16])] = &[",
+        missing_modules.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    s.push_str(&iod_lines);
+    s.push_str("];\n\n");
+    let iod_index: BTreeMap<&str, usize> = iods
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    s.push_str("/// SOP Class UID -> index in [`IODS`], sorted by UID.\npub static SOP_CLASSES: &[(&str, u16)] = &[\n");
+    for (uid, iod) in &sops {
+        let i = iod_index
+            .get(iod.as_str())
+            .unwrap_or_else(|| panic!("SOP class {uid}: unknown IOD {iod}"));
+        let _ = writeln!(s, "    ({}, {i}),", lit(uid));
     }
     s.push_str("];\n");
     s

@@ -12,11 +12,13 @@
 pub mod generated {
     //! Generated tables (see the header of each file for its source).
     pub mod e1_1;
+    pub mod iod;
     pub mod options;
     pub mod review_triggers;
     pub mod safe_private;
     pub mod strict_safe;
 }
+pub mod iod;
 mod recipe;
 pub mod regions;
 
