@@ -8,6 +8,7 @@ use dicom_dictionary_std::StandardDataDictionary;
 use dicom_encoding::text::{SpecificCharacterSet, TextCodec};
 use veil_core::{Phi, ProfileOption, QuarantineReason, Tag, TagPath};
 use veil_io::{DataSet, DicomFile, Element, Value};
+use veil_rules::iod::{AttrType, Iod};
 use veil_rules::{
     e1_1_row, generated::review_triggers::REVIEW_TRIGGERS, option_code, safe_private, strict_safe,
     AttributeOverride, DatePrecision, E11Row, OverrideAction, Recipe, RecipeError, SafeSource,
@@ -205,7 +206,7 @@ enum Why<'p> {
         row: &'static E11Row,
         code: &'static str,
         option: Option<ProfileOption>,
-        emptied: bool,
+        fit: Fit,
     },
     Overlay,
     Curve,
@@ -217,6 +218,23 @@ enum Why<'p> {
     ContentDate,
     KeptSequence,
     Kept,
+}
+
+/// How a removing or emptying E.1-1 code was fitted to the object's IOD.
+#[derive(Clone, Copy)]
+enum Fit {
+    /// The code applied as the table gives it.
+    AsIs,
+    /// The IOD tables say the attribute's Type at this path; the code was
+    /// resolved to `code` (D, Z or X) by it.
+    Iod {
+        iod: Iod,
+        ty: AttrType,
+        code: &'static str,
+    },
+    /// The Type is unknown (SOP class or path not in the IOD tables); X on
+    /// a row marked "in Std. Comp. IOD" emptied instead.
+    Emptied,
 }
 
 impl Why<'_> {
@@ -240,16 +258,28 @@ impl Why<'_> {
                 row,
                 code,
                 option,
-                emptied,
+                fit,
             } => {
                 let base = match option {
                     Some(o) => format!("{}: {code} under {o}", row_text(row)),
                     None => format!("{}: {code} (Basic Profile)", row_text(row)),
                 };
-                if emptied {
-                    format!("{base}; emptied rather than removed (in a standard IOD, may be Type 2)")
-                } else {
-                    base
+                match fit {
+                    Fit::AsIs => base,
+                    Fit::Emptied => format!(
+                        "{base}; emptied rather than removed (Type unknown here; in a standard IOD, may be Type 2)"
+                    ),
+                    Fit::Iod { iod, ty, code } => {
+                        let what = match code {
+                            "D" => "dummy value",
+                            "Z" => "emptied",
+                            _ => "removed",
+                        };
+                        format!(
+                            "{base}; Type {ty} in the {} IOD at this path: {code}, {what}",
+                            iod.key()
+                        )
+                    }
                 }
             }
             Why::Overlay => "E.1-1 (60XX,3000) Overlay Data: X; the overlay plane is removed as a whole (with its label and description)".into(),
@@ -271,6 +301,8 @@ impl Why<'_> {
 /// Per-object state.
 struct Ctx<'p> {
     policy: &'p Policy,
+    /// The IOD of the object's SOP class, when the IOD tables know it.
+    iod: Option<Iod>,
     charset: Option<SpecificCharacterSet>,
     date_offset: i32,
     patient_pseudo: String,
@@ -367,14 +399,16 @@ impl Policy {
             row,
             code,
             option,
-            emptied: false,
+            fit: Fit::AsIs,
         };
         (code, why)
     }
 
     /// Maps an (already option-resolved) action code to an action for this
-    /// element. Compound codes resolve so the output stays valid without IOD
-    /// tables: X/Z -> Z, X/D and X/Z/D -> D, Z/D -> D, X/Z/U* -> U.
+    /// element. `decide` has already fitted removing codes to the IOD where
+    /// the Type is known; the compound codes that reach this point resolve
+    /// so the output stays valid without the Type: X/Z -> Z, X/D and X/Z/D
+    /// -> D, Z/D -> D, X/Z/U* -> U.
     fn code_act(&self, code: &str, tag: Tag, vr: VR) -> Act {
         // A sequence that may be X or Z keeps its items, processed by the
         // same rules: an empty sequence violates VM 1-n where the IOD
@@ -485,12 +519,14 @@ impl Policy {
     }
 
     /// Decides what happens to one element. Pure: no value is changed.
+    /// `iod` is the IOD of the object's SOP class, when known.
     fn decide(
         &self,
         path: &TagPath,
         e: &Element,
         creator: Option<&str>,
         mode: Mode,
+        iod: Option<Iod>,
     ) -> (Act, Why<'_>) {
         let tag = e.tag;
         if let Some(o) = self.override_for(path, tag, creator) {
@@ -544,21 +580,43 @@ impl Policy {
         }
         if let Some(row) = e1_1_row(tag) {
             let (code, why) = self.row_code(row);
-            // Without IOD tables Veil cannot know whether a removed attribute
-            // is Type 2 or 2C where it stands; an empty value is never PHI
-            // and keeps such an attribute present. So X on a row that the
-            // table marks as used in a standard composite IOD empties the
-            // value instead (sequences are still removed: an empty one can
-            // break VM 1-n).
-            if code == "X" && row.in_std_comp_iod == "Y" && e.vr != VR::SQ {
-                let Why::Row { option, .. } = why else {
-                    unreachable!("row_code gives a row reason")
+            let Why::Row { option, .. } = why else {
+                unreachable!("row_code gives a row reason")
+            };
+            // A removing or emptying code is fitted to the attribute's Type
+            // at this path in the object's IOD (veil_rules::iod): a dummy
+            // where a value is required, empty where it may be empty,
+            // removed where it is optional.
+            let fitted = iod.and_then(|iod| {
+                let ty = iod.attribute_type(path.0.iter().map(|s| s.0))?;
+                Some((iod, ty, veil_rules::iod::resolve_code(code, ty)?))
+            });
+            if let Some((iod, ty, resolved)) = fitted {
+                let fit = Fit::Iod {
+                    iod,
+                    ty,
+                    code: resolved,
                 };
                 let why = Why::Row {
                     row,
                     code,
                     option,
-                    emptied: true,
+                    fit,
+                };
+                return (self.code_act(resolved, tag, e.vr), why);
+            }
+            // Where the Type is unknown, Veil cannot know whether a removed
+            // attribute is Type 2 or 2C where it stands; an empty value is
+            // never PHI and keeps such an attribute present. So X on a row
+            // that the table marks as used in a standard composite IOD
+            // empties the value instead (sequences are still removed: an
+            // empty one can break VM 1-n).
+            if code == "X" && row.in_std_comp_iod == "Y" && e.vr != VR::SQ {
+                let why = Why::Row {
+                    row,
+                    code,
+                    option,
+                    fit: Fit::Emptied,
                 };
                 return (Act::Empty, why);
             }
@@ -825,6 +883,7 @@ impl<'p> Deidentifier<'p> {
         let charset = charset_of(ds);
         let mut ctx = Ctx {
             policy: p,
+            iod: Iod::for_sop_class(&sop_class),
             charset,
             date_offset: 0,
             patient_pseudo: String::new(),
@@ -1116,7 +1175,7 @@ fn process(
         } else {
             None
         };
-        let (mut act, why) = p.decide(path, &e, creator, mode);
+        let (mut act, why) = p.decide(path, &e, creator, mode, ctx.iod);
         let mut note = None;
         let mut keep = match act {
             Act::Recurse(inner) => {

@@ -122,6 +122,30 @@ impl Iod {
     }
 }
 
+/// Resolves a Table E.1-1 action code that removes or empties (`X`, `Z`,
+/// `X/Z`, `X/D`, `X/Z/D`, `Z/D`) against the attribute's Type where it
+/// stands: `D` (a dummy or pseudonym) for Type 1 and 1C, `Z` for Type 2 and
+/// 2C, `X` for Type 3. `None` for the other codes (`D`, `U`, `K`, `C`,
+/// `X/Z/U*`), which already give a valid value.
+///
+/// Why one mapping for all six: PS3.15 defines the compound codes by the
+/// Type ("X unless Z or D is required to maintain IOD conformance"), and a
+/// plain `X` or `Z` on an attribute that the object's IOD makes Type 1 or
+/// 1C would leave the object invalid (the dciodvfy error "Empty attribute
+/// (no value) Type 1C"); the least that keeps the object valid is chosen.
+pub fn resolve_code(code: &str, ty: AttrType) -> Option<&'static str> {
+    if !matches!(code, "X" | "Z" | "X/Z" | "X/D" | "X/Z/D" | "Z/D") {
+        return None;
+    }
+    Some(if ty.needs_value() {
+        "D"
+    } else if ty.may_be_empty() {
+        "Z"
+    } else {
+        "X"
+    })
+}
+
 /// Shorthand for [`Iod::for_sop_class`] then [`Iod::attribute_type`].
 pub fn attribute_type(sop_class: &str, path: impl IntoIterator<Item = Tag>) -> Option<AttrType> {
     Iod::for_sop_class(sop_class)?.attribute_type(path)
@@ -178,6 +202,21 @@ mod tests {
             attribute_type("1.2.840.10008.5.1.4.1.1.2\0", [Tag(0x0010, 0x0010)]),
             Some(AttrType::T2)
         );
+    }
+
+    #[test]
+    fn removal_codes_resolve_by_type() {
+        for code in ["X", "Z", "X/Z", "X/D", "X/Z/D", "Z/D"] {
+            assert_eq!(resolve_code(code, AttrType::T1), Some("D"));
+            assert_eq!(resolve_code(code, AttrType::T1C), Some("D"));
+            assert_eq!(resolve_code(code, AttrType::T2), Some("Z"));
+            assert_eq!(resolve_code(code, AttrType::T2C), Some("Z"));
+            assert_eq!(resolve_code(code, AttrType::T3), Some("X"));
+        }
+        for code in ["D", "U", "K", "C", "X/Z/U*"] {
+            assert_eq!(resolve_code(code, AttrType::T1), None);
+            assert_eq!(resolve_code(code, AttrType::T3), None);
+        }
     }
 
     #[test]
