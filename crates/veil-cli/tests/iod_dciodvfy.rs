@@ -1,6 +1,6 @@
 //! Issue 16, "IOD-aware removal": over every readable corpus object, under
 //! the Basic Profile and the research profile (`retain-long-modified-dates`
-//! + `clean-descriptors`), dciodvfy reports no error on an output that it
+//! and `clean-descriptors`), dciodvfy reports no error on an output that it
 //! did not report on the input (messages compared with values and positions
 //! masked, `veil_verify::set::dciodvfy_errors`). The corpus holds objects
 //! whose Request Attributes Sequence carries the Type 1C Scheduled
@@ -42,10 +42,12 @@ fn request_1c(ds: &DataSet) -> Vec<Option<Vec<u8>>> {
     items
         .iter()
         .flat_map(|i| {
-            RAS_1C.iter().map(move |t| match i.get(*t).map(|e| &e.value) {
-                Some(Value::Bytes(b)) => Some(b.clone()),
-                _ => None,
-            })
+            RAS_1C
+                .iter()
+                .map(move |t| match i.get(*t).map(|e| &e.value) {
+                    Some(Value::Bytes(b)) => Some(b.clone()),
+                    _ => None,
+                })
         })
         .collect()
 }

@@ -22,7 +22,7 @@ const REFERRING: Tag = Tag(0x0008, 0x0090);
 
 fn object(sop_class: &str) -> DicomFile {
     let mut ds = DataSet::default();
-    let mut put = |ds: &mut DataSet, tag: Tag, vr: VR, v: &str| {
+    let put = |ds: &mut DataSet, tag: Tag, vr: VR, v: &str| {
         ds.put(Element::bytes(tag, vr, v.as_bytes().to_vec()));
     };
     put(&mut ds, Tag(0x0008, 0x0016), VR::UI, sop_class);
