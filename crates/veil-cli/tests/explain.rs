@@ -54,8 +54,13 @@ fn explain_shows_decisions_without_values() {
         find("(0010,0010)")["action"],
         serde_json::json!({"pseudonym": "patient-name"})
     );
-    // X on an attribute used in a standard IOD: emptied, not removed
-    assert_eq!(find("(0008,1030)")["action"], "empty");
+    // X on an attribute that the CT Image IOD makes Type 3: removed, and
+    // explain says why (docs/iod.md)
+    assert_eq!(find("(0008,1030)")["action"], "remove");
+    assert!(find("(0008,1030)")["why"]
+        .as_str()
+        .unwrap()
+        .contains("Type 3 in the ct-image IOD at this path: X, removed"));
     assert_eq!(find("(0028,0010)")["action"], "keep");
     assert_eq!(find("(0008,1140)[0]/(0008,1155)")["action"], "uid");
     assert_eq!(find("(0008,1140)[0]/(0008,1150)")["action"], "keep");
