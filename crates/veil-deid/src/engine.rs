@@ -587,10 +587,12 @@ impl Policy {
             // at this path in the object's IOD (veil_rules::iod): a dummy
             // where a value is required, empty where it may be empty,
             // removed where it is optional.
-            let fitted = iod.and_then(|iod| {
-                let ty = iod.attribute_type(path.0.iter().map(|s| s.0))?;
-                Some((iod, ty, veil_rules::iod::resolve_code(code, ty)?))
-            });
+            let fitted = iod
+                .filter(|_| veil_rules::iod::removes(code))
+                .and_then(|iod| {
+                    let ty = iod.attribute_type(path.0.iter().map(|s| s.0))?;
+                    Some((iod, ty, veil_rules::iod::resolve_code(code, ty)?))
+                });
             if let Some((iod, ty, resolved)) = fitted {
                 let fit = Fit::Iod {
                     iod,

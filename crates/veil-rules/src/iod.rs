@@ -134,7 +134,7 @@ impl Iod {
 /// 1C would leave the object invalid (the dciodvfy error "Empty attribute
 /// (no value) Type 1C"); the least that keeps the object valid is chosen.
 pub fn resolve_code(code: &str, ty: AttrType) -> Option<&'static str> {
-    if !matches!(code, "X" | "Z" | "X/Z" | "X/D" | "X/Z/D" | "Z/D") {
+    if !removes(code) {
         return None;
     }
     Some(if ty.needs_value() {
@@ -144,6 +144,12 @@ pub fn resolve_code(code: &str, ty: AttrType) -> Option<&'static str> {
     } else {
         "X"
     })
+}
+
+/// Whether an E.1-1 action code may remove or empty the attribute, so that
+/// [`resolve_code`] fits it to the Type (callers skip the lookup otherwise).
+pub fn removes(code: &str) -> bool {
+    matches!(code, "X" | "Z" | "X/Z" | "X/D" | "X/Z/D" | "Z/D")
 }
 
 /// Shorthand for [`Iod::for_sop_class`] then [`Iod::attribute_type`].
