@@ -36,6 +36,33 @@ const AGE_CAP: &str = "90+";
 /// plausible count or measurement.
 pub const NET_MIN_DIGITS: usize = 6;
 
+/// Words that test data and form templates put where a person's name goes
+/// ("ANONYMOUS", "Last Name^First Name", "Enter text"). As name components
+/// they are words that technical values hold for other reasons (a concept
+/// name "Recording Observer's Name", a coding scheme "TEST"), so the safety
+/// net does not look for them alone; the cleaner of descriptions still
+/// does, and a whole name is still looked for.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "anon",
+    "anonymous",
+    "anonymized",
+    "anonymised",
+    "demo",
+    "none",
+    "patient",
+    "phantom",
+    "sample",
+    "test",
+    "unknown",
+    "name",
+    "first",
+    "last",
+    "given",
+    "family",
+    "enter",
+    "text",
+];
+
 /// What kind of own value a token came from; `veil explain` names the kind,
 /// never the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -119,7 +146,7 @@ pub enum Patterns {
     /// None: vocabulary (code attributes) and values an option keeps.
     None,
     /// Those no technical string has the shape of (e-mail, URL, SSN, dates
-    /// with a month name or a four-digit year first, ages in words): short
+    /// with a month name, ages in words): short
     /// free text (LO, SH, PN), where version numbers, kernels and model
     /// names look like numeric dates, IP addresses or MRNs.
     Distinct,
@@ -171,13 +198,14 @@ fn pattern_parts() -> Vec<(Pattern, bool, String)> {
             format!(r"\b{m}[ .-]?\d{{1,2}}(?:st|nd|rd|th)?,?[ .-]?\d{{2,4}}\b"),
         ),
         (Pattern::Date, true, format!(r"\b{m}[ ,.-]*{year_first}\b")),
-        // dates with a four-digit year first: 2018-12-11, 2018/12/11
+        // numeric dates: 2018-12-11, 2018/12/11 (build dates of software
+        // versions have this shape too, so prose only), 12/11/2018,
+        // 11.12.2018, 11-12-18, 20181211
         (
             Pattern::Date,
-            true,
+            false,
             format!(r"\b{year_first}[-/.]\d{{1,2}}[-/.]\d{{1,2}}\b"),
         ),
-        // numeric dates: 12/11/2018, 11.12.2018, 11-12-18, 20181211
         (
             Pattern::Date,
             false,
@@ -331,7 +359,13 @@ impl Harvest {
                     let full = group.replace('^', " ");
                     self.push(full.trim(), Kind::Name, Reach::Strong);
                     for part in group.split(['^', ' ', ',']) {
-                        self.push(part.trim(), Kind::Name, Reach::Strong);
+                        let part = part.trim();
+                        let reach = if PLACEHOLDER_WORDS.contains(&part.to_lowercase().as_str()) {
+                            Reach::Piece
+                        } else {
+                            Reach::Strong
+                        };
+                        self.push(part, Kind::Name, reach);
                     }
                 }
             }
@@ -652,7 +686,7 @@ mod tests {
             assert_eq!(out, "seen *** again", "{d}");
         }
         // the net scans short text with the distinct spellings only
-        for d in ["11-DEC-2018", "Dec 11, 2018", "2018-12-11"] {
+        for d in ["11-DEC-2018", "Dec 11, 2018", "December 2018"] {
             let f = c.net_text(&format!("CT {d}"), Patterns::Distinct).unwrap();
             assert_eq!(f.text.as_deref(), Some("CT ***"), "{d}");
             assert_eq!(f.hit, NetHit::Pattern(Pattern::Date));
@@ -764,7 +798,14 @@ mod tests {
         let c = Harvest::default().cleaner();
         // version numbers and kernels are not dates or IP addresses in
         // short text; in prose they are scanned with every pattern
-        for v in ["syngo CT 2012B", "4.5.0.123", "V5.0.12", "B30f", "FC03"] {
+        for v in [
+            "syngo CT 2012B",
+            "4.5.0.123",
+            "V5.0.12",
+            "B30f",
+            "FC03",
+            "PRINTERS__[2010/06/30]",
+        ] {
             assert!(c.net_text(v, Patterns::Distinct).is_none(), "{v}");
         }
         assert!(c.net_text("call 555-123-4567", Patterns::All).is_some());

@@ -867,6 +867,28 @@ fn date_carries(ds: &DataSet, minutes: i64) -> Vec<(Tag, i32)> {
     out
 }
 
+/// Attributes whose value governs how the object is parsed or what it is:
+/// any change makes it unreadable or another kind of object, so the safety
+/// net leaves them alone (and the plant-everywhere test does not plant
+/// there): Specific Character Set (how every text is decoded), an SR
+/// content item's Value Type (which attribute holds its value), private
+/// creators (which block an element belongs to), class UIDs (which IOD),
+/// and the attributes that say how pixel, waveform or document bytes are
+/// read.
+fn is_structural(tag: Tag) -> bool {
+    tag.is_private_creator()
+        || is_class_uid(tag)
+        || matches!(
+            (tag.0, tag.1),
+            (0x0008, 0x0005) // SpecificCharacterSet
+                | (0x0040, 0xA040) // ValueType
+                | (0x0028, 0x0004) // PhotometricInterpretation
+                | (0x0028, 0x0008) // NumberOfFrames
+                | (0x5400, 0x1006) // WaveformSampleInterpretation
+                | (0x0042, 0x0012) // MIMETypeOfEncapsulatedDocument
+        )
+}
+
 /// Free-text VRs: cleaned span by span.
 fn is_net_text(vr: VR) -> bool {
     is_text(vr) || vr == VR::UR
@@ -953,7 +975,7 @@ fn net(
     let Value::Bytes(bytes) = &e.value else {
         return true;
     };
-    if bytes.is_empty() {
+    if bytes.is_empty() || is_structural(e.tag) {
         return true;
     }
     let on_purpose = match why {
