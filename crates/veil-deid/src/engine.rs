@@ -810,7 +810,6 @@ fn harvest(ds: &DataSet, ctx: &mut Ctx) {
                         | VR::DT
                         | VR::AE
                 ) || e.tag.is_private()
-                    || p.kept_on_purpose(e.tag)
                 {
                     continue;
                 }
@@ -830,7 +829,7 @@ fn harvest(ds: &DataSet, ctx: &mut Ctx) {
                                 .is_none()
                     }),
                 };
-                if !identifying {
+                if !identifying || p.kept_on_purpose(e.tag) {
                     continue;
                 }
                 let Some(text) = ctx.decode(b) else { continue };
