@@ -410,13 +410,19 @@ impl Harvest {
                         Reach::Strong
                     };
                     self.push(one, kind, reach);
-                    // words of addresses and institution names; digit runs of IDs
+                    // words of addresses and institution names
                     for w in one.split(|c: char| !c.is_alphanumeric()) {
-                        let digits = w.chars().all(|c| c.is_ascii_digit());
-                        if digits && w.len() >= NET_MIN_DIGITS {
-                            self.push(w, kind, Reach::Strong);
-                        } else if w.chars().count() >= 4 || (digits && w.len() >= 3) {
+                        if w.chars().count() >= 4 {
                             self.push(w, kind, Reach::Piece);
+                        }
+                    }
+                    // digit runs of IDs, also inside a word (`MRN4455667`
+                    // gives `4455667`, which a number attribute can hold)
+                    for d in one.split(|c: char| !c.is_ascii_digit()) {
+                        if d.len() >= NET_MIN_DIGITS {
+                            self.push(d, kind, Reach::Strong);
+                        } else if d.len() >= 3 {
+                            self.push(d, kind, Reach::Piece);
                         }
                     }
                 }

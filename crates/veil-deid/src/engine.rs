@@ -977,6 +977,12 @@ fn net(
     if bytes.is_empty() || is_structural(e.tag) {
         return true;
     }
+    // Full Dates keeps every date and time on purpose: a study on the day
+    // of birth (a newborn) must keep its date too
+    if matches!(vr, VR::DA | VR::DT | VR::TM) && ctx.policy.has(ProfileOption::RetainLongFullDates)
+    {
+        return true;
+    }
     let on_purpose = match why {
         Why::Row { code, option, .. } => code == "K" && option.is_some(),
         Why::SafePrivate(..) | Why::Override(_) => true,

@@ -254,6 +254,31 @@ fn options_are_not_undone() {
 }
 
 #[test]
+fn full_dates_keep_a_study_on_the_day_of_birth() {
+    let mut ds = planted();
+    ds.put(text(0x0008, 0x0020, VR::DA, "19270412"));
+    let d = run(
+        &["retain-long-full-dates"],
+        &DicomFile::in_memory(ds.clone()),
+    );
+    assert_eq!(
+        value(&d.dataset, Tag(0x0008, 0x0020)).as_deref(),
+        Some("19270412")
+    );
+}
+
+#[test]
+fn numeric_values_that_are_an_own_id_get_a_dummy() {
+    // the digits of the MRN (seven, so not a plausible count) typed into a
+    // number; a DS and an IS of the same object stay
+    let mut ds = planted();
+    ds.put(text(0x0020, 0x0012, VR::IS, "4455667")); // AcquisitionNumber
+    let d = run(&[], &DicomFile::in_memory(ds));
+    assert_eq!(value(&d.dataset, Tag(0x0020, 0x0012)).as_deref(), Some("0"));
+    assert_eq!(value(&d.dataset, Tag(0x0020, 0x0013)).as_deref(), Some("3"));
+}
+
+#[test]
 fn text_inside_un_and_ob_is_scanned() {
     let mut ds = planted();
     // a standard attribute read without its VR (UN), and UTF-16 text in OB
