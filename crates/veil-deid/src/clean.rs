@@ -389,6 +389,30 @@ impl Harvest {
                         ] {
                             self.push(&s, Kind::Date, Reach::Strong);
                         }
+                        // with the month's name, where no pattern looks
+                        // (a code meaning): 11-DEC-2018, 11 Dec 2018,
+                        // Dec 11, 2018, with and without a leading zero
+                        const MONTHS: [&str; 12] = [
+                            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                            "nov", "dec",
+                        ];
+                        let Some(mon) = m
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|i| MONTHS.get(i.wrapping_sub(1)))
+                        else {
+                            continue;
+                        };
+                        let short = dd.trim_start_matches('0');
+                        for day in [dd, short] {
+                            for s in [
+                                format!("{day}-{mon}-{y}"),
+                                format!("{day} {mon} {y}"),
+                                format!("{mon} {day}, {y}"),
+                            ] {
+                                self.push(&s, Kind::Date, Reach::Strong);
+                            }
+                        }
                     }
                 }
             }
@@ -410,6 +434,20 @@ impl Harvest {
                         Reach::Strong
                     };
                     self.push(one, kind, reach);
+                    // the spelling a CS can hold: `MF-0000012` as `MF_0000012`
+                    if one.chars().any(|c| !c.is_alphanumeric() && c != ' ') {
+                        let cs: String = one
+                            .chars()
+                            .map(|c| {
+                                if c.is_alphanumeric() || c == ' ' {
+                                    c
+                                } else {
+                                    '_'
+                                }
+                            })
+                            .collect();
+                        self.push(&cs, kind, reach);
+                    }
                     // words of addresses and institution names
                     for w in one.split(|c: char| !c.is_alphanumeric()) {
                         if w.chars().count() >= 4 {
@@ -793,6 +831,11 @@ mod tests {
         assert!(c.net_values("0.5\\123", true).is_none());
         let (hit, k) = c.net_values("ORIGINAL\\KNOWLESWORTH", false).unwrap();
         assert_eq!((hit, k), (vec![false, true], NetHit::Own(Kind::Name)));
+        for spelled in ["12-APR-1970", "12 Apr 1970", "Apr 12, 1970", "4455667"] {
+            let f = c.net_text(&format!("CT {spelled}"), Patterns::None);
+            assert_eq!(f.unwrap().text.as_deref(), Some("CT ***"), "{spelled}");
+        }
+        assert!(c.net_values("MRN_4455667", false).is_some());
         let (hit, k) = c.net_values("19700412", true).unwrap();
         assert_eq!((hit, k), (vec![true], NetHit::Own(Kind::Date)));
         assert!(c.net_values("HEAD", false).is_none());
