@@ -15,7 +15,7 @@ use veil_rules::{
     Selector, TriggerKind,
 };
 
-use crate::clean::{Cleaner, Harvest};
+use crate::clean::{sanitize_url, Cleaner, Harvest, NetHit, Patterns};
 use crate::key::Key;
 use crate::pseudonym;
 
@@ -103,6 +103,35 @@ impl Policy {
 
     fn has(&self, o: ProfileOption) -> bool {
         self.options.contains(&o)
+    }
+
+    /// Do times of day move with the dates? Under Modified Dates, unless
+    /// the recipe says `[dates] keep_times`.
+    fn times_move(&self) -> bool {
+        self.has(ProfileOption::RetainLongModifiedDates) && !self.recipe.dates.keep_times
+    }
+
+    /// Does an option or the recipe keep this attribute on purpose? Its
+    /// value is then not an identifying value to look for elsewhere, and
+    /// the safety net does not scan it with patterns: the net never undoes
+    /// an option (a retained device serial has the shape of an MRN).
+    fn kept_on_purpose(&self, tag: Tag) -> bool {
+        let by_option = e1_1_row(tag).is_some_and(|r| {
+            let (code, why) = self.row_code(r);
+            code == "K"
+                && matches!(
+                    why,
+                    Why::Row {
+                        option: Some(_),
+                        ..
+                    }
+                )
+        });
+        by_option
+            || self
+                .overrides
+                .iter()
+                .any(|(s, a)| *s == Selector::Tag(tag) && a.action == OverrideAction::Keep)
     }
 }
 
@@ -305,6 +334,9 @@ struct Ctx<'p> {
     iod: Option<Iod>,
     charset: Option<SpecificCharacterSet>,
     date_offset: i32,
+    /// The time-of-day part of the offset in minutes; 0 when times of day
+    /// do not move (no Modified Dates, or `[dates] keep_times`).
+    time_offset: i64,
     patient_pseudo: String,
     harvest: Harvest,
     cleaner: Option<Cleaner>,
@@ -461,10 +493,12 @@ impl Policy {
     }
 
     /// What "keep" means for a VR: dates are still shifted under Modified
-    /// Dates (every DA and DT, everywhere), ages are capped.
+    /// Dates (every DA and DT, everywhere, and every TM unless the recipe
+    /// keeps times of day), ages are capped.
     fn keep_act(&self, vr: VR) -> Act {
         match vr {
             VR::DA | VR::DT if self.has(ProfileOption::RetainLongModifiedDates) => Act::ShiftDate,
+            VR::TM if self.times_move() => Act::ShiftDate,
             VR::AS => Act::CapAge,
             _ => Act::Keep,
         }
@@ -811,35 +845,298 @@ impl Ctx<'_> {
 }
 
 /// Collects the identifying values of an object before anything changes:
-/// every person name and date, and the values of attributes that the Basic
-/// Profile removes or replaces and that are not descriptions (rows without
-/// a Clean Descriptors column), so that free text can be cleaned of them.
+/// every person name, the dates that the table does not keep, and the
+/// values of attributes that the Basic Profile removes or replaces and that
+/// are not descriptions (rows without a Clean Descriptors column), so that
+/// free text can be cleaned of them and the safety net can find them
+/// anywhere. A value that an option or the recipe keeps on purpose is not
+/// harvested: the net must not undo the option elsewhere.
 fn harvest(ds: &DataSet, ctx: &mut Ctx) {
+    let p = ctx.policy;
     for e in &ds.elements {
         match &e.value {
             Value::Sequence(items) => items.iter().for_each(|i| harvest(i, ctx)),
             Value::Bytes(b) if !b.is_empty() => {
-                let Some(text) = ctx.decode(b) else { continue };
-                let vr = e.vr.to_string();
-                match e.vr {
-                    VR::PN | VR::DA => ctx.harvest.add(vr, &text),
-                    VR::LO | VR::SH | VR::LT | VR::ST | VR::UT | VR::UC | VR::DT | VR::AE => {
-                        let identifying = e1_1_row(e.tag).is_some_and(|r| {
-                            r.basic != "K"
-                                && r.option_code(ProfileOption::CleanDescriptors).is_none()
-                                && r.option_code(ProfileOption::CleanStructuredContent)
-                                    .is_none()
-                        }) && !e.tag.is_private();
-                        if identifying {
-                            ctx.harvest.add(vr, &text);
-                        }
-                    }
-                    _ => {}
+                if !matches!(
+                    e.vr,
+                    VR::PN
+                        | VR::DA
+                        | VR::LO
+                        | VR::SH
+                        | VR::LT
+                        | VR::ST
+                        | VR::UT
+                        | VR::UC
+                        | VR::DT
+                        | VR::AE
+                ) || e.tag.is_private()
+                {
+                    continue;
                 }
+                let row = e1_1_row(e.tag);
+                let identifying = match e.vr {
+                    VR::PN => true,
+                    // a date the table keeps is no identifier of this
+                    // object; the birth date always is
+                    VR::DA => {
+                        e.tag == Tag(0x0010, 0x0030) || row.is_some_and(|r| p.row_code(r).0 != "K")
+                    }
+                    _ => row.is_some_and(|r| {
+                        r.basic != "K"
+                            && p.row_code(r).0 != "K"
+                            && r.option_code(ProfileOption::CleanDescriptors).is_none()
+                            && r.option_code(ProfileOption::CleanStructuredContent)
+                                .is_none()
+                    }),
+                };
+                if !identifying || p.kept_on_purpose(e.tag) {
+                    continue;
+                }
+                let Some(text) = ctx.decode(b) else { continue };
+                ctx.harvest.add(e.vr.to_string(), &text);
             }
             _ => {}
         }
     }
+}
+
+/// For each DA of a data set whose paired TM (same keyword with "Time" for
+/// "Date", from the data dictionary: StudyDate/StudyTime,
+/// InstanceCreationDate/Time, ...) crosses midnight when shifted by
+/// `minutes`: the extra days the date moves.
+fn date_carries(ds: &DataSet, minutes: i64) -> Vec<(Tag, i32)> {
+    let mut out = Vec::new();
+    for e in ds.elements.iter().filter(|e| e.vr == VR::DA) {
+        let Some(k) = keyword_of(e.tag).filter(|k| k.contains("Date")) else {
+            continue;
+        };
+        let Some(pair) = keyword_tag(&k.replace("Date", "Time")) else {
+            continue;
+        };
+        let Some(tm) = ds.get(pair).filter(|t| t.vr == VR::TM) else {
+            continue;
+        };
+        if let Value::Bytes(b) = &tm.value {
+            let c = pseudonym::tm_carry(&String::from_utf8_lossy(b), minutes);
+            if c != 0 {
+                out.push((e.tag, c));
+            }
+        }
+    }
+    out
+}
+
+/// Attributes whose value governs how the object is parsed or what it is:
+/// any change makes it unreadable or another kind of object, so the safety
+/// net leaves them alone (and the plant-everywhere test does not plant
+/// there): Specific Character Set (how every text is decoded), an SR
+/// content item's Value Type (which attribute holds its value), private
+/// creators (which block an element belongs to), class UIDs (which IOD),
+/// and the attributes that say how pixel, waveform or document bytes are
+/// read.
+fn is_structural(tag: Tag) -> bool {
+    tag.is_private_creator()
+        || is_class_uid(tag)
+        || matches!(
+            (tag.0, tag.1),
+            (0x0008, 0x0005) // SpecificCharacterSet
+                | (0x0040, 0xA040) // ValueType
+                | (0x0028, 0x0004) // PhotometricInterpretation
+                | (0x0028, 0x0008) // NumberOfFrames
+                | (0x5400, 0x1006) // WaveformSampleInterpretation
+                | (0x0042, 0x0012) // MIMETypeOfEncapsulatedDocument
+        )
+}
+
+/// Free-text VRs: cleaned span by span.
+fn is_net_text(vr: VR) -> bool {
+    is_text(vr) || vr == VR::UR
+}
+
+/// Coded and numeric string VRs: cleaned value by value.
+fn is_net_value(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::CS | VR::AE | VR::IS | VR::DS | VR::AS | VR::DA | VR::TM | VR::DT | VR::UI
+    )
+}
+
+/// How text inside an OB or UN value is encoded, when it is text.
+#[derive(Clone, Copy)]
+enum Embedded {
+    Latin1,
+    Utf16Le,
+}
+
+/// Reads an OB/UN value as text when it is mostly printable (at least 90%
+/// of its characters), in one byte per character or in UTF-16LE; `None`
+/// for binary data.
+fn embedded_text(b: &[u8]) -> Option<(String, Embedded)> {
+    let printable = |c: u8| (0x20..0x7F).contains(&c) || matches!(c, b'\t' | b'\r' | b'\n');
+    let body = {
+        let mut end = b.len();
+        while end > 0 && matches!(b[end - 1], 0 | b' ') {
+            end -= 1;
+        }
+        &b[..end]
+    };
+    if body.len() < 4 {
+        return None;
+    }
+    let mostly = |n: usize, total: usize| n * 10 >= total * 9;
+    if b.len() % 2 == 0 && b.chunks(2).all(|c| c[1] == 0) {
+        let units: Vec<u16> = b
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let n = units
+            .iter()
+            .filter(|&&u| u < 0x80 && printable(u as u8))
+            .count();
+        if mostly(n, units.iter().filter(|&&u| u != 0).count().max(1)) {
+            let s: String = char::decode_utf16(units)
+                .map(|c| c.unwrap_or('\u{FFFD}'))
+                .collect();
+            return Some((s.trim_end_matches('\0').to_string(), Embedded::Utf16Le));
+        }
+    }
+    if mostly(body.iter().filter(|&&c| printable(c)).count(), body.len()) {
+        return Some((body.iter().map(|&c| c as char).collect(), Embedded::Latin1));
+    }
+    None
+}
+
+/// The maximum number of characters of a VR's value, where a cleaned value
+/// could outgrow it (an age becomes `90+`).
+fn max_chars(vr: VR) -> usize {
+    match vr {
+        VR::SH | VR::CS | VR::AE => 16,
+        VR::LO | VR::PN => 64,
+        _ => usize::MAX,
+    }
+}
+
+/// The safety net, after the table: a value that stays as it was is
+/// scanned for the object's own identifying values (always, whatever its
+/// keyword: vocabulary never silences an own value) and, in free text that
+/// is neither vocabulary (code attributes) nor kept on purpose by an option
+/// or the recipe, for PHI patterns. A hit is cleaned where the VR can hold
+/// the mask; a coded or numeric value is replaced by a dummy valid for its
+/// VR; what cannot be read is removed. `veil explain` names the category.
+fn net(
+    ctx: &mut Ctx,
+    e: &mut Element,
+    act: &mut Act,
+    note: &mut Option<&'static str>,
+    why: Why,
+) -> bool {
+    let vr = e.vr;
+    let Value::Bytes(bytes) = &e.value else {
+        return true;
+    };
+    if bytes.is_empty() || is_structural(e.tag) {
+        return true;
+    }
+    // Full Dates keeps every date and time on purpose: a study on the day
+    // of birth (a newborn) must keep its date too
+    if matches!(vr, VR::DA | VR::DT | VR::TM) && ctx.policy.has(ProfileOption::RetainLongFullDates)
+    {
+        return true;
+    }
+    let on_purpose = match why {
+        Why::Row { code, option, .. } => code == "K" && option.is_some(),
+        Why::SafePrivate(..) | Why::Override(_) => true,
+        _ => false,
+    };
+    let patterns = if on_purpose || is_code_attribute(e.tag) {
+        Patterns::None
+    } else if matches!(vr, VR::LO | VR::SH | VR::PN | VR::UR) {
+        Patterns::Distinct
+    } else {
+        Patterns::All
+    };
+    if is_net_text(vr) {
+        let Some(text) = ctx.decode(bytes) else {
+            // text this object's character set cannot decode: its ASCII
+            // bytes are still searched; a hit removes the value
+            let raw: String = bytes.iter().map(|&c| c as char).collect();
+            if let Some(f) = ctx.cleaner().net_text(&raw, Patterns::None) {
+                *act = Act::Remove;
+                *note = Some(f.hit.note());
+                return false;
+            }
+            return true;
+        };
+        let url = (vr == VR::UR).then(|| sanitize_url(&text));
+        let scanned = url.as_deref().unwrap_or(&text);
+        let fix = ctx.cleaner().net_text(scanned, patterns);
+        let (new, hit) = match (fix, url) {
+            (Some(f), _) => (f.text, f.hit),
+            (None, Some(u)) if u != text => (Some(u), NetHit::Pattern(crate::clean::Pattern::Url)),
+            _ => return true,
+        };
+        *note = Some(hit.note());
+        let encoded = new
+            .map(|t| t.chars().take(max_chars(vr)).collect::<String>())
+            .and_then(|t| ctx.encode(&t));
+        return match encoded {
+            Some(v) => {
+                *act = Act::Clean;
+                e.value = Value::Bytes(v);
+                true
+            }
+            None => {
+                *act = Act::Remove;
+                false
+            }
+        };
+    }
+    if is_net_value(vr) {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_matches([' ', '\0']);
+        let exact = !matches!(vr, VR::CS | VR::AE);
+        let Some((hits, hit)) = ctx.cleaner().net_values(text, exact) else {
+            return true;
+        };
+        let p = ctx.policy;
+        let dummy = String::from_utf8(dummy_bytes(vr, &[])).unwrap_or_default();
+        let new: Vec<String> = text
+            .split('\\')
+            .zip(hits)
+            .map(|(v, h)| match (h, vr) {
+                (false, _) => v.to_string(),
+                (true, VR::UI) => pseudonym::uid(&p.key, v.trim()),
+                (true, _) => dummy.clone(),
+            })
+            .collect();
+        *act = Act::Dummy;
+        *note = Some(hit.note());
+        e.value = Value::Bytes(new.join("\\").into_bytes());
+        return true;
+    }
+    if matches!(vr, VR::OB | VR::UN) {
+        let Some((text, enc)) = embedded_text(bytes) else {
+            return true;
+        };
+        let Some(f) = ctx.cleaner().net_text(&text, patterns) else {
+            return true;
+        };
+        *note = Some(f.hit.note());
+        let Some(t) = f.text else {
+            *act = Act::Remove;
+            return false;
+        };
+        let mut v: Vec<u8> = match enc {
+            Embedded::Latin1 => t.chars().map(|c| c as u32 as u8).collect(),
+            Embedded::Utf16Le => t.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        };
+        if v.len() % 2 == 1 {
+            v.push(0);
+        }
+        *act = Act::Clean;
+        e.value = Value::Bytes(v);
+    }
+    true
 }
 
 /// Runs the policy over objects.
@@ -888,6 +1185,7 @@ impl<'p> Deidentifier<'p> {
             iod: Iod::for_sop_class(&sop_class),
             charset,
             date_offset: 0,
+            time_offset: 0,
             patient_pseudo: String::new(),
             harvest: Harvest::default(),
             cleaner: None,
@@ -923,7 +1221,24 @@ impl<'p> Deidentifier<'p> {
             p.recipe.dates.shift_min_days,
             p.recipe.dates.shift_max_days,
         );
+        if p.times_move() {
+            ctx.time_offset = pseudonym::time_offset(&p.key, &issuer, &pid);
+        }
         harvest(ds, &mut ctx);
+        // AE titles of the File Meta name the sending and receiving
+        // devices. The writer builds a new File Meta without them; the
+        // same titles typed into the data set are found by the net.
+        if let Some(meta) = &file.meta {
+            for t in [0x0016, 0x0017, 0x0018] {
+                if let Some(v) = meta
+                    .elements
+                    .bytes(Tag(0x0002, t))
+                    .and_then(|b| ctx.decode(b))
+                {
+                    ctx.harvest.add("AE", &v);
+                }
+            }
+        }
 
         let mut out = ds.clone();
         process(
@@ -1166,6 +1481,13 @@ fn process(
             _ => None,
         })
         .collect();
+    // A date whose paired time crosses midnight when shifted moves one
+    // more day, so that the pair moves as one instant.
+    let carries = if ctx.time_offset != 0 {
+        date_carries(ds, ctx.time_offset)
+    } else {
+        Vec::new()
+    };
     let mut kept_blocks: BTreeSet<(u16, u8)> = BTreeSet::new();
     let mut out = Vec::with_capacity(ds.elements.len());
     for mut e in std::mem::take(&mut ds.elements) {
@@ -1194,7 +1516,10 @@ fn process(
                 }
                 true
             }
-            _ => apply(ctx, &mut e, &mut act, &mut note, why),
+            _ => {
+                let carry = carries.iter().find(|(t, _)| *t == e.tag).map_or(0, |c| c.1);
+                apply(ctx, &mut e, &mut act, &mut note, why, carry)
+            }
         };
         // [generalize] acts last, on what the other actions kept.
         let mut generalized = None;
@@ -1233,13 +1558,16 @@ fn process(
 
 /// Applies one (non-sequence) decision in place. Returns whether the
 /// element stays. May downgrade the action, saying why in `note` (text that
-/// cannot be decoded is removed, not cleaned).
+/// cannot be decoded is removed, not cleaned). A value kept as it was then
+/// goes through the safety net ([`net`]). `carry` is the extra day a date
+/// moves when its paired time crosses midnight.
 fn apply(
     ctx: &mut Ctx,
     e: &mut Element,
     act: &mut Act,
     note: &mut Option<&'static str>,
     why: Why,
+    carry: i32,
 ) -> bool {
     let p = ctx.policy;
     let vr = e.vr;
@@ -1249,7 +1577,16 @@ fn apply(
     };
     let new: Vec<u8> = match act.clone() {
         // Generalize comes only after apply, from the [generalize] step
-        Act::Keep | Act::Recurse(_) | Act::Generalize => return true,
+        Act::Recurse(_) | Act::Generalize => return true,
+        Act::Keep => {
+            if vr == VR::TM
+                && p.has(ProfileOption::RetainLongModifiedDates)
+                && p.recipe.dates.keep_times
+            {
+                *note = Some("[dates] keep_times: time of day kept, dates move by whole days");
+            }
+            return net(ctx, e, act, note, why);
+        }
         Act::Remove => return false,
         Act::Empty => {
             if vr == VR::SQ {
@@ -1297,9 +1634,15 @@ fn apply(
                 return true;
             }
             let shifted = match vr {
-                VR::DA => pseudonym::shift_da_value(s, ctx.date_offset),
-                _ => pseudonym::shift_dt_value(s, ctx.date_offset),
+                VR::DA => pseudonym::shift_da_value(s, ctx.date_offset + carry),
+                VR::TM => pseudonym::shift_tm_value(s, ctx.time_offset),
+                _ => pseudonym::shift_dt_value(s, ctx.date_offset, ctx.time_offset),
             };
+            *note = Some(if ctx.time_offset != 0 {
+                "dates and times of day move together by the patient's offset (days and minutes)"
+            } else {
+                "[dates] keep_times: whole-day offset, times of day kept"
+            });
             match shifted {
                 Some(v) => v.into_bytes(),
                 None => {
@@ -1309,7 +1652,11 @@ fn apply(
                 }
             }
         }
-        Act::CapAge => pseudonym::cap_age(&String::from_utf8_lossy(bytes)).into_bytes(),
+        Act::CapAge => {
+            e.value =
+                Value::Bytes(pseudonym::cap_age(&String::from_utf8_lossy(bytes)).into_bytes());
+            return net(ctx, e, act, note, why);
+        }
         Act::Clean => {
             let cleaned = ctx
                 .decode(bytes)

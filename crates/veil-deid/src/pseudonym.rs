@@ -101,6 +101,75 @@ pub fn date_offset(key: &Key, issuer: &str, patient_id: &str, min: i32, max: i32
     (min as i64 + (r % span) as i64) as i32
 }
 
+/// Minutes in a day: the time-of-day part of the offset is below it.
+pub const DAY_MINUTES: i64 = 24 * 60;
+
+/// The time-of-day part of the per-patient offset, in whole minutes in
+/// `[1, 1440)` (never 0, so no time of day stays as it was), keyed like [`date_offset`] (its own label, so it is
+/// independent of the day part). Whole minutes, not seconds, so that a time
+/// written to the minute (`HHMM`) keeps its precision and every interval
+/// stays exact.
+pub fn time_offset(key: &Key, issuer: &str, patient_id: &str) -> i64 {
+    let d = key.mac(
+        "time-shift",
+        format!("{issuer}\u{1}{patient_id}").as_bytes(),
+    );
+    let r = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+    1 + (r % (DAY_MINUTES as u64 - 1)) as i64
+}
+
+/// Splits one TM value (`HH`, `HHMM`, `HHMMSS.FFFFFF`, or the old
+/// `HH:MM:SS`) into minutes of the day and the rest (seconds and fraction,
+/// kept verbatim). `None` if it is not a time.
+fn split_tm(v: &str) -> Option<(i64, String)> {
+    let t: String = v.chars().filter(|c| *c != ':').collect();
+    if !t.is_ascii() || t.len() < 2 {
+        return None;
+    }
+    let num = |s: &str| -> Option<i64> {
+        (s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let h = num(&t[..2])?;
+    // an `HH` time is read as `HH00`: minute precision is what the shift needs
+    let m = if t.len() >= 4 { num(&t[2..4])? } else { 0 };
+    if t.len() == 3 || h > 23 || m > 59 {
+        return None;
+    }
+    let rest = t.get(4..).unwrap_or("").to_string();
+    if !rest.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    Some((h * 60 + m, rest))
+}
+
+/// Whole days that a time crosses when shifted by `minutes` (0 or 1 for an
+/// offset in `[0, 1440)`): the paired date moves by them too, so that a
+/// DA+TM pair moves as one instant. Reads the first value; 0 when it is not
+/// a time (the time is then removed, and the date moves by whole days).
+pub fn tm_carry(v: &str, minutes: i64) -> i32 {
+    let first = v.split('\\').next().unwrap_or("").trim();
+    match split_tm(first) {
+        Some((m, _)) => (m + minutes).div_euclid(DAY_MINUTES) as i32,
+        None => 0,
+    }
+}
+
+/// Shifts a TM value (multi-valued or a range `A-B`) by `minutes` modulo a
+/// day, keeping seconds and fraction. `None` if a value is not a time.
+pub fn shift_tm_value(v: &str, minutes: i64) -> Option<String> {
+    let one = |x: &str| -> Option<String> {
+        let (m, rest) = split_tm(x)?;
+        let n = (m + minutes).rem_euclid(DAY_MINUTES);
+        Some(format!("{:02}{:02}{rest}", n / 60, n % 60))
+    };
+    map_values(v, |x| match x.split_once('-') {
+        Some((a, b)) => Some(format!("{}-{}", map_values(a, one)?, map_values(b, one)?)),
+        None => one(x),
+    })
+}
+
 /// Days since 1970-01-01 for a civil date (H. Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -186,9 +255,13 @@ pub fn shift_da_value(v: &str, days: i32) -> Option<String> {
     })
 }
 
-/// Shifts the date part of DT values (`YYYYMMDDHHMMSS.FFFFFF&ZZXX`; the
-/// offset may start with `-`, so DT ranges are not split).
-pub fn shift_dt_value(v: &str, days: i32) -> Option<String> {
+/// Shifts DT values (`YYYYMMDDHHMMSS.FFFFFF&ZZXX`; the offset may start
+/// with `-`, so DT ranges are not split) by `days` and `minutes`, as one
+/// instant: a DT with a time of day moves by both, crossing midnight into
+/// the date; one with a date only (or coarser) moves by whole days. The UTC
+/// offset suffix and the precision are kept (an `HH` time gains its
+/// minutes, which the shift needs).
+pub fn shift_dt_value(v: &str, days: i32, minutes: i64) -> Option<String> {
     map_values(v, |one| {
         // DT is ASCII by its grammar (PS3.5 6.2); a value that is not (a
         // crafted or mis-encoded file: fuzzing found one) fails here
@@ -200,7 +273,22 @@ pub fn shift_dt_value(v: &str, days: i32) -> Option<String> {
         if date.len() < 4 {
             return None;
         }
-        Some(format!("{}{rest}", shift_date(date, days)?))
+        // the time part: digits up to the UTC offset suffix
+        let cut = rest.find(['+', '-']).unwrap_or(rest.len());
+        let (time, zone) = rest.split_at(cut);
+        if date.len() < 8 || time.is_empty() || minutes == 0 {
+            return Some(format!("{}{rest}", shift_date(date, days)?));
+        }
+        let (m, secs) = split_tm(time)?;
+        let total = m + minutes;
+        let carry = total.div_euclid(DAY_MINUTES) as i32;
+        let n = total.rem_euclid(DAY_MINUTES);
+        Some(format!(
+            "{}{:02}{:02}{secs}{zone}",
+            shift_date(date, days + carry)?,
+            n / 60,
+            n % 60
+        ))
     })
 }
 
@@ -223,10 +311,10 @@ mod tests {
     #[test]
     fn issue_22_fuzz_dt_value_that_is_not_ascii_fails_without_a_panic() {
         // a multi-byte character across the 8-byte date part
-        assert_eq!(shift_dt_value("202001\u{20ac}1212", 3), None);
-        assert_eq!(shift_dt_value("20200101\\2020\u{e9}", 3), None);
+        assert_eq!(shift_dt_value("202001\u{20ac}1212", 3, 0), None);
+        assert_eq!(shift_dt_value("20200101\\2020\u{e9}", 3, 7), None);
         assert_eq!(
-            shift_dt_value("20200101120000", 1).as_deref(),
+            shift_dt_value("20200101120000", 1, 0).as_deref(),
             Some("20200102120000")
         );
     }
@@ -269,7 +357,7 @@ mod tests {
             "20200111-20200120"
         );
         assert_eq!(
-            shift_dt_value("20200101120000.000+0100", -1).unwrap(),
+            shift_dt_value("20200101120000.000+0100", -1, 0).unwrap(),
             "20191231120000.000+0100"
         );
         let k = Key::from_bytes([5; 32]);
@@ -280,6 +368,36 @@ mod tests {
             let (y, m, dd) = civil_from_days(d);
             assert_eq!(days_from_civil(y, m, dd), d);
         }
+    }
+
+    #[test]
+    fn times_move_with_dates_as_one_instant() {
+        // 23:59:59.5 plus 1 minute crosses midnight: the paired date moves
+        assert_eq!(shift_tm_value("235959.5", 1).unwrap(), "000059.5");
+        assert_eq!(tm_carry("235959.5", 1), 1);
+        assert_eq!(tm_carry("000000", 1439), 0);
+        assert_eq!(shift_tm_value("0000", 1439).unwrap(), "2359");
+        assert_eq!(shift_tm_value("23", 90).unwrap(), "0030");
+        assert_eq!(shift_tm_value("12:30:15", 30).unwrap(), "130015");
+        assert_eq!(
+            shift_tm_value("080000-093000\\1000", 60).unwrap(),
+            "090000-103000\\1100"
+        );
+        assert!(shift_tm_value("2460", 1).is_none());
+        assert!(shift_tm_value("ab", 1).is_none());
+        assert_eq!(
+            shift_dt_value("20181231235959.123456+0100", -1, 2).unwrap(),
+            "20181231000159.123456+0100"
+        );
+        assert_eq!(
+            shift_dt_value("20181231-0500", 10, 2).unwrap(),
+            "20190110-0500"
+        );
+        assert_eq!(shift_dt_value("2018", 400, 5).unwrap(), "2019");
+        let k = Key::from_bytes([5; 32]);
+        let t = time_offset(&k, "", "PID");
+        assert!((1..DAY_MINUTES).contains(&t));
+        assert_eq!(t, time_offset(&k, "", "PID"));
     }
 
     #[test]

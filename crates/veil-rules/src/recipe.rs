@@ -190,6 +190,12 @@ pub struct DateSettings {
     pub shift_min_days: i32,
     /// Largest shift in days (inclusive).
     pub shift_max_days: i32,
+    /// Keep times of day (TM, and the time part of DT) unchanged under
+    /// Retain Longitudinal Temporal Information with Modified Dates; the
+    /// offset is then whole days. Off by default: an exact time of day,
+    /// joined with a scheduling system, re-identifies as well as a date, so
+    /// the offset normally has a time-of-day component too.
+    pub keep_times: bool,
 }
 
 impl Default for DateSettings {
@@ -197,6 +203,7 @@ impl Default for DateSettings {
         DateSettings {
             shift_min_days: -3650,
             shift_max_days: -365,
+            keep_times: false,
         }
     }
 }
@@ -514,6 +521,7 @@ mod tests {
             [dates]
             shift_min_days = -100
             shift_max_days = -10
+            keep_times = true
             [[attribute]]
             keyword = "StudyDescription"
             action = "keep"
@@ -530,6 +538,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.options.len(), 2);
+        assert!(r.dates.keep_times);
+        assert!(!Recipe::default().dates.keep_times);
         let kw = |k: &str| (k == "StudyDescription").then_some(Tag(0x0008, 0x1030));
         let s = r.selectors(kw).unwrap();
         assert_eq!(s[0].0, Selector::Tag(Tag(0x0008, 0x1030)));
