@@ -270,7 +270,7 @@ fn planted_everywhere_is_removed_and_flagged() {
         .map(|(f, _)| f)
         .collect();
     let mut failures = Vec::new();
-    let mut vfy_pairs: Vec<(String, PathBuf)> = Vec::new();
+    let mut vfy_pairs: Vec<(&str, String, PathBuf)> = Vec::new();
     for prof in &profiles {
         let (out, review, report) = (
             tmp.join(format!("out-{}", prof.name)),
@@ -317,7 +317,7 @@ fn planted_everywhere_is_removed_and_flagged() {
             let rel_out = output.expect("an output path");
             let path = root.join(&rel_out);
             outputs += 1;
-            vfy_pairs.push((file.to_string(), path.clone()));
+            vfy_pairs.push((prof.name, file.to_string(), path.clone()));
             let hay = haystack(&path);
             // where in the output the file's values are: (place, VR) of
             // every element holding one, by needle
@@ -503,29 +503,47 @@ fn planted_everywhere_is_removed_and_flagged() {
             .map(String::as_str)
             .zip(before.iter())
             .collect();
-        let outs: Vec<PathBuf> = vfy_pairs.iter().map(|(_, p)| p.clone()).collect();
+        let outs: Vec<PathBuf> = vfy_pairs.iter().map(|(_, _, p)| p.clone()).collect();
         let after = dciodvfy_all(&outs);
-        let mut checked = 0usize;
-        for ((file, _), a) in vfy_pairs.iter().zip(&after) {
+        // dciodvfy ends on an assertion (SIGABRT) where it cannot read on
+        let aborted: BTreeSet<&String> = m
+            .files
+            .iter()
+            .filter(|f| {
+                Command::new("dciodvfy")
+                    .arg(planted.join(f))
+                    .output()
+                    .is_ok_and(|o| o.status.code().is_none())
+            })
+            .collect();
+        let (mut checked, mut no_baseline) = (0usize, 0usize);
+        let mut kinds: BTreeMap<(&str, String), usize> = BTreeMap::new();
+        for ((prof, file, _), a) in vfy_pairs.iter().zip(&after) {
             let b = before[file.as_str()];
             // an input whose data set lacks SOP Class UID is checked
-            // against no IOD; its output is (corpus.rs): no baseline
-            if b.iter().any(|l| l.contains("missing SOPClassUID")) {
+            // against no IOD; its output is (corpus.rs); and dciodvfy
+            // aborts on some inputs (private sequences in group 0007, 32-bit
+            // RGB) after listing part of their errors: no baseline
+            if b.iter().any(|l| l.contains("missing SOPClassUID")) || aborted.contains(file) {
+                no_baseline += 1;
                 continue;
             }
             checked += 1;
             let new: Vec<_> = a.difference(b).cloned().collect();
             if !new.is_empty() {
-                new_errors.push(format!("{file}: {new:?}"));
+                for e in &new {
+                    *kinds.entry((prof, e.clone())).or_default() += 1;
+                }
+                new_errors.push(format!("{prof}: {file}: {new:?}"));
             }
         }
         eprintln!(
-            "dciodvfy: {checked} outputs (both profiles) compared with their planted inputs in {:.1} s, {} with new errors",
+            "dciodvfy: {checked} outputs (both profiles) compared with their planted inputs in {:.1} s ({no_baseline} without a baseline), {} with new errors",
             t.elapsed().as_secs_f64(),
             new_errors.len()
         );
-        for e in new_errors.iter().take(10) {
-            eprintln!("  {e}");
+        for ((prof, e), n) in &kinds {
+            eprintln!("  {prof}: {n} outputs: {e}");
         }
     }
     eprintln!("total {:.1} s", t0.elapsed().as_secs_f64());
