@@ -233,6 +233,15 @@ fn planted_everywhere_is_removed_and_flagged() {
     }
     assert!(m.files.len() > 200, "too few objects planted");
     assert!(m.plants.len() > 10_000, "too few plants");
+    // planting leaves every object readable (dciodvfy, the other reader,
+    // runs on every planted copy below; dicom-rs in a debug build would
+    // add minutes)
+    for f in &m.files {
+        assert!(
+            veil_io::read(&planted.join(f)).is_ok(),
+            "{f}: planted copy unreadable"
+        );
+    }
     let by_file: BTreeMap<&str, Vec<&Plant>> = m.plants.iter().fold(BTreeMap::new(), |mut a, p| {
         a.entry(p.file.as_str()).or_default().push(p);
         a
@@ -300,6 +309,8 @@ fn planted_everywhere_is_removed_and_flagged() {
         let (mut removed, mut total, mut quarantined) = (0usize, 0usize, 0usize);
         let mut survivors: BTreeMap<(String, String), usize> = BTreeMap::new();
         let (mut allowed_n, mut failed_plants, mut at_own_place) = (0usize, 0usize, 0usize);
+        // by VR: (plants still in their own element, plants)
+        let mut own_by_vr: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         let mut outputs = 0usize;
         for (file, plants) in &by_file {
             let (status, output) = outcomes.get(*file).cloned().unwrap_or_default();
@@ -352,6 +363,7 @@ fn planted_everywhere_is_removed_and_flagged() {
             };
             for p in plants {
                 total += 1;
+                own_by_vr.entry(p.vr.as_str()).or_default().1 += 1;
                 if !survives(&hay, &rel_out, &p.needle) {
                     removed += 1;
                     continue;
@@ -362,6 +374,7 @@ fn planted_everywhere_is_removed_and_flagged() {
                     .unwrap_or_default();
                 if at.iter().any(|(place, _)| *place == p.place) {
                     at_own_place += 1;
+                    own_by_vr.entry(p.vr.as_str()).or_default().0 += 1;
                 }
                 let allowed = |kw: &str| {
                     ALLOWED
@@ -412,6 +425,14 @@ fn planted_everywhere_is_removed_and_flagged() {
             100.0 * rate,
             total - removed,
             100.0 * (total - at_own_place) as f64 / total.max(1) as f64
+        );
+        eprintln!(
+            "  still in their own element, by VR: {}",
+            own_by_vr
+                .iter()
+                .map(|(vr, (k, n))| format!("{vr} {k}/{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         eprintln!("  output elements holding a planted value, by attribute (first 40):");
         let mut table: Vec<_> = survivors.into_iter().collect();

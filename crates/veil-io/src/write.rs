@@ -428,4 +428,45 @@ mod tests {
         let mut src = BulkSource::open(&back.source).unwrap();
         assert_eq!(src.read_range(offset, len).unwrap(), items);
     }
+
+    /// A File Meta given element by element is written as given (an AE
+    /// title included), with a group length that readers accept.
+    #[test]
+    fn meta_as_given_round_trips() {
+        let t = |g: u16, e: u16, vr: VR, v: &str| Element::text(Tag(g, e), vr, v);
+        let meta = DataSet::of([
+            Element::bytes(Tag(0x0002, 0x0001), VR::OB, vec![0, 1]),
+            t(0x0002, 0x0002, VR::UI, "1.2.840.10008.5.1.4.1.1.7\0"),
+            t(0x0002, 0x0003, VR::UI, "2.25.7"),
+            t(0x0002, 0x0010, VR::UI, "1.2.840.10008.1.2.1\0"),
+            t(0x0002, 0x0016, VR::AE, "PLANTEDAE"),
+        ]);
+        let ds = DataSet::of([
+            t(0x0008, 0x0016, VR::UI, "1.2.840.10008.5.1.4.1.1.7"),
+            t(0x0008, 0x0018, VR::UI, "2.25.7"),
+        ]);
+        let dir = std::env::temp_dir().join(format!("veil-io-meta-{}", std::process::id()));
+        let path = dir.join("m.dcm");
+        write_file_with_meta(
+            &path,
+            &meta,
+            &TsInfo::explicit_le(),
+            &ds,
+            &Source::Memory(Default::default()),
+        )
+        .unwrap();
+        let back = crate::read(&path).unwrap();
+        let m = back.meta.expect("meta read");
+        assert_eq!(
+            m.elements.ascii(Tag(0x0002, 0x0016)).as_deref(),
+            Some("PLANTEDAE")
+        );
+        assert_eq!(
+            back.dataset.ascii(Tag(0x0008, 0x0018)).as_deref(),
+            Some("2.25.7")
+        );
+        let obj = dicom_object::open_file(&path).expect("dicom-rs reads it");
+        assert_eq!(obj.meta().media_storage_sop_instance_uid(), "2.25.7");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
