@@ -491,9 +491,14 @@ fn planted_everywhere_is_removed_and_flagged() {
         .collect();
     let mut missed: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut flagged = 0usize;
+    // by own value: (flagged, plants)
+    let mut by_which: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for p in &m.plants {
+        let w = by_which.entry(format!("{:?}", p.which)).or_default();
+        w.1 += 1;
         if found.contains(&(p.file.clone(), p.place.clone())) {
             flagged += 1;
+            w.0 += 1;
         } else {
             *missed.entry((p.keyword.clone(), p.vr.clone())).or_default() += 1;
         }
@@ -505,6 +510,14 @@ fn planted_everywhere_is_removed_and_flagged() {
         m.plants.len(),
         100.0 * vrate,
         found.len()
+    );
+    eprintln!(
+        "  flagged by value: {}",
+        by_which
+            .iter()
+            .map(|(w, (f, n))| format!("{w} {f}/{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let mut table: Vec<_> = missed.into_iter().collect();
     table.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
