@@ -278,6 +278,7 @@ fn planted_everywhere_is_removed_and_flagged() {
         .filter(|(_, (s, _))| s != "written" && s != "review")
         .map(|(f, _)| f)
         .collect();
+    std::fs::remove_dir_all(tmp.join("out-unplanted")).expect("clean up");
     let mut failures = Vec::new();
     let mut vfy_pairs: Vec<(&str, String, PathBuf)> = Vec::new();
     for prof in &profiles {
@@ -476,6 +477,7 @@ fn planted_everywhere_is_removed_and_flagged() {
             .arg("--site-local"),
     );
     assert!(code == 0 || code == 1, "veil verify failed: {text}");
+    std::fs::remove_dir_all(&copy).expect("clean up");
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&vjson).expect("verify report")).expect("JSON");
     let found: BTreeSet<(String, String)> = r["findings"]
