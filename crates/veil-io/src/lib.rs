@@ -26,8 +26,8 @@ pub use dicomdir::{write_dicomdir, DirEntry};
 pub use read::{read, read_bytes, DicomFile, FileMeta, ReadError, Source, TsInfo};
 pub use walk::{walk, walk_with, Skip, WalkOptions, Walked};
 pub use write::{
-    encode_dataset, file_header, write_explicit_le, write_file, write_pending, BulkSource,
-    WriteError, WriteMeta,
+    encode_dataset, file_header, write_explicit_le, write_file, write_file_with_meta,
+    write_pending, BulkSource, WriteError, WriteMeta,
 };
 
 /// The UID that Veil writes as Implementation Class UID (0002,0012): a

@@ -90,9 +90,38 @@ pub fn write_pending(
     dataset: &DataSet,
     source: &Source,
 ) -> Result<AtomicFile, WriteError> {
+    write_pending_with_header(path, &file_header(meta, ts)?, ts, dataset, source)
+}
+
+/// Writes a complete file atomically with the File Meta given element by
+/// element (`meta`: group 0002, encoded as it is, with its group length
+/// computed) instead of one built from scratch. For test sets only: the
+/// planter puts values into File Meta elements (AE titles, implementation
+/// name) to check that nothing downstream keeps them; Veil's own outputs
+/// always get [`file_header`].
+pub fn write_file_with_meta(
+    path: &Path,
+    meta: &DataSet,
+    ts: &TsInfo,
+    dataset: &DataSet,
+    source: &Source,
+) -> Result<(), WriteError> {
+    write_pending_with_header(path, &file_header_of(meta)?, ts, dataset, source)?
+        .sync()?
+        .persist()?;
+    Ok(())
+}
+
+fn write_pending_with_header(
+    path: &Path,
+    header: &[u8],
+    ts: &TsInfo,
+    dataset: &DataSet,
+    source: &Source,
+) -> Result<AtomicFile, WriteError> {
     let mut out = AtomicFile::create(path)?;
     let w = out.writer();
-    w.write_all(&file_header(meta, ts)?)?;
+    w.write_all(header)?;
     let mut bulk = BulkSource::open(source)?;
     if ts.deflated {
         let mut buf = Vec::new();
@@ -125,6 +154,39 @@ pub fn file_header(meta: &WriteMeta, ts: &TsInfo) -> Result<Vec<u8>, WriteError>
     Ok(w)
 }
 
+/// The zeroed preamble, `DICM` and a File Meta of exactly these group 0002
+/// elements in explicit VR little endian, led by their group length.
+fn file_header_of(meta: &DataSet) -> Result<Vec<u8>, WriteError> {
+    let ts = TsInfo::explicit_le();
+    let tsd = TransferSyntaxRegistry
+        .get(&ts.uid)
+        .ok_or_else(|| WriteError::Encode("unknown transfer syntax".into()))?;
+    let enc = tsd
+        .encoder_for::<Vec<u8>>()
+        .ok_or_else(|| WriteError::Encode("no encoder for transfer syntax".into()))?;
+    let mut body = Vec::new();
+    let group: DataSet = DataSet {
+        elements: meta
+            .elements
+            .iter()
+            .filter(|e| e.tag.0 == 0x0002 && !e.tag.is_group_length())
+            .cloned()
+            .collect(),
+    };
+    let mut none = BulkSource::open(&Source::Memory(Default::default()))?;
+    Encoder {
+        enc: &*enc,
+        meta: true,
+    }
+    .dataset(&mut body, &group, &mut none)?;
+    let mut w = vec![0u8; 128];
+    w.extend_from_slice(b"DICM");
+    w.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    w.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    w.extend_from_slice(&body);
+    Ok(w)
+}
+
 /// Encodes a data set in a transfer syntax into any writer.
 pub fn encode_dataset<W: Write>(
     w: &mut W,
@@ -138,11 +200,17 @@ pub fn encode_dataset<W: Write>(
     let enc = tsd
         .encoder_for::<W>()
         .ok_or_else(|| WriteError::Encode("no encoder for transfer syntax".into()))?;
-    Encoder { enc: &*enc }.dataset(w, dataset, source)
+    Encoder {
+        enc: &*enc,
+        meta: false,
+    }
+    .dataset(w, dataset, source)
 }
 
 struct Encoder<'a, W: Write> {
     enc: &'a dyn EncodeTo<W>,
+    /// Encoding the File Meta group itself (else group 0002 is skipped).
+    meta: bool,
 }
 
 fn enc_err(e: impl std::fmt::Display) -> WriteError {
@@ -195,7 +263,7 @@ impl<W: Write> Encoder<'_, W> {
         for e in &ds.elements {
             // Group lengths are dropped: they would be wrong after editing,
             // and they are retired outside the File Meta.
-            if e.tag.is_group_length() || e.tag.0 == 0x0002 {
+            if e.tag.is_group_length() || (e.tag.0 == 0x0002) != self.meta {
                 continue;
             }
             match &e.value {
@@ -359,5 +427,46 @@ mod tests {
         };
         let mut src = BulkSource::open(&back.source).unwrap();
         assert_eq!(src.read_range(offset, len).unwrap(), items);
+    }
+
+    /// A File Meta given element by element is written as given (an AE
+    /// title included), with a group length that readers accept.
+    #[test]
+    fn meta_as_given_round_trips() {
+        let t = |g: u16, e: u16, vr: VR, v: &str| Element::text(Tag(g, e), vr, v);
+        let meta = DataSet::of([
+            Element::bytes(Tag(0x0002, 0x0001), VR::OB, vec![0, 1]),
+            t(0x0002, 0x0002, VR::UI, "1.2.840.10008.5.1.4.1.1.7\0"),
+            t(0x0002, 0x0003, VR::UI, "2.25.7"),
+            t(0x0002, 0x0010, VR::UI, "1.2.840.10008.1.2.1\0"),
+            t(0x0002, 0x0016, VR::AE, "PLANTEDAE"),
+        ]);
+        let ds = DataSet::of([
+            t(0x0008, 0x0016, VR::UI, "1.2.840.10008.5.1.4.1.1.7"),
+            t(0x0008, 0x0018, VR::UI, "2.25.7"),
+        ]);
+        let dir = std::env::temp_dir().join(format!("veil-io-meta-{}", std::process::id()));
+        let path = dir.join("m.dcm");
+        write_file_with_meta(
+            &path,
+            &meta,
+            &TsInfo::explicit_le(),
+            &ds,
+            &Source::Memory(Default::default()),
+        )
+        .unwrap();
+        let back = crate::read(&path).unwrap();
+        let m = back.meta.expect("meta read");
+        assert_eq!(
+            m.elements.ascii(Tag(0x0002, 0x0016)).as_deref(),
+            Some("PLANTEDAE")
+        );
+        assert_eq!(
+            back.dataset.ascii(Tag(0x0008, 0x0018)).as_deref(),
+            Some("2.25.7")
+        );
+        let obj = dicom_object::open_file(&path).expect("dicom-rs reads it");
+        assert_eq!(obj.meta().media_storage_sop_instance_uid(), "2.25.7");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -22,6 +22,7 @@
 //! the same place notation the verifier reports. It holds the fake values
 //! too (they identify no one), so tests can OCR for them.
 
+pub mod everywhere;
 pub mod textset;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,9 @@
 //! * `veil-plant OUT MANIFEST.json SOURCE...`: fake identities in every
 //!   place PHI hides (headers, overlays, pixels, JPEG comments), for
 //!   measuring `veil verify`.
+//! * `veil-plant everywhere IN_DIR OUT_DIR --manifest M.json [--seed N]`:
+//!   the object's own name, ID and birth date in every string element it
+//!   has, at every depth (see `veil_plant::everywhere`).
 //! * `veil-plant text-set OUT_DIR [--corpus DIR] [--seed N] [--quick|--full]`:
 //!   burned-in text in real images of every photometric interpretation
 //!   and transfer syntax (`OUT_DIR/in/`, `OUT_DIR/manifest.json`).
@@ -25,11 +28,50 @@ fn main() {
     veil_pixels::ocr::limit_openmp_teams();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("everywhere") => everywhere(&args[1..]),
         Some("text-set") => text_set(&args[1..]),
         Some("text-eval") => text_eval(&args[1..]),
         Some("text-oracle") => text_oracle(&args[1..]),
         _ => plant(&args),
     }
+}
+
+fn everywhere(args: &[String]) {
+    const USAGE: &str = "usage: veil-plant everywhere IN_DIR OUT_DIR --manifest M.json [--seed N]";
+    let (mut pos, mut manifest, mut seed) = (Vec::new(), None, 1u64);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--manifest" => manifest = it.next().map(PathBuf::from),
+            "--seed" => {
+                seed = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| die(USAGE))
+            }
+            s if !s.starts_with('-') => pos.push(PathBuf::from(s)),
+            _ => die(USAGE),
+        }
+    }
+    let ([input, out], Some(manifest)) = (pos.as_slice(), manifest) else {
+        die(USAGE)
+    };
+    let m = veil_plant::everywhere::plant_dir(input, out, seed).unwrap_or_else(|e| die(&e));
+    let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
+    veil_io::atomic::write_all(&manifest, &json)
+        .unwrap_or_else(|e| die(&format!("cannot write the manifest: {:?}", e.kind())));
+    let skipped: usize = m.skipped.values().sum();
+    eprintln!(
+        "everywhere: {} plants in {} files ({skipped} skipped: {:?}); excluded: {}",
+        m.plants.len(),
+        m.files.len(),
+        m.skipped,
+        m.excluded
+            .iter()
+            .map(|x| format!("{} {}", x.kind, x.count))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 fn text_set(args: &[String]) {
