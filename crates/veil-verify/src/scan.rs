@@ -884,6 +884,60 @@ mod tests {
         assert!(vocabulary(Tag(0x0008, 0x0070)) && !vocabulary(Tag(0x0010, 0x0010)));
     }
 
+    /// Issue 16: the source's own values count in code items, File Meta
+    /// and code strings; what is left out there is chance (an everyday
+    /// word that is also a name, the site's equipment, short numbers).
+    #[test]
+    fn own_values_count_in_vocabulary_places() {
+        let tok = |c: Category, v: &str| crate::Token {
+            value: veil_core::Phi::new(v.to_string()),
+            category: c,
+        };
+        let m = Matcher::new(vec![
+            tok(Category::Name, "JOHN DOE"),
+            tok(Category::Name, "HEAD"),
+            tok(Category::Name, "LEE"),
+            tok(Category::Device, "CT01"),
+            tok(Category::Id, "MRN0042"),
+            tok(Category::Id, "1234"),
+            tok(Category::Date, "19610203"),
+        ]);
+        let i = |v: &str| {
+            m.tokens()
+                .iter()
+                .position(|t| t.value.expose() == v)
+                .unwrap()
+        };
+        let (meaning, descr) = (Tag(0x0008, 0x0104), Tag(0x0008, 0x1030));
+        assert!(counts(&m, i("JOHN DOE"), meaning, VR::LO, false));
+        assert!(counts(&m, i("MRN0042"), Tag(0x0002, 0x0016), VR::AE, true));
+        assert!(counts(&m, i("JOHN DOE"), Tag(0x0008, 0x0060), VR::CS, true));
+        assert!(counts(&m, i("LEE"), meaning, VR::LO, true));
+        assert!(!counts(&m, i("LEE"), descr, VR::LO, false));
+        assert!(!counts(&m, i("HEAD"), meaning, VR::LO, true));
+        assert!(!counts(&m, i("HEAD"), Tag(0x0018, 0x0015), VR::CS, true));
+        assert!(counts(&m, i("HEAD"), descr, VR::LO, false));
+        assert!(!counts(&m, i("CT01"), Tag(0x0008, 0x1090), VR::LO, true));
+        assert!(counts(&m, i("CT01"), descr, VR::LO, false));
+        assert!(counts(&m, i("19610203"), Tag(0x0018, 0x1050), VR::DS, true));
+        assert!(
+            counts(&m, i("MRN0042"), Tag(0x0020, 0x0013), VR::IS, true)
+                == !m.is_short(i("MRN0042"))
+        );
+        assert!(!counts(&m, i("1234"), Tag(0x0020, 0x0013), VR::IS, true));
+        assert!(whole_value(b"AB\\LEE \\CD", 3, 6));
+        assert!(!whole_value(b"DR LEE", 3, 6));
+    }
+
+    #[test]
+    fn url_escapes_are_decoded() {
+        assert_eq!(
+            percent_decoded(b"http://x/v?name=DOE%5EJOHN&n=1+2").as_deref(),
+            Some(&b"http://x/v?name=DOE^JOHN&n=1 2"[..])
+        );
+        assert_eq!(percent_decoded(b"http://x/v?id=12345"), None);
+    }
+
     #[test]
     fn masks_every_hit_in_the_window() {
         let t = "seen by JOHN DOE on 2020-01-02 in clinic";
