@@ -229,11 +229,11 @@ pub fn detect(text: &str, kind: TextKind) -> Vec<PatternHit> {
     hits
 }
 
-/// Whether an upper-case value is one everyday or imaging word that the
-/// census name lists also hold (`HEAD`, `BRAIN`, `FIELD`): as a single
-/// word in a coded place it is that word, not a person.
-pub(crate) fn everyday_word(w: &str) -> bool {
-    detectors().not_names.contains(w)
+/// Whether an upper-case word is a census first name or surname that is
+/// not an everyday or imaging word: as a single word in a coded place only
+/// such a word is taken for a person (`SMITH`, not `TEXT` or `HEAD`).
+pub(crate) fn census_name(w: &str) -> bool {
+    is_first(w) || is_last(w)
 }
 
 fn is_first(w: &str) -> bool {

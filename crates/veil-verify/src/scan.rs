@@ -18,7 +18,7 @@ use dicom_core::VR;
 use veil_core::{Phi, Tag, TagPath};
 use veil_io::{BulkSource, DataSet, DicomFile, Source, Value};
 
-use crate::detect::{age_string_over_90, ages, detect, everyday_word, TextKind};
+use crate::detect::{age_string_over_90, ages, census_name, detect, TextKind};
 use crate::harvest::{decode, keyword, names_a_kind};
 use crate::matcher::Matcher;
 use crate::text::{Place, ReportText};
@@ -251,18 +251,28 @@ fn vocabulary(tag: Tag) -> bool {
 /// - a name word of 3 letters is distinctive only as a PN component or as
 ///   a whole value (`LEE` in a description's `SLEEP LEE` may be a word);
 /// - in coded and vocabulary places and code strings, a single name word
-///   that is an everyday or imaging word (`HEAD`, `BRAIN`: the census lists
-///   hold them, `data/names/not_names.txt` lists them) is that word, and a
-///   station, serial number or institution is the site's equipment and
-///   organization, which these places name by design (a model name often
-///   is the station's name).
+///   counts only when it is a census first name or surname that is not an
+///   everyday or imaging word ([`census_name`]): test, phantom and demo
+///   objects name their patients `OBSERVER`, `TEXT`, `ABDOMEN`,
+///   `PERFUSION`, which a clean output holds as an SR value type, an image
+///   type or a code meaning (full names, IDs and dates count there
+///   always); and a station, serial number, institution or institution
+///   address is the site's equipment and organization, which these places
+///   name by design (a model name often is the station's name, a coding
+///   scheme's responsible organization has the site's address).
 fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR, whole: bool) -> bool {
     let t = &m.tokens()[token];
     let len = m.chars(token);
     let coded = vocabulary(tag) || vr == VR::CS;
     if coded {
-        let everyday_word = t.category == Category::Name && everyday_word(t.value.expose());
-        if everyday_word || matches!(t.category, Category::Device | Category::Institution) {
+        let v = t.value.expose();
+        let word = t.category == Category::Name && !v.contains([' ', '^', ',']);
+        if word && !census_name(v)
+            || matches!(
+                t.category,
+                Category::Device | Category::Institution | Category::Address
+            )
+        {
             return false;
         }
     }
@@ -896,6 +906,8 @@ mod tests {
         let m = Matcher::new(vec![
             tok(Category::Name, "JOHN DOE"),
             tok(Category::Name, "HEAD"),
+            tok(Category::Name, "SMITH"),
+            tok(Category::Name, "OBSERVER"),
             tok(Category::Name, "LEE"),
             tok(Category::Device, "CT01"),
             tok(Category::Id, "MRN0042"),
@@ -913,6 +925,15 @@ mod tests {
         assert!(counts(&m, i("MRN0042"), Tag(0x0002, 0x0016), VR::AE, true));
         assert!(counts(&m, i("JOHN DOE"), Tag(0x0008, 0x0060), VR::CS, true));
         assert!(counts(&m, i("LEE"), meaning, VR::LO, true));
+        assert!(counts(&m, i("SMITH"), Tag(0x0008, 0x0060), VR::CS, true));
+        assert!(!counts(
+            &m,
+            i("OBSERVER"),
+            Tag(0x0040, 0xA040),
+            VR::CS,
+            true
+        ));
+        assert!(counts(&m, i("OBSERVER"), descr, VR::LO, false));
         assert!(!counts(&m, i("LEE"), descr, VR::LO, false));
         assert!(!counts(&m, i("HEAD"), meaning, VR::LO, true));
         assert!(!counts(&m, i("HEAD"), Tag(0x0018, 0x0015), VR::CS, true));
