@@ -12,6 +12,7 @@
 //! as unpaired, warns, and fails under `--strict`.
 //!
 //! Needs VEIL_CORPUS.
+#![allow(clippy::print_stderr)] // the summary lines say what was verified
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -178,7 +179,7 @@ fn set_source_ae(path: &Path, ae: &str) {
     b.splice(at..at, el.iter().copied());
     let new_len = (len + el.len()) as u32;
     b[140..144].copy_from_slice(&new_len.to_le_bytes());
-    std::fs::write(path, b).unwrap();
+    veil_io::atomic::write_all(path, &b).unwrap();
 }
 
 /// Runs `veil verify OUT --source SRC --json` with `extra` flags: the exit
