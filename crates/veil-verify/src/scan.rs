@@ -246,6 +246,7 @@ fn vocabulary(tag: Tag) -> bool {
 /// - numbers (DS, IS) hold IDs, dates, UIDs and phone numbers only, and only
 ///   long ones ([`Matcher::is_short`]): an instance number equals a short
 ///   ID by chance;
+/// - dates and times (DA, DT, TM) hold dates and times only;
 /// - UIDs of kinds (SOP class, transfer syntax) are the standard's;
 /// - binary values (OB, OW, UN) hold values under 5 characters by chance;
 /// - a name word of 3 letters is distinctive only as a PN component or as
@@ -259,7 +260,9 @@ fn vocabulary(tag: Tag) -> bool {
 ///   always); and a station, serial number, institution or institution
 ///   address is the site's equipment and organization, which these places
 ///   name by design (a model name often is the station's name, a coding
-///   scheme's responsible organization has the site's address).
+///   scheme's responsible organization has the site's address); nor does
+///   a number under 6 digits (code values are short numbers: a study ID
+///   `1111` is a code's value `1111` by chance).
 fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR, whole: bool) -> bool {
     let t = &m.tokens()[token];
     let len = m.chars(token);
@@ -267,7 +270,9 @@ fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR, whole: bool) -> bool {
     if coded {
         let v = t.value.expose();
         let word = t.category == Category::Name && !v.contains([' ', '^', ',']);
+        let short_number = m.is_short(token) && v.bytes().all(|b| b.is_ascii_digit());
         if word && !census_name(v)
+            || short_number
             || matches!(
                 t.category,
                 Category::Device | Category::Institution | Category::Address
@@ -283,6 +288,10 @@ fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR, whole: bool) -> bool {
                 Category::Id | Category::Date | Category::Uid | Category::Phone
             ) && !m.is_short(token)
         }
+        // dates and times hold dates and times: the digits of an accession
+        // number built from a date and time (`ACC20181211-143000`) equal
+        // a kept time of day by construction
+        VR::DA | VR::DT | VR::TM => matches!(t.category, Category::Date | Category::Time),
         VR::UI => keyword(tag).is_none_or(|kw| !names_a_kind(kw)),
         VR::OB | VR::OW | VR::UN => len >= 5,
         VR::PN => true,
@@ -943,6 +952,10 @@ mod tests {
         assert!(counts(&m, i("19610203"), Tag(0x0018, 0x1050), VR::DS, true));
         assert!(counts(&m, i("MRN0042"), Tag(0x0020, 0x0013), VR::IS, true));
         assert!(!counts(&m, i("1234"), Tag(0x0020, 0x0013), VR::IS, true));
+        assert!(!counts(&m, i("1234"), Tag(0x0008, 0x0100), VR::SH, true));
+        assert!(counts(&m, i("1234"), descr, VR::LO, true));
+        assert!(counts(&m, i("19610203"), Tag(0x0008, 0x0020), VR::DA, true));
+        assert!(!counts(&m, i("MRN0042"), Tag(0x0008, 0x0030), VR::TM, true));
         assert!(whole_value(b"AB\\LEE \\CD", 3, 6));
         assert!(!whole_value(b"DR LEE", 3, 6));
     }
