@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use veil_verify::{Options, VerifyPolicy};
 
 /// `veil verify OUT [--source INPUT]... [--pixels] [--policy FILE]
-/// [--json FILE] [--html FILE] [--faces] [--site-local]`
+/// [--json FILE] [--html FILE] [--faces] [--site-local] [--strict]`
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// The released folder to check.
@@ -47,6 +47,12 @@ pub struct VerifyArgs {
     /// only its category, length and place.
     #[arg(long)]
     site_local: bool,
+    /// With --source: an output that pairs with no source fails (exit 1)
+    /// instead of warning. Such an output is searched with the patterns and
+    /// name lists, but its own source's dates and name words could not be
+    /// looked for.
+    #[arg(long)]
+    strict: bool,
 }
 
 /// Runs the command; the exit status is the report's.
@@ -54,10 +60,11 @@ pub fn run(a: VerifyArgs) -> Result<i32, String> {
     if !a.out.is_dir() {
         return Err("OUT is not a folder".into());
     }
-    let policy = match &a.policy {
+    let mut policy = match &a.policy {
         Some(p) => VerifyPolicy::load(p)?,
         None => VerifyPolicy::default(),
     };
+    policy.strict |= a.strict;
     let opts = Options {
         out: a.out,
         sources: a.sources,

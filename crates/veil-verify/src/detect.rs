@@ -66,7 +66,7 @@ fn detectors() -> &'static Detectors {
                 Category::Date,
                 "pattern:date",
                 re(&format!(
-                    r"(?i)\b(?:(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?:19|20)\d\d|(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:19|20)\d\d|\d{{1,2}}[ -]{mon}[ -,]+(?:19|20)\d\d|{mon} \d{{1,2}},? (?:19|20)\d\d)\b"
+                    r"(?i)\b(?:(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?:19|20)\d\d|(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:19|20)\d\d|\d{{1,2}}[ -]{mon}[ ,-]+(?:19|20)\d\d|\d{{1,2}}-{mon}-\d\d|{mon} \d{{1,2}},? (?:19|20)\d\d)\b"
                 )),
             ),
             (
@@ -122,6 +122,69 @@ fn detectors() -> &'static Detectors {
     })
 }
 
+/// Ages over 89 in prose: `93-year-old`, `93 years old`, `93 y/o`, `93yo`,
+/// `93Y`, `aged 93`, `age: 93`. HIPAA's Safe Harbor lets a release say
+/// only "90 or older", so these run whatever the text's place (vocabulary
+/// places excepted) and whether or not the other patterns run: the shape is
+/// specific and cheap to find. Not findings: `90+` (the aggregated
+/// category itself) and `90Y` with no space (Yttrium-90, a radionuclide
+/// written so in nuclear-medicine descriptions).
+pub fn ages(text: &str) -> Vec<PatternHit> {
+    static RE: OnceLock<[Regex; 2]> = OnceLock::new();
+    let [after, before] = RE.get_or_init(|| {
+        let re = |s: &str| Regex::new(s).expect("age pattern");
+        [
+            // the number, then a unit of years
+            re(r"(?i)\b0*(\d{2,3})(\s*-?\s*)(y/o|y\.o\.?|yo|yoa|yrs?|years?|y)\b(\+)?"),
+            // a word saying age, then the number
+            re(r"(?i)\b(?:aged?|age\s*:)\s*0*(\d{2,3})\b(\+)?"),
+        ]
+    });
+    let mut hits = Vec::new();
+    for c in after.captures_iter(text) {
+        let (n, gap, unit) = (&c[1], &c[2], &c[3]);
+        let yttrium = n == "90" && gap.is_empty() && unit.eq_ignore_ascii_case("y");
+        if over_89(n) && c.get(4).is_none() && !yttrium {
+            let m = c.get(0).expect("match");
+            hits.push(PatternHit {
+                category: Category::Age,
+                detector: "pattern:age",
+                start: m.start(),
+                end: m.end(),
+            });
+        }
+    }
+    for c in before.captures_iter(text) {
+        if over_89(&c[1]) && c.get(2).is_none() {
+            let m = c.get(0).expect("match");
+            hits.push(PatternHit {
+                category: Category::Age,
+                detector: "pattern:age",
+                start: m.start(),
+                end: m.end(),
+            });
+        }
+    }
+    hits
+}
+
+/// Whether a number of years is a human age over 89 (not a count of
+/// something else: 90 to 130).
+fn over_89(years: &str) -> bool {
+    years.parse::<u32>().is_ok_and(|n| (90..=130).contains(&n))
+}
+
+/// Whether an AS value (`nnnD`, `nnnW`, `nnnM`, `nnnY`) is an age over 90.
+/// `090Y` is not: an AS cannot say "90 or older", so `090Y` is how a
+/// de-identifier writes the aggregated category (Veil caps ages so).
+/// In months, weeks or days three digits cannot reach 90 years.
+pub fn age_string_over_90(value: &str) -> bool {
+    value.split('\\').any(|v| {
+        let v = v.trim_matches([' ', '\0']);
+        v.len() == 4 && v.ends_with(['Y', 'y']) && v[..3].parse::<u32>().is_ok_and(|n| n > 90)
+    })
+}
+
 /// Runs the detectors that apply to `kind` over `text`.
 pub fn detect(text: &str, kind: TextKind) -> Vec<PatternHit> {
     let d = detectors();
@@ -164,6 +227,13 @@ pub fn detect(text: &str, kind: TextKind) -> Vec<PatternHit> {
     }
     hits.extend(name_pairs(text));
     hits
+}
+
+/// Whether an upper-case word is a census first name or surname that is
+/// not an everyday or imaging word: as a single word in a coded place only
+/// such a word is taken for a person (`SMITH`, not `TEXT` or `HEAD`).
+pub(crate) fn census_name(w: &str) -> bool {
+    is_first(w) || is_last(w)
 }
 
 fn is_first(w: &str) -> bool {
@@ -263,6 +333,30 @@ mod tests {
         }
     }
 
+    /// Issue 16: the spellings people type (`[ -,]` was a range that left
+    /// out the hyphen of `11-DEC-2018`).
+    #[test]
+    fn date_spellings() {
+        for t in [
+            "11-DEC-2018",
+            "11-Dec-18",
+            "11 Dec 2018",
+            "Dec 11, 2018",
+            "December 11 2018",
+            "2018-12-11",
+            "12/11/2018",
+            "11.12.2018",
+            "20181211",
+        ] {
+            assert!(
+                cats(t, TextKind::Text)
+                    .iter()
+                    .any(|(c, _)| *c == Category::Date),
+                "{t}"
+            );
+        }
+    }
+
     #[test]
     fn ordinary_text_is_quiet() {
         for t in [
@@ -281,6 +375,44 @@ mod tests {
             );
         }
         assert!(cats("3F2A9C0B12345678", TextKind::FileName).is_empty());
+    }
+
+    #[test]
+    fn ages_over_89() {
+        for t in [
+            "93-year-old woman",
+            "a 93 year old",
+            "93 years old",
+            "93 y/o",
+            "93yo",
+            "93Y",
+            "093Y",
+            "aged 93",
+            "Age: 104",
+            "92 yrs",
+            "90 years old",
+        ] {
+            assert_eq!(ages(t).len(), 1, "{t}");
+            assert_eq!(ages(t)[0].category, Category::Age, "{t}");
+        }
+        for t in [
+            "89-year-old",
+            "aged 45",
+            "90+ years",
+            "aged 90+",
+            "90Y microspheres",
+            "Y90",
+            "1993 yearly",
+            "series 93",
+            "450 years",
+        ] {
+            assert!(ages(t).is_empty(), "{t}: {:?}", ages(t));
+        }
+        assert!(age_string_over_90("093Y"));
+        assert!(age_string_over_90("045Y\\103Y"));
+        for v in ["090Y", "089Y", "999M", "099W", "045Y", ""] {
+            assert!(!age_string_over_90(v), "{v}");
+        }
     }
 
     #[test]

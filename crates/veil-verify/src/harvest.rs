@@ -71,6 +71,22 @@ const MONTHS: [&str; 12] = [
     "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
 ];
 
+/// Month names, for `January 15, 2024`.
+const MONTH_NAMES: [&str; 12] = [
+    "JANUARY",
+    "FEBRUARY",
+    "MARCH",
+    "APRIL",
+    "MAY",
+    "JUNE",
+    "JULY",
+    "AUGUST",
+    "SEPTEMBER",
+    "OCTOBER",
+    "NOVEMBER",
+    "DECEMBER",
+];
+
 /// Harvests every identifying value of a source file (File Meta included:
 /// source AE titles and UIDs there are identifying too).
 pub fn harvest(file: &DicomFile) -> Vec<Token> {
@@ -167,6 +183,11 @@ fn harvest_element(tag: Tag, vr: VR, bytes: &[u8], out: &mut Vec<Token>) {
                     Category::Id | Category::Device => {
                         // a short number like StudyID "1" identifies nothing
                         if v.len() >= 3 && (v.len() >= 5 || v.chars().any(|c| c.is_ascii_digit())) {
+                            // the digits of `MRN12345678` identify on their
+                            // own (a number field, a URL, a report's text)
+                            if category == Category::Id {
+                                digit_runs(&v, out);
+                            }
                             push(out, category, v);
                         }
                     }
@@ -284,23 +305,59 @@ fn date(v: &str, out: &mut Vec<Token>) {
         return;
     }
     let mon = MONTHS[mn - 1];
-    let spellings = [
+    let month = MONTH_NAMES[mn - 1];
+    // day and month without their leading zero, and the two-digit year:
+    // how people type dates into descriptions and reports (`1/5/18`,
+    // `5-JAN-18`, `January 5, 2018`)
+    let (m1, d1, yy) = (mn.to_string(), dn.to_string(), &y[2..]);
+    let mut spellings = Vec::new();
+    spellings.extend([
         format!("{y}{m}{dd}"),
         format!("{y}-{m}-{dd}"),
         format!("{y}/{m}/{dd}"),
         format!("{y}.{m}.{dd}"),
-        format!("{m}/{dd}/{y}"),
-        format!("{dd}/{m}/{y}"),
-        format!("{dd}.{m}.{y}"),
-        format!("{m}-{dd}-{y}"),
-        format!("{dd}-{m}-{y}"),
-        format!("{dd}-{mon}-{y}"),
-        format!("{dd} {mon} {y}"),
-        format!("{mon} {dd} {y}"),
-        format!("{mon} {dd}, {y}"),
-    ];
+    ]);
+    for (m, dd, y) in [
+        (m, dd, y),
+        (m1.as_str(), d1.as_str(), y),
+        (m, dd, yy),
+        (m1.as_str(), d1.as_str(), yy),
+    ] {
+        spellings.extend([
+            format!("{m}/{dd}/{y}"),
+            format!("{dd}/{m}/{y}"),
+            format!("{dd}.{m}.{y}"),
+            format!("{m}-{dd}-{y}"),
+            format!("{dd}-{m}-{y}"),
+        ]);
+    }
+    for dd in [dd, d1.as_str()] {
+        for mon in [mon, month] {
+            for y in [y, yy] {
+                spellings.extend([
+                    format!("{dd}-{mon}-{y}"),
+                    format!("{dd} {mon} {y}"),
+                    format!("{mon} {dd} {y}"),
+                    format!("{mon} {dd}, {y}"),
+                ]);
+            }
+        }
+    }
+    // the shortest spellings (`1/5/18`, 6 characters) are distinctive only
+    // standing alone, which the matcher's boundary rule checks
+    spellings.sort();
+    spellings.dedup();
     for s in spellings {
         push(out, Category::Date, s);
+    }
+}
+
+/// The runs of 6 or more digits inside an ID that is more than them.
+fn digit_runs(v: &str, out: &mut Vec<Token>) {
+    for run in v.split(|c: char| !c.is_ascii_digit()) {
+        if run.len() >= crate::matcher::SHORT && run.len() < v.len() {
+            push(out, Category::Id, run.to_string());
+        }
     }
 }
 
@@ -379,6 +436,7 @@ mod tests {
         let t = tokens(vec![
             Element::text(Tag(0x0010, 0x0010), VR::PN, "Doe^Jo^Q"),
             Element::text(Tag(0x0010, 0x0020), VR::LO, "MRN0042"),
+            Element::text(Tag(0x0008, 0x0050), VR::SH, "ACC-12345678"),
             Element::text(Tag(0x0010, 0x0030), VR::DA, "19610203"),
             Element::text(Tag(0x0020, 0x0010), VR::SH, "1"),
             Element::text(Tag(0x0008, 0x0016), VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
@@ -393,6 +451,8 @@ mod tests {
             "two letters alone match too much"
         );
         assert!(has(Category::Id, "MRN0042"));
+        assert!(has(Category::Id, "12345678"), "an ID's digits");
+        assert!(!has(Category::Id, "0042"), "too short on their own");
         assert!(
             !t.iter().any(|(_, v)| v == "1"),
             "StudyID 1 is not identifying"
@@ -400,6 +460,15 @@ mod tests {
         assert!(has(Category::Date, "1961-02-03"));
         assert!(has(Category::Date, "03-FEB-1961"));
         assert!(has(Category::Date, "02/03/1961"));
+        for spelling in [
+            "2/3/61",
+            "3.2.1961",
+            "3-FEB-61",
+            "FEBRUARY 3, 1961",
+            "3 FEB 1961",
+        ] {
+            assert!(has(Category::Date, spelling), "{spelling}");
+        }
         assert!(!t.iter().any(|(_, v)| v.starts_with("1.2.840.10008")));
         assert!(has(Category::Uid, "1.2.3.4.1234567890.7"));
         assert!(has(Category::Uid, "1234567890"));

@@ -56,6 +56,8 @@ pub enum Category {
     Id,
     /// A calendar date.
     Date,
+    /// An age over 89 (HIPAA Safe Harbor allows only "90 or older").
+    Age,
     /// A time of day.
     Time,
     /// A postal address or region of residence.
@@ -84,10 +86,11 @@ pub enum Category {
 
 impl Category {
     /// Every category, in report order.
-    pub const ALL: [Category; 15] = [
+    pub const ALL: [Category; 16] = [
         Category::Name,
         Category::Id,
         Category::Date,
+        Category::Age,
         Category::Time,
         Category::Address,
         Category::Phone,
@@ -108,6 +111,7 @@ impl Category {
             Category::Name => "name",
             Category::Id => "id",
             Category::Date => "date",
+            Category::Age => "age",
             Category::Time => "time",
             Category::Address => "address",
             Category::Phone => "phone",

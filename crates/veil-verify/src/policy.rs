@@ -7,6 +7,8 @@
 //! ignore = []
 //! # element paths whose findings are accepted, e.g. a retained code string
 //! accept_places = ["(0008,0080)"]
+//! # an output that pairs with no source fails (default: it warns)
+//! strict = false
 //! ```
 //! Times of day are warnings by default: on their own they single no one
 //! out, and the profile's options may keep them.
@@ -25,6 +27,9 @@ pub struct VerifyPolicy {
     pub ignore: BTreeSet<Category>,
     /// Element paths whose findings are accepted.
     pub accept_places: BTreeSet<String>,
+    /// An output that pairs with no source fails the release (`--strict`):
+    /// its own source's dates and name words could not be looked for.
+    pub strict: bool,
 }
 
 impl Default for VerifyPolicy {
@@ -33,6 +38,7 @@ impl Default for VerifyPolicy {
             warn: [Category::Time].into_iter().collect(),
             ignore: BTreeSet::new(),
             accept_places: BTreeSet::new(),
+            strict: false,
         }
     }
 }
@@ -43,6 +49,7 @@ struct File {
     warn: Option<Vec<String>>,
     ignore: Option<Vec<String>>,
     accept_places: Option<Vec<String>>,
+    strict: Option<bool>,
 }
 
 impl VerifyPolicy {
@@ -69,6 +76,7 @@ impl VerifyPolicy {
             warn: cats(f.warn, d.warn)?,
             ignore: cats(f.ignore, d.ignore)?,
             accept_places: f.accept_places.unwrap_or_default().into_iter().collect(),
+            strict: f.strict.unwrap_or(d.strict),
         })
     }
 

@@ -25,6 +25,10 @@ pub struct Summary {
     pub paired_exact: usize,
     /// Outputs paired through their study, patient or references.
     pub paired_by_context: usize,
+    /// Outputs that parsed but pair with no source (without sources: every
+    /// output). Their own source's values could not be looked for; they
+    /// were searched with the patterns and name lists.
+    pub unpaired: usize,
     /// References that resolve to no instance in the output (informative:
     /// a release of part of a study has them).
     pub references_unresolved: usize,
@@ -80,6 +84,7 @@ impl Report {
         sources: usize,
         paired_exact: usize,
         paired_by_context: usize,
+        unpaired: usize,
         references_unresolved: usize,
         seconds: f64,
     ) -> Report {
@@ -94,7 +99,8 @@ impl Report {
                     f.context = None;
                 }
                 ReportedFinding {
-                    fails: policy.fails(f.category, f.place.as_str()),
+                    fails: policy.fails(f.category, f.place.as_str())
+                        && (policy.strict || f.detector != unpaired_check()),
                     finding: f,
                 }
             })
@@ -134,6 +140,7 @@ impl Report {
                 sources,
                 paired_exact,
                 paired_by_context,
+                unpaired,
                 references_unresolved,
                 failing,
                 warnings: reported.len() - failing,
@@ -158,11 +165,12 @@ impl Report {
             .map(|(c, n)| format!("{} {n}", c.name()))
             .collect();
         format!(
-            "veil verify: {} files, {} sources ({} paired exactly, {} through study, patient or references): {} failing findings in {} files, {} warnings{}; {:.1} s",
+            "veil verify: {} files, {} sources ({} paired exactly, {} through study, patient or references, {} unpaired: searched with patterns and name lists only): {} failing findings in {} files, {} warnings{}; {:.1} s",
             s.files,
             s.sources,
             s.paired_exact,
             s.paired_by_context,
+            s.unpaired,
             s.failing,
             s.files_with_findings,
             s.warnings,
@@ -194,18 +202,28 @@ impl Report {
                 esc(n)
             ));
         }
+        // "clean" says what was looked for: an output without its source
+        // was searched for patterns and name lists only (issue 17)
+        let unchecked = match (s.sources, s.unpaired) {
+            (_, 0) => String::new(),
+            (0, _) => " (no sources given: searched with patterns and name lists only)".into(),
+            (_, n) => format!(
+                " ({n} output(s) paired with no source: searched with patterns and name lists only)"
+            ),
+        };
         h.push_str(&format!(
-            "<p>Status: <span class=\"{}\">{}</span></p>",
+            "<p>Status: <span class=\"{}\">{}</span>{}</p>",
             if s.failing == 0 { "clean" } else { "fail" },
             if s.failing == 0 {
                 "clean: nothing failing found"
             } else {
                 "findings: do not release"
-            }
+            },
+            esc(&unchecked)
         ));
         h.push_str(&format!(
-            "<table><tr><th>Files checked</th><td>{}</td></tr><tr><th>Sources harvested</th><td>{}</td></tr><tr><th>Paired exactly / through study, patient or references</th><td>{} / {}</td></tr><tr><th>Failing findings (files)</th><td>{} ({})</td></tr><tr><th>Warnings</th><td>{}</td></tr><tr><th>Unresolved references (informative)</th><td>{}</td></tr><tr><th>Seconds</th><td>{:.1}</td></tr></table>",
-            s.files, s.sources, s.paired_exact, s.paired_by_context, s.failing, s.files_with_findings, s.warnings, s.references_unresolved, s.seconds
+            "<table><tr><th>Files checked</th><td>{}</td></tr><tr><th>Sources harvested</th><td>{}</td></tr><tr><th>Paired exactly / through study, patient or references</th><td>{} / {}</td></tr><tr><th>Unpaired (searched with patterns and name lists only)</th><td>{}</td></tr><tr><th>Failing findings (files)</th><td>{} ({})</td></tr><tr><th>Warnings</th><td>{}</td></tr><tr><th>Unresolved references (informative)</th><td>{}</td></tr><tr><th>Seconds</th><td>{:.1}</td></tr></table>",
+            s.files, s.sources, s.paired_exact, s.paired_by_context, s.unpaired, s.failing, s.files_with_findings, s.warnings, s.references_unresolved, s.seconds
         ));
         h.push_str(if site_local {
             "<p>Values are never shown: each finding names its category, length and place as <code>[category:length] in place</code>; the context column quotes the text around it with every found value masked. File paths are the release's own paths.</p>"
@@ -268,6 +286,11 @@ impl Report {
     }
 }
 
+/// The detector of an unpaired output's finding (`structure:unpaired`).
+fn unpaired_check() -> String {
+    format!("structure:{}", crate::set::UNPAIRED)
+}
+
 /// The place without item numbers, so findings in different items of one
 /// sequence group together.
 fn generic_place(p: &str) -> String {
@@ -314,6 +337,7 @@ mod tests {
             1,
             1,
             1,
+            0,
             0,
             0,
             0.1,

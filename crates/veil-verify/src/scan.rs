@@ -18,7 +18,7 @@ use dicom_core::VR;
 use veil_core::{Phi, Tag, TagPath};
 use veil_io::{BulkSource, DataSet, DicomFile, Source, Value};
 
-use crate::detect::{detect, TextKind};
+use crate::detect::{age_string_over_90, ages, census_name, detect, TextKind};
 use crate::harvest::{decode, keyword, names_a_kind};
 use crate::matcher::Matcher;
 use crate::text::{Place, ReportText};
@@ -223,8 +223,9 @@ fn shaped(vr: VR) -> bool {
 /// Elements that hold vocabulary, not data about a person (equipment and
 /// vendor names, coding-scheme fields, ICC profiles, the method text): a
 /// site often makes its own software and coding scheme (`99_OFFIS_DCMTK`),
-/// so only long IDs, dates and UIDs count there, and the shape detectors do
-/// not run. The list is data: `data/vocabulary.tsv`.
+/// so the source-free detectors do not run there. The list is data:
+/// `data/vocabulary.tsv`. It silences patterns only: the source's own
+/// identifiers count there like anywhere else ([`counts`]).
 fn vocabulary(tag: Tag) -> bool {
     static TAGS: std::sync::OnceLock<Vec<Tag>> = std::sync::OnceLock::new();
     let tags = TAGS.get_or_init(|| {
@@ -237,31 +238,74 @@ fn vocabulary(tag: Tag) -> bool {
     tags.contains(&tag) || tag.is_private_creator()
 }
 
-/// Whether a token hit counts in this element. Short tokens are only
-/// distinctive in text; binary values match them by chance.
-fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR) -> bool {
+/// Whether a token hit counts in this element. The source's own values
+/// count everywhere: a RIS fills a code's meaning from free text, a tool
+/// writes the patient ID into an AE title, so no keyword, VR or vocabulary
+/// list says a value cannot be there (issue 16). What is left are rules
+/// about chance, each for a value that is not the patient's:
+/// - numbers (DS, IS) hold IDs, dates, UIDs and phone numbers only, and only
+///   long ones ([`Matcher::is_short`]): an instance number equals a short
+///   ID by chance;
+/// - dates and times (DA, DT, TM) hold dates and times only;
+/// - UIDs of kinds (SOP class, transfer syntax) are the standard's;
+/// - binary values (OB, OW, UN) hold values under 5 characters by chance;
+/// - a name word of 3 letters is distinctive only as a PN component or as
+///   a whole value (`LEE` in a description's `SLEEP LEE` may be a word);
+/// - in coded and vocabulary places and code strings, a single name word
+///   counts only when it is a census first name or surname that is not an
+///   everyday or imaging word ([`census_name`]): test, phantom and demo
+///   objects name their patients `OBSERVER`, `TEXT`, `ABDOMEN`,
+///   `PERFUSION`, which a clean output holds as an SR value type, an image
+///   type or a code meaning (full names, IDs and dates count there
+///   always); and a station, serial number, institution or institution
+///   address is the site's equipment and organization, which these places
+///   name by design (a model name often is the station's name, a coding
+///   scheme's responsible organization has the site's address); nor does
+///   a number under 6 digits (code values are short numbers: a study ID
+///   `1111` is a code's value `1111` by chance).
+fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR, whole: bool) -> bool {
     let t = &m.tokens()[token];
     let len = m.chars(token);
-    let strong = matches!(t.category, Category::Id | Category::Date | Category::Uid);
-    if vocabulary(tag) {
-        return strong && !m.is_short(token);
+    let coded = vocabulary(tag) || vr == VR::CS;
+    if coded {
+        let v = t.value.expose();
+        let word = t.category == Category::Name && !v.contains([' ', '^', ',']);
+        let short_number = m.is_short(token) && v.bytes().all(|b| b.is_ascii_digit());
+        if word && !census_name(v)
+            || short_number
+            || matches!(
+                t.category,
+                Category::Device | Category::Institution | Category::Address
+            )
+        {
+            return false;
+        }
     }
     match vr {
-        VR::DS | VR::IS => false,
+        VR::DS | VR::IS => {
+            matches!(
+                t.category,
+                Category::Id | Category::Date | Category::Uid | Category::Phone
+            ) && !m.is_short(token)
+        }
+        // dates and times hold dates and times: the digits of an accession
+        // number built from a date and time (`ACC20181211-143000`) equal
+        // a kept time of day by construction
+        VR::DA | VR::DT | VR::TM => matches!(t.category, Category::Date | Category::Time),
         VR::UI => keyword(tag).is_none_or(|kw| !names_a_kind(kw)),
-        // code strings cannot hold a name or an address
-        VR::CS => !matches!(
-            t.category,
-            Category::Name
-                | Category::Institution
-                | Category::Address
-                | Category::Phone
-                | Category::Email
-        ),
         VR::OB | VR::OW | VR::UN => len >= 5,
         VR::PN => true,
-        _ => t.category != Category::Name || len >= 4,
+        _ => t.category != Category::Name || len >= 4 || whole,
     }
+}
+
+/// Whether `bytes[start..end]` is one whole value of a multi-valued text
+/// element (between backslashes, padding trimmed).
+fn whole_value(bytes: &[u8], start: usize, end: usize) -> bool {
+    let pad = |b: u8| b == b' ' || b == 0;
+    let before = bytes[..start].iter().rev().find(|&&b| !pad(b));
+    let after = bytes[end..].iter().find(|&&b| !pad(b));
+    before.is_none_or(|&b| b == b'\\') && after.is_none_or(|&b| b == b'\\')
 }
 
 fn binary(vr: VR) -> bool {
@@ -328,8 +372,13 @@ impl Walker<'_, '_> {
                 for text in pdf.iter().flat_map(|p| &p.texts) {
                     self.tokens(m, tag, VR::LT, text, place);
                 }
+                // a URL's query (`?mrn=...`) is often percent-encoded
+                if let Some(text) = percent_decoded(bytes) {
+                    self.tokens(m, tag, VR::UR, &text, place);
+                }
             }
         }
+        self.ages(tag, vr, bytes, place);
         if !self.input.patterns || shaped(vr) || numeric_binary(vr) || vocabulary(tag) {
             return;
         }
@@ -357,7 +406,7 @@ impl Walker<'_, '_> {
         let mut found = m.find(bytes);
         // the raw pass must not report what this element holds
         self.seen.extend(found.iter().map(|h| h.token));
-        found.retain(|h| counts(m, h.token, tag, vr));
+        found.retain(|h| counts(m, h.token, tag, vr, whole_value(bytes, h.start, h.end)));
         if found.is_empty() {
             return;
         }
@@ -381,8 +430,40 @@ impl Walker<'_, '_> {
         }
     }
 
+    /// Ages over 89: an AS value above `090Y`, and ages in prose in any
+    /// text value outside vocabulary places. They run with or without the
+    /// other patterns and sources: no source value says a patient is 93.
+    fn ages(&mut self, tag: Tag, vr: VR, bytes: &[u8], place: &Place) {
+        if vr == VR::AS {
+            let v = decode(bytes);
+            if age_string_over_90(&v) {
+                self.hits.push(Hit {
+                    place: place.clone(),
+                    category: Category::Age,
+                    detector: "pattern:age",
+                    chars: v.trim_matches([' ', '\0']).chars().count(),
+                    context: context(self.input.site_local, || {
+                        mask(&v, &[(0, v.len(), Category::Age)], 0, v.len())
+                    }),
+                    note: None,
+                });
+            }
+            return;
+        }
+        if shaped(vr) || numeric_binary(vr) || binary(vr) || vocabulary(tag) {
+            return;
+        }
+        let text = decode(bytes);
+        let found = ages(&text);
+        self.push_patterns(&text, found, place);
+    }
+
     fn patterns(&mut self, text: &str, kind: TextKind, place: &Place) {
         let found = detect(text, kind);
+        self.push_patterns(text, found, place);
+    }
+
+    fn push_patterns(&mut self, text: &str, found: Vec<crate::detect::PatternHit>, place: &Place) {
         let ranges: Vec<_> = found.iter().map(|p| (p.start, p.end, p.category)).collect();
         for p in &found {
             self.hits.push(Hit {
@@ -397,6 +478,41 @@ impl Walker<'_, '_> {
             });
         }
     }
+}
+
+/// A value with `%XX` escapes and `+` decoded, when it has any: an ID in a
+/// URL's query string is often written so (`name=DOE%5EJOHN`).
+fn percent_decoded(bytes: &[u8]) -> Option<Vec<u8>> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let escaped = bytes
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some());
+    if !escaped {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|&b| hex(b)),
+            bytes.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Bytes as one ASCII char per byte, so byte offsets are char offsets
@@ -785,6 +901,72 @@ mod tests {
             assert!(vocabulary(tag), "{r}");
         }
         assert!(vocabulary(Tag(0x0008, 0x0070)) && !vocabulary(Tag(0x0010, 0x0010)));
+    }
+
+    /// Issue 16: the source's own values count in code items, File Meta
+    /// and code strings; what is left out there is chance (an everyday
+    /// word that is also a name, the site's equipment, short numbers).
+    #[test]
+    fn own_values_count_in_vocabulary_places() {
+        let tok = |c: Category, v: &str| crate::Token {
+            value: veil_core::Phi::new(v.to_string()),
+            category: c,
+        };
+        let m = Matcher::new(vec![
+            tok(Category::Name, "JOHN DOE"),
+            tok(Category::Name, "HEAD"),
+            tok(Category::Name, "SMITH"),
+            tok(Category::Name, "OBSERVER"),
+            tok(Category::Name, "LEE"),
+            tok(Category::Device, "CT01"),
+            tok(Category::Id, "MRN0042"),
+            tok(Category::Id, "1234"),
+            tok(Category::Date, "19610203"),
+        ]);
+        let i = |v: &str| {
+            m.tokens()
+                .iter()
+                .position(|t| t.value.expose() == v)
+                .unwrap()
+        };
+        let (meaning, descr) = (Tag(0x0008, 0x0104), Tag(0x0008, 0x1030));
+        assert!(counts(&m, i("JOHN DOE"), meaning, VR::LO, false));
+        assert!(counts(&m, i("MRN0042"), Tag(0x0002, 0x0016), VR::AE, true));
+        assert!(counts(&m, i("JOHN DOE"), Tag(0x0008, 0x0060), VR::CS, true));
+        assert!(counts(&m, i("LEE"), meaning, VR::LO, true));
+        assert!(counts(&m, i("SMITH"), Tag(0x0008, 0x0060), VR::CS, true));
+        assert!(!counts(
+            &m,
+            i("OBSERVER"),
+            Tag(0x0040, 0xA040),
+            VR::CS,
+            true
+        ));
+        assert!(counts(&m, i("OBSERVER"), descr, VR::LO, false));
+        assert!(!counts(&m, i("LEE"), descr, VR::LO, false));
+        assert!(!counts(&m, i("HEAD"), meaning, VR::LO, true));
+        assert!(!counts(&m, i("HEAD"), Tag(0x0018, 0x0015), VR::CS, true));
+        assert!(counts(&m, i("HEAD"), descr, VR::LO, false));
+        assert!(!counts(&m, i("CT01"), Tag(0x0008, 0x1090), VR::LO, true));
+        assert!(counts(&m, i("CT01"), descr, VR::LO, false));
+        assert!(counts(&m, i("19610203"), Tag(0x0018, 0x1050), VR::DS, true));
+        assert!(counts(&m, i("MRN0042"), Tag(0x0020, 0x0013), VR::IS, true));
+        assert!(!counts(&m, i("1234"), Tag(0x0020, 0x0013), VR::IS, true));
+        assert!(!counts(&m, i("1234"), Tag(0x0008, 0x0100), VR::SH, true));
+        assert!(counts(&m, i("1234"), descr, VR::LO, true));
+        assert!(counts(&m, i("19610203"), Tag(0x0008, 0x0020), VR::DA, true));
+        assert!(!counts(&m, i("MRN0042"), Tag(0x0008, 0x0030), VR::TM, true));
+        assert!(whole_value(b"AB\\LEE \\CD", 3, 6));
+        assert!(!whole_value(b"DR LEE", 3, 6));
+    }
+
+    #[test]
+    fn url_escapes_are_decoded() {
+        assert_eq!(
+            percent_decoded(b"http://x/v?name=DOE%5EJOHN&n=1+2").as_deref(),
+            Some(&b"http://x/v?name=DOE^JOHN&n=1 2"[..])
+        );
+        assert_eq!(percent_decoded(b"http://x/v?id=12345"), None);
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //! with its source without the key: by its SOP Instance UID when that was
 //! kept, by a fingerprint of its pixel data (dimensions, length, 64
 //! samples spread over it, which the core copies byte for byte), else through its study or its (pseudonymous) patient
-//! (an output study or patient paired by one image pairs all its objects). An output that pairs with nothing is
-//! searched for every source's IDs, UIDs, full names and addresses, but not
-//! for dates or single name words, which collide with other patients'
-//! shifted dates and with ordinary words by chance.
+//! (an output study or patient paired by one image pairs all its objects; a
+//! DICOMDIR pairs through the instances its records name). An output that
+//! pairs with nothing is searched for every source's IDs, UIDs, full names
+//! and addresses, but not for dates or single name words, which collide
+//! with other patients' shifted dates and with ordinary words by chance;
+//! the pattern detectors and name lists run on it instead, and the report
+//! counts it and warns (`--strict`: fails), since what its own source held
+//! could not be looked for.
 //!
 //! The set checks then look at the release as a whole: markers present,
 //! one patient per study and one study per series, the partition of
@@ -329,26 +333,46 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
         Some(m)
     };
 
+    // outputs that parsed and pair with no source: their own source's
+    // dates and single name words cannot be looked for, so the patterns
+    // and name lists run on them whatever `--patterns` says, and the report
+    // counts them (without sources, every output)
+    let unpaired: Vec<bool> = paired
+        .iter()
+        .zip(&out_facts)
+        .map(|(p, f)| p.is_empty() && f.is_some())
+        .collect();
     let idx: Vec<usize> = (0..outputs.len()).collect();
     // each output's findings, and the path they name it by
     let scanned: Vec<(Vec<Finding>, String)> = par_map(&idx, jobs, |&i| {
         let rel = relative(&opts.out, &outputs[i]);
         let m = matcher_for(&paired[i]);
+        let patterns = opts.patterns || sources.is_empty() || unpaired[i];
         let s = scan_file(&ScanInput {
             path: &outputs[i],
             rel: &rel,
             tokens: m.as_deref(),
-            patterns: opts.patterns || sources.is_empty(),
+            patterns,
             site_local: opts.site_local,
         });
         let mut f = s.findings;
+        if unpaired[i] && !sources.is_empty() {
+            f.push(structure(
+                &s.shown,
+                "file",
+                UNPAIRED,
+                ReportText::fixed(
+                    "pairs with no source: searched for every source's IDs, UIDs, full names and addresses, and with the patterns and name lists",
+                ),
+            ));
+        }
         if opts.pixels {
             if let Ok(file) = &s.file {
                 f.extend(read_pixels(
                     file,
                     &s.shown,
                     m.as_deref(),
-                    opts.patterns || sources.is_empty(),
+                    patterns,
                     opts.site_local,
                 ));
             }
@@ -425,6 +449,7 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
         sources.len(),
         paired_fp,
         by_study,
+        unpaired.iter().filter(|&&u| u).count(),
         unresolved,
         start.elapsed().as_secs_f64(),
     ))
@@ -517,6 +542,10 @@ pub fn relative(root: &Path, p: &Path) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
+
+/// The check of an output that pairs with no source: a warning, which
+/// `--strict` (the policy's `strict`) makes a failure.
+pub const UNPAIRED: &str = "unpaired";
 
 fn structure(file: &str, place: &'static str, check: &str, excerpt: ReportText) -> Finding {
     Finding {
@@ -752,12 +781,15 @@ fn collect_refs(ds: &DataSet, out: &mut Vec<String>) {
     for e in &ds.elements {
         match &e.value {
             Value::Sequence(items) => items.iter().for_each(|i| collect_refs(i, out)),
-            Value::Bytes(b) if e.tag == Tag(0x0008, 0x1155) => out.extend(
-                String::from_utf8_lossy(b)
-                    .split('\\')
-                    .map(|s| s.trim_matches(['\0', ' ']).to_string())
-                    .filter(|s| !s.is_empty()),
-            ),
+            // SOP instances a study, an SR or a presentation state
+            // references, and those a DICOMDIR's records name
+            Value::Bytes(b) if e.tag == Tag(0x0008, 0x1155) || e.tag == Tag(0x0004, 0x1511) => out
+                .extend(
+                    String::from_utf8_lossy(b)
+                        .split('\\')
+                        .map(|s| s.trim_matches(['\0', ' ']).to_string())
+                        .filter(|s| !s.is_empty()),
+                ),
             _ => {}
         }
     }
