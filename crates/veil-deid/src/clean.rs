@@ -662,6 +662,31 @@ impl Cleaner {
             return Some((vec![true; n], NetHit::Unchecked));
         }
         let own = self.own.as_ref()?;
+        let n_values = n;
+        // a UID holds an ID's digits inside a component ("1.2.3.14455667"):
+        // a long digit-only own value counts there without word boundaries
+        if exact
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'\\')
+        {
+            let mut hit = vec![false; n_values];
+            let mut first = None;
+            for m in own.ac.find_overlapping_iter(text) {
+                let (kind, reach) = own.info[m.pattern().as_usize()];
+                let len = m.end() - m.start();
+                if reach == Reach::Strong
+                    && len >= NET_MIN_DIGITS
+                    && text[m.start()..m.end()].bytes().all(|b| b.is_ascii_digit())
+                {
+                    hit[text[..m.start()].matches('\\').count()] = true;
+                    first.get_or_insert(kind);
+                }
+            }
+            if let Some(k) = first {
+                return Some((hit, NetHit::Own(k)));
+            }
+        }
         let spans = own.spans(text, |reach, whole| match reach {
             Reach::Strong => whole || !exact,
             Reach::WholeOnly => whole && !exact,
@@ -839,6 +864,10 @@ mod tests {
         let (hit, k) = c.net_values("19700412", true).unwrap();
         assert_eq!((hit, k), (vec![true], NetHit::Own(Kind::Date)));
         assert!(c.net_values("HEAD", false).is_none());
+        // an ID's digits inside a UID component
+        let (hit, _) = c.net_values("1.2.826.0.1.14455667.5", true).unwrap();
+        assert_eq!(hit, vec![true]);
+        assert!(c.net_values("1.2.826.0.1.1445566.5", true).is_none());
         // non-ASCII names in either case
         let mut h = Harvest::default();
         h.add("PN", "Müller^Jörg");

@@ -892,7 +892,13 @@ fn harvest(ds: &DataSet, ctx: &mut Ctx) {
                 if !identifying || p.kept_on_purpose(e.tag) {
                     continue;
                 }
-                let Some(text) = ctx.decode(b) else { continue };
+                // text the character set cannot decode (ISO 2022 code
+                // extensions) is harvested from its bytes: its ASCII parts
+                // (IDs, dates, Latin names) are still found by the net
+                let text = ctx.decode(b).unwrap_or_else(|| {
+                    let raw: String = b.iter().map(|&c| c as char).collect();
+                    raw.trim_matches([' ', '\0']).to_string()
+                });
                 ctx.harvest.add(e.vr.to_string(), &text);
             }
             _ => {}
@@ -936,7 +942,7 @@ fn date_carries(ds: &DataSet, minutes: i64) -> Vec<(Tag, i32)> {
 /// read.
 fn is_structural(tag: Tag) -> bool {
     tag.is_private_creator()
-        || is_class_uid(tag)
+        || keyword_of(tag).is_some_and(|k| k.ends_with("ClassUID") || k.ends_with("SyntaxUID"))
         || matches!(
             (tag.0, tag.1),
             (0x0008, 0x0005) // SpecificCharacterSet
