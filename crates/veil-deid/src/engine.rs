@@ -385,7 +385,8 @@ fn dummy_bytes(vr: VR, old: &[u8]) -> Vec<u8> {
         VR::DA => b"19000101",
         VR::DT => b"19000101000000",
         VR::TM => b"000000",
-        VR::DS | VR::IS => b"0",
+        // not 0: a zero spacing, slope or width is itself invalid
+        VR::DS | VR::IS => b"1",
         VR::AS => b"000Y",
         VR::CS | VR::AE | VR::LO | VR::SH | VR::LT | VR::ST | VR::UT | VR::UC => b"ANONYMIZED",
         VR::UR => b"",
@@ -1067,9 +1068,12 @@ fn net(
             // bytes are still searched; a hit removes the value
             let raw: String = bytes.iter().map(|&c| c as char).collect();
             if let Some(f) = ctx.cleaner().net_text(&raw, Patterns::None) {
-                *act = Act::Remove;
+                // a dummy (ASCII, valid in every character set Veil
+                // decodes) rather than removal: the attribute may be Type 1
+                *act = Act::Dummy;
                 *note = Some(f.hit.note());
-                return false;
+                e.value = Value::Bytes(dummy_bytes(vr, &[]));
+                return true;
             }
             return true;
         };
@@ -1092,8 +1096,9 @@ fn net(
                 true
             }
             None => {
-                *act = Act::Remove;
-                false
+                *act = Act::Dummy;
+                e.value = Value::Bytes(dummy_bytes(vr, &[]));
+                true
             }
         };
     }

@@ -274,7 +274,7 @@ fn numeric_values_that_are_an_own_id_get_a_dummy() {
     let mut ds = planted();
     ds.put(text(0x0020, 0x0012, VR::IS, "4455667")); // AcquisitionNumber
     let d = run(&[], &DicomFile::in_memory(ds));
-    assert_eq!(value(&d.dataset, Tag(0x0020, 0x0012)).as_deref(), Some("0"));
+    assert_eq!(value(&d.dataset, Tag(0x0020, 0x0012)).as_deref(), Some("1"));
     assert_eq!(value(&d.dataset, Tag(0x0020, 0x0013)).as_deref(), Some("3"));
 }
 

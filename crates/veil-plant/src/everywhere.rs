@@ -138,6 +138,10 @@ const AGE: Excluded = (
     "age-string",
     "an AS value (nnnD/W/M/Y) cannot hold a name, an ID or a date",
 );
+const SOURCE: Excluded = (
+    "own-value-source",
+    "Patient's Name, Patient ID and Patient's Birth Date at the top level hold the values planted everywhere else; they keep them",
+);
 const NO_FORM: Excluded = (
     "no-valid-form",
     "none of the three values fits this VR's length and character rules for this object",
@@ -464,18 +468,20 @@ impl Walk<'_> {
     }
 
     fn element(&mut self, vr: VR, b: &mut Vec<u8>, place: String, kw: String) {
-        // the patient's own attributes keep their own kind of value
-        let pinned = match place.as_str() {
-            "(0010,0010)" => Some(Which::Name),
-            "(0010,0020)" => Some(Which::Id),
-            "(0010,0030)" => Some(Which::Birth),
-            _ => None,
-        };
+        // the three sources themselves keep their values: the engine and
+        // the verifier learn what the patient's own values are from them,
+        // and a planted form there ("MRN 123") would change what they learn
+        if matches!(
+            place.as_str(),
+            "(0010,0010)" | "(0010,0020)" | "(0010,0030)"
+        ) {
+            *self.excluded.entry(SOURCE).or_default() += 1;
+            return;
+        }
         let tail = format!("{}.{}", self.file_index, self.plants.len() + 1);
         let mut options: Vec<(Which, Vec<(String, String)>)> =
             [Which::Name, Which::Id, Which::Birth]
                 .into_iter()
-                .filter(|w| pinned.is_none_or(|p| p == *w))
                 .map(|w| (w, forms(vr, w, self.own, &tail)))
                 .filter(|(_, f)| !f.is_empty())
                 .collect();

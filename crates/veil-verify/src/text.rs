@@ -81,6 +81,17 @@ impl ReportText {
     /// everything from a double quote on is dropped.
     pub fn dciodvfy(line: &str) -> ReportText {
         let line = line.split('"').next().unwrap_or(line);
+        // `... got VALUE - expected ...` (SR relationship checks) quotes a
+        // value without brackets
+        let owned;
+        let line = match line.split_once(" got ") {
+            Some((head, rest)) => {
+                let tail = rest.find(" - ").map_or("", |i| &rest[i..]);
+                owned = format!("{head} got <value>{tail}");
+                owned.as_str()
+            }
+            None => line,
+        };
         let mut out = String::new();
         let mut rest = line;
         while let Some(c) = rest.find(['<', '\'']) {
@@ -166,7 +177,20 @@ impl fmt::Display for ReportText {
 /// Appends text with digit runs and hexadecimal numbers (`0x6c`, the code
 /// of a value's character) as `#`.
 fn push_masked(out: &mut String, s: &str) {
-    for c in s.chars() {
+    let mut cs = s.chars().peekable();
+    while let Some(c) = cs.next() {
+        // a number's exponent (`1.93911e+07`, dciodvfy's spelling of a
+        // large DS) is part of the number: one `#` however it is written
+        if matches!(c, 'e' | 'E') && out.ends_with('#') && !out.ends_with("x#") {
+            let mut ahead = cs.clone();
+            if matches!(ahead.peek(), Some('+' | '-')) {
+                ahead.next();
+            }
+            if ahead.peek().is_some_and(char::is_ascii_digit) {
+                cs = ahead;
+                continue;
+            }
+        }
         if c.is_ascii_digit()
             || (c == '.' && out.ends_with('#'))
             || (c.is_ascii_hexdigit() && out.ends_with("x#"))
@@ -184,6 +208,25 @@ fn push_masked(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use veil_core::Tag;
+
+    #[test]
+    fn issue_16_dciodvfy_numbers_in_exponent_form_mask_like_plain_ones() {
+        let a = ReportText::dciodvfy("Error - Orientation vector is not unit vector for row vector of ImageOrientationPatient - values are 1.93911e+07\\1\\0");
+        let b = ReportText::dciodvfy("Error - Orientation vector is not unit vector for row vector of ImageOrientationPatient - values are 2\\1\\0");
+        assert_eq!(a.as_str(), b.as_str());
+        assert!(a.as_str().ends_with("values are #\\#\\#"), "{}", a.as_str());
+        assert_eq!(
+            ReportText::dciodvfy("Error - X for TCOORD got SMITH - expected SELECTED FROM")
+                .as_str(),
+            ReportText::dciodvfy("Error - X for TCOORD got ANONYMIZED - expected SELECTED FROM")
+                .as_str()
+        );
+        // a word after a number keeps its letters
+        assert_eq!(
+            ReportText::dciodvfy("Error - 3 elements").as_str(),
+            "Error - # elements"
+        );
+    }
 
     #[test]
     fn issue_22_found_names_category_length_and_place() {
