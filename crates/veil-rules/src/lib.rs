@@ -65,22 +65,31 @@ impl E11Row {
 pub fn e1_1_row(tag: Tag) -> Option<&'static E11Row> {
     use std::collections::HashMap;
     use std::sync::OnceLock;
-    static EXACT: OnceLock<HashMap<Tag, &'static E11Row>> = OnceLock::new();
-    let exact = EXACT.get_or_init(|| {
-        generated::e1_1::E1_1
-            .iter()
-            .filter_map(|r| match r.tag {
-                TagPattern::Exact(t) => Some((t, r)),
-                _ => None,
-            })
-            .collect()
+    // Most tags an object holds are not in the table: they fall through to
+    // the few pattern rows (groups 50xx/60xx, odd groups, ranges), so those
+    // are listed once rather than found by scanning every row per tag.
+    type Index = (HashMap<Tag, &'static E11Row>, Vec<&'static E11Row>);
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    let (exact, patterns) = INDEX.get_or_init(|| {
+        let mut exact = HashMap::new();
+        let mut patterns = Vec::new();
+        for r in generated::e1_1::E1_1 {
+            match r.tag {
+                TagPattern::Exact(t) => {
+                    exact.insert(t, r);
+                }
+                _ => patterns.push(r),
+            }
+        }
+        (exact, patterns)
     });
     if let Some(r) = exact.get(&tag) {
         return Some(r);
     }
-    generated::e1_1::E1_1
+    patterns
         .iter()
-        .filter(|r| !matches!(r.tag, TagPattern::Exact(_)) && r.tag.matches(tag))
+        .copied()
+        .filter(|r| r.tag.matches(tag))
         .max_by_key(|r| r.tag.specificity())
 }
 
