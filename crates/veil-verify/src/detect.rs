@@ -140,29 +140,26 @@ pub fn ages(text: &str) -> Vec<PatternHit> {
             re(r"(?i)\b(?:aged?|age\s*:)\s*0*(\d{2,3})\b(\+)?"),
         ]
     });
+    let hit = |c: &regex::Captures| {
+        let m = c.get(0).expect("match");
+        PatternHit {
+            category: Category::Age,
+            detector: "pattern:age",
+            start: m.start(),
+            end: m.end(),
+        }
+    };
     let mut hits = Vec::new();
     for c in after.captures_iter(text) {
         let (n, gap, unit) = (&c[1], &c[2], &c[3]);
         let yttrium = n == "90" && gap.is_empty() && unit.eq_ignore_ascii_case("y");
         if over_89(n) && c.get(4).is_none() && !yttrium {
-            let m = c.get(0).expect("match");
-            hits.push(PatternHit {
-                category: Category::Age,
-                detector: "pattern:age",
-                start: m.start(),
-                end: m.end(),
-            });
+            hits.push(hit(&c));
         }
     }
     for c in before.captures_iter(text) {
         if over_89(&c[1]) && c.get(2).is_none() {
-            let m = c.get(0).expect("match");
-            hits.push(PatternHit {
-                category: Category::Age,
-                detector: "pattern:age",
-                start: m.start(),
-                end: m.end(),
-            });
+            hits.push(hit(&c));
         }
     }
     hits
