@@ -320,7 +320,7 @@ fn issue_22_store_with_another_homes_keys_is_refused_on_sqlite() {
 /// VEIL_HOMEs.
 #[test]
 fn issue_22_store_with_another_homes_keys_is_refused_on_postgresql() {
-    let Some(base) = pg_url() else {
+    let Some(base) = veil_test::pg_url() else {
         return;
     };
     let url = veil_store::create_pg_database(&base, &format!("veil_keys_{}", std::process::id()))
@@ -526,26 +526,11 @@ fn issue_22_children_get_no_secret_env() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
-/// The shared test server (`VEIL_TEST_PG_URL`), or `None` (skip).
-fn pg_url() -> Option<String> {
-    match std::env::var("VEIL_TEST_PG_URL") {
-        Ok(u) => Some(u),
-        Err(_) => {
-            assert!(
-                std::env::var("VEIL_REQUIRE_PG").is_err(),
-                "VEIL_REQUIRE_PG is set but VEIL_TEST_PG_URL is not"
-            );
-            eprintln!("VEIL_TEST_PG_URL not set; skipping");
-            None
-        }
-    }
-}
-
 /// Issue 22 item 9: a database URL with a password is refused, and the
 /// password is not echoed (on main it was used, and visible in `ps`).
 #[test]
 fn issue_22_password_in_db_url_is_refused() {
-    let Some(base) = pg_url() else {
+    let Some(base) = veil_test::pg_url() else {
         return;
     };
     let home = veil_test::scratch("keys-url-password");
