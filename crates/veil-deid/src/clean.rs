@@ -16,8 +16,10 @@
 //! and upper case), with a word-boundary check on each hit; the cleaner and
 //! the safety net share it and differ only in which of its tokens count.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet};
@@ -260,16 +262,20 @@ fn patterns() -> &'static PatternSet {
 }
 
 /// Replaces the pattern matches in `text`; returns the first category hit.
-fn replace_patterns(text: &str, which: Patterns) -> (String, Option<Pattern>) {
+/// Borrows `text` where nothing matched: most values are scanned and kept.
+fn replace_patterns(text: &str, which: Patterns) -> (Cow<'_, str>, Option<Pattern>) {
     // every pattern needs a digit, an `@` or a URL's `://` or `www.`: most
     // kept values ("CT", "HFS", "SIEMENS") skip the regex altogether
     let may_hit = text.bytes().any(|b| b.is_ascii_digit() || b == b'@')
         || text.contains("://")
-        || text.to_ascii_lowercase().contains("www.");
+        || text
+            .as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"www."));
     let set = patterns();
     let re = match which {
-        _ if !may_hit => return (text.to_string(), None),
-        Patterns::None => return (text.to_string(), None),
+        _ if !may_hit => return (Cow::Borrowed(text), None),
+        Patterns::None => return (Cow::Borrowed(text), None),
         Patterns::Distinct => &set.distinct,
         Patterns::All => &set.all,
     };
@@ -293,7 +299,7 @@ fn replace_patterns(text: &str, which: Patterns) -> (String, Option<Pattern>) {
         }
         new
     });
-    (out.into_owned(), first)
+    (out, first)
 }
 
 /// "93-year-old" -> "90+-year-old", "aged 093" -> "aged 90+": the number
@@ -489,6 +495,12 @@ impl Harvest {
 
     /// Builds the cleaner: one automaton over every token, each token with
     /// the strongest kind and reach it was harvested with.
+    ///
+    /// The objects of one series harvest the same tokens, and building the
+    /// automaton costs more than scanning an object's values with it, so
+    /// each thread keeps the last few automata ([`CACHED`]) and reuses one
+    /// whose token list is the same (compared in full, not by a hash: a
+    /// collision would scan one patient's object for another's values).
     pub fn cleaner(&self) -> Cleaner {
         let mut by_text: HashMap<&str, (Kind, Reach)> = HashMap::new();
         for t in &self.tokens {
@@ -499,36 +511,58 @@ impl Harvest {
                 *e = (t.kind, t.reach);
             }
         }
-        let mut pats: Vec<String> = Vec::new();
-        let mut info: Vec<(Kind, Reach)> = Vec::new();
-        for (text, ki) in by_text {
-            pats.push(text.to_string());
-            info.push(ki);
+        let mut key: Vec<(String, Kind, Reach)> = Vec::with_capacity(by_text.len() * 2);
+        for (text, (kind, reach)) in by_text {
+            key.push((text.to_string(), kind, reach));
             // the automaton folds ASCII case only
             if !text.is_ascii() {
-                pats.push(text.to_uppercase());
-                info.push(ki);
+                key.push((text.to_uppercase(), kind, reach));
             }
         }
-        if pats.is_empty() {
+        if key.is_empty() {
             return Cleaner {
                 own: None,
                 failed: false,
             };
         }
-        // one automaton per object, scanned over a few short values: a
-        // contiguous NFA builds several times faster than a DFA, and
-        // the scan time it gives up is small on values this short
-        let own = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(&pats)
-            .ok()
-            .map(|ac| Own { ac, info });
+        key.sort_unstable();
+        let key = Phi::new(key);
+        let own = CACHE.with_borrow_mut(|cache| {
+            if let Some(i) = cache.iter().position(|(k, _)| k.expose() == key.expose()) {
+                let hit = cache.remove(i);
+                let own = Arc::clone(&hit.1);
+                cache.insert(0, hit);
+                return Some(own);
+            }
+            // one automaton per token set, scanned over a few short values:
+            // a contiguous NFA builds several times faster than a DFA, and
+            // the scan time it gives up is small on values this short
+            let ac = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .build(key.expose().iter().map(|(t, _, _)| t))
+                .ok()?;
+            let info = key.expose().iter().map(|&(_, k, r)| (k, r)).collect();
+            let own = Arc::new(Own { ac, info });
+            cache.insert(0, (key, Arc::clone(&own)));
+            cache.truncate(CACHED);
+            Some(own)
+        });
         let failed = own.is_none();
         Cleaner { own, failed }
     }
+}
+
+/// How many automata each thread keeps for reuse: a batch walks a folder
+/// series by series, and a few cover series that interleave.
+const CACHED: usize = 4;
+
+thread_local! {
+    /// The last automata built on this thread, most recent first, with the
+    /// token lists they were built from.
+    static CACHE: RefCell<Vec<(Phi<Vec<(String, Kind, Reach)>>, Arc<Own>)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 struct Own {
@@ -601,7 +635,7 @@ pub struct NetFix {
 
 /// Removes identifying spans from text.
 pub struct Cleaner {
-    own: Option<Own>,
+    own: Option<Arc<Own>>,
     failed: bool,
 }
 
@@ -617,7 +651,7 @@ impl Cleaner {
         let (s, _) = replace_patterns(text, Patterns::All);
         Some(match &self.own {
             Some(own) => mask_spans(&s, &own.spans(&s, |_, _| true)),
-            None => s,
+            None => s.into_owned(),
         })
     }
 

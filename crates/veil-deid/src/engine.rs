@@ -1,5 +1,6 @@
 //! Decide and apply. See the crate docs.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
@@ -396,6 +397,24 @@ fn dummy_bytes(vr: VR, old: &[u8]) -> Vec<u8> {
         _ => return vec![0; old.len() & !1],
     };
     s.to_vec()
+}
+
+/// The dummy for the values of a multi-valued number (IS, DS) that the
+/// safety net replaces: the smallest positive integer that equals none of
+/// the values it keeps. Pairs of numbers are often ratios or ranges
+/// (Pixel Aspect Ratio `2\1`, a window, a minimum and maximum), and PS3.3
+/// forbids some of them degenerate: a plain `1` next to a kept `1` would
+/// make a 1:1 aspect ratio, which may not be encoded.
+fn numeric_dummy(text: &str, hits: &[bool]) -> String {
+    let kept: Vec<f64> = text
+        .split('\\')
+        .zip(hits)
+        .filter(|(_, &h)| !h)
+        .filter_map(|(v, _)| v.trim().parse().ok())
+        .collect();
+    (1u32..)
+        .find(|&n| !kept.contains(&f64::from(n)))
+        .map_or_else(|| "1".to_string(), |n| n.to_string())
 }
 
 /// The pseudonym kind for identifiers the recipe gives formats for.
@@ -823,10 +842,23 @@ fn charset_of(ds: &DataSet) -> Option<SpecificCharacterSet> {
 
 impl Ctx<'_> {
     fn decode(&self, b: &[u8]) -> Option<String> {
+        self.text(b).map(Cow::into_owned)
+    }
+
+    /// A value as text, padding trimmed; `None` where this object's
+    /// character set cannot decode it. Plain ASCII (no ISO 2022 escape) is
+    /// the same text in every character set Veil decodes, so it is
+    /// borrowed, not decoded: the safety net reads every value an object
+    /// keeps, and most are short ASCII.
+    fn text<'b>(&self, b: &'b [u8]) -> Option<Cow<'b, str>> {
         let cs = self.charset.as_ref()?;
-        cs.decode(b)
-            .ok()
-            .map(|s| s.trim_matches(|c| c == ' ' || c == '\0').to_string())
+        let pad = |c: char| c == ' ' || c == '\0';
+        if b.iter().all(|&c| c.is_ascii() && c != 0x1B) {
+            let s = std::str::from_utf8(b).ok()?;
+            return Some(Cow::Borrowed(s.trim_matches(pad)));
+        }
+        let s = cs.decode(b).ok()?;
+        Some(Cow::Owned(s.trim_matches(pad).to_string()))
     }
 
     fn encode(&self, s: &str) -> Option<Vec<u8>> {
@@ -852,11 +884,19 @@ impl Ctx<'_> {
 /// free text can be cleaned of them and the safety net can find them
 /// anywhere. A value that an option or the recipe keeps on purpose is not
 /// harvested: the net must not undo the option elsewhere.
-fn harvest(ds: &DataSet, ctx: &mut Ctx) {
+///
+/// Nor is a site value (a row of the Retain Device or Institution Identity
+/// option: an institution, a department, a station) that a `vendor` name
+/// of the object (its Manufacturer or Manufacturer's Model Name, lower
+/// case) contains: a vendor's demonstration or test site is named after
+/// the vendor (institution `TOSHIBA`, manufacturer `TOSHIBA_MEC`), a
+/// station after its model, and the vendor's name is public; as a token it
+/// would take the equipment attributes with it.
+fn harvest(ds: &DataSet, ctx: &mut Ctx, vendor: &[String]) {
     let p = ctx.policy;
     for e in &ds.elements {
         match &e.value {
-            Value::Sequence(items) => items.iter().for_each(|i| harvest(i, ctx)),
+            Value::Sequence(items) => items.iter().for_each(|i| harvest(i, ctx, vendor)),
             Value::Bytes(b) if !b.is_empty() => {
                 if !matches!(
                     e.vr,
@@ -900,6 +940,21 @@ fn harvest(ds: &DataSet, ctx: &mut Ctx) {
                     let raw: String = b.iter().map(|&c| c as char).collect();
                     raw.trim_matches([' ', '\0']).to_string()
                 });
+                // a site value: a row the Retain Device or Institution
+                // Identity option keeps (station, institution, department)
+                let site = row.is_some_and(|r| {
+                    r.option_code(ProfileOption::RetainDeviceIdentity).is_some()
+                        || r.option_code(ProfileOption::RetainInstitutionIdentity)
+                            .is_some()
+                });
+                let lower = text.to_lowercase();
+                if site
+                    && e.vr != VR::PN
+                    && !lower.is_empty()
+                    && vendor.iter().any(|v| v.contains(&lower))
+                {
+                    continue;
+                }
                 ctx.harvest.add(e.vr.to_string(), &text);
             }
             _ => {}
@@ -1063,7 +1118,7 @@ fn net(
         Patterns::All
     };
     if is_net_text(vr) {
-        let Some(text) = ctx.decode(bytes) else {
+        let Some(text) = ctx.text(bytes) else {
             // text this object's character set cannot decode: its ASCII
             // bytes are still searched; a hit removes the value
             let raw: String = bytes.iter().map(|&c| c as char).collect();
@@ -1110,7 +1165,11 @@ fn net(
             return true;
         };
         let p = ctx.policy;
-        let dummy = String::from_utf8(dummy_bytes(vr, &[])).unwrap_or_default();
+        let dummy = if matches!(vr, VR::IS | VR::DS) {
+            numeric_dummy(text, &hits)
+        } else {
+            String::from_utf8(dummy_bytes(vr, &[])).unwrap_or_default()
+        };
         let new: Vec<String> = text
             .split('\\')
             .zip(hits)
@@ -1235,7 +1294,17 @@ impl<'p> Deidentifier<'p> {
         if p.times_move() {
             ctx.time_offset = pseudonym::time_offset(&p.key, &issuer, &pid);
         }
-        harvest(ds, &mut ctx);
+        let vendor: Vec<String> = [Tag(0x0008, 0x0070), Tag(0x0008, 0x1090)]
+            .into_iter()
+            .filter_map(|t| ds.get(t))
+            .filter_map(|e| match &e.value {
+                Value::Bytes(b) => ctx.decode(b),
+                _ => None,
+            })
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_lowercase())
+            .collect();
+        harvest(ds, &mut ctx, &vendor);
         // AE titles of the File Meta name the sending and receiving
         // devices. The writer builds a new File Meta without them; the
         // same titles typed into the data set are found by the net.
