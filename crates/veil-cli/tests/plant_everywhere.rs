@@ -213,7 +213,6 @@ struct Profile {
 /// assertion).
 const VERIFY_FLOOR: f64 = 0.97;
 
-
 #[test]
 fn planted_everywhere_is_removed_and_flagged() {
     let Some(corpus) = veil_test::corpus() else {

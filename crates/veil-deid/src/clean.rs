@@ -558,10 +558,13 @@ impl Harvest {
 /// series by series, and a few cover series that interleave.
 const CACHED: usize = 4;
 
+/// The token list an automaton was built from (sorted, deduplicated).
+type TokenList = Phi<Vec<(String, Kind, Reach)>>;
+
 thread_local! {
     /// The last automata built on this thread, most recent first, with the
     /// token lists they were built from.
-    static CACHE: RefCell<Vec<(Phi<Vec<(String, Kind, Reach)>>, Arc<Own>)>> =
+    static CACHE: RefCell<Vec<(TokenList, Arc<Own>)>> =
         const { RefCell::new(Vec::new()) };
 }
 

@@ -45,10 +45,10 @@ fn net_changes(options: &[&str]) -> (usize, BTreeMap<(String, String, String), u
 /// beside `TOSHIBA_MEC`, are not harvested: engine.rs `harvest`.) A new entry
 /// means the net changed something else: look at it before adding it.
 const EXPECTED: &[(&str, &str)] = &[
-    ("CodeMeaning", "name"), // "Abdomen" = the patient's family name
-    ("FrameType", "name"),   // "PERFUSION" = the patient's family name
-    ("ImageType", "name"),   // "PERFUSION" = the patient's family name
-    ("Manufacturer", "name"), // "GDCM Factory" = the patient's family name
+    ("CodeMeaning", "name"),    // "Abdomen" = the patient's family name
+    ("FrameType", "name"),      // "PERFUSION" = the patient's family name
+    ("ImageType", "name"),      // "PERFUSION" = the patient's family name
+    ("Manufacturer", "name"),   // "GDCM Factory" = the patient's family name
     ("ReferencedFileID", "id"), // DICOMDIR folders named by Patient ID
 ];
 
