@@ -187,6 +187,7 @@ fn harvest_element(tag: Tag, vr: VR, bytes: &[u8], out: &mut Vec<Token>) {
                             // own (a number field, a URL, a report's text)
                             if category == Category::Id {
                                 digit_runs(&v, out);
+                                code_string(&v, category, out);
                             }
                             push(out, category, v);
                         }
@@ -270,6 +271,7 @@ fn person_name(v: &str, out: &mut Vec<Token>) {
         for c in comps.iter().take(3) {
             if c.chars().filter(|ch| ch.is_alphabetic()).count() >= 3 {
                 push(out, Category::Name, c.to_string());
+                code_string(c, Category::Name, out);
             }
             // multi-word components: each longer word on its own
             if c.contains(' ') {
@@ -349,6 +351,26 @@ fn date(v: &str, out: &mut Vec<Token>) {
     spellings.dedup();
     for s in spellings {
         push(out, Category::Date, s);
+    }
+}
+
+/// A value as a code string spells it, when that differs: a CS holds upper
+/// case letters, digits, space and `_` only (PS3.5 6.2), so a tool that
+/// writes an ID or a name into one spells `CQ500-CT-310` as `CQ500_CT_310`
+/// and `O'BRIEN` as `O_BRIEN`.
+fn code_string(v: &str, category: Category, out: &mut Vec<Token>) {
+    let cs: String = normalize(v)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cs != normalize(v) {
+        push(out, category, cs);
     }
 }
 
