@@ -506,6 +506,29 @@ mod tests {
         assert_eq!(mt.find(b"1.2.3.1234567.4").len(), 1);
     }
 
+    /// An ID of 7 digits or more is found inside a UID component, but not
+    /// under 2.25 (random digits), nor when it is the whole component
+    /// ([`Matcher::find`] reports that), nor when shorter or not an ID.
+    #[test]
+    fn ids_inside_uid_components() {
+        let tok = |c: Category, v: &str| Token {
+            value: Phi::new(v.to_string()),
+            category: c,
+        };
+        let mt = Matcher::new(vec![
+            tok(Category::Id, "5063071"),
+            tok(Category::Id, "506307"),
+            tok(Category::Date, "19610203"),
+        ]);
+        let uid = b"1.2.826.0.1.3680043.10.1234.15063071.7";
+        let hits = mt.find_inside_uid(uid);
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(&uid[hits[0].start..hits[0].end], b"5063071");
+        assert!(mt.find_inside_uid(b"2.25.915063071").is_empty());
+        assert!(mt.find_inside_uid(b"1.2.5063071.3").is_empty());
+        assert!(mt.find_inside_uid(b"1.2.1196102034").is_empty());
+    }
+
     #[test]
     fn utf16_and_latin1() {
         let mt = m(&["MÜLLER"]);

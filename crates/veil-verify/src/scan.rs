@@ -1070,6 +1070,26 @@ mod tests {
         assert!(!whole_value(b"DR LEE", 3, 6));
     }
 
+    /// A DT is searched as its date and its time (a birth date written
+    /// as the date of a DT is found); other VRs whole.
+    #[test]
+    fn a_date_time_is_a_date_and_a_time() {
+        assert_eq!(
+            parts(VR::DT, b"19610203093000.5\\20200101 "),
+            [(0, 8), (8, 16), (17, 25)]
+        );
+        assert_eq!(parts(VR::LO, b"19610203093000"), [(0, 14)]);
+        let m = Matcher::new(vec![crate::Token {
+            value: veil_core::Phi::new("19610203".to_string()),
+            category: Category::Date,
+        }]);
+        assert!(m.find(b"19610203093000").is_empty());
+        let (s, e) = parts(VR::DT, b"19610203093000")[0];
+        assert_eq!(m.find(&b"19610203093000"[s..e]).len(), 1);
+        assert!(standard_uid(b"1.2.3\\1.2.840.10008.5.1.4.1.1.2", 8));
+        assert!(!standard_uid(b"1.2.3\\1.2.840.10008.5.1.4.1.1.2", 2));
+    }
+
     #[test]
     fn url_escapes_are_decoded() {
         assert_eq!(
