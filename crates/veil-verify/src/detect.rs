@@ -513,7 +513,7 @@ mod dicom_words {
         let want = generate(&root);
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dicom_words.txt");
         if std::env::var_os("VEIL_WRITE_GENERATED").is_some() {
-            std::fs::write(&file, &want).expect("write dicom_words.txt");
+            veil_io::atomic::write_all(&file, want.as_bytes()).expect("write dicom_words.txt");
         }
         assert!(
             super::DICOM_WORDS == want,
