@@ -239,7 +239,7 @@ fn vocabulary(tag: Tag) -> bool {
 }
 
 /// Where in an element a token was found, for [`counts`].
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Spot {
     /// The hit is one whole value of the element ([`whole_value`]).
     whole: bool,
@@ -362,10 +362,7 @@ fn standard_uid(bytes: &[u8], at: usize) -> bool {
 /// Whether `bytes[start..end]` is one whole value of a multi-valued text
 /// element (between backslashes, padding trimmed).
 fn whole_value(bytes: &[u8], start: usize, end: usize) -> bool {
-    let pad = |b: u8| b == b' ' || b == 0;
-    let before = bytes[..start].iter().rev().find(|&&b| !pad(b));
-    let after = bytes[end..].iter().find(|&&b| !pad(b));
-    before.is_none_or(|&b| b == b'\\') && after.is_none_or(|&b| b == b'\\')
+    value_ranges(bytes).contains(&(start, end))
 }
 
 fn binary(vr: VR) -> bool {
