@@ -7,10 +7,9 @@
 //!   UTF-16, the output's file and folder names; case-insensitive; every
 //!   output and review copy counted), and nothing survives outside the
 //!   [`ALLOWED`] list;
-//! - `veil verify --source` flags at least [`VERIFY_FLOOR`] of the plants (the
-//!   issue asks 99.9%: open) in an
-//!   un-de-identified copy of the planted set (a finding at the plant's
-//!   file and element);
+//! - `veil verify --source` flags at least [`VERIFY_FLOOR`] of the plants
+//!   (99.9%, as the issue asks) in an un-de-identified copy of the planted
+//!   set (a finding at the plant's file and element);
 //! - dciodvfy reports no error on an output that it did not report on its
 //!   planted input, under both profiles.
 //!
@@ -209,9 +208,9 @@ struct Profile {
     options: &'static [&'static str],
 }
 
-/// The share of plants `veil verify --source` must flag (see the
-/// assertion).
-const VERIFY_FLOOR: f64 = 0.97;
+/// The share of plants `veil verify --source` must flag: issue 16's 99.9%
+/// (see the assertion for what it misses).
+const VERIFY_FLOOR: f64 = 0.999;
 
 #[test]
 fn planted_everywhere_is_removed_and_flagged() {
@@ -596,11 +595,14 @@ fn planted_everywhere_is_removed_and_flagged() {
         failures.len(),
         &failures[..failures.len().min(20)]
     );
-    // Issue 16 asks for 99.9%. Measured 97.1% (7 December 2026): the
-    // verifier does not yet flag own dates planted into DT values
-    // (FrameAcquisitionDateTime, FrameReferenceDateTime), own digits inside
-    // coding-scheme UIDs, or single words in enumerated CS values; the floor
-    // keeps what it reaches until those are closed (docs/verify.md).
+    // Issue 16 asks for 99.9%. Measured 27923/27939 = 99.94% (7 December
+    // 2026; 97.14% before the verifier matched a DT's date part, own IDs
+    // inside UID components and in kinds of UIDs, code-string spellings,
+    // and single name words in coded places). The 16 misses are two
+    // patients' single name words that are no one's in particular: `NAME`
+    // (9, a placeholder the harvest skips: every output that says `NAME`
+    // would be flagged) and `LAST` (7 in RT code strings, a word of DICOM
+    // keywords such as LastMenstrualDate); docs/verify.md.
     assert!(
         vrate >= VERIFY_FLOOR,
         "veil verify flags only {:.2}% of plants",

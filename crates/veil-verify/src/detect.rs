@@ -45,6 +45,7 @@ struct Detectors {
     first: HashSet<&'static str>,
     last: HashSet<&'static str>,
     not_names: HashSet<&'static str>,
+    dicom_words: HashSet<&'static str>,
 }
 
 const FIRST: &str = include_str!("../data/names/first.txt");
@@ -54,6 +55,10 @@ const LAST: &str = include_str!("../data/names/last.txt");
 /// imaging vocabulary; a pair of them is not a person. Veil's own list, as
 /// data beside the census lists.
 const NOT_NAMES: &str = include_str!("../data/names/not_names.txt");
+
+/// Every word of every attribute keyword in the PS3.3 module tables
+/// (generated; see [`vocabulary_word`] and the test that regenerates it).
+pub(crate) const DICOM_WORDS: &str = include_str!("../data/dicom_words.txt");
 
 fn detectors() -> &'static Detectors {
     static D: OnceLock<Detectors> = OnceLock::new();
@@ -118,6 +123,7 @@ fn detectors() -> &'static Detectors {
             first: set(FIRST),
             last: set(LAST),
             not_names: set(NOT_NAMES),
+            dicom_words: set(DICOM_WORDS),
         }
     })
 }
@@ -226,11 +232,17 @@ pub fn detect(text: &str, kind: TextKind) -> Vec<PatternHit> {
     hits
 }
 
-/// Whether an upper-case word is a census first name or surname that is
-/// not an everyday or imaging word: as a single word in a coded place only
-/// such a word is taken for a person (`SMITH`, not `TEXT` or `HEAD`).
-pub(crate) fn census_name(w: &str) -> bool {
-    is_first(w) || is_last(w)
+/// Whether an upper-case word is vocabulary: a word of a PS3.3 attribute
+/// keyword (`data/dicom_words.txt`, generated from the module tables) or an
+/// everyday or imaging word of [`NOT_NAMES`]. Why: test and phantom objects
+/// name their patients `OBSERVER`, `TEXT`, `ABDOMEN` or `PERFUSION`, which
+/// a clean output holds by design as an SR observer type, a value type, a
+/// body part or an image type; any other single word of a patient's name is
+/// the patient's in a code string as anywhere else (`OKONKWO`, `SMITH`),
+/// census list or not.
+pub(crate) fn vocabulary_word(w: &str) -> bool {
+    let d = detectors();
+    d.dicom_words.contains(w) || d.not_names.contains(w)
 }
 
 fn is_first(w: &str) -> bool {
@@ -417,5 +429,107 @@ mod tests {
         assert_eq!(cats("SMITH^JOHN", TextKind::PersonName).len(), 1);
         assert!(cats("A1B2C3D4^", TextKind::PersonName).is_empty());
         assert!(cats("HEAD^PHANTOM", TextKind::PersonName).is_empty());
+    }
+}
+
+/// `data/dicom_words.txt` is generated from the PS3.3 module tables in
+/// `rules/sources/highdicom-0.28.2/` (provenance there). This test is the
+/// generator: it fails when the file differs from what the source gives,
+/// and with `VEIL_WRITE_GENERATED=1` writes it.
+#[cfg(test)]
+mod dicom_words {
+    use sha2::{Digest, Sha256};
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    const SOURCE: &str = "rules/sources/highdicom-0.28.2/module_attribute_map.json";
+
+    /// The words of a keyword: `SOPInstanceUID` is `SOP`, `Instance`,
+    /// `UID` (a capital run ends before a capital that starts a word).
+    fn words(kw: &str) -> Vec<String> {
+        let c: Vec<char> = kw.chars().collect();
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        for (i, &ch) in c.iter().enumerate() {
+            if !ch.is_ascii_alphabetic() {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            let prev = i.checked_sub(1).map(|j| c[j]);
+            let next = c.get(i + 1).copied();
+            let starts = ch.is_ascii_uppercase()
+                && prev.is_some_and(|p| {
+                    p.is_ascii_lowercase()
+                        || p.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase())
+                });
+            if starts {
+                out.push(std::mem::take(&mut cur));
+            }
+            cur.push(ch);
+        }
+        out.push(cur);
+        out.into_iter()
+            .filter(|w| w.len() >= 3)
+            .map(|w| w.to_ascii_uppercase())
+            .collect()
+    }
+
+    fn generate(root: &Path) -> String {
+        let bytes = std::fs::read(root.join(SOURCE)).expect("module_attribute_map.json");
+        let map: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        let mut all = BTreeSet::new();
+        for rows in map.as_object().expect("modules").values() {
+            for r in rows.as_array().expect("rows") {
+                let path = r["path"].as_array().expect("path");
+                for kw in path.iter().chain([&r["keyword"]]) {
+                    all.extend(words(kw.as_str().expect("keyword")));
+                }
+            }
+        }
+        let sha: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut out = format!(
+            "# Generated; do not edit. {} words: every word (3 letters or more,\n\
+             # upper case) of every attribute keyword in\n\
+             # {SOURCE}\n\
+             # sha256 {sha}\n\
+             # (the PS3.3 module tables as highdicom 0.28.2 ships them, MIT;\n\
+             # provenance in that folder's README.md). Why: detect.rs, vocabulary_word.\n\
+             # Regenerate: VEIL_WRITE_GENERATED=1 cargo test -p veil-verify dicom_words\n",
+            all.len()
+        );
+        for w in all {
+            out.push_str(&w);
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn dicom_words_match_their_source() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let want = generate(&root);
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dicom_words.txt");
+        if std::env::var_os("VEIL_WRITE_GENERATED").is_some() {
+            veil_io::atomic::write_all(&file, want.as_bytes()).expect("write dicom_words.txt");
+        }
+        assert!(
+            super::DICOM_WORDS == want,
+            "data/dicom_words.txt differs from its source; regenerate it (see its header)"
+        );
+        assert_eq!(
+            words("SOPInstanceUID"),
+            ["SOP", "INSTANCE", "UID"].map(String::from)
+        );
+        assert_eq!(
+            words("RTBeamLimitingDeviceType"),
+            ["BEAM", "LIMITING", "DEVICE", "TYPE"].map(String::from)
+        );
+        for w in ["OBSERVER", "TEXT", "ORIGINAL"] {
+            assert!(super::vocabulary_word(w), "{w}");
+        }
+        assert!(!super::vocabulary_word("OKONKWO"));
     }
 }

@@ -180,6 +180,11 @@ fn harvest_element(tag: Tag, vr: VR, bytes: &[u8], out: &mut Vec<Token>) {
             };
             for v in values(&text()) {
                 match category {
+                    // a tool that fills an ID with a UID (a procedure step
+                    // ID `1.2.826.0.1.3680043.8.498.5549...`) wrote a UID:
+                    // its components are an organization's root, not the
+                    // patient's digits, so it is harvested as one
+                    Category::Id if uid_like(&v) => uid("", &v, out),
                     Category::Id | Category::Device => {
                         // a short number like StudyID "1" identifies nothing
                         if v.len() >= 3 && (v.len() >= 5 || v.chars().any(|c| c.is_ascii_digit())) {
@@ -187,6 +192,7 @@ fn harvest_element(tag: Tag, vr: VR, bytes: &[u8], out: &mut Vec<Token>) {
                             // own (a number field, a URL, a report's text)
                             if category == Category::Id {
                                 digit_runs(&v, out);
+                                code_string(&v, category, out);
                             }
                             push(out, category, v);
                         }
@@ -270,6 +276,7 @@ fn person_name(v: &str, out: &mut Vec<Token>) {
         for c in comps.iter().take(3) {
             if c.chars().filter(|ch| ch.is_alphabetic()).count() >= 3 {
                 push(out, Category::Name, c.to_string());
+                code_string(c, Category::Name, out);
             }
             // multi-word components: each longer word on its own
             if c.contains(' ') {
@@ -350,6 +357,36 @@ fn date(v: &str, out: &mut Vec<Token>) {
     for s in spellings {
         push(out, Category::Date, s);
     }
+}
+
+/// A value as a code string spells it, when that differs: a CS holds upper
+/// case letters, digits, space and `_` only (PS3.5 6.2), so a tool that
+/// writes an ID or a name into one spells `CQ500-CT-310` as `CQ500_CT_310`
+/// and `O'BRIEN` as `O_BRIEN`.
+fn code_string(v: &str, category: Category, out: &mut Vec<Token>) {
+    let cs: String = normalize(v)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cs != normalize(v) {
+        push(out, category, cs);
+    }
+}
+
+/// Whether a value is shaped like a UID: digits and dots, at least three
+/// components, under one of the two roots UIDs are registered below (ISO
+/// `1`, joint ISO-ITU `2`; PS3.5 9.1). An ID such as `2008.3` is not.
+fn uid_like(v: &str) -> bool {
+    (v.starts_with("1.") || v.starts_with("2."))
+        && v.split('.').count() >= 3
+        && v.split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The runs of 6 or more digits inside an ID that is more than them.
@@ -442,6 +479,11 @@ mod tests {
             Element::text(Tag(0x0008, 0x0016), VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
             Element::text(Tag(0x0020, 0x000D), VR::UI, "1.2.3.4.1234567890.7"),
             Element::text(Tag(0x0008, 0x0080), VR::LO, "General Hospital"),
+            Element::text(
+                Tag(0x0040, 0x0009),
+                VR::SH,
+                "1.2.826.0.1.3680043.8.498.5549034812",
+            ),
         ]);
         let has = |c: Category, v: &str| t.contains(&(c, v.to_string()));
         assert!(has(Category::Name, "DOE^JO"));
@@ -473,6 +515,11 @@ mod tests {
         assert!(has(Category::Uid, "1.2.3.4.1234567890.7"));
         assert!(has(Category::Uid, "1234567890"));
         assert!(has(Category::Institution, "GENERAL HOSPITAL"));
+        // code-string spellings
+        assert!(has(Category::Id, "ACC_12345678"));
+        // an ID holding a UID is a UID: its root's components are no one's
+        assert!(has(Category::Uid, "1.2.826.0.1.3680043.8.498.5549034812"));
+        assert!(!t.iter().any(|(_, v)| v == "3680043"));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Matcher {
     /// per token: its length in characters (what a report may say of it)
     chars: Vec<usize>,
     longest: usize,
+    /// the tokens sought inside a UID's components: IDs of at least
+    /// [`INNER_DIGITS`] digits ([`Matcher::find_inside_uid`])
+    inner: Vec<usize>,
 }
 
 /// One Aho-Corasick automaton over some spellings of the tokens.
@@ -104,6 +107,15 @@ pub struct Hit {
 /// Values shorter than this (in characters) match binary data by chance:
 /// the raw pass does not look for them, and they must stand alone.
 pub const SHORT: usize = 6;
+
+/// An all-digit ID at least this long is sought inside a UID component too
+/// (`1.2.826.0.1.3680043.10.1234.15063071.7`: a tool built the UID from the
+/// record number). Why 7: a given run of 7 digits occurs in a random
+/// 39-digit component with a chance of about 33 in 10^7 (measured:
+/// docs/verify.md), and UIDs whose digits are random by construction are
+/// not searched so ([`Matcher::find_inside_uid`]); 6 digits would be ten
+/// times as likely, and record numbers are rarely shorter than 7.
+pub const INNER_DIGITS: usize = 7;
 
 impl Matcher {
     /// Compiles tokens.
@@ -166,6 +178,17 @@ impl Matcher {
             .map(|t| t.value.expose().chars().count())
             .collect();
         let short: Vec<bool> = chars.iter().map(|&n| n < SHORT).collect();
+        let inner = tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                let v = t.value.expose();
+                t.category == Category::Id
+                    && v.len() >= INNER_DIGITS
+                    && v.bytes().all(|b| b.is_ascii_digit())
+            })
+            .map(|(i, _)| i)
+            .collect();
         let raw = spellings
             .iter()
             .filter(|(_, t, e)| *e == Enc::Byte && !short[*t])
@@ -180,6 +203,7 @@ impl Matcher {
             short,
             chars,
             longest,
+            inner,
         }
     }
 
@@ -231,6 +255,39 @@ impl Matcher {
             self.matches(a, hay, run, &mut hits);
         }
         dedup(hits)
+    }
+
+    /// The IDs of [`INNER_DIGITS`] digits or more inside the components of
+    /// one UID value (`uid`, padding trimmed), where the boundary rule of
+    /// [`Matcher::find`] does not look: a digit run is part of a longer
+    /// component. A component that is the ID exactly is [`Matcher::find`]'s.
+    /// A UID under `2.25` is not searched: its one component is a UUID's
+    /// 128 bits in decimal (PS3.5 B.2), random by construction (Veil's own
+    /// replacement UIDs are such), so an ID's digits occur there only by
+    /// chance; the ID itself as a component is still found.
+    pub fn find_inside_uid(&self, uid: &[u8]) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        if self.inner.is_empty() || uid.starts_with(b"2.25.") {
+            return hits;
+        }
+        let mut at = 0;
+        for comp in uid.split(|&b| b == b'.') {
+            for &token in &self.inner {
+                let t = self.tokens[token].value.expose().as_bytes();
+                if comp.len() > t.len() {
+                    if let Some(p) = comp.windows(t.len()).position(|w| w == t) {
+                        hits.push(Hit {
+                            token,
+                            start: at + p,
+                            end: at + p + t.len(),
+                            utf16: false,
+                        });
+                    }
+                }
+            }
+            at += comp.len() + 1;
+        }
+        hits
     }
 
     /// The bounded matches of one automaton in `hay[within]`; the bounds
@@ -447,6 +504,29 @@ mod tests {
         assert_eq!(mt.find(b"x12345678").len(), 0);
         assert_eq!(mt.find(b"MRN1234567").len(), 1);
         assert_eq!(mt.find(b"1.2.3.1234567.4").len(), 1);
+    }
+
+    /// An ID of 7 digits or more is found inside a UID component, but not
+    /// under 2.25 (random digits), nor when it is the whole component
+    /// ([`Matcher::find`] reports that), nor when shorter or not an ID.
+    #[test]
+    fn ids_inside_uid_components() {
+        let tok = |c: Category, v: &str| Token {
+            value: Phi::new(v.to_string()),
+            category: c,
+        };
+        let mt = Matcher::new(vec![
+            tok(Category::Id, "5063071"),
+            tok(Category::Id, "506307"),
+            tok(Category::Date, "19610203"),
+        ]);
+        let uid = b"1.2.826.0.1.3680043.10.1234.15063071.7";
+        let hits = mt.find_inside_uid(uid);
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(&uid[hits[0].start..hits[0].end], b"5063071");
+        assert!(mt.find_inside_uid(b"2.25.915063071").is_empty());
+        assert!(mt.find_inside_uid(b"1.2.5063071.3").is_empty());
+        assert!(mt.find_inside_uid(b"1.2.1196102034").is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use dicom_core::VR;
 use veil_core::{Phi, Tag, TagPath};
 use veil_io::{BulkSource, DataSet, DicomFile, Source, Value};
 
-use crate::detect::{age_string_over_90, ages, census_name, detect, TextKind};
+use crate::detect::{age_string_over_90, ages, detect, vocabulary_word, TextKind};
 use crate::harvest::{decode, keyword, names_a_kind};
 use crate::matcher::Matcher;
 use crate::text::{Place, ReportText};
@@ -238,6 +238,15 @@ fn vocabulary(tag: Tag) -> bool {
     tags.contains(&tag) || tag.is_private_creator()
 }
 
+/// Where in an element a token was found, for [`counts`].
+#[derive(Clone, Copy)]
+struct Spot {
+    /// The hit is one whole value of the element ([`whole_value`]).
+    whole: bool,
+    /// The hit lies in a UID under the standard's root `1.2.840.10008`.
+    standard_uid: bool,
+}
+
 /// Whether a token hit counts in this element. The source's own values
 /// count everywhere: a RIS fills a code's meaning from free text, a tool
 /// writes the patient ID into an AE title, so no keyword, VR or vocabulary
@@ -247,23 +256,27 @@ fn vocabulary(tag: Tag) -> bool {
 ///   long ones ([`Matcher::is_short`]): an instance number equals a short
 ///   ID by chance;
 /// - dates and times (DA, DT, TM) hold dates and times only;
-/// - UIDs of kinds (SOP class, transfer syntax) are the standard's;
+/// - a UID under the standard's root (`1.2.840.10008`: SOP classes,
+///   transfer syntaxes) is public and the same for everyone; a UID that
+///   names a kind (class, coding scheme, implementation) shares the site's
+///   root with its instance UIDs by design, so source UIDs and their digit
+///   runs do not count there, but the patient's own IDs and dates do;
 /// - binary values (OB, OW, UN) hold values under 5 characters by chance;
 /// - a name word of 3 letters is distinctive only as a PN component or as
 ///   a whole value (`LEE` in a description's `SLEEP LEE` may be a word);
 /// - in coded and vocabulary places and code strings, a single name word
-///   counts only when it is a census first name or surname that is not an
-///   everyday or imaging word ([`census_name`]): test, phantom and demo
-///   objects name their patients `OBSERVER`, `TEXT`, `ABDOMEN`,
-///   `PERFUSION`, which a clean output holds as an SR value type, an image
-///   type or a code meaning (full names, IDs and dates count there
-///   always); and a station, serial number, institution or institution
-///   address is the site's equipment and organization, which these places
-///   name by design (a model name often is the station's name, a coding
-///   scheme's responsible organization has the site's address); nor does
-///   a number under 6 digits (code values are short numbers: a study ID
-///   `1111` is a code's value `1111` by chance).
-fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR, whole: bool) -> bool {
+///   counts unless it is a word of the DICOM vocabulary or an everyday or
+///   imaging word ([`vocabulary_word`]): test, phantom and demo objects
+///   name their patients `OBSERVER`, `TEXT`, `ABDOMEN`, `PERFUSION`, which
+///   a clean output holds as an SR observer or value type, a body part or
+///   an image type (full names, IDs and dates count there always); and a
+///   station, serial number, institution or institution address is the
+///   site's equipment and organization, which these places name by design
+///   (a model name often is the station's name, a coding scheme's
+///   responsible organization has the site's address); nor does a number
+///   under 6 digits (code values are short numbers: a study ID `1111` is a
+///   code's value `1111` by chance).
+fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR, spot: Spot) -> bool {
     let t = &m.tokens()[token];
     let len = m.chars(token);
     let coded = vocabulary(tag) || vr == VR::CS;
@@ -271,7 +284,7 @@ fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR, whole: bool) -> bool {
         let v = t.value.expose();
         let word = t.category == Category::Name && !v.contains([' ', '^', ',']);
         let short_number = m.is_short(token) && v.bytes().all(|b| b.is_ascii_digit());
-        if word && !census_name(v)
+        if word && vocabulary_word(v)
             || short_number
             || matches!(
                 t.category,
@@ -292,20 +305,64 @@ fn counts(m: &Matcher, token: usize, tag: Tag, vr: VR, whole: bool) -> bool {
         // number built from a date and time (`ACC20181211-143000`) equal
         // a kept time of day by construction
         VR::DA | VR::DT | VR::TM => matches!(t.category, Category::Date | Category::Time),
-        VR::UI => keyword(tag).is_none_or(|kw| !names_a_kind(kw)),
+        VR::UI => {
+            !spot.standard_uid
+                && (t.category != Category::Uid || keyword(tag).is_none_or(|kw| !names_a_kind(kw)))
+        }
         VR::OB | VR::OW | VR::UN => len >= 5,
         VR::PN => true,
-        _ => t.category != Category::Name || len >= 4 || whole,
+        _ => t.category != Category::Name || len >= 4 || spot.whole,
     }
+}
+
+/// The values of a multi-valued element: (start, end) of each between
+/// backslashes, padding trimmed.
+fn value_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let pad = |b: &u8| *b == b' ' || *b == 0;
+    let mut out = Vec::new();
+    let mut start = 0;
+    for part in bytes.split(|&b| b == b'\\') {
+        let lead = part.iter().take_while(|b| pad(b)).count();
+        let trail = part[lead..].iter().rev().take_while(|b| pad(b)).count();
+        out.push((start + lead, start + part.len() - trail));
+        start += part.len() + 1;
+    }
+    out
+}
+
+/// The parts of an element's value that are searched on their own. A DT
+/// value (`YYYYMMDDHHMMSS.FFFFFF&ZZXX`) is a date followed by a time
+/// without a separator, so its date part is a date and is matched as one
+/// (a patient's birth date written as `{date}093000` is found), and so is
+/// its time part; a value that does not start with 8 digits is searched
+/// whole. Everything else is searched whole.
+fn parts(vr: VR, bytes: &[u8]) -> Vec<(usize, usize)> {
+    if vr != VR::DT {
+        return vec![(0, bytes.len())];
+    }
+    let mut out = Vec::new();
+    for (s, e) in value_ranges(bytes) {
+        if e - s > 8 && bytes[s..s + 8].iter().all(u8::is_ascii_digit) {
+            out.extend([(s, s + 8), (s + 8, e)]);
+        } else {
+            out.push((s, e));
+        }
+    }
+    out
+}
+
+/// Whether the value holding `at` is a UID under the standard's root.
+fn standard_uid(bytes: &[u8], at: usize) -> bool {
+    value_ranges(bytes)
+        .into_iter()
+        .find(|&(s, e)| s <= at && at <= e)
+        .is_some_and(|(s, _)| bytes[s..].starts_with(b"1.2.840.10008."))
 }
 
 /// Whether `bytes[start..end]` is one whole value of a multi-valued text
 /// element (between backslashes, padding trimmed).
 fn whole_value(bytes: &[u8], start: usize, end: usize) -> bool {
-    let pad = |b: u8| b == b' ' || b == 0;
-    let before = bytes[..start].iter().rev().find(|&&b| !pad(b));
-    let after = bytes[end..].iter().find(|&&b| !pad(b));
-    before.is_none_or(|&b| b == b'\\') && after.is_none_or(|&b| b == b'\\')
+    value_ranges(bytes).contains(&(start, end))
 }
 
 fn binary(vr: VR) -> bool {
@@ -403,10 +460,31 @@ impl Walker<'_, '_> {
     }
 
     fn tokens(&mut self, m: &Matcher, tag: Tag, vr: VR, bytes: &[u8], place: &Place) {
-        let mut found = m.find(bytes);
+        let shift = |hits: Vec<crate::matcher::Hit>, s: usize| {
+            hits.into_iter().map(move |h| crate::matcher::Hit {
+                start: h.start + s,
+                end: h.end + s,
+                ..h
+            })
+        };
+        let mut found = Vec::new();
+        for (s, e) in parts(vr, bytes) {
+            found.extend(shift(m.find(&bytes[s..e]), s));
+        }
+        if vr == VR::UI {
+            for (s, e) in value_ranges(bytes) {
+                found.extend(shift(m.find_inside_uid(&bytes[s..e]), s));
+            }
+        }
         // the raw pass must not report what this element holds
         self.seen.extend(found.iter().map(|h| h.token));
-        found.retain(|h| counts(m, h.token, tag, vr, whole_value(bytes, h.start, h.end)));
+        found.retain(|h| {
+            let spot = Spot {
+                whole: whole_value(bytes, h.start, h.end),
+                standard_uid: vr == VR::UI && standard_uid(bytes, h.start),
+            };
+            counts(m, h.token, tag, vr, spot)
+        });
         if found.is_empty() {
             return;
         }
@@ -922,6 +1000,10 @@ mod tests {
             tok(Category::Id, "MRN0042"),
             tok(Category::Id, "1234"),
             tok(Category::Date, "19610203"),
+            tok(Category::Name, "OKONKWO"),
+            tok(Category::Name, "TEXT"),
+            tok(Category::Id, "5063071"),
+            tok(Category::Uid, "1.2.3.4.5678901234"),
         ]);
         let i = |v: &str| {
             m.tokens()
@@ -930,34 +1012,79 @@ mod tests {
                 .unwrap()
         };
         let (meaning, descr) = (Tag(0x0008, 0x0104), Tag(0x0008, 0x1030));
-        assert!(counts(&m, i("JOHN DOE"), meaning, VR::LO, false));
-        assert!(counts(&m, i("MRN0042"), Tag(0x0002, 0x0016), VR::AE, true));
-        assert!(counts(&m, i("JOHN DOE"), Tag(0x0008, 0x0060), VR::CS, true));
-        assert!(counts(&m, i("LEE"), meaning, VR::LO, true));
-        assert!(counts(&m, i("SMITH"), Tag(0x0008, 0x0060), VR::CS, true));
-        assert!(!counts(
+        const W: Spot = Spot {
+            whole: true,
+            standard_uid: false,
+        };
+        const P: Spot = Spot {
+            whole: false,
+            standard_uid: false,
+        };
+        assert!(counts(&m, i("JOHN DOE"), meaning, VR::LO, P));
+        assert!(counts(&m, i("MRN0042"), Tag(0x0002, 0x0016), VR::AE, W));
+        assert!(counts(&m, i("JOHN DOE"), Tag(0x0008, 0x0060), VR::CS, W));
+        assert!(counts(&m, i("LEE"), meaning, VR::LO, W));
+        assert!(counts(&m, i("SMITH"), Tag(0x0008, 0x0060), VR::CS, W));
+        assert!(!counts(&m, i("OBSERVER"), Tag(0x0040, 0xA040), VR::CS, W));
+        assert!(counts(&m, i("OBSERVER"), descr, VR::LO, P));
+        assert!(!counts(&m, i("LEE"), descr, VR::LO, P));
+        assert!(!counts(&m, i("HEAD"), meaning, VR::LO, W));
+        assert!(!counts(&m, i("HEAD"), Tag(0x0018, 0x0015), VR::CS, W));
+        assert!(counts(&m, i("HEAD"), descr, VR::LO, P));
+        assert!(!counts(&m, i("CT01"), Tag(0x0008, 0x1090), VR::LO, W));
+        assert!(counts(&m, i("CT01"), descr, VR::LO, P));
+        assert!(counts(&m, i("19610203"), Tag(0x0018, 0x1050), VR::DS, W));
+        assert!(counts(&m, i("MRN0042"), Tag(0x0020, 0x0013), VR::IS, W));
+        assert!(!counts(&m, i("1234"), Tag(0x0020, 0x0013), VR::IS, W));
+        assert!(!counts(&m, i("1234"), Tag(0x0008, 0x0100), VR::SH, W));
+        assert!(counts(&m, i("1234"), descr, VR::LO, W));
+        assert!(counts(&m, i("19610203"), Tag(0x0008, 0x0020), VR::DA, W));
+        assert!(!counts(&m, i("MRN0042"), Tag(0x0008, 0x0030), VR::TM, W));
+        // a name word that is no DICOM or everyday word counts in a code
+        // string (census list or not); one that is does not
+        assert!(counts(&m, i("OKONKWO"), Tag(0x0008, 0x0060), VR::CS, W));
+        assert!(counts(&m, i("OKONKWO"), meaning, VR::LO, W));
+        assert!(!counts(&m, i("TEXT"), Tag(0x0040, 0xA040), VR::CS, W));
+        // kinds of UIDs: the patient's own ID and dates count, the site's
+        // UIDs do not, nor anything under the standard's root
+        let scheme = Tag(0x0008, 0x010C);
+        assert!(counts(&m, i("5063071"), scheme, VR::UI, P));
+        assert!(counts(&m, i("19610203"), scheme, VR::UI, P));
+        assert!(!counts(&m, i("1.2.3.4.5678901234"), scheme, VR::UI, P));
+        assert!(counts(
             &m,
-            i("OBSERVER"),
-            Tag(0x0040, 0xA040),
-            VR::CS,
-            true
+            i("1.2.3.4.5678901234"),
+            Tag(0x0008, 0x1155),
+            VR::UI,
+            P
         ));
-        assert!(counts(&m, i("OBSERVER"), descr, VR::LO, false));
-        assert!(!counts(&m, i("LEE"), descr, VR::LO, false));
-        assert!(!counts(&m, i("HEAD"), meaning, VR::LO, true));
-        assert!(!counts(&m, i("HEAD"), Tag(0x0018, 0x0015), VR::CS, true));
-        assert!(counts(&m, i("HEAD"), descr, VR::LO, false));
-        assert!(!counts(&m, i("CT01"), Tag(0x0008, 0x1090), VR::LO, true));
-        assert!(counts(&m, i("CT01"), descr, VR::LO, false));
-        assert!(counts(&m, i("19610203"), Tag(0x0018, 0x1050), VR::DS, true));
-        assert!(counts(&m, i("MRN0042"), Tag(0x0020, 0x0013), VR::IS, true));
-        assert!(!counts(&m, i("1234"), Tag(0x0020, 0x0013), VR::IS, true));
-        assert!(!counts(&m, i("1234"), Tag(0x0008, 0x0100), VR::SH, true));
-        assert!(counts(&m, i("1234"), descr, VR::LO, true));
-        assert!(counts(&m, i("19610203"), Tag(0x0008, 0x0020), VR::DA, true));
-        assert!(!counts(&m, i("MRN0042"), Tag(0x0008, 0x0030), VR::TM, true));
+        let std_root = Spot {
+            whole: false,
+            standard_uid: true,
+        };
+        assert!(!counts(&m, i("5063071"), scheme, VR::UI, std_root));
         assert!(whole_value(b"AB\\LEE \\CD", 3, 6));
         assert!(!whole_value(b"DR LEE", 3, 6));
+    }
+
+    /// A DT is searched as its date and its time (a birth date written
+    /// as the date of a DT is found); other VRs whole.
+    #[test]
+    fn a_date_time_is_a_date_and_a_time() {
+        assert_eq!(
+            parts(VR::DT, b"19610203093000.5\\20200101 "),
+            [(0, 8), (8, 16), (17, 25)]
+        );
+        assert_eq!(parts(VR::LO, b"19610203093000"), [(0, 14)]);
+        let m = Matcher::new(vec![crate::Token {
+            value: veil_core::Phi::new("19610203".to_string()),
+            category: Category::Date,
+        }]);
+        assert!(m.find(b"19610203093000").is_empty());
+        let (s, e) = parts(VR::DT, b"19610203093000")[0];
+        assert_eq!(m.find(&b"19610203093000"[s..e]).len(), 1);
+        assert!(standard_uid(b"1.2.3\\1.2.840.10008.5.1.4.1.1.2", 8));
+        assert!(!standard_uid(b"1.2.3\\1.2.840.10008.5.1.4.1.1.2", 2));
     }
 
     #[test]
