@@ -219,7 +219,8 @@ fn release_withdraw_disclose_retain() {
         "{out}"
     );
 
-    // purpose not registered: refused; unknown recipient: cannot run
+    // purpose not registered, unknown recipient: cannot run (issue 17:
+    // an unregistered purpose is an error before anything is logged)
     let (code, out) = veil(
         &home,
         &[
@@ -233,8 +234,11 @@ fn release_withdraw_disclose_retain() {
             &s(&home.join("out3")),
         ],
     );
-    assert_eq!(code, 1);
-    assert!(out.contains("purpose not registered"), "{out}");
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("not registered for purpose ai-training"),
+        "{out}"
+    );
     assert_eq!(
         veil(
             &home,

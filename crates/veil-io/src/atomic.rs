@@ -227,3 +227,48 @@ pub fn clean_temporaries(root: &Path) -> io::Result<usize> {
     }
     Ok(n)
 }
+
+/// Whether a report path means standard output (`-`).
+pub fn is_stdout(dest: &Path) -> bool {
+    dest.as_os_str() == "-"
+}
+
+/// Writes a report (`--report`, `--json`, `--html`, exports) the way its
+/// target asks. `-` is standard output. A regular file or a name that does
+/// not exist yet is written atomically and readable by its owner only
+/// ([`write_private`]). Anything else the user named (a symbolic link, a
+/// FIFO, a character device such as `/dev/stdout`) is written through,
+/// never replaced: renaming a temporary file over `/dev/stdout` (as root)
+/// or over a link would destroy the special file and leave the report
+/// where nobody reads it. A link to a regular file has that file's content
+/// replaced (as the shell's `>` does); a FIFO or a device is opened for
+/// writing as it is.
+pub fn write_report(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    if is_stdout(dest) {
+        let mut out = io::stdout().lock();
+        return match out.write_all(bytes).and_then(|()| out.flush()) {
+            // `veil verify --json - | head` ends quietly
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        };
+    }
+    let through = match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+        Ok(m) => !m.file_type().is_file(),
+    };
+    if !through {
+        return write_private(dest, bytes);
+    }
+    // truncate only a regular file behind a link: O_TRUNC means nothing to
+    // a FIFO or a terminal, and a pipe must not lose what was written to it
+    let regular_target = fs::metadata(dest).is_ok_and(|m| m.is_file());
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        // a link to nothing yet: its target is created, as by the shell
+        .create(true)
+        .truncate(regular_target)
+        .open(dest)?;
+    f.write_all(bytes)?;
+    f.flush()
+}
