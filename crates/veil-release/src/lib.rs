@@ -531,6 +531,11 @@ impl Site {
         if self.store.recipient(name)?.is_some() {
             return Err(Error::Invalid(format!("recipient {name} already exists")));
         }
+        if self.store.recipient_removed(name)? {
+            return Err(Error::Invalid(format!(
+                "recipient {name} was removed; the ledger's history keeps its name, so choose another"
+            )));
+        }
         let text = std::fs::read_to_string(recipe).map_err(Error::io("reading the recipe"))?;
         let r = veil_rules::Recipe::parse(&text).map_err(|e| Error::Invalid(e.to_string()))?;
         let label = match &r.version {

@@ -494,12 +494,7 @@ impl Store {
                 r.name
             )));
         }
-        if self.recipient_removed(&r.name)? {
-            return Err(StoreError::Invalid(format!(
-                "recipient {} was removed; the ledger's history keeps its name, so choose another",
-                r.name
-            )));
-        }
+
         self.exec(
             "INSERT INTO recipients (name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             &[
