@@ -458,16 +458,7 @@ fn run(cli: Cli) -> Result<i32, String> {
                 Ok(l) => l,
                 Err(code) => return Ok(code),
             };
-            let recipe_text = match &pargs.recipe {
-                Some(p) => Some(
-                    std::fs::read(p)
-                        .map_err(|e| format!("cannot read the recipe '{}': {e}", p.display()))?,
-                ),
-                None => None,
-            };
-            let settings = veil_pipeline::outmark::Settings::of(&policy, recipe_text.as_deref());
-            veil_pipeline::outmark::claim(&out, &settings, force_new_key)
-                .map_err(|e| e.to_string())?;
+            out::claim(&out, pargs.recipe.as_deref(), &policy, force_new_key)?;
             let jobs = jobs.unwrap_or_else(cores);
             let bar = if std::io::stderr().is_terminal() {
                 let b = indicatif::ProgressBar::new(0);

@@ -1,8 +1,9 @@
-//! Where reports and summaries go. Every flag that takes a report path
-//! (`deid --report`, `verify`/`risk` `--json`/`--html`, `consent export
-//! --out`, `ledger export --out`, `ledger checkpoint --out`) writes through
-//! [`report`], so `-` means standard output everywhere and a special file
-//! (`/dev/stdout`, a FIFO, a link) is written through, never replaced.
+//! Where reports and summaries go, and `veil deid`'s claim on OUT. Every
+//! flag that takes a report path (`deid --report`, `verify`/`risk`
+//! `--json`/`--html`, `consent export --out`, `ledger export --out`,
+//! `ledger checkpoint --out`) writes through [`report`], so `-` means
+//! standard output everywhere and a special file (`/dev/stdout`, a FIFO, a
+//! link) is written through, never replaced.
 
 use std::path::Path;
 
@@ -30,4 +31,25 @@ pub fn summary<'a>(
     } else {
         crate::emit(text)
     }
+}
+
+/// Claims OUT for a `veil deid` run (see `veil_pipeline::outmark`): its
+/// marker records this run's key id, recipe digest and options, and a run
+/// with other ones is refused unless `force_new_key`. Call it holding
+/// OUT's lock.
+pub fn claim(
+    out: &Path,
+    recipe: Option<&Path>,
+    policy: &veil_deid::Policy,
+    force_new_key: bool,
+) -> Result<(), String> {
+    let text = match recipe {
+        Some(p) => Some(
+            std::fs::read(p)
+                .map_err(|e| format!("cannot read the recipe '{}': {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let settings = veil_pipeline::outmark::Settings::of(policy, text.as_deref());
+    veil_pipeline::outmark::claim(out, &settings, force_new_key).map_err(|e| e.to_string())
 }
