@@ -272,3 +272,50 @@ pub fn write_report(dest: &Path, bytes: &[u8]) -> io::Result<()> {
     f.write_all(bytes)?;
     f.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    #[test]
+    fn reports_replace_regular_files_and_write_through_the_rest() {
+        let d = std::env::temp_dir().join(format!("veil-report-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        // absent, then a regular file: atomic, 0600
+        let f = d.join("r.json");
+        write_report(&f, b"one").unwrap();
+        write_report(&f, b"two").unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // a link: still a link, its target replaced in place
+        let l = d.join("link.json");
+        std::os::unix::fs::symlink(&f, &l).unwrap();
+        write_report(&l, b"3").unwrap();
+        assert!(fs::symlink_metadata(&l).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&f).unwrap(), b"3");
+        // a link to nothing yet: its target is created
+        let target = d.join("later.json");
+        let dangling = d.join("dangling.json");
+        std::os::unix::fs::symlink(&target, &dangling).unwrap();
+        write_report(&dangling, b"4").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"4");
+        // a character device: written through, not replaced
+        write_report(Path::new("/dev/null"), b"nothing").unwrap();
+        assert!(fs::symlink_metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let left: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(TMP_PREFIX))
+            .collect();
+        assert!(left.is_empty(), "no temporary left");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
