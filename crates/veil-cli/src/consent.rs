@@ -42,6 +42,50 @@ pub enum RecipientCmd {
         /// The recipient.
         name: String,
     },
+    /// List the recipients: name, category, purposes, recipe, retention.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one recipient's registration (never its key, only the key id).
+    Show {
+        /// The recipient.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a recipient's registration, pinned in the ledger. `--recipe`
+    /// reads the TOML file again (the recipe is otherwise frozen at `add`).
+    Update {
+        /// The recipient.
+        name: String,
+        /// Read this recipe file again.
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        /// Its purposes, all of them (repeatable; replaces the list).
+        #[arg(long = "purpose")]
+        purposes: Vec<String>,
+        /// Days a staged output is kept.
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// Category ("" clears it).
+        #[arg(long)]
+        category: Option<String>,
+        /// Contact ("" clears it).
+        #[arg(long)]
+        contact: Option<String>,
+        /// Postal address ("" clears it).
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Remove a recipient: it can receive nothing more; the ledger keeps
+    /// every entry about it, and its name is not reused.
+    Remove {
+        /// The recipient.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +143,20 @@ pub enum ConsentCmd {
         /// Valid until, inclusive (YYYY-MM-DD or RFC 3339).
         #[arg(long)]
         until: Option<String>,
+        /// Record it even though the recipient, category or purpose is not
+        /// registered (yet): without it, an unknown one is an error.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The site defaults and the consent provisions on record (all
+    /// patients, or one). For staff: it shows patient IDs.
+    List {
+        /// Only this patient.
+        #[arg(long)]
+        patient_id: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Once, after upgrading a store from before consent, site defaults and
     /// recipients were logged: log what it holds so releases can run.
@@ -148,6 +206,105 @@ pub fn recipient(db: Option<&str>, cmd: RecipientCmd) -> Result<i32, String> {
             ))?;
             Ok(0)
         }
+        RecipientCmd::List { json } => {
+            let mut s = site(db)?;
+            let rs = s.store.recipients().map_err(|e| e.to_string())?;
+            if json {
+                let v: Vec<_> = rs.iter().map(recipient_json).collect();
+                emit(&(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))?;
+            } else {
+                let mut t = format!(
+                    "{:<20} {:<14} {:<28} {:<20} {:>9}\n",
+                    "NAME", "CATEGORY", "PURPOSES", "RECIPE", "RETENTION"
+                );
+                for r in &rs {
+                    t.push_str(&format!(
+                        "{:<20} {:<14} {:<28} {:<20} {:>4} days\n",
+                        r.name,
+                        r.category.as_deref().unwrap_or("-"),
+                        r.purposes.join(","),
+                        r.recipe_label,
+                        r.retention_days
+                    ));
+                }
+                t.push_str(&format!(
+                    "{} recipient{}\n",
+                    rs.len(),
+                    if rs.len() == 1 { "" } else { "s" }
+                ));
+                emit(&t)?;
+            }
+            Ok(0)
+        }
+        RecipientCmd::Show { name, json } => {
+            let mut s = site(db)?;
+            let r = s
+                .store
+                .recipient(&name)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no recipient named {name}"))?;
+            if json {
+                emit(
+                    &(serde_json::to_string_pretty(&recipient_json(&r))
+                        .map_err(|e| e.to_string())?
+                        + "\n"),
+                )?;
+            } else {
+                emit(&format!(
+                    "name       {}\ncategory   {}\npurposes   {}\nrecipe     {}\nretention  {} days\ncontact    {}\naddress    {}\nkey id     {}\nkey file   {}\n",
+                    r.name,
+                    r.category.as_deref().unwrap_or("-"),
+                    r.purposes.join(", "),
+                    r.recipe_label,
+                    r.retention_days,
+                    r.contact.as_deref().unwrap_or("-"),
+                    r.address.as_deref().unwrap_or("-"),
+                    r.key_id,
+                    r.key_file
+                ))?;
+            }
+            Ok(0)
+        }
+        RecipientCmd::Update {
+            name,
+            recipe,
+            purposes,
+            retention_days,
+            category,
+            contact,
+            address,
+        } => {
+            let mut s = site(db)?;
+            let r = s
+                .update_recipient(
+                    &name,
+                    veil_release::RecipientUpdate {
+                        recipe,
+                        purposes,
+                        retention_days,
+                        category,
+                        contact,
+                        address,
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            emit(&format!(
+                "updated recipient {} (purposes {}; recipe {}; retention {} days); pinned in the ledger\n",
+                r.name,
+                r.purposes.join(", "),
+                r.recipe_label,
+                r.retention_days
+            ))?;
+            Ok(0)
+        }
+        RecipientCmd::Remove { name } => {
+            let mut s = site(db)?;
+            s.remove_recipient(&name).map_err(|e| e.to_string())?;
+            emit(&format!(
+                "removed recipient {name}: it can receive nothing more; the ledger keeps its history\n"
+            ))?;
+            Ok(0)
+        }
         RecipientCmd::RotateKey { name } => {
             let mut s = site(db)?;
             let r = s.rotate_key(&name).map_err(|e| e.to_string())?;
@@ -190,8 +347,7 @@ pub fn consent(db: Option<&str>, cmd: ConsentCmd) -> Result<i32, String> {
             let v = s.export_consents().map_err(|e| e.to_string())?;
             let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n";
             match out {
-                Some(p) => veil_io::atomic::write_private(&p, text.as_bytes())
-                    .map_err(|e| format!("writing the export: {:?}", e.kind()))?,
+                Some(p) => crate::out::report(&p, text.as_bytes(), "export")?,
                 None => emit(&text)?,
             }
             Ok(0)
@@ -206,6 +362,7 @@ pub fn consent(db: Option<&str>, cmd: ConsentCmd) -> Result<i32, String> {
             study,
             from,
             until,
+            force,
         } => {
             let time = |s: Option<String>, end: bool| -> Result<Option<String>, String> {
                 s.map(|t| {
@@ -229,13 +386,65 @@ pub fn consent(db: Option<&str>, cmd: ConsentCmd) -> Result<i32, String> {
             };
             let what = p.describe();
             let notify = s
-                .set_consent(&Phi::new(patient_id), p)
+                .set_consent_checked(&Phi::new(patient_id), p, force)
                 .map_err(|e| e.to_string())?;
             let mut text = format!("recorded: {what}\n");
             if deny {
                 text.push_str(&notify_text(&notify));
             }
             emit(&text)?;
+            Ok(0)
+        }
+        ConsentCmd::List { patient_id, json } => {
+            let pid = patient_id.map(Phi::new);
+            let l = s.consent_list(pid.as_ref()).map_err(|e| e.to_string())?;
+            if json {
+                let v = serde_json::json!({
+                    "notice": "SITE-LOCAL: lists patient IDs.",
+                    "defaults": l.defaults.iter().map(|(p, m)| serde_json::json!({"purpose": p, "mode": m})).collect::<Vec<_>>(),
+                    "consents": l.consents.iter().map(|c| serde_json::json!({
+                        "id": c.id,
+                        "patient_id": c.patient_id.expose(),
+                        "status": c.status,
+                        "date_time": c.date_time,
+                        "provisions": c.provisions,
+                    })).collect::<Vec<_>>(),
+                });
+                emit(&(serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n"))?;
+            } else {
+                let mut t = String::from("site defaults (when no provision applies):\n");
+                if l.defaults.is_empty() {
+                    t.push_str("  none set: every purpose is opt-in\n");
+                }
+                for (p, m) in &l.defaults {
+                    t.push_str(&format!("  {p:<20} {m}\n"));
+                }
+                let n = l.consents.len();
+                t.push_str(&format!(
+                    "{n} consent record{}:\n",
+                    if n == 1 { "" } else { "s" }
+                ));
+                for c in &l.consents {
+                    t.push_str(&format!(
+                        "  {} patient {} ({})\n",
+                        c.id,
+                        c.patient_id.expose(),
+                        c.status
+                    ));
+                    for p in &c.provisions {
+                        let mut line = format!("    {}", p.describe());
+                        if let Some(st) = &p.start {
+                            line.push_str(&format!(", from {st}"));
+                        }
+                        if let Some(en) = &p.end {
+                            line.push_str(&format!(", until {en}"));
+                        }
+                        t.push_str(&line);
+                        t.push('\n');
+                    }
+                }
+                emit(&t)?;
+            }
             Ok(0)
         }
         ConsentCmd::Adopt => {
@@ -297,4 +506,21 @@ pub fn notify_text(notify: &[veil_release::Notify]) -> String {
         ));
     }
     t
+}
+
+/// A recipient as `recipient list|show --json` print it: the key id,
+/// never the key; the recipe by label and digest, not its text.
+fn recipient_json(r: &veil_consent::Recipient) -> serde_json::Value {
+    serde_json::json!({
+        "name": r.name,
+        "category": r.category,
+        "purposes": r.purposes,
+        "recipe": r.recipe_label,
+        "recipe_sha256": veil_release::sha256_hex(r.recipe_toml.as_bytes()),
+        "retention_days": r.retention_days,
+        "contact": r.contact,
+        "address": r.address,
+        "key_id": r.key_id,
+        "key_file": r.key_file,
+    })
 }

@@ -76,19 +76,16 @@ pub fn ledger(db: Option<&str>, cmd: LedgerCmd) -> Result<i32, String> {
                 let note = c.note(s.ledger_verifier().key());
                 match out {
                     Some(p) => {
-                        veil_io::atomic::write_all(&p, note.as_bytes()).map_err(|e| {
-                            format!(
-                                "writing the checkpoint note {}: {:?}",
-                                p.display(),
-                                e.kind()
-                            )
-                        })?;
-                        emit(&format!(
-                            "checkpoint of {} entries, root {}, written to {}\n",
-                            c.size,
-                            c.root,
-                            p.display()
-                        ))?;
+                        crate::out::report(&p, note.as_bytes(), "checkpoint note")?;
+                        crate::out::summary(
+                            &format!(
+                                "checkpoint of {} entries, root {}, written to {}\n",
+                                c.size,
+                                c.root,
+                                p.display()
+                            ),
+                            [&Some(p.clone())],
+                        )?;
                     }
                     None => emit(&note)?,
                 }
@@ -116,8 +113,7 @@ pub fn ledger(db: Option<&str>, cmd: LedgerCmd) -> Result<i32, String> {
                     + "\n"
             };
             match out {
-                Some(p) => veil_io::atomic::write_private(&p, text.as_bytes())
-                    .map_err(|e| format!("writing the export: {:?}", e.kind()))?,
+                Some(p) => crate::out::report(&p, text.as_bytes(), "export")?,
                 None => emit(&text)?,
             }
             Ok(0)

@@ -14,7 +14,9 @@ use veil_rules::Recipe;
 mod consent;
 mod deface;
 mod ledger;
+mod out;
 mod release;
+mod review;
 mod risk;
 mod verify;
 
@@ -95,6 +97,10 @@ enum Cmd {
         /// report).
         #[arg(long)]
         follow_symlinks: bool,
+        /// Write into an OUT made with another key, recipe or options
+        /// (refused without it: the pseudonym sets would not link).
+        #[arg(long)]
+        force_new_key: bool,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -132,6 +138,12 @@ enum Cmd {
     },
     /// Decide per study, de-identify for a recipient, log every decision.
     Release(release::ReleaseArgs),
+    /// The review folder as a queue: list, approve (into OUT), reject
+    /// (deleted); every decision is logged with the reviewer.
+    Review {
+        #[command(subcommand)]
+        cmd: review::ReviewCmd,
+    },
     /// Every release and refusal about one patient, with inclusion proofs.
     Disclosures {
         /// The PatientID.
@@ -343,6 +355,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         Cmd::Recipient { cmd } => consent::recipient(db, cmd),
         Cmd::Consent { cmd } => consent::consent(db, cmd),
         Cmd::Release(a) => release::release(db, a),
+        Cmd::Review { cmd } => review::review(db, cmd),
         Cmd::Disclosures { patient_id, json } => release::disclosures(db, patient_id, json),
         Cmd::Ledger { cmd } => ledger::ledger(db, cmd),
         Cmd::Retention {
@@ -406,6 +419,7 @@ fn run(cli: Cli) -> Result<i32, String> {
             verify,
             verify_policy,
             follow_symlinks,
+            force_new_key,
             policy: pargs,
         } => {
             let policy = policy(&pargs, false)?;
@@ -419,7 +433,7 @@ fn run(cli: Cli) -> Result<i32, String> {
                 s.push(".review");
                 PathBuf::from(s)
             });
-            if let Some(r) = &report {
+            if let Some(r) = report.as_deref().filter(|r| !veil_io::atomic::is_stdout(r)) {
                 if inside(r, &out) {
                     return Err("the report names input files; write it outside OUT".into());
                 }
@@ -431,11 +445,20 @@ fn run(cli: Cli) -> Result<i32, String> {
                 if inside(&out, i) {
                     return Err("OUT must not be inside an input folder".into());
                 }
+                // its un-reviewed copies would be read again as inputs
+                if inside(&review, i) {
+                    return Err(format!(
+                        "the review folder '{}' must not be inside the input '{}'",
+                        review.display(),
+                        i.display()
+                    ));
+                }
             }
             let _lock = match lock_out(&out) {
                 Ok(l) => l,
                 Err(code) => return Ok(code),
             };
+            out::claim(&out, pargs.recipe.as_deref(), &policy, force_new_key)?;
             let jobs = jobs.unwrap_or_else(cores);
             let bar = if std::io::stderr().is_terminal() {
                 let b = indicatif::ProgressBar::new(0);
@@ -472,13 +495,19 @@ fn run(cli: Cli) -> Result<i32, String> {
             if let Some(b) = &bar {
                 b.finish_and_clear();
             }
+            veil_pipeline::review::record(&batch.review, &batch.out, &rep).map_err(|e| {
+                format!(
+                    "cannot write the review index in '{}': {e}",
+                    batch.review.display()
+                )
+            })?;
             if let Some(r) = &report {
                 let json = serde_json::to_vec_pretty(&rep).map_err(|e| e.to_string())?;
-                if let Err(e) = veil_io::atomic::write_private(r, &json) {
+                if let Err(e) = veil_io::atomic::write_report(r, &json) {
                     return Ok(io_failure(&e, r));
                 }
             }
-            emit(&format!("{}\n", rep.summary()))?;
+            out::summary(&format!("{}\n", rep.summary()), [&report])?;
             if rep.counts.quarantined > 0 && report.is_none() {
                 eprintln!(
                     "veil: some files were quarantined; pass --report FILE to see which and why"

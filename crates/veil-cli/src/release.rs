@@ -35,6 +35,10 @@ pub struct ReleaseArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Show the decisions (studies per reason) without de-identifying,
+    /// writing or logging anything.
+    #[arg(long, conflicts_with = "recover")]
+    dry_run: bool,
 }
 
 pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
@@ -57,6 +61,24 @@ pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
         if crate::inside(&a.out, i) {
             return Err("OUT must not be inside an input folder".into());
         }
+    }
+    if a.dry_run {
+        let mut s = site(db)?;
+        let req = veil_release::ReleaseRequest {
+            recipient,
+            purpose,
+            inputs: a.inputs,
+            out: a.out,
+            operator: a.operator,
+            jobs: a.jobs.unwrap_or_else(crate::cores),
+        };
+        let d = s.release_dry_run(&req).map_err(|e| e.to_string())?;
+        if a.json {
+            emit(&(serde_json::to_string_pretty(&d).map_err(|e| e.to_string())? + "\n"))?;
+        } else {
+            emit(&format!("{}\n", d.line()))?;
+        }
+        return Ok(0);
     }
     // one writer per OUT, as for `veil deid`
     let _lock = match crate::lock_out(&a.out) {

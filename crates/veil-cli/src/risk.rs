@@ -39,7 +39,7 @@ pub fn run(a: RiskArgs) -> Result<i32, String> {
         return Err("OUT is not a folder".into());
     }
     for r in [&a.json, &a.html].into_iter().flatten() {
-        if crate::inside(r, &a.out) {
+        if !veil_io::atomic::is_stdout(r) && crate::inside(r, &a.out) {
             return Err(
                 "write the risk report outside OUT: it lists the patients most at risk".into(),
             );
@@ -60,13 +60,11 @@ pub fn run(a: RiskArgs) -> Result<i32, String> {
     let report = veil_risk::run(&a.out, &quasi, population.as_deref(), a.threshold)
         .map_err(|e| e.to_string())?;
     if let Some(p) = &a.json {
-        veil_io::atomic::write_private(p, report.to_json().as_bytes())
-            .map_err(|e| format!("writing the JSON report: {e}"))?;
+        crate::out::report(p, report.to_json().as_bytes(), "JSON report")?;
     }
     if let Some(p) = &a.html {
-        veil_io::atomic::write_private(p, report.to_html().as_bytes())
-            .map_err(|e| format!("writing the HTML report: {e}"))?;
+        crate::out::report(p, report.to_html().as_bytes(), "HTML report")?;
     }
-    crate::emit(&report.summary())?;
+    crate::out::summary(&report.summary(), [&a.json, &a.html])?;
     Ok(report.exit_code())
 }

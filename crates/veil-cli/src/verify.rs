@@ -78,13 +78,11 @@ pub fn run(a: VerifyArgs) -> Result<i32, String> {
     };
     let report = veil_verify::verify_tree(&opts).map_err(|e| format!("{e}"))?;
     if let Some(p) = &a.json {
-        veil_io::atomic::write_private(p, report.to_json().as_bytes())
-            .map_err(|e| e.to_string())?;
+        crate::out::report(p, report.to_json().as_bytes(), "JSON report")?;
     }
     if let Some(p) = &a.html {
-        veil_io::atomic::write_private(p, report.to_html().as_bytes())
-            .map_err(|e| e.to_string())?;
+        crate::out::report(p, report.to_html().as_bytes(), "HTML report")?;
     }
-    crate::emit(&format!("{}\n", report.summary_line()))?;
+    crate::out::summary(&format!("{}\n", report.summary_line()), [&a.json, &a.html])?;
     Ok(report.exit_code())
 }

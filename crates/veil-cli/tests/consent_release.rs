@@ -219,7 +219,8 @@ fn release_withdraw_disclose_retain() {
         "{out}"
     );
 
-    // purpose not registered: refused; unknown recipient: cannot run
+    // purpose not registered, unknown recipient: cannot run (issue 17:
+    // an unregistered purpose is an error before anything is logged)
     let (code, out) = veil(
         &home,
         &[
@@ -233,8 +234,11 @@ fn release_withdraw_disclose_retain() {
             &s(&home.join("out3")),
         ],
     );
-    assert_eq!(code, 1);
-    assert!(out.contains("purpose not registered"), "{out}");
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("not registered for purpose ai-training"),
+        "{out}"
+    );
     assert_eq!(
         veil(
             &home,
@@ -274,7 +278,8 @@ fn release_withdraw_disclose_retain() {
     let b: serde_json::Value = serde_json::from_str(&fhir).unwrap();
     // releases, refusals, deletions, and the changes: 2 recipients, 1
     // import, 1 default, 1 consent set
-    assert_eq!(b["entry"].as_array().unwrap().len(), 5 + 5 + 5 + 2 + 5);
+    // (the release for an unregistered purpose logs nothing: issue 17)
+    assert_eq!(b["entry"].as_array().unwrap().len(), 5 + 5 + 2 + 5);
     no_phi("FHIR audit export", &fhir);
     let (code, out) = veil(&home, &["ledger", "verify", "--json"]);
     assert_eq!(code, 0);

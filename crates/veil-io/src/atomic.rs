@@ -227,3 +227,95 @@ pub fn clean_temporaries(root: &Path) -> io::Result<usize> {
     }
     Ok(n)
 }
+
+/// Whether a report path means standard output (`-`).
+pub fn is_stdout(dest: &Path) -> bool {
+    dest.as_os_str() == "-"
+}
+
+/// Writes a report (`--report`, `--json`, `--html`, exports) the way its
+/// target asks. `-` is standard output. A regular file or a name that does
+/// not exist yet is written atomically and readable by its owner only
+/// ([`write_private`]). Anything else the user named (a symbolic link, a
+/// FIFO, a character device such as `/dev/stdout`) is written through,
+/// never replaced: renaming a temporary file over `/dev/stdout` (as root)
+/// or over a link would destroy the special file and leave the report
+/// where nobody reads it. A link to a regular file has that file's content
+/// replaced (as the shell's `>` does); a FIFO or a device is opened for
+/// writing as it is.
+pub fn write_report(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    if is_stdout(dest) {
+        let mut out = io::stdout().lock();
+        return match out.write_all(bytes).and_then(|()| out.flush()) {
+            // `veil verify --json - | head` ends quietly
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        };
+    }
+    let through = match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+        Ok(m) => !m.file_type().is_file(),
+    };
+    if !through {
+        return write_private(dest, bytes);
+    }
+    // truncate only a regular file behind a link: O_TRUNC means nothing to
+    // a FIFO or a terminal, and a pipe must not lose what was written to it
+    let regular_target = fs::metadata(dest).is_ok_and(|m| m.is_file());
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        // a link to nothing yet: its target is created, as by the shell
+        .create(true)
+        .truncate(regular_target)
+        .open(dest)?;
+    f.write_all(bytes)?;
+    f.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    #[test]
+    fn reports_replace_regular_files_and_write_through_the_rest() {
+        let d = std::env::temp_dir().join(format!("veil-report-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        // absent, then a regular file: atomic, 0600
+        let f = d.join("r.json");
+        write_report(&f, b"one").unwrap();
+        write_report(&f, b"two").unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // a link: still a link, its target replaced in place
+        let l = d.join("link.json");
+        std::os::unix::fs::symlink(&f, &l).unwrap();
+        write_report(&l, b"3").unwrap();
+        assert!(fs::symlink_metadata(&l).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&f).unwrap(), b"3");
+        // a link to nothing yet: its target is created
+        let target = d.join("later.json");
+        let dangling = d.join("dangling.json");
+        std::os::unix::fs::symlink(&target, &dangling).unwrap();
+        write_report(&dangling, b"4").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"4");
+        // a character device: written through, not replaced
+        write_report(Path::new("/dev/null"), b"nothing").unwrap();
+        assert!(fs::symlink_metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let left: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(TMP_PREFIX))
+            .collect();
+        assert!(left.is_empty(), "no temporary left");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -30,6 +30,21 @@ pub use write::{
     write_pending, BulkSource, WriteError, WriteMeta,
 };
 
+/// Veil's marker in an output folder (`veil deid`'s OUT): the key id,
+/// recipe digest and options it was written with, no PHI. It is Veil's
+/// bookkeeping, not an output: the walker never lists it (so `veil verify`,
+/// `veil risk`, DICOMDIR and a later run never take it for one).
+pub const OUT_MARKER: &str = ".veil-out.json";
+
+/// The review folder's queue index (`veil review`): each object's relative
+/// path and why it is there. Bookkeeping, never listed by the walker.
+pub const REVIEW_INDEX: &str = ".veil-review.json";
+
+/// Whether a file name is one of Veil's bookkeeping files above.
+pub fn is_bookkeeping(name: &std::ffi::OsStr) -> bool {
+    name == OUT_MARKER || name == REVIEW_INDEX
+}
+
 /// The UID that Veil writes as Implementation Class UID (0002,0012): a
 /// UUID-derived UID fixed for the project, so outputs say who wrote them
 /// without carrying the input's implementation or AE titles.

@@ -137,6 +137,10 @@ impl Walker {
 
     /// A path found inside an input folder.
     fn found(&mut self, p: &Path) {
+        // Veil's own marker and queue index are not inputs or outputs
+        if p.file_name().is_some_and(crate::is_bookkeeping) {
+            return;
+        }
         let lmd = match fs::symlink_metadata(p) {
             Ok(m) => m,
             Err(e) => {

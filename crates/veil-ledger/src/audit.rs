@@ -27,9 +27,15 @@ fn event_codes(e: &Entry) -> (&'static str, &'static str, &'static str, &'static
         // consent changes touch the patient's record; site and recipient
         // changes are security configuration (DCM 110113 Security Alert)
         Event::ConsentChange => ("110110", "Patient Record", "U", "0"),
-        Event::SiteDefaultChange | Event::RecipientChange | Event::RecipientKeyRotation => {
-            ("110113", "Security Alert", "E", "0")
-        }
+        Event::SiteDefaultChange
+        | Event::RecipientChange
+        | Event::RecipientKeyRotation
+        | Event::RecipientRemoval => ("110113", "Security Alert", "E", "0"),
+        // a reviewer's decision on a de-identified object: approving it
+        // for the output folder updates what is released, rejecting it
+        // deletes it
+        Event::ReviewApproval => ("110103", "DICOM Instances Accessed", "U", "0"),
+        Event::ReviewRejection => ("110103", "DICOM Instances Accessed", "D", "0"),
     }
 }
 

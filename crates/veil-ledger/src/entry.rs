@@ -37,6 +37,17 @@ pub enum Event {
     /// A recipient's pseudonymization key was replaced by a new one; pins
     /// as for [`Event::RecipientChange`].
     RecipientKeyRotation,
+    /// A recipient was removed: it can receive nothing more, and its
+    /// earlier entries stay. `recipient` names it.
+    RecipientRemoval,
+    /// A person approved an object held for review: it was moved into the
+    /// output folder. `operator` is the reviewer, `output_digest` the
+    /// SHA-256 of the object, `output_study_uid` its pseudonymous study,
+    /// `reason` why it was held.
+    ReviewApproval,
+    /// A person rejected an object held for review: it was deleted.
+    /// Fields as for [`Event::ReviewApproval`].
+    ReviewRejection,
 }
 
 /// A ledger entry. Field order is the canonical serialization order: the

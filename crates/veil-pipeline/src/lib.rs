@@ -29,6 +29,8 @@ use veil_io::DirEntry;
 use veil_io::WriteMeta;
 
 pub mod deface;
+pub mod outmark;
+pub mod review;
 
 /// What to run.
 pub struct Batch<'a> {

@@ -48,7 +48,8 @@ fn keyed(sk: &Key, label: &str, v: &serde_json::Value) -> String {
     veil_ledger::hex(&sk.mac(label, v.to_string().as_bytes()))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// SHA-256 of some bytes, hex (a recipe's pin in the ledger).
+pub fn sha256_hex(bytes: &[u8]) -> String {
     veil_ledger::hex(&Sha256::digest(bytes))
 }
 
@@ -174,6 +175,25 @@ pub(crate) fn recipient_entry(sk: &Key, event: Event, r: &Recipient, key: &Key) 
     e
 }
 
+/// The fields `veil recipient update` may change; `None` (or no
+/// purposes) keeps the current value, an empty text clears an optional
+/// field.
+#[derive(Debug, Clone, Default)]
+pub struct RecipientUpdate {
+    /// A recipe file to read again.
+    pub recipe: Option<std::path::PathBuf>,
+    /// The new purposes (all of them).
+    pub purposes: Vec<String>,
+    /// Retention in days.
+    pub retention_days: Option<u32>,
+    /// Category.
+    pub category: Option<String>,
+    /// Contact.
+    pub contact: Option<String>,
+    /// Postal address.
+    pub address: Option<String>,
+}
+
 /// What the ledger says the rows must be.
 pub(crate) struct Coverage {
     /// Patient ref -> the digests of every consent version logged, sorted.
@@ -232,7 +252,16 @@ impl Site {
                 Event::RecipientChange | Event::RecipientKeyRotation => {
                     c.pins.insert(e.recipient.clone(), e);
                 }
-                Event::Release | Event::Refusal | Event::RetentionDelete => {}
+                // a removed recipient has no pins: nothing can be released
+                // to it, even if its row is brought back outside Veil
+                Event::RecipientRemoval => {
+                    c.pins.remove(&e.recipient);
+                }
+                Event::Release
+                | Event::Refusal
+                | Event::RetentionDelete
+                | Event::ReviewApproval
+                | Event::ReviewRejection => {}
             }
         }
         for d in c.consents.values_mut() {
@@ -390,6 +419,81 @@ impl Site {
         self.store
             .transaction(|s| append_in(s, lk, entries, vec![None; n]))?;
         Ok((recipients.len(), defaults.len(), versions))
+    }
+
+    /// `veil recipient update`: changes a recipient's registration (the
+    /// recipe is read again from `recipe`, so a changed file takes effect;
+    /// other fields change when given) and pins the result in a ledger
+    /// entry in the same transaction. The current registration is checked
+    /// against its pins first, as for a key rotation.
+    pub fn update_recipient(&mut self, name: &str, u: RecipientUpdate) -> Result<Recipient, Error> {
+        let mut r = self
+            .store
+            .recipient(name)?
+            .ok_or_else(|| Error::Invalid(format!("no recipient named {name}")))?;
+        let cov = self.coverage()?;
+        self.check_pins(&cov, &r)?;
+        if let Some(path) = &u.recipe {
+            let text = std::fs::read_to_string(path).map_err(Error::io("reading the recipe"))?;
+            let parsed =
+                veil_rules::Recipe::parse(&text).map_err(|e| Error::Invalid(e.to_string()))?;
+            r.recipe_label = match &parsed.version {
+                Some(v) => format!("{} {v}", parsed.name),
+                None => parsed.name.clone(),
+            };
+            r.recipe_toml = text;
+        }
+        if !u.purposes.is_empty() {
+            r.purposes = u.purposes;
+        }
+        if let Some(d) = u.retention_days {
+            r.retention_days = d;
+        }
+        if let Some(c) = u.category {
+            r.category = Some(c).filter(|c| !c.is_empty());
+        }
+        if let Some(c) = u.contact {
+            r.contact = Some(c).filter(|c| !c.is_empty());
+        }
+        if let Some(a) = u.address {
+            r.address = Some(a).filter(|a| !a.is_empty());
+        }
+        let key = Key::load(Path::new(&r.key_file))
+            .map_err(|e| Error::Key(format!("recipient key: {e}")))?;
+        let e = recipient_entry(&self.site_key, Event::RecipientChange, &r, &key);
+        let lk = signing_key(&self.ledger_key, &self.ledger_key_path)?;
+        self.store.transaction(|s| {
+            s.update_recipient(&r)?;
+            append_in(s, lk, vec![e], vec![None])
+        })?;
+        Ok(r)
+    }
+
+    /// `veil recipient remove`: the recipient can receive nothing more.
+    /// Its row stays (marked removed) and so does every ledger entry that
+    /// names it; a `recipient-removal` entry is appended in the same
+    /// transaction and removes its pins, so no release can use it again.
+    pub fn remove_recipient(&mut self, name: &str) -> Result<(), Error> {
+        if self.store.recipient(name)?.is_none() {
+            return Err(Error::Invalid(format!("no recipient named {name}")));
+        }
+        let mut e = change_entry(
+            Event::RecipientRemoval,
+            keyed(
+                &self.site_key,
+                "veil recipient removal",
+                &json!({ "name": name }),
+            ),
+            "recipient removed; it can receive nothing more".into(),
+        );
+        e.recipient = name.to_string();
+        let now = e.time.clone();
+        let lk = signing_key(&self.ledger_key, &self.ledger_key_path)?;
+        self.store.transaction(|s| {
+            s.remove_recipient(name, &now)?;
+            append_in(s, lk, vec![e], vec![None])
+        })?;
+        Ok(())
     }
 
     /// Replaces a recipient's pseudonymization key with a new one, created

@@ -14,11 +14,12 @@
 mod integrity;
 mod publish;
 mod release;
+mod review;
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use veil_consent::{Consent, Decision, Limits, Provision, Recipient, Request, SiteDefault};
+use veil_consent::{Actor, Consent, Decision, Limits, Provision, Recipient, Request, SiteDefault};
 use veil_core::Phi;
 use veil_deid::Key;
 use veil_ledger::{
@@ -26,8 +27,9 @@ use veil_ledger::{
 };
 use veil_store::{Store, StoreError};
 
-pub use integrity::ImportSummary;
-pub use release::{Recovery, ReleaseRequest, ReleaseSummary, Verifier, VerifyOutcome};
+pub use integrity::{sha256_hex, ImportSummary, RecipientUpdate};
+pub use release::{DryRun, Recovery, ReleaseRequest, ReleaseSummary, Verifier, VerifyOutcome};
+pub use review::ReviewDecision;
 
 /// Errors. None carries a patient identifier or an input path.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +239,14 @@ pub struct Disclosures {
     pub entries: Vec<Disclosure>,
     /// Past recipients whose releases the current consent would now refuse.
     pub notify: Vec<Notify>,
+}
+
+/// `veil consent list` output (site-local: it holds patient IDs).
+pub struct ConsentList {
+    /// Site defaults: purpose and `opt-in`/`opt-out`.
+    pub defaults: Vec<(String, String)>,
+    /// The current version of each consent record.
+    pub consents: Vec<Consent>,
 }
 
 /// `veil retention run` output.
@@ -521,6 +531,11 @@ impl Site {
         if self.store.recipient(name)?.is_some() {
             return Err(Error::Invalid(format!("recipient {name} already exists")));
         }
+        if self.store.recipient_removed(name)? {
+            return Err(Error::Invalid(format!(
+                "recipient {name} was removed; the ledger's history keeps its name, so choose another"
+            )));
+        }
         let text = std::fs::read_to_string(recipe).map_err(Error::io("reading the recipe"))?;
         let r = veil_rules::Recipe::parse(&text).map_err(|e| Error::Invalid(e.to_string()))?;
         let label = match &r.version {
@@ -664,6 +679,102 @@ impl Site {
         })?;
         let (_, notify) = self.patient_entries(&pref)?;
         Ok(notify)
+    }
+
+    /// [`Site::set_consent`] from the command line, after checking that
+    /// the provision names a registered recipient, category and purpose: a
+    /// typo (`acme_ai` for `acme-ai`) would record a deny that matches
+    /// nobody, and the next release would go ahead. The error names the
+    /// known ones. `force` records it anyway, for a recipient, category or
+    /// purpose registered later.
+    pub fn set_consent_checked(
+        &mut self,
+        patient_id: &Phi<String>,
+        p: Provision,
+        force: bool,
+    ) -> Result<Vec<Notify>, Error> {
+        if !force {
+            let unknown = self.unknown_terms(&p)?;
+            if !unknown.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{}; nothing recorded (pass --force to record it for one registered later)",
+                    unknown.join("; ")
+                )));
+            }
+        }
+        self.set_consent(patient_id, p)
+    }
+
+    /// What a provision names that the site does not know, each with the
+    /// known values.
+    fn unknown_terms(&mut self, p: &Provision) -> Result<Vec<String>, Error> {
+        let recipients = self.store.recipients()?;
+        let known = |mut v: Vec<String>| {
+            v.sort();
+            v.dedup();
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let mut unknown = Vec::new();
+        match &p.actor {
+            Some(Actor::Recipient(n)) if !recipients.iter().any(|r| &r.name == n) => {
+                unknown.push(format!(
+                    "unknown recipient {n} (known recipients: {})",
+                    known(recipients.iter().map(|r| r.name.clone()).collect())
+                ))
+            }
+            Some(Actor::Category(c))
+                if !recipients.iter().any(|r| r.category.as_ref() == Some(c)) =>
+            {
+                unknown.push(format!(
+                    "unknown category {c} (known categories: {})",
+                    known(
+                        recipients
+                            .iter()
+                            .filter_map(|r| r.category.clone())
+                            .collect()
+                    )
+                ))
+            }
+            _ => {}
+        }
+        if let Some(purpose) = &p.purpose {
+            let mut purposes: Vec<String> = recipients
+                .iter()
+                .flat_map(|r| r.purposes.iter().cloned())
+                .collect();
+            purposes.extend(self.store.defaults()?.into_iter().map(|(p, _)| p));
+            if !purposes.contains(purpose) {
+                unknown.push(format!(
+                    "unknown purpose {purpose} (known purposes: {})",
+                    known(purposes)
+                ));
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// `veil consent list`: the site defaults and the current consent
+    /// records (all patients, or one), for staff at the site. It holds
+    /// patient IDs: it is printed, never written with a release.
+    pub fn consent_list(&mut self, patient_id: Option<&Phi<String>>) -> Result<ConsentList, Error> {
+        let defaults = self
+            .store
+            .defaults()?
+            .into_iter()
+            .map(|(p, d)| (p, d.as_str().to_string()))
+            .collect();
+        let consents = match patient_id {
+            Some(id) => {
+                let pref = self.patient_ref(id);
+                self.store.consents_for(&pref)?
+            }
+            None => self.store.all_consents()?,
+        };
+        Ok(ConsentList { defaults, consents })
     }
 
     /// Every ledger entry about a patient, each with its inclusion proof

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use veil_consent::{Decision, Request};
+use veil_consent::{Decision, Recipient, Request};
 use veil_core::{Phi, Tag};
 use veil_deid::{Key, Policy};
 use veil_ledger::{Entry, Event};
@@ -179,6 +179,9 @@ impl Site {
         req: &ReleaseRequest,
         verifier: Option<&dyn Verifier>,
     ) -> Result<ReleaseSummary, Error> {
+        // the recipient and purpose first: a typo must stop the run before
+        // anything is written, to OUT or to the ledger
+        let rec = self.release_recipient(&req.recipient, &req.purpose)?;
         // 0. finish or discard what an interrupted run left beside OUT;
         //    then OUT must be empty: each release gets its own folder, so
         //    everything in it is that release's, logged and verified
@@ -196,12 +199,6 @@ impl Site {
                 "OUT is not empty: a release is published into a new or empty folder (this one holds an earlier release or other files)".into(),
             ));
         }
-        let rec = self.store.recipient(&req.recipient)?.ok_or_else(|| {
-            Error::Invalid(format!(
-                "no recipient named {}; add it with `veil recipient add`",
-                req.recipient
-            ))
-        })?;
         let recipe = veil_rules::Recipe::parse(&rec.recipe_toml)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let key = Key::load(Path::new(&rec.key_file))
@@ -236,47 +233,15 @@ impl Site {
         let staged_root = ctl.files(&release_id);
 
         // 1. headers: group by (PatientID, StudyInstanceUID)
-        let files = veil_pipeline::walk(&req.inputs).map_err(Error::io("listing the inputs"))?;
-        let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
-        for f in &files {
-            let Ok(d) = veil_io::read(f) else {
-                summary.unreadable += 1;
-                continue;
-            };
-            if d.is_dicomdir() {
-                summary.unreadable += 1;
-                continue;
-            }
-            let pid = d
-                .dataset
-                .ascii(Tag(0x0010, 0x0020))
-                .filter(|s| !s.is_empty());
-            let study = d.dataset.ascii(Tag(0x0020, 0x000D)).unwrap_or_default();
-            let sop = d.dataset.ascii(Tag(0x0008, 0x0018)).unwrap_or_default();
-            let g = groups
-                .entry((pid.clone().unwrap_or_default(), study.clone()))
-                .or_insert_with(|| Group {
-                    patient: pid.map(Phi::new),
-                    study,
-                    files: Vec::new(),
-                    sops: BTreeSet::new(),
-                });
-            g.files.push(f.clone());
-            g.sops.insert(sop);
-        }
-        let mut patients_of_study: BTreeMap<&str, usize> = BTreeMap::new();
-        for g in groups.values() {
-            *patients_of_study.entry(g.study.as_str()).or_default() += 1;
-        }
-        let ambiguous: BTreeSet<String> = patients_of_study
-            .iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(s, _)| s.to_string())
-            .collect();
+        let Inputs {
+            groups,
+            unreadable,
+            ambiguous,
+        } = read_inputs(&req.inputs)?;
+        summary.unreadable = unreadable;
 
         // 2. decide, 3. de-identify, verify
         let default = self.store.default_for(&req.purpose)?;
-        let purpose_ok = rec.purposes.iter().any(|p| p == &req.purpose);
         let review = {
             let mut s = req.out.clone().into_os_string();
             s.push(".review");
@@ -315,57 +280,15 @@ impl Site {
                 e.reason = why.to_string();
                 *summary.refused.entry(reason_class(why)).or_default() += 1;
             };
-            if g.patient.is_none() {
-                refuse(&mut e, "ambiguous: no PatientID", &mut summary);
-                entries.push(e);
-                staged.push(None);
-                continue;
-            }
-            if g.study.is_empty() {
-                refuse(&mut e, "ambiguous: no StudyInstanceUID", &mut summary);
-            } else if ambiguous.contains(&g.study) {
-                refuse(
-                    &mut e,
-                    "ambiguous: study under several PatientIDs",
-                    &mut summary,
-                );
-            } else if !purpose_ok {
-                refuse(&mut e, "purpose not registered for recipient", &mut summary);
-            }
-            if !e.reason.is_empty() {
-                entries.push(e);
-                staged.push(None);
-                continue;
-            }
-            let pref = patient_ref.clone().unwrap_or_default();
-            // only consent rows that are exactly the logged versions count
-            let consents = match self.covered_consents(&coverage, &pref)? {
-                Ok(c) => c,
+            match self.decide_group(g, &ambiguous, &rec, &req.purpose, &coverage, default, &now)? {
                 Err(why) => {
                     refuse(&mut e, &why, &mut summary);
                     entries.push(e);
                     staged.push(None);
                     continue;
                 }
-            };
-            let o = veil_consent::decide(
-                &consents,
-                default,
-                &Request {
-                    recipient: &rec.name,
-                    category: rec.category.as_deref(),
-                    purpose: &req.purpose,
-                    study_uid: &g.study,
-                    now: &now,
-                },
-            );
-            if o.decision == Decision::Deny {
-                refuse(&mut e, &format!("consent: {}", o.rule), &mut summary);
-                entries.push(e);
-                staged.push(None);
-                continue;
+                Ok(rule) => e.reason = rule,
             }
-            e.reason = format!("consent: {}", o.rule);
             let batch = veil_pipeline::Batch {
                 inputs: g.files.clone(),
                 out: staged_root.clone(),
@@ -619,6 +542,222 @@ pub struct Recovery {
     pub published: Vec<ReleaseSummary>,
     /// Staged releases the ledger does not know (never logged), removed.
     pub discarded: usize,
+}
+
+/// The inputs of a release, read and grouped.
+struct Inputs {
+    /// By (PatientID, StudyInstanceUID).
+    groups: BTreeMap<(String, String), Group>,
+    /// Files that could not be read as DICOM, and DICOMDIRs.
+    unreadable: usize,
+    /// Study UIDs found under more than one PatientID.
+    ambiguous: BTreeSet<String>,
+}
+
+/// Reads the headers of every input and groups them by (PatientID,
+/// StudyInstanceUID): the unit a consent decision and a ledger entry are
+/// about. Shared by the release and its dry run, so both decide on the
+/// same groups.
+fn read_inputs(inputs: &[PathBuf]) -> Result<Inputs, Error> {
+    let files = veil_pipeline::walk(inputs).map_err(Error::io("listing the inputs"))?;
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    let mut unreadable = 0;
+    for f in &files {
+        let Ok(d) = veil_io::read(f) else {
+            unreadable += 1;
+            continue;
+        };
+        if d.is_dicomdir() {
+            unreadable += 1;
+            continue;
+        }
+        let pid = d
+            .dataset
+            .ascii(Tag(0x0010, 0x0020))
+            .filter(|s| !s.is_empty());
+        let study = d.dataset.ascii(Tag(0x0020, 0x000D)).unwrap_or_default();
+        let sop = d.dataset.ascii(Tag(0x0008, 0x0018)).unwrap_or_default();
+        let g = groups
+            .entry((pid.clone().unwrap_or_default(), study.clone()))
+            .or_insert_with(|| Group {
+                patient: pid.map(Phi::new),
+                study,
+                files: Vec::new(),
+                sops: BTreeSet::new(),
+            });
+        g.files.push(f.clone());
+        g.sops.insert(sop);
+    }
+    let mut patients_of_study: BTreeMap<&str, usize> = BTreeMap::new();
+    for g in groups.values() {
+        *patients_of_study.entry(g.study.as_str()).or_default() += 1;
+    }
+    let ambiguous: BTreeSet<String> = patients_of_study
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(s, _)| s.to_string())
+        .collect();
+    Ok(Inputs {
+        groups,
+        unreadable,
+        ambiguous,
+    })
+}
+
+/// What `veil release --dry-run` found: the decisions, as counts. Nothing
+/// was de-identified, written or logged.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DryRun {
+    /// Always true: says what this summary is.
+    pub dry_run: bool,
+    /// Patient-studies found.
+    pub studies: usize,
+    /// Studies the consent rules permit (they would still be
+    /// de-identified and verified before release).
+    pub would_release: usize,
+    /// Instances in those studies.
+    pub instances: usize,
+    /// Studies that would be refused, by reason.
+    pub would_refuse: BTreeMap<String, usize>,
+    /// Permitted studies by the consent rule that permits them.
+    pub permitted_by: BTreeMap<String, usize>,
+    /// Inputs that could not be read as DICOM.
+    pub unreadable: usize,
+}
+
+impl DryRun {
+    /// One line, no PHI.
+    pub fn line(&self) -> String {
+        let list = |m: &BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let refused: usize = self.would_refuse.values().sum();
+        format!(
+            "veil release --dry-run: {} studies: {} would be released ({} instances; {}), {} would be refused{}; {} inputs unreadable; nothing was written or logged",
+            self.studies,
+            self.would_release,
+            self.instances,
+            if self.permitted_by.is_empty() { "none".to_string() } else { list(&self.permitted_by) },
+            refused,
+            if refused == 0 { String::new() } else { format!(" ({})", list(&self.would_refuse)) },
+            self.unreadable
+        )
+    }
+}
+
+impl Site {
+    /// The recipient a release goes to, if it exists and is registered for
+    /// `purpose`; otherwise an error naming the known ones. Checked before
+    /// anything is written: a typo in either used to run a release that
+    /// logged a refusal for every study.
+    fn release_recipient(&mut self, name: &str, purpose: &str) -> Result<Recipient, Error> {
+        if self.store.recipient_removed(name)? {
+            return Err(Error::Invalid(format!(
+                "recipient {name} was removed: it cannot receive (its ledger history is kept)"
+            )));
+        }
+        let rec = self.store.recipient(name)?.ok_or_else(|| {
+            let known: Vec<String> = self
+                .store
+                .recipients()
+                .map(|v| v.into_iter().map(|r| r.name).collect())
+                .unwrap_or_default();
+            Error::Invalid(format!(
+                "no recipient named {name}; known recipients: {}; add one with `veil recipient add`",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        })?;
+        if !rec.purposes.iter().any(|p| p == purpose) {
+            return Err(Error::Invalid(format!(
+                "recipient {} is not registered for purpose {purpose}; its purposes: {}. Nothing was released or logged (`veil recipient update {} --purpose ...` registers more)",
+                rec.name,
+                rec.purposes.join(", "),
+                rec.name
+            )));
+        }
+        Ok(rec)
+    }
+
+    /// Decides one patient-study before de-identification: `Ok` with the
+    /// consent rule that permits it, or `Err` with the refusal reason.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_group(
+        &mut self,
+        g: &Group,
+        ambiguous: &BTreeSet<String>,
+        rec: &Recipient,
+        purpose: &str,
+        coverage: &crate::integrity::Coverage,
+        default: Option<veil_consent::SiteDefault>,
+        now: &str,
+    ) -> Result<Result<String, String>, Error> {
+        let Some(patient) = &g.patient else {
+            return Ok(Err("ambiguous: no PatientID".into()));
+        };
+        if g.study.is_empty() {
+            return Ok(Err("ambiguous: no StudyInstanceUID".into()));
+        }
+        if ambiguous.contains(&g.study) {
+            return Ok(Err("ambiguous: study under several PatientIDs".into()));
+        }
+        let pref = self.patient_ref(patient);
+        // only consent rows that are exactly the logged versions count
+        let consents = match self.covered_consents(coverage, &pref)? {
+            Ok(c) => c,
+            Err(why) => return Ok(Err(why)),
+        };
+        let o = veil_consent::decide(
+            &consents,
+            default,
+            &Request {
+                recipient: &rec.name,
+                category: rec.category.as_deref(),
+                purpose,
+                study_uid: &g.study,
+                now,
+            },
+        );
+        Ok(if o.decision == Decision::Deny {
+            Err(format!("consent: {}", o.rule))
+        } else {
+            Ok(format!("consent: {}", o.rule))
+        })
+    }
+
+    /// `veil release --dry-run`: the same checks and decisions as
+    /// [`Site::release`], as counts per reason, without de-identifying,
+    /// writing anything (OUT, staging, review) or appending to the ledger.
+    pub fn release_dry_run(&mut self, req: &ReleaseRequest) -> Result<DryRun, Error> {
+        let rec = self.release_recipient(&req.recipient, &req.purpose)?;
+        let coverage = self.check_release_inputs(&rec, &req.purpose)?;
+        let Inputs {
+            groups,
+            unreadable,
+            ambiguous,
+        } = read_inputs(&req.inputs)?;
+        let default = self.store.default_for(&req.purpose)?;
+        let now = veil_consent::now();
+        let mut d = DryRun {
+            dry_run: true,
+            studies: groups.len(),
+            unreadable,
+            ..Default::default()
+        };
+        for g in groups.values() {
+            match self.decide_group(g, &ambiguous, &rec, &req.purpose, &coverage, default, &now)? {
+                Ok(rule) => {
+                    d.would_release += 1;
+                    d.instances += g.files.len();
+                    *d.permitted_by.entry(rule).or_default() += 1;
+                }
+                Err(why) => *d.would_refuse.entry(reason_class(&why)).or_default() += 1,
+            }
+        }
+        Ok(d)
+    }
 }
 
 #[cfg(test)]

@@ -202,6 +202,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE consent_versions RENAME TO consents;
     CREATE INDEX consents_patient_ref ON consents (patient_ref);",
     ),
+    (
+        4,
+        "recipients can be removed; the row stays for the ledger's history",
+        // why: `veil recipient remove` must stop a recipient from receiving
+        // without erasing who received what; a removed name is not reused
+        "ALTER TABLE recipients ADD COLUMN removed_at TEXT;",
+    ),
 ];
 
 /// The default `$VEIL_HOME`: `$XDG_DATA_HOME/veil`, else
@@ -487,6 +494,7 @@ impl Store {
                 r.name
             )));
         }
+
         self.exec(
             "INSERT INTO recipients (name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             &[
@@ -524,10 +532,64 @@ impl Store {
         Ok(())
     }
 
-    /// One recipient.
+    /// Replaces a current recipient's registration (inside
+    /// [`Store::transaction`], with the ledger entry that pins it). The
+    /// name and key stay (`rotate-key` changes the key).
+    pub fn update_recipient(&mut self, r: &Recipient) -> Result<(), StoreError> {
+        let n = self.exec(
+            "UPDATE recipients SET category = ?, contact = ?, address = ?, purposes = ?, recipe_toml = ?, recipe_label = ?, retention_days = ? WHERE name = ? AND removed_at IS NULL",
+            &[
+                Val::ot(r.category.clone()),
+                Val::ot(r.contact.clone()),
+                Val::ot(r.address.clone()),
+                Val::t(serde_json::to_string(&r.purposes).unwrap_or_default()),
+                Val::t(&r.recipe_toml),
+                Val::t(&r.recipe_label),
+                Val::i(i64::from(r.retention_days)),
+                Val::t(&r.name),
+            ],
+        )?;
+        if n != 1 {
+            return Err(StoreError::Invalid(format!(
+                "no recipient named {}",
+                r.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Marks a recipient removed (inside [`Store::transaction`], with its
+    /// ledger entry). The row stays: the ledger's history names it, its
+    /// staged releases still expire, and the name is not reused.
+    pub fn remove_recipient(&mut self, name: &str, when: &str) -> Result<(), StoreError> {
+        let n = self.exec(
+            "UPDATE recipients SET removed_at = ? WHERE name = ? AND removed_at IS NULL",
+            &[Val::t(when), Val::t(name)],
+        )?;
+        if n != 1 {
+            return Err(StoreError::Invalid(format!("no recipient named {name}")));
+        }
+        Ok(())
+    }
+
+    /// Whether a recipient of this name was removed.
+    pub fn recipient_removed(&mut self, name: &str) -> Result<bool, StoreError> {
+        let rows = self.query(
+            "SELECT COUNT(*) FROM recipients WHERE name = ? AND removed_at IS NOT NULL",
+            &[Val::t(name)],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Val::int)
+            .unwrap_or(0)
+            > 0)
+    }
+
+    /// One current (not removed) recipient.
     pub fn recipient(&mut self, name: &str) -> Result<Option<Recipient>, StoreError> {
         let rows = self.query(
-            "SELECT name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days FROM recipients WHERE name = ?",
+            "SELECT name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days FROM recipients WHERE name = ? AND removed_at IS NULL",
             &[Val::t(name)],
         )?;
         rows.first().map(|r| recipient_row(r)).transpose()
@@ -536,7 +598,7 @@ impl Store {
     /// All recipients, by name.
     pub fn recipients(&mut self) -> Result<Vec<Recipient>, StoreError> {
         let rows = self.query(
-            "SELECT name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days FROM recipients ORDER BY name",
+            "SELECT name, category, contact, address, purposes, recipe_toml, recipe_label, key_file, key_id, retention_days FROM recipients WHERE removed_at IS NULL ORDER BY name",
             &[],
         )?;
         rows.iter().map(|r| recipient_row(r)).collect()
@@ -657,6 +719,22 @@ impl Store {
         Ok(r.first()
             .and_then(|r| r[0].text())
             .and_then(SiteDefault::parse))
+    }
+
+    /// Every site default, by purpose.
+    pub fn defaults(&mut self) -> Result<Vec<(String, SiteDefault)>, StoreError> {
+        let rows = self.query(
+            "SELECT purpose, mode FROM site_defaults ORDER BY purpose",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let purpose = r.first()?.text()?.to_string();
+                let mode = r.get(1)?.text().and_then(SiteDefault::parse)?;
+                Some((purpose, mode))
+            })
+            .collect())
     }
 
     // ---- ledger -----------------------------------------------------------
@@ -1082,7 +1160,7 @@ mod tests {
             .unwrap();
         }
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.schema_version().unwrap(), 4);
         let v = s.consent_versions_for("ref1").unwrap();
         assert_eq!(v.len(), 1);
         assert_eq!((v[0].consent.id.as_str(), v[0].version), ("import-0", 1));
@@ -1110,7 +1188,7 @@ mod tests {
         let home = std::env::temp_dir().join(format!("veil-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.schema_version().unwrap(), 4);
         assert!(home.join("veil.db").is_file());
         s.set_default("ai-training", SiteDefault::OptOut).unwrap();
         drop(s);

@@ -42,7 +42,11 @@ pub fn pg_url() -> Option<String> {
     }
 }
 
-/// Every regular file below `dir`, sorted.
+/// Veil's bookkeeping files in OUT and review folders (`veil_io::OUT_MARKER`,
+/// `veil_io::REVIEW_INDEX`): not content, so [`files`] leaves them out.
+pub const BOOKKEEPING: [&str; 2] = [".veil-out.json", ".veil-review.json"];
+
+/// Every regular file below `dir`, sorted, but Veil's [`BOOKKEEPING`].
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
@@ -52,7 +56,7 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else {
+            } else if !BOOKKEEPING.iter().any(|b| e.file_name() == *b) {
                 out.push(p);
             }
         }
