@@ -71,6 +71,11 @@ pub struct ReleaseSummary {
     pub released: usize,
     /// Refused, by reason.
     pub refused: BTreeMap<String, usize>,
+    /// Of those, refused because the patient's consent (a provision or
+    /// the site default) denies this use: the patient's choice carried
+    /// out, which is not a failure (see [`ReleaseSummary::exit_code`]).
+    #[serde(skip)]
+    pub refused_by_consent: usize,
     /// Instances released.
     pub instances_released: usize,
     /// Instances held in the review folder (not released).
@@ -90,9 +95,14 @@ impl ReleaseSummary {
         self.refused.values().sum()
     }
 
-    /// 0 when every study found was released, 1 when any was refused.
+    /// 0 when the release did what was asked: every study was released
+    /// or refused because of the patient's consent (an opt-out is the
+    /// patient's choice carried out, not a failure). 1 when a study was
+    /// refused for another reason (ambiguous identity, nothing releasable,
+    /// verification findings) or an input could not be read: a person
+    /// should look.
     pub fn exit_code(&self) -> i32 {
-        if self.refused_total() > 0 {
+        if self.refused_total() > self.refused_by_consent || self.unreadable > 0 {
             1
         } else {
             0
@@ -178,6 +188,17 @@ impl Site {
         &mut self,
         req: &ReleaseRequest,
         verifier: Option<&dyn Verifier>,
+    ) -> Result<ReleaseSummary, Error> {
+        self.release_with(req, verifier, &|_, _| {})
+    }
+
+    /// [`Site::release`], calling `tick(done, total)` as each study is
+    /// decided (progress; counts only).
+    pub fn release_with(
+        &mut self,
+        req: &ReleaseRequest,
+        verifier: Option<&dyn Verifier>,
+        tick: &dyn Fn(usize, usize),
     ) -> Result<ReleaseSummary, Error> {
         // 0. finish or discard what an interrupted run left beside OUT;
         //    then OUT must be empty: each release gets its own folder, so
@@ -286,7 +307,8 @@ impl Site {
         let mut staged = Vec::new();
         let mut manifest_studies = Vec::new();
         summary.studies = groups.len();
-        for g in groups.values() {
+        for (done, g) in groups.values().enumerate() {
+            tick(done, groups.len());
             let patient_ref = g.patient.as_ref().map(|p| self.patient_ref(p));
             let study_ref = (!g.study.is_empty()).then(|| self.study_ref(&g.study));
             let sops: Vec<&str> = g.sops.iter().map(String::as_str).collect();
@@ -361,6 +383,7 @@ impl Site {
             );
             if o.decision == Decision::Deny {
                 refuse(&mut e, &format!("consent: {}", o.rule), &mut summary);
+                summary.refused_by_consent += 1;
                 entries.push(e);
                 staged.push(None);
                 continue;
@@ -462,6 +485,7 @@ impl Site {
             }));
             entries.push(e);
         }
+        tick(groups.len(), groups.len());
 
         // 4. the manifest into the journal, 5. the ledger, 6. publish
         let manifest = serde_json::json!({
