@@ -22,7 +22,8 @@ Exit status (every command):
      the command line is not DICOM, verify findings, risk above the
      threshold, a volume that may still show a face (deface could not locate
      it; deface --check-only found one), a release with studies refused for
-     another reason than consent, retention that could not delete
+     another reason than consent, retention that could not delete, a
+     ledger or disclosure proof that does not verify
   2  could not run: usage, a missing or unreadable input, a key, recipe or
      store that cannot be used; nothing was released
   3  busy: another run holds OUT's lock

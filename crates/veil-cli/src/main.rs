@@ -495,12 +495,8 @@ fn run(cli: Cli) -> Result<i32, String> {
                 }
             }
             emit(&format!("{}\n", rep.summary()))?;
-            for n in &rep.named_not_dicom {
-                // the user typed this path: echoing it tells no one anything new
-                logging::error(&format!(
-                    "'{n}' is not a DICOM file (no Part 10 header, no data set); nothing was \
-                     written for it"
-                ));
+            for m in &rep.named_problems {
+                logging::error(m);
             }
             if rep.counts.quarantined > 0 && report.is_none() {
                 logging::notice(

@@ -154,11 +154,13 @@ pub struct Report {
     pub key_id: String,
     /// Counts.
     pub counts: Counts,
-    /// Files named on the command line (as typed) that are not DICOM: the
-    /// command says so and exits 1. Not serialized: the rows of `files`
-    /// already name them.
+    /// What went wrong with files named on the command line, one message
+    /// each, naming the file as typed (the user wrote that path) and the
+    /// kind of problem, never a value read from it: the command prints
+    /// them, and exits 1 (a non-DICOM file named explicitly was meant to
+    /// be one). Not serialized: the rows of `files` already hold them.
     #[serde(skip)]
-    pub named_not_dicom: Vec<String>,
+    pub named_problems: Vec<String>,
     /// Wall time in seconds.
     pub seconds: f64,
     /// Per-file results that are not plain successes, plus all successes.
@@ -171,7 +173,7 @@ impl Report {
     /// Exit status: 0 when every input was handled, 1 when some were
     /// quarantined or a file named on the command line is not DICOM.
     pub fn exit_code(&self) -> i32 {
-        if self.counts.quarantined > 0 || !self.named_not_dicom.is_empty() {
+        if self.counts.quarantined > 0 || !self.named_problems.is_empty() {
             1
         } else {
             0
@@ -392,18 +394,35 @@ impl Batch<'_> {
             .filter(|p| p.is_file())
             .map(|p| p.display().to_string())
             .collect();
-        let mut named_not_dicom = Vec::new();
+        let mut named_problems = Vec::new();
         for (r, bytes) in &results {
             match &r.outcome {
                 Outcome::Written { .. } => counts.written += 1,
                 Outcome::Review { .. } => counts.review += 1,
                 Outcome::AlreadyDone { .. } => counts.already_done += 1,
                 Outcome::DuplicateInstance { .. } => counts.duplicates += 1,
-                Outcome::Quarantined { .. } => counts.quarantined += 1,
+                Outcome::Quarantined { reason } => {
+                    counts.quarantined += 1;
+                    if let Some(n) = named.iter().find(|n| *n == r.input.expose()) {
+                        // the kind only: a reason's detail can quote the
+                        // file (a transfer syntax UID made of text)
+                        let kind = serde_json::to_value(reason)
+                            .ok()
+                            .and_then(|v| v["kind"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        named_problems.push(format!(
+                            "'{n}' was quarantined ({kind}); nothing was written for it \
+                             (--report FILE says why)"
+                        ));
+                    }
+                }
                 Outcome::NotDicom => {
                     counts.not_dicom += 1;
                     if let Some(n) = named.iter().find(|n| *n == r.input.expose()) {
-                        named_not_dicom.push(n.clone());
+                        named_problems.push(format!(
+                            "'{n}' is not a DICOM file (no Part 10 header, no data set); \
+                             nothing was written for it"
+                        ));
                     }
                 }
                 Outcome::Skipped { .. } => counts.skipped += 1,
@@ -426,7 +445,7 @@ impl Batch<'_> {
             },
             key_id: self.policy.key_id(),
             counts,
-            named_not_dicom,
+            named_problems,
             seconds: start.elapsed().as_secs_f64(),
             files: results.into_iter().map(|(r, _)| r).collect(),
             temporaries_removed: removed,
