@@ -281,10 +281,10 @@ fn json_logs_parse_and_hold_no_planted_value() {
             .success();
         assert!(ok, "dcmodify");
     }
-    std::fs::write(patient.join(format!("{FOLDER}.txt")), NAME).unwrap();
+    veil_io::atomic::write_all(&patient.join(format!("{FOLDER}.txt")), NAME.as_bytes()).unwrap();
     let whole = std::fs::read(patient.join("000.dcm")).unwrap();
-    std::fs::write(
-        patient.join(format!("{FOLDER}-cut.dcm")),
+    veil_io::atomic::write_all(
+        &patient.join(format!("{FOLDER}-cut.dcm")),
         &whole[..whole.len() * 2 / 3],
     )
     .unwrap();
@@ -394,7 +394,7 @@ fn the_readme_table_of_bad_inputs_is_what_veil_says() {
     let tmp = veil_test::scratch("bad-inputs");
     let home = tmp.join("home");
     let key = veil_test::new_key(VEIL, &tmp);
-    let w = |name: &str, bytes: &[u8]| std::fs::write(tmp.join(name), bytes).unwrap();
+    let w = |name: &str, bytes: &[u8]| veil_io::atomic::write_all(&tmp.join(name), bytes).unwrap();
     let ct = std::fs::read(&files[0]).unwrap();
     std::fs::copy(&key, tmp.join("site.key")).unwrap();
     w("ct.dcm", &ct);
@@ -501,7 +501,7 @@ fn the_readme_table_of_bad_inputs_is_what_veil_says() {
     let want = format!("\n{table}");
     if std::env::var_os("VEIL_BLESS").is_some() {
         let new = format!("{}{want}{}", &readme[..b + BEGIN.len()], &readme[e..]);
-        std::fs::write(&readme_path, new).unwrap();
+        veil_io::atomic::write_all(&readme_path, new.as_bytes()).unwrap();
     } else {
         assert_eq!(
             current, want,
