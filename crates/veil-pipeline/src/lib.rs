@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+// the header as region rules see it: only the pixel stage reads it
+#[cfg(feature = "ocr")]
 mod attrs;
 #[cfg(not(feature = "ocr"))]
 #[path = "no_pixels.rs"]

@@ -1,9 +1,9 @@
 //! The pixel stage of a build without OCR (feature `ocr` off): the
 //! header-only `veil`. Clean Pixel Data and Clean Graphics need OCR, so a
 //! policy that asks for either is refused before the batch starts
-//! ([`crate::pixel_options_supported`]); no stage is ever made, and the
-//! types below have no values: the batch's code that would use them is
-//! the same in both builds and compiles here without any OCR library.
+//! ([`crate::pixel_options_supported`]); no stage is ever made (the stage
+//! type has no values): the batch's code that would use one is the same
+//! in both builds and compiles here without any OCR library.
 
 use std::path::Path;
 
@@ -11,11 +11,13 @@ use veil_deid::{Deidentified, Policy};
 use veil_io::{DicomFile, TsInfo};
 
 /// What the pixel stage did to one object: no object has one in this
-/// build.
+/// build (the type exists so that [`crate::FileResult`] is the same in
+/// both).
 #[derive(Debug, Clone, serde::Serialize)]
-pub enum PixelReport {}
+pub struct PixelReport {}
 
-/// The stage: never made in this build.
+/// The stage: never made in this build (no value of this type exists, so
+/// its methods cannot be called).
 pub(crate) enum PixelStage {}
 
 /// What the stage decided for one object (never made in this build).
