@@ -45,7 +45,7 @@ impl std::fmt::Display for Skip {
             Skip::OutsideInputs => f.write_str("symbolic link to a target outside the inputs"),
             Skip::Loop => f.write_str("symbolic link to a folder already walked (loop)"),
             Skip::Dangling => f.write_str("symbolic link to nothing"),
-            Skip::Unreadable(k) => write!(f, "folder cannot be listed: {k:?}"),
+            Skip::Unreadable(k) => write!(f, "folder cannot be listed: {}", describe(*k)),
         }
     }
 }
