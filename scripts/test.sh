@@ -33,6 +33,8 @@ export VEIL_REQUIRE_TMPFS=1
 # themselves, see veil_pixels::ocr::limit_openmp_teams)
 export OMP_THREAD_LIMIT="${OMP_THREAD_LIMIT:-1}"
 VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspace --no-fail-fast
+# the header-only build: no libtesseract linked or needed (README, features)
+VEIL_CORPUS="$PWD/target/corpus/base" scripts/header-only.sh
 
 # the parsers under cargo-fuzz, briefly (docs/fuzzing.md; nightly toolchain)
 scripts/fuzz.sh "${VEIL_FUZZ_SECONDS:-20}"

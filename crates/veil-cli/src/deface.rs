@@ -1,7 +1,9 @@
 //! `veil deface`: removes the face from one head volume (a NIfTI file or
 //! one DICOM series folder). A thin shell over `veil-deface`; errors become
-//! exit status 2 in `main`, a volume whose face cannot be found with
-//! confidence exits 1 (route it to review).
+//! exit status 2 in `main`. Exit 1 means the same in both modes, as in the
+//! table of `veil --help`: the volume may still show a face and needs a
+//! person (deface could not locate the face with confidence, or
+//! `--check-only` found one).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,7 +21,8 @@ pub struct DefaceArgs {
     output: Option<PathBuf>,
     /// Only check whether a face is there (skin renders from the front,
     /// +-15 degrees pitch, +-30/+-60 degrees yaw, and the geometric nose
-    /// test); writes nothing. Exit 0 no face, 1 a face.
+    /// test); writes nothing. Exit 0 no face; 1 a face can be rendered
+    /// (as for a volume deface could not clean: it needs a person).
     #[arg(long, conflicts_with_all = ["mask_out", "brain_out", "qc", "ears"])]
     check_only: bool,
     /// Also write the removed-voxel mask (NIfTI, 1 = removed).
@@ -37,12 +40,29 @@ pub struct DefaceArgs {
     /// The modality (default: detected from the values).
     #[arg(long, value_parser = ["mr", "ct"])]
     modality: Option<String>,
+    /// Print the summary as JSON (counts and timings, no values, no
+    /// paths) instead of sentences.
+    #[arg(long)]
+    json: bool,
 }
 
-/// Runs `veil deface`. Prints a JSON summary (counts and timings, no
-/// values, no paths).
-pub fn run(a: DefaceArgs) -> Result<i32, String> {
+/// Prints the summary: JSON with `--json`, else the sentence.
+fn say(json: bool, v: &serde_json::Value, human: String) -> Result<(), String> {
+    if json {
+        crate::emit(&format!("{v}\n"))
+    } else {
+        crate::emit(&format!("veil deface: {human}\n"))
+    }
+}
+
+/// Runs `veil deface`. Prints a summary (counts and timings, no values, no
+/// paths); progress counts its three steps (read, find and remove the
+/// face, write), as the defacing itself reports none.
+pub fn run(a: DefaceArgs, quiet: bool) -> Result<i32, String> {
     let t0 = Instant::now();
+    let progress = crate::progress::Progress::new("veil deface", "steps", quiet);
+    let steps = if a.check_only { 2 } else { 3 };
+    progress.tick(0, steps);
     let dicom = a.input.is_dir();
     let (vol, nifti, series) = if dicom {
         let files = veil_io::walk(std::slice::from_ref(&a.input))
@@ -55,11 +75,15 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
         (v, h, None)
     };
     let t_read = t0.elapsed().as_secs_f64();
+    progress.tick(1, steps);
     let Some(output) = a.output.as_ref().filter(|_| !a.check_only) else {
         let r = veil_deface::facecheck::face_check(&vol);
-        crate::emit(&format!(
-            "{}\n",
-            serde_json::json!({
+        progress.tick(2, steps);
+        progress.finish();
+        let with_nose = r.views.iter().filter(|v| v.nose).count();
+        say(
+            a.json,
+            &serde_json::json!({
                 "face": r.face,
                 "nose_prominence_mm": r.nose_prominence_mm,
                 "views": r.views.iter().map(|v| serde_json::json!({
@@ -69,9 +93,27 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
                     "nose": v.nose,
                 })).collect::<Vec<_>>(),
                 "seconds": t0.elapsed().as_secs_f64(),
-            })
-        ))?;
-        return Ok(if r.face { 1 } else { 0 });
+            }),
+            format!(
+                "{} ({}; a nose in {} of {}); {:.1} s",
+                if r.face {
+                    "a face can be rendered from this volume: it needs defacing"
+                } else {
+                    "no face found"
+                },
+                r.nose_prominence_mm
+                    .map(|mm| format!("nose prominence {mm:.1} mm"))
+                    .unwrap_or_else(|| "no nose profile".into()),
+                with_nose,
+                veil_core::count(r.views.len(), "view", "views"),
+                t0.elapsed().as_secs_f64()
+            ),
+        )?;
+        return Ok(if r.face {
+            crate::exit::ATTENTION
+        } else {
+            crate::exit::OK
+        });
     };
     let opts = DefaceOptions {
         remove_ears: a.ears,
@@ -87,14 +129,17 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
     let d = match veil_deface::deface(&vol, &opts) {
         Ok(d) => d,
         Err(e) => {
-            crate::emit(&format!(
-                "{}\n",
-                serde_json::json!({ "defaced": false, "reason": e.to_string() })
-            ))?;
-            return Ok(1);
+            progress.finish();
+            say(
+                a.json,
+                &serde_json::json!({ "defaced": false, "reason": e.to_string() }),
+                format!("not defaced, the volume needs a person: {e}"),
+            )?;
+            return Ok(crate::exit::ATTENTION);
         }
     };
     let t_deface = t1.elapsed().as_secs_f64();
+    progress.tick(2, steps);
     let t2 = Instant::now();
     let mut note = None;
     match &series {
@@ -117,6 +162,8 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
             .map_err(|e| format!("writing the QC picture: {:?}", e.kind()))?;
     }
     let t_write = t2.elapsed().as_secs_f64();
+    progress.tick(3, steps);
+    progress.finish();
     let brain = d.brain.iter().filter(|&&b| b).count();
     let brain_changed = d
         .brain
@@ -124,6 +171,12 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
         .zip(vol.data.iter().zip(&d.volume.data))
         .filter(|(&b, (x, y))| b && x != y)
         .count();
+    let removed = d.removed.iter().filter(|&&r| r).count();
+    let unchanged = if brain > 0 {
+        1.0 - brain_changed as f64 / brain as f64
+    } else {
+        1.0
+    };
     let summary = serde_json::json!({
         "defaced": true,
         "input": if dicom { "dicom-series" } else { "nifti" },
@@ -131,13 +184,31 @@ pub fn run(a: DefaceArgs) -> Result<i32, String> {
         "modality": format!("{:?}", d.modality).to_uppercase(),
         "fill": d.fill,
         "confidence": d.confidence,
-        "removed_voxels": d.removed.iter().filter(|&&r| r).count(),
+        "removed_voxels": removed,
         "brain_voxels": brain,
-        "brain_voxels_unchanged_fraction": if brain > 0 { 1.0 - brain_changed as f64 / brain as f64 } else { 1.0 },
+        "brain_voxels_unchanged_fraction": unchanged,
         "instances": series.as_ref().map(|s| s.slices.len()),
         "note": note,
         "seconds": { "read": t_read, "deface": t_deface, "write": t_write },
     });
-    crate::emit(&format!("{summary}\n"))?;
-    Ok(0)
+    let dims: Vec<String> = vol.dims.iter().map(|d| d.to_string()).collect();
+    let human =
+        format!(
+        "defaced {} ({}, {}{}), confidence {:.2}: {} removed, {:.1}% of {} unchanged{}; {:.1} s",
+        if dicom { "DICOM series" } else { "NIfTI volume" },
+        format!("{:?}", d.modality).to_uppercase(),
+        dims.join("x"),
+        series
+            .as_ref()
+            .map(|s| format!(", {}", veil_core::count(s.slices.len(), "instance", "instances")))
+            .unwrap_or_default(),
+        d.confidence,
+        veil_core::count(removed, "voxel", "voxels"),
+        unchanged * 100.0,
+        veil_core::count(brain, "brain voxel", "brain voxels"),
+        note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+        t0.elapsed().as_secs_f64()
+    );
+    say(a.json, &summary, human)?;
+    Ok(crate::exit::OK)
 }

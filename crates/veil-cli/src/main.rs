@@ -2,7 +2,6 @@
 //! library crates and prints. No de-identification logic lives here.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,24 +12,48 @@ use veil_rules::Recipe;
 
 mod consent;
 mod deface;
+mod exit;
 mod ledger;
+mod logging;
 mod out;
+mod progress;
 mod release;
 mod review;
 mod risk;
 mod verify;
 
+/// `veil --version`: the crate version and the commit it was built from
+/// (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("VEIL_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "veil",
-    version,
-    about = "Veil: a privacy gateway for medical images"
+    version = VERSION,
+    about = "Veil: a privacy gateway for medical images",
+    after_long_help = exit::TABLE
 )]
 struct Cli {
     /// The store: a postgres:// URL or an SQLite file (default:
     /// $VEIL_HOME/veil.db, $VEIL_HOME defaulting to ~/.local/share/veil).
     #[arg(long, global = true, env = "VEIL_DB_URL", hide_env_values = true)]
     db: Option<String>,
+    /// No progress bar or progress lines.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More detail on stderr: -v the steps of a run, -vv each file's
+    /// outcome (counts and kinds; never a value or a path found inside an
+    /// input folder).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Format of logs and messages on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -186,10 +209,10 @@ fn site(db: Option<&str>) -> Result<veil_release::Site, String> {
 fn secure_home() -> Result<PathBuf, String> {
     let home = veil_store::default_home();
     if let Some(old) = veil_store::secure_home(&home).map_err(|e| e.to_string())? {
-        eprintln!(
-            "veil: {} was mode {old:o}; tightened to 700 (it holds the keys and the store)",
+        logging::notice(&format!(
+            "{} was mode {old:o}; tightened to 700 (it holds the keys and the store)",
             home.display()
-        );
+        ));
     }
     Ok(home)
 }
@@ -207,13 +230,15 @@ enum KeyCmd {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "ocr")]
     veil_pixels::ocr::limit_openmp_teams();
     let cli = Cli::parse();
+    logging::init(cli.verbose, cli.log_format);
     match run(cli) {
         Ok(code) => ExitCode::from(code as u8),
         Err(msg) => {
-            eprintln!("veil: error: {msg}");
-            ExitCode::from(2)
+            logging::error(&msg);
+            ExitCode::from(exit::CANNOT_RUN as u8)
         }
     }
 }
@@ -241,7 +266,9 @@ fn policy(args: &PolicyArgs, explain: bool) -> Result<Policy, String> {
         Some(p) => Recipe::load(p).map_err(|e| e.to_string())?,
         None => Recipe::default(),
     };
-    Policy::new(recipe, &args.options, key).map_err(|e| e.to_string())
+    let policy = Policy::new(recipe, &args.options, key).map_err(|e| e.to_string())?;
+    veil_pipeline::pixel_options_supported(&policy)?;
+    Ok(policy)
 }
 
 /// Writes to stdout; a closed pipe (`veil explain F | head`) ends quietly,
@@ -296,11 +323,6 @@ fn resolve(p: &Path) -> PathBuf {
     abs
 }
 
-/// Exit status: another run holds OUT's lock.
-const EXIT_BUSY: i32 = 3;
-/// Exit status: the storage failed (disk full, quota, read-only).
-const EXIT_STORAGE: i32 = 4;
-
 /// Takes OUT's lock for a writing command (one writer per OUT, see
 /// [`veil_io::lock`]). `Err` is the exit status, the reason printed.
 fn lock_out(out: &Path) -> Result<veil_io::lock::OutLock, i32> {
@@ -308,17 +330,17 @@ fn lock_out(out: &Path) -> Result<veil_io::lock::OutLock, i32> {
     match OutLock::acquire(out) {
         Ok(l) => {
             if let Some(h) = l.stale() {
-                eprintln!(
-                    "veil: {}: taking over a stale lock left by a run that ended without \
+                logging::notice(&format!(
+                    "{}: taking over a stale lock left by a run that ended without \
                      releasing it ({h})",
                     out.display()
-                );
+                ));
             }
             Ok(l)
         }
         Err(e @ LockError::Busy { .. }) => {
-            eprintln!("veil: error: {}: {e}", out.display());
-            Err(EXIT_BUSY)
+            logging::error(&format!("{}: {e}", out.display()));
+            Err(exit::BUSY)
         }
         Err(LockError::Io(e)) => Err(io_failure(&e, out)),
     }
@@ -332,29 +354,32 @@ fn io_failure(e: &std::io::Error, out: &Path) -> i32 {
         std::io::ErrorKind::QuotaExceeded => "disk quota exceeded",
         std::io::ErrorKind::ReadOnlyFilesystem => "read-only file system",
         std::io::ErrorKind::FileTooLarge => "file too large for the file system",
-        k => {
-            eprintln!("veil: error: {k:?}");
-            return 2;
+        // the error's own words: an input's error names the input the
+        // user typed ("cannot read input 'scans/': permission denied")
+        _ => {
+            logging::error(&e.to_string());
+            return exit::CANNOT_RUN;
         }
     };
-    eprintln!(
-        "veil: error: storage failure writing under {}: {what}. The run stopped; no input \
+    logging::error(&format!(
+        "storage failure writing under {}: {what}. The run stopped; no input \
          was quarantined for it. Free space (or make it writable) and run the same command \
          again: it completes the outputs as an uninterrupted run would.",
         out.display()
-    );
-    EXIT_STORAGE
+    ));
+    exit::STORAGE
 }
 
 fn run(cli: Cli) -> Result<i32, String> {
     let db = cli.db.as_deref();
+    let quiet = cli.quiet;
     match cli.cmd {
-        Cmd::Deface(args) => deface::run(args),
-        Cmd::Risk(args) => risk::run(args),
-        Cmd::Verify(args) => verify::run(args),
+        Cmd::Deface(args) => deface::run(args, quiet),
+        Cmd::Risk(args) => risk::run(args, quiet),
+        Cmd::Verify(args) => verify::run(args, quiet),
         Cmd::Recipient { cmd } => consent::recipient(db, cmd),
         Cmd::Consent { cmd } => consent::consent(db, cmd),
-        Cmd::Release(a) => release::release(db, a),
+        Cmd::Release(a) => release::release(db, a, quiet),
         Cmd::Review { cmd } => review::review(db, cmd),
         Cmd::Disclosures { patient_id, json } => release::disclosures(db, patient_id, json),
         Cmd::Ledger { cmd } => ledger::ledger(db, cmd),
@@ -460,18 +485,7 @@ fn run(cli: Cli) -> Result<i32, String> {
             };
             out::claim(&out, pargs.recipe.as_deref(), &policy, force_new_key)?;
             let jobs = jobs.unwrap_or_else(cores);
-            let bar = if std::io::stderr().is_terminal() {
-                let b = indicatif::ProgressBar::new(0);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{bar:40} {pos}/{len} files  {per_sec}  eta {eta}",
-                    )
-                    .map_err(|e| e.to_string())?,
-                );
-                Some(b)
-            } else {
-                None
-            };
+            let progress = progress::Progress::new("veil deid", "files", quiet);
             let batch = veil_pipeline::Batch {
                 inputs,
                 out,
@@ -481,20 +495,22 @@ fn run(cli: Cli) -> Result<i32, String> {
                 dicomdir,
                 verify: vpolicy.as_ref(),
             };
-            let tick = |done: usize, total: usize| {
-                if let Some(b) = &bar {
-                    b.set_length(total as u64);
-                    b.set_position(done as u64);
-                }
-            };
+            let tick = |done: usize, total: usize| progress.tick(done, total);
             let walk = veil_io::WalkOptions { follow_symlinks };
             let rep = match batch.run_with(&tick, walk) {
                 Ok(r) => r,
                 Err(e) => return Ok(io_failure(&e, &batch.out)),
             };
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
+            progress.finish();
+            tracing::info!(
+                inputs = rep.counts.inputs,
+                written = rep.counts.written,
+                review = rep.counts.review,
+                quarantined = rep.counts.quarantined,
+                not_dicom = rep.counts.not_dicom,
+                seconds = rep.seconds,
+                "deid: done"
+            );
             veil_pipeline::review::record(&batch.review, &batch.out, &rep).map_err(|e| {
                 format!(
                     "cannot write the review index in '{}': {e}",
@@ -508,9 +524,12 @@ fn run(cli: Cli) -> Result<i32, String> {
                 }
             }
             out::summary(&format!("{}\n", rep.summary()), [&report])?;
+            for m in &rep.named_problems {
+                logging::error(m);
+            }
             if rep.counts.quarantined > 0 && report.is_none() {
-                eprintln!(
-                    "veil: some files were quarantined; pass --report FILE to see which and why"
+                logging::notice(
+                    "some files were quarantined; pass --report FILE to see which and why",
                 );
             }
             Ok(rep.exit_code())
@@ -535,6 +554,11 @@ fn run(cli: Cli) -> Result<i32, String> {
                 });
                 text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n";
             } else {
+                let _ = writeln!(
+                    text,
+                    "{:<40} {:<36} {:<2} {:<28} WHY",
+                    "ATTRIBUTE", "KEYWORD", "VR", "ACTION"
+                );
                 for x in &d.decisions {
                     let act = match serde_json::to_value(&x.action) {
                         Ok(serde_json::Value::String(s)) => s,

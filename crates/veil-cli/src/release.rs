@@ -41,7 +41,7 @@ pub struct ReleaseArgs {
     dry_run: bool,
 }
 
-pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
+pub fn release(db: Option<&str>, a: ReleaseArgs, quiet: bool) -> Result<i32, String> {
     if a.recover {
         let mut s = site(db)?;
         let r = s.recover(&a.out).map_err(|e| e.to_string())?;
@@ -116,9 +116,11 @@ pub fn release(db: Option<&str>, a: ReleaseArgs) -> Result<i32, String> {
         operator: a.operator,
         jobs,
     };
+    let progress = crate::progress::Progress::new("veil release", "studies", quiet);
     let sum = s
-        .release(&req, Some(&verifier))
+        .release_with(&req, Some(&verifier), &|d, t| progress.tick(d, t))
         .map_err(|e| e.to_string())?;
+    progress.finish();
     if a.json {
         emit(&(serde_json::to_string_pretty(&sum).map_err(|e| e.to_string())? + "\n"))?;
     } else {

@@ -31,7 +31,7 @@ pub struct RiskArgs {
 
 /// Runs `veil risk`: 0 within the threshold, 1 above; `Err` (exit 2) when
 /// it cannot run. Messages name no input file and no value.
-pub fn run(a: RiskArgs) -> Result<i32, String> {
+pub fn run(a: RiskArgs, quiet: bool) -> Result<i32, String> {
     if !(a.threshold > 0.0 && a.threshold <= 1.0) {
         return Err("--threshold must be in (0, 1]".into());
     }
@@ -57,8 +57,16 @@ pub fn run(a: RiskArgs) -> Result<i32, String> {
         ),
         None => None,
     };
-    let report = veil_risk::run(&a.out, &quasi, population.as_deref(), a.threshold)
-        .map_err(|e| e.to_string())?;
+    let progress = crate::progress::Progress::new("veil risk", "files", quiet);
+    let report = veil_risk::run_with(
+        &a.out,
+        &quasi,
+        population.as_deref(),
+        a.threshold,
+        &|d, t| progress.tick(d, t),
+    )
+    .map_err(|e| e.to_string())?;
+    progress.finish();
     if let Some(p) = &a.json {
         crate::out::report(p, report.to_json().as_bytes(), "JSON report")?;
     }

@@ -56,7 +56,7 @@ pub struct VerifyArgs {
 }
 
 /// Runs the command; the exit status is the report's.
-pub fn run(a: VerifyArgs) -> Result<i32, String> {
+pub fn run(a: VerifyArgs, quiet: bool) -> Result<i32, String> {
     if !a.out.is_dir() {
         return Err("OUT is not a folder".into());
     }
@@ -76,7 +76,16 @@ pub fn run(a: VerifyArgs) -> Result<i32, String> {
         faces: a.faces,
         site_local: a.site_local,
     };
-    let report = veil_verify::verify_tree(&opts).map_err(|e| format!("{e}"))?;
+    let progress = crate::progress::Progress::new("veil verify", "files", quiet);
+    let report = veil_verify::verify_tree_with(&opts, &|d, t| progress.tick(d, t))
+        .map_err(|e| format!("{e}"))?;
+    progress.finish();
+    tracing::info!(
+        files = report.summary.files,
+        failing = report.summary.failing,
+        unpaired = report.summary.unpaired,
+        "verify: done"
+    );
     if let Some(p) = &a.json {
         crate::out::report(p, report.to_json().as_bytes(), "JSON report")?;
     }

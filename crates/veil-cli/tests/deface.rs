@@ -121,10 +121,10 @@ fn brain_unchanged(before: &Volume, after: &Volume, brain: &Volume) -> f64 {
     same as f64 / n as f64
 }
 
-/// `veil deface ARGS...`, which must succeed; its JSON line.
+/// `veil deface --json ARGS...`, which must succeed; its JSON line.
 fn deface<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> serde_json::Value {
     let r = Command::new(VEIL)
-        .arg("deface")
+        .args(["deface", "--json"])
         .args(args)
         .output()
         .unwrap();

@@ -456,7 +456,7 @@ fn issue_22_an_unreadable_subfolder_is_quarantined_and_the_batch_goes_on() {
     assert_eq!(q["input"], inp.join("locked").display().to_string());
     assert_eq!(
         q["reason"]["detail"],
-        "folder cannot be listed: PermissionDenied"
+        "folder cannot be listed: permission denied"
     );
     assert_eq!(
         out_and_review(&outs.join("out")).len(),

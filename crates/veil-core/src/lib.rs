@@ -9,6 +9,7 @@ mod echo;
 pub mod limits;
 mod option;
 mod phi;
+mod plural;
 mod reason;
 mod tag;
 
@@ -16,6 +17,7 @@ pub use echo::Echo;
 pub use limits::Limit;
 pub use option::{ProfileOption, UnknownOption};
 pub use phi::Phi;
+pub use plural::count;
 pub use reason::QuarantineReason;
 pub use tag::{Tag, TagPath, TagPattern};
 

@@ -45,7 +45,7 @@ impl std::fmt::Display for Skip {
             Skip::OutsideInputs => f.write_str("symbolic link to a target outside the inputs"),
             Skip::Loop => f.write_str("symbolic link to a folder already walked (loop)"),
             Skip::Dangling => f.write_str("symbolic link to nothing"),
-            Skip::Unreadable(k) => write!(f, "folder cannot be listed: {k:?}"),
+            Skip::Unreadable(k) => write!(f, "folder cannot be listed: {}", describe(*k)),
         }
     }
 }
@@ -78,7 +78,10 @@ pub fn walk(inputs: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Lists the files under the given files and folders (see the module
-/// documentation). An input that does not exist is an error.
+/// documentation). An input that does not exist or cannot be listed is an
+/// error whose message names it ([`input_error`]): the user typed that
+/// path, so echoing it tells them nothing new, while paths found below it
+/// go only to [`Walked::skipped`] (site-local).
 pub fn walk_with(inputs: &[PathBuf], opts: WalkOptions) -> io::Result<Walked> {
     let mut w = Walker {
         opts,
@@ -88,10 +91,11 @@ pub fn walk_with(inputs: &[PathBuf], opts: WalkOptions) -> io::Result<Walked> {
         skipped: Vec::new(),
     };
     for i in inputs {
-        w.roots.push(fs::canonicalize(i)?);
+        w.roots
+            .push(fs::canonicalize(i).map_err(|e| input_error(i, &e))?);
     }
     for i in inputs {
-        w.top(i)?;
+        w.top(i).map_err(|e| input_error(i, &e))?;
     }
     let mut files = std::mem::take(&mut w.files);
     files.sort();
@@ -206,6 +210,36 @@ impl Walker {
         } else if md.is_file() {
             self.files.push((p.to_path_buf(), id));
         }
+    }
+}
+
+/// `e`, met on an input the user named, as "cannot read input 'scans/':
+/// permission denied": the kind is kept (callers still tell a storage
+/// failure from the rest), and the message says which input and why in
+/// words instead of `PermissionDenied`.
+pub fn input_error(input: &Path, e: &io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "cannot read input '{}': {}",
+            input.display(),
+            describe(e.kind())
+        ),
+    )
+}
+
+/// An error kind in words, for messages ("permission denied", "no such
+/// file or folder").
+pub fn describe(kind: io::ErrorKind) -> String {
+    match kind {
+        io::ErrorKind::NotFound => "no such file or folder".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::NotADirectory => "not a folder".into(),
+        io::ErrorKind::IsADirectory => "is a folder".into(),
+        io::ErrorKind::UnexpectedEof => "ends too early (truncated)".into(),
+        io::ErrorKind::InvalidData => "not valid data".into(),
+        // the standard library's own words ("no storage space", ...)
+        k => k.to_string(),
     }
 }
 

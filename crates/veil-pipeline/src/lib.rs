@@ -16,7 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+// the header as region rules see it: only the pixel stage reads it
+#[cfg(feature = "ocr")]
 mod attrs;
+#[cfg(not(feature = "ocr"))]
+#[path = "no_pixels.rs"]
+mod pixels;
+#[cfg(feature = "ocr")]
 mod pixels;
 
 pub use pixels::PixelReport;
@@ -152,6 +158,13 @@ pub struct Report {
     pub key_id: String,
     /// Counts.
     pub counts: Counts,
+    /// What went wrong with files named on the command line, one message
+    /// each, naming the file as typed (the user wrote that path) and the
+    /// kind of problem, never a value read from it: the command prints
+    /// them, and exits 1 (a non-DICOM file named explicitly was meant to
+    /// be one). Not serialized: the rows of `files` already hold them.
+    #[serde(skip)]
+    pub named_problems: Vec<String>,
     /// Wall time in seconds.
     pub seconds: f64,
     /// Per-file results that are not plain successes, plus all successes.
@@ -162,9 +175,9 @@ pub struct Report {
 
 impl Report {
     /// Exit status: 0 when every input was handled, 1 when some were
-    /// quarantined.
+    /// quarantined or a file named on the command line is not DICOM.
     pub fn exit_code(&self) -> i32 {
-        if self.counts.quarantined > 0 {
+        if self.counts.quarantined > 0 || !self.named_problems.is_empty() {
             1
         } else {
             0
@@ -176,15 +189,15 @@ impl Report {
         let c = &self.counts;
         let mb = c.bytes_in as f64 / 1e6;
         format!(
-            "veil deid: {} inputs: {} written, {} to review, {} already done, {} duplicate instances, {} quarantined, {} not DICOM, {} symlinks skipped; {:.1} MB in {:.1} s ({:.0} files/s, {:.1} MB/s); key {}",
-            c.inputs,
+            "veil deid: {}: {} written, {} to review, {} already done, {}, {} quarantined, {} not DICOM, {} skipped; {:.1} MB in {:.1} s ({:.0} files/s, {:.1} MB/s); key {}",
+            veil_core::count(c.inputs, "input", "inputs"),
             c.written,
             c.review,
             c.already_done,
-            c.duplicates,
+            veil_core::count(c.duplicates, "duplicate instance", "duplicate instances"),
             c.quarantined,
             c.not_dicom,
-            c.skipped,
+            veil_core::count(c.skipped, "symlink", "symlinks"),
             mb,
             self.seconds,
             (c.written + c.review + c.already_done) as f64 / self.seconds.max(1e-9),
@@ -197,6 +210,37 @@ impl Report {
 /// Writes a PHI value into the site-local report, the one place it belongs.
 fn site_local<S: serde::Serializer>(v: &Phi<String>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.expose())
+}
+
+/// Whether this build can run the policy's pixel options: Clean Pixel
+/// Data and Clean Graphics read burned-in text with OCR, which a build
+/// without the `ocr` feature (the header-only `veil`) does not have. The
+/// message says which option and how to get a build that has it.
+pub fn pixel_options_supported(policy: &Policy) -> Result<(), String> {
+    let wanted = [ProfileOption::CleanPixelData, ProfileOption::CleanGraphics];
+    match policy.options().iter().find(|o| wanted.contains(o)) {
+        Some(o) if !cfg!(feature = "ocr") => Err(format!(
+            "the option {} reads burned-in text with OCR, and this veil was built without \
+             it (feature `ocr`); build with default features, or drop the option",
+            o.name()
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Outcome {
+    /// The outcome's name, for logs and counts (no path, no value).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Written { .. } => "written",
+            Outcome::Review { .. } => "review",
+            Outcome::AlreadyDone { .. } => "already-done",
+            Outcome::DuplicateInstance { .. } => "duplicate-instance",
+            Outcome::Quarantined { .. } => "quarantined",
+            Outcome::NotDicom => "not-dicom",
+            Outcome::Skipped { .. } => "skipped",
+        }
+    }
 }
 
 /// Lists input files, recursively, sorted (see [`veil_io::walk`]).
@@ -232,8 +276,15 @@ impl Batch<'_> {
         walk: veil_io::WalkOptions,
     ) -> std::io::Result<Report> {
         let start = Instant::now();
+        pixel_options_supported(self.policy).map_err(std::io::Error::other)?;
         let walked = veil_io::walk_with(&self.inputs, walk)?;
         let files = walked.files;
+        tracing::info!(
+            files = files.len(),
+            passed_over = walked.skipped.len(),
+            jobs = self.jobs,
+            "deid: inputs listed"
+        );
         let mut removed = veil_io::atomic::clean_temporaries(&self.out)?;
         removed += veil_io::atomic::clean_temporaries(&self.review)?;
         let total = files.len();
@@ -267,7 +318,7 @@ impl Batch<'_> {
             let outcome = match skip {
                 veil_io::Skip::Unreadable(k) => Outcome::Quarantined {
                     reason: QuarantineReason::Io {
-                        detail: format!("folder cannot be listed: {k:?}"),
+                        detail: format!("folder cannot be listed: {}", veil_io::describe(k)),
                     },
                 },
                 why => Outcome::Skipped {
@@ -316,7 +367,15 @@ impl Batch<'_> {
             }
             let mut claims = st.claims.lock().unwrap_or_else(|e| e.into_inner());
             for s in staged {
-                results.push(self.commit(s, &mut claims, &mut dirs)?);
+                let r = self.commit(s, &mut claims, &mut dirs)?;
+                // the outcome's kind and the file's place in the run: the
+                // input's path is site-local (the report), never logged
+                tracing::debug!(
+                    file = results.len() + 1,
+                    outcome = r.0.outcome.kind(),
+                    "deid: file done"
+                );
+                results.push(r);
             }
         }
         if let Some(d) = &st.defacing {
@@ -330,14 +389,46 @@ impl Batch<'_> {
             inputs: results.len(),
             ..Counts::default()
         };
+        // a file the user named that is not DICOM was meant to be one: it
+        // is an error, not a silent "1 not DICOM" (inside a folder, other
+        // files are expected and only counted)
+        let named: Vec<String> = self
+            .inputs
+            .iter()
+            .filter(|p| p.is_file())
+            .map(|p| p.display().to_string())
+            .collect();
+        let mut named_problems = Vec::new();
         for (r, bytes) in &results {
             match &r.outcome {
                 Outcome::Written { .. } => counts.written += 1,
                 Outcome::Review { .. } => counts.review += 1,
                 Outcome::AlreadyDone { .. } => counts.already_done += 1,
                 Outcome::DuplicateInstance { .. } => counts.duplicates += 1,
-                Outcome::Quarantined { .. } => counts.quarantined += 1,
-                Outcome::NotDicom => counts.not_dicom += 1,
+                Outcome::Quarantined { reason } => {
+                    counts.quarantined += 1;
+                    if let Some(n) = named.iter().find(|n| *n == r.input.expose()) {
+                        // the kind only: a reason's detail can quote the
+                        // file (a transfer syntax UID made of text)
+                        let kind = serde_json::to_value(reason)
+                            .ok()
+                            .and_then(|v| v["kind"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        named_problems.push(format!(
+                            "'{n}' was quarantined ({kind}); nothing was written for it \
+                             (--report FILE says why)"
+                        ));
+                    }
+                }
+                Outcome::NotDicom => {
+                    counts.not_dicom += 1;
+                    if let Some(n) = named.iter().find(|n| *n == r.input.expose()) {
+                        named_problems.push(format!(
+                            "'{n}' is not a DICOM file (no Part 10 header, no data set); \
+                             nothing was written for it"
+                        ));
+                    }
+                }
                 Outcome::Skipped { .. } => counts.skipped += 1,
             }
             counts.bytes_in += bytes;
@@ -358,6 +449,7 @@ impl Batch<'_> {
             },
             key_id: self.policy.key_id(),
             counts,
+            named_problems,
             seconds: start.elapsed().as_secs_f64(),
             files: results.into_iter().map(|(r, _)| r).collect(),
             temporaries_removed: removed,

@@ -71,6 +71,11 @@ pub struct ReleaseSummary {
     pub released: usize,
     /// Refused, by reason.
     pub refused: BTreeMap<String, usize>,
+    /// Of those, refused because the patient's consent (a provision or
+    /// the site default) denies this use: the patient's choice carried
+    /// out, which is not a failure (see [`ReleaseSummary::exit_code`]).
+    #[serde(skip)]
+    pub refused_by_consent: usize,
     /// Instances released.
     pub instances_released: usize,
     /// Instances held in the review folder (not released).
@@ -90,9 +95,14 @@ impl ReleaseSummary {
         self.refused.values().sum()
     }
 
-    /// 0 when every study found was released, 1 when any was refused.
+    /// 0 when the release did what was asked: every study was released
+    /// or refused because of the patient's consent (an opt-out is the
+    /// patient's choice carried out, not a failure). 1 when a study was
+    /// refused for another reason (ambiguous identity, nothing releasable,
+    /// verification findings) or an input could not be read: a person
+    /// should look.
     pub fn exit_code(&self) -> i32 {
-        if self.refused_total() > 0 {
+        if self.refused_total() > self.refused_by_consent || self.unreadable > 0 {
             1
         } else {
             0
@@ -159,6 +169,25 @@ fn release_id_from(
 }
 
 /// The summary's class of a refusal reason: the text before the first ':'.
+/// Why a patient-study is not released, decided before de-identification.
+struct Refusal {
+    /// The ledger's reason (no PHI).
+    why: String,
+    /// The patient's consent (a provision or the site default) denies this
+    /// use: carried out, not a failure. A consent record that differs from
+    /// the ledger is not an opt-out; it is tampering, and a failure.
+    opt_out: bool,
+}
+
+impl Refusal {
+    fn other(why: &str) -> Self {
+        Refusal {
+            why: why.to_string(),
+            opt_out: false,
+        }
+    }
+}
+
 fn reason_class(why: &str) -> String {
     why.split(':').next().unwrap_or(why).to_string()
 }
@@ -178,6 +207,17 @@ impl Site {
         &mut self,
         req: &ReleaseRequest,
         verifier: Option<&dyn Verifier>,
+    ) -> Result<ReleaseSummary, Error> {
+        self.release_with(req, verifier, &|_, _| {})
+    }
+
+    /// [`Site::release`], calling `tick(done, total)` as each study is
+    /// decided (progress; counts only).
+    pub fn release_with(
+        &mut self,
+        req: &ReleaseRequest,
+        verifier: Option<&dyn Verifier>,
+        tick: &dyn Fn(usize, usize),
     ) -> Result<ReleaseSummary, Error> {
         // the recipient and purpose first: a typo must stop the run before
         // anything is written, to OUT or to the ledger
@@ -251,7 +291,8 @@ impl Site {
         let mut staged = Vec::new();
         let mut manifest_studies = Vec::new();
         summary.studies = groups.len();
-        for g in groups.values() {
+        for (done, g) in groups.values().enumerate() {
+            tick(done, groups.len());
             let patient_ref = g.patient.as_ref().map(|p| self.patient_ref(p));
             let study_ref = (!g.study.is_empty()).then(|| self.study_ref(&g.study));
             let sops: Vec<&str> = g.sops.iter().map(String::as_str).collect();
@@ -281,8 +322,9 @@ impl Site {
                 *summary.refused.entry(reason_class(why)).or_default() += 1;
             };
             match self.decide_group(g, &ambiguous, &rec, &req.purpose, &coverage, default, &now)? {
-                Err(why) => {
-                    refuse(&mut e, &why, &mut summary);
+                Err(r) => {
+                    refuse(&mut e, &r.why, &mut summary);
+                    summary.refused_by_consent += usize::from(r.opt_out);
                     entries.push(e);
                     staged.push(None);
                     continue;
@@ -385,6 +427,7 @@ impl Site {
             }));
             entries.push(e);
         }
+        tick(groups.len(), groups.len());
 
         // 4. the manifest into the journal, 5. the ledger, 6. publish
         let manifest = serde_json::json!({
@@ -693,21 +736,23 @@ impl Site {
         coverage: &crate::integrity::Coverage,
         default: Option<veil_consent::SiteDefault>,
         now: &str,
-    ) -> Result<Result<String, String>, Error> {
+    ) -> Result<Result<String, Refusal>, Error> {
         let Some(patient) = &g.patient else {
-            return Ok(Err("ambiguous: no PatientID".into()));
+            return Ok(Err(Refusal::other("ambiguous: no PatientID")));
         };
         if g.study.is_empty() {
-            return Ok(Err("ambiguous: no StudyInstanceUID".into()));
+            return Ok(Err(Refusal::other("ambiguous: no StudyInstanceUID")));
         }
         if ambiguous.contains(&g.study) {
-            return Ok(Err("ambiguous: study under several PatientIDs".into()));
+            return Ok(Err(Refusal::other(
+                "ambiguous: study under several PatientIDs",
+            )));
         }
         let pref = self.patient_ref(patient);
         // only consent rows that are exactly the logged versions count
         let consents = match self.covered_consents(coverage, &pref)? {
             Ok(c) => c,
-            Err(why) => return Ok(Err(why)),
+            Err(why) => return Ok(Err(Refusal::other(&why))),
         };
         let o = veil_consent::decide(
             &consents,
@@ -721,7 +766,10 @@ impl Site {
             },
         );
         Ok(if o.decision == Decision::Deny {
-            Err(format!("consent: {}", o.rule))
+            Err(Refusal {
+                why: format!("consent: {}", o.rule),
+                opt_out: true,
+            })
         } else {
             Ok(format!("consent: {}", o.rule))
         })
@@ -753,7 +801,7 @@ impl Site {
                     d.instances += g.files.len();
                     *d.permitted_by.entry(rule).or_default() += 1;
                 }
-                Err(why) => *d.would_refuse.entry(reason_class(&why)).or_default() += 1,
+                Err(r) => *d.would_refuse.entry(reason_class(&r.why)).or_default() += 1,
             }
         }
         Ok(d)

@@ -48,12 +48,22 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// patient. A patient's value of a quasi-identifier is the set of distinct
 /// values over all of their objects. Errors name no path.
 pub fn collect(root: &Path, quasi: &[Quasi]) -> Result<Collection, RiskError> {
+    collect_with(root, quasi, &|_, _| {})
+}
+
+/// [`collect`], calling `tick(done, total)` after each file (progress).
+pub fn collect_with(
+    root: &Path,
+    quasi: &[Quasi],
+    tick: &dyn Fn(usize, usize),
+) -> Result<Collection, RiskError> {
     let mut files = Vec::new();
     walk(root, &mut files).map_err(|e| RiskError::Io(e.kind()))?;
     files.sort();
     let mut by_patient: BTreeMap<String, Vec<BTreeSet<String>>> = BTreeMap::new();
     let mut c = Collection::default();
     for (n, path) in files.iter().enumerate() {
+        tick(n + 1, files.len());
         let f = match veil_io::read(path) {
             Ok(f) if !f.is_dicomdir() => f,
             _ => {

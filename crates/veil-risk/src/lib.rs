@@ -25,7 +25,7 @@ mod quasi;
 mod report;
 mod suggest;
 
-pub use collect::{collect, Collection, Record};
+pub use collect::{collect, collect_with, Collection, Record};
 pub use measure::{measure, Measures, Risk, SizeCount};
 pub use population::{Population, SET_SEP};
 pub use quasi::{Quasi, DEFAULT_NAMES};
@@ -57,10 +57,21 @@ pub fn run(
     population: Option<&str>,
     threshold: f64,
 ) -> Result<Report, RiskError> {
+    run_with(out, quasi, population, threshold, &|_, _| {})
+}
+
+/// [`run`], calling `tick(done, total)` as each file is read (progress).
+pub fn run_with(
+    out: &std::path::Path,
+    quasi: &[Quasi],
+    population: Option<&str>,
+    threshold: f64,
+    tick: &dyn Fn(usize, usize),
+) -> Result<Report, RiskError> {
     let pop = population
         .map(|t| Population::parse(t, quasi))
         .transpose()?;
-    let c = collect(out, quasi)?;
+    let c = collect::collect_with(out, quasi, tick)?;
     if c.records.is_empty() {
         return Err(RiskError::Empty);
     }

@@ -43,7 +43,9 @@ pub use matcher::Matcher;
 pub use policy::VerifyPolicy;
 pub use report::{Report, Summary};
 pub use scan::{scan_file, ScanInput};
-pub use set::{verify_files, verify_one, verify_tree, Options};
+pub use set::{
+    verify_files, verify_files_with, verify_one, verify_tree, verify_tree_with, Options,
+};
 pub use text::{Place, ReportText};
 
 /// What kind of identifying value a finding is about.

@@ -6,6 +6,7 @@
 //! it must not leave the site.
 
 use std::collections::BTreeMap;
+use veil_core::count;
 
 use serde::Serialize;
 
@@ -61,6 +62,22 @@ pub struct Report {
     pub summary: Summary,
     /// Every finding, failing ones first.
     pub findings: Vec<ReportedFinding>,
+    /// What was checked, when, and how (set by [`crate::verify_files`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked: Option<Checked>,
+}
+
+/// What a report is about: the folder, the date and what was searched, so
+/// that "clean" is read against what was looked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checked {
+    /// The checked folder's own name (its last component only: the rest
+    /// of the path says where the site keeps things, and travels nowhere).
+    pub folder: String,
+    /// When (UTC, RFC 3339).
+    pub date: String,
+    /// What was searched, in words ("headers and bytes", "pixels (OCR)").
+    pub searched: Vec<String>,
 }
 
 /// A finding with its verdict under the policy.
@@ -134,6 +151,7 @@ impl Report {
             },
             notice: site_local.then_some(SITE_LOCAL_NOTICE),
             status: if failing == 0 { "clean" } else { "findings" },
+            checked: None,
             summary: Summary {
                 files,
                 files_with_findings,
@@ -165,15 +183,15 @@ impl Report {
             .map(|(c, n)| format!("{} {n}", c.name()))
             .collect();
         format!(
-            "veil verify: {} files, {} sources ({} paired exactly, {} through study, patient or references, {} unpaired: searched with patterns and name lists only): {} failing findings in {} files, {} warnings{}; {:.1} s",
-            s.files,
-            s.sources,
+            "veil verify: {}, {} ({} paired exactly, {} through study, patient or references, {} unpaired: searched with patterns and name lists only): {} in {}, {}{}; {:.1} s",
+            count(s.files, "file", "files"),
+            count(s.sources, "source", "sources"),
             s.paired_exact,
             s.paired_by_context,
             s.unpaired,
-            s.failing,
-            s.files_with_findings,
-            s.warnings,
+            count(s.failing, "failing finding", "failing findings"),
+            count(s.files_with_findings, "file", "files"),
+            count(s.warnings, "warning", "warnings"),
             if cats.is_empty() {
                 String::new()
             } else {
@@ -195,6 +213,14 @@ impl Report {
         let mut h = String::new();
         h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><title>Veil verification report</title><style>body{font-family:sans-serif;margin:2em;max-width:72em}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em;text-align:left;font-size:90%}th{background:#eee}.fail{color:#a00;font-weight:bold}.warn{color:#a60}.clean{color:#070;font-weight:bold}code{font-size:90%}img{max-width:160px;image-rendering:pixelated}</style></head><body>");
         h.push_str("<h1>Veil verification report</h1>");
+        if let Some(c) = &self.checked {
+            h.push_str(&format!(
+                "<p>Folder <code>{}</code>, checked {}. Searched: {}.</p>",
+                esc(&c.folder),
+                esc(&c.date),
+                esc(&c.searched.join("; "))
+            ));
+        }
         let site_local = self.notice.is_some();
         if let Some(n) = self.notice {
             h.push_str(&format!(
@@ -257,7 +283,7 @@ impl Report {
                     if f.fails { "fail" } else { "warn" },
                     if f.fails { "fails" } else { "warning" },
                     esc(&fi.file),
-                    esc(fi.place.as_str()),
+                    esc(&named_place(fi.place.as_str())),
                     fi.frame.map(|n| format!(" frame {n}")).unwrap_or_default(),
                     esc(&fi.detector),
                     esc(fi.excerpt.as_str()),
@@ -284,6 +310,40 @@ impl Report {
         h.push_str("</body></html>\n");
         h
     }
+}
+
+/// A place with each tag named by its keyword as well, for people:
+/// `(0008,1030)[0]/(0010,0010)` reads `StudyDescription (0008,1030)[0]/
+/// PatientName (0010,0010)`. Private and unknown tags stay as they are.
+pub fn named_place(place: &str) -> String {
+    let mut out = String::new();
+    let mut rest = place;
+    while let Some(i) = rest.find('(') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let tag = tail
+            .get(1..10)
+            .filter(|t| tail.get(10..11) == Some(")") && t.as_bytes().get(4) == Some(&b','))
+            .and_then(|t| {
+                let g = u16::from_str_radix(&t[..4], 16).ok()?;
+                let e = u16::from_str_radix(&t[5..], 16).ok()?;
+                Some(veil_core::Tag(g, e))
+            });
+        match tag.and_then(crate::harvest::keyword) {
+            Some(k) => {
+                out.push_str(k);
+                out.push(' ');
+                out.push_str(&tail[..11]);
+                rest = &tail[11..];
+            }
+            None => {
+                out.push('(');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The detector of an unpaired output's finding (`structure:unpaired`).
@@ -315,6 +375,17 @@ pub fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn places_name_tags_by_keyword_too() {
+        assert_eq!(
+            named_place("(0008,1030)[0]/(0010,0010)"),
+            "StudyDescription (0008,1030)[0]/PatientName (0010,0010)"
+        );
+        // private, unknown, and not a tag at all
+        assert_eq!(named_place("(0011,1010)"), "(0011,1010)");
+        assert_eq!(named_place("file name (x"), "file name (x");
+    }
     use crate::text::{Place, ReportText};
     use veil_core::Phi;
 

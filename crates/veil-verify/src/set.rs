@@ -115,30 +115,65 @@ fn par_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Syn
 
 /// Verifies an output tree.
 pub fn verify_tree(opts: &Options) -> std::io::Result<Report> {
+    verify_tree_with(opts, &|_, _| {})
+}
+
+/// [`verify_tree`], reporting progress: `tick(done, total)` is called from
+/// the worker threads, in no particular order, as each source is read and
+/// each output checked (total = sources + outputs).
+pub fn verify_tree_with(
+    opts: &Options,
+    tick: &(dyn Fn(usize, usize) + Sync),
+) -> std::io::Result<Report> {
     let outputs = files(std::slice::from_ref(&opts.out))?;
-    verify_files(opts, &outputs)
+    verify_files_with(opts, &outputs, tick)
 }
 
 /// Verifies some of the files under `opts.out` (one released study, say):
 /// paths are reported relative to `opts.out`, and the set checks look at
 /// these files only.
 pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Report> {
+    verify_files_with(opts, outputs, &|_, _| {})
+}
+
+/// [`verify_files`] with progress, as in [`verify_tree_with`].
+pub fn verify_files_with(
+    opts: &Options,
+    outputs: &[PathBuf],
+    tick: &(dyn Fn(usize, usize) + Sync),
+) -> std::io::Result<Report> {
     let start = Instant::now();
     if opts.pixels {
         ocr_available()?;
     }
     let jobs = opts.jobs.max(1);
+    let source_paths = if opts.sources.is_empty() {
+        Vec::new()
+    } else {
+        files(&opts.sources)?
+    };
+    let total = source_paths.len() + outputs.len();
+    let done = AtomicUsize::new(0);
+    let step = || tick(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+    tracing::info!(
+        outputs = outputs.len(),
+        sources = source_paths.len(),
+        pixels = opts.pixels,
+        "verify: files listed"
+    );
 
     // sources: harvest, facts, patient pools
     let mut pools: Vec<Vec<Token>> = Vec::new();
     let mut sources: Vec<SourceInfo> = Vec::new();
-    if !opts.sources.is_empty() {
-        let paths = files(&opts.sources)?;
+    if !source_paths.is_empty() {
+        let paths = source_paths;
         let read = par_map(&paths, jobs, |p| {
-            veil_io::read(p)
+            let r = veil_io::read(p)
                 .ok()
                 .filter(|f| !f.is_dicomdir())
-                .map(|f| (harvest(&f), patient_key(&f), facts(&f)))
+                .map(|f| (harvest(&f), patient_key(&f), facts(&f)));
+            step();
+            r
         });
         let mut by_patient: HashMap<Phi<String>, usize> = HashMap::new();
         for (path, r) in paths.into_iter().zip(read) {
@@ -384,6 +419,7 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
                 &s.shown,
             ));
         }
+        step();
         (f, s.shown)
     });
     let (found, rels): (Vec<Vec<Finding>>, Vec<String>) = scanned.into_iter().unzip();
@@ -441,7 +477,35 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
         .filter(|(p, f)| !p.is_empty() && f.is_some())
         .count()
         - by_study;
-    Ok(Report::new(
+    let mut searched = vec!["headers, bytes and file names".to_string()];
+    if !opts.sources.is_empty() {
+        searched.push(format!(
+            "against {}",
+            veil_core::count(sources.len(), "source", "sources")
+        ));
+    }
+    if opts.patterns || opts.sources.is_empty() {
+        searched.push("patterns and name lists".into());
+    }
+    if opts.pixels {
+        searched.push("pixels and overlays (OCR)".into());
+    }
+    if opts.dciodvfy {
+        searched.push("structure (dciodvfy)".into());
+    }
+    if opts.faces {
+        searched.push("faces in head volumes".into());
+    }
+    let checked = crate::report::Checked {
+        folder: opts
+            .out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| ".".into()),
+        date: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        searched,
+    };
+    let mut report = Report::new(
         findings,
         opts.site_local,
         &opts.policy,
@@ -452,7 +516,9 @@ pub fn verify_files(opts: &Options, outputs: &[PathBuf]) -> std::io::Result<Repo
         unpaired.iter().filter(|&&u| u).count(),
         unresolved,
         start.elapsed().as_secs_f64(),
-    ))
+    );
+    report.checked = Some(checked);
+    Ok(report)
 }
 
 /// Verifies one output against its parsed source, for `veil deid --verify`:
