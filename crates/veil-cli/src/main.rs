@@ -14,6 +14,7 @@ use veil_rules::Recipe;
 mod consent;
 mod deface;
 mod ledger;
+mod recipe;
 mod release;
 mod risk;
 mod verify;
@@ -145,6 +146,11 @@ enum Cmd {
     Ledger {
         #[command(subcommand)]
         cmd: ledger::LedgerCmd,
+    },
+    /// Recipes: import a CTP script or a deid recipe.
+    Recipe {
+        #[command(subcommand)]
+        cmd: recipe::RecipeCmd,
     },
     /// Staged outputs past their recipient's retention.
     Retention {
@@ -339,6 +345,7 @@ fn run(cli: Cli) -> Result<i32, String> {
     match cli.cmd {
         Cmd::Deface(args) => deface::run(args),
         Cmd::Risk(args) => risk::run(args),
+        Cmd::Recipe { cmd } => recipe::run(cmd),
         Cmd::Verify(args) => verify::run(args),
         Cmd::Recipient { cmd } => consent::recipient(db, cmd),
         Cmd::Consent { cmd } => consent::consent(db, cmd),
