@@ -44,6 +44,6 @@ mapfile -t FILES < <(
 "$VEIL" deid "${FILES[@]}" --out "$WORK/veil" --review "$WORK/veil.review" \
     --key "$WORK/peer.key" --recipe "$WORK/deid.toml" --report "$WORK/report.json" \
     >&2 || [ $? = 1 ]
-"$VENV/bin/python" scripts/deid_peer.py --veil "$VEIL" --key "$WORK/peer.key" \
+MESSAGELEVEL=QUIET "$VENV/bin/python" scripts/deid_peer.py --veil "$VEIL" --key "$WORK/peer.key" \
     --recipe "$WORK/deid.toml" --report "$WORK/report.json" \
     --out "$WORK/veil" --review "$WORK/veil.review"

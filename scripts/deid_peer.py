@@ -18,8 +18,10 @@ unexplained.
 import argparse
 import collections
 import json
+import logging
 import subprocess
 import sys
+import warnings
 
 import pydicom
 from deid.config import DeidRecipe
@@ -46,7 +48,12 @@ REASONS = {
     "import lists the line as not expressed",
     "private": "private attributes: deid removes all of them (remove_private=True); "
     "Veil removes those not on a safe list",
-    "net": "Veil's safety net cleaned identifying text from a kept value",
+    "overlay": "overlay planes and curves (60xx, 50xx): the deid recipe does not name "
+    "them, so deid keeps them; Veil removes them whole (they can hold text or drawn "
+    "annotations)",
+    "net": "Veil's safety net found one of the object's own identifying values (or "
+    "a PHI pattern) in a value the rules kept, and cleaned it (a coded value gets a "
+    "dummy)",
     "group-length": "group lengths: Veil does not write them (retired), pydicom "
     "keeps what it read",
 }
@@ -74,6 +81,27 @@ def flatten(ds, prefix="", out=None):
     return out
 
 
+def lookup(decisions, path):
+    """Veil's decision for `path`, else for the nearest enclosing sequence
+    that Veil decided on (an item of a removed sequence has no decision of
+    its own); with the action as the table shows it."""
+    p = path
+    while True:
+        if p in decisions:
+            d = decisions[p]
+            return d, d[0] if p == path else f"{d[0]} (the sequence it is in)"
+        if "/" not in p:
+            return None, "(written after the rules)"
+        p = p.rsplit("/", 1)[0].rsplit("[", 1)[0]
+
+
+def action_name(a):
+    """`veil explain`'s action: a name, or {"pseudonym": "patient-id"}."""
+    if isinstance(a, dict):
+        return ",".join(f"{k} {v}" for k, v in a.items())
+    return str(a)
+
+
 def reason(kw, tag, top, decision):
     """The reason for one difference, from Veil's decision on the input
     (`top`: the tag at the top level of the path)."""
@@ -84,6 +112,8 @@ def reason(kw, tag, top, decision):
         return "group-length"
     if tag[0] % 2 == 1:
         return "private"
+    if tag[0] & 0xFF00 in (0x6000, 0x5000) and tag[0] <= 0x60FF:
+        return "overlay"
     if kw in OWN_UIDS:
         return "own-uid"
     if kw in ("PatientID", "AccessionNumber", "StudyDate", "PatientBirthDate"):
@@ -109,6 +139,10 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--review", required=True)
     a = ap.parse_args()
+    # pydicom and deid warn with the inputs' values (invalid UIDs, ...):
+    # this comparison prints attribute names and counts only
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
 
     report = json.load(open(a.report))
     recipe = DeidRecipe()
@@ -134,7 +168,7 @@ def main():
                 capture_output=True,
             ).stdout
         )
-        decisions = {x["path"]: (x["action"], x["why"]) for x in explain["decisions"]}
+        decisions = {x["path"]: (action_name(x["action"]), x["why"]) for x in explain["decisions"]}
         fd, fv = flatten(d), flatten(v)
         for path in sorted(set(fd) | set(fv)):
             a_, b_ = fd.get(path), fv.get(path)
@@ -150,9 +184,8 @@ def main():
             top = (int(path[1:5], 16), int(path[6:10], 16))
             # one row per attribute, wherever it sits
             name = kw or f"({tag[0]:04X},{tag[1]:04X})"
-            decision = decisions.get(path)
+            decision, action = lookup(decisions, path)
             r = reason(kw, tag, top, decision)
-            action = decision[0] if decision else "(written after)"
             rows[(name, kind, action, r or "UNEXPLAINED")] += 1
             if r is None:
                 examples.setdefault((name, kind), decisions.get(path))
@@ -169,8 +202,10 @@ def main():
         print(f"| {name} | {kind} | {action} | {n} | {text} |")
     print()
     print("Reasons:")
+    used = {r for (_, _, _, r) in rows}
     for k, t in REASONS.items():
-        print(f"- `{k}`: {t}")
+        if k in used:
+            print(f"- `{k}`: {t}")
     return 1 if unexplained else 0
 
 

@@ -34,5 +34,9 @@ export VEIL_REQUIRE_TMPFS=1
 export OMP_THREAD_LIMIT="${OMP_THREAD_LIMIT:-1}"
 VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspace --no-fail-fast
 
+# the imported deid recipe against pydicom/deid itself, on a handful of
+# corpus files: every difference has a known reason (docs/migration.md)
+VEIL_CORPUS="$PWD/target/corpus/base" scripts/deid-peer.sh >/dev/null
+
 # the parsers under cargo-fuzz, briefly (docs/fuzzing.md; nightly toolchain)
 scripts/fuzz.sh "${VEIL_FUZZ_SECONDS:-20}"

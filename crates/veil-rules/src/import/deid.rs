@@ -197,7 +197,6 @@ fn action_line(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::import::{import, Format};
     use crate::{OverrideAction, Recipe};
 
