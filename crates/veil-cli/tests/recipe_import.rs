@@ -40,6 +40,11 @@ fn import(file: &str, from: &str, out: &Path, partial: bool) -> (i32, String) {
 #[test]
 fn imports_the_fixtures_and_fails_when_partial() {
     let tmp = veil_test::scratch("recipe-import");
+    // a real file to explain with each recipe, where the corpus is fetched
+    let sample = veil_test::corpus().map(|c| {
+        c.join("deb-octave-dicom-0.5.1-1")
+            .join("usr__share__octave__packages__dicom-0.5.1__imdata__CT-MONO2-16-ankle.dcm")
+    });
     for (file, from, complete) in [
         ("TCIA-Basic", "ctp", false),
         ("DICOM-PS3.15-Basic", "ctp", true),
@@ -60,9 +65,21 @@ fn imports_the_fixtures_and_fails_when_partial() {
             let (code, text) = import(file, from, &out, true);
             assert_eq!(code, 0, "{file}: {text}");
         }
-        // the recipe loads in `veil explain`, as `veil deid` loads it
         let r = std::fs::read_to_string(&out).unwrap();
         assert!(r.contains("[[attribute]]"), "{file}");
+        // the recipe loads in `veil explain` as `veil deid` loads it, and
+        // its overrides decide
+        if let Some(dcm) = &sample {
+            let (code, text) = veil_test::output(
+                Command::new(VEIL)
+                    .arg("explain")
+                    .arg(dcm)
+                    .arg("--recipe")
+                    .arg(&out),
+            );
+            assert_eq!(code, 0, "{file}: {text}");
+            assert!(text.contains("override"), "{file}: {text}");
+        }
     }
     // a wrong format is exit 2 with a message naming the file typed
     let (code, text) = veil_test::output(

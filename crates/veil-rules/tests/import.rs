@@ -105,7 +105,14 @@ fn tcia_basic() {
     assert_eq!(r.pseudonyms.accession_number, "{hash:16}");
     assert_eq!(r.pseudonyms.patient_name, "{patient_id}");
     assert!(!r.strict);
-    for why in ["2.25", "DATEINC", "MD5", "lookup table", "safety net"] {
+    for why in [
+        "2.25",
+        "DATEINC",
+        "MD5",
+        "lookup table",
+        "placeholder",
+        "safety net",
+    ] {
         assert!(text.contains(why), "{why}: {text}");
     }
 }

@@ -245,10 +245,23 @@ fn element(
         [] => {
             // An enabled rule with no function writes its (empty) text.
             b.report.translated += 1;
+            b.report.differs(
+                l,
+                "an enabled rule with no function",
+                "CTP writes the rule's empty text: translated to empty",
+            );
             b.push(l, &src, sel, "empty", None);
         }
         [Part::Call(n, a)] if a.is_empty() && matches!(n.as_str(), "remove" | "keep" | "empty") => {
             b.report.translated += 1;
+            if n == "keep" && vr_of(tag) == Some(VR::SQ) {
+                b.report.differs(
+                    l,
+                    "@keep() on a sequence",
+                    "CTP keeps the items as they are; Veil keeps the sequence and still applies \
+                     the rules (and the recipe) to the attributes in its items",
+                );
+            }
             b.push(l, &src, sel, static_action(n), None);
         }
         [Part::Call(n, _)] if n == "process" => {
@@ -316,6 +329,12 @@ fn element(
         [Part::Call(n, a)] if n == "param" && a.len() == 1 => match param(&a[0], params) {
             Some(v) => {
                 b.report.translated += 1;
+                b.report.differs(
+                    l,
+                    &format!("{} = \"{v}\"", a[0]),
+                    "the script's parameter is written as it stands in the script: edit the \
+                     recipe where it is a placeholder",
+                );
                 b.push(l, &src, sel, set, Some(v));
             }
             None => b
