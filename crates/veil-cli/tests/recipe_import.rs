@@ -175,7 +175,8 @@ fn imported_tcia_profile_keeps_and_removes_what_tcia_does() {
         String::from_utf8_lossy(&st.stderr)
     );
     let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    let (mut kept, mut netted, mut removed, mut emptied, mut objects) = (0, 0, 0, 0, 0);
+    let (mut kept, mut netted, mut removed, mut emptied, mut objects, mut overlays) =
+        (0, 0, 0, 0, 0, 0);
     let mut seen: BTreeMap<Tag, usize> = BTreeMap::new();
     for f in rep["files"].as_array().unwrap() {
         let root = match f["status"].as_str().unwrap() {
@@ -228,6 +229,22 @@ fn imported_tcia_profile_keeps_and_removes_what_tcia_does() {
                 }
             }
         }
+        // <r t="curves"> and <r t="overlays"> on: none left
+        for e in &output.dataset.elements {
+            let g = e.tag.0 & 0xFF01;
+            assert!(
+                !(g == 0x6000 || g == 0x5000) || e.tag.0 > 0x60FF,
+                "{} still has {}",
+                f["input"],
+                e.tag
+            );
+        }
+        let overlay_in = input
+            .dataset
+            .elements
+            .iter()
+            .any(|e| e.tag.0 & 0xFF01 == 0x6000 && e.tag.0 <= 0x60FF);
+        overlays += usize::from(overlay_in);
         // @hashuid: Veil's keyed UIDs; @incrementdate: the date moved
         if let Some(src) = input
             .dataset
@@ -264,6 +281,7 @@ fn imported_tcia_profile_keeps_and_removes_what_tcia_does() {
         );
     }
     assert!(removed > 0 && emptied > 0);
+    assert!(overlays > 0, "no input with an overlay plane");
     assert!(netted * 20 < kept, "{netted} of {kept} changed");
     let _ = std::fs::remove_dir_all(&tmp);
 }
