@@ -284,7 +284,7 @@ impl Why<'_> {
     fn describe(&self, p: &Policy) -> String {
         let row_text = |r: &E11Row| format!("E.1-1 {} {}", r.tag_text, r.name);
         match *self {
-            Why::Override(_) => format!("recipe '{}' override", p.recipe.name),
+            Why::Override(o) => format!("recipe '{}' override ({})", p.recipe.name, o.describe()),
             Why::OverrideInside => {
                 format!("recipe '{}' override inside this sequence", p.recipe.name)
             }

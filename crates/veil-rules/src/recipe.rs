@@ -296,6 +296,22 @@ pub enum OverrideAction {
     Shift,
 }
 
+impl OverrideAction {
+    /// The name used in recipes.
+    pub fn name(self) -> &'static str {
+        match self {
+            OverrideAction::Keep => "keep",
+            OverrideAction::Remove => "remove",
+            OverrideAction::Empty => "empty",
+            OverrideAction::Replace => "replace",
+            OverrideAction::Pseudonymize => "pseudonymize",
+            OverrideAction::Clean => "clean",
+            OverrideAction::Add => "add",
+            OverrideAction::Shift => "shift",
+        }
+    }
+}
+
 /// An override as written in the recipe.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -528,6 +544,31 @@ fn hex16(s: &str) -> Option<u16> {
 }
 
 impl AttributeOverride {
+    /// The override as the recipe writes it, without its value, for
+    /// `veil explain`: which of several overrides decided (an imported
+    /// recipe has hundreds, some by pattern).
+    pub fn describe(&self) -> String {
+        let sel = match (
+            &self.keyword,
+            &self.tag,
+            &self.creator,
+            &self.path,
+            &self.keyword_regex,
+        ) {
+            (Some(k), ..) => format!("keyword {k}"),
+            (_, Some(t), ..) => format!("tag {t}"),
+            (_, _, Some(c), ..) => format!(
+                "creator '{c}' {} {}",
+                self.group.as_deref().unwrap_or(""),
+                self.element.as_deref().unwrap_or("")
+            ),
+            (_, _, _, Some(p), _) => format!("path {p}"),
+            (_, _, _, _, Some(r)) => format!("keyword_regex '{r}'"),
+            _ => String::new(),
+        };
+        format!("{sel}: {}", self.action.name())
+    }
+
     fn selector(&self, keyword: &impl Fn(&str) -> Option<Tag>) -> Result<Selector, RecipeError> {
         let bad = |m: &str| RecipeError::Invalid(m.to_string());
         let step = |s: &str| -> Result<Tag, RecipeError> {
