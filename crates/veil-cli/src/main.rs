@@ -17,6 +17,7 @@ mod ledger;
 mod logging;
 mod out;
 mod progress;
+mod recipe;
 mod release;
 mod review;
 mod risk;
@@ -180,6 +181,11 @@ enum Cmd {
     Ledger {
         #[command(subcommand)]
         cmd: ledger::LedgerCmd,
+    },
+    /// Recipes: import a CTP script or a deid recipe.
+    Recipe {
+        #[command(subcommand)]
+        cmd: recipe::RecipeCmd,
     },
     /// Staged outputs past their recipient's retention.
     Retention {
@@ -376,6 +382,7 @@ fn run(cli: Cli) -> Result<i32, String> {
     match cli.cmd {
         Cmd::Deface(args) => deface::run(args, quiet),
         Cmd::Risk(args) => risk::run(args, quiet),
+        Cmd::Recipe { cmd } => recipe::run(cmd),
         Cmd::Verify(args) => verify::run(args, quiet),
         Cmd::Recipient { cmd } => consent::recipient(db, cmd),
         Cmd::Consent { cmd } => consent::consent(db, cmd),

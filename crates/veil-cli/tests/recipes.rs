@@ -69,7 +69,13 @@ fn the_documented_example_parses() {
     let recipe = veil_rules::Recipe::parse_in(&doc[start..end], Some(&dir))
         .expect("the documented recipe is valid");
     assert_eq!(recipe.name, "ai-vendor-x");
-    assert_eq!(recipe.attributes.len(), 4);
+    assert_eq!(recipe.attributes.len(), 7);
+    // keyword_regex, add and shift (docs/migration.md) among them
+    let acts: Vec<veil_rules::OverrideAction> =
+        recipe.attributes.iter().map(|a| a.action).collect();
+    assert!(acts.contains(&veil_rules::OverrideAction::Add));
+    assert!(acts.contains(&veil_rules::OverrideAction::Shift));
+    assert!(recipe.attributes.iter().any(|a| a.keyword_regex.is_some()));
     // two rule files and the inline rule
     assert_eq!(recipe.pixels.rules.len(), 3);
     let _ = std::fs::remove_dir_all(&dir);

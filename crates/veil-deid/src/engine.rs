@@ -65,11 +65,24 @@ impl Policy {
             )
             .into());
         }
-        let overrides = recipe
+        let overrides: Vec<(Selector, AttributeOverride)> = recipe
             .selectors(keyword_tag)?
             .into_iter()
             .map(|(s, a)| (s, a.clone()))
             .collect();
+        // `shift` moves by the patient's offset, which only this option
+        // draws; without it the override would silently keep real dates.
+        if overrides
+            .iter()
+            .any(|(_, a)| a.action == OverrideAction::Shift)
+            && !options.contains(&ProfileOption::RetainLongModifiedDates)
+        {
+            return Err(RecipeError::Invalid(
+                "an attribute with action 'shift' needs the option retain-long-modified-dates"
+                    .into(),
+            )
+            .into());
+        }
         let safe_sources = recipe.safe_sources();
         let drops = recipe.generalize.drop_tags(keyword_tag)?;
         Ok(Policy {
@@ -271,7 +284,7 @@ impl Why<'_> {
     fn describe(&self, p: &Policy) -> String {
         let row_text = |r: &E11Row| format!("E.1-1 {} {}", r.tag_text, r.name);
         match *self {
-            Why::Override(_) => format!("recipe '{}' override", p.recipe.name),
+            Why::Override(o) => format!("recipe '{}' override ({})", p.recipe.name, o.describe()),
             Why::OverrideInside => {
                 format!("recipe '{}' override inside this sequence", p.recipe.name)
             }
@@ -544,6 +557,7 @@ impl Policy {
         self.overrides.iter().rev().find_map(|(s, a)| {
             let hit = match s {
                 Selector::Tag(t) => *t == tag,
+                Selector::KeywordRegex(r) => keyword_of(tag).is_some_and(|k| r.is_match(k)),
                 Selector::Private {
                     group,
                     creator: c,
@@ -589,7 +603,9 @@ impl Policy {
                 OverrideAction::Keep => Act::Keep,
                 OverrideAction::Remove => Act::Remove,
                 OverrideAction::Empty => Act::Empty,
-                OverrideAction::Replace => Act::Replace,
+                OverrideAction::Replace | OverrideAction::Add => Act::Replace,
+                OverrideAction::Shift if matches!(e.vr, VR::DA | VR::DT | VR::TM) => Act::ShiftDate,
+                OverrideAction::Shift => self.keep_act(e.vr),
                 OverrideAction::Pseudonymize if e.vr == VR::UI => Act::Uid,
                 OverrideAction::Pseudonymize => {
                     Act::Pseudonym(pseudonym_kind(tag).unwrap_or("other-id"))
@@ -1328,6 +1344,7 @@ impl<'p> Deidentifier<'p> {
             Mode::Rules,
             log.as_mut(),
         );
+        self.write_additions(&mut out, &ctx);
         self.write_markers(&mut out);
 
         let sop_instance = out
@@ -1429,6 +1446,52 @@ impl<'p> Deidentifier<'p> {
             return Some(DEFACE_PENDING.into());
         }
         None
+    }
+
+    /// Creates the top-level attributes that an `add` override names and
+    /// the object lacks (present ones were replaced in place). The VR is
+    /// the dictionary's; a value the character set cannot encode, or an
+    /// attribute whose VR is not a string VR, is not created.
+    fn write_additions(&self, ds: &mut DataSet, ctx: &Ctx) {
+        for (s, a) in &self.policy.overrides {
+            let (Selector::Tag(t), OverrideAction::Add) = (s, a.action) else {
+                continue;
+            };
+            if ds.get(*t).is_some() {
+                continue;
+            }
+            let Some(vr) = StandardDataDictionary
+                .by_tag(dicom_core::Tag(t.0, t.1))
+                .and_then(|e| match e.vr {
+                    dicom_core::dictionary::VirtualVr::Exact(vr) => Some(vr),
+                    _ => None,
+                })
+                .filter(|vr| {
+                    is_text(*vr)
+                        || matches!(
+                            vr,
+                            VR::AE
+                                | VR::AS
+                                | VR::CS
+                                | VR::DA
+                                | VR::DS
+                                | VR::DT
+                                | VR::IS
+                                | VR::TM
+                                | VR::UI
+                                | VR::UR
+                        )
+                })
+            else {
+                continue;
+            };
+            if let Some(mut v) = ctx.encode(a.value.as_deref().unwrap_or("")) {
+                if v.len() % 2 == 1 {
+                    v.push(if vr == VR::UI { 0 } else { b' ' });
+                }
+                ds.put(Element::bytes(*t, vr, v));
+            }
+        }
     }
 
     /// PatientIdentityRemoved, DeidentificationMethod (+ code sequence) and

@@ -22,9 +22,10 @@ pub mod iod;
 mod recipe;
 pub mod regions;
 
+pub mod import;
 pub use recipe::{
-    AttributeOverride, DatePrecision, DateSettings, Generalize, InlineRegion, OverrideAction,
-    PixelSettings, PseudonymFormats, Recipe, RecipeError, RedactAllText, Selector,
+    AttributeOverride, DatePrecision, DateSettings, Generalize, InlineRegion, KeywordRegex,
+    OverrideAction, PixelSettings, PseudonymFormats, Recipe, RecipeError, RedactAllText, Selector,
 };
 use veil_core::{ProfileOption, Tag, TagPattern};
 

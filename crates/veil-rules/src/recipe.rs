@@ -285,6 +285,31 @@ pub enum OverrideAction {
     Pseudonymize,
     /// Clean free text.
     Clean,
+    /// Set to `value`, creating the attribute at the top level when the
+    /// object lacks it (CTP's `@always()`, deid's `ADD`): a migrated
+    /// recipe that stamps a project name must stamp every object.
+    Add,
+    /// Move a date, time or date-time by the patient's keyed offset (CTP's
+    /// `@incrementdate`, deid's `JITTER`), even where the table would
+    /// remove it. Needs `retain-long-modified-dates`, which gives the
+    /// offset.
+    Shift,
+}
+
+impl OverrideAction {
+    /// The name used in recipes.
+    pub fn name(self) -> &'static str {
+        match self {
+            OverrideAction::Keep => "keep",
+            OverrideAction::Remove => "remove",
+            OverrideAction::Empty => "empty",
+            OverrideAction::Replace => "replace",
+            OverrideAction::Pseudonymize => "pseudonymize",
+            OverrideAction::Clean => "clean",
+            OverrideAction::Add => "add",
+            OverrideAction::Shift => "shift",
+        }
+    }
 }
 
 /// An override as written in the recipe.
@@ -304,6 +329,11 @@ pub struct AttributeOverride {
     /// Path through sequences: `(0040,0275)/(0040,0007)` or keywords
     /// `RequestAttributesSequence/ScheduledProcedureStepDescription`.
     pub path: Option<String>,
+    /// A regular expression that the whole standard keyword must match, at
+    /// any depth: deid's `endswith:Date` is `keyword_regex = ".*Date"`.
+    /// Imported recipes need it because deid expands such patterns over
+    /// the attributes each object has, not over a fixed list.
+    pub keyword_regex: Option<String>,
     /// The action.
     pub action: OverrideAction,
     /// The value for `replace`.
@@ -326,7 +356,47 @@ pub enum Selector {
     },
     /// Exactly this chain of tags from the top level.
     Path(Vec<Tag>),
+    /// Every standard attribute whose keyword matches, at any depth.
+    KeywordRegex(KeywordRegex),
 }
+
+/// A compiled `keyword_regex`, anchored to the whole keyword. Compared by
+/// its source text.
+#[derive(Debug, Clone)]
+pub struct KeywordRegex {
+    source: String,
+    re: regex::Regex,
+}
+
+impl KeywordRegex {
+    /// Compiles `source` so that it must match the whole keyword.
+    pub fn new(source: &str) -> Result<KeywordRegex, RecipeError> {
+        let re = regex::Regex::new(&format!("^(?:{source})$"))
+            .map_err(|e| RecipeError::Invalid(format!("invalid keyword_regex '{source}': {e}")))?;
+        Ok(KeywordRegex {
+            source: source.to_string(),
+            re,
+        })
+    }
+
+    /// Whether a keyword matches.
+    pub fn is_match(&self, keyword: &str) -> bool {
+        self.re.is_match(keyword)
+    }
+
+    /// The expression as written in the recipe.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+impl PartialEq for KeywordRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for KeywordRegex {}
 
 impl Recipe {
     /// Loads a recipe file. `keyword` resolves names to tags (so this crate
@@ -373,9 +443,19 @@ impl Recipe {
             }
         }
         for a in &r.attributes {
-            if a.action == OverrideAction::Replace && a.value.is_none() {
+            if matches!(a.action, OverrideAction::Replace | OverrideAction::Add)
+                && a.value.is_none()
+            {
                 return Err(RecipeError::Invalid(
-                    "an attribute with action 'replace' needs a 'value'".into(),
+                    "an attribute with action 'replace' or 'add' needs a 'value'".into(),
+                ));
+            }
+            // Only a standard attribute named at the top level can be
+            // created: its VR comes from the dictionary, and a private one
+            // would need its creator's block.
+            if a.action == OverrideAction::Add && (a.keyword.is_none() && a.tag.is_none()) {
+                return Err(RecipeError::Invalid(
+                    "an attribute with action 'add' is named by 'keyword' or 'tag'".into(),
                 ));
             }
         }
@@ -464,6 +544,31 @@ fn hex16(s: &str) -> Option<u16> {
 }
 
 impl AttributeOverride {
+    /// The override as the recipe writes it, without its value, for
+    /// `veil explain`: which of several overrides decided (an imported
+    /// recipe has hundreds, some by pattern).
+    pub fn describe(&self) -> String {
+        let sel = match (
+            &self.keyword,
+            &self.tag,
+            &self.creator,
+            &self.path,
+            &self.keyword_regex,
+        ) {
+            (Some(k), ..) => format!("keyword {k}"),
+            (_, Some(t), ..) => format!("tag {t}"),
+            (_, _, Some(c), ..) => format!(
+                "creator '{c}' {} {}",
+                self.group.as_deref().unwrap_or(""),
+                self.element.as_deref().unwrap_or("")
+            ),
+            (_, _, _, Some(p), _) => format!("path {p}"),
+            (_, _, _, _, Some(r)) => format!("keyword_regex '{r}'"),
+            _ => String::new(),
+        };
+        format!("{sel}: {}", self.action.name())
+    }
+
     fn selector(&self, keyword: &impl Fn(&str) -> Option<Tag>) -> Result<Selector, RecipeError> {
         let bad = |m: &str| RecipeError::Invalid(m.to_string());
         let step = |s: &str| -> Result<Tag, RecipeError> {
@@ -473,11 +578,27 @@ impl AttributeOverride {
                 .or_else(|| keyword(s))
                 .ok_or_else(|| RecipeError::Invalid(format!("unknown attribute '{s}' in recipe")))
         };
+        if let Some(r) = &self.keyword_regex {
+            if self.keyword.is_some()
+                || self.tag.is_some()
+                || self.creator.is_some()
+                || self.path.is_some()
+            {
+                return Err(bad(
+                    "each [[attribute]] needs exactly one of keyword, tag, creator, path or keyword_regex",
+                ));
+            }
+            return Ok(Selector::KeywordRegex(KeywordRegex::new(r)?));
+        }
         match (&self.keyword, &self.tag, &self.creator, &self.path) {
             (Some(k), None, None, None) => Ok(Selector::Tag(step(k)?)),
-            (None, Some(t), None, None) => Ok(Selector::Tag(
-                Tag::parse(t).ok_or_else(|| bad("tag must look like (GGGG,EEEE)"))?,
-            )),
+            (None, Some(t), None, None) => {
+                let t = Tag::parse(t).ok_or_else(|| bad("tag must look like (GGGG,EEEE)"))?;
+                if self.action == OverrideAction::Add && t.is_private() {
+                    return Err(bad("action 'add' cannot create a private attribute"));
+                }
+                Ok(Selector::Tag(t))
+            }
             (None, None, Some(c), None) => {
                 let group = self
                     .group
@@ -501,7 +622,7 @@ impl AttributeOverride {
                 p.split('/').map(step).collect::<Result<_, _>>()?,
             )),
             _ => Err(bad(
-                "each [[attribute]] needs exactly one of keyword, tag, creator or path",
+                "each [[attribute]] needs exactly one of keyword, tag, creator, path or keyword_regex",
             )),
         }
     }
