@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The header-only build (issue 17): `veil` without the `ocr` feature links
 # no OCR library, de-identifies headers, and refuses a pixel option with a
-# message. Its own target folder, so the default build is not replaced.
+# message. It shares the default target folder (the dependencies are built
+# once; only the crates whose features differ are rebuilt), keeps its binary
+# in a temporary folder, and puts the default `veil` back on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=target/header-only
-cargo build -q -p veil-cli --no-default-features --target-dir "$dir"
-veil="$dir/debug/veil"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; cargo build -q -p veil-cli' EXIT
+cargo build -q -p veil-cli --no-default-features
+veil="$tmp/veil-header-only"
+cp target/debug/veil "$veil"
 if ldd "$veil" | grep -Ei 'tesseract|lept'; then
     echo "header-only veil links an OCR library" >&2
     exit 1
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 export VEIL_HOME="$tmp/home"
 "$veil" key new "$tmp/k.key" >/dev/null
 corpus="${VEIL_CORPUS:-target/corpus/base}"

@@ -177,6 +177,8 @@ pub fn disclosures(db: Option<&str>, patient_id: String, json: bool) -> Result<i
     Ok(if all_ok { 0 } else { 1 })
 }
 
+use veil_core::count;
+
 pub fn retention(db: Option<&str>, now: Option<String>) -> Result<i32, String> {
     let mut s = site(db)?;
     let now = match now {
@@ -185,13 +187,15 @@ pub fn retention(db: Option<&str>, now: Option<String>) -> Result<i32, String> {
     };
     let r = s.retention_run(&now).map_err(|e| e.to_string())?;
     let mut t = format!(
-        "veil retention run: {} staged studies past retention deleted ({} files); ledger entries {:?}\n",
-        r.studies_deleted, r.files_deleted, r.ledger_positions
+        "veil retention run: {} past retention deleted ({}); ledger entries {:?}\n",
+        count(r.studies_deleted, "staged study", "staged studies"),
+        count(r.files_deleted, "file", "files"),
+        r.ledger_positions
     );
     if r.files_changed > 0 {
         t.push_str(&format!(
-            "{} released files kept: their content is no longer the released one\n",
-            r.files_changed
+            "{} kept (changed since it was released)\n",
+            count(r.files_changed, "released file", "released files")
         ));
     }
     for why in &r.refused {

@@ -454,8 +454,8 @@ fn issue_22_retention_deletes_only_what_the_ledger_released() {
     );
     assert_eq!(code, 1, "something due was not deleted: {msg}");
     assert!(
-        msg.contains("2 staged studies past retention deleted (1 files)")
-            && msg.contains("1 released files kept")
+        msg.contains("2 staged studies past retention deleted (1 file)")
+            && msg.contains("1 released file kept (changed since it was released)")
             && msg.matches("not deleted, ").count() == 3,
         "{msg}"
     );

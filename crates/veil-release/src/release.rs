@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use veil_consent::{Decision, Recipient, Request};
+use veil_core::count;
 use veil_core::{Phi, Tag};
 use veil_deid::{Key, Policy};
 use veil_ledger::{Entry, Event};
@@ -119,20 +120,20 @@ impl ReleaseSummary {
         let first = self.ledger_positions.first();
         let last = self.ledger_positions.last();
         format!(
-            "veil release {}{}: {} studies: {} released ({} instances), {} excluded{}; {} instances held for review, {} inputs unreadable; ledger entries {}",
+            "veil release {}{}: {}: {} released ({}), {} excluded{}; {} held for review, {} unreadable; ledger entries {}",
             self.release_id,
             if self.recovered {
                 " (interrupted earlier; logged then, published now)"
             } else {
                 ""
             },
-            self.studies,
+            count(self.studies, "study", "studies"),
             self.released,
-            self.instances_released,
+            count(self.instances_released, "instance", "instances"),
             self.refused_total(),
             if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) },
-            self.held_for_review,
-            self.unreadable,
+            count(self.held_for_review, "instance", "instances"),
+            count(self.unreadable, "input", "inputs"),
             match (first, last) {
                 (Some(a), Some(b)) => format!("{a}..={b}"),
                 _ => "none".into(),
@@ -679,14 +680,14 @@ impl DryRun {
         };
         let refused: usize = self.would_refuse.values().sum();
         format!(
-            "veil release --dry-run: {} studies: {} would be released ({} instances; {}), {} would be refused{}; {} inputs unreadable; nothing was written or logged",
-            self.studies,
+            "veil release --dry-run: {}: {} would be released ({}; {}), {} would be refused{}; {} unreadable; nothing was written or logged",
+            count(self.studies, "study", "studies"),
             self.would_release,
-            self.instances,
+            count(self.instances, "instance", "instances"),
             if self.permitted_by.is_empty() { "none".to_string() } else { list(&self.permitted_by) },
             refused,
             if refused == 0 { String::new() } else { format!(" ({})", list(&self.would_refuse)) },
-            self.unreadable
+            count(self.unreadable, "input", "inputs")
         )
     }
 }

@@ -207,19 +207,27 @@ fn run(sc: &Scenario, corpus: &Path) {
         let purpose = PURPOSES[*pu as usize];
         let out = home.join(format!("out{k}"));
         let before = site.entries().unwrap().len();
-        let sum = site
-            .release(
-                &ReleaseRequest {
-                    recipient: name.into(),
-                    purpose: purpose.into(),
-                    inputs: vec![input.clone()],
-                    out: out.clone(),
-                    operator: Some("prop".into()),
-                    jobs: 1,
-                },
-                None,
-            )
-            .unwrap();
+        let res = site.release(
+            &ReleaseRequest {
+                recipient: name.into(),
+                purpose: purpose.into(),
+                inputs: vec![input.clone()],
+                out: out.clone(),
+                operator: Some("prop".into()),
+                jobs: 1,
+            },
+            None,
+        );
+        // a purpose the recipient is not registered for is an error before
+        // anything is written: no output, no ledger entry
+        let registered = RECIPIENTS[*r as usize].2.contains(&purpose);
+        if !registered {
+            assert!(res.is_err(), "an unregistered purpose must be refused");
+            assert_eq!(site.entries().unwrap().len(), before, "nothing logged");
+            assert!(common::output_studies(&out).is_empty(), "nothing written");
+            continue;
+        }
+        let sum = res.unwrap();
         let key = veil_deid::Key::load(&home.join("keys").join(format!("{name}.key"))).unwrap();
         let got = common::output_studies(&out);
         let entries = site.entries().unwrap();
