@@ -91,22 +91,9 @@ pub fn release(db: Option<&str>, a: ReleaseArgs, quiet: bool) -> Result<i32, Str
     // verify, no OCR) where it is staged, before it is logged; findings
     // keep the study out of the release (fail closed)
     let verifier = |root: &std::path::Path, sources: &[PathBuf], files: &[PathBuf]| {
-        let opts = veil_verify::Options {
-            out: root.to_path_buf(),
-            sources: sources.to_vec(),
-            policy: veil_verify::VerifyPolicy::default(),
-            jobs,
-            dciodvfy: false,
-            patterns: true,
-            pixels: false,
-            faces: false,
-            site_local: false,
-        };
-        match veil_verify::verify_files(&opts, files) {
-            Ok(r) if r.summary.failing == 0 => veil_release::VerifyOutcome::Pass,
-            Ok(r) => veil_release::VerifyOutcome::Findings(r.summary.failing),
-            Err(e) => veil_release::VerifyOutcome::Failed(format!("{:?}", e.kind())),
-        }
+        veil_release::VerifyOutcome::from_check(veil_verify::set::release_check(
+            root, sources, files, jobs,
+        ))
     };
     let req = veil_release::ReleaseRequest {
         recipient,

@@ -28,7 +28,10 @@ use veil_ledger::{
 use veil_store::{Store, StoreError};
 
 pub use integrity::{sha256_hex, ImportSummary, RecipientUpdate};
-pub use release::{DryRun, Recovery, ReleaseRequest, ReleaseSummary, Verifier, VerifyOutcome};
+pub use release::{
+    DryRun, Prepared, Recovery, ReleaseRequest, ReleaseSummary, StudyDecision, Verifier,
+    VerifyOutcome, Workspace,
+};
 pub use review::ReviewDecision;
 
 /// Errors. None carries a patient identifier or an input path.
@@ -967,6 +970,25 @@ impl Site {
         Ok(self
             .store
             .transaction(|s| append_in(s, key, entries, staged))?)
+    }
+
+    /// Appends the entries of decided studies ([`Site::decide_study`]) in
+    /// one transaction with `then`, the caller's own bookkeeping, given
+    /// the positions. Why together: the gateway records "decided" with the
+    /// entries, so after a crash a study is either logged and marked, or
+    /// neither and decided again; never logged twice or marked unlogged.
+    pub fn log_decisions(
+        &mut self,
+        entries: Vec<Entry>,
+        then: impl FnOnce(&mut Store, &[u64]) -> Result<(), StoreError>,
+    ) -> Result<Vec<u64>, Error> {
+        let key = signing_key(&self.ledger_key, &self.ledger_key_path)?;
+        let n = entries.len();
+        Ok(self.store.transaction(|s| {
+            let pos = append_in(s, key, entries, vec![None; n])?;
+            then(s, &pos)?;
+            Ok(pos)
+        })?)
     }
 
     /// Deletes staged outputs whose retention ended by `now` (RFC 3339

@@ -200,6 +200,273 @@ fn plus_days(now: &str, days: u32) -> String {
         .unwrap_or_else(|_| now.to_string())
 }
 
+/// A release to one recipient for one purpose, checked and loaded once:
+/// what every study's decision relies on. `veil release` prepares one per
+/// run; the gateway (`veil serve`) one per study it decides, so a
+/// recipient, recipe, key or consent change made while it runs applies to
+/// the next study.
+pub struct Prepared {
+    rec: Recipient,
+    purpose: String,
+    policy: Policy,
+    coverage: crate::integrity::Coverage,
+    default: Option<veil_consent::SiteDefault>,
+    operator: String,
+    now: String,
+    release_id: String,
+}
+
+impl Prepared {
+    /// The release id its ledger entries carry.
+    pub fn release_id(&self) -> &str {
+        &self.release_id
+    }
+}
+
+/// Where a study is de-identified and verified before it is logged.
+pub struct Workspace<'a> {
+    /// Outputs are written below this folder (named from pseudonyms).
+    pub staged_root: &'a Path,
+    /// Instances the pipeline holds for review go here.
+    pub review: &'a Path,
+    /// Worker threads for de-identification.
+    pub jobs: usize,
+    /// Checks each permitted study; `None` records `not-run`.
+    pub verifier: Option<&'a dyn Verifier>,
+}
+
+/// One patient-study decided, not yet logged: its ledger entry and, when
+/// released, its verified outputs staged in the [`Workspace`].
+#[derive(Debug)]
+pub struct StudyDecision {
+    /// The entry to append (its position is assigned by the append).
+    pub entry: Entry,
+    /// Released: the output files, relative to the staging root (named
+    /// from pseudonyms, no PHI). Empty when refused.
+    pub outputs: Vec<String>,
+    /// Refused because the patient's consent denies this use (not a
+    /// failure; see [`ReleaseSummary::exit_code`]).
+    pub opt_out: bool,
+    /// Instances the pipeline held for review.
+    pub held_for_review: usize,
+    manifest: Option<ManifestStudy>,
+}
+
+impl VerifyOutcome {
+    /// The outcome of a check that counts failing files (as
+    /// `veil_verify::set::release_check` does): an error is
+    /// [`VerifyOutcome::Failed`] with its kind only (no path), which fails
+    /// closed like findings do.
+    pub fn from_check(r: std::io::Result<usize>) -> VerifyOutcome {
+        match r {
+            Ok(0) => VerifyOutcome::Pass,
+            Ok(n) => VerifyOutcome::Findings(n),
+            Err(e) => VerifyOutcome::Failed(format!("{:?}", e.kind())),
+        }
+    }
+}
+
+impl Site {
+    /// Checks and loads what a release to `recipient` for `purpose` relies
+    /// on (the recipient and its registration for the purpose, its recipe
+    /// and key, the consent coverage against the ledger, the site default)
+    /// before anything is de-identified or logged.
+    pub fn prepare_release(
+        &mut self,
+        recipient: &str,
+        purpose: &str,
+        operator: Option<&str>,
+    ) -> Result<Prepared, Error> {
+        let rec = self.release_recipient(recipient, purpose)?;
+        self.prepare_for(rec, purpose, operator)
+    }
+
+    fn prepare_for(
+        &mut self,
+        rec: Recipient,
+        purpose: &str,
+        op: Option<&str>,
+    ) -> Result<Prepared, Error> {
+        let recipe = veil_rules::Recipe::parse(&rec.recipe_toml)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let key = Key::load(Path::new(&rec.key_file))
+            .map_err(|e| Error::Key(format!("recipient key: {e}")))?;
+        if key.id() != rec.key_id {
+            return Err(Error::Key(
+                "the recipient's key file does not match its registered key id".into(),
+            ));
+        }
+        // the recipient's pins and the site default, against the ledger
+        let coverage = self.check_release_inputs(&rec, purpose)?;
+        let policy = Policy::new(recipe, &[], key).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(Prepared {
+            default: self.store.default_for(purpose)?,
+            operator: operator(op),
+            now: veil_consent::now(),
+            release_id: new_release_id()?,
+            purpose: purpose.to_string(),
+            rec,
+            policy,
+            coverage,
+        })
+    }
+
+    /// Decides, de-identifies and verifies the instances of one study as
+    /// `veil release` does (the same code): the gateway's unit of work.
+    /// `files` are read and grouped by (PatientID, StudyInstanceUID), so a
+    /// study UID seen under two PatientIDs is refused as ambiguous. One
+    /// decision per group; nothing is logged here ([`Site::log_decisions`]).
+    pub fn decide_study(
+        &mut self,
+        p: &Prepared,
+        files: &[PathBuf],
+        work: &Workspace<'_>,
+    ) -> Result<Vec<StudyDecision>, Error> {
+        let Inputs {
+            groups, ambiguous, ..
+        } = read_inputs(files)?;
+        groups
+            .values()
+            .map(|g| self.decide_one(p, g, &ambiguous, work))
+            .collect()
+    }
+
+    /// One patient-study: consent, then de-identification and verification
+    /// of what is permitted (failing closed), into an entry to log.
+    fn decide_one(
+        &mut self,
+        p: &Prepared,
+        g: &Group,
+        ambiguous: &BTreeSet<String>,
+        work: &Workspace<'_>,
+    ) -> Result<StudyDecision, Error> {
+        let rec = &p.rec;
+        let staged_root = work.staged_root;
+        let patient_ref = g.patient.as_ref().map(|x| self.patient_ref(x));
+        let study_ref = (!g.study.is_empty()).then(|| self.study_ref(&g.study));
+        let sops: Vec<&str> = g.sops.iter().map(String::as_str).collect();
+        let mut d = StudyDecision {
+            entry: Entry {
+                v: 1,
+                seq: 0,
+                time: p.now.clone(),
+                event: Event::Refusal,
+                release_id: p.release_id.clone(),
+                recipient: rec.name.clone(),
+                purpose: p.purpose.clone(),
+                recipe: rec.recipe_label.clone(),
+                key_id: rec.key_id.clone(),
+                patient_ref,
+                study_ref,
+                output_study_uid: None,
+                instances: g.files.len() as u64,
+                inputs_digest: Some(self.inputs_ref(&sops)),
+                output_digest: None,
+                verification: "not-run".into(),
+                operator: p.operator.clone(),
+                reason: String::new(),
+                refers_to: None,
+            },
+            outputs: Vec::new(),
+            opt_out: false,
+            held_for_review: 0,
+            manifest: None,
+        };
+        match self.decide_group(
+            g,
+            ambiguous,
+            rec,
+            &p.purpose,
+            &p.coverage,
+            p.default,
+            &p.now,
+        )? {
+            Err(r) => {
+                d.entry.reason = r.why;
+                d.opt_out = r.opt_out;
+                return Ok(d);
+            }
+            Ok(rule) => d.entry.reason = rule,
+        }
+        let batch = veil_pipeline::Batch {
+            inputs: g.files.clone(),
+            out: staged_root.to_path_buf(),
+            review: work.review.to_path_buf(),
+            jobs: work.jobs.max(1),
+            policy: &p.policy,
+            dicomdir: false,
+            // verified per study below, through the hook
+            verify: None,
+        };
+        let rep = batch.run(&|_, _| {}).map_err(Error::io("de-identifying"))?;
+        let mut outs: BTreeSet<String> = BTreeSet::new();
+        for r in &rep.files {
+            match &r.outcome {
+                veil_pipeline::Outcome::Written { output }
+                | veil_pipeline::Outcome::AlreadyDone { output }
+                | veil_pipeline::Outcome::DuplicateInstance { output }
+                    if staged_root.join(output).is_file() =>
+                {
+                    outs.insert(output.clone());
+                }
+                _ => {}
+            }
+        }
+        d.held_for_review = rep.counts.review;
+        if outs.is_empty() {
+            d.entry.reason =
+                "nothing releasable: every instance quarantined or held for review".into();
+            return Ok(d);
+        }
+        let paths: Vec<PathBuf> = outs.iter().map(|o| staged_root.join(o)).collect();
+        let outcome = work
+            .verifier
+            .map(|v| v.verify(staged_root, &g.files, &paths))
+            .unwrap_or(VerifyOutcome::NotRun);
+        d.entry.verification = match &outcome {
+            VerifyOutcome::NotRun => "not-run".into(),
+            VerifyOutcome::Pass => "pass".into(),
+            VerifyOutcome::Findings(n) => format!("fail: {n} findings"),
+            VerifyOutcome::Failed(why) => format!("error: {why}"),
+        };
+        if let VerifyOutcome::Findings(_) | VerifyOutcome::Failed(_) = outcome {
+            // fail closed: nothing of this study may be published; a
+            // file that cannot be removed stops the release (unlogged,
+            // so the next run discards all of it)
+            for p in &paths {
+                std::fs::remove_file(p)
+                    .map_err(Error::io("removing a study that failed verification"))?;
+            }
+            d.entry.reason = "verification: findings in the de-identified output".into();
+            return Ok(d);
+        }
+        let mut mfiles = Vec::new();
+        for (o, p) in outs.iter().zip(&paths) {
+            mfiles.push(ManifestFile {
+                path: o.clone(),
+                sha256: publish::file_sha256(p)?,
+            });
+        }
+        let out_study = veil_io::read(&paths[0])
+            .ok()
+            .and_then(|d| d.dataset.ascii(Tag(0x0020, 0x000D)))
+            .unwrap_or_default();
+        d.entry.event = Event::Release;
+        d.entry.output_study_uid = Some(out_study.clone());
+        d.entry.output_digest = Some(publish::output_digest(&mfiles));
+        d.manifest = Some(ManifestStudy {
+            study_instance_uid: out_study,
+            instances: outs.len(),
+            output_digest: d.entry.output_digest.clone().unwrap_or_default(),
+            verification: d.entry.verification.clone(),
+            ledger_position: 0,
+            files: mfiles,
+        });
+        d.outputs = outs.into_iter().collect();
+        Ok(d)
+    }
+}
+
 impl Site {
     /// Runs a release (see the crate documentation and the README's
     /// "Consent and disclosures"). `verifier` checks each released study;
@@ -240,22 +507,8 @@ impl Site {
                 "OUT is not empty: a release is published into a new or empty folder (this one holds an earlier release or other files)".into(),
             ));
         }
-        let recipe = veil_rules::Recipe::parse(&rec.recipe_toml)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        let key = Key::load(Path::new(&rec.key_file))
-            .map_err(|e| Error::Key(format!("recipient key: {e}")))?;
-        if key.id() != rec.key_id {
-            return Err(Error::Key(
-                "the recipient's key file does not match its registered key id".into(),
-            ));
-        }
-        // the recipient's pins and the site default, against the ledger
-        let coverage = self.check_release_inputs(&rec, &req.purpose)?;
-        let policy =
-            Policy::new(recipe, &[], key.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
-        let operator = operator(req.operator.as_deref());
-        let now = veil_consent::now();
-        let release_id = new_release_id()?;
+        let prep = self.prepare_for(rec, &req.purpose, req.operator.as_deref())?;
+        let release_id = prep.release_id.clone();
         let mut summary = ReleaseSummary {
             release_id: release_id.clone(),
             ..Default::default()
@@ -266,7 +519,7 @@ impl Site {
         let mut journal = Journal {
             release_id: release_id.clone(),
             stage: Stage::Staging,
-            recipient: rec.name.clone(),
+            recipient: prep.rec.name.clone(),
             purpose: req.purpose.clone(),
             manifest: None,
         };
@@ -282,11 +535,16 @@ impl Site {
         summary.unreadable = unreadable;
 
         // 2. decide, 3. de-identify, verify
-        let default = self.store.default_for(&req.purpose)?;
         let review = {
             let mut s = req.out.clone().into_os_string();
             s.push(".review");
             PathBuf::from(s)
+        };
+        let work = Workspace {
+            staged_root: &staged_root,
+            review: &review,
+            jobs: req.jobs,
+            verifier,
         };
         let mut entries = Vec::new();
         let mut staged = Vec::new();
@@ -294,139 +552,32 @@ impl Site {
         summary.studies = groups.len();
         for (done, g) in groups.values().enumerate() {
             tick(done, groups.len());
-            let patient_ref = g.patient.as_ref().map(|p| self.patient_ref(p));
-            let study_ref = (!g.study.is_empty()).then(|| self.study_ref(&g.study));
-            let sops: Vec<&str> = g.sops.iter().map(String::as_str).collect();
-            let mut e = Entry {
-                v: 1,
-                seq: 0,
-                time: now.clone(),
-                event: Event::Refusal,
-                release_id: release_id.clone(),
-                recipient: rec.name.clone(),
-                purpose: req.purpose.clone(),
-                recipe: rec.recipe_label.clone(),
-                key_id: rec.key_id.clone(),
-                patient_ref: patient_ref.clone(),
-                study_ref,
-                output_study_uid: None,
-                instances: g.files.len() as u64,
-                inputs_digest: Some(self.inputs_ref(&sops)),
-                output_digest: None,
-                verification: "not-run".into(),
-                operator: operator.clone(),
-                reason: String::new(),
-                refers_to: None,
-            };
-            let refuse = |e: &mut Entry, why: &str, summary: &mut ReleaseSummary| {
-                e.reason = why.to_string();
-                *summary.refused.entry(reason_class(why)).or_default() += 1;
-            };
-            match self.decide_group(g, &ambiguous, &rec, &req.purpose, &coverage, default, &now)? {
-                Err(r) => {
-                    refuse(&mut e, &r.why, &mut summary);
-                    summary.refused_by_consent += usize::from(r.opt_out);
-                    entries.push(e);
+            let d = self.decide_one(&prep, g, &ambiguous, &work)?;
+            summary.held_for_review += d.held_for_review;
+            match d.manifest {
+                Some(m) if d.entry.event == Event::Release => {
+                    summary.released += 1;
+                    summary.instances_released += d.outputs.len();
+                    manifest_studies.push(m);
+                    staged.push(Some(veil_store::Staged {
+                        ledger_seq: 0,
+                        recipient: prep.rec.name.clone(),
+                        out_root: ctl.out.display().to_string(),
+                        files: d.outputs,
+                        created_at: prep.now.clone(),
+                        expires_at: plus_days(&prep.now, prep.rec.retention_days),
+                    }));
+                }
+                _ => {
+                    *summary
+                        .refused
+                        .entry(reason_class(&d.entry.reason))
+                        .or_default() += 1;
+                    summary.refused_by_consent += usize::from(d.opt_out);
                     staged.push(None);
-                    continue;
-                }
-                Ok(rule) => e.reason = rule,
-            }
-            let batch = veil_pipeline::Batch {
-                inputs: g.files.clone(),
-                out: staged_root.clone(),
-                review: review.clone(),
-                jobs: req.jobs.max(1),
-                policy: &policy,
-                dicomdir: false,
-                // verified per study below, through the hook
-                verify: None,
-            };
-            let rep = batch.run(&|_, _| {}).map_err(Error::io("de-identifying"))?;
-            let mut outs: BTreeSet<String> = BTreeSet::new();
-            for r in &rep.files {
-                match &r.outcome {
-                    veil_pipeline::Outcome::Written { output }
-                    | veil_pipeline::Outcome::AlreadyDone { output }
-                    | veil_pipeline::Outcome::DuplicateInstance { output }
-                        if staged_root.join(output).is_file() =>
-                    {
-                        outs.insert(output.clone());
-                    }
-                    _ => {}
                 }
             }
-            summary.held_for_review += rep.counts.review;
-            if outs.is_empty() {
-                refuse(
-                    &mut e,
-                    "nothing releasable: every instance quarantined or held for review",
-                    &mut summary,
-                );
-                entries.push(e);
-                staged.push(None);
-                continue;
-            }
-            let paths: Vec<PathBuf> = outs.iter().map(|o| staged_root.join(o)).collect();
-            let outcome = verifier
-                .map(|v| v.verify(&staged_root, &g.files, &paths))
-                .unwrap_or(VerifyOutcome::NotRun);
-            e.verification = match &outcome {
-                VerifyOutcome::NotRun => "not-run".into(),
-                VerifyOutcome::Pass => "pass".into(),
-                VerifyOutcome::Findings(n) => format!("fail: {n} findings"),
-                VerifyOutcome::Failed(why) => format!("error: {why}"),
-            };
-            if let VerifyOutcome::Findings(_) | VerifyOutcome::Failed(_) = outcome {
-                // fail closed: nothing of this study may be published; a
-                // file that cannot be removed stops the release (unlogged,
-                // so the next run discards all of it)
-                for p in &paths {
-                    std::fs::remove_file(p)
-                        .map_err(Error::io("removing a study that failed verification"))?;
-                }
-                refuse(
-                    &mut e,
-                    "verification: findings in the de-identified output",
-                    &mut summary,
-                );
-                entries.push(e);
-                staged.push(None);
-                continue;
-            }
-            let mut mfiles = Vec::new();
-            for (o, p) in outs.iter().zip(&paths) {
-                mfiles.push(ManifestFile {
-                    path: o.clone(),
-                    sha256: publish::file_sha256(p)?,
-                });
-            }
-            let out_study = veil_io::read(&paths[0])
-                .ok()
-                .and_then(|d| d.dataset.ascii(Tag(0x0020, 0x000D)))
-                .unwrap_or_default();
-            e.event = Event::Release;
-            e.output_study_uid = Some(out_study.clone());
-            e.output_digest = Some(publish::output_digest(&mfiles));
-            summary.released += 1;
-            summary.instances_released += outs.len();
-            manifest_studies.push(ManifestStudy {
-                study_instance_uid: out_study,
-                instances: outs.len(),
-                output_digest: e.output_digest.clone().unwrap_or_default(),
-                verification: e.verification.clone(),
-                ledger_position: 0,
-                files: mfiles,
-            });
-            staged.push(Some(veil_store::Staged {
-                ledger_seq: 0,
-                recipient: rec.name.clone(),
-                out_root: ctl.out.display().to_string(),
-                files: outs.into_iter().collect(),
-                created_at: now.clone(),
-                expires_at: plus_days(&now, rec.retention_days),
-            }));
-            entries.push(e);
+            entries.push(d.entry);
         }
         tick(groups.len(), groups.len());
 
@@ -435,12 +586,12 @@ impl Site {
             "notice": "De-identified release. This manifest holds no patient identifiers: studies are named by their pseudonymous UIDs.",
             "veil_version": env!("CARGO_PKG_VERSION"),
             "release_id": release_id,
-            "created": now,
-            "recipient": rec.name,
+            "created": prep.now,
+            "recipient": prep.rec.name,
             "purpose": req.purpose,
-            "recipe": rec.recipe_label,
-            "key_id": rec.key_id,
-            "retention_days": rec.retention_days,
+            "recipe": prep.rec.recipe_label,
+            "key_id": prep.rec.key_id,
+            "retention_days": prep.rec.retention_days,
             "studies_released": summary.released,
             "studies_excluded": summary.refused_total(),
             "instances_released": summary.instances_released,

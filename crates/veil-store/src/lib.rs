@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod pg;
+pub mod queue;
 
 use veil_consent::{Consent, Provision, Recipient, SiteDefault};
 use veil_core::Phi;
@@ -208,6 +209,46 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // why: `veil recipient remove` must stop a recipient from receiving
         // without erasing who received what; a removed name is not reused
         "ALTER TABLE recipients ADD COLUMN removed_at TEXT;",
+    ),
+    (
+        5,
+        "gateway queue: studies per route, their spooled instances and staged outputs",
+        // why in the store: `veil serve` must resume after a crash from
+        // what was committed, and `veil queue` reads the same rows. Times
+        // are unix seconds (the service's clock can be injected in
+        // tests); no column holds PHI: studies and instances are keyed
+        // hashes, spool files random names, outputs pseudonymous names.
+        "CREATE TABLE queue_studies (
+        id TEXT PRIMARY KEY,
+        route TEXT NOT NULL,
+        study_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        instances BIGINT NOT NULL,
+        first_received_at BIGINT NOT NULL,
+        last_received_at BIGINT NOT NULL,
+        decision TEXT,
+        reason TEXT,
+        ledger_seqs TEXT,
+        attempts BIGINT NOT NULL,
+        next_attempt_at BIGINT,
+        updated_at BIGINT NOT NULL,
+        cleared_at BIGINT
+    );
+    CREATE INDEX queue_studies_state ON queue_studies (state);
+    CREATE INDEX queue_studies_route_key ON queue_studies (route, study_key);
+    CREATE TABLE queue_instances (
+        study_id TEXT NOT NULL,
+        instance_key TEXT NOT NULL,
+        spool_name TEXT NOT NULL,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (study_id, instance_key)
+    );
+    CREATE TABLE queue_outputs (
+        study_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        delivered_at BIGINT,
+        PRIMARY KEY (study_id, name)
+    );",
     ),
 ];
 
@@ -1160,7 +1201,7 @@ mod tests {
             .unwrap();
         }
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 4);
+        assert_eq!(s.schema_version().unwrap(), 5);
         let v = s.consent_versions_for("ref1").unwrap();
         assert_eq!(v.len(), 1);
         assert_eq!((v[0].consent.id.as_str(), v[0].version), ("import-0", 1));
@@ -1188,7 +1229,7 @@ mod tests {
         let home = std::env::temp_dir().join(format!("veil-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 4);
+        assert_eq!(s.schema_version().unwrap(), 5);
         assert!(home.join("veil.db").is_file());
         s.set_default("ai-training", SiteDefault::OptOut).unwrap();
         drop(s);

@@ -129,6 +129,30 @@ pub fn verify_tree_with(
     verify_files_with(opts, &outputs, tick)
 }
 
+/// The check a release runs on one staged study before it is logged
+/// (`veil release` and the gateway, `veil serve`): header and byte
+/// patterns against the study's own sources, no OCR. Returns how many
+/// files fail. One definition so both release paths check the same way.
+pub fn release_check(
+    root: &Path,
+    sources: &[PathBuf],
+    files: &[PathBuf],
+    jobs: usize,
+) -> std::io::Result<usize> {
+    let opts = Options {
+        out: root.to_path_buf(),
+        sources: sources.to_vec(),
+        policy: VerifyPolicy::default(),
+        jobs,
+        dciodvfy: false,
+        patterns: true,
+        pixels: false,
+        faces: false,
+        site_local: false,
+    };
+    verify_files(&opts, files).map(|r| r.summary.failing)
+}
+
 /// Verifies some of the files under `opts.out` (one released study, say):
 /// paths are reported relative to `opts.out`, and the set checks look at
 /// these files only.
