@@ -497,6 +497,17 @@ impl Site {
         veil_ledger::hex(&self.site_key.mac("veil ledger study", study_uid.as_bytes())[..16])
     }
 
+    /// The keyed reference of one input instance (SOP Instance UID): the
+    /// gateway's queue and spool name instances by it, so neither holds a
+    /// UID (PHI-adjacent: it links to the archive's copy).
+    pub fn instance_ref(&self, sop_uid: &Phi<String>) -> String {
+        veil_ledger::hex(
+            &self
+                .site_key
+                .mac("veil gateway instance", sop_uid.expose().as_bytes())[..16],
+        )
+    }
+
     /// The keyed digest of a study's input SOP Instance UIDs (sorted, one
     /// per line), HMAC-SHA256 under the site key: an unkeyed hash of UIDs
     /// can be matched by anyone holding the originals, which links a

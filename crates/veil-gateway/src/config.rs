@@ -1,0 +1,580 @@
+//! `veil.toml`: the gateway's configuration (the contract in issue 18).
+//!
+//! Each section is deserialized with serde (`deny_unknown_fields`, so a
+//! misspelt key is an error, not a silently ignored setting), then
+//! checked; every error names the field as `section.key` or
+//! `route[i].key`, because an operator fixes a file by its line, and a
+//! message without the field sends them hunting. Messages quote the
+//! configuration, never data: `veil.toml` holds no PHI.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// A configuration error: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("veil.toml: cannot read it ({0:?})")]
+    Read(std::io::ErrorKind),
+    /// Not TOML.
+    #[error("veil.toml: {0}")]
+    Syntax(String),
+    /// A field's value is wrong, missing or unknown.
+    #[error("{field}: {message}")]
+    Field {
+        /// `dicom.port`, `route[1].destination`, ...
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn field(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[dicom]`: the DIMSE listener (network layer).
+    pub dicom: DicomConfig,
+    /// `[http]`: DICOMweb STOW-RS in, `/healthz`, `/metrics`.
+    pub http: Option<HttpConfig>,
+    /// `[store]`: the database (default: the embedded SQLite in
+    /// `$VEIL_HOME`, as for every other command).
+    pub store_url: Option<String>,
+    /// `[spool] dir`: where received instances wait (default
+    /// `$VEIL_HOME/spool`). Holds PHI: created and kept mode 0700.
+    pub spool_dir: Option<PathBuf>,
+    /// `[queue]`: retries.
+    pub queue: QueueConfig,
+    /// `[[route]]`, in file order.
+    pub routes: Vec<Route>,
+}
+
+/// `[dicom]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// TCP port of the C-STORE SCP.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Calling AE titles accepted; empty refuses all, `"*"` (explicit)
+    /// accepts any.
+    #[serde(default)]
+    pub allowed_calling_aes: Vec<String>,
+    /// DICOM TLS.
+    pub tls: Option<TlsConfig>,
+    /// Maximum PDU size offered and accepted (bytes).
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu: u32,
+    /// Concurrent associations at most.
+    #[serde(default = "default_max_associations")]
+    pub max_associations: u32,
+    /// An association idle this long is aborted (seconds).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_port() -> u16 {
+    11112
+}
+fn default_max_pdu() -> u32 {
+    16_384
+}
+fn default_max_associations() -> u32 {
+    16
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        DicomConfig {
+            port: default_port(),
+            allowed_calling_aes: Vec::new(),
+            tls: None,
+            max_pdu: default_max_pdu(),
+            max_associations: default_max_associations(),
+            timeout_seconds: default_timeout(),
+        }
+    }
+}
+
+impl DicomConfig {
+    /// Whether an association from `calling_ae` is accepted.
+    pub fn allows(&self, calling_ae: &str) -> bool {
+        let ae = calling_ae.trim();
+        self.allowed_calling_aes
+            .iter()
+            .any(|a| a == "*" || a.trim() == ae)
+    }
+}
+
+/// `[dicom] tls = { cert, key, ca }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// CA to verify peers with (PEM); none: peers are not asked for one.
+    pub ca: Option<PathBuf>,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Failed attempts (processing or delivery) before a study is parked
+    /// in `dead-letter`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The wait after the first failure (seconds); doubled after each.
+    #[serde(default = "default_backoff")]
+    pub backoff_seconds: u64,
+    /// The longest wait between attempts (seconds).
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_seconds: u64,
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_backoff() -> u64 {
+    30
+}
+fn default_max_backoff() -> u64 {
+    3600
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_attempts: default_max_attempts(),
+            backoff_seconds: default_backoff(),
+            max_backoff_seconds: default_max_backoff(),
+        }
+    }
+}
+
+impl QueueConfig {
+    /// When the attempt after `failed` failures is due, or `None` when
+    /// the study is to be parked (exponential backoff, capped).
+    pub fn next_attempt(&self, failed: u32, now: i64) -> Option<i64> {
+        if failed >= self.max_attempts {
+            return None;
+        }
+        let shift = failed.saturating_sub(1).min(32);
+        let wait = self
+            .backoff_seconds
+            .saturating_mul(1u64 << shift)
+            .min(self.max_backoff_seconds);
+        Some(now.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)))
+    }
+}
+
+/// Where a route's released instances go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationUrl {
+    /// `dicom://AE@host:port`: C-STORE SCU (network layer).
+    Dicom {
+        /// Called AE title.
+        ae: String,
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// `dicomweb+http(s)://host/path`: STOW-RS (network layer); `url` is
+    /// the `http(s)://` URL.
+    DicomWeb {
+        /// The base URL, without the `dicomweb+` prefix.
+        url: String,
+    },
+    /// `file:///dir`: a folder (built in).
+    File {
+        /// Absolute folder.
+        dir: PathBuf,
+    },
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Its name (queue rows and `veil queue` use it).
+    pub name: String,
+    /// The AE title a sender calls to reach it.
+    pub called_ae: String,
+    /// The registered recipient.
+    pub recipient: String,
+    /// The purpose of use.
+    pub purpose: String,
+    /// A study is complete when nothing arrived for this long (seconds).
+    pub study_stable_seconds: u64,
+    /// Where released instances go.
+    pub destination: DestinationUrl,
+    /// The PACS `veil pull` queries (`dicom://AE@host:port`).
+    pub source: Option<DestinationUrl>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: String,
+    called_ae: String,
+    recipient: String,
+    purpose: String,
+    #[serde(default = "default_stable")]
+    study_stable_seconds: u64,
+    destination: String,
+    source: Option<String>,
+}
+
+fn default_stable() -> u64 {
+    10
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    dir: Option<PathBuf>,
+}
+
+const SECTIONS: [&str; 6] = ["dicom", "http", "store", "spool", "queue", "route"];
+
+/// One section (or route) deserialized; on error, the failing key is
+/// found by deserializing each key alone into the type serde expected,
+/// so a wrong type is reported as `section.key` too.
+fn section<T: DeserializeOwned>(
+    name: &str,
+    v: &toml::Value,
+    keys: &[(&str, fn(&toml::Value) -> Result<(), String>)],
+) -> Result<T, ConfigError> {
+    let Some(table) = v.as_table() else {
+        return Err(field(name, "expected a table"));
+    };
+    for k in table.keys() {
+        if !keys.iter().any(|(n, _)| n == k) {
+            let known: Vec<&str> = keys.iter().map(|(n, _)| *n).collect();
+            return Err(field(
+                format!("{name}.{k}"),
+                format!("unknown field; expected one of {}", known.join(", ")),
+            ));
+        }
+    }
+    for (k, check) in keys {
+        if let Some(x) = table.get(*k) {
+            check(x).map_err(|m| field(format!("{name}.{k}"), m))?;
+        }
+    }
+    T::deserialize(v.clone()).map_err(|e| {
+        let msg = e.to_string();
+        // serde names missing fields in backticks: point at them
+        match msg
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            Some(k) => field(format!("{name}.{k}"), "missing"),
+            None => field(name, msg.trim().to_string()),
+        }
+    })
+}
+
+fn is<T: DeserializeOwned>(v: &toml::Value) -> Result<(), String> {
+    T::deserialize(v.clone())
+        .map(|_| ())
+        .map_err(|e| e.to_string().trim().to_string())
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(e.kind()))?;
+        Config::parse(&text)
+    }
+
+    /// Parses and checks the text of a `veil.toml`. What needs the store
+    /// (registered recipients and purposes) is checked when the service
+    /// opens ([`crate::Service::open`]).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let doc: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.message().to_string()))?;
+        for k in doc.keys() {
+            if !SECTIONS.contains(&k.as_str()) {
+                return Err(field(
+                    k.clone(),
+                    format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+                ));
+            }
+        }
+        let dicom: DicomConfig = match doc.get("dicom") {
+            Some(v) => section(
+                "dicom",
+                v,
+                &[
+                    ("port", is::<u16>),
+                    ("allowed_calling_aes", is::<Vec<String>>),
+                    ("tls", is::<toml::Table>),
+                    ("max_pdu", is::<u32>),
+                    ("max_associations", is::<u32>),
+                    ("timeout_seconds", is::<u64>),
+                ],
+            )?,
+            None => DicomConfig::default(),
+        };
+        if let Some(t) = doc.get("dicom").and_then(|d| d.get("tls")) {
+            let _: TlsConfig = section(
+                "dicom.tls",
+                t,
+                &[
+                    ("cert", is::<PathBuf>),
+                    ("key", is::<PathBuf>),
+                    ("ca", is::<PathBuf>),
+                ],
+            )?;
+        }
+        for (i, ae) in dicom.allowed_calling_aes.iter().enumerate() {
+            if ae != "*" {
+                check_ae(ae).map_err(|m| field(format!("dicom.allowed_calling_aes[{i}]"), m))?;
+            }
+        }
+        if !(4096..=131_072 * 8).contains(&dicom.max_pdu) {
+            return Err(field("dicom.max_pdu", "must be 4096 to 1048576 bytes"));
+        }
+        if dicom.max_associations == 0 {
+            return Err(field("dicom.max_associations", "must be at least 1"));
+        }
+        let http: Option<HttpConfig> = doc
+            .get("http")
+            .map(|v| section("http", v, &[("listen", is::<SocketAddr>)]))
+            .transpose()?;
+        if let Some(v) = doc.get("http") {
+            if v.get("listen").is_none() {
+                return Err(field("http.listen", "missing"));
+            }
+        }
+        let store: Option<RawStore> = doc
+            .get("store")
+            .map(|v| section("store", v, &[("url", is::<String>)]))
+            .transpose()?;
+        let spool: Option<RawSpool> = doc
+            .get("spool")
+            .map(|v| section("spool", v, &[("dir", is::<PathBuf>)]))
+            .transpose()?;
+        if let Some(d) = spool.as_ref().and_then(|s| s.dir.as_ref()) {
+            if !d.is_absolute() {
+                return Err(field("spool.dir", "must be an absolute path"));
+            }
+        }
+        let queue: QueueConfig = match doc.get("queue") {
+            Some(v) => section(
+                "queue",
+                v,
+                &[
+                    ("max_attempts", is::<u32>),
+                    ("backoff_seconds", is::<u64>),
+                    ("max_backoff_seconds", is::<u64>),
+                ],
+            )?,
+            None => QueueConfig::default(),
+        };
+        if queue.max_attempts == 0 {
+            return Err(field("queue.max_attempts", "must be at least 1"));
+        }
+        let raw_routes = match doc.get("route") {
+            None => Vec::new(),
+            Some(toml::Value::Array(a)) => a.clone(),
+            Some(_) => {
+                return Err(field(
+                    "route",
+                    "expected [[route]] tables (an array of tables)",
+                ))
+            }
+        };
+        if raw_routes.is_empty() {
+            return Err(field("route", "at least one [[route]] is needed"));
+        }
+        let mut routes: Vec<Route> = Vec::new();
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        let mut aes: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, v) in raw_routes.iter().enumerate() {
+            let at = format!("route[{i}]");
+            let r: RawRoute = section(
+                &at,
+                v,
+                &[
+                    ("name", is::<String>),
+                    ("called_ae", is::<String>),
+                    ("recipient", is::<String>),
+                    ("purpose", is::<String>),
+                    ("study_stable_seconds", is::<u64>),
+                    ("destination", is::<String>),
+                    ("source", is::<String>),
+                ],
+            )?;
+            if !veil_consent::valid_name(&r.name) {
+                return Err(field(
+                    format!("{at}.name"),
+                    "1-64 letters, digits, '.', '_' or '-'",
+                ));
+            }
+            if let Some(j) = names.insert(r.name.clone(), i) {
+                return Err(field(
+                    format!("{at}.name"),
+                    format!("'{}' is also route[{j}]'s name", r.name),
+                ));
+            }
+            check_ae(&r.called_ae).map_err(|m| field(format!("{at}.called_ae"), m))?;
+            if let Some(j) = aes.insert(r.called_ae.trim().to_string(), i) {
+                return Err(field(
+                    format!("{at}.called_ae"),
+                    format!("'{}' is also route[{j}]'s called AE", r.called_ae),
+                ));
+            }
+            for (k, v) in [("recipient", &r.recipient), ("purpose", &r.purpose)] {
+                if v.trim().is_empty() {
+                    return Err(field(format!("{at}.{k}"), "empty"));
+                }
+            }
+            let destination = parse_destination(&r.destination)
+                .map_err(|m| field(format!("{at}.destination"), m))?;
+            let source = match &r.source {
+                Some(s) => match parse_destination(s) {
+                    Ok(d @ DestinationUrl::Dicom { .. }) => Some(d),
+                    Ok(_) => {
+                        return Err(field(
+                            format!("{at}.source"),
+                            "a source is a PACS: dicom://AE@host:port",
+                        ))
+                    }
+                    Err(m) => return Err(field(format!("{at}.source"), m)),
+                },
+                None => None,
+            };
+            routes.push(Route {
+                name: r.name,
+                called_ae: r.called_ae.trim().to_string(),
+                recipient: r.recipient,
+                purpose: r.purpose,
+                study_stable_seconds: r.study_stable_seconds,
+                destination,
+                source,
+            });
+        }
+        Ok(Config {
+            dicom,
+            http,
+            store_url: store.and_then(|s| s.url),
+            spool_dir: spool.and_then(|s| s.dir),
+            queue,
+            routes,
+        })
+    }
+
+    /// The route a sender reaches by calling `called_ae`.
+    pub fn route_for_called_ae(&self, called_ae: &str) -> Option<&Route> {
+        let ae = called_ae.trim();
+        self.routes.iter().find(|r| r.called_ae == ae)
+    }
+
+    /// The route named `name`.
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    /// The spool folder: `[spool] dir`, else `$VEIL_HOME/spool`.
+    pub fn spool_dir(&self, home: &Path) -> PathBuf {
+        self.spool_dir
+            .clone()
+            .unwrap_or_else(|| home.join("spool"))
+    }
+}
+
+/// An AE title: 1-16 characters of printable ASCII without a backslash,
+/// not only spaces (PS3.5 AE).
+fn check_ae(ae: &str) -> Result<(), String> {
+    let t = ae.trim();
+    if t.is_empty() || ae.len() > 16 {
+        return Err("an AE title is 1 to 16 characters".into());
+    }
+    if !ae.chars().all(|c| (' '..='~').contains(&c) && c != '\\') {
+        return Err("an AE title is printable ASCII without a backslash".into());
+    }
+    Ok(())
+}
+
+/// Parses a destination (or source) URL.
+pub fn parse_destination(s: &str) -> Result<DestinationUrl, String> {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err("expected dicom://AE@host:port, dicomweb+http(s)://host/path or file:///dir".into());
+    };
+    match scheme {
+        "dicom" => {
+            let (ae, hostport) = rest
+                .split_once('@')
+                .ok_or("expected dicom://AE@host:port (no AE title before '@')")?;
+            check_ae(ae)?;
+            let (host, port) = hostport
+                .rsplit_once(':')
+                .ok_or("expected dicom://AE@host:port (no port)")?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err("expected dicom://AE@host:port (no host)".into());
+            }
+            let port: u16 = port
+                .trim_end_matches('/')
+                .parse()
+                .map_err(|_| format!("port '{port}' is not a number from 1 to 65535"))?;
+            if port == 0 {
+                return Err("port 0 cannot be called".into());
+            }
+            Ok(DestinationUrl::Dicom {
+                ae: ae.trim().to_string(),
+                host: host.to_string(),
+                port,
+            })
+        }
+        "dicomweb+http" | "dicomweb+https" => {
+            let host = rest.split('/').next().unwrap_or_default();
+            if host.is_empty() {
+                return Err("expected dicomweb+http(s)://host/path (no host)".into());
+            }
+            Ok(DestinationUrl::DicomWeb {
+                url: format!("{}://{rest}", &scheme["dicomweb+".len()..]),
+            })
+        }
+        "file" => {
+            if !rest.starts_with('/') {
+                return Err("expected file:///absolute/dir".into());
+            }
+            Ok(DestinationUrl::File {
+                dir: PathBuf::from(rest),
+            })
+        }
+        other => Err(format!("unknown scheme '{other}'")),
+    }
+}
