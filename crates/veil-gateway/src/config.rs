@@ -266,13 +266,16 @@ struct RawSpool {
 
 const SECTIONS: [&str; 6] = ["dicom", "http", "store", "spool", "queue", "route"];
 
+/// Checks one key's value has the type its field expects.
+type TypeCheck = fn(&toml::Value) -> Result<(), String>;
+
 /// One section (or route) deserialized; on error, the failing key is
 /// found by deserializing each key alone into the type serde expected,
 /// so a wrong type is reported as `section.key` too.
 fn section<T: DeserializeOwned>(
     name: &str,
     v: &toml::Value,
-    keys: &[(&str, fn(&toml::Value) -> Result<(), String>)],
+    keys: &[(&str, TypeCheck)],
 ) -> Result<T, ConfigError> {
     let Some(table) = v.as_table() else {
         return Err(field(name, "expected a table"));
@@ -508,9 +511,7 @@ impl Config {
 
     /// The spool folder: `[spool] dir`, else `$VEIL_HOME/spool`.
     pub fn spool_dir(&self, home: &Path) -> PathBuf {
-        self.spool_dir
-            .clone()
-            .unwrap_or_else(|| home.join("spool"))
+        self.spool_dir.clone().unwrap_or_else(|| home.join("spool"))
     }
 }
 
@@ -530,7 +531,9 @@ fn check_ae(ae: &str) -> Result<(), String> {
 /// Parses a destination (or source) URL.
 pub fn parse_destination(s: &str) -> Result<DestinationUrl, String> {
     let Some((scheme, rest)) = s.split_once("://") else {
-        return Err("expected dicom://AE@host:port, dicomweb+http(s)://host/path or file:///dir".into());
+        return Err(
+            "expected dicom://AE@host:port, dicomweb+http(s)://host/path or file:///dir".into(),
+        );
     };
     match scheme {
         "dicom" => {

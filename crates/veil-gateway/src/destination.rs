@@ -77,7 +77,6 @@ impl Destination for FileDestination {
             move |e: std::io::Error| DeliveryError(format!("file: {what}: {:?}", e.kind()))
         };
         let bytes = std::fs::read(file).map_err(io("reading the staged instance"))?;
-        veil_io::atomic::write_all(&self.dir.join(rel), &bytes)
-            .map_err(io("writing the instance"))
+        veil_io::atomic::write_all(&self.dir.join(rel), &bytes).map_err(io("writing the instance"))
     }
 }

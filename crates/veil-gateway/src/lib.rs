@@ -46,8 +46,8 @@ mod service;
 pub mod spool;
 
 pub use config::{
-    parse_destination, Config, ConfigError, DestinationUrl, DicomConfig, HttpConfig,
-    QueueConfig, Route, TlsConfig,
+    parse_destination, Config, ConfigError, DestinationUrl, DicomConfig, HttpConfig, QueueConfig,
+    Route, TlsConfig,
 };
 pub use destination::{DeliveryError, Destination, FileDestination};
 pub use service::{Intake, Receipt, Service, TickReport};
@@ -101,6 +101,9 @@ pub enum Error {
     /// No queue study with that id.
     #[error("no queue study {0}")]
     UnknownStudy(String),
+    /// [`Service::crash_after`] stopped the tick (crash tests only).
+    #[error("stopped by fault injection")]
+    Stopped,
     /// The system's random source failed (spool names, study ids).
     #[error("the system's random source failed")]
     Random,

@@ -131,6 +131,24 @@ pub struct Service {
     intake: Intake,
     destinations: BTreeMap<String, Box<dyn Destination>>,
     jobs: usize,
+    crash_after: Option<usize>,
+}
+
+/// Counts one durable step of a tick (a commit, a confirmed delivery, a
+/// deletion) for [`Service::crash_after`]: `Err` once the count is spent.
+fn step(left: &mut Option<usize>) -> Result<(), Error> {
+    match left {
+        None => Ok(()),
+        Some(0) => Err(Error::Stopped),
+        Some(n) => {
+            *n -= 1;
+            if *n == 0 {
+                Err(Error::Stopped)
+            } else {
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Service {
@@ -171,9 +189,19 @@ impl Service {
             intake: Intake::open(cfg, site, clock)?,
             destinations,
             jobs: 1,
+            crash_after: None,
         };
         s.recover()?;
         Ok(s)
+    }
+
+    /// Fault injection for crash tests: after `steps` more durable steps
+    /// (each commit, confirmed delivery or deletion of a tick), the tick
+    /// returns [`Error::Stopped`] on the spot, as if the process were
+    /// killed there; the test then drops the service and opens a new one
+    /// on the same store and spool. `None` (the default) never stops.
+    pub fn crash_after(&mut self, steps: Option<usize>) {
+        self.crash_after = steps;
     }
 
     /// Worker threads for de-identifying one study (default 1).
@@ -234,11 +262,8 @@ impl Service {
             .collect();
         for (name, stable) in &routes {
             let cutoff = now.saturating_sub(i64::try_from(*stable).unwrap_or(i64::MAX));
-            rep.ready += self
-                .intake
-                .site
-                .store
-                .queue_mark_ready(name, cutoff, now)?;
+            rep.ready += self.intake.site.store.queue_mark_ready(name, cutoff, now)?;
+            step(&mut self.crash_after)?;
         }
         let due = |s: &QueueStudy| s.next_attempt_at.is_none_or(|t| t <= now);
         for s in self.studies(&[Q::Ready])? {
@@ -250,8 +275,10 @@ impl Service {
             let store = &mut self.intake.site.store;
             if s.decision.as_deref() == Some("released") {
                 store.queue_transition(&s.id, &[Q::Decided], Q::Delivering, now)?;
+                step(&mut self.crash_after)?;
             } else {
                 store.queue_transition(&s.id, &[Q::Decided], Q::Refused, now)?;
+                step(&mut self.crash_after)?;
                 self.clear(&s, now, &mut rep)?;
             }
         }
@@ -278,8 +305,9 @@ impl Service {
             .map(|r| r.name.as_str())
             .collect();
         let all = self.intake.site.store.queue_studies(states)?;
-        let (mine, other): (Vec<_>, Vec<_>) =
-            all.into_iter().partition(|s| routes.contains(s.route.as_str()));
+        let (mine, other): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|s| routes.contains(s.route.as_str()));
         if !other.is_empty() {
             // kept for `veil queue`: a route removed from veil.toml
             tracing::warn!(
@@ -358,6 +386,7 @@ impl Service {
         self.intake.site.log_decisions(entries, |st, pos| {
             st.queue_decide(&id, released, reason.as_deref(), pos, &outputs, now)
         })?;
+        step(&mut self.crash_after)?;
         if released {
             rep.released += 1;
         } else {
@@ -393,9 +422,11 @@ impl Service {
                     failure = Some(e);
                     break;
                 }
+                step(&mut self.crash_after)?;
                 // after the destination confirmed it, never before: a
                 // crash in between repeats this one (idempotent by name)
                 store.queue_output_delivered(&s.id, name, now)?;
+                step(&mut self.crash_after)?;
                 rep.delivered_instances += 1;
             }
             if let Err(e) = dest.end_study() {
@@ -409,6 +440,7 @@ impl Service {
             return self.failed(s, &why, now, rep);
         }
         store.queue_transition(&s.id, &[Q::Delivering], Q::Delivered, now)?;
+        step(&mut self.crash_after)?;
         rep.delivered_studies += 1;
         tracing::info!(route = %s.route, study = %s.id, "queue: study delivered");
         self.clear(s, now, rep)
@@ -444,6 +476,7 @@ impl Service {
 
     fn clear(&mut self, s: &QueueStudy, now: i64, rep: &mut TickReport) -> Result<(), Error> {
         crate::queue::clear(&mut self.intake.site.store, &self.intake.spool, &s.id, now)?;
+        step(&mut self.crash_after)?;
         rep.cleared += 1;
         Ok(())
     }

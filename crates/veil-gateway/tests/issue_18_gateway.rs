@@ -1,0 +1,648 @@
+//! Issue 18: the gateway core driven step by step with an injected clock,
+//! on real corpus files, a real site (keys, recipients, consent, ledger),
+//! real de-identification and verification, and file:// destinations.
+
+#[path = "../../veil-release/tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use veil_consent::{Decision, Provision, SiteDefault};
+use veil_core::{Phi, Tag};
+use veil_gateway::{
+    queue, Clock, Config, DeliveryError, Destination, DestinationUrl, Error, FileDestination,
+    Service,
+};
+use veil_ledger::Event;
+use veil_release::Site;
+use veil_store::queue::QueueState as Q;
+
+struct TestClock(Arc<AtomicI64>);
+
+impl Clock for TestClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+const T0: i64 = 1_800_000_000;
+const DENIED: &str = "GW18-DENIED";
+
+/// A site with recipients `acme` (ai-training) and `beta` (research),
+/// both site defaults opt-out (permit unless denied), and patient
+/// [`DENIED`] denying everything.
+struct Fixture {
+    home: PathBuf,
+    corpus: PathBuf,
+    clock: Arc<AtomicI64>,
+    config: String,
+}
+
+fn fixture(name: &str) -> Option<Fixture> {
+    let corpus = veil_test::corpus()?;
+    let home = veil_test::scratch(name);
+    Site::init(None, &home).unwrap();
+    let mut site = Site::open(None, &home).unwrap();
+    let recipe = home.join("r.toml");
+    veil_io::atomic::write_all(&recipe, b"name = \"gw\"\nversion = \"1\"\n").unwrap();
+    for (r, p) in [("acme", "ai-training"), ("beta", "research")] {
+        site.add_recipient(r, None, None, None, vec![p.into()], &recipe, 30)
+            .unwrap();
+        site.set_default(p, SiteDefault::OptOut).unwrap();
+    }
+    site.set_consent(
+        &Phi::new(DENIED.to_string()),
+        Provision {
+            decision: Decision::Deny,
+            actor: None,
+            purpose: None,
+            start: None,
+            end: None,
+            study_uid: None,
+        },
+    )
+    .unwrap();
+    let config = format!(
+        r#"
+[dicom]
+port = 11112
+allowed_calling_aes = ["PACS"]
+
+[spool]
+dir = "{spool}"
+
+[queue]
+max_attempts = 3
+backoff_seconds = 10
+
+[[route]]
+name = "acme"
+called_ae = "VEIL_ACME"
+recipient = "acme"
+purpose = "ai-training"
+study_stable_seconds = 10
+destination = "file://{home}/dest-acme"
+
+[[route]]
+name = "beta"
+called_ae = "VEIL_BETA"
+recipient = "beta"
+purpose = "research"
+study_stable_seconds = 30
+destination = "file://{home}/dest-beta"
+"#,
+        spool = home.join("spool").display(),
+        home = home.display()
+    );
+    Some(Fixture {
+        home,
+        corpus,
+        clock: Arc::new(AtomicI64::new(T0)),
+        config,
+    })
+}
+
+impl Fixture {
+    fn config(&self) -> Config {
+        Config::parse(&self.config).unwrap()
+    }
+
+    fn service(
+        &self,
+        connect: &dyn Fn(&DestinationUrl) -> Option<Box<dyn Destination>>,
+    ) -> Service {
+        let site = Site::open(None, &self.home).unwrap();
+        Service::open(
+            self.config(),
+            site,
+            Box::new(TestClock(self.clock.clone())),
+            connect,
+        )
+        .unwrap()
+    }
+
+    fn at(&self, t: i64) {
+        self.clock.store(T0 + t, Ordering::SeqCst);
+    }
+
+    /// The bytes of a corpus file (0: CT, 1: MR) as instance `n` of
+    /// `study` of `patient`.
+    fn instance(&self, src: usize, patient: &str, study: &str, n: usize) -> Vec<u8> {
+        let srcs = common::sources(&self.corpus);
+        let p = self
+            .home
+            .join("src")
+            .join(format!("{patient}-{n}-{src}.dcm"));
+        common::plant(&srcs[src], &p, patient, study, n);
+        std::fs::read(&p).unwrap()
+    }
+
+    fn dest(&self, route: &str) -> PathBuf {
+        self.home.join(format!("dest-{route}"))
+    }
+}
+
+fn no_connect(_: &DestinationUrl) -> Option<Box<dyn Destination>> {
+    None
+}
+
+fn study(n: u32) -> String {
+    format!("1.2.826.0.1.3680043.9.7718.{n}")
+}
+
+fn dicom_files(dir: &Path) -> Vec<PathBuf> {
+    veil_test::files(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect()
+}
+
+/// (PatientID, StudyInstanceUID) of every delivered file.
+fn delivered_ids(dir: &Path) -> Vec<(String, String)> {
+    dicom_files(dir)
+        .iter()
+        .map(|p| {
+            let d = veil_io::read(p).unwrap();
+            (
+                d.dataset.ascii(Tag(0x0010, 0x0020)).unwrap_or_default(),
+                d.dataset.ascii(Tag(0x0020, 0x000D)).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The gateway's decisions in the ledger: (event, recipient, reason).
+fn decisions(home: &Path) -> Vec<(Event, String, String)> {
+    let mut site = Site::open(None, home).unwrap();
+    site.entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.operator == "veil-serve")
+        .map(|e| (e.event, e.recipient, e.reason))
+        .collect()
+}
+
+#[test]
+fn issue_18_two_routes_consent_ledger_and_exact_delivery() {
+    let Some(f) = fixture("gw18-routes") else {
+        return;
+    };
+    let mut svc = f.service(&no_connect);
+    // acme: a permitted study of two instances, and a denied patient's
+    // study; beta: one study
+    let a1 = f.instance(0, "GW18-ALICE", &study(1), 1);
+    let r = svc.receive("acme", &a1).unwrap();
+    assert!(!r.duplicate);
+    svc.receive("acme", &f.instance(1, "GW18-ALICE", &study(1), 2))
+        .unwrap();
+    // the sender's retry of an instance is kept once
+    let again = svc.receive("acme", &a1).unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.study_id, r.study_id);
+    svc.receive("acme", &f.instance(1, DENIED, &study(2), 1))
+        .unwrap();
+    svc.receive("beta", &f.instance(0, "GW18-BOB", &study(3), 1))
+        .unwrap();
+    // refused at intake, nothing kept: not DICOM, unknown route
+    assert!(matches!(
+        svc.receive("acme", b"not dicom at all"),
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        svc.receive("nope", &a1),
+        Err(Error::UnknownRoute(_))
+    ));
+    assert_eq!(
+        svc.spool().files().len(),
+        4,
+        "one file per distinct instance"
+    );
+
+    // nothing is stable yet
+    f.at(9);
+    let rep = svc.tick().unwrap();
+    assert_eq!((rep.ready, rep.released), (0, 0), "{rep:?}");
+    // acme's studies are stable at 10 s, beta's at 30 s
+    f.at(10);
+    let rep = svc.tick().unwrap();
+    assert_eq!(
+        (
+            rep.ready,
+            rep.released,
+            rep.refused,
+            rep.delivered_instances
+        ),
+        (2, 1, 1, 2),
+        "{rep:?}"
+    );
+    assert!(dicom_files(&f.dest("beta")).is_empty());
+    f.at(30);
+    let rep = svc.tick().unwrap();
+    assert_eq!(
+        (rep.ready, rep.released, rep.delivered_instances),
+        (1, 1, 1),
+        "{rep:?}"
+    );
+    // a tick with nothing to do does nothing
+    assert_eq!(svc.tick().unwrap(), Default::default());
+
+    // exactly the expected instances, de-identified; the denied patient's
+    // study reached no one
+    let acme = delivered_ids(&f.dest("acme"));
+    assert_eq!(acme.len(), 2, "{acme:?}");
+    let beta = delivered_ids(&f.dest("beta"));
+    assert_eq!(beta.len(), 1);
+    for (pid, uid) in acme.iter().chain(&beta) {
+        assert!(!pid.starts_with("GW18-"), "PatientID pseudonymized");
+        assert!(
+            !uid.starts_with("1.2.826.0.1.3680043.9.7718."),
+            "UID pseudonymized"
+        );
+    }
+    assert_eq!(acme[0].1, acme[1].1, "one study");
+    assert_ne!(acme[0].0, beta[0].0, "recipients get unlinkable pseudonyms");
+
+    // every decision is in the ledger, once
+    let mut d = decisions(&f.home);
+    d.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
+    assert_eq!(d.len(), 3, "{d:?}");
+    let refused: Vec<_> = d.iter().filter(|x| x.0 == Event::Refusal).collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].1, "acme");
+    assert!(refused[0].2.starts_with("consent:"), "{:?}", refused[0]);
+    assert_eq!(d.iter().filter(|x| x.0 == Event::Release).count(), 2);
+    let mut site = Site::open(None, &f.home).unwrap();
+    assert!(site.verify_ledger().unwrap().ok);
+    // verified before release (veil verify's check), never skipped
+    for e in site.entries().unwrap() {
+        if e.operator == "veil-serve" && e.event == Event::Release {
+            assert_eq!(e.verification, "pass");
+        }
+    }
+
+    // the spool is empty, and the queue says what happened, without PHI
+    assert_eq!(svc.spool().files(), Vec::<PathBuf>::new());
+    let st = queue::status(&mut svc.site().store).unwrap();
+    assert_eq!(st.counts["acme"]["delivered"], 1);
+    assert_eq!(st.counts["acme"]["refused"], 1);
+    assert_eq!(st.counts["beta"]["delivered"], 1);
+    assert!(st.open.is_empty());
+    let text = st.lines().join("\n") + &format!("{st:?}");
+    for phi in ["GW18-", "1.2.826.0.1.3680043.9.7718."] {
+        assert!(!text.contains(phi), "{text}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn issue_18_spool_is_private_and_names_carry_no_phi() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(f) = fixture("gw18-spool") else {
+        return;
+    };
+    // a spool folder made by someone else, open to all, is tightened
+    let spool = f.home.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut svc = f.service(&no_connect);
+    svc.receive("acme", &f.instance(0, "GW18-CAROL", &study(4), 1))
+        .unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for d in [spool.clone(), spool.join("in"), spool.join("work")] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    let files = svc.spool().files();
+    assert_eq!(files.len(), 1);
+    assert_eq!(mode(&files[0]), 0o600);
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(!name.contains("GW18") && !name.contains("7718"), "{name}");
+    // the queue row names the study by the ledger's keyed reference
+    let st = queue::status(&mut svc.site().store).unwrap();
+    let site = Site::open(None, &f.home).unwrap();
+    assert_eq!(st.open[0].study_ref, site.study_ref(&study(4)));
+    assert_eq!(st.open[0].state, "receiving");
+}
+
+/// A file:// destination that fails while `down` is set.
+struct Flaky {
+    inner: FileDestination,
+    down: Arc<AtomicBool>,
+}
+
+impl Destination for Flaky {
+    fn deliver(&mut self, name: &str, file: &Path) -> Result<(), DeliveryError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(DeliveryError("test: peer refused the association".into()));
+        }
+        self.inner.deliver(name, file)
+    }
+}
+
+#[test]
+fn issue_18_dead_letter_after_max_attempts_then_retry_and_drop() {
+    let Some(f) = fixture("gw18-deadletter") else {
+        return;
+    };
+    let down = Arc::new(AtomicBool::new(true));
+    let d2 = down.clone();
+    let acme_dir = f.dest("acme");
+    let connect = move |u: &DestinationUrl| -> Option<Box<dyn Destination>> {
+        match u {
+            DestinationUrl::File { dir } if *dir == acme_dir => Some(Box::new(Flaky {
+                inner: FileDestination::new(dir),
+                down: d2.clone(),
+            })),
+            _ => None,
+        }
+    };
+    let mut svc = f.service(&connect);
+    let r = svc
+        .receive("acme", &f.instance(0, "GW18-DAN", &study(5), 1))
+        .unwrap();
+    let id = r.study_id;
+    let state = |svc: &mut Service| svc.site().store.queue_study(&id).unwrap().unwrap();
+    f.at(10);
+    let rep = svc.tick().unwrap();
+    assert_eq!((rep.released, rep.failures), (1, 1), "{rep:?}");
+    assert_eq!(
+        (state(&mut svc).state, state(&mut svc).attempts),
+        (Q::Delivering, 1)
+    );
+    // backoff: not due again before 10 s, then 20 s
+    f.at(19);
+    assert_eq!(svc.tick().unwrap().failures, 0);
+    f.at(20);
+    assert_eq!(svc.tick().unwrap().failures, 1);
+    f.at(39);
+    assert_eq!(svc.tick().unwrap().failures, 0);
+    f.at(40);
+    let rep = svc.tick().unwrap();
+    assert_eq!((rep.failures, rep.dead_lettered), (1, 1), "{rep:?}");
+    let s = state(&mut svc);
+    assert_eq!(s.state, Q::DeadLetter);
+    assert_eq!(
+        s.reason.as_deref(),
+        Some("delivery: test: peer refused the association")
+    );
+    // parked: no more attempts; its files stay for a retry
+    f.at(10_000);
+    assert_eq!(svc.tick().unwrap().failures, 0);
+    assert!(!svc.spool().files().is_empty());
+    assert!(dicom_files(&f.dest("acme")).is_empty());
+    let st = queue::status(&mut svc.site().store).unwrap();
+    assert_eq!(st.open[0].state, "dead-letter");
+    assert_eq!(st.open[0].attempts, 3);
+
+    // the peer is back: retry delivers, once, and empties the spool
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        queue::retry(&mut svc.site().store, &id, T0 + 10_000).unwrap(),
+        Q::Delivering
+    );
+    let rep = svc.tick().unwrap();
+    assert_eq!(
+        (rep.delivered_instances, rep.delivered_studies),
+        (1, 1),
+        "{rep:?}"
+    );
+    assert_eq!(dicom_files(&f.dest("acme")).len(), 1);
+    assert!(svc.spool().files().is_empty());
+    assert!(
+        queue::retry(&mut svc.site().store, &id, T0 + 10_001).is_err(),
+        "only a dead-letter study"
+    );
+
+    // a second study parked, then dropped: deleted from the spool, never
+    // delivered; its decision stays in the ledger
+    down.store(true, Ordering::SeqCst);
+    let r2 = svc
+        .receive("acme", &f.instance(1, "GW18-EVE", &study(6), 1))
+        .unwrap();
+    for t in [10_020, 10_030, 10_050] {
+        f.at(t);
+        svc.tick().unwrap();
+    }
+    let s2 = svc.site().store.queue_study(&r2.study_id).unwrap().unwrap();
+    assert_eq!(s2.state, Q::DeadLetter);
+    let spool = svc.spool().clone();
+    let n = queue::drop_study(&mut svc.site().store, &spool, &r2.study_id, T0 + 10_060).unwrap();
+    assert_eq!(n, 1);
+    assert!(svc.spool().files().is_empty());
+    down.store(false, Ordering::SeqCst);
+    svc.tick().unwrap();
+    assert_eq!(
+        dicom_files(&f.dest("acme")).len(),
+        1,
+        "a dropped study is not delivered"
+    );
+    assert_eq!(
+        decisions(&f.home).len(),
+        2,
+        "both decisions were logged, once each"
+    );
+}
+
+/// A file:// destination that counts deliveries per name.
+struct Counting {
+    inner: FileDestination,
+    calls: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+impl Destination for Counting {
+    fn deliver(&mut self, name: &str, file: &Path) -> Result<(), DeliveryError> {
+        self.inner.deliver(name, file)?;
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default() += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn issue_18_crash_at_every_step_delivers_exactly_once() {
+    let Some(probe) = fixture("gw18-crash-probe") else {
+        return;
+    };
+    drop(probe);
+    // stop after 1, 2, ... durable steps, as a kill -9 would; reopen from
+    // the store and spool; finish; until a run needs no restart
+    let mut k = 1;
+    loop {
+        let f = fixture(&format!("gw18-crash-{k}")).unwrap();
+        let calls: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let c2 = calls.clone();
+        let connect = move |u: &DestinationUrl| -> Option<Box<dyn Destination>> {
+            match u {
+                DestinationUrl::File { dir } => Some(Box::new(Counting {
+                    inner: FileDestination::new(dir),
+                    calls: c2.clone(),
+                })),
+                _ => None,
+            }
+        };
+        let mut svc = f.service(&connect);
+        svc.receive("acme", &f.instance(0, "GW18-FAY", &study(7), 1))
+            .unwrap();
+        svc.receive("acme", &f.instance(1, "GW18-FAY", &study(7), 2))
+            .unwrap();
+        svc.receive("acme", &f.instance(0, DENIED, &study(8), 1))
+            .unwrap();
+        // an instance written to the spool but never recorded (killed
+        // before its row committed, so never acknowledged)
+        svc.spool().put(b"orphan").unwrap();
+        svc.crash_after(Some(k));
+        f.at(10);
+        let crashed = match svc.tick() {
+            Err(Error::Stopped) => true,
+            Ok(_) => false,
+            Err(e) => panic!("step {k}: {e}"),
+        };
+        drop(svc);
+        let mut svc = f.service(&connect);
+        for _ in 0..3 {
+            svc.tick().unwrap();
+        }
+        // exactly once at the recipient, exactly one decision per study,
+        // an empty spool
+        let got = delivered_ids(&f.dest("acme"));
+        assert_eq!(got.len(), 2, "step {k}: {got:?}");
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2, "step {k}: {calls:?}");
+        let repeats: usize = calls.values().map(|n| n - 1).sum();
+        assert!(
+            repeats <= 1,
+            "step {k}: only an instance confirmed but not yet recorded is sent again: {calls:?}"
+        );
+        let d = decisions(&f.home);
+        assert_eq!(d.len(), 2, "step {k}: {d:?}");
+        assert_eq!(svc.spool().files(), Vec::<PathBuf>::new(), "step {k}");
+        let st = queue::status(&mut svc.site().store).unwrap();
+        assert!(st.open.is_empty(), "step {k}: {st:?}");
+        std::fs::remove_dir_all(&f.home).unwrap();
+        if !crashed {
+            assert!(k > 8, "every durable step was a crash point ({k})");
+            break;
+        }
+        k += 1;
+    }
+}
+
+#[test]
+fn issue_18_config_errors_name_the_field() {
+    let base = r#"
+[dicom]
+port = 11112
+allowed_calling_aes = ["PACS"]
+
+[[route]]
+name = "acme"
+called_ae = "VEIL_ACME"
+recipient = "acme-ai"
+purpose = "ai-training"
+study_stable_seconds = 10
+destination = "dicom://RECIP@127.0.0.1:4243"
+source = "dicom://PACS@127.0.0.1:4242"
+"#;
+    let c = Config::parse(base).unwrap();
+    assert_eq!(
+        c.routes[0].destination,
+        DestinationUrl::Dicom {
+            ae: "RECIP".into(),
+            host: "127.0.0.1".into(),
+            port: 4243
+        }
+    );
+    assert!(c.dicom.allows("PACS") && !c.dicom.allows("OTHER"));
+    assert_eq!(c.route_for_called_ae("VEIL_ACME").unwrap().name, "acme");
+    let route2 = |extra: &str| {
+        format!("{base}\n[[route]]\nname = \"b\"\ncalled_ae = \"VEIL_B\"\nrecipient = \"r\"\npurpose = \"p\"\n{extra}\n")
+    };
+    let err = |text: &str| Config::parse(text).unwrap_err().to_string();
+    let cases: Vec<(String, &str)> = vec![
+        (route2("destination = \"ftp://x/y\""), "route[1].destination: unknown scheme 'ftp'"),
+        (route2("destination = \"file://relative\""), "route[1].destination: expected file:///absolute/dir"),
+        (route2("destination = \"dicom://X@h:port\""), "route[1].destination: port 'port' is not a number"),
+        (route2(""), "route[1].destination: missing"),
+        (route2("destination = \"file:///d\"\ndestinaton = 1"), "route[1].destinaton: unknown field"),
+        (route2("destination = \"file:///d\"\nstudy_stable_seconds = \"ten\""), "route[1].study_stable_seconds: invalid type"),
+        (route2("destination = \"file:///d\"\nsource = \"file:///x\""), "route[1].source: a source is a PACS"),
+        (base.replace("port = 11112", "port = 70000"), "dicom.port:"),
+        (base.replace("[\"PACS\"]", "[\"WAY_TOO_LONG_AE_TITLE\"]"), "dicom.allowed_calling_aes[0]: an AE title is 1 to 16 characters"),
+        (format!("{base}\n[queue]\nmax_attempts = 0\n"), "queue.max_attempts: must be at least 1"),
+        (format!("{base}\n[http]\nlisten = \"nowhere\"\n"), "http.listen:"),
+        (format!("{base}\n[spool]\ndir = \"rel\"\n"), "spool.dir: must be an absolute path"),
+        (format!("{base}\n[dicomm]\nport = 1\n"), "dicomm: unknown section"),
+        (base.replace("[[route]]\n", "").replace("name = \"acme\"\ncalled_ae = \"VEIL_ACME\"\nrecipient = \"acme-ai\"\npurpose = \"ai-training\"\nstudy_stable_seconds = 10\ndestination = \"dicom://RECIP@127.0.0.1:4243\"\nsource = \"dicom://PACS@127.0.0.1:4242\"\n", ""), "route: at least one"),
+    ];
+    for (text, want) in &cases {
+        let got = err(text);
+        assert!(got.starts_with(want), "want {want:?}, got {got:?}");
+    }
+    // duplicate route names and called AEs
+    let dup_name = format!("{base}\n[[route]]\nname = \"acme\"\ncalled_ae = \"OTHER\"\nrecipient = \"r\"\npurpose = \"p\"\ndestination = \"file:///d\"\n");
+    assert_eq!(
+        err(&dup_name),
+        "route[1].name: 'acme' is also route[0]'s name"
+    );
+    let dup_ae = format!("{base}\n[[route]]\nname = \"b\"\ncalled_ae = \"VEIL_ACME\"\nrecipient = \"r\"\npurpose = \"p\"\ndestination = \"file:///d\"\n");
+    assert_eq!(
+        err(&dup_ae),
+        "route[1].called_ae: 'VEIL_ACME' is also route[0]'s called AE"
+    );
+}
+
+#[test]
+fn issue_18_routes_are_checked_against_the_store_at_start() {
+    let Some(f) = fixture("gw18-start") else {
+        return;
+    };
+    let site = || Site::open(None, &f.home).unwrap();
+    let clock = || Box::new(TestClock(f.clock.clone()));
+    // an unregistered recipient; a purpose the recipient is not registered for
+    let cfg = Config::parse(
+        &f.config
+            .replace("recipient = \"beta\"", "recipient = \"gamma\""),
+    )
+    .unwrap();
+    let e = Service::open(cfg, site(), clock(), &no_connect)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with("route[1].recipient: no recipient named gamma"),
+        "{e}"
+    );
+    let cfg = Config::parse(
+        &f.config
+            .replace("purpose = \"research\"", "purpose = \"marketing\""),
+    )
+    .unwrap();
+    let e = Service::open(cfg, site(), clock(), &no_connect)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with("route[1].recipient: recipient beta is not registered for purpose marketing"),
+        "{e}"
+    );
+    // a scheme no linked layer delivers to
+    let cfg = Config::parse(&f.config.replace(
+        &format!("file://{}/dest-beta", f.home.display()),
+        "dicom://RECIP@127.0.0.1:4243",
+    ))
+    .unwrap();
+    let e = Service::open(cfg, site(), clock(), &no_connect)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with("route[1].destination: no delivery for this scheme"),
+        "{e}"
+    );
+}
