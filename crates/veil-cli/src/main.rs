@@ -17,6 +17,7 @@ mod ledger;
 mod logging;
 mod out;
 mod progress;
+mod queue;
 mod recipe;
 mod release;
 mod review;
@@ -191,6 +192,11 @@ enum Cmd {
     Retention {
         #[command(subcommand)]
         cmd: RetentionCmd,
+    },
+    /// The gateway's queue (`veil serve`): status, retry, drop.
+    Queue {
+        #[command(subcommand)]
+        cmd: queue::QueueCmd,
     },
 }
 
@@ -390,6 +396,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         Cmd::Review { cmd } => review::review(db, cmd),
         Cmd::Disclosures { patient_id, json } => release::disclosures(db, patient_id, json),
         Cmd::Ledger { cmd } => ledger::ledger(db, cmd),
+        Cmd::Queue { cmd } => queue::queue(db, cmd),
         Cmd::Retention {
             cmd: RetentionCmd::Run { now },
         } => release::retention(db, now),
