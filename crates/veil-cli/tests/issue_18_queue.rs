@@ -5,7 +5,7 @@
 #[path = "../../veil-release/tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -65,7 +65,7 @@ fn issue_18_queue_status_retry_drop() {
         "[queue]\nmax_attempts = 1\n\n[[route]]\nname = \"acme\"\ncalled_ae = \"VEIL_ACME\"\nrecipient = \"acme\"\npurpose = \"ai-training\"\nstudy_stable_seconds = 5\ndestination = \"file://{}\"\n",
         dest.display()
     );
-    std::fs::write(&cfg_path, &text).unwrap();
+    veil_io::atomic::write_all(&cfg_path, text.as_bytes()).unwrap();
     let cfg = cfg_path.to_str().unwrap();
     let out = veil_test::ok(veil(&home, &["queue", "status", "--config", cfg]));
     assert!(out.contains("the queue is empty"), "{out}");
@@ -149,7 +149,7 @@ fn issue_18_queue_status_retry_drop() {
 
     // a configuration error names the field
     let bad = home.join("bad.toml");
-    std::fs::write(&bad, text.replace("file://", "ftp://")).unwrap();
+    veil_io::atomic::write_all(&bad, text.replace("file://", "ftp://").as_bytes()).unwrap();
     let (code, out) = veil(
         &home,
         &["queue", "status", "--config", bad.to_str().unwrap()],
@@ -159,6 +159,5 @@ fn issue_18_queue_status_retry_drop() {
         out.contains("route[0].destination: unknown scheme 'ftp'"),
         "{out}"
     );
-    let _: PathBuf = dest;
     std::fs::remove_dir_all(&home).unwrap();
 }

@@ -65,13 +65,9 @@ impl Intake {
         }
         let d = veil_io::read_bytes(part10.to_vec())
             .map_err(|_| Error::Refused("not a readable DICOM instance"))?;
-        let uid = |t: Tag| {
-            d.dataset
-                .ascii(t)
-                .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-                .filter(|s| !s.is_empty())
-                .map(Phi::new)
-        };
+        // the same reading as `veil release` (padding trimmed), so the
+        // queue's study key is the ledger's study_ref
+        let uid = |t: Tag| d.dataset.ascii(t).filter(|s| !s.is_empty()).map(Phi::new);
         let study = uid(Tag(0x0020, 0x000D)).ok_or(Error::Refused("no StudyInstanceUID"))?;
         let sop = uid(Tag(0x0008, 0x0018)).ok_or(Error::Refused("no SOPInstanceUID"))?;
         let study_key = self.site.study_ref(study.expose());

@@ -173,8 +173,22 @@ impl Store {
                 "SELECT id FROM queue_studies WHERE route = ? AND study_key = ? AND state = 'receiving'",
                 &[Val::t(route), Val::t(study_key)],
             )?;
-            let id = match open.first().and_then(|r| r[0].text()) {
-                Some(id) => id.to_string(),
+            // joining is a guarded update, first: it holds the study's row
+            // until commit, so a concurrent "ready" mark either waits and
+            // then sees this arrival, or came first and this instance
+            // starts a new study; it never joins a study already decided
+            let joined = match open.first().and_then(|r| r[0].text()) {
+                Some(id) => {
+                    let n = s.exec(
+                        "UPDATE queue_studies SET last_received_at = ?, updated_at = ? WHERE id = ? AND state = 'receiving'",
+                        &[Val::i(now), Val::i(now), Val::t(id)],
+                    )?;
+                    (n == 1).then(|| id.to_string())
+                }
+                None => None,
+            };
+            let id = match joined {
+                Some(id) => id,
                 None => {
                     s.exec(
                         "INSERT INTO queue_studies (id, route, study_key, state, instances, first_received_at, last_received_at, attempts, updated_at) VALUES (?, ?, ?, 'receiving', 0, ?, ?, 0, ?)",
@@ -188,10 +202,6 @@ impl Store {
                 &[Val::t(&id), Val::t(instance_key)],
             )?;
             if let Some(name) = have.first().and_then(|r| r[0].text()) {
-                s.exec(
-                    "UPDATE queue_studies SET last_received_at = ?, updated_at = ? WHERE id = ?",
-                    &[Val::i(now), Val::i(now), Val::t(&id)],
-                )?;
                 return Ok(Received {
                     study_id: id,
                     already: Some(name.to_string()),
@@ -202,8 +212,8 @@ impl Store {
                 &[Val::t(&id), Val::t(instance_key), Val::t(spool_name), Val::i(now)],
             )?;
             s.exec(
-                "UPDATE queue_studies SET instances = instances + 1, last_received_at = ?, updated_at = ? WHERE id = ?",
-                &[Val::i(now), Val::i(now), Val::t(&id)],
+                "UPDATE queue_studies SET instances = instances + 1 WHERE id = ?",
+                &[Val::t(&id)],
             )?;
             Ok(Received {
                 study_id: id,
