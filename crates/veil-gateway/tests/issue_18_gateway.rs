@@ -39,13 +39,19 @@ struct Fixture {
     corpus: PathBuf,
     clock: Arc<AtomicI64>,
     config: String,
+    /// The store: `None` for the embedded SQLite, else a PostgreSQL URL.
+    db: Option<String>,
 }
 
 fn fixture(name: &str) -> Option<Fixture> {
+    fixture_on(name, None)
+}
+
+fn fixture_on(name: &str, db: Option<String>) -> Option<Fixture> {
     let corpus = veil_test::corpus()?;
     let home = veil_test::scratch(name);
-    Site::init(None, &home).unwrap();
-    let mut site = Site::open(None, &home).unwrap();
+    Site::init(db.as_deref(), &home).unwrap();
+    let mut site = Site::open(db.as_deref(), &home).unwrap();
     let recipe = home.join("r.toml");
     veil_io::atomic::write_all(&recipe, b"name = \"gw\"\nversion = \"1\"\n").unwrap();
     for (r, p) in [("acme", "ai-training"), ("beta", "research")] {
@@ -102,10 +108,15 @@ destination = "file://{home}/dest-beta"
         corpus,
         clock: Arc::new(AtomicI64::new(T0)),
         config,
+        db,
     })
 }
 
 impl Fixture {
+    fn site(&self) -> Site {
+        Site::open(self.db.as_deref(), &self.home).unwrap()
+    }
+
     fn config(&self) -> Config {
         Config::parse(&self.config).unwrap()
     }
@@ -114,7 +125,7 @@ impl Fixture {
         &self,
         connect: &dyn Fn(&DestinationUrl) -> Option<Box<dyn Destination>>,
     ) -> Service {
-        let site = Site::open(None, &self.home).unwrap();
+        let site = self.site();
         Service::open(
             self.config(),
             site,
@@ -175,8 +186,8 @@ fn delivered_ids(dir: &Path) -> Vec<(String, String)> {
 }
 
 /// The gateway's decisions in the ledger: (event, recipient, reason).
-fn decisions(home: &Path) -> Vec<(Event, String, String)> {
-    let mut site = Site::open(None, home).unwrap();
+fn decisions(f: &Fixture) -> Vec<(Event, String, String)> {
+    let mut site = f.site();
     site.entries()
         .unwrap()
         .into_iter()
@@ -187,9 +198,27 @@ fn decisions(home: &Path) -> Vec<(Event, String, String)> {
 
 #[test]
 fn issue_18_two_routes_consent_ledger_and_exact_delivery() {
-    let Some(f) = fixture("gw18-routes") else {
+    if let Some(f) = fixture("gw18-routes") {
+        two_routes(&f);
+    }
+}
+
+#[test]
+fn issue_18_two_routes_on_postgresql() {
+    let Some(base) = veil_test::pg_url() else {
         return;
     };
+    let url = veil_store::create_pg_database(&base, &format!("veil_gw18_{}", std::process::id()))
+        .unwrap();
+    if let Some(f) = fixture_on("gw18-routes-pg", Some(url)) {
+        assert_eq!(f.site().store.backend(), "postgresql");
+        two_routes(&f);
+    }
+}
+
+/// Two routes, a permitted and a denied study on one, a study on the
+/// other: exact deliveries, every decision logged once, an empty spool.
+fn two_routes(f: &Fixture) {
     let mut svc = f.service(&no_connect);
     // acme: a permitted study of two instances, and a denied patient's
     // study; beta: one study
@@ -266,7 +295,7 @@ fn issue_18_two_routes_consent_ledger_and_exact_delivery() {
     assert_ne!(acme[0].0, beta[0].0, "recipients get unlinkable pseudonyms");
 
     // every decision is in the ledger, once
-    let mut d = decisions(&f.home);
+    let mut d = decisions(f);
     d.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
     assert_eq!(d.len(), 3, "{d:?}");
     let refused: Vec<_> = d.iter().filter(|x| x.0 == Event::Refusal).collect();
@@ -274,7 +303,7 @@ fn issue_18_two_routes_consent_ledger_and_exact_delivery() {
     assert_eq!(refused[0].1, "acme");
     assert!(refused[0].2.starts_with("consent:"), "{:?}", refused[0]);
     assert_eq!(d.iter().filter(|x| x.0 == Event::Release).count(), 2);
-    let mut site = Site::open(None, &f.home).unwrap();
+    let mut site = f.site();
     assert!(site.verify_ledger().unwrap().ok);
     // verified before release (veil verify's check), never skipped
     for e in site.entries().unwrap() {
@@ -439,7 +468,7 @@ fn issue_18_dead_letter_after_max_attempts_then_retry_and_drop() {
         "a dropped study is not delivered"
     );
     assert_eq!(
-        decisions(&f.home).len(),
+        decisions(&f).len(),
         2,
         "both decisions were logged, once each"
     );
@@ -519,7 +548,7 @@ fn issue_18_crash_at_every_step_delivers_exactly_once() {
             repeats <= 1,
             "step {k}: only an instance confirmed but not yet recorded is sent again: {calls:?}"
         );
-        let d = decisions(&f.home);
+        let d = decisions(&f);
         assert_eq!(d.len(), 2, "step {k}: {d:?}");
         assert_eq!(svc.spool().files(), Vec::<PathBuf>::new(), "step {k}");
         let st = queue::status(&mut svc.site().store).unwrap();
