@@ -334,6 +334,18 @@ impl Config {
                 ));
             }
         }
+        // the nested table first, so its errors name `dicom.tls.KEY`
+        if let Some(t) = doc.get("dicom").and_then(|d| d.get("tls")) {
+            let _: TlsConfig = section(
+                "dicom.tls",
+                t,
+                &[
+                    ("cert", is::<PathBuf>),
+                    ("key", is::<PathBuf>),
+                    ("ca", is::<PathBuf>),
+                ],
+            )?;
+        }
         let dicom: DicomConfig = match doc.get("dicom") {
             Some(v) => section(
                 "dicom",
@@ -349,17 +361,6 @@ impl Config {
             )?,
             None => DicomConfig::default(),
         };
-        if let Some(t) = doc.get("dicom").and_then(|d| d.get("tls")) {
-            let _: TlsConfig = section(
-                "dicom.tls",
-                t,
-                &[
-                    ("cert", is::<PathBuf>),
-                    ("key", is::<PathBuf>),
-                    ("ca", is::<PathBuf>),
-                ],
-            )?;
-        }
         for (i, ae) in dicom.allowed_calling_aes.iter().enumerate() {
             if ae != "*" {
                 check_ae(ae).map_err(|m| field(format!("dicom.allowed_calling_aes[{i}]"), m))?;
@@ -375,11 +376,6 @@ impl Config {
             .get("http")
             .map(|v| section("http", v, &[("listen", is::<SocketAddr>)]))
             .transpose()?;
-        if let Some(v) = doc.get("http") {
-            if v.get("listen").is_none() {
-                return Err(field("http.listen", "missing"));
-            }
-        }
         let store: Option<RawStore> = doc
             .get("store")
             .map(|v| section("store", v, &[("url", is::<String>)]))
