@@ -679,3 +679,45 @@ fn issue_18_routes_are_checked_against_the_store_at_start() {
         "{e}"
     );
 }
+
+#[test]
+fn issue_18_a_failing_decision_is_retried_parked_and_retried_by_hand() {
+    let Some(f) = fixture("gw18-process-fail") else {
+        return;
+    };
+    let mut svc = f.service(&no_connect);
+    let id = svc
+        .receive("acme", &f.instance(0, "GW18-GUS", &study(9), 1))
+        .unwrap()
+        .study_id;
+    // the recipient's key file is gone: nothing can be de-identified, so
+    // nothing is decided or logged, and the attempt counts
+    let key = f.home.join("keys/acme.key");
+    let aside = f.home.join("acme.key.aside");
+    std::fs::rename(&key, &aside).unwrap();
+    let before = decisions(&f).len();
+    for (t, failures) in [(10, 1), (15, 0), (20, 1), (39, 0), (40, 1)] {
+        f.at(t);
+        assert_eq!(svc.tick().unwrap().failures, failures, "at {t}");
+    }
+    let s = svc.site().store.queue_study(&id).unwrap().unwrap();
+    assert_eq!((s.state, s.attempts), (Q::DeadLetter, 3));
+    let why = s.reason.unwrap();
+    assert!(why.starts_with("processing: recipient key"), "{why}");
+    assert!(
+        !why.contains(&f.home.display().to_string()),
+        "no path: {why}"
+    );
+    assert_eq!(decisions(&f).len(), before, "nothing logged");
+    assert_eq!(svc.spool().files().len(), 1, "the instance is kept");
+    // the key is back: a retry decides it again, from the decision on
+    std::fs::rename(&aside, &key).unwrap();
+    assert_eq!(
+        queue::retry(&mut svc.site().store, &id, T0 + 50).unwrap(),
+        Q::Ready
+    );
+    let rep = svc.tick().unwrap();
+    assert_eq!((rep.released, rep.delivered_studies), (1, 1), "{rep:?}");
+    assert_eq!(dicom_files(&f.dest("acme")).len(), 1);
+    assert!(svc.spool().files().is_empty());
+}
