@@ -101,6 +101,9 @@ pub enum Error {
     /// No queue study with that id.
     #[error("no queue study {0}")]
     UnknownStudy(String),
+    /// Another service holds the spool (`pid N on host H`).
+    #[error("another veil serve is running on this spool ({0})")]
+    Busy(String),
     /// [`Service::crash_after`] stopped the tick (crash tests only).
     #[error("stopped by fault injection")]
     Stopped,

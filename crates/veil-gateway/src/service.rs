@@ -128,6 +128,10 @@ pub struct Service {
     destinations: BTreeMap<String, Box<dyn Destination>>,
     jobs: usize,
     crash_after: Option<usize>,
+    /// One service per spool: two would deliver the same studies and
+    /// sweep each other's fresh files. Held until dropped (the kernel
+    /// drops it when the process dies, however it dies).
+    _lock: veil_io::lock::OutLock,
 }
 
 /// Counts one durable step of a tick (a commit, a confirmed delivery, a
@@ -181,11 +185,17 @@ impl Service {
             };
             destinations.insert(r.name.clone(), d);
         }
+        let intake = Intake::open(cfg, site, clock)?;
+        let lock = veil_io::lock::OutLock::acquire(intake.spool.root()).map_err(|e| match e {
+            veil_io::lock::LockError::Busy { holder } => Error::Busy(holder),
+            veil_io::lock::LockError::Io(e) => Error::io("locking the spool")(e),
+        })?;
         let mut s = Service {
-            intake: Intake::open(cfg, site, clock)?,
+            intake,
             destinations,
             jobs: 1,
             crash_after: None,
+            _lock: lock,
         };
         s.recover()?;
         Ok(s)

@@ -125,7 +125,7 @@ impl Spool {
         Ok(n)
     }
 
-    /// Every file below the spool (for tests and `veil queue status`).
+    /// Every file below the spool but the service's lock file.
     pub fn files(&self) -> Vec<PathBuf> {
         fn walk(d: &Path, out: &mut Vec<PathBuf>) {
             let Ok(rd) = std::fs::read_dir(d) else {
@@ -135,7 +135,7 @@ impl Spool {
                 let p = e.path();
                 if p.is_dir() {
                     walk(&p, out);
-                } else {
+                } else if e.file_name() != veil_io::lock::LOCK_NAME {
                     out.push(p);
                 }
             }

@@ -343,6 +343,17 @@ fn issue_18_spool_is_private_and_names_carry_no_phi() {
     for d in [spool.clone(), spool.join("in"), spool.join("work")] {
         assert_eq!(mode(&d), 0o700, "{}", d.display());
     }
+    // one service per spool
+    let second = Service::open(
+        f.config(),
+        f.site(),
+        Box::new(TestClock(f.clock.clone())),
+        &no_connect,
+    );
+    assert!(
+        matches!(second, Err(Error::Busy(_))),
+        "a second service is refused"
+    );
     let files = svc.spool().files();
     assert_eq!(files.len(), 1);
     assert_eq!(mode(&files[0]), 0o600);
