@@ -100,6 +100,37 @@ impl Intake {
     }
 }
 
+impl Intake {
+    /// Receives a data set as a C-STORE carries it (the DIMSE layer's
+    /// seam): the SOP Class and Instance UIDs of the command set, the
+    /// presentation context's transfer syntax, and the data set's bytes
+    /// in it. The Part 10 file is built here (preamble, File Meta by
+    /// `veil_io`), then [`Intake::receive`]d.
+    pub fn receive_dataset(
+        &mut self,
+        route: &str,
+        sop_class: &str,
+        sop_instance: &Phi<String>,
+        transfer_syntax: &str,
+        dataset: &[u8],
+    ) -> Result<Receipt, Error> {
+        let meta = veil_io::WriteMeta {
+            sop_class: sop_class.to_string(),
+            sop_instance: sop_instance.expose().clone(),
+        };
+        let ts = veil_io::TsInfo {
+            uid: transfer_syntax.to_string(),
+            big_endian: false,
+            deflated: false,
+            encapsulated: false,
+        };
+        let mut part10 = veil_io::file_header(&meta, &ts)
+            .map_err(|_| Error::Refused("no File Meta can be built for this instance"))?;
+        part10.extend_from_slice(dataset);
+        self.receive(route, &part10)
+    }
+}
+
 /// What one [`Service::tick`] did: counts only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TickReport {

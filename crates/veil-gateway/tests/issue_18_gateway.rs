@@ -732,3 +732,37 @@ fn issue_18_a_failing_decision_is_retried_parked_and_retried_by_hand() {
     assert_eq!(dicom_files(&f.dest("acme")).len(), 1);
     assert!(svc.spool().files().is_empty());
 }
+
+#[test]
+fn issue_18_a_data_set_as_c_store_carries_it_is_received_and_released() {
+    let Some(f) = fixture("gw18-dataset") else {
+        return;
+    };
+    let mut svc = f.service(&no_connect);
+    let part10 = f.instance(0, "GW18-HAL", &study(10), 1);
+    // the data set after the File Meta (its group length says where)
+    assert_eq!(&part10[128..132], b"DICM");
+    let meta_len = u32::from_le_bytes(part10[140..144].try_into().unwrap()) as usize;
+    let dataset = &part10[144 + meta_len..];
+    let file = veil_io::read_bytes(part10.clone()).unwrap();
+    let class = file.dataset.ascii(Tag(0x0008, 0x0016)).unwrap();
+    let sop = Phi::new(file.dataset.ascii(Tag(0x0008, 0x0018)).unwrap());
+    let r = svc
+        .intake()
+        .receive_dataset("acme", &class, &sop, &file.ts.uid, dataset)
+        .unwrap();
+    // the same instance as a Part 10 file is the same instance
+    assert!(svc.receive("acme", &part10).unwrap().duplicate);
+    f.at(10);
+    let rep = svc.tick().unwrap();
+    assert_eq!((rep.released, rep.delivered_instances), (1, 1), "{rep:?}");
+    assert_eq!(delivered_ids(&f.dest("acme")).len(), 1);
+    let st = svc.site().store.queue_study(&r.study_id).unwrap().unwrap();
+    assert_eq!(st.state, Q::Delivered);
+    // a data set that is not DICOM is refused, nothing kept
+    let e = svc
+        .intake()
+        .receive_dataset("acme", &class, &sop, &file.ts.uid, b"\x01\x02garbage");
+    assert!(matches!(e, Err(Error::Refused(_))), "{e:?}");
+    assert!(svc.spool().files().is_empty());
+}
