@@ -82,16 +82,14 @@ fn finished(q: Q) -> bool {
 /// The queue, by route and state.
 pub fn status(store: &mut Store) -> Result<Status, Error> {
     let mut st = Status::default();
-    for s in store.queue_studies(&[])? {
-        *st.counts
-            .entry(s.route.clone())
+    for (route, state, n) in store.queue_counts()? {
+        st.counts
+            .entry(route)
             .or_default()
-            .entry(s.state.as_str().to_string())
-            .or_default() += 1;
-        if !finished(s.state) {
-            st.open.push(line(&s));
-        }
+            .insert(state.as_str().to_string(), usize::try_from(n).unwrap_or(0));
     }
+    let open: Vec<Q> = Q::ALL.into_iter().filter(|q| !finished(*q)).collect();
+    st.open = store.queue_studies(&open)?.iter().map(line).collect();
     Ok(st)
 }
 

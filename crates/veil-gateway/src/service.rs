@@ -325,10 +325,8 @@ impl Service {
             }
         }
         // finished before a crash cut their cleanup short
-        for s in self.studies(&[Q::Delivered, Q::Refused, Q::Dropped])? {
-            if s.cleared_at.is_none() {
-                self.clear(&s, now, &mut rep)?;
-            }
+        for s in self.intake.site.store.queue_uncleared()? {
+            self.clear(&s, now, &mut rep)?;
         }
         Ok(rep)
     }

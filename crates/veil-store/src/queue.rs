@@ -236,14 +236,65 @@ impl Store {
         )
     }
 
-    /// Studies in any of `states` (all when empty), oldest first.
+    /// Studies in any of `states` (all when empty), oldest first. The
+    /// filter is in SQL: the table keeps finished studies (for `veil
+    /// queue status` and audit), and a tick must not read them all.
     pub fn queue_studies(&mut self, states: &[QueueState]) -> Result<Vec<QueueStudy>, StoreError> {
-        let rows = self.query(&format!("{STUDY_COLS} ORDER BY first_received_at, id"), &[])?;
-        rows.iter()
+        self.queue_select(states, false)
+    }
+
+    /// Finished studies (delivered, refused, dropped) whose spool files
+    /// are not yet recorded deleted: a crash cut their cleanup short.
+    pub fn queue_uncleared(&mut self) -> Result<Vec<QueueStudy>, StoreError> {
+        self.queue_select(
+            &[
+                QueueState::Delivered,
+                QueueState::Refused,
+                QueueState::Dropped,
+            ],
+            true,
+        )
+    }
+
+    fn queue_select(
+        &mut self,
+        states: &[QueueState],
+        uncleared: bool,
+    ) -> Result<Vec<QueueStudy>, StoreError> {
+        let mut sql = format!("{STUDY_COLS} WHERE 1 = 1");
+        if !states.is_empty() {
+            sql.push_str(" AND state IN (");
+            sql.push_str(&vec!["?"; states.len()].join(", "));
+            sql.push(')');
+        }
+        if uncleared {
+            sql.push_str(" AND cleared_at IS NULL");
+        }
+        sql.push_str(" ORDER BY first_received_at, id");
+        let params: Vec<Val> = states.iter().map(|q| Val::t(q.as_str())).collect();
+        self.query(&sql, &params)?
+            .iter()
             .map(|r| study_row(r))
-            .filter(|s| match s {
-                Ok(s) => states.is_empty() || states.contains(&s.state),
-                Err(_) => true,
+            .collect()
+    }
+
+    /// How many studies each route has in each state.
+    pub fn queue_counts(&mut self) -> Result<Vec<(String, QueueState, i64)>, StoreError> {
+        let rows = self.query(
+            "SELECT route, state, COUNT(*) FROM queue_studies GROUP BY route, state ORDER BY route, state",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let state = r[1]
+                    .text()
+                    .and_then(QueueState::parse)
+                    .ok_or_else(|| StoreError::Corrupt("queue_studies.state".into()))?;
+                Ok((
+                    r[0].text().unwrap_or_default().to_string(),
+                    state,
+                    r[2].int().unwrap_or(0),
+                ))
             })
             .collect()
     }

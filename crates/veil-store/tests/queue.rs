@@ -118,6 +118,15 @@ fn lifecycle(s: &mut Store) {
         .collect();
     assert_eq!(states, [Q::Delivered, Q::Receiving, Q::Receiving]);
     assert_eq!(s.queue_studies(&[Q::Delivered]).unwrap().len(), 1);
+    assert!(s.queue_uncleared().unwrap().is_empty(), "cleared");
+    assert_eq!(
+        s.queue_counts().unwrap(),
+        [
+            ("acme".to_string(), Q::Delivered, 1),
+            ("acme".to_string(), Q::Receiving, 1),
+            ("beta".to_string(), Q::Receiving, 1)
+        ]
+    );
 }
 
 #[test]
