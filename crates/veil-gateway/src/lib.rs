@@ -35,6 +35,14 @@
 //! (idempotent by name, i.e. by de-identified SOP Instance UID) makes the
 //! recipient hold one copy. Outputs already marked are never sent again.
 //!
+//! A sender that retries because an acknowledgement was lost (the crash
+//! came after the commit, before the network sent the status) is absorbed
+//! too: while the study is `receiving`, the instance is recognised by its
+//! keyed reference and kept once. If the study was already decided, the
+//! retry becomes a study of its own; its outputs have the same pseudonymous
+//! names, so the recipient still holds one copy, and the ledger records the
+//! second decision, because it was made.
+//!
 //! The spool ends empty: a finished study (delivered, refused, dropped) has
 //! its state committed first, then its files deleted, then `cleared_at`
 //! recorded; a crash in between deletes again on the next tick.
