@@ -824,3 +824,30 @@ fn issue_18_logs_carry_no_phi_and_no_path() {
         assert!(!text.contains(phi), "{phi} in the logs:\n{text}");
     }
 }
+
+#[test]
+fn issue_18_an_instance_sent_again_after_delivery_leaves_one_copy() {
+    let Some(f) = fixture("gw18-resend") else {
+        return;
+    };
+    let mut svc = f.service(&no_connect);
+    let bytes = f.instance(0, "GW18-JO", &study(13), 1);
+    let first = svc.receive("acme", &bytes).unwrap();
+    f.at(10);
+    assert_eq!(svc.tick().unwrap().delivered_instances, 1);
+    let before = veil_test::tree(&f.dest("acme"));
+    // the sender never saw the acknowledgement and sends it again
+    let again = svc.receive("acme", &bytes).unwrap();
+    assert_ne!(again.study_id, first.study_id, "a new queue study");
+    assert!(!again.duplicate);
+    f.at(20);
+    let rep = svc.tick().unwrap();
+    assert_eq!((rep.released, rep.delivered_instances), (1, 1), "{rep:?}");
+    assert_eq!(
+        veil_test::tree(&f.dest("acme")),
+        before,
+        "the same name, the same bytes: one copy"
+    );
+    assert_eq!(decisions(&f).len(), 2, "each decision made is logged");
+    assert!(svc.spool().files().is_empty());
+}
