@@ -60,6 +60,14 @@ pub use config::{
 pub use destination::{DeliveryError, Destination, FileDestination};
 pub use service::{Intake, Receipt, Service, TickReport};
 
+// The network layers move an intake to each connection's thread and the
+// service to its own: both must stay `Send` (checked when compiling).
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Intake>();
+    send::<Service>();
+};
+
 /// Seconds since the Unix epoch, from a clock the tests can set.
 pub trait Clock: Send {
     /// Now.
