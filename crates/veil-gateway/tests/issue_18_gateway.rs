@@ -2,199 +2,24 @@
 //! on real corpus files, a real site (keys, recipients, consent, ledger),
 //! real de-identification and verification, and file:// destinations.
 
-#[path = "../../veil-release/tests/common/mod.rs"]
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use veil_consent::{Decision, Provision, SiteDefault};
+use support::{
+    decisions, delivered_ids, dicom_files, fixture, fixture_on, no_connect, study, Fixture,
+    TestClock, DENIED, T0,
+};
 use veil_core::{Phi, Tag};
 use veil_gateway::{
-    queue, Clock, Config, DeliveryError, Destination, DestinationUrl, Error, FileDestination,
-    Service,
+    queue, Config, DeliveryError, Destination, DestinationUrl, Error, FileDestination, Service,
 };
 use veil_ledger::Event;
 use veil_release::Site;
 use veil_store::queue::QueueState as Q;
-
-struct TestClock(Arc<AtomicI64>);
-
-impl Clock for TestClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-const T0: i64 = 1_800_000_000;
-const DENIED: &str = "GW18-DENIED";
-
-/// A site with recipients `acme` (ai-training) and `beta` (research),
-/// both site defaults opt-out (permit unless denied), and patient
-/// [`DENIED`] denying everything.
-struct Fixture {
-    home: PathBuf,
-    corpus: PathBuf,
-    clock: Arc<AtomicI64>,
-    config: String,
-    /// The store: `None` for the embedded SQLite, else a PostgreSQL URL.
-    db: Option<String>,
-}
-
-fn fixture(name: &str) -> Option<Fixture> {
-    fixture_on(name, None)
-}
-
-fn fixture_on(name: &str, db: Option<String>) -> Option<Fixture> {
-    let corpus = veil_test::corpus()?;
-    let home = veil_test::scratch(name);
-    Site::init(db.as_deref(), &home).unwrap();
-    let mut site = Site::open(db.as_deref(), &home).unwrap();
-    let recipe = home.join("r.toml");
-    veil_io::atomic::write_all(&recipe, b"name = \"gw\"\nversion = \"1\"\n").unwrap();
-    for (r, p) in [("acme", "ai-training"), ("beta", "research")] {
-        site.add_recipient(r, None, None, None, vec![p.into()], &recipe, 30)
-            .unwrap();
-        site.set_default(p, SiteDefault::OptOut).unwrap();
-    }
-    site.set_consent(
-        &Phi::new(DENIED.to_string()),
-        Provision {
-            decision: Decision::Deny,
-            actor: None,
-            purpose: None,
-            start: None,
-            end: None,
-            study_uid: None,
-        },
-    )
-    .unwrap();
-    let config = format!(
-        r#"
-[dicom]
-port = 11112
-allowed_calling_aes = ["PACS"]
-
-[spool]
-dir = "{spool}"
-
-[queue]
-max_attempts = 3
-backoff_seconds = 10
-
-[[route]]
-name = "acme"
-called_ae = "VEIL_ACME"
-recipient = "acme"
-purpose = "ai-training"
-study_stable_seconds = 10
-destination = "file://{home}/dest-acme"
-
-[[route]]
-name = "beta"
-called_ae = "VEIL_BETA"
-recipient = "beta"
-purpose = "research"
-study_stable_seconds = 30
-destination = "file://{home}/dest-beta"
-"#,
-        spool = home.join("spool").display(),
-        home = home.display()
-    );
-    Some(Fixture {
-        home,
-        corpus,
-        clock: Arc::new(AtomicI64::new(T0)),
-        config,
-        db,
-    })
-}
-
-impl Fixture {
-    fn site(&self) -> Site {
-        Site::open(self.db.as_deref(), &self.home).unwrap()
-    }
-
-    fn config(&self) -> Config {
-        Config::parse(&self.config).unwrap()
-    }
-
-    fn service(
-        &self,
-        connect: &dyn Fn(&DestinationUrl) -> Option<Box<dyn Destination>>,
-    ) -> Service {
-        let site = self.site();
-        Service::open(
-            self.config(),
-            site,
-            Box::new(TestClock(self.clock.clone())),
-            connect,
-        )
-        .unwrap()
-    }
-
-    fn at(&self, t: i64) {
-        self.clock.store(T0 + t, Ordering::SeqCst);
-    }
-
-    /// The bytes of a corpus file (0: CT, 1: MR) as instance `n` of
-    /// `study` of `patient`.
-    fn instance(&self, src: usize, patient: &str, study: &str, n: usize) -> Vec<u8> {
-        let srcs = common::sources(&self.corpus);
-        let p = self
-            .home
-            .join("src")
-            .join(format!("{patient}-{n}-{src}.dcm"));
-        common::plant(&srcs[src], &p, patient, study, n);
-        std::fs::read(&p).unwrap()
-    }
-
-    fn dest(&self, route: &str) -> PathBuf {
-        self.home.join(format!("dest-{route}"))
-    }
-}
-
-fn no_connect(_: &DestinationUrl) -> Option<Box<dyn Destination>> {
-    None
-}
-
-fn study(n: u32) -> String {
-    format!("1.2.826.0.1.3680043.9.7718.{n}")
-}
-
-fn dicom_files(dir: &Path) -> Vec<PathBuf> {
-    veil_test::files(dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect()
-}
-
-/// (PatientID, StudyInstanceUID) of every delivered file.
-fn delivered_ids(dir: &Path) -> Vec<(String, String)> {
-    dicom_files(dir)
-        .iter()
-        .map(|p| {
-            let d = veil_io::read(p).unwrap();
-            (
-                d.dataset.ascii(Tag(0x0010, 0x0020)).unwrap_or_default(),
-                d.dataset.ascii(Tag(0x0020, 0x000D)).unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
-/// The gateway's decisions in the ledger: (event, recipient, reason).
-fn decisions(f: &Fixture) -> Vec<(Event, String, String)> {
-    let mut site = f.site();
-    site.entries()
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.operator == "veil-serve")
-        .map(|e| (e.event, e.recipient, e.reason))
-        .collect()
-}
 
 #[test]
 fn issue_18_two_routes_consent_ledger_and_exact_delivery() {
@@ -765,64 +590,6 @@ fn issue_18_a_data_set_as_c_store_carries_it_is_received_and_released() {
         .receive_dataset("acme", &class, &sop, &file.ts.uid, b"\x01\x02garbage");
     assert!(matches!(e, Err(Error::Refused(_))), "{e:?}");
     assert!(svc.spool().files().is_empty());
-}
-
-/// Collects what the service logs, at every level.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn issue_18_logs_carry_no_phi_and_no_path() {
-    let Some(f) = fixture("gw18-logs") else {
-        return;
-    };
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let mut svc = f.service(&no_connect);
-        svc.receive("acme", &f.instance(0, "GW18-IDA", &study(11), 1))
-            .unwrap();
-        svc.receive("acme", &f.instance(1, DENIED, &study(12), 1))
-            .unwrap();
-        // never recorded: swept at the next start, and that is logged
-        svc.spool().put(b"orphan").unwrap();
-        drop(svc);
-        let mut svc = f.service(&no_connect);
-        f.at(10);
-        let rep = svc.tick().unwrap();
-        assert_eq!((rep.released, rep.refused), (1, 1), "{rep:?}");
-    });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    for said in [
-        "received an instance",
-        "spool: deleted what no recorded study accounts for",
-        "queue: study decided and logged",
-        "queue: study delivered",
-        "spool: deleted a finished study's instances",
-    ] {
-        assert!(text.contains(said), "{said:?} not logged:\n{text}");
-    }
-    for phi in [
-        "GW18-",
-        "1.2.826.0.1.3680043.9.7718.",
-        &f.home.display().to_string(),
-    ] {
-        assert!(!text.contains(phi), "{phi} in the logs:\n{text}");
-    }
 }
 
 #[test]
