@@ -410,12 +410,25 @@ impl Service {
         };
         let outputs: Vec<String> = ds.iter().flat_map(|d| d.outputs.clone()).collect();
         let released = !outputs.is_empty();
-        let reason = (!released).then(|| {
-            ds.iter()
-                .map(|d| d.entry.reason.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
+        let held: usize = ds.iter().map(|d| d.held_for_review).sum();
+        let reason = if released {
+            // the gateway has no review queue yet: what the pipeline held
+            // is not delivered, and is deleted with the study; say so
+            (held > 0).then(|| {
+                tracing::warn!(route = %s.route, study = %s.id, held, "queue: instances held for review are not delivered");
+                format!(
+                    "{} held for review, not delivered",
+                    veil_core::count(held, "instance", "instances")
+                )
+            })
+        } else {
+            Some(
+                ds.iter()
+                    .map(|d| d.entry.reason.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        };
         let entries = ds.into_iter().map(|d| d.entry).collect();
         let id = s.id.clone();
         self.intake.site.log_decisions(entries, |st, pos| {

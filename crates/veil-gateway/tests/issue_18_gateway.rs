@@ -618,3 +618,38 @@ fn issue_18_an_instance_sent_again_after_delivery_leaves_one_copy() {
     assert_eq!(decisions(&f).len(), 2, "each decision made is logged");
     assert!(svc.spool().files().is_empty());
 }
+
+#[test]
+fn issue_18_instances_held_for_review_are_counted_and_not_delivered() {
+    let Some(f) = fixture("gw18-review") else {
+        return;
+    };
+    let mut svc = f.service(&no_connect);
+    // an ultrasound the pipeline holds for review (burned-in text it
+    // cannot clear without pixel cleaning), beside a CT it releases
+    let id = svc
+        .receive("acme", &f.instance(0, "GW18-KIM", &study(14), 1))
+        .unwrap()
+        .study_id;
+    svc.receive(
+        "acme",
+        &f.instance_of(
+            "pydicom-data-1.0.0/data_store__data__US1_UNCR.dcm",
+            "GW18-KIM",
+            &study(14),
+            2,
+        ),
+    )
+    .unwrap();
+    f.at(10);
+    let rep = svc.tick().unwrap();
+    assert_eq!((rep.released, rep.delivered_instances), (1, 1), "{rep:?}");
+    let s = svc.site().store.queue_study(&id).unwrap().unwrap();
+    assert_eq!(s.state, Q::Delivered);
+    assert_eq!(
+        s.reason.as_deref(),
+        Some("1 instance held for review, not delivered")
+    );
+    assert_eq!(dicom_files(&f.dest("acme")).len(), 1);
+    assert!(svc.spool().files().is_empty());
+}

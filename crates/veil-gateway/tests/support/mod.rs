@@ -146,6 +146,17 @@ impl Fixture {
         std::fs::read(&p).unwrap()
     }
 
+    /// The bytes of the corpus file `rel` as instance `n` of `study` of
+    /// `patient`.
+    pub fn instance_of(&self, rel: &str, patient: &str, study: &str, n: usize) -> Vec<u8> {
+        let p = self
+            .home
+            .join("src")
+            .join(format!("{patient}-{n}-other.dcm"));
+        common::plant(&self.corpus.join(rel), &p, patient, study, n);
+        std::fs::read(&p).unwrap()
+    }
+
     pub fn dest(&self, route: &str) -> PathBuf {
         self.home.join(format!("dest-{route}"))
     }
