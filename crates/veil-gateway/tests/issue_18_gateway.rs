@@ -331,15 +331,31 @@ impl Destination for Counting {
 
 #[test]
 fn issue_18_crash_at_every_step_delivers_exactly_once() {
-    let Some(probe) = fixture("gw18-crash-probe") else {
+    if veil_test::corpus().is_some() {
+        crash_at_every_step("gw18-crash", &|_| None);
+    }
+}
+
+#[test]
+fn issue_18_crash_at_every_step_on_postgresql() {
+    let Some(base) = veil_test::pg_url() else {
         return;
     };
-    drop(probe);
-    // stop after 1, 2, ... durable steps, as a kill -9 would; reopen from
-    // the store and spool; finish; until a run needs no restart
+    if veil_test::corpus().is_some() {
+        crash_at_every_step("gw18-crash-pg", &|k| {
+            let name = format!("veil_gw18_crash_{}_{k}", std::process::id());
+            Some(veil_store::create_pg_database(&base, &name).unwrap())
+        });
+    }
+}
+
+/// Stops after 1, 2, ... durable steps, as a kill -9 would; reopens from
+/// the store and spool; finishes; until a run needs no restart. `db(k)`
+/// is the store of run k.
+fn crash_at_every_step(tag: &str, db: &dyn Fn(usize) -> Option<String>) {
     let mut k = 1;
     loop {
-        let f = fixture(&format!("gw18-crash-{k}")).unwrap();
+        let f = fixture_on(&format!("{tag}-{k}"), db(k)).unwrap();
         let calls: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
         let c2 = calls.clone();
         let connect = move |u: &DestinationUrl| -> Option<Box<dyn Destination>> {
