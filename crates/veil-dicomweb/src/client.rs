@@ -140,8 +140,12 @@ impl StowClient {
     pub fn store(&self, instances: &[&[u8]]) -> Result<usize, ClientError> {
         let mut metas = Vec::with_capacity(instances.len());
         for (index, bytes) in instances.iter().enumerate() {
-            metas
-                .push(meta::read(bytes).map_err(|source| ClientError::NotDicom { index, source })?);
+            let m = meta::read(bytes).map_err(|source| ClientError::NotDicom { index, source })?;
+            // A peer names an instance by its data set's SOP Instance UID,
+            // which may differ from the File Meta's: either counts.
+            let mut uids = vec![m.sop_instance_uid];
+            uids.extend(meta::dataset_uids(bytes).map(|(_, i)| i));
+            metas.push(uids);
         }
         let boundary = boundary()?;
         let mut body = Vec::with_capacity(instances.iter().map(|i| i.len() + 128).sum());
@@ -189,16 +193,10 @@ impl StowClient {
         };
         let mut failed = Vec::new();
         let mut missing = Vec::new();
-        for (index, m) in metas.iter().enumerate() {
-            let referenced = parsed
-                .referenced
-                .iter()
-                .any(|r| r.instance_uid == m.sop_instance_uid);
-            if let Some((_, why)) = parsed
-                .failed
-                .iter()
-                .find(|(r, _)| r.instance_uid == m.sop_instance_uid)
-            {
+        for (index, uids) in metas.iter().enumerate() {
+            let ours = |uid: &str| uids.iter().any(|u| u == uid);
+            let referenced = parsed.referenced.iter().any(|r| ours(&r.instance_uid));
+            if let Some((_, why)) = parsed.failed.iter().find(|(r, _)| ours(&r.instance_uid)) {
                 failed.push((index, *why));
             } else if !referenced {
                 missing.push(index);

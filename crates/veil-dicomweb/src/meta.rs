@@ -107,6 +107,26 @@ pub fn read(bytes: &[u8]) -> Result<FileMeta, MetaError> {
     })
 }
 
+/// The SOP Class and Instance UIDs of the data set itself, (0008,0016)
+/// and (0008,0018): what a STOW-RS peer reports back, and they may differ
+/// from the File Meta's (the corpus has such files; Orthanc answers with
+/// the data set's). Reads the header only, up to Pixel Data. `None` when
+/// this build cannot read the data set (e.g. deflated) or either is absent.
+pub fn dataset_uids(bytes: &[u8]) -> Option<(String, String)> {
+    use dicom_dictionary_std::tags;
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(bytes)
+        .ok()?;
+    let text = |tag| {
+        let v = obj.element(tag).ok()?.to_str().ok()?;
+        let v = v.trim_end_matches(['\0', ' ']).to_string();
+        (!v.is_empty()).then_some(v)
+    };
+    Some((text(tags::SOP_CLASS_UID)?, text(tags::SOP_INSTANCE_UID)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

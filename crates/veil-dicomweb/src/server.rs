@@ -41,6 +41,11 @@ pub struct ReceivedInstance {
     pub bytes: Vec<u8>,
     /// What its File Meta says (already checked present).
     pub meta: meta::FileMeta,
+    /// SOP Class UID of the data set (the File Meta's if the data set
+    /// could not be read here): what the response references.
+    pub sop_class_uid: String,
+    /// SOP Instance UID of the data set, likewise.
+    pub sop_instance_uid: String,
 }
 
 impl std::fmt::Debug for ReceivedInstance {
@@ -445,16 +450,34 @@ async fn stow(s: Arc<Shared>, route: Option<String>, headers: HeaderMap, body: B
                 continue;
             }
         };
-        let sop = SopRef {
-            class_uid: meta.sop_class_uid.clone(),
-            instance_uid: meta.sop_instance_uid.clone(),
-        };
         let sink = s.sink.clone();
         let r = route.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || sink.store(&r, ReceivedInstance { bytes, meta }))
-                .await
-                .unwrap_or(Err(FailureReason::ProcessingFailure));
+        let (sop, stored) = tokio::task::spawn_blocking(move || {
+            let (class_uid, instance_uid) = meta::dataset_uids(&bytes)
+                .unwrap_or_else(|| (meta.sop_class_uid.clone(), meta.sop_instance_uid.clone()));
+            let sop = SopRef {
+                class_uid: class_uid.clone(),
+                instance_uid: instance_uid.clone(),
+            };
+            let stored = sink.store(
+                &r,
+                ReceivedInstance {
+                    bytes,
+                    meta,
+                    sop_class_uid: class_uid,
+                    sop_instance_uid: instance_uid,
+                },
+            );
+            (sop, stored)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            let unnamed = SopRef {
+                class_uid: String::new(),
+                instance_uid: String::new(),
+            };
+            (unnamed, Err(FailureReason::ProcessingFailure))
+        });
         match stored {
             Ok(()) => {
                 s.metrics.instance_received(&route);

@@ -56,6 +56,19 @@ impl Orthanc {
     /// `modalities`, with the DICOMweb plugin enabled at `/dicom-web/`.
     /// Panics, with Orthanc's log, if it is not answering within 20 s.
     pub fn start(dir: &Path, aet: &str, modalities: &[Modality]) -> Orthanc {
+        Orthanc::start_with(dir, aet, modalities, "")
+    }
+
+    /// As [`Orthanc::start`], with `dicomweb_extra` (JSON members, e.g.
+    /// `"Servers": {...}`) added to the `DicomWeb` section: the DICOMweb
+    /// servers this Orthanc may send to with
+    /// `POST /dicom-web/servers/{name}/stow`.
+    pub fn start_with(
+        dir: &Path,
+        aet: &str,
+        modalities: &[Modality],
+        dicomweb_extra: &str,
+    ) -> Orthanc {
         std::fs::create_dir_all(dir).expect("orthanc folder");
         let http_port = free_port();
         let dicom_port = free_port();
@@ -81,8 +94,9 @@ impl Orthanc {
   "StorageCompression": false,
   "DicomModalities": {{ {mods} }},
   "Plugins": ["{plugin}"],
-  "DicomWeb": {{ "Enable": true, "Root": "/dicom-web/" }}
+  "DicomWeb": {{ "Enable": true, "Root": "/dicom-web/"{sep}{dicomweb_extra} }}
 }}"#,
+            sep = if dicomweb_extra.is_empty() { "" } else { ", " },
             store = store.display(),
             mods = mods.join(", "),
             plugin = DICOMWEB_PLUGIN,
@@ -140,6 +154,20 @@ impl Orthanc {
     /// POST `body` (a file's bytes or JSON) to `path`; panics on an HTTP
     /// error.
     pub fn post(&self, path: &str, body: &[u8]) -> Vec<u8> {
+        match self.try_post(path, body) {
+            Ok(out) => out,
+            Err(out) => panic!(
+                "POST {path} on Orthanc {} failed: {}",
+                self.aet,
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+
+    /// POST `body` to `path`: `Ok(response)`, or `Err(response)` on an
+    /// HTTP error (for tests where Orthanc is expected to fail, e.g. a
+    /// STOW-RS to a peer that refuses it).
+    pub fn try_post(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
         let mut curl = Command::new("curl")
             .args(["-sf", "--max-time", "600", "--data-binary", "@-"])
             .arg(format!("{}{path}", self.url()))
@@ -153,13 +181,11 @@ impl Orthanc {
             .write_all(body)
             .expect("request body to curl");
         let out = curl.wait_with_output().expect("curl");
-        assert!(
-            out.status.success(),
-            "POST {path} on Orthanc {} failed: {}",
-            self.aet,
-            String::from_utf8_lossy(&out.stdout)
-        );
-        out.stdout
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(out.stdout)
+        }
     }
 
     /// Stores a DICOM file through the REST API.
