@@ -90,6 +90,14 @@ pub struct ServerConfig {
     /// Largest single part (413 above it): one instance is held in memory
     /// while it is stored, so this bounds memory per request.
     pub max_instance_bytes: u64,
+    /// STOW-RS requests served at once; more are answered 503 with
+    /// `Retry-After`. Each holds up to one instance in memory, so this and
+    /// `max_instance_bytes` bound the server's memory.
+    pub max_concurrent_requests: usize,
+    /// Longest wait for the next bytes of a request body (408 after it):
+    /// a sender that stalls must not hold a connection, or a shutdown that
+    /// waits for in-flight requests, forever.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -101,6 +109,8 @@ impl ServerConfig {
             metrics_open: false,
             max_request_bytes: 4 << 30,
             max_instance_bytes: 1 << 30,
+            max_concurrent_requests: 16,
+            idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -126,6 +136,7 @@ pub enum ServerError {
 
 struct Shared {
     config: ServerConfig,
+    slots: Arc<tokio::sync::Semaphore>,
     sink: Arc<dyn InstanceSink>,
     metrics: Arc<Metrics>,
 }
@@ -156,6 +167,7 @@ impl Server {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests)),
             config,
             sink,
             metrics,
@@ -397,6 +409,17 @@ async fn stow(s: Arc<Shared>, route: Option<String>, headers: HeaderMap, body: B
         Ok(b) => b,
         Err((status, why)) => return plain(&s, status, why),
     };
+    // Held until the response is built: the slot is the memory budget.
+    let Ok(_slot) = s.slots.clone().try_acquire_owned() else {
+        s.metrics.http_request("stow", 503);
+        tracing::warn!(route = %route, "STOW-RS request refused: all slots busy");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "busy, retry later\n",
+        )
+            .into_response();
+    };
     let limits = multer::Constraints::new().size_limit(
         multer::SizeLimit::new()
             .whole_stream(s.config.max_request_bytes)
@@ -407,19 +430,22 @@ async fn stow(s: Arc<Shared>, route: Option<String>, headers: HeaderMap, body: B
     let mut response = StowResponse::default();
     let mut parts = 0usize;
     loop {
-        let mut field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return multipart_error(&s, &route, &response, e),
-        };
+        let mut field =
+            match tokio::time::timeout(s.config.idle_timeout, multipart.next_field()).await {
+                Ok(Ok(Some(f))) => f,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return multipart_error(&s, &route, &response, e),
+                Err(_) => return plain(&s, StatusCode::REQUEST_TIMEOUT, "request body stalled"),
+            };
         parts += 1;
         let dicom = part_is_dicom(field.headers());
         let mut bytes = Vec::new();
         loop {
-            match field.chunk().await {
-                Ok(Some(c)) => bytes.extend_from_slice(&c),
-                Ok(None) => break,
-                Err(e) => return multipart_error(&s, &route, &response, e),
+            match tokio::time::timeout(s.config.idle_timeout, field.chunk()).await {
+                Ok(Ok(Some(c))) => bytes.extend_from_slice(&c),
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return multipart_error(&s, &route, &response, e),
+                Err(_) => return plain(&s, StatusCode::REQUEST_TIMEOUT, "request body stalled"),
             }
         }
         let unnamed = SopRef {

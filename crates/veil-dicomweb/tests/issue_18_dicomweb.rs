@@ -636,3 +636,67 @@ fn issue_18_shutdown_finishes_in_flight_requests() {
     assert_eq!(received.lock().unwrap().len(), 1);
     assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err());
 }
+
+/// Senders that would exhaust the server: with one request slot, a second
+/// STOW-RS request while the first is being stored is 503 with
+/// `Retry-After` (the first still completes); a body that stalls past the
+/// idle timeout is 408. Neither hands anything to the sink.
+#[test]
+fn issue_18_busy_and_stalled_senders_are_refused() {
+    use std::io::Read;
+    let Some(files) = corpus_files() else {
+        return;
+    };
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let entered_tx = Mutex::new(entered_tx);
+    let g = gateway_with_sink(
+        |c| {
+            c.max_concurrent_requests = 1;
+            c.idle_timeout = Duration::from_millis(500);
+        },
+        move |_, _| {
+            let _ = entered_tx.lock().unwrap().send(());
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(())
+        },
+    );
+    let url = g.url("/routes/acme/dicom-web/studies");
+    let tok = g.token.token.clone();
+    let ct = std::fs::read(&files[0]).unwrap();
+    let (ctype, body) = multipart(&[("application/dicom", &ct)]);
+    let headers = vec![
+        format!("Content-Type: {ctype}"),
+        format!("Authorization: Bearer {tok}"),
+    ];
+    let first = {
+        let (url, headers, body) = (url.clone(), headers.clone(), body.clone());
+        std::thread::spawn(move || curl("POST", &url, &headers, Some(&body)))
+    };
+    entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(curl("POST", &url, &headers, Some(&body)).0, 503);
+    assert_eq!(first.join().unwrap().0, 200);
+
+    let mut stream = std::net::TcpStream::connect(g.server.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let head = format!(
+        "POST /routes/acme/dicom-web/studies HTTP/1.1\r\nHost: veil\r\n\
+         Authorization: Bearer {tok}\r\nContent-Type: {ctype}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(g.received.lock().unwrap().len(), 1);
+    let text = g.metrics.encode();
+    assert!(text.contains("veil_http_requests_total{endpoint=\"stow\",code=\"503\"} 1"));
+    assert!(text.contains("veil_http_requests_total{endpoint=\"stow\",code=\"408\"} 1"));
+}
