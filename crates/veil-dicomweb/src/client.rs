@@ -36,6 +36,14 @@ pub enum ClientError {
         /// What is wrong with it.
         source: meta::MetaError,
     },
+    /// An instance file to send cannot be read.
+    #[error("instance {index} of the batch cannot be read: {source}")]
+    Read {
+        /// Its position in the batch.
+        index: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// No response (connection refused, TLS, timeout).
     #[error("STOW-RS request failed: {0}")]
     Transport(String),
@@ -138,27 +146,71 @@ impl StowClient {
     /// the peer referenced every one; otherwise the error says which
     /// positions failed and why, so the caller can retry or park.
     pub fn store(&self, instances: &[&[u8]]) -> Result<usize, ClientError> {
-        let mut metas = Vec::with_capacity(instances.len());
+        let mut uids = Vec::with_capacity(instances.len());
         for (index, bytes) in instances.iter().enumerate() {
-            let m = meta::read(bytes).map_err(|source| ClientError::NotDicom { index, source })?;
-            // A peer names an instance by its data set's SOP Instance UID,
-            // which may differ from the File Meta's: either counts.
-            let mut uids = vec![m.sop_instance_uid];
-            uids.extend(meta::dataset_uids(bytes).map(|(_, i)| i));
-            metas.push(uids);
+            uids.push(instance_uids(bytes, index)?);
         }
         let boundary = boundary()?;
         let mut body = Vec::with_capacity(instances.iter().map(|i| i.len() + 128).sum());
         for bytes in instances {
-            body.extend_from_slice(b"--");
-            body.extend_from_slice(boundary.as_bytes());
-            body.extend_from_slice(b"\r\nContent-Type: application/dicom\r\n\r\n");
+            body.extend_from_slice(&part_head(&boundary));
             body.extend_from_slice(bytes);
             body.extend_from_slice(b"\r\n");
         }
-        body.extend_from_slice(b"--");
-        body.extend_from_slice(boundary.as_bytes());
-        body.extend_from_slice(b"--\r\n");
+        body.extend_from_slice(&closing(&boundary));
+        let len = body.len() as u64;
+        self.send(
+            ureq::SendBody::from_owned_reader(std::io::Cursor::new(body)),
+            len,
+            &boundary,
+            &uids,
+        )
+    }
+
+    /// As [`StowClient::store`], streaming the instances from files (the
+    /// spool) instead of memory: a study of any size is sent with a few
+    /// buffers. Only each file's first MiB is read ahead, for its UIDs.
+    pub fn store_files(&self, files: &[&Path]) -> Result<usize, ClientError> {
+        use std::io::Read;
+        let boundary = boundary()?;
+        let mut uids = Vec::with_capacity(files.len());
+        let mut len = closing(&boundary).len() as u64;
+        let mut body: Box<dyn Read + Send> = Box::new(std::io::empty());
+        for (index, path) in files.iter().enumerate() {
+            let read = |source| ClientError::Read { index, source };
+            let mut file = std::fs::File::open(path).map_err(read)?;
+            let size = file.metadata().map_err(read)?.len();
+            let mut head = Vec::new();
+            (&mut file)
+                .take(HEAD_BYTES)
+                .read_to_end(&mut head)
+                .map_err(read)?;
+            uids.push(instance_uids(&head, index)?);
+            let part = part_head(&boundary);
+            len += part.len() as u64 + size + 2;
+            body = Box::new(
+                body.chain(std::io::Cursor::new(part))
+                    .chain(std::io::Cursor::new(head))
+                    .chain(file)
+                    .chain(&b"\r\n"[..]),
+            );
+        }
+        let body = body.chain(std::io::Cursor::new(closing(&boundary)));
+        self.send(
+            ureq::SendBody::from_owned_reader(body),
+            len,
+            &boundary,
+            &uids,
+        )
+    }
+
+    fn send(
+        &self,
+        body: ureq::SendBody<'_>,
+        len: u64,
+        boundary: &str,
+        uids: &[Vec<String>],
+    ) -> Result<usize, ClientError> {
         let mut req = self
             .agent
             .post(&self.studies_url)
@@ -166,13 +218,14 @@ impl StowClient {
                 "Content-Type",
                 format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
             )
+            .header("Content-Length", len.to_string())
             .header("Accept", "application/dicom+json");
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
         let started = std::time::Instant::now();
         let mut resp = req
-            .send(&body[..])
+            .send(body)
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = resp.status().as_u16();
         let answer = resp
@@ -183,7 +236,7 @@ impl StowClient {
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let parsed = StowResponse::from_json(&answer);
         tracing::info!(
-            instances = instances.len(),
+            instances = uids.len(),
             status,
             ms = started.elapsed().as_millis() as u64,
             "STOW-RS request sent"
@@ -193,7 +246,7 @@ impl StowClient {
         };
         let mut failed = Vec::new();
         let mut missing = Vec::new();
-        for (index, uids) in metas.iter().enumerate() {
+        for (index, uids) in uids.iter().enumerate() {
             let ours = |uid: &str| uids.iter().any(|u| u == uid);
             let referenced = parsed.referenced.iter().any(|r| ours(&r.instance_uid));
             if let Some((_, why)) = parsed.failed.iter().find(|(r, _)| ours(&r.instance_uid)) {
@@ -203,7 +256,7 @@ impl StowClient {
             }
         }
         if failed.is_empty() && missing.is_empty() && status == 200 {
-            Ok(instances.len())
+            Ok(uids.len())
         } else {
             Err(ClientError::Incomplete {
                 status,
@@ -212,6 +265,28 @@ impl StowClient {
             })
         }
     }
+}
+
+/// How much of each file [`StowClient::store_files`] reads ahead for the
+/// UIDs (File Meta and the data set's header up to the pixels, usually a
+/// few KiB).
+const HEAD_BYTES: u64 = 1 << 20;
+
+/// The SOP Instance UIDs a peer may name instance `index` by: the File
+/// Meta's, and the data set's when it differs (real files do).
+fn instance_uids(bytes: &[u8], index: usize) -> Result<Vec<String>, ClientError> {
+    let m = meta::read(bytes).map_err(|source| ClientError::NotDicom { index, source })?;
+    let mut uids = vec![m.sop_instance_uid];
+    uids.extend(meta::dataset_uids(bytes).map(|(_, i)| i));
+    Ok(uids)
+}
+
+fn part_head(boundary: &str) -> Vec<u8> {
+    format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes()
+}
+
+fn closing(boundary: &str) -> Vec<u8> {
+    format!("--{boundary}--\r\n").into_bytes()
 }
 
 fn boundary() -> Result<String, ClientError> {

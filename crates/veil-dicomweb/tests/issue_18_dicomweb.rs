@@ -201,7 +201,10 @@ fn post_stow(
 /// Outbound: Veil's STOW-RS client sends four real files (CT, MR, RT Plan,
 /// JPEG lossy) in one request to Orthanc's `/dicom-web/studies`, with a
 /// bearer token read from a 0600 file; Orthanc then holds exactly those
-/// instances, data sets byte-identical to the sources.
+/// instances, data sets byte-identical to the sources. The same holds
+/// when streaming from the files (`store_files`) to a second Orthanc; a
+/// file that cannot be read is named by position, and a peer that is gone
+/// is a transport error.
 #[test]
 fn issue_18_stow_client_delivers_to_orthanc() {
     let Some(files) = corpus_files() else {
@@ -245,6 +248,33 @@ fn issue_18_stow_client_delivers_to_orthanc() {
     assert_eq!(client.store(&refs[..1]).unwrap(), 1);
     assert_eq!(recipient.instances().len(), files.len());
     drop(recipient);
+
+    // The same, streamed from the files (the spool's way).
+    let streamed = Orthanc::start(&dir.join("streamed"), "STREAMED", &[]);
+    let client = StowClient::new(
+        &format!("dicomweb+{}/dicom-web", streamed.url()),
+        None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    assert_eq!(client.store_files(&paths).unwrap(), files.len());
+    let mut held: Vec<_> = streamed
+        .instances()
+        .iter()
+        .map(|id| dataset(&streamed.instance_file(id)))
+        .collect();
+    held.sort();
+    assert!(
+        held == datasets_of_files(&files),
+        "streamed: Orthanc holds other data sets"
+    );
+    let missing = dir.join("no-such-file");
+    assert!(matches!(
+        client.store_files(&[paths[0], &missing]),
+        Err(ClientError::Read { index: 1, .. })
+    ));
+    drop(streamed);
     // A peer that is gone is a transport error, not a success.
     let gone = StowClient::new(
         &format!(
