@@ -86,46 +86,105 @@ pub fn generate_token() -> Result<NewToken, AuthError> {
     Ok(NewToken { token, hash })
 }
 
+/// One accepted token: its hash and, if scoped, the routes it may post
+/// to. A route decides the recipient and the purpose consent is checked
+/// for, so a sender trusted for one route should not be able to choose
+/// another.
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    /// The token's hash.
+    pub hash: TokenHash,
+    /// Routes it may post to; `None`: every route.
+    pub routes: Option<Vec<String>>,
+}
+
+/// What a presented credential allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token, another scheme, or an unknown token (401).
+    Denied,
+    /// A known token not scoped to the route asked for (403).
+    WrongRoute,
+    /// Allowed.
+    Granted,
+}
+
 /// The tokens a server accepts. Empty accepts nobody: an unconfigured
 /// gateway must not be an open door.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    hashes: Vec<TokenHash>,
+    entries: Vec<TokenEntry>,
 }
 
 impl Tokens {
-    /// Accepts the tokens whose hashes are given.
+    /// Accepts the tokens whose hashes are given, on every route.
     pub fn new(hashes: Vec<TokenHash>) -> Tokens {
-        Tokens { hashes }
+        Tokens::scoped(
+            hashes
+                .into_iter()
+                .map(|hash| TokenEntry { hash, routes: None })
+                .collect(),
+        )
     }
 
-    /// Whether `token` is one of ours. Hashing first makes the comparison
-    /// independent of the presented length, and every stored hash is
-    /// compared in full without an early exit, so timing says nothing
-    /// about how close a guess came or which entry matched.
+    /// Accepts `entries`, each on its routes.
+    pub fn scoped(entries: Vec<TokenEntry>) -> Tokens {
+        Tokens { entries }
+    }
+
+    /// Whether `token` is one of ours (on any route).
     pub fn verify(&self, token: &str) -> bool {
-        let presented = TokenHash::of(token);
-        let mut any = 0u8;
-        for h in &self.hashes {
-            let diff =
-                h.0.iter()
-                    .zip(presented.0.iter())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            any |= u8::from(diff == 0);
-        }
-        any == 1
+        self.access(token, None) == Access::Granted
     }
 
-    /// Whether an `Authorization` header value carries one of our tokens
-    /// (`Bearer <token>`, the scheme case-insensitive per RFC 7235).
-    pub fn verify_header(&self, value: Option<&[u8]>) -> bool {
+    /// What `token` allows on `route` (`None`: an endpoint of no route,
+    /// such as `/metrics`, which any known token may read). Hashing first
+    /// makes the comparison independent of the presented length, and every
+    /// stored hash is compared in full without an early exit, so timing
+    /// says nothing about how close a guess came or which entry matched.
+    pub fn access(&self, token: &str, route: Option<&str>) -> Access {
+        let presented = TokenHash::of(token);
+        let (mut known, mut allowed) = (0u8, 0u8);
+        for e in &self.entries {
+            let diff = e
+                .hash
+                .0
+                .iter()
+                .zip(presented.0.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            let matched = u8::from(diff == 0);
+            let in_scope = match (&e.routes, route) {
+                (None, _) | (_, None) => 1,
+                (Some(rs), Some(r)) => u8::from(rs.iter().any(|x| x == r)),
+            };
+            known |= matched;
+            allowed |= matched & in_scope;
+        }
+        match (known, allowed) {
+            (_, 1) => Access::Granted,
+            (1, _) => Access::WrongRoute,
+            _ => Access::Denied,
+        }
+    }
+
+    /// What an `Authorization` header value (`Bearer <token>`, the scheme
+    /// case-insensitive per RFC 7235) allows on `route`.
+    pub fn access_header(&self, value: Option<&[u8]>, route: Option<&str>) -> Access {
         let Some(value) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
-            return false;
+            return Access::Denied;
         };
         let Some((scheme, token)) = value.trim().split_once(' ') else {
-            return false;
+            return Access::Denied;
         };
-        scheme.eq_ignore_ascii_case("bearer") && self.verify(token.trim())
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Access::Denied;
+        }
+        self.access(token.trim(), route)
+    }
+
+    /// Whether an `Authorization` header value carries one of our tokens.
+    pub fn verify_header(&self, value: Option<&[u8]>) -> bool {
+        self.access_header(value, None) == Access::Granted
     }
 }
 
@@ -160,6 +219,31 @@ mod tests {
         assert!(!tokens.verify_header(None));
         assert!(!Tokens::default().verify(&a.token));
         assert!(!format!("{a:?}").contains(&a.token));
+    }
+
+    /// A token scoped to one route is granted there, refused as
+    /// WrongRoute elsewhere, and still reads route-less endpoints; an
+    /// unknown token is Denied whatever the route.
+    #[test]
+    fn scoped_tokens_stay_on_their_routes() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        let tokens = Tokens::scoped(vec![
+            TokenEntry {
+                hash: a.hash.clone(),
+                routes: Some(vec!["acme".into()]),
+            },
+            TokenEntry {
+                hash: b.hash.clone(),
+                routes: None,
+            },
+        ]);
+        assert_eq!(tokens.access(&a.token, Some("acme")), Access::Granted);
+        assert_eq!(tokens.access(&a.token, Some("beta")), Access::WrongRoute);
+        assert_eq!(tokens.access(&a.token, None), Access::Granted);
+        assert_eq!(tokens.access(&b.token, Some("beta")), Access::Granted);
+        let c = generate_token().unwrap();
+        assert_eq!(tokens.access(&c.token, Some("acme")), Access::Denied);
     }
 
     /// A configured hash of the wrong length or with a non-hex digit is

@@ -14,7 +14,7 @@ pub mod metrics;
 pub mod server;
 pub mod stow;
 
-pub use auth::{generate_token, AuthError, NewToken, TokenHash, Tokens};
+pub use auth::{generate_token, Access, AuthError, NewToken, TokenEntry, TokenHash, Tokens};
 pub use client::{ClientError, StowClient};
 pub use meta::{FileMeta, MetaError};
 pub use metrics::Metrics;

@@ -17,7 +17,7 @@
 //! only after the last one returned, so a 200 means every referenced
 //! instance is durable.
 
-use crate::auth::Tokens;
+use crate::auth::{Access, Tokens};
 use crate::meta;
 use crate::metrics::{Metrics, CONTENT_TYPE as METRICS_TYPE};
 use crate::stow::{FailureReason, SopRef, StowResponse};
@@ -280,15 +280,19 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
-fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
-    let ok = s
-        .config
-        .tokens
-        .verify_header(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
-    if !ok {
+fn access(s: &Shared, headers: &HeaderMap, route: Option<&str>) -> Access {
+    let a = s.config.tokens.access_header(
+        headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        route,
+    );
+    if a != Access::Granted {
         s.metrics.auth_failure();
     }
-    ok
+    a
+}
+
+fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
+    access(s, headers, None) == Access::Granted
 }
 
 fn unauthorized(s: &Shared, endpoint: &'static str) -> Response {
@@ -392,8 +396,16 @@ fn part_is_dicom(headers: &HeaderMap) -> bool {
 
 async fn stow(s: Arc<Shared>, route: Option<String>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    if !authorized(&s, &headers) {
-        return unauthorized(&s, "stow");
+    match access(&s, &headers, route.as_deref()) {
+        Access::Granted => {}
+        Access::Denied => return unauthorized(&s, "stow"),
+        Access::WrongRoute => {
+            return plain(
+                &s,
+                StatusCode::FORBIDDEN,
+                "this token may not post to this route",
+            )
+        }
     }
     let Some(route) = route.filter(|r| s.config.routes.iter().any(|k| k == r)) else {
         return plain(&s, StatusCode::NOT_FOUND, "no such route");

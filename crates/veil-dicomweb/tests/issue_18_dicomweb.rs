@@ -735,3 +735,41 @@ fn issue_18_busy_and_stalled_senders_are_refused() {
     assert!(text.contains("veil_http_requests_total{endpoint=\"stow\",code=\"503\"} 1"));
     assert!(text.contains("veil_http_requests_total{endpoint=\"stow\",code=\"408\"} 1"));
 }
+
+/// A token scoped to route `acme` stores there (path or header routing)
+/// and gets 403 on route `beta`, handing nothing to the sink; it still
+/// reads /metrics.
+#[test]
+fn issue_18_scoped_token_stays_on_its_route() {
+    let Some(files) = corpus_files() else {
+        return;
+    };
+    let scoped = generate_token().unwrap();
+    let hash = scoped.hash.clone();
+    let g = gateway(move |c| {
+        c.tokens = veil_dicomweb::Tokens::scoped(vec![veil_dicomweb::TokenEntry {
+            hash,
+            routes: Some(vec!["acme".into()]),
+        }])
+    });
+    let ct = std::fs::read(&files[0]).unwrap();
+    let (ctype, body) = multipart(&[("application/dicom", &ct)]);
+    let tok = Some(scoped.token.as_str());
+    let beta = "/routes/beta/dicom-web/studies";
+    assert_eq!(post_stow(&g, beta, tok, &[], &ctype, &body).0, 403);
+    let by_header = ["X-Veil-Route: beta".to_string()];
+    assert_eq!(
+        post_stow(&g, "/dicom-web/studies", tok, &by_header, &ctype, &body).0,
+        403
+    );
+    assert!(g.received.lock().unwrap().is_empty());
+    // The server's own token (unscoped) is no longer accepted: only the
+    // configured list counts.
+    let other = Some(g.token.token.as_str());
+    assert_eq!(post_stow(&g, beta, other, &[], &ctype, &body).0, 401);
+    let acme = "/routes/acme/dicom-web/studies";
+    assert_eq!(post_stow(&g, acme, tok, &[], &ctype, &body).0, 200);
+    assert_eq!(g.received.lock().unwrap().len(), 1);
+    let auth = [format!("Authorization: Bearer {}", scoped.token)];
+    assert_eq!(curl("GET", &g.url("/metrics"), &auth, None).0, 200);
+}
