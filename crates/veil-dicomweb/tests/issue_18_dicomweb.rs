@@ -773,3 +773,47 @@ fn issue_18_scoped_token_stays_on_its_route() {
     let auth = [format!("Authorization: Bearer {}", scoped.token)];
     assert_eq!(curl("GET", &g.url("/metrics"), &auth, None).0, 200);
 }
+
+/// The corpus's RT Plan has a File Meta SOP Instance UID that differs from
+/// its data set's: the server hands the sink (and references in its
+/// response) the data set's, which is what peers such as Orthanc report.
+#[test]
+fn issue_18_response_names_the_data_sets_uids() {
+    let Some(files) = corpus_files() else {
+        return;
+    };
+    let plan = std::fs::read(&files[2]).unwrap();
+    let file_meta = meta::read(&plan).unwrap();
+    let (class, instance) = meta::dataset_uids(&plan).unwrap();
+    assert_ne!(
+        instance, file_meta.sop_instance_uid,
+        "the corpus file changed"
+    );
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen_in = seen.clone();
+    let g = gateway_with_sink(
+        |_| {},
+        move |_, i| {
+            seen_in
+                .lock()
+                .unwrap()
+                .push((i.sop_class_uid.clone(), i.sop_instance_uid.clone()));
+            Ok(())
+        },
+    );
+    let (ctype, body) = multipart(&[("application/dicom", &plan)]);
+    let tok = Some(g.token.token.as_str());
+    let (status, answer) = post_stow(
+        &g,
+        "/routes/acme/dicom-web/studies",
+        tok,
+        &[],
+        &ctype,
+        &body,
+    );
+    assert_eq!(status, 200);
+    let r = StowResponse::from_json(&answer).unwrap();
+    assert_eq!(r.referenced[0].instance_uid, instance);
+    assert_eq!(r.referenced[0].class_uid, class);
+    assert_eq!(*seen.lock().unwrap(), vec![(class, instance)]);
+}
