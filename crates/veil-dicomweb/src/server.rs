@@ -16,6 +16,12 @@
 //! blocking thread, since storing fsyncs), and the response is written
 //! only after the last one returned, so a 200 means every referenced
 //! instance is durable.
+//!
+//! Limits: request and instance sizes (413), concurrent STOW-RS requests
+//! (503, `Retry-After`), and a body idle timeout (408). Header-phase
+//! timeouts are not set (axum's `serve` has none); a connection that never
+//! sends a request costs a socket but does not delay shutdown. TLS is not
+//! served here: listen on loopback or behind a TLS-terminating proxy.
 
 use crate::auth::{Access, Tokens};
 use crate::meta;
@@ -223,6 +229,8 @@ impl Background {
         sink: Arc<dyn InstanceSink>,
         metrics: Arc<Metrics>,
     ) -> Result<Background, ServerError> {
+        // Two workers suffice: they only move bytes and wait; storing runs
+        // on tokio's blocking pool, and the gateway's CPU belongs to deid.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
