@@ -7,11 +7,13 @@
 #   tests:  dicom3tools (dciodvfy), dcmtk (dcmdjpeg, dcmdrle, dcmdjpls, dcmconv:
 #           a peer decoder for re-encoded pixel data), dcmtk and libgdcm-tools
 #           (gdcmconv: peer encoders that write the burned-in text set in every
-#           transfer syntax, veil-plant text-set); postgresql is installed
-#           by scripts/pg.sh
+#           transfer syntax, veil-plant text-set); orthanc and
+#           orthanc-dicomweb (the gateway's PACS and recipients, driven
+#           over REST with curl); postgresql is installed by scripts/pg.sh
 set -euo pipefail
 pkgs=(libtesseract-dev libleptonica-dev libclang-dev clang pkg-config cmake
-    tesseract-ocr tesseract-ocr-eng fonts-dejavu-core dicom3tools dcmtk libgdcm-tools)
+    tesseract-ocr tesseract-ocr-eng fonts-dejavu-core dicom3tools dcmtk libgdcm-tools
+    orthanc orthanc-dicomweb curl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

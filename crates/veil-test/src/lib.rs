@@ -3,6 +3,7 @@
 #![allow(clippy::print_stderr)] // tests say when they skip
 
 pub mod hostile;
+pub mod peers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
