@@ -23,11 +23,12 @@ mod validate;
 pub use command::{status, CommandField, CommandSet};
 pub use error::DimseError;
 pub use scp::{
-    accepted_abstract_syntaxes, accepted_transfer_syntaxes, Scp, ScpConfig, StoreHandler,
-    StoreRefusal, StoreRequest,
+    accepted_abstract_syntaxes, accepted_transfer_syntaxes, write_part10_header, Scp, ScpConfig,
+    StoreHandler, StoreRefusal, StoreRequest,
 };
 pub use scu::{
-    echo, find_studies, move_study, store_files, MoveOutcome, Peer, StoreOutcome, Undeliverable,
+    echo, find_studies, move_study, read_part10_info, store_files, MoveOutcome, Part10Info, Peer,
+    StoreOutcome, Undeliverable,
 };
 pub use storage_classes::STORAGE_SOP_CLASSES;
 pub use validate::{check_head, Encoding, HeadError};

@@ -138,6 +138,22 @@ where
     }
 }
 
+/// Writes the Part 10 preamble, magic and file meta group for a received
+/// instance, so that a handler can spool a file any DICOM tool opens: the
+/// data set bytes that follow are then exactly what the peer sent.
+pub fn write_part10_header(w: &mut dyn io::Write, req: &StoreRequest) -> io::Result<()> {
+    let meta = dicom_object::meta::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(req.sop_class_uid.as_str())
+        .media_storage_sop_instance_uid(req.sop_instance_uid.as_str())
+        .transfer_syntax(req.transfer_syntax_uid.as_str())
+        .build()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cannot build file meta"))?;
+    w.write_all(&[0u8; 128])?;
+    w.write_all(b"DICM")?;
+    meta.write(w)
+        .map_err(|_| io::Error::other("cannot write file meta"))
+}
+
 /// The transfer syntaxes the SCP accepts: those the registry can read a
 /// data set of (native, deflated, and every encapsulated syntax, whose
 /// pixel data Veil keeps as fragments). Sorted for a stable preference.
@@ -196,6 +212,13 @@ impl AccessControl for AeAccess {
     }
 }
 
+/// The smallest maximum PDU length the SCP accepts as configuration.
+/// dicom-ul reads the A-ASSOCIATE-RQ under the same limit as P-DATA, and
+/// a sender proposing a context per storage class (dcmtk's storescu: over
+/// 120) needs about 13 KB for it; below this such senders would be
+/// aborted before negotiation.
+pub const MIN_MAX_PDU: u32 = 16384;
+
 type Options = ServerAssociationOptions<'static, AeAccess, DefaultNegotiation>;
 
 struct Shared {
@@ -243,6 +266,12 @@ impl Scp {
         }
         if config.called_aes.is_empty() {
             return Err(DimseError::Config("no called AE title to serve".into()));
+        }
+        if config.max_pdu_length < MIN_MAX_PDU {
+            return Err(DimseError::Config(format!(
+                "max_pdu_length {} is below {MIN_MAX_PDU}",
+                config.max_pdu_length
+            )));
         }
         if config.max_associations == 0 {
             return Err(DimseError::Config("max_associations is 0".into()));
@@ -662,5 +691,17 @@ fn store(
                 r.status
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_18_accepted_syntaxes() {
+        let ts = accepted_transfer_syntaxes();
+        eprintln!("{ts:?}");
+        assert!(ts.contains(&uids::JPEG_BASELINE8_BIT));
     }
 }

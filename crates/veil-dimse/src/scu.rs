@@ -196,11 +196,17 @@ pub struct StoreOutcome {
     pub transcoded: bool,
 }
 
-struct FileInfo {
-    sop_class: String,
-    sop_instance: String,
-    ts: String,
-    offset: u64,
+/// What Veil needs to know of a Part 10 file to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part10Info {
+    /// MediaStorageSOPClassUID.
+    pub sop_class: String,
+    /// MediaStorageSOPInstanceUID.
+    pub sop_instance: String,
+    /// TransferSyntaxUID.
+    pub ts: String,
+    /// Byte offset of the data set (after preamble and meta group).
+    pub offset: u64,
 }
 
 struct Counting<R> {
@@ -218,7 +224,7 @@ impl<R: Read> Read for Counting<R> {
 
 /// Reads a Part 10 file's meta group; returns its identity, transfer
 /// syntax and where the data set starts.
-fn read_info(path: &Path) -> Result<FileInfo, Undeliverable> {
+pub fn read_part10_info(path: &Path) -> Result<Part10Info, Undeliverable> {
     let mut f =
         File::open(path).map_err(|e| Undeliverable::Unreadable(format!("open: {:?}", e.kind())))?;
     f.seek(SeekFrom::Start(128))
@@ -226,7 +232,7 @@ fn read_info(path: &Path) -> Result<FileInfo, Undeliverable> {
     let mut c = Counting { inner: f, n: 0 };
     let meta = FileMetaTable::from_reader(&mut c)
         .map_err(|_| Undeliverable::Unreadable("no valid DICOM file meta information".into()))?;
-    Ok(FileInfo {
+    Ok(Part10Info {
         sop_class: meta.media_storage_sop_class_uid().to_string(),
         sop_instance: meta.media_storage_sop_instance_uid().to_string(),
         ts: meta.transfer_syntax().to_string(),
@@ -238,7 +244,8 @@ fn read_info(path: &Path) -> Result<FileInfo, Undeliverable> {
 /// presentation contexts. Returns one outcome per file, in order; `Err`
 /// only when no association could be made at all.
 pub fn store_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<StoreOutcome>, DimseError> {
-    let infos: Vec<Result<FileInfo, Undeliverable>> = paths.iter().map(|p| read_info(p)).collect();
+    let infos: Vec<Result<Part10Info, Undeliverable>> =
+        paths.iter().map(|p| read_part10_info(p)).collect();
     let mut outcomes: Vec<Option<StoreOutcome>> = vec![None; paths.len()];
     // batches of file indices whose contexts fit one association
     let mut batches: Vec<(Vec<usize>, Vec<(String, Vec<String>)>)> = Vec::new();
@@ -343,7 +350,7 @@ fn store_one(
     link: &mut ClientLink,
     ids: &mut MessageIds,
     path: &Path,
-    info: &FileInfo,
+    info: &Part10Info,
 ) -> Result<(Result<u16, Undeliverable>, bool), DimseError> {
     let accepted: Vec<(u8, String)> = link
         .assoc()
