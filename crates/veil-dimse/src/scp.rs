@@ -393,6 +393,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         }
     }
+    // new connections are refused from here on, while in-flight
+    // associations finish
+    drop(listener);
     for h in workers {
         let _ = h.join();
     }
