@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,12 +32,18 @@ impl Drop for Proc {
 }
 
 /// Starts a dcmtk server and waits until its port answers.
+/// Its output goes to `NAME.log` in `cwd`, for when a test fails.
 pub fn spawn_server(name: &'static str, args: &[&str], port: u16, cwd: &Path) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cwd.join(format!("{name}.log")))
+        .expect("log file");
     let child = Command::new(name)
         .args(args)
         .current_dir(cwd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("{name} must be installed (dcmtk): {e}"));
     let p = Proc { child, name };
@@ -151,6 +157,6 @@ pub fn config() -> ScpConfig {
 pub fn init_log() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_max_level(tracing::Level::DEBUG)
+        .with_max_level(tracing::Level::INFO)
         .try_init();
 }
