@@ -700,11 +700,107 @@ fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dicom_core::dictionary::{UidDictionary, UidType};
+    use dicom_dictionary_std::StandardSopClassDictionary;
 
     #[test]
-    fn issue_18_accepted_syntaxes() {
+    fn issue_18_storage_classes_match_dictionary() {
+        // every generated entry is a storage SOP class of the dictionary
+        for uid in STORAGE_SOP_CLASSES {
+            let e = StandardSopClassDictionary
+                .by_uid(uid)
+                .unwrap_or_else(|| panic!("{uid} not in the dictionary"));
+            assert_eq!(e.r#type, UidType::SopClass, "{uid}");
+            assert!(
+                e.name.contains("Storage") && !e.name.contains("Commitment"),
+                "{}",
+                e.name
+            );
+        }
+        assert!(
+            STORAGE_SOP_CLASSES.len() > 150,
+            "{}",
+            STORAGE_SOP_CLASSES.len()
+        );
+        for must in [
+            uids::CT_IMAGE_STORAGE,
+            uids::MR_IMAGE_STORAGE,
+            uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
+            uids::ENHANCED_CT_IMAGE_STORAGE,
+            // Ultrasound Image Storage (Retired): old modalities send it
+            "1.2.840.10008.5.1.4.1.1.6",
+            uids::ENCAPSULATED_PDF_STORAGE,
+            uids::BASIC_TEXT_SR_STORAGE,
+        ] {
+            assert!(STORAGE_SOP_CLASSES.contains(&must), "{must}");
+        }
+        assert!(!STORAGE_SOP_CLASSES.contains(&uids::STORAGE_COMMITMENT_PUSH_MODEL));
+        let abs = accepted_abstract_syntaxes();
+        assert_eq!(abs.len(), STORAGE_SOP_CLASSES.len() + 1);
+        assert!(abs.contains(&uids::VERIFICATION));
+        assert!(!abs.contains(&uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND));
+    }
+
+    #[test]
+    fn issue_18_accepted_transfer_syntaxes_are_the_readable_ones() {
         let ts = accepted_transfer_syntaxes();
-        eprintln!("{ts:?}");
-        assert!(ts.contains(&uids::JPEG_BASELINE8_BIT));
+        for must in [
+            uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+            // Explicit VR Big Endian (retired, still in archives)
+            "1.2.840.10008.1.2.2",
+            uids::JPEG_BASELINE8_BIT,
+            uids::JPEG_LOSSLESS_SV1,
+            uids::JPEGLS_LOSSLESS,
+            uids::JPEG2000_LOSSLESS,
+            uids::RLE_LOSSLESS,
+        ] {
+            assert!(ts.contains(&must), "{must}");
+        }
+        for t in &ts {
+            let s = TransferSyntaxRegistry.get(t).expect("registered");
+            assert!(!s.is_unsupported(), "{t}");
+        }
+    }
+
+    fn cfg() -> ScpConfig {
+        ScpConfig {
+            allowed_calling_aes: vec!["PACS".into()],
+            called_aes: vec!["VEIL".into()],
+            ..ScpConfig::default()
+        }
+    }
+
+    #[test]
+    fn issue_18_scp_config_errors_name_the_field() {
+        let h: Arc<dyn StoreHandler> = Arc::new(|_: &StoreRequest, _: &mut dyn Read| Ok(()));
+        let bind = || TcpListener::bind("127.0.0.1:0").expect("bind");
+        let e = |c: ScpConfig| match Scp::start(bind(), c, h.clone()) {
+            Err(DimseError::Config(m)) => m,
+            Ok(_) => panic!("accepted a bad config"),
+            Err(other) => panic!("{other}"),
+        };
+        assert!(e(ScpConfig {
+            called_aes: vec![],
+            ..cfg()
+        })
+        .contains("called AE"));
+        assert!(e(ScpConfig {
+            called_aes: vec!["A_TITLE_LONGER_THAN_16".into()],
+            ..cfg()
+        })
+        .contains("AE title"));
+        assert!(e(ScpConfig {
+            max_pdu_length: 4096,
+            ..cfg()
+        })
+        .contains("max_pdu_length"));
+        assert!(e(ScpConfig {
+            max_associations: 0,
+            ..cfg()
+        })
+        .contains("max_associations"));
+        let scp = Scp::start(bind(), cfg(), h.clone()).expect("good config");
+        scp.shutdown();
     }
 }

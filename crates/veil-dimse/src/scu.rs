@@ -64,6 +64,9 @@ impl Peer {
 
 type ClientLink = Link<ClientAssociation<TcpStream>, TcpStream>;
 
+/// Proposed presentation contexts: abstract syntax and transfer syntaxes.
+type Contexts = Vec<(String, Vec<String>)>;
+
 /// At most 128 presentation contexts fit an association (odd ids 1..255).
 const MAX_CONTEXTS: usize = 128;
 
@@ -248,8 +251,8 @@ pub fn store_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<StoreOutcome>, 
         paths.iter().map(|p| read_part10_info(p)).collect();
     let mut outcomes: Vec<Option<StoreOutcome>> = vec![None; paths.len()];
     // batches of file indices whose contexts fit one association
-    let mut batches: Vec<(Vec<usize>, Vec<(String, Vec<String>)>)> = Vec::new();
-    let mut current: (Vec<usize>, Vec<(String, Vec<String>)>) = (Vec::new(), Vec::new());
+    let mut batches: Vec<(Vec<usize>, Contexts)> = Vec::new();
+    let mut current: (Vec<usize>, Contexts) = (Vec::new(), Vec::new());
     for (i, info) in infos.iter().enumerate() {
         let info = match info {
             Ok(info) => info,
@@ -262,21 +265,18 @@ pub fn store_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<StoreOutcome>, 
                 continue;
             }
         };
-        let wanted = [
+        // the file's own syntax alone, then the uncompressed fallbacks
+        let wanted: Contexts = [
             (info.sop_class.clone(), vec![info.ts.clone()]),
             (info.sop_class.clone(), uncompressed()),
-        ];
-        let new: Vec<_> = wanted
-            .into_iter()
-            .filter(|w| !current.1.contains(w))
-            .collect();
-        if current.1.len() + new.len() > MAX_CONTEXTS {
+        ]
+        .into_iter()
+        .filter(|w| !current.1.contains(w))
+        .collect();
+        if current.1.len() + wanted.len() > MAX_CONTEXTS {
             batches.push(std::mem::take(&mut current));
         }
-        for w in [
-            (info.sop_class.clone(), vec![info.ts.clone()]),
-            (info.sop_class.clone(), uncompressed()),
-        ] {
+        for w in wanted {
             if !current.1.contains(&w) {
                 current.1.push(w);
             }

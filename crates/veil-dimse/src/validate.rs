@@ -158,3 +158,124 @@ pub fn check_head(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+    const LE: Encoding = Encoding {
+        explicit: true,
+        big_endian: false,
+    };
+    const IMPLICIT: Encoding = Encoding {
+        explicit: false,
+        big_endian: false,
+    };
+
+    fn explicit(elements: &[(u16, u16, &[u8; 2], &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (g, e, vr, v) in elements {
+            out.extend_from_slice(&g.to_le_bytes());
+            out.extend_from_slice(&e.to_le_bytes());
+            out.extend_from_slice(*vr);
+            out.extend_from_slice(&(v.len() as u16).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        out
+    }
+
+    fn implicit(elements: &[(u16, u16, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (g, e, v) in elements {
+            out.extend_from_slice(&g.to_le_bytes());
+            out.extend_from_slice(&e.to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        out
+    }
+
+    #[test]
+    fn issue_18_head_check_accepts_matching_and_refuses_garbage() {
+        let good = explicit(&[
+            (0x0008, 0x0005, b"CS", b"ISO_IR 100"),
+            (0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0"),
+            (0x0008, 0x0018, b"UI", b"1.2.3.4\0"),
+            (0x0010, 0x0010, b"PN", b"A^B "),
+        ]);
+        assert_eq!(check_head(&good, true, LE, CT, "1.2.3.4"), Ok(()));
+        // incomplete head (more to come) is judged on what is there
+        assert_eq!(
+            check_head(&good[..good.len() - 3], false, LE, CT, "1.2.3.4"),
+            Ok(())
+        );
+        // a data set that ends inside the SOP Instance UID is malformed
+        assert_eq!(
+            check_head(&good[..good.len() - 15], true, LE, CT, "1.2.3.4"),
+            Err(HeadError::Malformed)
+        );
+        // another instance
+        assert_eq!(
+            check_head(&good, true, LE, CT, "1.2.3.5"),
+            Err(HeadError::Mismatch)
+        );
+        // another class
+        assert_eq!(
+            check_head(&good, true, LE, "1.2.840.10008.5.1.4.1.1.4", "1.2.3.4"),
+            Err(HeadError::Mismatch)
+        );
+        // no identity before group 0010
+        let anon = explicit(&[(0x0010, 0x0010, b"PN", b"A^B ")]);
+        assert_eq!(
+            check_head(&anon, true, LE, CT, "1.2.3.4"),
+            Err(HeadError::MissingIdentity)
+        );
+        // out of order tags
+        let swapped = explicit(&[
+            (0x0008, 0x0018, b"UI", b"1.2.3.4\0"),
+            (0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0"),
+        ]);
+        assert_eq!(
+            check_head(&swapped, true, LE, CT, "1.2.3.4"),
+            Err(HeadError::Malformed)
+        );
+        // text and PDF bytes, both encodings
+        for junk in [
+            &b"%PDF-1.7 this is not DICOM at all......"[..],
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+        ] {
+            assert!(check_head(junk, true, LE, CT, "1.2.3.4").is_err());
+            assert!(check_head(junk, true, IMPLICIT, CT, "1.2.3.4").is_err());
+        }
+        assert!(check_head(b"", true, LE, CT, "1.2.3.4").is_err());
+        // implicit VR
+        let imp = implicit(&[
+            (0x0008, 0x0016, b"1.2.840.10008.5.1.4.1.1.2\0"),
+            (0x0008, 0x0018, b"1.2.3.4\0"),
+            (0x0020, 0x000D, b"1.2\0"),
+        ]);
+        assert_eq!(check_head(&imp, true, IMPLICIT, CT, "1.2.3.4"), Ok(()));
+        assert_eq!(
+            check_head(&imp, true, IMPLICIT, CT, "9"),
+            Err(HeadError::Mismatch)
+        );
+        // big endian explicit
+        let mut be = Vec::new();
+        for (e, v) in [
+            (0x0016u16, &b"1.2.840.10008.5.1.4.1.1.2\0"[..]),
+            (0x0018, &b"1.2.3.4\0"[..]),
+        ] {
+            be.extend_from_slice(&0x0008u16.to_be_bytes());
+            be.extend_from_slice(&e.to_be_bytes());
+            be.extend_from_slice(b"UI");
+            be.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            be.extend_from_slice(v);
+        }
+        let enc = Encoding {
+            explicit: true,
+            big_endian: true,
+        };
+        assert_eq!(check_head(&be, true, enc, CT, "1.2.3.4"), Ok(()));
+    }
+}

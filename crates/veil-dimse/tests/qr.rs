@@ -48,10 +48,15 @@ fn issue_18_find_and_move_scu_against_dcmqrscp() {
         if text(obj, tags::PATIENT_ID).is_none() || acc.contains('\\') || acc.contains('*') {
             continue;
         }
-        by_acc.entry(acc).or_default().entry(study).or_default().push(Indexed {
-            path: path.clone(),
-            instance: info.sop_instance.clone(),
-        });
+        by_acc
+            .entry(acc)
+            .or_default()
+            .entry(study)
+            .or_default()
+            .push(Indexed {
+                path: path.clone(),
+                instance: info.sop_instance.clone(),
+            });
     }
     // an accession number shared by several studies, and one of one study
     let multi = by_acc
@@ -62,7 +67,9 @@ fn issue_18_find_and_move_scu_against_dcmqrscp() {
         .expect("corpus has an accession number with two studies");
     let single = by_acc
         .iter()
-        .find(|(a, s)| **a != multi && s.len() == 1 && s.values().next().is_some_and(|v| v.len() >= 2))
+        .find(|(a, s)| {
+            **a != multi && s.len() == 1 && s.values().next().is_some_and(|v| v.len() >= 2)
+        })
         .map(|(a, _)| a.clone())
         .expect("corpus has a study of two instances with its own accession number");
     let mut loaded: BTreeMap<String, Vec<&Indexed>> = BTreeMap::new();
@@ -99,16 +106,26 @@ fn issue_18_find_and_move_scu_against_dcmqrscp() {
         veil = scp.local_addr().port(),
         db = db.display()
     );
-    std::fs::write(dir.join("dcmqrscp.cfg"), cfg).expect("config");
+    let mut f = veil_io::atomic::AtomicFile::create(&dir.join("dcmqrscp.cfg")).expect("config");
+    std::io::Write::write_all(f.writer(), cfg.as_bytes()).expect("config");
+    f.commit().expect("config");
     let _qr = spawn_server("dcmqrscp", &["-d", "-c", "dcmqrscp.cfg"], qr_port, &dir);
     let pacs = Peer::new("VEIL", "DCMQR", &format!("127.0.0.1:{qr_port}"));
     // C-FIND: accession -> studies
-    let got: BTreeSet<String> = find_studies(&pacs, &multi).expect("find").into_iter().collect();
+    let got: BTreeSet<String> = find_studies(&pacs, &multi)
+        .expect("find")
+        .into_iter()
+        .collect();
     let want: BTreeSet<String> = by_acc[&multi].keys().take(3).cloned().collect();
     assert_eq!(got, want, "studies of the shared accession number");
     assert!(got.len() >= 2);
-    assert_eq!(find_studies(&pacs, &single).expect("find"), vec![single_study.clone()]);
-    assert!(find_studies(&pacs, "VEIL-NO-SUCH-ACC").expect("find").is_empty());
+    assert_eq!(
+        find_studies(&pacs, &single).expect("find"),
+        vec![single_study.clone()]
+    );
+    assert!(find_studies(&pacs, "VEIL-NO-SUCH-ACC")
+        .expect("find")
+        .is_empty());
     // C-MOVE one study to our SCP
     let n = loaded[single_study].len() as u16;
     let m = move_study(&pacs, "VEIL", single_study).expect("move");
@@ -123,13 +140,23 @@ fn issue_18_find_and_move_scu_against_dcmqrscp() {
             r.req.sop_instance_uid.clone()
         })
         .collect();
-    let expected: BTreeSet<String> = loaded[single_study].iter().map(|i| i.instance.clone()).collect();
+    let expected: BTreeSet<String> = loaded[single_study]
+        .iter()
+        .map(|i| i.instance.clone())
+        .collect();
     assert_eq!(received, expected, "exactly the study's instances arrived");
 
     // a destination the PACS does not know: a failure status, as an error
     match move_study(&pacs, "NOBODY", single_study) {
-        Err(DimseError::Status { operation: "C-MOVE", status }) => {
-            assert_eq!(status & 0xFF00, 0xA800, "move destination unknown: {status:04X}")
+        Err(DimseError::Status {
+            operation: "C-MOVE",
+            status,
+        }) => {
+            assert_eq!(
+                status & 0xFF00,
+                0xA800,
+                "move destination unknown: {status:04X}"
+            )
         }
         other => panic!("expected a failure status, got {other:?}"),
     }
@@ -141,10 +168,28 @@ fn issue_18_find_and_move_scu_against_dcmqrscp() {
     let key = format!("StudyInstanceUID={other_study}");
     let (ok, out) = run(
         "movescu",
-        &["-S", "-aet", "VEIL", "-aec", "DCMQR", "-aem", "VEIL", "-k", "QueryRetrieveLevel=STUDY", "-k", &key, "127.0.0.1", &port],
+        &[
+            "-S",
+            "-aet",
+            "VEIL",
+            "-aec",
+            "DCMQR",
+            "-aem",
+            "VEIL",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            &key,
+            "127.0.0.1",
+            &port,
+        ],
     );
     assert!(ok, "movescu: {out}");
     let k = loaded[&other_study].len();
-    assert_eq!(inbox.lock().expect("inbox").len(), k, "movescu-driven move delivered {k}");
+    assert_eq!(
+        inbox.lock().expect("inbox").len(),
+        k,
+        "movescu-driven move delivered {k}"
+    );
     scp.shutdown();
 }
