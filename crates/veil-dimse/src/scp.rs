@@ -22,7 +22,7 @@ use dicom_dictionary_std::uids;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::server::{AccessControl, DefaultNegotiation};
-use dicom_ul::association::{Association, SyncAssociation};
+use dicom_ul::association::{Association, CloseSocket, SyncAssociation};
 use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationRJ, AssociationRJResult,
     AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason,
@@ -57,6 +57,10 @@ pub struct ScpConfig {
     pub artim_timeout: Duration,
     /// How long an established association may stay silent.
     pub idle_timeout: Duration,
+    /// DICOM TLS (PS3.15 B.1): when set, every connection must speak TLS
+    /// ([`crate::tls::server_config`] builds one from PEM files, with
+    /// client certificates required when a CA is given).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ScpConfig {
@@ -68,6 +72,7 @@ impl Default for ScpConfig {
             max_associations: 16,
             artim_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -294,6 +299,9 @@ impl Scp {
         for t in accepted_transfer_syntaxes() {
             options = options.with_transfer_syntax(t);
         }
+        if let Some(tls) = &config.tls {
+            options = options.tls_config(tls.clone());
+        }
         let addr = listener
             .local_addr()
             .map_err(|e| DimseError::io("listener address", &e))?;
@@ -446,36 +454,55 @@ fn write_and_close(mut stream: TcpStream, pdu: &Pdu) {
 }
 
 fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
-    // a second handle to answer with A-ABORT when negotiation fails on a
-    // malformed PDU (dicom-ul only answers the ones it understood)
+    // a second handle on the socket: to answer with A-ABORT when
+    // negotiation fails on a malformed PDU (dicom-ul only answers the
+    // requests it understood), and to set the idle timeout afterwards
     let spare = stream.try_clone().ok();
-    let assoc = match shared.options.establish(stream) {
-        Ok(a) => a,
-        Err(e) => {
-            let e = crate::error::ul_error("association negotiation", e);
-            match &e {
-                DimseError::Rejected { .. } => debug!(%peer, "association rejected"),
-                _ => {
-                    warn!(%peer, error = %e, "association negotiation failed: aborting");
-                    if let Some(s) = spare {
-                        write_and_close(s, &abort_pdu());
-                    }
-                }
-            }
-            return;
+    if shared.config.tls.is_some() {
+        match shared.options.establish_tls(stream) {
+            Ok(assoc) => serve(assoc, spare, peer, shared),
+            Err(e) => negotiation_failed(e, spare, peer),
         }
-    };
+    } else {
+        match shared.options.establish(stream) {
+            Ok(assoc) => serve(assoc, spare, peer, shared),
+            Err(e) => negotiation_failed(e, spare, peer),
+        }
+    }
+}
+
+fn negotiation_failed(e: dicom_ul::association::Error, spare: Option<TcpStream>, peer: SocketAddr) {
+    let e = crate::error::ul_error("association negotiation", e);
+    match &e {
+        DimseError::Rejected { .. } => debug!(%peer, "association rejected"),
+        _ => {
+            warn!(%peer, error = %e, "association negotiation failed: aborting");
+            // over TLS the abort would be plaintext inside a TLS session:
+            // only closing is clean there, and write_and_close closes
+            if let Some(s) = spare {
+                write_and_close(s, &abort_pdu());
+            }
+        }
+    }
+}
+
+fn serve<S>(
+    assoc: ServerAssociation<S>,
+    spare: Option<TcpStream>,
+    peer: SocketAddr,
+    shared: &Shared,
+) where
+    S: Read + io::Write + CloseSocket,
+{
     let calling = assoc.peer_ae_title().trim().to_string();
     let called = assoc.called_ae_title().trim().to_string();
-    info!(%peer, calling_ae = %calling, called_ae = %called, "association accepted");
-    let mut link = Link::new(assoc);
-    if let Err(e) = link
-        .assoc_mut()
-        .inner_stream()
-        .set_read_timeout(Some(shared.config.idle_timeout))
-    {
-        warn!(error = %e, "cannot set idle timeout");
+    info!(%peer, calling_ae = %calling, called_ae = %called, tls = shared.config.tls.is_some(), "association accepted");
+    if let Some(s) = &spare {
+        if let Err(e) = s.set_read_timeout(Some(shared.config.idle_timeout)) {
+            warn!(error = %e, "cannot set idle timeout");
+        }
     }
+    let mut link = Link::new(assoc);
     let mut stored = 0u64;
     let outcome = loop {
         match link.recv_command() {
@@ -499,11 +526,11 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
 }
 
-type ServerLink = Link<ServerAssociation<TcpStream>, TcpStream>;
+type ServerLink<S> = Link<ServerAssociation<S>, S>;
 
 /// Handles one command; returns the number of instances stored.
-fn dispatch(
-    link: &mut ServerLink,
+fn dispatch<S: Read + io::Write + CloseSocket>(
+    link: &mut ServerLink<S>,
     pc: u8,
     cmd: &CommandSet,
     calling: &str,
@@ -595,8 +622,8 @@ const HEAD: usize = 64 * 1024;
 
 /// Receives one C-STORE data set into the handler; returns the status.
 /// An `Err` means the association itself broke.
-fn store(
-    link: &mut ServerLink,
+fn store<S: Read + io::Write + CloseSocket>(
+    link: &mut ServerLink<S>,
     pc: u8,
     abstract_syntax: &str,
     cmd: &CommandSet,
