@@ -458,7 +458,17 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     // negotiation fails on a malformed PDU (dicom-ul only answers the
     // requests it understood), and to set the idle timeout afterwards
     let spare = stream.try_clone().ok();
-    if shared.config.tls.is_some() {
+    let tls = shared.config.tls.is_some();
+    if let Err(why) = preflight(&stream, tls, &shared.config) {
+        warn!(%peer, why, "connection refused before negotiation");
+        if tls {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        } else {
+            write_and_close(stream, &abort_pdu());
+        }
+        return;
+    }
+    if tls {
         match shared.options.establish_tls(stream) {
             Ok(assoc) => serve(assoc, spare, peer, shared),
             Err(e) => negotiation_failed(e, spare, peer),
@@ -469,6 +479,78 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             Err(e) => negotiation_failed(e, spare, peer),
         }
     }
+}
+
+/// Largest first TLS record accepted (a ClientHello is a few KB).
+const MAX_TLS_RECORD: usize = 16384 + 2048;
+
+/// Waits, up to the ARTIM timeout, until the first PDU (or, with TLS, the
+/// first record, holding the whole ClientHello) is complete in the
+/// socket's receive queue, without consuming it, and checks its header.
+///
+/// Why: with its `sync-tls` feature, dicom-ul 0.10.1 probes a failed
+/// read for TLS by looping on `rustls::server::Acceptor` over the bytes
+/// received so far, and that loop never ends when they are empty or a
+/// truncated TLS record (`accept_tls` in `association/server.rs`): a
+/// silent or truncated peer would pin a thread at full CPU forever. Only a
+/// complete A-ASSOCIATE-RQ (or ClientHello) is handed to dicom-ul, so its
+/// reads cannot fail that way; everything else is refused here, with an
+/// A-ABORT in the clear.
+fn preflight(stream: &TcpStream, tls: bool, config: &ScpConfig) -> Result<(), &'static str> {
+    let deadline = std::time::Instant::now() + config.artim_timeout;
+    stream
+        .set_read_timeout(Some(config.artim_timeout))
+        .map_err(|_| "cannot set ARTIM timeout")?;
+    let mut buf = vec![0u8; 16];
+    // wait until `want` bytes can be peeked
+    let wait_for = |buf: &mut Vec<u8>, want: usize| -> Result<(), &'static str> {
+        buf.resize(want, 0);
+        loop {
+            match stream.peek(&mut buf[..want]) {
+                Ok(0) => return Err("peer closed before a complete request"),
+                Ok(n) if n >= want => return Ok(()),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err("ARTIM expired before a complete request")
+                }
+                Err(_) => return Err("connection failed"),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err("ARTIM expired before a complete request");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    if tls {
+        wait_for(&mut buf, 5)?;
+        if buf[0] != 0x16 {
+            return Err("not a TLS handshake");
+        }
+        let len = u16::from_be_bytes([buf[3], buf[4]]) as usize;
+        if !(4..=MAX_TLS_RECORD).contains(&len) {
+            return Err("TLS record length out of range");
+        }
+        wait_for(&mut buf, 5 + len)?;
+        let hello = u32::from_be_bytes([0, buf[6], buf[7], buf[8]]) as usize;
+        if buf[5] != 0x01 || hello + 4 > len {
+            return Err("ClientHello not in one record");
+        }
+        return Ok(());
+    }
+    wait_for(&mut buf, 6)?;
+    if buf[0] != 0x01 {
+        return Err("first PDU is not an A-ASSOCIATE-RQ");
+    }
+    let len = u32::from_be_bytes([buf[2], buf[3], buf[4], buf[5]]);
+    if len > config.max_pdu_length || len < 68 {
+        return Err("A-ASSOCIATE-RQ length out of range");
+    }
+    wait_for(&mut buf, 6 + len as usize)
 }
 
 fn negotiation_failed(e: dicom_ul::association::Error, spare: Option<TcpStream>, peer: SocketAddr) {

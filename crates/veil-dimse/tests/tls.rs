@@ -166,6 +166,14 @@ fn issue_18_dicom_tls_with_dcmtk_both_ways() {
         &["-aet", "PACS", "-aec", "VEIL", "127.0.0.1", &port],
     );
     assert!(!ok, "plain DICOM to a TLS SCP must fail");
+    // a silent connection and a truncated ClientHello (then gone): the
+    // SCP closes both and keeps serving (shutdown below would hang on a
+    // spinning thread otherwise)
+    let silent = std::net::TcpStream::connect(scp.local_addr()).expect("connect");
+    let mut cut = std::net::TcpStream::connect(scp.local_addr()).expect("connect");
+    std::io::Write::write_all(&mut cut, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+        .expect("write");
+    drop(cut);
     // our SCU over TLS to our SCP
     let client = tls::client_config(
         &p(&dir, "ca.crt"),
@@ -202,7 +210,14 @@ fn issue_18_dicom_tls_with_dcmtk_both_ways() {
     let (ok, out) = run("storescu", &argv);
     assert!(ok && !out.contains("E:"), "storescu over TLS: {out}");
     assert_eq!(inbox.lock().expect("inbox").len(), 2);
+    drop(silent);
+    let t = std::time::Instant::now();
     scp.shutdown();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
 
     // our SCU over TLS to storescp (which requires our certificate)
     let in_dir = dir.join("in");
