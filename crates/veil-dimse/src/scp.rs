@@ -231,6 +231,9 @@ struct Shared {
     config: ScpConfig,
     handler: Arc<dyn StoreHandler>,
     active: AtomicUsize,
+    /// connections being turned away over the limit (each for at most
+    /// the ARTIM timeout); capped so a flood cannot spawn threads unbounded
+    rejecting: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -313,6 +316,7 @@ impl Scp {
             config,
             handler,
             active: AtomicUsize::new(0),
+            rejecting: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -381,7 +385,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     .spawn(move || {
                         if over {
                             drop(guard);
+                            s.rejecting.fetch_add(1, Ordering::SeqCst);
                             reject_busy(stream, peer, &s.config);
+                            s.rejecting.fetch_sub(1, Ordering::SeqCst);
                         } else {
                             serve_connection(stream, peer, &s);
                             drop(guard);
