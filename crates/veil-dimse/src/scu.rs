@@ -1,0 +1,622 @@
+//! The requestor side: C-ECHO, C-STORE, C-FIND and C-MOVE SCU.
+//!
+//! Why C-STORE proposes the file's own transfer syntax in a context of its
+//! own: the peer then accepts it when it can, and Veil sends the data set
+//! bytes exactly as they are in the file. Only when the peer takes nothing
+//! but an uncompressed syntax does Veil re-encode, and only where that
+//! re-encoding touches the element headers (native pixel data);
+//! decompressing or recompressing pixel data is a change of content the
+//! gateway must not make silently, so such an instance is reported as not
+//! deliverable with the reason.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::meta::FileMetaTable;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_ul::association::SyncAssociation;
+use dicom_ul::{ClientAssociation, ClientAssociationOptions};
+use tracing::{debug, info, warn};
+
+use crate::command::{status, CommandField, CommandSet};
+use crate::error::{ul_error, DimseError};
+use crate::link::{Ended, Link};
+
+/// A remote application entity and how Veil calls it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Veil's own AE title (calling).
+    pub calling_ae: String,
+    /// The peer's AE title (called).
+    pub called_ae: String,
+    /// `host:port`.
+    pub address: String,
+    /// The largest PDU Veil receives on this association.
+    pub max_pdu_length: u32,
+    /// Connect, read and write timeout: a peer silent for longer is given
+    /// up on.
+    pub timeout: Duration,
+}
+
+impl Peer {
+    /// A peer with Veil's defaults (64 KiB PDUs, 30 s timeout).
+    pub fn new(calling_ae: &str, called_ae: &str, address: &str) -> Self {
+        Peer {
+            calling_ae: calling_ae.to_string(),
+            called_ae: called_ae.to_string(),
+            address: address.to_string(),
+            max_pdu_length: 65536,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{}@{}", self.called_ae, self.address)
+    }
+}
+
+type ClientLink = Link<ClientAssociation<TcpStream>, TcpStream>;
+
+/// Proposed presentation contexts: abstract syntax and transfer syntaxes.
+type Contexts = Vec<(String, Vec<String>)>;
+
+/// At most 128 presentation contexts fit an association (odd ids 1..255).
+const MAX_CONTEXTS: usize = 128;
+
+fn connect(peer: &Peer, contexts: &[(String, Vec<String>)]) -> Result<ClientLink, DimseError> {
+    let mut opts = ClientAssociationOptions::new()
+        .calling_ae_title(peer.calling_ae.clone())
+        .called_ae_title(peer.called_ae.clone())
+        .max_pdu_length(peer.max_pdu_length)
+        .connection_timeout(peer.timeout)
+        .read_timeout(peer.timeout)
+        .write_timeout(peer.timeout);
+    for (abs, tss) in contexts {
+        opts = opts.with_presentation_context(abs.clone(), tss.clone());
+    }
+    let assoc =
+        opts.establish(peer.address.as_str())
+            .map_err(|e| match ul_error("connect", e) {
+                DimseError::Rejected { reason, .. } => DimseError::Rejected {
+                    peer: peer.describe(),
+                    reason,
+                },
+                other => other,
+            })?;
+    debug!(peer = %peer.describe(), contexts = assoc.presentation_contexts().len(), "association established");
+    Ok(Link::new(assoc))
+}
+
+fn release(link: ClientLink) {
+    if let Err(e) = SyncAssociation::release(link.into_inner()) {
+        debug!(error = %ul_error("release", e), "release did not complete cleanly");
+    }
+}
+
+/// Message IDs of one association: 1, 2, ... (never 0).
+struct MessageIds(u16);
+
+impl MessageIds {
+    fn next(&mut self) -> u16 {
+        self.0 = self.0.wrapping_add(1).max(1);
+        self.0
+    }
+}
+
+fn uncompressed() -> Vec<String> {
+    vec![
+        uids::EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
+        uids::IMPLICIT_VR_LITTLE_ENDIAN.to_string(),
+    ]
+}
+
+fn context_for(link: &ClientLink, abstract_syntax: &str) -> Option<(u8, String)> {
+    link.assoc()
+        .presentation_contexts()
+        .iter()
+        .find(|c| c.abstract_syntax.trim_end_matches('\0') == abstract_syntax)
+        .map(|c| (c.id, c.transfer_syntax.trim_end_matches('\0').to_string()))
+}
+
+/// Receives the response to `msg_id`, skipping nothing: a response to
+/// another message is a protocol violation.
+fn recv_response(link: &mut ClientLink, msg_id: u16) -> Result<(u8, CommandSet), DimseError> {
+    match link.recv_command()? {
+        Ok((pc, rsp)) => {
+            if rsp.responded_to() != Some(msg_id) {
+                return Err(DimseError::Protocol("response to another message"));
+            }
+            Ok((pc, rsp))
+        }
+        Err(Ended::Released) => Err(DimseError::Protocol("peer released before responding")),
+        Err(Ended::Aborted) => Err(DimseError::Aborted),
+    }
+}
+
+/// C-ECHO: returns the peer's status (0000H when it answers).
+pub fn echo(peer: &Peer) -> Result<u16, DimseError> {
+    let mut link = connect(peer, &[(uids::VERIFICATION.to_string(), uncompressed())])?;
+    let (pc, _) = context_for(&link, uids::VERIFICATION).ok_or(DimseError::NoContext {
+        peer: peer.describe(),
+        what: "Verification",
+    })?;
+    let mut ids = MessageIds(0);
+    let id = ids.next();
+    let mut rq = CommandSet::request(CommandField::CEchoRq, id, false);
+    rq.set_uid(tags::AFFECTED_SOP_CLASS_UID.element(), uids::VERIFICATION);
+    link.send_command(pc, &rq)?;
+    let (_, rsp) = recv_response(&mut link, id)?;
+    release(link);
+    rsp.status()
+        .ok_or(DimseError::BadCommand("C-ECHO-RSP without status"))
+}
+
+/// Why an instance was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Undeliverable {
+    /// The file is not a DICOM Part 10 file Veil can read.
+    #[error("unreadable file: {0}")]
+    Unreadable(String),
+    /// The peer accepted no context for the SOP class.
+    #[error("peer accepts no context for the SOP class {sop_class}")]
+    NoContext {
+        /// SOP class UID (not an identifier of a patient)
+        sop_class: String,
+    },
+    /// The peer accepts only an uncompressed syntax and the file is
+    /// compressed: Veil does not decompress to deliver.
+    #[error("peer accepts only {accepted} for this SOP class; the file is {file_ts} (compressed pixel data is not transcoded)")]
+    NeedsTranscode {
+        /// the file's transfer syntax
+        file_ts: String,
+        /// what the peer accepted
+        accepted: String,
+    },
+    /// The peer answered with a failure status.
+    #[error("peer answered C-STORE with failure status {0:04X}H")]
+    Failed(u16),
+    /// The association broke.
+    #[error("association failed: {0}")]
+    Association(String),
+}
+
+/// The fate of one file sent by [`store_files`].
+#[derive(Debug, Clone)]
+pub struct StoreOutcome {
+    /// The file, as given.
+    pub path: PathBuf,
+    /// The status the peer sent (success or a warning), or why not
+    /// delivered.
+    pub result: Result<u16, Undeliverable>,
+    /// Whether the data set was re-encoded (explicit/implicit VR).
+    pub transcoded: bool,
+}
+
+/// What Veil needs to know of a Part 10 file to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part10Info {
+    /// MediaStorageSOPClassUID.
+    pub sop_class: String,
+    /// MediaStorageSOPInstanceUID.
+    pub sop_instance: String,
+    /// TransferSyntaxUID.
+    pub ts: String,
+    /// Byte offset of the data set (after preamble and meta group).
+    pub offset: u64,
+}
+
+struct Counting<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads a Part 10 file's meta group; returns its identity, transfer
+/// syntax and where the data set starts.
+pub fn read_part10_info(path: &Path) -> Result<Part10Info, Undeliverable> {
+    let mut f =
+        File::open(path).map_err(|e| Undeliverable::Unreadable(format!("open: {:?}", e.kind())))?;
+    f.seek(SeekFrom::Start(128))
+        .map_err(|e| Undeliverable::Unreadable(format!("seek: {:?}", e.kind())))?;
+    let mut c = Counting { inner: f, n: 0 };
+    let meta = FileMetaTable::from_reader(&mut c)
+        .map_err(|_| Undeliverable::Unreadable("no valid DICOM file meta information".into()))?;
+    Ok(Part10Info {
+        sop_class: meta.media_storage_sop_class_uid().to_string(),
+        sop_instance: meta.media_storage_sop_instance_uid().to_string(),
+        ts: meta.transfer_syntax().to_string(),
+        offset: 128 + c.n,
+    })
+}
+
+/// Sends files with C-STORE, one association per batch of at most 128
+/// presentation contexts. Returns one outcome per file, in order; `Err`
+/// only when no association could be made at all.
+pub fn store_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<StoreOutcome>, DimseError> {
+    let infos: Vec<Result<Part10Info, Undeliverable>> =
+        paths.iter().map(|p| read_part10_info(p)).collect();
+    let mut outcomes: Vec<Option<StoreOutcome>> = vec![None; paths.len()];
+    // batches of file indices whose contexts fit one association
+    let mut batches: Vec<(Vec<usize>, Contexts)> = Vec::new();
+    let mut current: (Vec<usize>, Contexts) = (Vec::new(), Vec::new());
+    for (i, info) in infos.iter().enumerate() {
+        let info = match info {
+            Ok(info) => info,
+            Err(u) => {
+                outcomes[i] = Some(StoreOutcome {
+                    path: paths[i].clone(),
+                    result: Err(u.clone()),
+                    transcoded: false,
+                });
+                continue;
+            }
+        };
+        // the file's own syntax alone, then the uncompressed fallbacks
+        let wanted: Contexts = [
+            (info.sop_class.clone(), vec![info.ts.clone()]),
+            (info.sop_class.clone(), uncompressed()),
+        ]
+        .into_iter()
+        .filter(|w| !current.1.contains(w))
+        .collect();
+        if current.1.len() + wanted.len() > MAX_CONTEXTS {
+            batches.push(std::mem::take(&mut current));
+        }
+        for w in wanted {
+            if !current.1.contains(&w) {
+                current.1.push(w);
+            }
+        }
+        current.0.push(i);
+    }
+    if !current.0.is_empty() {
+        batches.push(current);
+    }
+    let mut connected_once = false;
+    let mut last_err = None;
+    for (files, contexts) in batches {
+        let mut link = match connect(peer, &contexts) {
+            Ok(l) => {
+                connected_once = true;
+                l
+            }
+            Err(e) => {
+                warn!(peer = %peer.describe(), error = %e, "C-STORE association failed");
+                for &i in &files {
+                    outcomes[i] = Some(StoreOutcome {
+                        path: paths[i].clone(),
+                        result: Err(Undeliverable::Association(e.to_string())),
+                        transcoded: false,
+                    });
+                }
+                last_err = Some(e);
+                continue;
+            }
+        };
+        let mut ids = MessageIds(0);
+        let mut broken: Option<String> = None;
+        for &i in &files {
+            let Ok(info) = &infos[i] else { continue };
+            let (result, transcoded) = match &broken {
+                Some(b) => (Err(Undeliverable::Association(b.clone())), false),
+                None => match store_one(&mut link, &mut ids, &paths[i], info) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        broken = Some(e.to_string());
+                        (Err(Undeliverable::Association(e.to_string())), false)
+                    }
+                },
+            };
+            outcomes[i] = Some(StoreOutcome {
+                path: paths[i].clone(),
+                result,
+                transcoded,
+            });
+        }
+        if broken.is_none() {
+            release(link);
+        } else {
+            let _ = SyncAssociation::abort(link.into_inner());
+        }
+    }
+    if !connected_once {
+        if let Some(e) = last_err {
+            return Err(e);
+        }
+    }
+    let out: Vec<StoreOutcome> = outcomes.into_iter().flatten().collect();
+    let ok = out.iter().filter(|o| o.result.is_ok()).count();
+    info!(peer = %peer.describe(), sent = ok, failed = out.len() - ok, "C-STORE done");
+    Ok(out)
+}
+
+/// Sends one file. The outer `Err` is a broken association; the inner
+/// result is the instance's fate.
+fn store_one(
+    link: &mut ClientLink,
+    ids: &mut MessageIds,
+    path: &Path,
+    info: &Part10Info,
+) -> Result<(Result<u16, Undeliverable>, bool), DimseError> {
+    let accepted: Vec<(u8, String)> = link
+        .assoc()
+        .presentation_contexts()
+        .iter()
+        .filter(|c| c.abstract_syntax.trim_end_matches('\0') == info.sop_class)
+        .map(|c| (c.id, c.transfer_syntax.trim_end_matches('\0').to_string()))
+        .collect();
+    let (pc, ts, transcode) = if let Some((pc, ts)) = accepted.iter().find(|(_, ts)| *ts == info.ts)
+    {
+        (*pc, ts.clone(), false)
+    } else if let Some((pc, ts)) = accepted.first() {
+        let src = TransferSyntaxRegistry.get(&info.ts);
+        let native = src.is_some_and(|t| !t.is_encapsulated_pixel_data() && !t.is_unsupported());
+        if !native {
+            return Ok((
+                Err(Undeliverable::NeedsTranscode {
+                    file_ts: info.ts.clone(),
+                    accepted: ts.clone(),
+                }),
+                false,
+            ));
+        }
+        (*pc, ts.clone(), true)
+    } else {
+        return Ok((
+            Err(Undeliverable::NoContext {
+                sop_class: info.sop_class.clone(),
+            }),
+            false,
+        ));
+    };
+    let mut data: Box<dyn Read> = if transcode {
+        match transcode_file(path, &ts) {
+            Ok(bytes) => Box::new(io::Cursor::new(bytes)),
+            Err(u) => return Ok((Err(u), false)),
+        }
+    } else {
+        let mut f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                return Ok((
+                    Err(Undeliverable::Unreadable(format!("open: {:?}", e.kind()))),
+                    false,
+                ))
+            }
+        };
+        if let Err(e) = f.seek(SeekFrom::Start(info.offset)) {
+            return Ok((
+                Err(Undeliverable::Unreadable(format!("seek: {:?}", e.kind()))),
+                false,
+            ));
+        }
+        Box::new(io::BufReader::with_capacity(256 * 1024, f))
+    };
+    let id = ids.next();
+    let mut rq = CommandSet::request(CommandField::CStoreRq, id, true);
+    rq.set_uid(tags::AFFECTED_SOP_CLASS_UID.element(), &info.sop_class)
+        .set_u16(tags::PRIORITY.element(), 0)
+        .set_uid(
+            tags::AFFECTED_SOP_INSTANCE_UID.element(),
+            &info.sop_instance,
+        );
+    link.send_command(pc, &rq)?;
+    link.send_data(pc, &mut data)?;
+    let (_, rsp) = recv_response(link, id)?;
+    let st = rsp
+        .status()
+        .ok_or(DimseError::BadCommand("C-STORE-RSP without status"))?;
+    if st == status::SUCCESS || status::is_warning(st) {
+        Ok((Ok(st), transcode))
+    } else {
+        Ok((Err(Undeliverable::Failed(st)), transcode))
+    }
+}
+
+/// Re-encodes a file's data set (native pixel data) in another
+/// uncompressed transfer syntax. Only element headers change.
+fn transcode_file(path: &Path, ts_uid: &str) -> Result<Vec<u8>, Undeliverable> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| Undeliverable::Unreadable("unknown target transfer syntax".into()))?;
+    let obj = dicom_object::open_file(path).map_err(|_| {
+        Undeliverable::Unreadable("cannot parse the data set to re-encode it".into())
+    })?;
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, ts)
+        .map_err(|_| Undeliverable::Unreadable("cannot re-encode the data set".into()))?;
+    Ok(out)
+}
+
+fn encode_identifier(obj: &InMemDicomObject, ts_uid: &str) -> Result<Vec<u8>, DimseError> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or(DimseError::Protocol(
+            "peer chose an unknown transfer syntax",
+        ))?;
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, ts)
+        .map_err(|_| DimseError::Protocol("cannot encode the query identifier"))?;
+    Ok(out)
+}
+
+/// Identifiers returned by C-FIND are small; more is a broken peer.
+const MAX_IDENTIFIER: u64 = 1 << 20;
+
+/// C-FIND, Study Root, STUDY level: the StudyInstanceUIDs of the studies
+/// with this AccessionNumber (distinct, in the order the peer sent them).
+pub fn find_studies(peer: &Peer, accession_number: &str) -> Result<Vec<String>, DimseError> {
+    let abs = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND;
+    let mut link = connect(peer, &[(abs.to_string(), uncompressed())])?;
+    let (pc, ts) = context_for(&link, abs).ok_or(DimseError::NoContext {
+        peer: peer.describe(),
+        what: "Study Root C-FIND",
+    })?;
+    let mut q = InMemDicomObject::new_empty();
+    q.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from("STUDY"),
+    ));
+    q.put(DataElement::new(
+        tags::ACCESSION_NUMBER,
+        VR::SH,
+        PrimitiveValue::from(accession_number),
+    ));
+    q.put(DataElement::new(
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::Empty,
+    ));
+    let ident = encode_identifier(&q, &ts)?;
+    let dts = TransferSyntaxRegistry.get(&ts).ok_or(DimseError::Protocol(
+        "peer chose an unknown transfer syntax",
+    ))?;
+    let mut ids = MessageIds(0);
+    let id = ids.next();
+    let mut rq = CommandSet::request(CommandField::CFindRq, id, true);
+    rq.set_uid(tags::AFFECTED_SOP_CLASS_UID.element(), abs)
+        .set_u16(tags::PRIORITY.element(), 0);
+    link.send_command(pc, &rq)?;
+    link.send_data(pc, &mut io::Cursor::new(ident))?;
+    let mut studies: Vec<String> = Vec::new();
+    loop {
+        let (rpc, rsp) = recv_response(&mut link, id)?;
+        let st = rsp
+            .status()
+            .ok_or(DimseError::BadCommand("C-FIND-RSP without status"))?;
+        let data = if rsp.has_data_set() {
+            Some(link.recv_data_bytes(rpc, MAX_IDENTIFIER)?)
+        } else {
+            None
+        };
+        if status::is_pending(st) {
+            let Some(data) = data else {
+                return Err(DimseError::Protocol(
+                    "pending C-FIND response without identifier",
+                ));
+            };
+            let obj = InMemDicomObject::read_dataset_with_ts(&data[..], dts)
+                .map_err(|_| DimseError::Protocol("C-FIND identifier does not parse"))?;
+            if let Some(uid) = obj
+                .element_opt(tags::STUDY_INSTANCE_UID)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_str().ok())
+            {
+                let uid = uid.trim_end_matches(['\0', ' ']).to_string();
+                if !uid.is_empty() && !studies.contains(&uid) {
+                    studies.push(uid);
+                }
+            }
+        } else if st == status::SUCCESS {
+            break;
+        } else {
+            release(link);
+            return Err(DimseError::Status {
+                operation: "C-FIND",
+                status: st,
+            });
+        }
+    }
+    release(link);
+    info!(peer = %peer.describe(), studies = studies.len(), "C-FIND done");
+    Ok(studies)
+}
+
+/// The end of a C-MOVE: final status and sub-operation counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveOutcome {
+    /// Final status: 0000H, or B000H when some sub-operations failed.
+    pub status: u16,
+    /// Instances the peer sent to the destination.
+    pub completed: u16,
+    /// Instances it failed to send.
+    pub failed: u16,
+    /// Instances sent with a warning.
+    pub warning: u16,
+    /// Pending responses received (progress reports).
+    pub pending: u32,
+}
+
+/// C-MOVE, Study Root, STUDY level: asks the peer to send one study to
+/// `destination_ae` (Veil's own SCP, known to the peer by that AE title).
+/// Failure statuses are errors; a partial move is `Ok` with `failed > 0`.
+pub fn move_study(
+    peer: &Peer,
+    destination_ae: &str,
+    study_instance_uid: &str,
+) -> Result<MoveOutcome, DimseError> {
+    let abs = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE;
+    let mut link = connect(peer, &[(abs.to_string(), uncompressed())])?;
+    let (pc, ts) = context_for(&link, abs).ok_or(DimseError::NoContext {
+        peer: peer.describe(),
+        what: "Study Root C-MOVE",
+    })?;
+    let mut q = InMemDicomObject::new_empty();
+    q.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from("STUDY"),
+    ));
+    q.put(DataElement::new(
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(study_instance_uid),
+    ));
+    let ident = encode_identifier(&q, &ts)?;
+    let mut ids = MessageIds(0);
+    let id = ids.next();
+    let mut rq = CommandSet::request(CommandField::CMoveRq, id, true);
+    rq.set_uid(tags::AFFECTED_SOP_CLASS_UID.element(), abs)
+        .set_u16(tags::PRIORITY.element(), 0)
+        .set_text(tags::MOVE_DESTINATION.element(), destination_ae);
+    link.send_command(pc, &rq)?;
+    link.send_data(pc, &mut io::Cursor::new(ident))?;
+    let mut pending = 0u32;
+    loop {
+        let (rpc, rsp) = recv_response(&mut link, id)?;
+        let st = rsp
+            .status()
+            .ok_or(DimseError::BadCommand("C-MOVE-RSP without status"))?;
+        if rsp.has_data_set() {
+            // failed SOP instance UID list: not needed, counts suffice
+            link.recv_data_bytes(rpc, MAX_IDENTIFIER)?;
+        }
+        let count = |t: dicom_core::Tag| rsp.u16(t.element()).unwrap_or(0);
+        if status::is_pending(st) {
+            pending += 1;
+            continue;
+        }
+        let outcome = MoveOutcome {
+            status: st,
+            completed: count(tags::NUMBER_OF_COMPLETED_SUBOPERATIONS),
+            failed: count(tags::NUMBER_OF_FAILED_SUBOPERATIONS),
+            warning: count(tags::NUMBER_OF_WARNING_SUBOPERATIONS),
+            pending,
+        };
+        release(link);
+        if st == status::SUCCESS || status::is_warning(st) {
+            info!(peer = %peer.describe(), completed = outcome.completed, failed = outcome.failed, "C-MOVE done");
+            return Ok(outcome);
+        }
+        return Err(DimseError::Status {
+            operation: "C-MOVE",
+            status: st,
+        });
+    }
+}
