@@ -1,0 +1,480 @@
+//! Issue 18: `veil serve --config veil.toml` as a site runs it, between
+//! real peers. An Orthanc "PACS" holds corpus studies and sends them to
+//! Veil over C-STORE (`POST /modalities/{veil}/store`); Veil decides each
+//! study (consent, deid, verify, ledger) and releases it to an Orthanc
+//! recipient over C-STORE and to another over STOW-RS.
+
+#[path = "../../veil-release/tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use veil_core::Tag;
+use veil_test::peers::{free_port, Modality, Orthanc};
+
+const BIN: &str = env!("CARGO_BIN_EXE_veil");
+
+fn veil(home: &Path, args: &[&str]) -> (i32, String) {
+    veil_test::output(veil_test::veil_command(BIN, home, None).args(args))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A running `veil serve`, its log in the home folder.
+struct Serve {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// Starts `veil serve --config CFG` and waits until its DICOM port
+    /// accepts connections (it binds only after the spool is recovered).
+    fn start(home: &Path, cfg: &Path, dicom_port: u16) -> Serve {
+        let log = home.join(format!(
+            "serve-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = veil_test::veil_command(BIN, home, None)
+            .args(["-v", "serve", "--config", s(cfg)])
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        let sv = Serve { child, log };
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", dicom_port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "veil serve did not start: {}",
+                sv.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sv
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code (it must exit within 60 s).
+    fn term(mut self) -> (i32, String) {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let t = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (st.code().unwrap_or(-1), self.log_text());
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// A site with recipients `acme` (ai-training) and `uni` (research), both
+/// purposes opt-out, and patient `denied` refusing both.
+fn site(home: &Path, denied: &str) {
+    veil_test::ok(veil(home, &["init"]));
+    let recipe = home.join("r.toml");
+    veil_io::atomic::write_all(&recipe, b"name = \"gw\"\nversion = \"1\"\n").unwrap();
+    for (name, purpose) in [("acme", "ai-training"), ("uni", "research")] {
+        veil_test::ok(veil(
+            home,
+            &[
+                "recipient",
+                "add",
+                name,
+                "--purpose",
+                purpose,
+                "--recipe",
+                s(&recipe),
+                "--retention-days",
+                "30",
+            ],
+        ));
+        veil_test::ok(veil(home, &["consent", "default", purpose, "opt-out"]));
+        veil_test::ok(veil(
+            home,
+            &[
+                "consent",
+                "set",
+                denied,
+                "--deny",
+                "--recipient",
+                name,
+                "--purpose",
+                purpose,
+            ],
+        ));
+    }
+}
+
+/// Polls `cond` every 200 ms for up to `secs`.
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn queue_json(home: &Path, cfg: &Path) -> serde_json::Value {
+    let out = veil_test::ok(veil(
+        home,
+        &["queue", "status", "--config", s(cfg), "--json"],
+    ));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Every instance an Orthanc holds, downloaded over REST into `dir`.
+fn download(o: &Orthanc, dir: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    o.instances()
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let p = dir.join(format!("{i}.dcm"));
+            veil_io::atomic::write_all(&p, &o.instance_file(id)).unwrap();
+            p
+        })
+        .collect()
+}
+
+fn text(d: &veil_io::DicomFile, g: u16, e: u16) -> String {
+    d.dataset
+        .ascii(Tag(g, e))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// SOP Instance UID → (PatientID, PatientName, StudyInstanceUID) of the
+/// DICOM files given.
+fn identities(files: &[PathBuf]) -> BTreeMap<String, (String, String, String)> {
+    files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .map(|p| {
+            let d = veil_io::read(p).unwrap();
+            (
+                text(&d, 0x0008, 0x0018),
+                (
+                    text(&d, 0x0010, 0x0020),
+                    text(&d, 0x0010, 0x0010),
+                    text(&d, 0x0020, 0x000D),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn private_file(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    veil_io::atomic::write_all(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn metrics(http_port: u16, token: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "10", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("http://127.0.0.1:{http_port}/metrics"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET /metrics");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The must-show of issue 18. Three studies in the PACS (two patients who
+/// consent by default, one who refused both recipients), sent to both
+/// routes; each recipient ends with exactly the 3 instances `veil release`
+/// makes of the 2 allowed studies, under Veil's pseudonyms, clean by
+/// `veil verify` against the sources; the refused study reaches neither;
+/// the ledger holds the 6 decisions; SIGTERM drains and exits 0 with an
+/// empty spool.
+#[test]
+fn issue_18_serve_end_to_end_orthanc_pacs_to_dimse_and_stow_recipients() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch("gw18-serve-e2e");
+    const DENIED: &str = "GW18-E2E-DENY";
+    site(&home, DENIED);
+
+    // the sources: real corpus CT and MR images as three studies
+    let srcs = common::sources(&corpus);
+    let input = home.join("in");
+    let study = |n: u32| format!("1.2.826.0.1.3680043.9.7718.{n}");
+    common::plant(&srcs[0], &input.join("a1.dcm"), "GW18-E2E-ANN", &study(1), 1);
+    common::plant(&srcs[1], &input.join("a2.dcm"), "GW18-E2E-ANN", &study(1), 2);
+    common::plant(&srcs[1], &input.join("b1.dcm"), "GW18-E2E-BEN", &study(2), 1);
+    common::plant(&srcs[0], &input.join("d1.dcm"), DENIED, &study(3), 1);
+    let sources = veil_test::files(&input);
+    let source_ids: BTreeSet<String> = identities(&sources).into_values().map(|v| v.0).collect();
+    let source_names: BTreeSet<String> =
+        identities(&sources).into_values().map(|v| v.1).collect();
+
+    // the recipients: C-STORE and STOW-RS
+    let recip = Orthanc::start(&home.join("orthanc-recip"), "RECIP", &[]);
+    let web = Orthanc::start(&home.join("orthanc-web"), "WEB", &[]);
+    // the gateway's ports, then the PACS that knows it as two modalities
+    let (dicom_port, http_port) = (free_port(), free_port());
+    let pacs = Orthanc::start(
+        &home.join("orthanc-pacs"),
+        "PACS",
+        &[
+            Modality {
+                name: "veil-acme".into(),
+                aet: "VEIL_ACME".into(),
+                port: dicom_port,
+            },
+            Modality {
+                name: "veil-uni".into(),
+                aet: "VEIL_UNI".into(),
+                port: dicom_port,
+            },
+        ],
+    );
+    for f in &sources {
+        pacs.upload(f);
+    }
+    assert_eq!(pacs.studies().len(), 3);
+
+    let token = "veil_e2e_metrics_token_0123456789abcdef";
+    let web_token = home.join("web.token");
+    private_file(&web_token, b"recipient-token\n");
+    let cfg = home.join("veil.toml");
+    let text_cfg = format!(
+        r#"[dicom]
+port = {dicom_port}
+bind = "127.0.0.1"
+ae_title = "VEIL"
+allowed_calling_aes = ["PACS"]
+
+[http]
+listen = "127.0.0.1:{http_port}"
+tokens = ["{hash}"]
+
+[queue]
+backoff_seconds = 1
+
+[[route]]
+name = "acme"
+called_ae = "VEIL_ACME"
+recipient = "acme"
+purpose = "ai-training"
+study_stable_seconds = 2
+destination = "dicom://RECIP@127.0.0.1:{recip_port}"
+
+[[route]]
+name = "uni"
+called_ae = "VEIL_UNI"
+recipient = "uni"
+purpose = "research"
+study_stable_seconds = 2
+destination = "dicomweb+http://127.0.0.1:{web_port}/dicom-web"
+token_file = "{web_token}"
+"#,
+        hash = token_hash(token),
+        recip_port = recip.dicom_port,
+        web_port = web.http_port,
+        web_token = web_token.display(),
+    );
+    veil_io::atomic::write_all(&cfg, text_cfg.as_bytes()).unwrap();
+    let serve = Serve::start(&home, &cfg, dicom_port);
+
+    // the PACS sends every study to both routes, as a site's PACS does
+    let all: Vec<String> = pacs.studies();
+    let body = serde_json::to_vec(&all).unwrap();
+    let t = Instant::now();
+    pacs.post("/modalities/veil-acme/store", &body);
+    pacs.post("/modalities/veil-uni/store", &body);
+    wait_for(180, "both recipients to hold 3 instances", || {
+        recip.instances().len() >= 3 && web.instances().len() >= 3
+    });
+    wait_for(60, "the queue to empty", || {
+        queue_json(&home, &cfg)["open"].as_array().unwrap().is_empty()
+    });
+    eprintln!(
+        "issue_18 e2e: 8 instances in, 6 out, in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let m = metrics(http_port, token);
+    for want in [
+        "veil_instances_received_total{route=\"acme\"} 4",
+        "veil_instances_received_total{route=\"uni\"} 4",
+        "veil_studies_released_total{route=\"acme\"} 2",
+        "veil_studies_released_total{route=\"uni\"} 2",
+        "veil_studies_refused_total{route=\"acme\"} 1",
+        "veil_studies_refused_total{route=\"uni\"} 1",
+        "veil_queue_depth 0",
+        "veil_delivery_seconds_count{route=\"acme\"} 2",
+        "veil_study_latency_seconds_count 4",
+    ] {
+        assert!(m.contains(want), "metrics lack {want}:\n{m}");
+    }
+
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "SIGTERM drains and exits 0: {log}");
+    assert!(log.contains("veil serve: stopped"), "{log}");
+    // (a random queue id may contain digits of a UID: the UID's own prefix)
+    for p in ["GW18-E2E", "3680043.9.7718", &home.display().to_string()] {
+        assert!(!log.contains(p), "the log names {p}: {log}");
+    }
+    let spool: Vec<PathBuf> = veil_test::files(&home.join("spool"))
+        .into_iter()
+        .filter(|p| !p.ends_with(".lock") && !p.to_string_lossy().contains("/.veil"))
+        .collect();
+    assert!(spool.is_empty(), "the spool is empty: {spool:?}");
+
+    // the ledger: one decision per study and route, 4 released, 2 refused
+    {
+        let mut site = veil_release::Site::open(None, &home).unwrap();
+        let d: Vec<_> = site
+            .entries()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.operator == "veil-serve")
+            .collect();
+        let count = |r: &str, ev: veil_ledger::Event| {
+            d.iter().filter(|e| e.recipient == r && e.event == ev).count()
+        };
+        assert_eq!(d.len(), 6, "{d:?}");
+        for r in ["acme", "uni"] {
+            assert_eq!(count(r, veil_ledger::Event::Release), 2, "{r}");
+            assert_eq!(count(r, veil_ledger::Event::Refusal), 1, "{r}");
+        }
+    }
+    let out = veil_test::ok(veil(&home, &["ledger", "verify"]));
+    assert!(out.contains("ledger OK"), "{out}");
+
+    // what each recipient holds is exactly what `veil release` makes of
+    // the sources for it: the same instances, pseudonyms and studies
+    for (name, purpose, o) in [("acme", "ai-training", &recip), ("uni", "research", &web)] {
+        let got = identities(&download(o, &home.join(format!("dl-{name}"))));
+        let rel = home.join(format!("rel-{name}"));
+        let (code, out) = veil(
+            &home,
+            &[
+                "release",
+                "--recipient",
+                name,
+                "--purpose",
+                purpose,
+                s(&input),
+                "--out",
+                s(&rel),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("3 studies: 2 released (3 instances), 1 excluded (1 consent)"),
+            "{out}"
+        );
+        let want = identities(&veil_test::files(&rel));
+        assert_eq!(want.len(), 3, "{name}: {want:?}");
+        assert_eq!(got, want, "{name}: the recipient holds exactly the release");
+        let studies: BTreeSet<&String> = got.values().map(|v| &v.2).collect();
+        assert_eq!(studies.len(), 2, "{name}: the denied study never arrived");
+        for (pid, pname, _) in got.values() {
+            assert!(!pid.is_empty() && !source_ids.contains(pid), "{name}: {pid}");
+            assert!(!source_names.contains(pname), "{name}: {pname}");
+            assert!(pname.contains(pid.as_str()), "{name}: the name is the pseudonym");
+        }
+        // the two recipients' pseudonyms differ (keys per recipient)
+        let (code, out) = veil(
+            &home,
+            &[
+                "verify",
+                s(&home.join(format!("dl-{name}"))),
+                "--source",
+                s(&input),
+            ],
+        );
+        assert_eq!(code, 0, "{name}: veil verify is clean: {out}");
+    }
+    let acme_ids: BTreeSet<String> = identities(&veil_test::files(&home.join("dl-acme")))
+        .into_values()
+        .map(|v| v.0)
+        .collect();
+    let uni_ids: BTreeSet<String> = identities(&veil_test::files(&home.join("dl-uni")))
+        .into_values()
+        .map(|v| v.0)
+        .collect();
+    assert_eq!(acme_ids.len(), 2);
+    assert!(acme_ids.is_disjoint(&uni_ids), "per-recipient pseudonyms");
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// `veil serve` with a broken configuration exits 2 and names the field,
+/// without printing the configuration's path.
+#[test]
+fn issue_18_serve_config_errors_name_the_field() {
+    let home = veil_test::scratch("gw18-serve-cfg");
+    veil_test::ok(veil(&home, &["init"]));
+    let cfg = home.join("secret-site-name.toml");
+    let route = "[[route]]\nname = \"a\"\ncalled_ae = \"VEIL_A\"\nrecipient = \"nobody\"\npurpose = \"p\"\ndestination = \"file:///tmp/x\"\n";
+    for (text, want) in [
+        (format!("[dicom]\nport = \"x\"\n{route}"), "dicom.port: invalid type"),
+        (
+            format!("[http]\nlisten = \"127.0.0.1:1\"\ntokens = [\"plain\"]\n{route}"),
+            "http.tokens[0]: expected a token's SHA-256",
+        ),
+        (
+            format!("[dicom]\ntls = {{ cert = \"/c\", key = \"/k\" }}\n{route}"),
+            "dicom.tls: DICOM TLS is not available",
+        ),
+        (route.to_string(), "route[0].recipient: no recipient named nobody"),
+        (
+            route.replace(
+                "file:///tmp/x\"",
+                "dicomweb+http://127.0.0.1:1/x\"\ntoken_file = \"/nonexistent/t\"",
+            ),
+            "route[0].token_file: cannot read the bearer token file",
+        ),
+    ] {
+        veil_io::atomic::write_all(&cfg, text.as_bytes()).unwrap();
+        let (code, out) = veil(&home, &["serve", "--config", s(&cfg)]);
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains(want), "want {want}: {out}");
+        assert!(!out.contains("secret-site-name"), "{out}");
+    }
+    let _ = std::fs::remove_dir_all(&home);
+}
