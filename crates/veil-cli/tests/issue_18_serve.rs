@@ -242,14 +242,31 @@ fn issue_18_serve_end_to_end_orthanc_pacs_to_dimse_and_stow_recipients() {
     let srcs = common::sources(&corpus);
     let input = home.join("in");
     let study = |n: u32| format!("1.2.826.0.1.3680043.9.7718.{n}");
-    common::plant(&srcs[0], &input.join("a1.dcm"), "GW18-E2E-ANN", &study(1), 1);
-    common::plant(&srcs[1], &input.join("a2.dcm"), "GW18-E2E-ANN", &study(1), 2);
-    common::plant(&srcs[1], &input.join("b1.dcm"), "GW18-E2E-BEN", &study(2), 1);
+    common::plant(
+        &srcs[0],
+        &input.join("a1.dcm"),
+        "GW18-E2E-ANN",
+        &study(1),
+        1,
+    );
+    common::plant(
+        &srcs[1],
+        &input.join("a2.dcm"),
+        "GW18-E2E-ANN",
+        &study(1),
+        2,
+    );
+    common::plant(
+        &srcs[1],
+        &input.join("b1.dcm"),
+        "GW18-E2E-BEN",
+        &study(2),
+        1,
+    );
     common::plant(&srcs[0], &input.join("d1.dcm"), DENIED, &study(3), 1);
     let sources = veil_test::files(&input);
     let source_ids: BTreeSet<String> = identities(&sources).into_values().map(|v| v.0).collect();
-    let source_names: BTreeSet<String> =
-        identities(&sources).into_values().map(|v| v.1).collect();
+    let source_names: BTreeSet<String> = identities(&sources).into_values().map(|v| v.1).collect();
 
     // the recipients: C-STORE and STOW-RS
     let recip = Orthanc::start(&home.join("orthanc-recip"), "RECIP", &[]);
@@ -330,7 +347,10 @@ token_file = "{web_token}"
         recip.instances().len() >= 3 && web.instances().len() >= 3
     });
     wait_for(60, "the queue to empty", || {
-        queue_json(&home, &cfg)["open"].as_array().unwrap().is_empty()
+        queue_json(&home, &cfg)["open"]
+            .as_array()
+            .unwrap()
+            .is_empty()
     });
     eprintln!(
         "issue_18 e2e: 8 instances in, 6 out, in {:.1} s",
@@ -374,7 +394,9 @@ token_file = "{web_token}"
             .filter(|e| e.operator == "veil-serve")
             .collect();
         let count = |r: &str, ev: veil_ledger::Event| {
-            d.iter().filter(|e| e.recipient == r && e.event == ev).count()
+            d.iter()
+                .filter(|e| e.recipient == r && e.event == ev)
+                .count()
         };
         assert_eq!(d.len(), 6, "{d:?}");
         for r in ["acme", "uni"] {
@@ -414,9 +436,15 @@ token_file = "{web_token}"
         let studies: BTreeSet<&String> = got.values().map(|v| &v.2).collect();
         assert_eq!(studies.len(), 2, "{name}: the denied study never arrived");
         for (pid, pname, _) in got.values() {
-            assert!(!pid.is_empty() && !source_ids.contains(pid), "{name}: {pid}");
+            assert!(
+                !pid.is_empty() && !source_ids.contains(pid),
+                "{name}: {pid}"
+            );
             assert!(!source_names.contains(pname), "{name}: {pname}");
-            assert!(pname.contains(pid.as_str()), "{name}: the name is the pseudonym");
+            assert!(
+                pname.contains(pid.as_str()),
+                "{name}: the name is the pseudonym"
+            );
         }
         // the two recipients' pseudonyms differ (keys per recipient)
         let (code, out) = veil(
@@ -452,7 +480,10 @@ fn issue_18_serve_config_errors_name_the_field() {
     let cfg = home.join("secret-site-name.toml");
     let route = "[[route]]\nname = \"a\"\ncalled_ae = \"VEIL_A\"\nrecipient = \"nobody\"\npurpose = \"p\"\ndestination = \"file:///tmp/x\"\n";
     for (text, want) in [
-        (format!("[dicom]\nport = \"x\"\n{route}"), "dicom.port: invalid type"),
+        (
+            format!("[dicom]\nport = \"x\"\n{route}"),
+            "dicom.port: invalid type",
+        ),
         (
             format!("[http]\nlisten = \"127.0.0.1:1\"\ntokens = [\"plain\"]\n{route}"),
             "http.tokens[0]: expected a token's SHA-256",
@@ -461,7 +492,10 @@ fn issue_18_serve_config_errors_name_the_field() {
             format!("[dicom]\ntls = {{ cert = \"/c\", key = \"/k\" }}\n{route}"),
             "dicom.tls: DICOM TLS is not available",
         ),
-        (route.to_string(), "route[0].recipient: no recipient named nobody"),
+        (
+            route.to_string(),
+            "route[0].recipient: no recipient named nobody",
+        ),
         (
             route.replace(
                 "file:///tmp/x\"",
@@ -476,5 +510,204 @@ fn issue_18_serve_config_errors_name_the_field() {
         assert!(out.contains(want), "want {want}: {out}");
         assert!(!out.contains("secret-site-name"), "{out}");
     }
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// A pseudo-random sequence (xorshift) seeded from the clock, printed so
+/// a failing run can be replayed by setting `VEIL_TEST_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("VEIL_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("issue_18: VEIL_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A one-route gateway (`acme`, C-STORE to `recipient_port`) on fresh
+/// ports; returns the config path and the DICOM port.
+fn one_route_config(home: &Path, recipient: &str, timeout_seconds: u64) -> (PathBuf, u16) {
+    let dicom_port = free_port();
+    let cfg = home.join("veil.toml");
+    let text = format!(
+        r#"[dicom]
+port = {dicom_port}
+bind = "127.0.0.1"
+allowed_calling_aes = ["PACS"]
+timeout_seconds = {timeout_seconds}
+
+[queue]
+backoff_seconds = 1
+
+[[route]]
+name = "acme"
+called_ae = "VEIL_ACME"
+recipient = "acme"
+purpose = "ai-training"
+study_stable_seconds = 1
+destination = "{recipient}"
+"#
+    );
+    veil_io::atomic::write_all(&cfg, text.as_bytes()).unwrap();
+    (cfg, dicom_port)
+}
+
+/// Sends `files` with dcmtk's storescu as the PACS, until every one was
+/// acknowledged (a sender retries what was not); returns the tries.
+fn storescu_until_acknowledged(port: u16, files: &[PathBuf]) -> usize {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let out = Command::new("storescu")
+            .args([
+                "-aet",
+                "PACS",
+                "-aec",
+                "VEIL_ACME",
+                "-to",
+                "10",
+                "127.0.0.1",
+            ])
+            .arg(port.to_string())
+            .args(files)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() && !text.contains("E:") {
+            return tries;
+        }
+        assert!(tries < 200, "storescu never got through: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The crash test of issue 18: while 16 studies (32 real corpus
+/// instances) stream in with storescu, `veil serve` is killed with
+/// SIGKILL three times at random moments and restarted. The recipient
+/// Orthanc ends with exactly the 32 instances `veil release` makes of the
+/// sources, the ledger verifies and decided each of the 16 studies, no
+/// study is parked, and the spool is empty.
+#[test]
+fn issue_18_serve_kill_9_three_times_while_streaming_loses_and_repeats_nothing() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch("gw18-serve-crash");
+    site(&home, "GW18-CR-NOBODY");
+    let srcs = common::sources(&corpus);
+    let input = home.join("in");
+    const STUDIES: usize = 16;
+    let mut studies: Vec<Vec<PathBuf>> = Vec::new();
+    for n in 0..STUDIES {
+        let study = format!("1.2.826.0.1.3680043.9.7717.{n}");
+        let files: Vec<PathBuf> = (0..2)
+            .map(|i| {
+                let p = input.join(format!("s{n}-{i}.dcm"));
+                common::plant(&srcs[i], &p, &format!("GW18-CR-{n}"), &study, i + 1);
+                p
+            })
+            .collect();
+        studies.push(files);
+    }
+    let recip = Orthanc::start(&home.join("orthanc-recip"), "RECIP", &[]);
+    let (cfg, port) = one_route_config(
+        &home,
+        &format!("dicom://RECIP@127.0.0.1:{}", recip.dicom_port),
+        10,
+    );
+    let mut serve = Serve::start(&home, &cfg, port);
+
+    let sender = std::thread::spawn(move || {
+        studies
+            .iter()
+            .map(|files| storescu_until_acknowledged(port, files))
+            .sum::<usize>()
+    });
+    let mut rng = Rng::new();
+    for k in 0..3 {
+        std::thread::sleep(Duration::from_millis(300 + rng.below(2200)));
+        serve.kill9();
+        eprintln!(
+            "issue_18 crash: kill -9 #{} with {} instances at the recipient",
+            k + 1,
+            recip.instances().len()
+        );
+        serve = Serve::start(&home, &cfg, port);
+    }
+    let tries = sender.join().unwrap();
+    wait_for(180, "the recipient to hold 32 instances", || {
+        recip.instances().len() >= 2 * STUDIES
+    });
+    wait_for(60, "the queue to empty", || {
+        queue_json(&home, &cfg)["open"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    eprintln!("issue_18 crash: {tries} storescu runs for {STUDIES} studies");
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "{log}");
+
+    let q = queue_json(&home, &cfg);
+    let counts = &q["counts"]["acme"];
+    assert!(counts.get("dead-letter").is_none(), "{q}");
+    assert!(counts.get("refused").is_none(), "{q}");
+    let spool = veil_test::files(&home.join("spool"));
+    assert!(spool.is_empty(), "the spool is empty: {spool:?}");
+    let out = veil_test::ok(veil(&home, &["ledger", "verify"]));
+    assert!(out.contains("ledger OK"), "{out}");
+    {
+        let mut site = veil_release::Site::open(None, &home).unwrap();
+        let d: Vec<_> = site
+            .entries()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.operator == "veil-serve")
+            .collect();
+        assert!(
+            d.iter().all(|e| e.event == veil_ledger::Event::Release),
+            "{d:?}"
+        );
+        let decided: BTreeSet<_> = d.iter().map(|e| e.study_ref.clone()).collect();
+        assert_eq!(decided.len(), STUDIES, "every study decided: {d:?}");
+    }
+    // exactly once at the recipient: the instances `veil release` makes
+    let got = identities(&download(&recip, &home.join("dl")));
+    assert_eq!(recip.instances().len(), 2 * STUDIES);
+    let rel = home.join("rel");
+    veil_test::ok(veil(
+        &home,
+        &[
+            "release",
+            "--recipient",
+            "acme",
+            "--purpose",
+            "ai-training",
+            s(&input),
+            "--out",
+            s(&rel),
+        ],
+    ));
+    let want = identities(&veil_test::files(&rel));
+    assert_eq!(want.len(), 2 * STUDIES);
+    assert_eq!(got, want);
     let _ = std::fs::remove_dir_all(&home);
 }
