@@ -711,3 +711,210 @@ fn issue_18_serve_kill_9_three_times_while_streaming_loses_and_repeats_nothing()
     assert_eq!(got, want);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// A one-context A-ASSOCIATE-RQ (Verification), as raw bytes.
+fn assoc_rq(calling: &str, called: &str) -> Vec<u8> {
+    use dicom_ul::pdu::{AssociationRQ, PresentationContextProposed, UserVariableItem};
+    let pdu = dicom_ul::Pdu::AssociationRQ(AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: calling.into(),
+        called_ae_title: called.into(),
+        application_context_name: "1.2.840.10008.3.1.1.1".into(),
+        presentation_contexts: vec![PresentationContextProposed {
+            id: 1,
+            abstract_syntax: dicom_dictionary_std::uids::VERIFICATION.into(),
+            transfer_syntaxes: vec![dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN.into()],
+        }],
+        user_variables: vec![UserVariableItem::MaxLength(16384)],
+    });
+    let mut out = Vec::new();
+    dicom_ul::write_pdu(&mut out, &pdu).unwrap();
+    out
+}
+
+/// Writes `bytes` on a new connection to the gateway, then reads what it
+/// answers until it closes: (the answer, how long it took).
+fn raw(port: u16, bytes: &[u8], close_write: bool) -> (Vec<u8>, Duration) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let t = Instant::now();
+    c.write_all(bytes).unwrap();
+    if close_write {
+        let _ = c.shutdown(std::net::Shutdown::Write);
+    }
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    (out, t.elapsed())
+}
+
+fn is_abort(b: &[u8]) -> bool {
+    // A-ABORT: PDU type 07, length 4
+    b.len() >= 10 && b[0] == 0x07 && b[2..6] == [0, 0, 0, 4]
+}
+
+fn echo_ok(port: u16) {
+    let out = Command::new("echoscu")
+        .args(["-aet", "PACS", "-aec", "VEIL_ACME", "127.0.0.1"])
+        .arg(port.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "echoscu after a bad peer");
+}
+
+/// C-STOREs on one association whose payloads the gateway must refuse:
+/// bytes that are no data set, and a data set without a Study Instance
+/// UID (which only the gateway's intake can refuse); the statuses.
+fn bad_stores(port: u16) -> Vec<u16> {
+    use dicom_dictionary_std::{tags, uids};
+    use veil_dimse::{CommandField, CommandSet};
+    let assoc = dicom_ul::ClientAssociationOptions::new()
+        .calling_ae_title("PACS")
+        .called_ae_title("VEIL_ACME")
+        .with_presentation_context(
+            uids::CT_IMAGE_STORAGE,
+            vec![uids::EXPLICIT_VR_LITTLE_ENDIAN],
+        )
+        .read_timeout(Duration::from_secs(10))
+        .establish(("127.0.0.1", port))
+        .unwrap();
+    let mut link = veil_dimse::link::Link::new(assoc);
+    let pc = link.assoc().presentation_contexts()[0].id;
+    let mut ds = Vec::new();
+    let mut put = |g: u16, e: u16, vr: &[u8; 2], v: &[u8]| {
+        ds.extend_from_slice(&g.to_le_bytes());
+        ds.extend_from_slice(&e.to_le_bytes());
+        ds.extend_from_slice(vr);
+        ds.extend_from_slice(&(v.len() as u16).to_le_bytes());
+        ds.extend_from_slice(v);
+    };
+    put(0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0");
+    put(0x0008, 0x0018, b"UI", b"1.2.3.4\0");
+    put(0x0010, 0x0010, b"PN", b"GW18^BADPEER");
+    let payloads: [&[u8]; 2] = [b"%PDF-1.4 this is not a data set at all", &ds];
+    let mut statuses = Vec::new();
+    for (n, payload) in payloads.iter().enumerate() {
+        let mut rq = CommandSet::request(CommandField::CStoreRq, n as u16 + 1, true);
+        rq.set_uid(
+            tags::AFFECTED_SOP_CLASS_UID.element(),
+            uids::CT_IMAGE_STORAGE,
+        )
+        .set_uid(tags::AFFECTED_SOP_INSTANCE_UID.element(), "1.2.3.4")
+        .set_u16(tags::PRIORITY.element(), 0);
+        link.send_command(pc, &rq).unwrap();
+        link.send_data(pc, &mut &payload[..]).unwrap();
+        let (_, rsp) = link.recv_command().unwrap().unwrap();
+        statuses.push(rsp.status().unwrap());
+    }
+    let _ = dicom_ul::association::SyncAssociation::release(link.into_inner());
+    statuses
+}
+
+/// Bad peers against `veil serve`: an unknown calling AE is rejected at
+/// association time; garbage, an oversized PDU, a truncated
+/// A-ASSOCIATE-RQ, a connection that never sends and C-STOREs of non-DICOM
+/// payloads are each refused or aborted; after all of them the service is
+/// up, a good study arrives at the destination, nothing else does, and
+/// the log names none of what the bad peers sent.
+#[test]
+fn issue_18_serve_bad_peers_are_refused_and_a_good_study_still_arrives() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch("gw18-serve-bad-peers");
+    site(&home, "GW18-BP-NOBODY");
+    let dest = home.join("dest");
+    let (cfg, port) = one_route_config(&home, &format!("file://{}", dest.display()), 2);
+    let serve = Serve::start(&home, &cfg, port);
+
+    // an unknown calling AE: rejected (A-ASSOCIATE-RJ), for echo and store
+    let srcs = common::sources(&corpus);
+    let input = home.join("in");
+    for (i, src) in srcs.iter().enumerate() {
+        common::plant(
+            src,
+            &input.join(format!("{i}.dcm")),
+            "GW18-BP-GOOD",
+            "1.2.826.0.1.3680043.9.7716.1",
+            i + 1,
+        );
+    }
+    let files = veil_test::files(&input);
+    for tool in ["echoscu", "storescu"] {
+        let out = Command::new(tool)
+            .args(["-aet", "STRANGER", "-aec", "VEIL_ACME", "127.0.0.1"])
+            .arg(port.to_string())
+            .args(if tool == "storescu" {
+                files.clone()
+            } else {
+                vec![]
+            })
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{tool}: {text}");
+        assert!(
+            text.contains("Calling AE Title Not Recognized"),
+            "{tool}: {text}"
+        );
+    }
+    // garbage (an HTTP request on the DICOM port)
+    let (a, _) = raw(port, b"GET / HTTP/1.1\r\nHost: veil\r\n\r\n", false);
+    assert!(is_abort(&a), "garbage: {a:02X?}");
+    echo_ok(port);
+    // an oversized PDU (2 GiB announced): aborted at once
+    let (a, t) = raw(
+        port,
+        &[0x01, 0x00, 0x7F, 0xFF, 0xFF, 0xFF, 0, 1, 0, 0],
+        false,
+    );
+    assert!(
+        is_abort(&a) && t < Duration::from_secs(1),
+        "oversized: {a:02X?} {t:?}"
+    );
+    echo_ok(port);
+    // a truncated A-ASSOCIATE-RQ, then silence: aborted by the timer
+    let rq = assoc_rq("PACS", "VEIL_ACME");
+    let (a, t) = raw(port, &rq[..rq.len() - 7], false);
+    assert!(is_abort(&a), "truncated: {a:02X?}");
+    assert!(
+        t >= Duration::from_millis(1500) && t < Duration::from_secs(8),
+        "truncated: {t:?}"
+    );
+    // truncated, and the peer goes away
+    let _ = raw(port, &rq[..20], true);
+    echo_ok(port);
+    // a connection that never sends
+    let (a, t) = raw(port, &[], false);
+    assert!(is_abort(&a) || a.is_empty(), "silent: {a:02X?}");
+    assert!(
+        t >= Duration::from_millis(1500) && t < Duration::from_secs(8),
+        "silent: {t:?}"
+    );
+    echo_ok(port);
+    // C-STOREs of what is not a storable instance: C000 (cannot understand)
+    assert_eq!(bad_stores(port), vec![0xC000, 0xC000]);
+
+    // a good study still arrives, and only it
+    assert_eq!(storescu_until_acknowledged(port, &files), 1);
+    wait_for(60, "the good study at the destination", || {
+        veil_test::files(&dest).len() == 2
+    });
+    wait_for(30, "the queue to empty", || {
+        queue_json(&home, &cfg)["open"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("calling AE not allowed"), "{log}");
+    for p in ["GW18", "BADPEER", "PDF", "3680043.9.7716"] {
+        assert!(!log.contains(p), "the log names {p}: {log}");
+    }
+    let got = identities(&veil_test::files(&dest));
+    assert_eq!(got.len(), 2);
+    assert!(veil_test::files(&home.join("spool")).is_empty());
+    let _ = std::fs::remove_dir_all(&home);
+}
