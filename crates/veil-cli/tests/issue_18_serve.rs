@@ -2,7 +2,9 @@
 //! real peers. An Orthanc "PACS" holds corpus studies and sends them to
 //! Veil over C-STORE (`POST /modalities/{veil}/store`); Veil decides each
 //! study (consent, deid, verify, ledger) and releases it to an Orthanc
-//! recipient over C-STORE and to another over STOW-RS.
+//! recipient over C-STORE and to another over STOW-RS. Also: `kill -9`
+//! while studies stream in, bad peers, and configuration errors.
+#![allow(clippy::print_stderr)] // tests report what they measured (and the crash test's seed)
 
 #[path = "../../veil-release/tests/common/mod.rs"]
 mod common;
