@@ -543,9 +543,15 @@ impl Rng {
     }
 }
 
-/// A one-route gateway (`acme`, C-STORE to `recipient_port`) on fresh
-/// ports; returns the config path and the DICOM port.
-fn one_route_config(home: &Path, recipient: &str, timeout_seconds: u64) -> (PathBuf, u16) {
+/// A one-route gateway (`acme`, to `recipient`) on fresh ports, with
+/// `extra` appended (an `[http]` section); returns the config path and
+/// the DICOM port.
+fn one_route_config(
+    home: &Path,
+    recipient: &str,
+    timeout_seconds: u64,
+    extra: &str,
+) -> (PathBuf, u16) {
     let dicom_port = free_port();
     let cfg = home.join("veil.toml");
     let text = format!(
@@ -565,7 +571,7 @@ recipient = "acme"
 purpose = "ai-training"
 study_stable_seconds = 1
 destination = "{recipient}"
-"#
+{extra}"#
     );
     veil_io::atomic::write_all(&cfg, text.as_bytes()).unwrap();
     (cfg, dicom_port)
@@ -634,6 +640,7 @@ fn issue_18_serve_kill_9_three_times_while_streaming_loses_and_repeats_nothing()
         &home,
         &format!("dicom://RECIP@127.0.0.1:{}", recip.dicom_port),
         10,
+        "",
     );
     let mut serve = Serve::start(&home, &cfg, port);
 
@@ -826,7 +833,7 @@ fn issue_18_serve_bad_peers_are_refused_and_a_good_study_still_arrives() {
     let home = veil_test::scratch("gw18-serve-bad-peers");
     site(&home, "GW18-BP-NOBODY");
     let dest = home.join("dest");
-    let (cfg, port) = one_route_config(&home, &format!("file://{}", dest.display()), 2);
+    let (cfg, port) = one_route_config(&home, &format!("file://{}", dest.display()), 2, "");
     let serve = Serve::start(&home, &cfg, port);
 
     // an unknown calling AE: rejected (A-ASSOCIATE-RJ), for echo and store
@@ -918,5 +925,89 @@ fn issue_18_serve_bad_peers_are_refused_and_a_good_study_still_arrives() {
     let got = identities(&veil_test::files(&dest));
     assert_eq!(got.len(), 2);
     assert!(veil_test::files(&home.join("spool")).is_empty());
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// STOW-RS into `veil serve`: an Orthanc PACS sends a study with its
+/// DICOMweb client to the route's URL; with a wrong token it is refused
+/// (401, nothing spooled), with the configured token it is stored and
+/// delivered; `/metrics` counts both.
+#[test]
+fn issue_18_serve_stow_rs_in_from_orthanc_needs_the_token() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch("gw18-serve-stow-in");
+    site(&home, "GW18-STOW-NOBODY");
+    let dest = home.join("dest");
+    let http_port = free_port();
+    let token = "veil_stow_in_token_abcdef0123456789";
+    let (cfg, port) = one_route_config(
+        &home,
+        &format!("file://{}", dest.display()),
+        10,
+        &format!(
+            "\n[http]\nlisten = \"127.0.0.1:{http_port}\"\ntokens = [\"{}\"]\n",
+            token_hash(token)
+        ),
+    );
+    let url = format!("http://127.0.0.1:{http_port}/routes/acme/dicom-web/");
+    let pacs = Orthanc::start_with(
+        &home.join("orthanc-pacs"),
+        "PACS",
+        &[],
+        &format!(
+            r#""Servers": {{
+  "veil": {{ "Url": "{url}", "HttpHeaders": {{ "Authorization": "Bearer {token}" }} }},
+  "veil-wrong": {{ "Url": "{url}", "HttpHeaders": {{ "Authorization": "Bearer veil_wrong" }} }}
+}}"#
+        ),
+    );
+    let srcs = common::sources(&corpus);
+    let input = home.join("in");
+    for (i, src) in srcs.iter().enumerate() {
+        common::plant(
+            src,
+            &input.join(format!("{i}.dcm")),
+            "GW18-STOW-IN",
+            "1.2.826.0.1.3680043.9.7715.1",
+            i + 1,
+        );
+    }
+    for f in veil_test::files(&input) {
+        pacs.upload(&f);
+    }
+    let serve = Serve::start(&home, &cfg, port);
+    let body = format!(
+        "{{\"Resources\": {}}}",
+        serde_json::to_string(&pacs.studies()).unwrap()
+    );
+    assert!(
+        pacs.try_post("/dicom-web/servers/veil-wrong/stow", body.as_bytes())
+            .is_err(),
+        "a wrong token is refused"
+    );
+    pacs.post("/dicom-web/servers/veil/stow", body.as_bytes());
+    wait_for(60, "the study at the destination", || {
+        veil_test::files(&dest).len() == 2
+    });
+    wait_for(30, "the queue to empty", || {
+        queue_json(&home, &cfg)["open"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let m = metrics(http_port, token);
+    for want in [
+        "veil_instances_received_total{route=\"acme\"} 2",
+        "veil_auth_failures_total 1",
+        "veil_studies_released_total{route=\"acme\"} 1",
+    ] {
+        assert!(m.contains(want), "metrics lack {want}:\n{m}");
+    }
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("GW18") && !log.contains(token), "{log}");
+    assert_eq!(identities(&veil_test::files(&dest)).len(), 2);
     let _ = std::fs::remove_dir_all(&home);
 }

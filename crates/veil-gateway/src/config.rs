@@ -72,7 +72,7 @@ pub struct DicomConfig {
     pub allowed_calling_aes: Vec<String>,
     /// DICOM TLS.
     pub tls: Option<TlsConfig>,
-    /// Maximum PDU size offered and accepted (bytes).
+    /// Maximum PDU size offered and accepted (bytes), 16384 to 1048576.
     #[serde(default = "default_max_pdu")]
     pub max_pdu: u32,
     /// Concurrent associations at most.
@@ -400,8 +400,11 @@ impl Config {
                 check_ae(ae).map_err(|m| field(format!("dicom.allowed_calling_aes[{i}]"), m))?;
             }
         }
-        if !(4096..=131_072 * 8).contains(&dicom.max_pdu) {
-            return Err(field("dicom.max_pdu", "must be 4096 to 1048576 bytes"));
+        // 16384 at least: the SCP reads the A-ASSOCIATE-RQ under this
+        // limit, and a sender proposing a context per storage class
+        // (dcmtk's storescu) needs about 13 KB for it
+        if !(16_384..=1_048_576).contains(&dicom.max_pdu) {
+            return Err(field("dicom.max_pdu", "must be 16384 to 1048576 bytes"));
         }
         if dicom.max_associations == 0 {
             return Err(field("dicom.max_associations", "must be at least 1"));

@@ -455,6 +455,7 @@ source = "dicom://PACS@127.0.0.1:4242"
         (route2("destination = \"file:///d\"\nstudy_stable_seconds = \"ten\""), "route[1].study_stable_seconds: invalid type"),
         (route2("destination = \"file:///d\"\nsource = \"file:///x\""), "route[1].source: a source is a PACS"),
         (base.replace("port = 11112", "port = 70000"), "dicom.port:"),
+        (base.replace("port = 11112", "port = 11112\nmax_pdu = 4096"), "dicom.max_pdu: must be 16384 to 1048576 bytes"),
         (base.replace("[\"PACS\"]", "[\"WAY_TOO_LONG_AE_TITLE\"]"), "dicom.allowed_calling_aes[0]: an AE title is 1 to 16 characters"),
         (format!("{base}\n[queue]\nmax_attempts = 0\n"), "queue.max_attempts: must be at least 1"),
         (format!("{base}\n[queue]\nbackoff = 3\n"), "queue.backoff: unknown field"),
