@@ -18,6 +18,7 @@ pub mod link;
 pub mod scp;
 pub mod scu;
 mod storage_classes;
+pub mod tls;
 mod validate;
 
 pub use command::{status, CommandField, CommandSet};
@@ -27,8 +28,8 @@ pub use scp::{
     StoreHandler, StoreRefusal, StoreRequest,
 };
 pub use scu::{
-    echo, find_studies, move_study, read_part10_info, store_files, MoveOutcome, Part10Info, Peer,
-    StoreOutcome, Undeliverable,
+    echo, find_studies, move_study, read_part10_info, store_files, ClientTls, MoveOutcome,
+    Part10Info, Peer, StoreOutcome, Undeliverable,
 };
 pub use storage_classes::STORAGE_SOP_CLASSES;
 pub use validate::{check_head, Encoding, HeadError};

@@ -22,7 +22,7 @@ use dicom_dictionary_std::uids;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::server::{AccessControl, DefaultNegotiation};
-use dicom_ul::association::{Association, SyncAssociation};
+use dicom_ul::association::{Association, CloseSocket, SyncAssociation};
 use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationRJ, AssociationRJResult,
     AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason,
@@ -57,6 +57,10 @@ pub struct ScpConfig {
     pub artim_timeout: Duration,
     /// How long an established association may stay silent.
     pub idle_timeout: Duration,
+    /// DICOM TLS (PS3.15 B.1): when set, every connection must speak TLS
+    /// ([`crate::tls::server_config`] builds one from PEM files, with
+    /// client certificates required when a CA is given).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ScpConfig {
@@ -68,6 +72,7 @@ impl Default for ScpConfig {
             max_associations: 16,
             artim_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -226,6 +231,9 @@ struct Shared {
     config: ScpConfig,
     handler: Arc<dyn StoreHandler>,
     active: AtomicUsize,
+    /// connections being turned away over the limit (each for at most
+    /// the ARTIM timeout); capped so a flood cannot spawn threads unbounded
+    rejecting: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -294,6 +302,9 @@ impl Scp {
         for t in accepted_transfer_syntaxes() {
             options = options.with_transfer_syntax(t);
         }
+        if let Some(tls) = &config.tls {
+            options = options.tls_config(tls.clone());
+        }
         let addr = listener
             .local_addr()
             .map_err(|e| DimseError::io("listener address", &e))?;
@@ -305,6 +316,7 @@ impl Scp {
             config,
             handler,
             active: AtomicUsize::new(0),
+            rejecting: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -373,7 +385,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     .spawn(move || {
                         if over {
                             drop(guard);
+                            s.rejecting.fetch_add(1, Ordering::SeqCst);
                             reject_busy(stream, peer, &s.config);
+                            s.rejecting.fetch_sub(1, Ordering::SeqCst);
                         } else {
                             serve_connection(stream, peer, &s);
                             drop(guard);
@@ -446,36 +460,137 @@ fn write_and_close(mut stream: TcpStream, pdu: &Pdu) {
 }
 
 fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
-    // a second handle to answer with A-ABORT when negotiation fails on a
-    // malformed PDU (dicom-ul only answers the ones it understood)
+    // a second handle on the socket: to answer with A-ABORT when
+    // negotiation fails on a malformed PDU (dicom-ul only answers the
+    // requests it understood), and to set the idle timeout afterwards
     let spare = stream.try_clone().ok();
-    let assoc = match shared.options.establish(stream) {
-        Ok(a) => a,
-        Err(e) => {
-            let e = crate::error::ul_error("association negotiation", e);
-            match &e {
-                DimseError::Rejected { .. } => debug!(%peer, "association rejected"),
-                _ => {
-                    warn!(%peer, error = %e, "association negotiation failed: aborting");
-                    if let Some(s) = spare {
-                        write_and_close(s, &abort_pdu());
-                    }
+    let tls = shared.config.tls.is_some();
+    if let Err(why) = preflight(&stream, tls, &shared.config) {
+        warn!(%peer, why, "connection refused before negotiation");
+        if tls {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        } else {
+            write_and_close(stream, &abort_pdu());
+        }
+        return;
+    }
+    if tls {
+        match shared.options.establish_tls(stream) {
+            Ok(assoc) => serve(assoc, spare, peer, shared),
+            Err(e) => negotiation_failed(e, spare, peer),
+        }
+    } else {
+        match shared.options.establish(stream) {
+            Ok(assoc) => serve(assoc, spare, peer, shared),
+            Err(e) => negotiation_failed(e, spare, peer),
+        }
+    }
+}
+
+/// Largest first TLS record accepted (a ClientHello is a few KB).
+const MAX_TLS_RECORD: usize = 16384 + 2048;
+
+/// Waits, up to the ARTIM timeout, until the first PDU (or, with TLS, the
+/// first record, holding the whole ClientHello) is complete in the
+/// socket's receive queue, without consuming it, and checks its header.
+///
+/// Why: with its `sync-tls` feature, dicom-ul 0.10.1 probes a failed
+/// read for TLS by looping on `rustls::server::Acceptor` over the bytes
+/// received so far, and that loop never ends when they are empty or a
+/// truncated TLS record (`accept_tls` in `association/server.rs`): a
+/// silent or truncated peer would pin a thread at full CPU forever. Only a
+/// complete A-ASSOCIATE-RQ (or ClientHello) is handed to dicom-ul, so its
+/// reads cannot fail that way; everything else is refused here, with an
+/// A-ABORT in the clear.
+fn preflight(stream: &TcpStream, tls: bool, config: &ScpConfig) -> Result<(), &'static str> {
+    let deadline = std::time::Instant::now() + config.artim_timeout;
+    stream
+        .set_read_timeout(Some(config.artim_timeout))
+        .map_err(|_| "cannot set ARTIM timeout")?;
+    let mut buf = vec![0u8; 16];
+    // wait until `want` bytes can be peeked
+    let wait_for = |buf: &mut Vec<u8>, want: usize| -> Result<(), &'static str> {
+        buf.resize(want, 0);
+        loop {
+            match stream.peek(&mut buf[..want]) {
+                Ok(0) => return Err("peer closed before a complete request"),
+                Ok(n) if n >= want => return Ok(()),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err("ARTIM expired before a complete request")
                 }
+                Err(_) => return Err("connection failed"),
             }
-            return;
+            if std::time::Instant::now() >= deadline {
+                return Err("ARTIM expired before a complete request");
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     };
+    if tls {
+        wait_for(&mut buf, 5)?;
+        if buf[0] != 0x16 {
+            return Err("not a TLS handshake");
+        }
+        let len = u16::from_be_bytes([buf[3], buf[4]]) as usize;
+        if !(4..=MAX_TLS_RECORD).contains(&len) {
+            return Err("TLS record length out of range");
+        }
+        wait_for(&mut buf, 5 + len)?;
+        let hello = u32::from_be_bytes([0, buf[6], buf[7], buf[8]]) as usize;
+        if buf[5] != 0x01 || hello + 4 > len {
+            return Err("ClientHello not in one record");
+        }
+        return Ok(());
+    }
+    wait_for(&mut buf, 6)?;
+    if buf[0] != 0x01 {
+        return Err("first PDU is not an A-ASSOCIATE-RQ");
+    }
+    let len = u32::from_be_bytes([buf[2], buf[3], buf[4], buf[5]]);
+    if len > config.max_pdu_length || len < 68 {
+        return Err("A-ASSOCIATE-RQ length out of range");
+    }
+    wait_for(&mut buf, 6 + len as usize)
+}
+
+fn negotiation_failed(e: dicom_ul::association::Error, spare: Option<TcpStream>, peer: SocketAddr) {
+    let e = crate::error::ul_error("association negotiation", e);
+    match &e {
+        DimseError::Rejected { .. } => debug!(%peer, "association rejected"),
+        _ => {
+            warn!(%peer, error = %e, "association negotiation failed: aborting");
+            // over TLS the abort would be plaintext inside a TLS session:
+            // only closing is clean there, and write_and_close closes
+            if let Some(s) = spare {
+                write_and_close(s, &abort_pdu());
+            }
+        }
+    }
+}
+
+fn serve<S>(
+    assoc: ServerAssociation<S>,
+    spare: Option<TcpStream>,
+    peer: SocketAddr,
+    shared: &Shared,
+) where
+    S: Read + io::Write + CloseSocket,
+{
     let calling = assoc.peer_ae_title().trim().to_string();
     let called = assoc.called_ae_title().trim().to_string();
-    info!(%peer, calling_ae = %calling, called_ae = %called, "association accepted");
-    let mut link = Link::new(assoc);
-    if let Err(e) = link
-        .assoc_mut()
-        .inner_stream()
-        .set_read_timeout(Some(shared.config.idle_timeout))
-    {
-        warn!(error = %e, "cannot set idle timeout");
+    info!(%peer, calling_ae = %calling, called_ae = %called, tls = shared.config.tls.is_some(), "association accepted");
+    if let Some(s) = &spare {
+        if let Err(e) = s.set_read_timeout(Some(shared.config.idle_timeout)) {
+            warn!(error = %e, "cannot set idle timeout");
+        }
     }
+    let mut link = Link::new(assoc);
     let mut stored = 0u64;
     let outcome = loop {
         match link.recv_command() {
@@ -499,11 +614,11 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
 }
 
-type ServerLink = Link<ServerAssociation<TcpStream>, TcpStream>;
+type ServerLink<S> = Link<ServerAssociation<S>, S>;
 
 /// Handles one command; returns the number of instances stored.
-fn dispatch(
-    link: &mut ServerLink,
+fn dispatch<S: Read + io::Write + CloseSocket>(
+    link: &mut ServerLink<S>,
     pc: u8,
     cmd: &CommandSet,
     calling: &str,
@@ -595,8 +710,8 @@ const HEAD: usize = 64 * 1024;
 
 /// Receives one C-STORE data set into the handler; returns the status.
 /// An `Err` means the association itself broke.
-fn store(
-    link: &mut ServerLink,
+fn store<S: Read + io::Write + CloseSocket>(
+    link: &mut ServerLink<S>,
     pc: u8,
     abstract_syntax: &str,
     cmd: &CommandSet,

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -21,7 +22,8 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::meta::FileMetaTable;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use dicom_ul::association::SyncAssociation;
+use dicom_ul::association::client::TlsStream;
+use dicom_ul::association::{CloseSocket, SyncAssociation};
 use dicom_ul::{ClientAssociation, ClientAssociationOptions};
 use tracing::{debug, info, warn};
 
@@ -43,6 +45,18 @@ pub struct Peer {
     /// Connect, read and write timeout: a peer silent for longer is given
     /// up on.
     pub timeout: Duration,
+    /// DICOM TLS to this peer, if set.
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS settings for calling a peer.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// Roots (and client certificate, for mutual TLS); see
+    /// [`crate::tls::client_config`].
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the peer's certificate must carry (DNS name or IP).
+    pub server_name: String,
 }
 
 impl Peer {
@@ -54,6 +68,7 @@ impl Peer {
             address: address.to_string(),
             max_pdu_length: 65536,
             timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 
@@ -62,7 +77,26 @@ impl Peer {
     }
 }
 
-type ClientLink = Link<ClientAssociation<TcpStream>, TcpStream>;
+type ClientLink<S> = Link<ClientAssociation<S>, S>;
+
+/// An association in the clear or over TLS. One lives on the stack per
+/// SCU call and is moved once into the generic code: the size gap between
+/// the variants (a TLS session's buffers) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Conn {
+    Plain(ClientLink<TcpStream>),
+    Tls(ClientLink<TlsStream>),
+}
+
+/// Runs the same generic code on either kind of association.
+macro_rules! on_link {
+    ($conn:expr, $l:ident => $body:expr) => {
+        match $conn {
+            Conn::Plain($l) => $body,
+            Conn::Tls($l) => $body,
+        }
+    };
+}
 
 /// Proposed presentation contexts: abstract syntax and transfer syntaxes.
 type Contexts = Vec<(String, Vec<String>)>;
@@ -70,7 +104,7 @@ type Contexts = Vec<(String, Vec<String>)>;
 /// At most 128 presentation contexts fit an association (odd ids 1..255).
 const MAX_CONTEXTS: usize = 128;
 
-fn connect(peer: &Peer, contexts: &[(String, Vec<String>)]) -> Result<ClientLink, DimseError> {
+fn connect(peer: &Peer, contexts: &[(String, Vec<String>)]) -> Result<Conn, DimseError> {
     let mut opts = ClientAssociationOptions::new()
         .calling_ae_title(peer.calling_ae.clone())
         .called_ae_title(peer.called_ae.clone())
@@ -81,20 +115,29 @@ fn connect(peer: &Peer, contexts: &[(String, Vec<String>)]) -> Result<ClientLink
     for (abs, tss) in contexts {
         opts = opts.with_presentation_context(abs.clone(), tss.clone());
     }
-    let assoc =
-        opts.establish(peer.address.as_str())
-            .map_err(|e| match ul_error("connect", e) {
-                DimseError::Rejected { reason, .. } => DimseError::Rejected {
-                    peer: peer.describe(),
-                    reason,
-                },
-                other => other,
-            })?;
-    debug!(peer = %peer.describe(), contexts = assoc.presentation_contexts().len(), "association established");
-    Ok(Link::new(assoc))
+    let named = |e| match ul_error("connect", e) {
+        DimseError::Rejected { reason, .. } => DimseError::Rejected {
+            peer: peer.describe(),
+            reason,
+        },
+        other => other,
+    };
+    let conn = match &peer.tls {
+        None => Conn::Plain(Link::new(
+            opts.establish(peer.address.as_str()).map_err(named)?,
+        )),
+        Some(tls) => Conn::Tls(Link::new(
+            opts.tls_config(tls.config.clone())
+                .server_name(&tls.server_name)
+                .establish_tls(peer.address.as_str())
+                .map_err(named)?,
+        )),
+    };
+    debug!(peer = %peer.describe(), tls = peer.tls.is_some(), "association established");
+    Ok(conn)
 }
 
-fn release(link: ClientLink) {
+fn release<S: Read + io::Write + CloseSocket>(link: ClientLink<S>) {
     if let Err(e) = SyncAssociation::release(link.into_inner()) {
         debug!(error = %ul_error("release", e), "release did not complete cleanly");
     }
@@ -117,7 +160,10 @@ fn uncompressed() -> Vec<String> {
     ]
 }
 
-fn context_for(link: &ClientLink, abstract_syntax: &str) -> Option<(u8, String)> {
+fn context_for<S: Read + io::Write + CloseSocket>(
+    link: &ClientLink<S>,
+    abstract_syntax: &str,
+) -> Option<(u8, String)> {
     link.assoc()
         .presentation_contexts()
         .iter()
@@ -127,7 +173,10 @@ fn context_for(link: &ClientLink, abstract_syntax: &str) -> Option<(u8, String)>
 
 /// Receives the response to `msg_id`, skipping nothing: a response to
 /// another message is a protocol violation.
-fn recv_response(link: &mut ClientLink, msg_id: u16) -> Result<(u8, CommandSet), DimseError> {
+fn recv_response<S: Read + io::Write + CloseSocket>(
+    link: &mut ClientLink<S>,
+    msg_id: u16,
+) -> Result<(u8, CommandSet), DimseError> {
     match link.recv_command()? {
         Ok((pc, rsp)) => {
             if rsp.responded_to() != Some(msg_id) {
@@ -142,7 +191,14 @@ fn recv_response(link: &mut ClientLink, msg_id: u16) -> Result<(u8, CommandSet),
 
 /// C-ECHO: returns the peer's status (0000H when it answers).
 pub fn echo(peer: &Peer) -> Result<u16, DimseError> {
-    let mut link = connect(peer, &[(uids::VERIFICATION.to_string(), uncompressed())])?;
+    let conn = connect(peer, &[(uids::VERIFICATION.to_string(), uncompressed())])?;
+    on_link!(conn, link => echo_on(peer, link))
+}
+
+fn echo_on<S: Read + io::Write + CloseSocket>(
+    peer: &Peer,
+    mut link: ClientLink<S>,
+) -> Result<u16, DimseError> {
     let (pc, _) = context_for(&link, uids::VERIFICATION).ok_or(DimseError::NoContext {
         peer: peer.describe(),
         what: "Verification",
@@ -289,10 +345,10 @@ pub fn store_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<StoreOutcome>, 
     let mut connected_once = false;
     let mut last_err = None;
     for (files, contexts) in batches {
-        let mut link = match connect(peer, &contexts) {
-            Ok(l) => {
+        match connect(peer, &contexts) {
+            Ok(conn) => {
                 connected_once = true;
-                l
+                on_link!(conn, link => store_batch(link, &files, &infos, paths, &mut outcomes));
             }
             Err(e) => {
                 warn!(peer = %peer.describe(), error = %e, "C-STORE association failed");
@@ -304,33 +360,7 @@ pub fn store_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<StoreOutcome>, 
                     });
                 }
                 last_err = Some(e);
-                continue;
             }
-        };
-        let mut ids = MessageIds(0);
-        let mut broken: Option<String> = None;
-        for &i in &files {
-            let Ok(info) = &infos[i] else { continue };
-            let (result, transcoded) = match &broken {
-                Some(b) => (Err(Undeliverable::Association(b.clone())), false),
-                None => match store_one(&mut link, &mut ids, &paths[i], info) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        broken = Some(e.to_string());
-                        (Err(Undeliverable::Association(e.to_string())), false)
-                    }
-                },
-            };
-            outcomes[i] = Some(StoreOutcome {
-                path: paths[i].clone(),
-                result,
-                transcoded,
-            });
-        }
-        if broken.is_none() {
-            release(link);
-        } else {
-            let _ = SyncAssociation::abort(link.into_inner());
         }
     }
     if !connected_once {
@@ -344,10 +374,45 @@ pub fn store_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<StoreOutcome>, 
     Ok(out)
 }
 
+/// Sends one batch of files on one association.
+fn store_batch<S: Read + io::Write + CloseSocket>(
+    mut link: ClientLink<S>,
+    files: &[usize],
+    infos: &[Result<Part10Info, Undeliverable>],
+    paths: &[PathBuf],
+    outcomes: &mut [Option<StoreOutcome>],
+) {
+    let mut ids = MessageIds(0);
+    let mut broken: Option<String> = None;
+    for &i in files {
+        let Ok(info) = &infos[i] else { continue };
+        let (result, transcoded) = match &broken {
+            Some(b) => (Err(Undeliverable::Association(b.clone())), false),
+            None => match store_one(&mut link, &mut ids, &paths[i], info) {
+                Ok(r) => r,
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    (Err(Undeliverable::Association(e.to_string())), false)
+                }
+            },
+        };
+        outcomes[i] = Some(StoreOutcome {
+            path: paths[i].clone(),
+            result,
+            transcoded,
+        });
+    }
+    if broken.is_none() {
+        release(link);
+    } else {
+        let _ = SyncAssociation::abort(link.into_inner());
+    }
+}
+
 /// Sends one file. The outer `Err` is a broken association; the inner
 /// result is the instance's fate.
-fn store_one(
-    link: &mut ClientLink,
+fn store_one<S: Read + io::Write + CloseSocket>(
+    link: &mut ClientLink<S>,
     ids: &mut MessageIds,
     path: &Path,
     info: &Part10Info,
@@ -461,7 +526,16 @@ const MAX_IDENTIFIER: u64 = 1 << 20;
 /// with this AccessionNumber (distinct, in the order the peer sent them).
 pub fn find_studies(peer: &Peer, accession_number: &str) -> Result<Vec<String>, DimseError> {
     let abs = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND;
-    let mut link = connect(peer, &[(abs.to_string(), uncompressed())])?;
+    let conn = connect(peer, &[(abs.to_string(), uncompressed())])?;
+    on_link!(conn, link => find_on(peer, link, accession_number))
+}
+
+fn find_on<S: Read + io::Write + CloseSocket>(
+    peer: &Peer,
+    mut link: ClientLink<S>,
+    accession_number: &str,
+) -> Result<Vec<String>, DimseError> {
+    let abs = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND;
     let (pc, ts) = context_for(&link, abs).ok_or(DimseError::NoContext {
         peer: peer.describe(),
         what: "Study Root C-FIND",
@@ -562,7 +636,17 @@ pub fn move_study(
     study_instance_uid: &str,
 ) -> Result<MoveOutcome, DimseError> {
     let abs = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE;
-    let mut link = connect(peer, &[(abs.to_string(), uncompressed())])?;
+    let conn = connect(peer, &[(abs.to_string(), uncompressed())])?;
+    on_link!(conn, link => move_on(peer, link, destination_ae, study_instance_uid))
+}
+
+fn move_on<S: Read + io::Write + CloseSocket>(
+    peer: &Peer,
+    mut link: ClientLink<S>,
+    destination_ae: &str,
+    study_instance_uid: &str,
+) -> Result<MoveOutcome, DimseError> {
+    let abs = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE;
     let (pc, ts) = context_for(&link, abs).ok_or(DimseError::NoContext {
         peer: peer.describe(),
         what: "Study Root C-MOVE",
