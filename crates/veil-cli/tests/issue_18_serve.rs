@@ -491,8 +491,8 @@ fn issue_18_serve_config_errors_name_the_field() {
             "http.tokens[0]: expected a token's SHA-256",
         ),
         (
-            format!("[dicom]\ntls = {{ cert = \"/c\", key = \"/k\" }}\n{route}"),
-            "dicom.tls: DICOM TLS is not available",
+            format!("[dicom]\ntls = {{ cert = \"/nonexistent/c\", key = \"/k\" }}\n{route}"),
+            "dicom.tls: configuration: tls cert: cannot read (NotFound)",
         ),
         (
             route.to_string(),
@@ -1009,5 +1009,158 @@ fn issue_18_serve_stow_rs_in_from_orthanc_needs_the_token() {
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains("GW18") && !log.contains(token), "{log}");
     assert_eq!(identities(&veil_test::files(&dest)).len(), 2);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and a server (localhost, 127.0.0.1) and a client certificate it
+/// signs, P-256 keys in PEM, in `dir`.
+fn make_pki(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Veil Test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &ca);
+    veil_io::atomic::write_all(
+        &dir.join("leaf.ext"),
+        b"subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    for (name, cn) in [("server", "/CN=localhost"), ("client", "/CN=pacs")] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let mut rq = vec!["req"];
+        rq.extend(ec);
+        rq.extend(["-keyout", &key, "-out", &csr, "-subj", cn]);
+        openssl(dir, &rq);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
+            ],
+        );
+    }
+}
+
+/// `[dicom] tls` through `veil serve`: a sender with a certificate the
+/// CA signed stores a study over DICOM TLS (dcmtk's storescu), and it is
+/// delivered; the same sender in the clear, or over TLS without a
+/// certificate, is refused.
+#[test]
+fn issue_18_serve_dicom_tls_listener_requires_a_client_certificate() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch("gw18-serve-tls");
+    site(&home, "GW18-TLS-NOBODY");
+    let pki = home.join("pki");
+    make_pki(&pki);
+    let f = |n: &str| pki.join(n).display().to_string();
+    let dest = home.join("dest");
+    let (cfg, port) = one_route_config(&home, &format!("file://{}", dest.display()), 5, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "timeout_seconds = 5\n",
+        &format!(
+            "timeout_seconds = 5\ntls = {{ cert = \"{}\", key = \"{}\", ca = \"{}\" }}\n",
+            f("server.crt"),
+            f("server.key"),
+            f("ca.crt")
+        ),
+    );
+    veil_io::atomic::write_all(&cfg, text.as_bytes()).unwrap();
+    let serve = Serve::start(&home, &cfg, port);
+    let srcs = common::sources(&corpus);
+    let input = home.join("in");
+    for (i, src) in srcs.iter().enumerate() {
+        common::plant(
+            src,
+            &input.join(format!("{i}.dcm")),
+            "GW18-TLS",
+            "1.2.826.0.1.3680043.9.7714.1",
+            i + 1,
+        );
+    }
+    let files = veil_test::files(&input);
+    let scu = |tool: &str, tls: &[String], files: &[PathBuf]| {
+        let out = Command::new(tool)
+            .args(tls)
+            .args(["-aet", "PACS", "-aec", "VEIL_ACME", "127.0.0.1"])
+            .arg(port.to_string())
+            .args(files)
+            .output()
+            .unwrap();
+        out.status.success()
+            && !String::from_utf8_lossy(&out.stderr).contains("E:")
+            && !String::from_utf8_lossy(&out.stdout).contains("E:")
+    };
+    let mutual: Vec<String> = vec![
+        "+tls".into(),
+        f("client.key"),
+        f("client.crt"),
+        "+cf".into(),
+        f("ca.crt"),
+    ];
+    assert!(!scu("echoscu", &[], &[]), "plain DICOM to the TLS listener");
+    assert!(
+        !scu("echoscu", &["+tla".into(), "-ic".into()], &[]),
+        "TLS without a client certificate"
+    );
+    assert!(scu("echoscu", &mutual, &[]), "echo over mutual TLS");
+    assert!(scu("storescu", &mutual, &files), "store over mutual TLS");
+    wait_for(60, "the study at the destination", || {
+        veil_test::files(&dest).len() == 2
+    });
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("GW18"), "{log}");
     let _ = std::fs::remove_dir_all(&home);
 }

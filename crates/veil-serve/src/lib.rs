@@ -10,7 +10,8 @@
 //! # Order of start and stop
 //!
 //! Start: the configuration is read and checked (errors name the field),
-//! the destinations are made (token files read), [`Service::open`] checks
+//! the destinations are made (token files read), the listener's TLS
+//! configuration is loaded (`[dicom] tls`), [`Service::open`] checks
 //! each route against the store and recovers the spool, and only then do
 //! the DICOM and HTTP listeners accept: an instance can be acknowledged
 //! only by an intake over a recovered spool.
@@ -85,17 +86,6 @@ const TICK: Duration = Duration::from_secs(1);
 /// Runs the gateway until SIGTERM or SIGINT; returns after a clean drain.
 pub fn serve(opts: &Options) -> Result<(), ServeError> {
     let cfg = Config::load(&opts.config)?;
-    if cfg.dicom.tls.is_some() {
-        // refused rather than ignored: a site that asked for TLS must not
-        // get plain DICOM without noticing
-        return Err(ConfigError::Field {
-            field: "dicom.tls".into(),
-            message: "DICOM TLS is not available in this build yet; terminate TLS in front of \
-                      veil serve (stunnel) and remove this setting"
-                .into(),
-        }
-        .into());
-    }
     let db = cfg.store_url.clone().or_else(|| opts.db.clone());
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -105,7 +95,20 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Signals(e.kind()))?;
     }
 
+    let timeout = Duration::from_secs(cfg.dicom.timeout_seconds.max(1));
     let nets = RefCell::new(destinations(&cfg)?);
+    // DICOM TLS on the listener: with `ca`, senders must present a
+    // certificate it signed (mutual TLS, what DICOM TLS peers expect)
+    let tls = cfg
+        .dicom
+        .tls
+        .as_ref()
+        .map(|t| veil_dimse::tls::server_config(&t.cert, &t.key, t.ca.as_deref()))
+        .transpose()
+        .map_err(|e| ConfigError::Field {
+            field: "dicom.tls".into(),
+            message: e.to_string(),
+        })?;
     let site = Site::open(db.as_deref(), &opts.home)?;
     let mut svc = Service::open(cfg.clone(), site, Box::new(SystemClock), &|r| {
         nets.borrow_mut().remove(&r.name)
@@ -123,7 +126,6 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
         field: "dicom.port".into(),
         message: format!("cannot listen on {dicom_addr}: {:?}", e.kind()),
     })?;
-    let timeout = Duration::from_secs(cfg.dicom.timeout_seconds.max(1));
     let scp = Scp::start(
         listener,
         ScpConfig {
@@ -133,6 +135,7 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
             max_associations: usize::try_from(cfg.dicom.max_associations).unwrap_or(usize::MAX),
             artim_timeout: timeout,
             idle_timeout: timeout,
+            tls,
         },
         Arc::new(DimseIntake {
             pool: pool.clone(),
