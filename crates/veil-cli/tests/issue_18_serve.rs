@@ -1164,3 +1164,69 @@ fn issue_18_serve_dicom_tls_listener_requires_a_client_certificate() {
     assert!(!log.contains("GW18"), "{log}");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// SIGTERM while a sender is in the middle of an association: `veil
+/// serve` stops accepting but lets that association finish (storescu
+/// gets a success for every instance), exits 0, and after a restart the
+/// whole study is delivered, none of it lost to the stop.
+#[test]
+fn issue_18_serve_sigterm_lets_the_association_in_flight_finish() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch("gw18-serve-drain");
+    site(&home, "GW18-DR-NOBODY");
+    let dest = home.join("dest");
+    let (cfg, port) = one_route_config(&home, &format!("file://{}", dest.display()), 10, "");
+    const N: usize = 120;
+    let srcs = common::sources(&corpus);
+    let input = home.join("in");
+    for i in 0..N {
+        common::plant(
+            &srcs[i % 2],
+            &input.join(format!("{i:03}.dcm")),
+            "GW18-DRAIN",
+            "1.2.826.0.1.3680043.9.7713.1",
+            i + 1,
+        );
+    }
+    let serve = Serve::start(&home, &cfg, port);
+    let mut sender = Command::new("storescu")
+        .args(["-aet", "PACS", "-aec", "VEIL_ACME", "127.0.0.1"])
+        .arg(port.to_string())
+        .args(veil_test::files(&input))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(30, "the association", || {
+        serve.log_text().contains("association accepted")
+    });
+    assert!(
+        sender.try_wait().unwrap().is_none(),
+        "the sender is still sending when the stop comes"
+    );
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "{log}");
+    let out = sender.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains("E:"),
+        "storescu: {err}"
+    );
+    let serve = Serve::start(&home, &cfg, port);
+    wait_for(90, "the whole study at the destination", || {
+        veil_test::files(&dest).len() == N
+    });
+    wait_for(30, "the queue to empty", || {
+        queue_json(&home, &cfg)["open"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(identities(&veil_test::files(&dest)).len(), N);
+    assert!(veil_test::files(&home.join("spool")).is_empty());
+    let _ = std::fs::remove_dir_all(&home);
+}
