@@ -193,6 +193,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RetentionCmd,
     },
+    /// Run the gateway in the foreground: DICOM C-STORE and DICOMweb
+    /// STOW-RS in, per-study consent, de-identification and verification,
+    /// delivery per route. SIGTERM or SIGINT drains and stops (exit 0).
+    Serve {
+        /// The gateway's configuration (veil.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The gateway's queue (`veil serve`): status, retry, drop.
     Queue {
         #[command(subcommand)]
@@ -397,6 +405,15 @@ fn run(cli: Cli) -> Result<i32, String> {
         Cmd::Disclosures { patient_id, json } => release::disclosures(db, patient_id, json),
         Cmd::Ledger { cmd } => ledger::ledger(db, cmd),
         Cmd::Queue { cmd } => queue::queue(db, cmd),
+        Cmd::Serve { config } => {
+            let opts = veil_serve::Options {
+                config,
+                db: db.map(str::to_string),
+                home: secure_home()?,
+            };
+            veil_serve::serve(&opts).map_err(|e| e.to_string())?;
+            Ok(0)
+        }
         Cmd::Retention {
             cmd: RetentionCmd::Run { now },
         } => release::retention(db, now),

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use veil_gateway::{Clock, Config, DeliveryError, Destination, DestinationUrl, Service};
+use veil_gateway::{Clock, Config, DeliveryError, Destination, Route, Service};
 
 fn veil(home: &Path, args: &[&str]) -> (i32, String) {
     veil_test::output(veil_test::veil_command(env!("CARGO_BIN_EXE_veil"), home, None).args(args))
@@ -73,7 +73,7 @@ fn issue_18_queue_status_retry_drop() {
     // two studies parked by a destination that is down
     let clock = Arc::new(AtomicI64::new(1_800_000_000));
     let site = veil_release::Site::open(None, &home).unwrap();
-    let down = |_: &DestinationUrl| -> Option<Box<dyn Destination>> { Some(Box::new(Down)) };
+    let down = |_: &Route| -> Option<Box<dyn Destination>> { Some(Box::new(Down)) };
     let mut svc = Service::open(
         Config::parse(&text).unwrap(),
         site,
@@ -129,7 +129,7 @@ fn issue_18_queue_status_retry_drop() {
 
     // the peer is back: the retried study is delivered, the dropped one not
     let site = veil_release::Site::open(None, &home).unwrap();
-    let none = |_: &DestinationUrl| -> Option<Box<dyn Destination>> { None };
+    let none = |_: &Route| -> Option<Box<dyn Destination>> { None };
     let mut svc = Service::open(
         Config::parse(&text).unwrap(),
         site,

@@ -8,7 +8,7 @@
 //! configuration, never data: `veil.toml` holds no PHI.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -72,7 +72,7 @@ pub struct DicomConfig {
     pub allowed_calling_aes: Vec<String>,
     /// DICOM TLS.
     pub tls: Option<TlsConfig>,
-    /// Maximum PDU size offered and accepted (bytes).
+    /// Maximum PDU size offered and accepted (bytes), 16384 to 1048576.
     #[serde(default = "default_max_pdu")]
     pub max_pdu: u32,
     /// Concurrent associations at most.
@@ -81,6 +81,15 @@ pub struct DicomConfig {
     /// An association idle this long is aborted (seconds).
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Veil's own AE title when it calls out (C-STORE to `dicom://`
+    /// destinations): recipients allow-list it, so it is configured, not
+    /// derived from a route.
+    #[serde(default = "default_ae_title")]
+    pub ae_title: String,
+    /// The address the SCP listens on (default every interface: a PACS
+    /// reaches the gateway over the network; the allow-list guards it).
+    #[serde(default = "default_bind")]
+    pub bind: IpAddr,
 }
 
 fn default_port() -> u16 {
@@ -95,6 +104,12 @@ fn default_max_associations() -> u32 {
 fn default_timeout() -> u64 {
     30
 }
+fn default_ae_title() -> String {
+    "VEIL".into()
+}
+fn default_bind() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
 
 impl Default for DicomConfig {
     fn default() -> Self {
@@ -105,6 +120,8 @@ impl Default for DicomConfig {
             max_pdu: default_max_pdu(),
             max_associations: default_max_associations(),
             timeout_seconds: default_timeout(),
+            ae_title: default_ae_title(),
+            bind: default_bind(),
         }
     }
 }
@@ -137,6 +154,16 @@ pub struct TlsConfig {
 pub struct HttpConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// SHA-256 hashes (64 hex digits) of the bearer tokens accepted on
+    /// STOW-RS and `/metrics`. Hashes, not tokens: a copy of `veil.toml`
+    /// (a backup, a support ticket) must not let anyone send. Empty
+    /// refuses every request but `/healthz`.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Serve `/metrics` without a token (a Prometheus on a trusted
+    /// segment).
+    #[serde(default)]
+    pub metrics_open: bool,
 }
 
 /// `[queue]`.
@@ -233,6 +260,10 @@ pub struct Route {
     pub destination: DestinationUrl,
     /// The PACS `veil pull` queries (`dicom://AE@host:port`).
     pub source: Option<DestinationUrl>,
+    /// The bearer token for a `dicomweb+http(s)://` destination, in a
+    /// file of its own (mode 0600): a secret is kept out of `veil.toml`,
+    /// which operators copy around.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +277,7 @@ struct RawRoute {
     study_stable_seconds: u64,
     destination: String,
     source: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 fn default_stable() -> u64 {
@@ -357,6 +389,8 @@ impl Config {
                     ("max_pdu", is::<u32>),
                     ("max_associations", is::<u32>),
                     ("timeout_seconds", is::<u64>),
+                    ("ae_title", is::<String>),
+                    ("bind", is::<IpAddr>),
                 ],
             )?,
             None => DicomConfig::default(),
@@ -366,16 +400,38 @@ impl Config {
                 check_ae(ae).map_err(|m| field(format!("dicom.allowed_calling_aes[{i}]"), m))?;
             }
         }
-        if !(4096..=131_072 * 8).contains(&dicom.max_pdu) {
-            return Err(field("dicom.max_pdu", "must be 4096 to 1048576 bytes"));
+        // 16384 at least: the SCP reads the A-ASSOCIATE-RQ under this
+        // limit, and a sender proposing a context per storage class
+        // (dcmtk's storescu) needs about 13 KB for it
+        if !(16_384..=1_048_576).contains(&dicom.max_pdu) {
+            return Err(field("dicom.max_pdu", "must be 16384 to 1048576 bytes"));
         }
         if dicom.max_associations == 0 {
             return Err(field("dicom.max_associations", "must be at least 1"));
         }
+        check_ae(&dicom.ae_title).map_err(|m| field("dicom.ae_title", m))?;
         let http: Option<HttpConfig> = doc
             .get("http")
-            .map(|v| section("http", v, &[("listen", is::<SocketAddr>)]))
+            .map(|v| {
+                section(
+                    "http",
+                    v,
+                    &[
+                        ("listen", is::<SocketAddr>),
+                        ("tokens", is::<Vec<String>>),
+                        ("metrics_open", is::<bool>),
+                    ],
+                )
+            })
             .transpose()?;
+        for (i, t) in http.iter().flat_map(|h| h.tokens.iter()).enumerate() {
+            if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(field(
+                    format!("http.tokens[{i}]"),
+                    "expected a token's SHA-256 (64 hex digits), not the token itself",
+                ));
+            }
+        }
         let store: Option<RawStore> = doc
             .get("store")
             .map(|v| section("store", v, &[("url", is::<String>)]))
@@ -433,6 +489,7 @@ impl Config {
                     ("study_stable_seconds", is::<u64>),
                     ("destination", is::<String>),
                     ("source", is::<String>),
+                    ("token_file", is::<PathBuf>),
                 ],
             )?;
             if !veil_consent::valid_name(&r.name) {
@@ -474,6 +531,20 @@ impl Config {
                 },
                 None => None,
             };
+            if let Some(t) = &r.token_file {
+                if !matches!(destination, DestinationUrl::DicomWeb { .. }) {
+                    return Err(field(
+                        format!("{at}.token_file"),
+                        "only a dicomweb+http(s):// destination takes a token",
+                    ));
+                }
+                if !t.is_absolute() {
+                    return Err(field(
+                        format!("{at}.token_file"),
+                        "must be an absolute path",
+                    ));
+                }
+            }
             routes.push(Route {
                 name: r.name,
                 called_ae: r.called_ae.trim().to_string(),
@@ -482,6 +553,7 @@ impl Config {
                 study_stable_seconds: r.study_stable_seconds,
                 destination,
                 source,
+                token_file: r.token_file,
             });
         }
         Ok(Config {

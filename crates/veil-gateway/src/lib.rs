@@ -58,7 +58,7 @@ pub use config::{
     Route, TlsConfig,
 };
 pub use destination::{DeliveryError, Destination, FileDestination};
-pub use service::{Intake, Receipt, Service, TickReport};
+pub use service::{Intake, Receipt, Service, StudyEvent, TickReport};
 
 // The network layers move an intake to each connection's thread and the
 // service to its own: both must stay `Send` (checked when compiling).

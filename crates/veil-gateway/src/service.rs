@@ -9,7 +9,9 @@ use veil_release::{Site, VerifyOutcome, Workspace};
 use veil_store::queue::{QueueState as Q, QueueStudy};
 
 use crate::spool::{random_hex, Spool};
-use crate::{Clock, Config, ConfigError, Destination, DestinationUrl, Error, FileDestination};
+use crate::{
+    Clock, Config, ConfigError, Destination, DestinationUrl, Error, FileDestination, Route,
+};
 
 /// The operator the gateway's ledger entries name.
 const OPERATOR: &str = "veil-serve";
@@ -150,6 +152,42 @@ pub struct TickReport {
     pub dead_lettered: usize,
     /// Studies whose spool files were deleted.
     pub cleared: usize,
+    /// What happened, per study and route, for metrics (`veil serve`
+    /// feeds its Prometheus counters and histograms from these: the
+    /// counts above have no route).
+    pub events: Vec<StudyEvent>,
+}
+
+/// One study's step in a tick: its route and what happened, never its
+/// identity (metrics are labelled by route only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StudyEvent {
+    /// Decided and released.
+    Released {
+        /// The route.
+        route: String,
+    },
+    /// Decided and refused.
+    Refused {
+        /// The route.
+        route: String,
+    },
+    /// An attempt failed (it is retried, or parked).
+    Failed {
+        /// The route.
+        route: String,
+        /// A delivery failed (else the processing before the decision).
+        delivery: bool,
+    },
+    /// Every output of the study is delivered.
+    Delivered {
+        /// The route.
+        route: String,
+        /// How long this delivery attempt took.
+        took: std::time::Duration,
+        /// Seconds from the study's last received instance to now.
+        since_last_received: u64,
+    },
 }
 
 /// The gateway's service core: intake plus the step that decides and
@@ -185,14 +223,15 @@ fn step(left: &mut Option<usize>) -> Result<(), Error> {
 impl Service {
     /// Opens the service: checks each route's recipient and purpose
     /// against the store (an error names the route's field), makes each
-    /// route's destination (`connect` first, for the network layers'
+    /// route's destination (`connect` first, given the whole route since
+    /// a network layer needs more than the URL, e.g. a token file; for the network layers'
     /// schemes; `file://` is built in), and recovers the spool after a
     /// crash (see [`Spool::sweep`]). Start intake only after this returns.
     pub fn open(
         cfg: Config,
         mut site: Site,
         clock: Box<dyn Clock>,
-        connect: &dyn Fn(&DestinationUrl) -> Option<Box<dyn Destination>>,
+        connect: &dyn Fn(&Route) -> Option<Box<dyn Destination>>,
     ) -> Result<Service, Error> {
         let mut destinations = BTreeMap::new();
         for (i, r) in cfg.routes.iter().enumerate() {
@@ -201,7 +240,7 @@ impl Service {
                     field: format!("route[{i}].recipient"),
                     message: e.to_string(),
                 })?;
-            let d = connect(&r.destination).or_else(|| match &r.destination {
+            let d = connect(r).or_else(|| match &r.destination {
                 DestinationUrl::File { dir } => {
                     Some(Box::new(FileDestination::new(dir)) as Box<dyn Destination>)
                 }
@@ -401,11 +440,11 @@ impl Service {
         let ds = match decided {
             Ok(ds) if !ds.is_empty() => ds,
             Ok(_) => {
-                return self.failed(s, "processing: no readable instance", now, rep);
+                return self.failed(s, "processing: no readable instance", false, now, rep);
             }
             Err(e) => {
                 let why = format!("processing: {e}");
-                return self.failed(s, &why, now, rep);
+                return self.failed(s, &why, false, now, rep);
             }
         };
         let outputs: Vec<String> = ds.iter().flat_map(|d| d.outputs.clone()).collect();
@@ -435,10 +474,13 @@ impl Service {
             st.queue_decide(&id, released, reason.as_deref(), pos, &outputs, now)
         })?;
         step(&mut self.crash_after)?;
+        let route = s.route.clone();
         if released {
             rep.released += 1;
+            rep.events.push(StudyEvent::Released { route });
         } else {
             rep.refused += 1;
+            rep.events.push(StudyEvent::Refused { route });
         }
         tracing::info!(
             route = %s.route,
@@ -455,6 +497,7 @@ impl Service {
         let Some(dest) = self.destinations.get_mut(&s.route) else {
             return Ok(());
         };
+        let started = std::time::Instant::now();
         let store = &mut self.intake.site.store;
         let out = self.intake.spool.work(&s.id).join("out");
         let pending: Vec<String> = store
@@ -485,11 +528,16 @@ impl Service {
         }
         if let Some(e) = failure {
             let why = format!("delivery: {e}");
-            return self.failed(s, &why, now, rep);
+            return self.failed(s, &why, true, now, rep);
         }
         store.queue_transition(&s.id, &[Q::Delivering], Q::Delivered, now)?;
         step(&mut self.crash_after)?;
         rep.delivered_studies += 1;
+        rep.events.push(StudyEvent::Delivered {
+            route: s.route.clone(),
+            took: started.elapsed(),
+            since_last_received: u64::try_from(now.saturating_sub(s.last_received_at)).unwrap_or(0),
+        });
         tracing::info!(route = %s.route, study = %s.id, "queue: study delivered");
         self.clear(s, now, rep)
     }
@@ -499,6 +547,7 @@ impl Service {
         &mut self,
         s: &QueueStudy,
         why: &str,
+        delivery: bool,
         now: i64,
         rep: &mut TickReport,
     ) -> Result<(), Error> {
@@ -509,6 +558,10 @@ impl Service {
             .store
             .queue_attempt_failed(&s.id, why, next, now)?;
         rep.failures += 1;
+        rep.events.push(StudyEvent::Failed {
+            route: s.route.clone(),
+            delivery,
+        });
         if next.is_none() {
             rep.dead_lettered += 1;
         }

@@ -15,7 +15,8 @@ use support::{
 };
 use veil_core::{Phi, Tag};
 use veil_gateway::{
-    queue, Config, DeliveryError, Destination, DestinationUrl, Error, FileDestination, Service,
+    queue, Config, DeliveryError, Destination, DestinationUrl, Error, FileDestination, Route,
+    Service,
 };
 use veil_ledger::Event;
 use veil_release::Site;
@@ -214,8 +215,8 @@ fn issue_18_dead_letter_after_max_attempts_then_retry_and_drop() {
     let down = Arc::new(AtomicBool::new(true));
     let d2 = down.clone();
     let acme_dir = f.dest("acme");
-    let connect = move |u: &DestinationUrl| -> Option<Box<dyn Destination>> {
-        match u {
+    let connect = move |r: &Route| -> Option<Box<dyn Destination>> {
+        match &r.destination {
             DestinationUrl::File { dir } if *dir == acme_dir => Some(Box::new(Flaky {
                 inner: FileDestination::new(dir),
                 down: d2.clone(),
@@ -358,8 +359,8 @@ fn crash_at_every_step(tag: &str, db: &dyn Fn(usize) -> Option<String>) {
         let f = fixture_on(&format!("{tag}-{k}"), db(k)).unwrap();
         let calls: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
         let c2 = calls.clone();
-        let connect = move |u: &DestinationUrl| -> Option<Box<dyn Destination>> {
-            match u {
+        let connect = move |r: &Route| -> Option<Box<dyn Destination>> {
+            match &r.destination {
                 DestinationUrl::File { dir } => Some(Box::new(Counting {
                     inner: FileDestination::new(dir),
                     calls: c2.clone(),
@@ -454,6 +455,7 @@ source = "dicom://PACS@127.0.0.1:4242"
         (route2("destination = \"file:///d\"\nstudy_stable_seconds = \"ten\""), "route[1].study_stable_seconds: invalid type"),
         (route2("destination = \"file:///d\"\nsource = \"file:///x\""), "route[1].source: a source is a PACS"),
         (base.replace("port = 11112", "port = 70000"), "dicom.port:"),
+        (base.replace("port = 11112", "port = 11112\nmax_pdu = 4096"), "dicom.max_pdu: must be 16384 to 1048576 bytes"),
         (base.replace("[\"PACS\"]", "[\"WAY_TOO_LONG_AE_TITLE\"]"), "dicom.allowed_calling_aes[0]: an AE title is 1 to 16 characters"),
         (format!("{base}\n[queue]\nmax_attempts = 0\n"), "queue.max_attempts: must be at least 1"),
         (format!("{base}\n[queue]\nbackoff = 3\n"), "queue.backoff: unknown field"),
@@ -463,6 +465,12 @@ source = "dicom://PACS@127.0.0.1:4242"
         (format!("{base}\n[http]\nlisten = \"nowhere\"\n"), "http.listen:"),
         (format!("{base}\n[spool]\ndir = \"rel\"\n"), "spool.dir: must be an absolute path"),
         (format!("{base}\n[dicomm]\nport = 1\n"), "dicomm: unknown section"),
+        (format!("{base}\n[http]\nlisten = \"127.0.0.1:8080\"\ntokens = [\"veil_secret\"]\n"), "http.tokens[0]: expected a token's SHA-256"),
+        (format!("{base}\n[http]\nlisten = \"127.0.0.1:8080\"\nmetrics_open = \"yes\"\n"), "http.metrics_open: invalid type"),
+        (base.replace("[\"PACS\"]", "[\"PACS\"]\nae_title = \"\""), "dicom.ae_title: an AE title is 1 to 16 characters"),
+        (base.replace("[\"PACS\"]", "[\"PACS\"]\nbind = \"localhost\""), "dicom.bind: invalid"),
+        (route2("destination = \"file:///d\"\ntoken_file = \"/t\""), "route[1].token_file: only a dicomweb+http(s):// destination takes a token"),
+        (route2("destination = \"dicomweb+http://h/p\"\ntoken_file = \"t\""), "route[1].token_file: must be an absolute path"),
         (base.replace("[[route]]\n", "").replace("name = \"acme\"\ncalled_ae = \"VEIL_ACME\"\nrecipient = \"acme-ai\"\npurpose = \"ai-training\"\nstudy_stable_seconds = 10\ndestination = \"dicom://RECIP@127.0.0.1:4243\"\nsource = \"dicom://PACS@127.0.0.1:4242\"\n", ""), "route: at least one"),
     ];
     for (text, want) in &cases {

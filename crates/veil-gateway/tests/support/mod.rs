@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use veil_consent::{Decision, Provision, SiteDefault};
 use veil_core::{Phi, Tag};
-use veil_gateway::{Clock, Config, Destination, DestinationUrl, Service};
+use veil_gateway::{Clock, Config, Destination, Route, Service};
 use veil_ledger::Event;
 use veil_release::Site;
 
@@ -116,10 +116,7 @@ impl Fixture {
         Config::parse(&self.config).unwrap()
     }
 
-    pub fn service(
-        &self,
-        connect: &dyn Fn(&DestinationUrl) -> Option<Box<dyn Destination>>,
-    ) -> Service {
+    pub fn service(&self, connect: &dyn Fn(&Route) -> Option<Box<dyn Destination>>) -> Service {
         let site = self.site();
         Service::open(
             self.config(),
@@ -162,7 +159,7 @@ impl Fixture {
     }
 }
 
-pub fn no_connect(_: &DestinationUrl) -> Option<Box<dyn Destination>> {
+pub fn no_connect(_: &Route) -> Option<Box<dyn Destination>> {
     None
 }
 

@@ -1,0 +1,244 @@
+//! `veil serve`: the gateway as a long-running process (issue 18).
+//!
+//! Crate `veil-gateway` is the service without the network (spool, queue,
+//! per-study decision and delivery); `veil-dimse` and `veil-dicomweb` are
+//! the network without policy. This crate joins them and owns what only a
+//! process has: listeners, a tick every second, Prometheus metrics, and
+//! the signals that stop it. The `veil` CLI parses flags and calls
+//! [`serve`]; nothing here prints.
+//!
+//! # Order of start and stop
+//!
+//! Start: the configuration is read and checked (errors name the field),
+//! the destinations are made (token files read), the listener's TLS
+//! configuration is loaded (`[dicom] tls`), [`Service::open`] checks
+//! each route against the store and recovers the spool, and only then do
+//! the DICOM and HTTP listeners accept: an instance can be acknowledged
+//! only by an intake over a recovered spool.
+//!
+//! Stop (SIGTERM or SIGINT): the listeners stop accepting and in-flight
+//! associations and requests finish (each received instance is spooled
+//! and answered), then one last tick runs and the process exits 0. What is
+//! still queued (a study not yet stable, a delivery waiting for its
+//! backoff) is durable and resumes at the next start. A second signal
+//! during the drain exits at once with status 1; `kill -9` at any moment
+//! loses nothing either (see `veil-gateway`'s crash-safety argument).
+
+mod deliver;
+mod intake;
+
+use std::cell::RefCell;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use veil_dicomweb::{Background, Metrics, ServerConfig, TokenHash, Tokens};
+use veil_dimse::{Scp, ScpConfig};
+use veil_gateway::{Config, ConfigError, Service, StudyEvent, SystemClock};
+use veil_release::Site;
+use veil_store::queue::QueueState;
+
+pub use deliver::{destinations, DicomDestination, StowDestination};
+pub use intake::{failure_reason, DimseIntake, IntakePool, WebIntake};
+
+/// What `veil serve` is given.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `veil.toml`.
+    pub config: PathBuf,
+    /// The store from `--db` / `VEIL_DB_URL` (`[store] url` wins).
+    pub db: Option<String>,
+    /// `$VEIL_HOME` (keys, default store and spool).
+    pub home: PathBuf,
+}
+
+/// Why `veil serve` did not start or stopped with an error. Messages name
+/// configuration fields and error kinds, never a value from an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// `veil.toml` (including what is checked against the store).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The gateway core (site, store, spool).
+    #[error(transparent)]
+    Gateway(#[from] veil_gateway::Error),
+    /// The site could not be opened (keys, store).
+    #[error(transparent)]
+    Release(#[from] veil_release::Error),
+    /// The DICOM listener.
+    #[error("dicom: {0}")]
+    Dimse(#[from] veil_dimse::DimseError),
+    /// The HTTP listener.
+    #[error("http.listen: {0}")]
+    Http(#[from] veil_dicomweb::ServerError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0:?}")]
+    Signals(std::io::ErrorKind),
+}
+
+/// How often the service steps (marks stable studies ready, decides,
+/// delivers). A second is finer than any `study_stable_seconds` and cheap
+/// when nothing is due (a few indexed queries).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Runs the gateway until SIGTERM or SIGINT; returns after a clean drain.
+pub fn serve(opts: &Options) -> Result<(), ServeError> {
+    let cfg = Config::load(&opts.config)?;
+    let db = cfg.store_url.clone().or_else(|| opts.db.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // a second signal while draining: exit at once (status 1)
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+            .map_err(|e| ServeError::Signals(e.kind()))?;
+    }
+
+    let timeout = Duration::from_secs(cfg.dicom.timeout_seconds.max(1));
+    let nets = RefCell::new(destinations(&cfg)?);
+    // DICOM TLS on the listener: with `ca`, senders must present a
+    // certificate it signed (mutual TLS, what DICOM TLS peers expect)
+    let tls = cfg
+        .dicom
+        .tls
+        .as_ref()
+        .map(|t| veil_dimse::tls::server_config(&t.cert, &t.key, t.ca.as_deref()))
+        .transpose()
+        .map_err(|e| ConfigError::Field {
+            field: "dicom.tls".into(),
+            message: e.to_string(),
+        })?;
+    let site = Site::open(db.as_deref(), &opts.home)?;
+    let mut svc = Service::open(cfg.clone(), site, Box::new(SystemClock), &|r| {
+        nets.borrow_mut().remove(&r.name)
+    })?;
+    svc.set_jobs(
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    );
+    let metrics = Arc::new(Metrics::new());
+    let pool = Arc::new(IntakePool::new(cfg.clone(), db, opts.home.clone()));
+
+    let dicom_addr = SocketAddr::new(cfg.dicom.bind, cfg.dicom.port);
+    let listener = TcpListener::bind(dicom_addr).map_err(|e| ConfigError::Field {
+        field: "dicom.port".into(),
+        message: format!("cannot listen on {dicom_addr}: {:?}", e.kind()),
+    })?;
+    let scp = Scp::start(
+        listener,
+        ScpConfig {
+            allowed_calling_aes: cfg.dicom.allowed_calling_aes.clone(),
+            called_aes: cfg.routes.iter().map(|r| r.called_ae.clone()).collect(),
+            max_pdu_length: cfg.dicom.max_pdu,
+            max_associations: usize::try_from(cfg.dicom.max_associations).unwrap_or(usize::MAX),
+            artim_timeout: timeout,
+            idle_timeout: timeout,
+            tls,
+        },
+        Arc::new(DimseIntake {
+            pool: pool.clone(),
+            metrics: metrics.clone(),
+        }),
+    )?;
+    let http = match &cfg.http {
+        Some(h) => {
+            let hashes = h
+                .tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    TokenHash::from_hex(t, i).map_err(|e| ConfigError::Field {
+                        field: format!("http.tokens[{i}]"),
+                        message: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut sc = ServerConfig::new(
+                cfg.routes.iter().map(|r| r.name.clone()).collect(),
+                Tokens::new(hashes),
+            );
+            sc.metrics_open = h.metrics_open;
+            Some(Background::start(
+                h.listen,
+                sc,
+                Arc::new(WebIntake { pool: pool.clone() }),
+                metrics.clone(),
+            )?)
+        }
+        None => None,
+    };
+    tracing::info!(
+        dicom = %scp.local_addr(),
+        http = ?http.as_ref().map(|h| h.local_addr()),
+        routes = cfg.routes.len(),
+        "veil serve: ready"
+    );
+
+    let mut next = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if Instant::now() >= next {
+            step(&mut svc, &metrics);
+            next = Instant::now() + TICK;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    tracing::info!("veil serve: stopping (no new associations or requests; draining)");
+    scp.shutdown();
+    if let Some(h) = http {
+        h.shutdown()?;
+    }
+    step(&mut svc, &metrics);
+    tracing::info!("veil serve: stopped");
+    Ok(())
+}
+
+/// One tick, and the metrics it moves. A failed tick (the store or the
+/// spool) is logged and the next one resumes from the committed state.
+fn step(svc: &mut Service, metrics: &Metrics) {
+    match svc.tick() {
+        Ok(rep) => {
+            for e in &rep.events {
+                match e {
+                    StudyEvent::Released { route } => metrics.study_released(route),
+                    StudyEvent::Refused { route } => metrics.study_refused(route),
+                    StudyEvent::Failed {
+                        route,
+                        delivery: true,
+                    } => metrics.delivery_failed(route),
+                    StudyEvent::Failed { .. } => {}
+                    StudyEvent::Delivered {
+                        route,
+                        took,
+                        since_last_received,
+                    } => {
+                        metrics.observe_delivery(route, *took);
+                        metrics.observe_study_latency(Duration::from_secs(*since_last_received));
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "tick failed; retrying at the next one"),
+    }
+    match svc.site().store.queue_counts() {
+        Ok(counts) => {
+            let (mut open, mut parked) = (0u64, 0u64);
+            for (_, state, n) in counts {
+                let n = u64::try_from(n).unwrap_or(0);
+                match state {
+                    QueueState::Receiving
+                    | QueueState::Ready
+                    | QueueState::Decided
+                    | QueueState::Delivering => open += n,
+                    QueueState::DeadLetter => parked += n,
+                    _ => {}
+                }
+            }
+            metrics.set_queue_depth(open);
+            metrics.set_dead_letters(parked);
+        }
+        Err(e) => tracing::warn!(error = %e, "queue counts for metrics failed"),
+    }
+}
