@@ -41,4 +41,4 @@ VEIL_CORPUS="$PWD/target/corpus/base" scripts/header-only.sh
 VEIL_CORPUS="$PWD/target/corpus/base" scripts/deid-peer.sh >/dev/null
 
 # the parsers under cargo-fuzz, briefly (docs/fuzzing.md; nightly toolchain)
-scripts/fuzz.sh "${VEIL_FUZZ_SECONDS:-20}"
+scripts/fuzz.sh "${VEIL_FUZZ_SECONDS:-10}"
