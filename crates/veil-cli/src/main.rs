@@ -17,6 +17,7 @@ mod ledger;
 mod logging;
 mod out;
 mod progress;
+mod pull;
 mod queue;
 mod recipe;
 mod release;
@@ -200,6 +201,27 @@ enum Cmd {
         /// The gateway's configuration (veil.toml).
         #[arg(long)]
         config: PathBuf,
+    },
+    /// A research request: for each accession number in the list, C-FIND
+    /// the route's `source` PACS and C-MOVE each study found to the running
+    /// `veil serve` (the route's called AE), which decides and delivers it.
+    /// Stdout gives counts only; per-accession lines go to --report.
+    Pull {
+        /// The gateway's configuration (veil.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The route whose `source` is queried and whose `called_ae`
+        /// receives the studies.
+        #[arg(long)]
+        route: String,
+        /// Accession numbers, one a line; blank lines and # comments are
+        /// skipped.
+        #[arg(long)]
+        accession_list: PathBuf,
+        /// Site-local report (mode 0600; it names accession numbers): one
+        /// tab-separated line per accession number.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// The gateway's queue (`veil serve`): status, retry, drop.
     Queue {
@@ -414,6 +436,12 @@ fn run(cli: Cli) -> Result<i32, String> {
             veil_serve::serve(&opts).map_err(|e| e.to_string())?;
             Ok(0)
         }
+        Cmd::Pull {
+            config,
+            route,
+            accession_list,
+            report,
+        } => pull::pull(&config, &route, &accession_list, report.as_deref()),
         Cmd::Retention {
             cmd: RetentionCmd::Run { now },
         } => release::retention(db, now),

@@ -41,12 +41,7 @@ impl DicomDestination {
         max_pdu: u32,
         timeout: Duration,
     ) -> DicomDestination {
-        let address = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let mut peer = Peer::new(calling_ae, called_ae, &address);
+        let mut peer = Peer::new(calling_ae, called_ae, &address(host, port));
         peer.max_pdu_length = max_pdu;
         peer.timeout = timeout;
         DicomDestination { peer }
@@ -63,6 +58,15 @@ impl Destination for DicomDestination {
             Some(Err(u)) => Err(DeliveryError(format!("dicom: {u}"))),
             None => Err(DeliveryError("dicom: no C-STORE outcome".into())),
         }
+    }
+}
+
+/// `host:port` for a socket address (an IPv6 literal in brackets).
+pub(crate) fn address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

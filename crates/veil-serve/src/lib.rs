@@ -26,6 +26,7 @@
 
 mod deliver;
 mod intake;
+mod pull;
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener};
@@ -42,6 +43,7 @@ use veil_store::queue::QueueState;
 
 pub use deliver::{destinations, DicomDestination, StowDestination};
 pub use intake::{failure_reason, DimseIntake, IntakePool, WebIntake};
+pub use pull::{pull, read_accession_list, AccessionOutcome, PullError};
 
 /// What `veil serve` is given.
 #[derive(Debug, Clone)]
