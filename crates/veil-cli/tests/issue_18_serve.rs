@@ -1230,3 +1230,350 @@ fn issue_18_serve_sigterm_lets_the_association_in_flight_finish() {
     assert!(veil_test::files(&home.join("spool")).is_empty());
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// The PACS a pull test queries, started over the given files and knowing
+/// Veil's route AE `VEIL_ACME` at the gateway's port: (its AE title, its
+/// DICOM port, the handle that stops it).
+type StartPacs = fn(&Path, &[PathBuf], u16) -> (String, u16, Box<dyn std::any::Any>);
+
+/// The pull must-show of issue 18, for one kind of PACS. The PACS holds
+/// four studies: three requested by accession number (two patients who
+/// consent by default, 3 instances; one who refused), one not requested;
+/// the list also names an accession number the PACS does not know, a
+/// duplicate, a comment and a blank line. `veil pull` finds 3 of 4,
+/// moves 3 studies (4 instances) to the running `veil serve`, exits 1
+/// (not found) and prints counts only; the report names each accession.
+/// The recipient ends with exactly the 3 instances `veil release` makes of
+/// the requested studies; the refused and the unrequested studies never
+/// arrive; the ledger holds the 3 decisions.
+fn pull_end_to_end(name: &str, start_pacs: StartPacs) {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch(name);
+    const DENIED: &str = "GW18P-DENY";
+    site(&home, DENIED);
+    let srcs = common::sources(&corpus);
+    let input = home.join("in");
+    let other = home.join("unrequested");
+    let study = |n: u32| format!("1.2.826.0.1.3680043.9.7719.{n}");
+    for (src, dst, patient, st, n, acc) in [
+        (0, input.join("a1.dcm"), "GW18P-ANN", 1, 1, "GW18P-ACC-1"),
+        (1, input.join("a2.dcm"), "GW18P-ANN", 1, 2, "GW18P-ACC-1"),
+        (1, input.join("b1.dcm"), "GW18P-BEN", 2, 1, "GW18P-ACC-2"),
+        (0, input.join("d1.dcm"), DENIED, 3, 1, "GW18P-ACC-3"),
+        (1, other.join("x1.dcm"), "GW18P-ANN", 4, 1, "GW18P-ACC-9"),
+    ] {
+        common::plant(&srcs[src], &dst, patient, &study(st), n);
+        common::set_accession(&dst, acc);
+    }
+    let mut all = veil_test::files(&input);
+    all.extend(veil_test::files(&other));
+    assert_eq!(all.len(), 5);
+
+    let dicom_port = free_port();
+    let (pacs_aet, pacs_port, pacs) = start_pacs(&home.join("pacs"), &all, dicom_port);
+    let recip = Orthanc::start(&home.join("orthanc-recip"), "RECIP", &[]);
+    let cfg = home.join("veil.toml");
+    let text_cfg = format!(
+        r#"[dicom]
+port = {dicom_port}
+bind = "127.0.0.1"
+ae_title = "VEIL"
+allowed_calling_aes = ["{pacs_aet}"]
+
+[queue]
+backoff_seconds = 1
+
+[[route]]
+name = "acme"
+called_ae = "VEIL_ACME"
+recipient = "acme"
+purpose = "ai-training"
+study_stable_seconds = 2
+destination = "dicom://RECIP@127.0.0.1:{recip_port}"
+source = "dicom://{pacs_aet}@127.0.0.1:{pacs_port}"
+"#,
+        recip_port = recip.dicom_port,
+    );
+    veil_io::atomic::write_all(&cfg, text_cfg.as_bytes()).unwrap();
+    let serve = Serve::start(&home, &cfg, dicom_port);
+
+    let list = home.join("list.txt");
+    veil_io::atomic::write_all(
+        &list,
+        b"# research request 7\n\nGW18P-ACC-1\n  GW18P-ACC-2  \nGW18P-ACC-3\nGW18P-ACC-NONE\nGW18P-ACC-1\n",
+    )
+    .unwrap();
+    let report = home.join("report.tsv");
+    let (code, out) = veil(
+        &home,
+        &[
+            "pull",
+            "--config",
+            s(&cfg),
+            "--route",
+            "acme",
+            "--accession-list",
+            s(&list),
+            "--report",
+            s(&report),
+        ],
+    );
+    assert_eq!(
+        code, 1,
+        "an accession number not found needs a person: {out}"
+    );
+    for want in [
+        "accessions 4: found 3, not found 1",
+        "studies found 3: moved 3, move failed 0",
+        "instances moved 4, failed 0",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    for p in ["GW18P", "3680043.9.7719", &home.display().to_string()] {
+        assert!(!out.contains(p), "veil pull's output names {p}: {out}");
+    }
+    let rep = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<&str> = rep.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            "GW18P-ACC-1\tmoved\t1\t1\t0\t2\t0",
+            "GW18P-ACC-2\tmoved\t1\t1\t0\t1\t0",
+            "GW18P-ACC-3\tmoved\t1\t1\t0\t1\t0",
+            "GW18P-ACC-NONE\tnot-found\t0\t0\t0\t0\t0",
+        ],
+        "{rep}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&report).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the report names patients' accessions");
+    }
+
+    // the moved instances are in veil serve's spool (C-MOVE completes only
+    // once they are acknowledged); it decides and delivers them
+    wait_for(180, "the recipient to hold 3 instances", || {
+        recip.instances().len() >= 3
+    });
+    wait_for(60, "the queue to empty", || {
+        queue_json(&home, &cfg)["open"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "{log}");
+    for p in ["GW18P", "3680043.9.7719", &home.display().to_string()] {
+        assert!(!log.contains(p), "the log names {p}: {log}");
+    }
+    let spool: Vec<PathBuf> = veil_test::files(&home.join("spool"))
+        .into_iter()
+        .filter(|p| !p.ends_with(".lock") && !p.to_string_lossy().contains("/.veil"))
+        .collect();
+    assert!(spool.is_empty(), "the spool is empty: {spool:?}");
+    {
+        let mut site = veil_release::Site::open(None, &home).unwrap();
+        let d: Vec<_> = site
+            .entries()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.operator == "veil-serve")
+            .collect();
+        let count = |ev: veil_ledger::Event| d.iter().filter(|e| e.event == ev).count();
+        assert_eq!(d.len(), 3, "one decision per moved study: {d:?}");
+        assert_eq!(count(veil_ledger::Event::Release), 2);
+        assert_eq!(count(veil_ledger::Event::Refusal), 1);
+    }
+    let out = veil_test::ok(veil(&home, &["ledger", "verify"]));
+    assert!(out.contains("ledger OK"), "{out}");
+
+    // exactly what `veil release` makes of the requested studies
+    let got = identities(&download(&recip, &home.join("dl")));
+    let rel = home.join("rel");
+    let (code, out) = veil(
+        &home,
+        &[
+            "release",
+            "--recipient",
+            "acme",
+            "--purpose",
+            "ai-training",
+            s(&input),
+            "--out",
+            s(&rel),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("3 studies: 2 released (3 instances), 1 excluded (1 consent)"),
+        "{out}"
+    );
+    let want = identities(&veil_test::files(&rel));
+    assert_eq!(want.len(), 3);
+    assert_eq!(got, want, "the recipient holds exactly the release");
+    let (code, out) = veil(
+        &home,
+        &["verify", s(&home.join("dl")), "--source", s(&input)],
+    );
+    assert_eq!(code, 0, "veil verify is clean: {out}");
+    drop(pacs);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// Issue 18's `veil pull` with an Orthanc PACS: it knows Veil's calling AE
+/// (C-FIND, C-MOVE allowed) and the route's AE at the gateway's port (the
+/// move destination).
+#[test]
+fn issue_18_pull_from_orthanc_pacs_releases_the_requested_studies() {
+    pull_end_to_end("gw18-pull-orthanc", |dir, files, veil_port| {
+        let pacs = Orthanc::start(
+            dir,
+            "PACS",
+            &[
+                Modality {
+                    name: "veil".into(),
+                    aet: "VEIL".into(),
+                    port: veil_port,
+                },
+                Modality {
+                    name: "veil-acme".into(),
+                    aet: "VEIL_ACME".into(),
+                    port: veil_port,
+                },
+            ],
+        );
+        for f in files {
+            pacs.upload(f);
+        }
+        assert_eq!(pacs.studies().len(), 4);
+        let port = pacs.dicom_port;
+        ("PACS".into(), port, Box::new(pacs))
+    });
+}
+
+/// The same with dcmtk's dcmqrscp as the PACS (indexed with dcmqridx; its
+/// HostTable names the route's AE at the gateway's port).
+#[test]
+fn issue_18_pull_from_dcmqrscp_releases_the_requested_studies() {
+    pull_end_to_end("gw18-pull-dcmqrscp", |dir, files, veil_port| {
+        let pacs = veil_test::peers::Dcmqrscp::start(
+            dir,
+            "DCMQR",
+            files,
+            &[Modality {
+                name: "veilacme".into(),
+                aet: "VEIL_ACME".into(),
+                port: veil_port,
+            }],
+        );
+        let port = pacs.port;
+        ("DCMQR".into(), port, Box::new(pacs))
+    });
+}
+
+/// A careless user: a missing list, an empty list, an unknown route, a
+/// route without `source`, an unreachable PACS. Each exits 2 with a message
+/// naming what to fix, before anything is moved: no report is written, and
+/// no accession number or path is printed.
+#[test]
+fn issue_18_pull_careless_user_gets_a_clear_refusal_and_nothing_half_done() {
+    let home = veil_test::scratch("gw18-pull-careless");
+    let dead = free_port();
+    let cfg = home.join("veil.toml");
+    veil_io::atomic::write_all(
+        &cfg,
+        format!(
+            r#"[dicom]
+port = {port}
+allowed_calling_aes = ["PACS"]
+
+[[route]]
+name = "acme"
+called_ae = "VEIL_ACME"
+recipient = "acme"
+purpose = "ai-training"
+destination = "file://{out}"
+source = "dicom://PACS@127.0.0.1:{dead}"
+
+[[route]]
+name = "local"
+called_ae = "VEIL_LOCAL"
+recipient = "acme"
+purpose = "ai-training"
+destination = "file://{out}"
+"#,
+            port = free_port(),
+            out = home.join("out").display(),
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let list = home.join("list.txt");
+    veil_io::atomic::write_all(&list, b"GW18P-CARELESS-1\n").unwrap();
+    let empty = home.join("empty.txt");
+    veil_io::atomic::write_all(&empty, b"# nothing yet\n\n   \n").unwrap();
+    let report = home.join("report.tsv");
+    let cases: [(&str, &Path, &str); 5] = [
+        (
+            "acme",
+            &home.join("no-such-list.txt"),
+            "--accession-list: cannot read it (NotFound)",
+        ),
+        (
+            "acme",
+            &empty,
+            "--accession-list: no accession number in it",
+        ),
+        ("nobody", &list, "--route: no [[route]] named 'nobody'"),
+        (
+            "local",
+            &list,
+            "route[1].source: route 'local' has no source",
+        ),
+        ("acme", &list, "route[0].source: C-FIND failed"),
+    ];
+    for (route, l, want) in cases {
+        let t = Instant::now();
+        let (code, out) = veil(
+            &home,
+            &[
+                "pull",
+                "--config",
+                s(&cfg),
+                "--route",
+                route,
+                "--accession-list",
+                s(l),
+                "--report",
+                s(&report),
+            ],
+        );
+        assert_eq!(code, 2, "{want}: {out}");
+        assert!(out.contains(want), "{want}: {out}");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{want}: gave up in time"
+        );
+        assert!(!report.exists(), "{want}: no report of a request not made");
+        for p in ["GW18P", &home.display().to_string()] {
+            assert!(!out.contains(p), "{want}: the output names {p}: {out}");
+        }
+    }
+    let (_, out) = veil(
+        &home,
+        &[
+            "pull",
+            "--config",
+            s(&cfg),
+            "--route",
+            "acme",
+            "--accession-list",
+            s(&list),
+        ],
+    );
+    assert!(out.contains("no study was moved"), "{out}");
+    assert!(!home.join("out").exists(), "nothing was delivered");
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -7,6 +7,9 @@
 //! Its REST API is driven with `curl` (a peer tool, like dcmtk's): test
 //! support stays free of an HTTP stack, and what is sent is what a site's
 //! own scripts would send.
+//!
+//! dcmtk's `dcmqrscp` is the other query/retrieve PACS (`veil pull`), with
+//! its database indexed by `dcmqridx` in the same kind of scratch folder.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -211,6 +214,85 @@ impl Orthanc {
 }
 
 impl Drop for Orthanc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// dcmtk's `dcmqrscp` as a query/retrieve PACS: answers C-FIND and C-MOVE
+/// (Study Root) over `files`, indexed with `dcmqridx`, and moves to the
+/// `destinations` (its HostTable). Killed and its folder removed on drop.
+#[derive(Debug)]
+pub struct Dcmqrscp {
+    /// Its AE title.
+    pub aet: String,
+    /// DICOM port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Dcmqrscp {
+    /// Copies `files` into `dir`/db, indexes them and starts dcmqrscp;
+    /// panics, with its log, if it is not listening within 10 s.
+    pub fn start(dir: &Path, aet: &str, files: &[PathBuf], destinations: &[Modality]) -> Dcmqrscp {
+        let db = dir.join("db");
+        std::fs::create_dir_all(&db).expect("dcmqrscp folder");
+        let mut idx = Command::new("dcmqridx");
+        idx.arg(&db);
+        for (i, f) in files.iter().enumerate() {
+            let to = db.join(format!("f{i}.dcm"));
+            std::fs::copy(f, &to).expect("copy into dcmqrscp's storage");
+            idx.arg(to);
+        }
+        let st = idx.status().expect("dcmqridx (dcmtk) on PATH");
+        assert!(st.success(), "dcmqridx failed");
+        let port = free_port();
+        let hosts: String = destinations
+            .iter()
+            .map(|m| format!("{} = ({}, 127.0.0.1, {})\n", m.name, m.aet, m.port))
+            .collect();
+        let config = format!(
+            "NetworkTCPPort = {port}\nMaxPDUSize = 16384\nMaxAssociations = 8\n\n\
+             HostTable BEGIN\n{hosts}HostTable END\n\nVendorTable BEGIN\nVendorTable END\n\n\
+             AETable BEGIN\n{aet} {db} RW (200, 1024mb) ANY\nAETable END\n",
+            db = db.display()
+        );
+        let cfg = dir.join("dcmqrscp.cfg");
+        scratch_file(&cfg)
+            .write_all(config.as_bytes())
+            .expect("dcmqrscp config");
+        let log = scratch_file(&dir.join("dcmqrscp.log"));
+        let child = Command::new("dcmqrscp")
+            .arg("-c")
+            .arg(&cfg)
+            .current_dir(dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("dcmqrscp (dcmtk) on PATH");
+        let q = Dcmqrscp {
+            aet: aet.to_string(),
+            port,
+            dir: dir.to_path_buf(),
+            child,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "dcmqrscp did not start: {}",
+                std::fs::read_to_string(q.dir.join("dcmqrscp.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        q
+    }
+}
+
+impl Drop for Dcmqrscp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

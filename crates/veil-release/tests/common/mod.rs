@@ -43,6 +43,23 @@ pub fn plant(src: &Path, dst: &Path, patient: &str, study: &str, n: usize) {
     veil_io::write_file(dst, &meta, &f.ts, &f.dataset, &f.source).expect("fixture written");
 }
 
+/// Sets the AccessionNumber of a fixture written by [`plant`] (what a
+/// query by accession number, `veil pull`, finds it by).
+pub fn set_accession(path: &Path, accession: &str) {
+    let mut f = veil_io::read(path).expect("fixture reads");
+    let mut v = accession.to_string();
+    if v.len() % 2 == 1 {
+        v.push(' ');
+    }
+    f.dataset
+        .put(Element::text(Tag(0x0008, 0x0050), VR::SH, &v));
+    let meta = WriteMeta {
+        sop_class: f.dataset.ascii(Tag(0x0008, 0x0016)).unwrap_or_default(),
+        sop_instance: f.dataset.ascii(Tag(0x0008, 0x0018)).unwrap_or_default(),
+    };
+    veil_io::write_file(path, &meta, &f.ts, &f.dataset, &f.source).expect("fixture written");
+}
+
 /// Every StudyInstanceUID found in the DICOM files under `out`.
 pub fn output_studies(out: &Path) -> std::collections::BTreeSet<String> {
     veil_test::files(out)
