@@ -16,8 +16,9 @@
 //! - nothing is lost when either process is interrupted: an instance is
 //!   acknowledged to the PACS only once `veil serve` has it fsynced, and the
 //!   queue resumes after a restart. Killing `veil pull` stops asking, never
-//!   a study half decided; running it again moves the same studies, which
-//!   the queue takes as what they are (the same instances again);
+//!   a study half decided; running it again moves the same studies again
+//!   (a study still receiving absorbs the repeats; one already decided is
+//!   decided again, and the recipient keeps one copy per SOP Instance UID);
 //! - the PACS is configured once: it knows each route's called AE at the
 //!   gateway's `[dicom] port`, as it must anyway to push.
 //!
