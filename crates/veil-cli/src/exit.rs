@@ -23,9 +23,11 @@ Exit status (every command):
      threshold, a volume that may still show a face (deface could not locate
      it; deface --check-only found one), a release with studies refused for
      another reason than consent, retention that could not delete, a
-     ledger or disclosure proof that does not verify
+     ledger or disclosure proof that does not verify, a pull with accession
+     numbers not found or studies not moved
   2  could not run: usage, a missing or unreadable input, a key, recipe or
-     store that cannot be used; nothing was released
+     store that cannot be used, a PACS that cannot be queried; nothing was
+     released
   3  busy: another run holds OUT's lock
   4  storage failure (disk full, quota, read-only): run the same command
      again once fixed";
