@@ -1240,7 +1240,9 @@ type StartPacs = fn(&Path, &[PathBuf], u16) -> (String, u16, Box<dyn std::any::A
 /// four studies: three requested by accession number (two patients who
 /// consent by default, 3 instances; one who refused), one not requested;
 /// the list also names an accession number the PACS does not know, a
-/// duplicate, a comment and a blank line. `veil pull` finds 3 of 4,
+/// duplicate, a comment and a blank line. Asked while `veil serve` is
+/// down, all 3 moves fail (exit 1, reported per accession). Then, with it
+/// running, `veil pull` finds 3 of 4,
 /// moves 3 studies (4 instances) to the running `veil serve`, exits 1
 /// (not found) and prints counts only; the report names each accession.
 /// The recipient ends with exactly the 3 instances `veil release` makes of
@@ -1297,8 +1299,6 @@ source = "dicom://{pacs_aet}@127.0.0.1:{pacs_port}"
         recip_port = recip.dicom_port,
     );
     veil_io::atomic::write_all(&cfg, text_cfg.as_bytes()).unwrap();
-    let serve = Serve::start(&home, &cfg, dicom_port);
-
     let list = home.join("list.txt");
     veil_io::atomic::write_all(
         &list,
@@ -1306,6 +1306,41 @@ source = "dicom://{pacs_aet}@127.0.0.1:{pacs_port}"
     )
     .unwrap();
     let report = home.join("report.tsv");
+
+    // a careless start: `veil serve` is not running, so the PACS cannot
+    // deliver; every move is reported failed (exit 1), nothing arrives
+    let (code, out) = veil(
+        &home,
+        &[
+            "pull",
+            "--config",
+            s(&cfg),
+            "--route",
+            "acme",
+            "--accession-list",
+            s(&list),
+            "--report",
+            s(&report),
+        ],
+    );
+    eprintln!("{name}, veil serve down:\n{out}");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("accessions 4: found 3, not found 1"), "{out}");
+    assert!(
+        out.contains("studies found 3: moved 0, move failed 3"),
+        "every move failed: {out}"
+    );
+    let rep = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(
+        rep.lines()
+            .filter(|l| l.contains("\tpartly-moved\t"))
+            .count(),
+        3,
+        "{rep}"
+    );
+    assert!(recip.instances().is_empty());
+
+    let serve = Serve::start(&home, &cfg, dicom_port);
     let (code, out) = veil(
         &home,
         &[
