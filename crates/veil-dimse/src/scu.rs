@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::meta::FileMetaTable;
@@ -522,6 +522,33 @@ fn encode_identifier(obj: &InMemDicomObject, ts_uid: &str) -> Result<Vec<u8>, Di
 /// Identifiers returned by C-FIND are small; more is a broken peer.
 const MAX_IDENTIFIER: u64 = 1 << 20;
 
+/// The accepted presentation context for a Study Root model `abs`, and a
+/// STUDY-level identifier holding `keys`, encoded in that context's
+/// transfer syntax: what C-FIND and C-MOVE both send after their command.
+fn study_request<S: Read + io::Write + CloseSocket, const N: usize>(
+    peer: &Peer,
+    link: &ClientLink<S>,
+    abs: &str,
+    what: &'static str,
+    keys: [(Tag, VR, PrimitiveValue); N],
+) -> Result<(u8, String, Vec<u8>), DimseError> {
+    let (pc, ts) = context_for(link, abs).ok_or(DimseError::NoContext {
+        peer: peer.describe(),
+        what,
+    })?;
+    let mut q = InMemDicomObject::new_empty();
+    q.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from("STUDY"),
+    ));
+    for (tag, vr, value) in keys {
+        q.put(DataElement::new(tag, vr, value));
+    }
+    let ident = encode_identifier(&q, &ts)?;
+    Ok((pc, ts, ident))
+}
+
 /// C-FIND, Study Root, STUDY level: the StudyInstanceUIDs of the studies
 /// with this AccessionNumber (distinct, in the order the peer sent them).
 pub fn find_studies(peer: &Peer, accession_number: &str) -> Result<Vec<String>, DimseError> {
@@ -536,27 +563,20 @@ fn find_on<S: Read + io::Write + CloseSocket>(
     accession_number: &str,
 ) -> Result<Vec<String>, DimseError> {
     let abs = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND;
-    let (pc, ts) = context_for(&link, abs).ok_or(DimseError::NoContext {
-        peer: peer.describe(),
-        what: "Study Root C-FIND",
-    })?;
-    let mut q = InMemDicomObject::new_empty();
-    q.put(DataElement::new(
-        tags::QUERY_RETRIEVE_LEVEL,
-        VR::CS,
-        PrimitiveValue::from("STUDY"),
-    ));
-    q.put(DataElement::new(
-        tags::ACCESSION_NUMBER,
-        VR::SH,
-        PrimitiveValue::from(accession_number),
-    ));
-    q.put(DataElement::new(
-        tags::STUDY_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::Empty,
-    ));
-    let ident = encode_identifier(&q, &ts)?;
+    let (pc, ts, ident) = study_request(
+        peer,
+        &link,
+        abs,
+        "Study Root C-FIND",
+        [
+            (
+                tags::ACCESSION_NUMBER,
+                VR::SH,
+                PrimitiveValue::from(accession_number),
+            ),
+            (tags::STUDY_INSTANCE_UID, VR::UI, PrimitiveValue::Empty),
+        ],
+    )?;
     let dts = TransferSyntaxRegistry.get(&ts).ok_or(DimseError::Protocol(
         "peer chose an unknown transfer syntax",
     ))?;
@@ -647,22 +667,17 @@ fn move_on<S: Read + io::Write + CloseSocket>(
     study_instance_uid: &str,
 ) -> Result<MoveOutcome, DimseError> {
     let abs = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE;
-    let (pc, ts) = context_for(&link, abs).ok_or(DimseError::NoContext {
-        peer: peer.describe(),
-        what: "Study Root C-MOVE",
-    })?;
-    let mut q = InMemDicomObject::new_empty();
-    q.put(DataElement::new(
-        tags::QUERY_RETRIEVE_LEVEL,
-        VR::CS,
-        PrimitiveValue::from("STUDY"),
-    ));
-    q.put(DataElement::new(
-        tags::STUDY_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(study_instance_uid),
-    ));
-    let ident = encode_identifier(&q, &ts)?;
+    let (pc, _, ident) = study_request(
+        peer,
+        &link,
+        abs,
+        "Study Root C-MOVE",
+        [(
+            tags::STUDY_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(study_instance_uid),
+        )],
+    )?;
     let mut ids = MessageIds(0);
     let id = ids.next();
     let mut rq = CommandSet::request(CommandField::CMoveRq, id, true);
