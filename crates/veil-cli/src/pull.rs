@@ -10,7 +10,7 @@ use std::path::Path;
 
 use veil_serve::AccessionOutcome;
 
-use crate::{emit, exit};
+use crate::exit;
 
 /// Runs the request; the exit status follows the README's table: 2 when
 /// nothing was asked (configuration, list, report path, or a PACS that
@@ -19,37 +19,41 @@ use crate::{emit, exit};
 pub fn pull(config: &Path, route: &str, list: &Path, report: Option<&Path>) -> Result<i32, String> {
     let cfg = veil_gateway::Config::load(config).map_err(|e| e.to_string())?;
     let accessions = veil_serve::read_accession_list(list).map_err(|e| e.to_string())?;
-    // the report is opened before the PACS is asked: a path that cannot be
-    // written stops the request before anything moves
-    let mut file = report
-        .map(|p| {
+    // a report path that cannot be written stops the request before the
+    // PACS is asked (probed where the report will be replaced; `-`, links,
+    // FIFOs and devices are written through, see veil_io::atomic::write_report)
+    if let Some(p) = report.filter(|p| {
+        !veil_io::atomic::is_stdout(p) && std::fs::symlink_metadata(p).map_or(true, |m| m.is_file())
+    }) {
+        drop(
             veil_io::atomic::AtomicFile::create_private(p)
-                .map_err(|e| format!("--report: cannot write it ({:?})", e.kind()))
-        })
-        .transpose()?;
-    let out = veil_serve::pull(&cfg, route, &accessions).map_err(|e| e.to_string())?;
-    if let Some(f) = file.as_mut() {
-        write_report(f.writer(), &out)
-            .map_err(|e| format!("--report: cannot write it ({:?})", e.kind()))?;
+                .map_err(|e| format!("--report: cannot write it ({:?})", e.kind()))?,
+        );
     }
-    if let Some(f) = file {
-        f.commit()
+    let out = veil_serve::pull(&cfg, route, &accessions).map_err(|e| e.to_string())?;
+    if let Some(p) = report {
+        let mut bytes = Vec::new();
+        write_report(&mut bytes, &out)
+            .and_then(|()| veil_io::atomic::write_report(p, &bytes))
             .map_err(|e| format!("--report: cannot write it ({:?})", e.kind()))?;
     }
     let s = Summary::of(&out);
-    emit(&format!(
-        "accessions {}: found {}, not found {}\nstudies found {}: moved {}, move failed {}\n\
+    crate::out::summary(
+        &format!(
+            "accessions {}: found {}, not found {}\nstudies found {}: moved {}, move failed {}\n\
          instances moved {}, failed {}\n\
          `veil serve` decides and delivers the moved studies (`veil queue status`, the ledger).\n",
-        out.len(),
-        s.found,
-        out.len() - s.found,
-        s.studies,
-        s.moved,
-        s.move_failed,
-        s.instances,
-        s.instances_failed,
-    ))?;
+            out.len(),
+            s.found,
+            out.len() - s.found,
+            s.studies,
+            s.moved,
+            s.move_failed,
+            s.instances,
+            s.instances_failed,
+        ),
+        [&report.map(Path::to_path_buf)],
+    )?;
     tracing::info!(
         accessions = out.len(),
         found = s.found,
