@@ -29,7 +29,7 @@ pub use scp::{
 };
 pub use scu::{
     echo, find_studies, move_study, read_part10_info, store_files, ClientTls, MoveOutcome,
-    Part10Info, Peer, StoreOutcome, Undeliverable,
+    Part10Info, Peer, StoreOutcome, StoreSession, Undeliverable,
 };
 pub use storage_classes::STORAGE_SOP_CLASSES;
 pub use validate::{check_head, Encoding, HeadError};

@@ -122,16 +122,23 @@ fn connect(peer: &Peer, contexts: &[(String, Vec<String>)]) -> Result<Conn, Dims
         },
         other => other,
     };
+    // no Nagle: a C-STORE is a small command PDU then data PDUs, and
+    // held small writes meet the peer's delayed ACK (40 ms an instance)
     let conn = match &peer.tls {
-        None => Conn::Plain(Link::new(
-            opts.establish(peer.address.as_str()).map_err(named)?,
-        )),
-        Some(tls) => Conn::Tls(Link::new(
-            opts.tls_config(tls.config.clone())
+        None => {
+            let mut a = opts.establish(peer.address.as_str()).map_err(named)?;
+            let _ = a.inner_stream().set_nodelay(true);
+            Conn::Plain(Link::new(a))
+        }
+        Some(tls) => {
+            let mut a = opts
+                .tls_config(tls.config.clone())
                 .server_name(&tls.server_name)
                 .establish_tls(peer.address.as_str())
-                .map_err(named)?,
-        )),
+                .map_err(named)?;
+            let _ = a.inner_stream().sock.set_nodelay(true);
+            Conn::Tls(Link::new(a))
+        }
     };
     debug!(peer = %peer.describe(), tls = peer.tls.is_some(), "association established");
     Ok(conn)
@@ -303,109 +310,175 @@ pub fn read_part10_info(path: &Path) -> Result<Part10Info, Undeliverable> {
 /// presentation contexts. Returns one outcome per file, in order; `Err`
 /// only when no association could be made at all.
 pub fn store_files(peer: &Peer, paths: &[PathBuf]) -> Result<Vec<StoreOutcome>, DimseError> {
-    let infos: Vec<Result<Part10Info, Undeliverable>> =
-        paths.iter().map(|p| read_part10_info(p)).collect();
-    let mut outcomes: Vec<Option<StoreOutcome>> = vec![None; paths.len()];
-    // batches of file indices whose contexts fit one association
-    let mut batches: Vec<(Vec<usize>, Contexts)> = Vec::new();
-    let mut current: (Vec<usize>, Contexts) = (Vec::new(), Vec::new());
-    for (i, info) in infos.iter().enumerate() {
-        let info = match info {
-            Ok(info) => info,
-            Err(u) => {
-                outcomes[i] = Some(StoreOutcome {
-                    path: paths[i].clone(),
-                    result: Err(u.clone()),
-                    transcoded: false,
-                });
-                continue;
-            }
-        };
-        // the file's own syntax alone, then the uncompressed fallbacks
-        let wanted: Contexts = [
-            (info.sop_class.clone(), vec![info.ts.clone()]),
-            (info.sop_class.clone(), uncompressed()),
-        ]
-        .into_iter()
-        .filter(|w| !current.1.contains(w))
-        .collect();
-        if current.1.len() + wanted.len() > MAX_CONTEXTS {
-            batches.push(std::mem::take(&mut current));
-        }
-        for w in wanted {
-            if !current.1.contains(&w) {
-                current.1.push(w);
-            }
-        }
-        current.0.push(i);
-    }
-    if !current.0.is_empty() {
-        batches.push(current);
-    }
-    let mut connected_once = false;
-    let mut last_err = None;
-    for (files, contexts) in batches {
-        match connect(peer, &contexts) {
-            Ok(conn) => {
-                connected_once = true;
-                on_link!(conn, link => store_batch(link, &files, &infos, paths, &mut outcomes));
-            }
-            Err(e) => {
-                warn!(peer = %peer.describe(), error = %e, "C-STORE association failed");
-                for &i in &files {
-                    outcomes[i] = Some(StoreOutcome {
-                        path: paths[i].clone(),
-                        result: Err(Undeliverable::Association(e.to_string())),
-                        transcoded: false,
-                    });
-                }
-                last_err = Some(e);
-            }
-        }
-    }
+    let mut session = StoreSession::new(peer, paths);
+    let out: Vec<StoreOutcome> = (0..paths.len()).map(|i| session.store(i)).collect();
+    let (connected_once, last_err) = session.finish();
     if !connected_once {
         if let Some(e) = last_err {
             return Err(e);
         }
     }
-    let out: Vec<StoreOutcome> = outcomes.into_iter().flatten().collect();
     let ok = out.iter().filter(|o| o.result.is_ok()).count();
     info!(peer = %peer.describe(), sent = ok, failed = out.len() - ok, "C-STORE done");
     Ok(out)
 }
 
-/// Sends one batch of files on one association.
-fn store_batch<S: Read + io::Write + CloseSocket>(
-    mut link: ClientLink<S>,
-    files: &[usize],
-    infos: &[Result<Part10Info, Undeliverable>],
-    paths: &[PathBuf],
-    outcomes: &mut [Option<StoreOutcome>],
-) {
-    let mut ids = MessageIds(0);
-    let mut broken: Option<String> = None;
-    for &i in files {
-        let Ok(info) = &infos[i] else { continue };
-        let (result, transcoded) = match &broken {
-            Some(b) => (Err(Undeliverable::Association(b.clone())), false),
-            None => match store_one(&mut link, &mut ids, &paths[i], info) {
-                Ok(r) => r,
-                Err(e) => {
-                    broken = Some(e.to_string());
-                    (Err(Undeliverable::Association(e.to_string())), false)
+/// C-STORE of a known set of files (a study) on as few associations as
+/// their presentation contexts allow, one file at a time, each outcome
+/// returned as soon as the peer answered it.
+///
+/// Why a session and not [`store_files`] alone: the gateway marks each
+/// instance delivered right after its C-STORE response, before sending the
+/// next, so that a crash repeats at most one instance; a call that returns
+/// only after the whole batch would widen that window. Why one association
+/// for the study and not one per instance: negotiating an association
+/// costs a round trip and the peer's setup per instance, which is most of
+/// the time a small instance takes.
+///
+/// The association opens at the first [`StoreSession::store`] (a study
+/// whose files are all unreadable never connects) and is released by
+/// [`StoreSession::finish`] (or aborted when dropped without it).
+pub struct StoreSession {
+    peer: Peer,
+    paths: Vec<PathBuf>,
+    infos: Vec<Result<Part10Info, Undeliverable>>,
+    /// The batch (association) of each readable file.
+    batch_of: Vec<Option<usize>>,
+    batches: Vec<Contexts>,
+    /// The open association: its batch, the link, its message ids, and
+    /// why it broke if it did.
+    current: Option<(usize, Conn, MessageIds, Option<String>)>,
+    /// Batches whose association could not be made, with the reason.
+    failed: Vec<(usize, String)>,
+    connected_once: bool,
+    last_err: Option<DimseError>,
+}
+
+impl StoreSession {
+    /// A session for `paths` (read now: their meta groups decide the
+    /// proposed contexts; nothing is sent yet).
+    pub fn new(peer: &Peer, paths: &[PathBuf]) -> StoreSession {
+        let infos: Vec<Result<Part10Info, Undeliverable>> =
+            paths.iter().map(|p| read_part10_info(p)).collect();
+        let mut batch_of = vec![None; paths.len()];
+        let mut batches: Vec<Contexts> = Vec::new();
+        let mut current: Contexts = Vec::new();
+        for (i, info) in infos.iter().enumerate() {
+            let Ok(info) = info else { continue };
+            // the file's own syntax alone, then the uncompressed fallbacks
+            let wanted: Contexts = [
+                (info.sop_class.clone(), vec![info.ts.clone()]),
+                (info.sop_class.clone(), uncompressed()),
+            ]
+            .into_iter()
+            .filter(|w| !current.contains(w))
+            .collect();
+            if current.len() + wanted.len() > MAX_CONTEXTS {
+                batches.push(std::mem::take(&mut current));
+            }
+            for w in wanted {
+                if !current.contains(&w) {
+                    current.push(w);
                 }
-            },
-        };
-        outcomes[i] = Some(StoreOutcome {
-            path: paths[i].clone(),
+            }
+            batch_of[i] = Some(batches.len());
+        }
+        if !current.is_empty() {
+            batches.push(current);
+        }
+        StoreSession {
+            peer: peer.clone(),
+            paths: paths.to_vec(),
+            infos,
+            batch_of,
+            batches,
+            current: None,
+            failed: Vec::new(),
+            connected_once: false,
+            last_err: None,
+        }
+    }
+
+    /// Sends file `i` of the session's list (any order; files of one
+    /// batch are best sent together, as [`store_files`] does).
+    pub fn store(&mut self, i: usize) -> StoreOutcome {
+        let path = self.paths[i].clone();
+        let outcome = |result, transcoded| StoreOutcome {
+            path: path.clone(),
             result,
             transcoded,
-        });
+        };
+        let info = match &self.infos[i] {
+            Ok(info) => info.clone(),
+            Err(u) => return outcome(Err(u.clone()), false),
+        };
+        let Some(b) = self.batch_of[i] else {
+            return outcome(
+                Err(Undeliverable::Unreadable("not in the session".into())),
+                false,
+            );
+        };
+        if let Some((_, why)) = self.failed.iter().find(|(fb, _)| *fb == b) {
+            return outcome(Err(Undeliverable::Association(why.clone())), false);
+        }
+        if self.current.as_ref().is_some_and(|c| c.0 != b) {
+            self.close_current();
+        }
+        if self.current.is_none() {
+            match connect(&self.peer, &self.batches[b]) {
+                Ok(conn) => {
+                    self.connected_once = true;
+                    self.current = Some((b, conn, MessageIds(0), None));
+                }
+                Err(e) => {
+                    warn!(peer = %self.peer.describe(), error = %e, "C-STORE association failed");
+                    self.failed.push((b, e.to_string()));
+                    let why = e.to_string();
+                    self.last_err = Some(e);
+                    return outcome(Err(Undeliverable::Association(why)), false);
+                }
+            }
+        }
+        let Some((_, conn, ids, broken)) = self.current.as_mut() else {
+            return outcome(
+                Err(Undeliverable::Association("no association".into())),
+                false,
+            );
+        };
+        if let Some(b) = broken {
+            return outcome(Err(Undeliverable::Association(b.clone())), false);
+        }
+        match on_link!(conn, link => store_one(link, ids, &path, &info)) {
+            Ok((result, transcoded)) => outcome(result, transcoded),
+            Err(e) => {
+                *broken = Some(e.to_string());
+                outcome(Err(Undeliverable::Association(e.to_string())), false)
+            }
+        }
     }
-    if broken.is_none() {
-        release(link);
-    } else {
-        let _ = SyncAssociation::abort(link.into_inner());
+
+    /// Releases the open association (aborts a broken one).
+    fn close_current(&mut self) {
+        if let Some((_, conn, _, broken)) = self.current.take() {
+            if broken.is_none() {
+                on_link!(conn, link => release(link));
+            } else {
+                on_link!(conn, link => { let _ = SyncAssociation::abort(link.into_inner()); });
+            }
+        }
+    }
+
+    /// Ends the session: releases the association. Returns whether any
+    /// association was made, and the last failure to make one.
+    pub fn finish(mut self) -> (bool, Option<DimseError>) {
+        self.close_current();
+        (self.connected_once, self.last_err.take())
+    }
+}
+
+impl Drop for StoreSession {
+    fn drop(&mut self) {
+        self.close_current();
     }
 }
 

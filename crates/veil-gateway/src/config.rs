@@ -180,6 +180,12 @@ pub struct QueueConfig {
     /// The longest wait between attempts (seconds).
     #[serde(default = "default_max_backoff")]
     pub max_backoff_seconds: u64,
+    /// Studies `veil serve` delivers at once, each on an association (or
+    /// connection) of its own, while it decides the next ones. A
+    /// recipient stores instances from several associations in parallel;
+    /// one at a time, delivery waits on each of its fsyncs in turn.
+    #[serde(default = "default_parallel_deliveries")]
+    pub parallel_deliveries: u32,
 }
 
 fn default_max_attempts() -> u32 {
@@ -191,6 +197,9 @@ fn default_backoff() -> u64 {
 fn default_max_backoff() -> u64 {
     3600
 }
+fn default_parallel_deliveries() -> u32 {
+    2
+}
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -198,6 +207,7 @@ impl Default for QueueConfig {
             max_attempts: default_max_attempts(),
             backoff_seconds: default_backoff(),
             max_backoff_seconds: default_max_backoff(),
+            parallel_deliveries: default_parallel_deliveries(),
         }
     }
 }
@@ -453,12 +463,16 @@ impl Config {
                     ("max_attempts", is::<u32>),
                     ("backoff_seconds", is::<u64>),
                     ("max_backoff_seconds", is::<u64>),
+                    ("parallel_deliveries", is::<u32>),
                 ],
             )?,
             None => QueueConfig::default(),
         };
         if queue.max_attempts == 0 {
             return Err(field("queue.max_attempts", "must be at least 1"));
+        }
+        if !(1..=16).contains(&queue.parallel_deliveries) {
+            return Err(field("queue.parallel_deliveries", "must be 1 to 16"));
         }
         let raw_routes = match doc.get("route") {
             None => Vec::new(),

@@ -22,8 +22,10 @@ pub struct DeliveryError(pub String);
 
 /// A place released instances are delivered to.
 pub trait Destination: Send {
-    /// Before the first instance of a study (open an association, say).
-    fn begin_study(&mut self) -> Result<(), DeliveryError> {
+    /// Before the first instance of a study, with the files about to be
+    /// delivered (to open one association proposing their SOP classes and
+    /// transfer syntaxes, say).
+    fn begin_study(&mut self, _files: &[PathBuf]) -> Result<(), DeliveryError> {
         Ok(())
     }
 

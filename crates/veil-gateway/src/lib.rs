@@ -58,7 +58,9 @@ pub use config::{
     Route, TlsConfig,
 };
 pub use destination::{DeliveryError, Destination, FileDestination};
-pub use service::{Intake, Receipt, Service, StudyEvent, TickReport};
+pub use service::{
+    make_destinations, CourierParts, Intake, Receipt, Service, StudyEvent, TickReport,
+};
 
 // The network layers move an intake to each connection's thread and the
 // service to its own: both must stay `Send` (checked when compiling).
@@ -111,6 +113,10 @@ pub enum Error {
     /// failure status, nothing is recorded.
     #[error("refused: {0}")]
     Refused(&'static str),
+    /// The sender broke off while the instance was arriving: nothing was
+    /// kept, and no status can reach it.
+    #[error("the data set was not received completely: {0:?}")]
+    Incomplete(std::io::ErrorKind),
     /// No route of that name (or called AE).
     #[error("no route named {0}")]
     UnknownRoute(String),

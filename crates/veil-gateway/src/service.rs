@@ -62,59 +62,22 @@ impl Intake {
     /// (C-STORE success, STOW-RS 200) only then. An error means nothing
     /// was kept: send a failure status.
     pub fn receive(&mut self, route: &str, part10: &[u8]) -> Result<Receipt, Error> {
-        if self.cfg.route(route).is_none() {
-            return Err(Error::UnknownRoute(route.to_string()));
-        }
-        let d = veil_io::read_bytes(part10.to_vec())
-            .map_err(|_| Error::Refused("not a readable DICOM instance"))?;
-        // the same reading as `veil release` (padding trimmed), so the
-        // queue's study key is the ledger's study_ref
-        let uid = |t: Tag| d.dataset.ascii(t).filter(|s| !s.is_empty()).map(Phi::new);
-        let study = uid(Tag(0x0020, 0x000D)).ok_or(Error::Refused("no StudyInstanceUID"))?;
-        let sop = uid(Tag(0x0008, 0x0018)).ok_or(Error::Refused("no SOPInstanceUID"))?;
-        let study_key = self.site.study_ref(study.expose());
-        let instance_key = self.site.instance_ref(&sop);
-        let name = self.spool.put(part10)?;
-        let now = self.clock.now();
-        let r = random_hex(8).and_then(|id| {
-            self.site
-                .store
-                .queue_receive(route, &study_key, &instance_key, &name, &id, now)
-                .map_err(Error::from)
-        });
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => {
-                // not recorded, so not acknowledged: the sender retries
-                let _ = self.spool.remove_instance(&name);
-                return Err(e);
-            }
-        };
-        let duplicate = r.already.is_some();
-        if duplicate {
-            self.spool.remove_instance(&name)?;
-        }
-        tracing::debug!(route, study = %r.study_id, duplicate, "received an instance");
-        Ok(Receipt {
-            study_id: r.study_id,
-            duplicate,
-        })
+        self.receive_from(route, part10, &mut std::io::empty())
     }
-}
 
-impl Intake {
     /// Receives a data set as a C-STORE carries it (the DIMSE layer's
     /// seam): the SOP Class and Instance UIDs of the command set, the
     /// presentation context's transfer syntax, and the data set's bytes
-    /// in it. The Part 10 file is built here (preamble, File Meta by
-    /// `veil_io`), then [`Intake::receive`]d.
+    /// as they arrive (streamed into the spool, never whole in memory).
+    /// The Part 10 file's preamble and File Meta are built here
+    /// (`veil_io`). Acknowledge only on `Ok`, as for [`Intake::receive`].
     pub fn receive_dataset(
         &mut self,
         route: &str,
         sop_class: &str,
         sop_instance: &Phi<String>,
         transfer_syntax: &str,
-        dataset: &[u8],
+        dataset: &mut dyn std::io::Read,
     ) -> Result<Receipt, Error> {
         let meta = veil_io::WriteMeta {
             sop_class: sop_class.to_string(),
@@ -126,10 +89,61 @@ impl Intake {
             deflated: false,
             encapsulated: false,
         };
-        let mut part10 = veil_io::file_header(&meta, &ts)
+        let head = veil_io::file_header(&meta, &ts)
             .map_err(|_| Error::Refused("no File Meta can be built for this instance"))?;
-        part10.extend_from_slice(dataset);
-        self.receive(route, &part10)
+        self.receive_from(route, &head, dataset)
+    }
+
+    /// The one intake path: spool `head` then `rest` durably, read the
+    /// spooled file's header (bulk values stay on disk) for the study and
+    /// instance, record it in the queue. What is refused or not recorded
+    /// is deleted again, so it was never acknowledged.
+    fn receive_from(
+        &mut self,
+        route: &str,
+        head: &[u8],
+        rest: &mut dyn std::io::Read,
+    ) -> Result<Receipt, Error> {
+        if self.cfg.route(route).is_none() {
+            return Err(Error::UnknownRoute(route.to_string()));
+        }
+        let name = self.spool.put_from(head, rest)?;
+        match self.admit(route, &name) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let _ = self.spool.remove_instance(&name);
+                Err(e)
+            }
+        }
+    }
+
+    fn admit(&mut self, route: &str, name: &str) -> Result<Receipt, Error> {
+        let d = veil_io::read(&self.spool.instance(name))
+            .map_err(|_| Error::Refused("not a readable DICOM instance"))?;
+        // the same reading as `veil release` (padding trimmed), so the
+        // queue's study key is the ledger's study_ref
+        let uid = |t: Tag| d.dataset.ascii(t).filter(|s| !s.is_empty()).map(Phi::new);
+        let study = uid(Tag(0x0020, 0x000D)).ok_or(Error::Refused("no StudyInstanceUID"))?;
+        let sop = uid(Tag(0x0008, 0x0018)).ok_or(Error::Refused("no SOPInstanceUID"))?;
+        let study_key = self.site.study_ref(study.expose());
+        let instance_key = self.site.instance_ref(&sop);
+        let now = self.clock.now();
+        let id = random_hex(8)?;
+        // not recorded, so not acknowledged: the caller deletes the file
+        // and the sender retries
+        let r = self
+            .site
+            .store
+            .queue_receive(route, &study_key, &instance_key, name, &id, now)?;
+        let duplicate = r.already.is_some();
+        if duplicate {
+            self.spool.remove_instance(name)?;
+        }
+        tracing::debug!(route, study = %r.study_id, duplicate, "received an instance");
+        Ok(Receipt {
+            study_id: r.study_id,
+            duplicate,
+        })
     }
 }
 
@@ -156,6 +170,21 @@ pub struct TickReport {
     /// feeds its Prometheus counters and histograms from these: the
     /// counts above have no route).
     pub events: Vec<StudyEvent>,
+}
+
+impl TickReport {
+    /// Adds another part of the same tick (the courier thread's).
+    fn merge(&mut self, o: TickReport) {
+        self.ready += o.ready;
+        self.released += o.released;
+        self.refused += o.refused;
+        self.delivered_instances += o.delivered_instances;
+        self.delivered_studies += o.delivered_studies;
+        self.failures += o.failures;
+        self.dead_lettered += o.dead_lettered;
+        self.cleared += o.cleared;
+        self.events.extend(o.events);
+    }
 }
 
 /// One study's step in a tick: its route and what happened, never its
@@ -197,6 +226,9 @@ pub struct Service {
     destinations: BTreeMap<String, Box<dyn Destination>>,
     jobs: usize,
     crash_after: Option<usize>,
+    /// The thread delivering while the tick decides (see
+    /// [`Service::deliver_concurrently`]).
+    courier: Option<CourierThread>,
     /// One service per spool: two would deliver the same studies and
     /// sweep each other's fresh files. Held until dropped (the kernel
     /// drops it when the process dies, however it dies).
@@ -220,6 +252,44 @@ fn step(left: &mut Option<usize>) -> Result<(), Error> {
     }
 }
 
+/// Every route's destination: `connect`'s (the network layers' schemes),
+/// else the built-in `file://`. An error names the route's field.
+pub fn make_destinations(
+    cfg: &Config,
+    connect: &dyn Fn(&Route) -> Option<Box<dyn Destination>>,
+) -> Result<BTreeMap<String, Box<dyn Destination>>, Error> {
+    let mut destinations = BTreeMap::new();
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let d = connect(r).or_else(|| match &r.destination {
+            DestinationUrl::File { dir } => {
+                Some(Box::new(FileDestination::new(dir)) as Box<dyn Destination>)
+            }
+            _ => None,
+        });
+        let Some(d) = d else {
+            return Err(ConfigError::Field {
+                field: format!("route[{i}].destination"),
+                message: "no delivery for this scheme is linked into this build".into(),
+            }
+            .into());
+        };
+        destinations.insert(r.name.clone(), d);
+    }
+    Ok(destinations)
+}
+
+/// What one courier thread needs of its own
+/// ([`Service::deliver_concurrently`]).
+pub struct CourierParts {
+    /// A connection to the service's store.
+    pub store: veil_store::Store,
+    /// Its clock (delivery times).
+    pub clock: Box<dyn Clock>,
+    /// A destination per route (from [`make_destinations`]): one
+    /// association at a time each.
+    pub destinations: BTreeMap<String, Box<dyn Destination>>,
+}
+
 impl Service {
     /// Opens the service: checks each route's recipient and purpose
     /// against the store (an error names the route's field), makes each
@@ -233,28 +303,14 @@ impl Service {
         clock: Box<dyn Clock>,
         connect: &dyn Fn(&Route) -> Option<Box<dyn Destination>>,
     ) -> Result<Service, Error> {
-        let mut destinations = BTreeMap::new();
         for (i, r) in cfg.routes.iter().enumerate() {
             site.prepare_release(&r.recipient, &r.purpose, Some(OPERATOR))
                 .map_err(|e| ConfigError::Field {
                     field: format!("route[{i}].recipient"),
                     message: e.to_string(),
                 })?;
-            let d = connect(r).or_else(|| match &r.destination {
-                DestinationUrl::File { dir } => {
-                    Some(Box::new(FileDestination::new(dir)) as Box<dyn Destination>)
-                }
-                _ => None,
-            });
-            let Some(d) = d else {
-                return Err(ConfigError::Field {
-                    field: format!("route[{i}].destination"),
-                    message: "no delivery for this scheme is linked into this build".into(),
-                }
-                .into());
-            };
-            destinations.insert(r.name.clone(), d);
         }
+        let destinations = make_destinations(&cfg, connect)?;
         let intake = Intake::open(cfg, site, clock)?;
         let lock = veil_io::lock::OutLock::acquire(intake.spool.root()).map_err(|e| match e {
             veil_io::lock::LockError::Busy { holder } => Error::Busy(holder),
@@ -265,6 +321,7 @@ impl Service {
             destinations,
             jobs: 1,
             crash_after: None,
+            courier: None,
             _lock: lock,
         };
         s.recover()?;
@@ -278,6 +335,33 @@ impl Service {
     /// on the same store and spool. `None` (the default) never stops.
     pub fn crash_after(&mut self, steps: Option<usize>) {
         self.crash_after = steps;
+    }
+
+    /// Delivers on threads of their own, one per [`CourierParts`] (each
+    /// its own store connection and destinations), while ticks decide the
+    /// next studies; each thread delivers one study at a time.
+    ///
+    /// Why: deciding (deid, verify, ledger) is CPU work and delivering is
+    /// mostly waiting on the recipient; one after the other, a study
+    /// waits for both, and the gateway runs at the sum of their costs
+    /// rather than the larger. Several couriers keep a recipient that
+    /// stores associations in parallel busy. The crash argument is
+    /// unchanged: each thread commits its own steps in the order the
+    /// serial tick does, a study reaches a courier only after its decision
+    /// committed, and only one courier holds a study at a time. Couriers
+    /// outlive ticks (a tick never waits for a delivery); each tick
+    /// collects what they finished. Fault injection
+    /// ([`Service::crash_after`]) counts the steps of one thread and is
+    /// for services without couriers.
+    pub fn deliver_concurrently(&mut self, couriers: Vec<CourierParts>) -> Result<(), Error> {
+        if self.courier.is_none() && !couriers.is_empty() {
+            self.courier = Some(CourierThread::start(
+                couriers,
+                self.intake.spool.clone(),
+                self.intake.cfg.clone(),
+            )?);
+        }
+        Ok(())
     }
 
     /// Worker threads for de-identifying one study (default 1).
@@ -342,32 +426,151 @@ impl Service {
             step(&mut self.crash_after)?;
         }
         let due = |s: &QueueStudy| s.next_attempt_at.is_none_or(|t| t <= now);
-        for s in self.studies(&[Q::Ready])? {
-            if due(&s) {
-                self.decide(&s, now, &mut rep)?;
+        let ready: Vec<QueueStudy> = self.studies(&[Q::Ready])?.into_iter().filter(due).collect();
+        // decided before a crash, and due deliveries (a retry, or cut short)
+        let decided = self.studies(&[Q::Decided])?;
+        let delivering: Vec<QueueStudy> = self
+            .studies(&[Q::Delivering])?
+            .into_iter()
+            .filter(due)
+            .collect();
+        if self.courier.is_some() {
+            self.tick_concurrent(ready, decided, delivering, now, &mut rep)?;
+        } else {
+            for s in &ready {
+                self.decide(s, now, &mut rep)?;
+            }
+            let mut to_deliver = Vec::new();
+            for s in decided.iter().chain(&ready) {
+                to_deliver.extend(self.after_decision(s, now, &mut rep)?);
+            }
+            let mut courier = Courier {
+                store: &mut self.intake.site.store,
+                spool: &self.intake.spool,
+                cfg: &self.intake.cfg,
+                destinations: &mut self.destinations,
+                crash_after: &mut self.crash_after,
+            };
+            for s in delivering.iter().chain(&to_deliver) {
+                courier.deliver(s, now, &mut rep)?;
             }
         }
-        for s in self.studies(&[Q::Decided])? {
-            let store = &mut self.intake.site.store;
-            if s.decision.as_deref() == Some("released") {
-                store.queue_transition(&s.id, &[Q::Decided], Q::Delivering, now)?;
-                step(&mut self.crash_after)?;
-            } else {
-                store.queue_transition(&s.id, &[Q::Decided], Q::Refused, now)?;
-                step(&mut self.crash_after)?;
-                self.clear(&s, now, &mut rep)?;
-            }
-        }
-        for s in self.studies(&[Q::Delivering])? {
-            if due(&s) {
-                self.deliver(&s, now, &mut rep)?;
-            }
-        }
-        // finished before a crash cut their cleanup short
+        // finished before a crash cut their cleanup short (not one the
+        // courier is finishing now)
+        let busy = self
+            .courier
+            .as_ref()
+            .map(|c| c.in_flight.clone())
+            .unwrap_or_default();
         for s in self.intake.site.store.queue_uncleared()? {
-            self.clear(&s, now, &mut rep)?;
+            if busy.contains(&s.id) {
+                continue;
+            }
+            Courier {
+                store: &mut self.intake.site.store,
+                spool: &self.intake.spool,
+                cfg: &self.intake.cfg,
+                destinations: &mut self.destinations,
+                crash_after: &mut self.crash_after,
+            }
+            .clear(&s, now, &mut rep)?;
         }
         Ok(rep)
+    }
+
+    /// A tick with a courier: collects what it finished since the last
+    /// tick, hands it due deliveries it does not hold yet, then decides
+    /// `ready` one study after another, handing each released study over
+    /// as soon as its decision committed.
+    fn tick_concurrent(
+        &mut self,
+        ready: Vec<QueueStudy>,
+        decided: Vec<QueueStudy>,
+        delivering: Vec<QueueStudy>,
+        now: i64,
+        rep: &mut TickReport,
+    ) -> Result<(), Error> {
+        let failed = self.courier.as_mut().and_then(|c| c.collect(rep));
+        for s in delivering {
+            self.hand_over(s);
+        }
+        for s in decided.iter().chain(&ready) {
+            if ready.iter().any(|r| r.id == s.id) {
+                self.decide(s, now, rep)?;
+            }
+            if let Some(d) = self.after_decision(s, now, rep)? {
+                self.hand_over(d);
+            }
+        }
+        // a delivery that could not commit (the store): its study stays
+        // delivering and is handed over again at the next tick
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Waits until the courier has delivered everything handed over (a
+    /// graceful stop: SIGTERM drains), and returns what it did since the
+    /// last tick. Without a courier there is nothing to wait for.
+    pub fn drain(&mut self) -> Result<TickReport, Error> {
+        let mut rep = TickReport::default();
+        let Some(mut c) = self.courier.take() else {
+            return Ok(rep);
+        };
+        c.tx.take();
+        for h in std::mem::take(&mut c.handles) {
+            // a set of destinations comes back: later ticks deliver
+            // serially
+            if let Ok(d) = h.join() {
+                if self.destinations.is_empty() {
+                    self.destinations = d;
+                }
+            }
+        }
+        match c.collect(&mut rep) {
+            Some(e) => Err(e),
+            None => Ok(rep),
+        }
+    }
+
+    fn hand_over(&mut self, s: QueueStudy) {
+        if let Some(c) = self.courier.as_mut() {
+            c.send(s);
+        }
+    }
+
+    /// After `s`'s decision committed (this tick or before a crash): a
+    /// released study moves to delivery (returned, as it now stands), a
+    /// refused one is finished and cleared. A study not in `decided`
+    /// (its decision failed, it is retried later) is left alone.
+    fn after_decision(
+        &mut self,
+        s: &QueueStudy,
+        now: i64,
+        rep: &mut TickReport,
+    ) -> Result<Option<QueueStudy>, Error> {
+        let store = &mut self.intake.site.store;
+        let Some(s) = store.queue_study(&s.id)? else {
+            return Ok(None);
+        };
+        if s.state != Q::Decided {
+            return Ok(None);
+        }
+        if s.decision.as_deref() == Some("released") {
+            store.queue_transition(&s.id, &[Q::Decided], Q::Delivering, now)?;
+            step(&mut self.crash_after)?;
+            Ok(Some(s))
+        } else {
+            store.queue_transition(&s.id, &[Q::Decided], Q::Refused, now)?;
+            step(&mut self.crash_after)?;
+            Courier {
+                store: &mut self.intake.site.store,
+                spool: &self.intake.spool,
+                cfg: &self.intake.cfg,
+                destinations: &mut self.destinations,
+                crash_after: &mut self.crash_after,
+            }
+            .clear(&s, now, rep)?;
+            Ok(None)
+        }
     }
 
     fn studies(&mut self, states: &[Q]) -> Result<Vec<QueueStudy>, Error> {
@@ -492,32 +695,66 @@ impl Service {
         Ok(())
     }
 
+    /// A failed attempt of `s` before its decision (see
+    /// [`Courier::failed`]).
+    fn failed(
+        &mut self,
+        s: &QueueStudy,
+        why: &str,
+        delivery: bool,
+        now: i64,
+        rep: &mut TickReport,
+    ) -> Result<(), Error> {
+        Courier {
+            store: &mut self.intake.site.store,
+            spool: &self.intake.spool,
+            cfg: &self.intake.cfg,
+            destinations: &mut self.destinations,
+            crash_after: &mut self.crash_after,
+        }
+        .failed(s, why, delivery, now, rep)
+    }
+}
+
+/// Delivery, failures and clearing, over one store connection: the
+/// service's own (serial ticks) or a second one (a courier thread, see
+/// [`Service::deliver_concurrently`]).
+struct Courier<'a> {
+    store: &'a mut veil_store::Store,
+    spool: &'a Spool,
+    cfg: &'a Config,
+    destinations: &'a mut BTreeMap<String, Box<dyn Destination>>,
+    crash_after: &'a mut Option<usize>,
+}
+
+impl Courier<'_> {
     /// Delivers the outputs of one study not yet marked delivered.
     fn deliver(&mut self, s: &QueueStudy, now: i64, rep: &mut TickReport) -> Result<(), Error> {
         let Some(dest) = self.destinations.get_mut(&s.route) else {
             return Ok(());
         };
         let started = std::time::Instant::now();
-        let store = &mut self.intake.site.store;
-        let out = self.intake.spool.work(&s.id).join("out");
+        let store = &mut *self.store;
+        let out = self.spool.work(&s.id).join("out");
         let pending: Vec<String> = store
             .queue_outputs(&s.id)?
             .into_iter()
             .filter(|(_, done)| !done)
             .map(|(n, _)| n)
             .collect();
-        let mut failure = dest.begin_study().err();
+        let files: Vec<std::path::PathBuf> = pending.iter().map(|n| out.join(n)).collect();
+        let mut failure = dest.begin_study(&files).err();
         if failure.is_none() {
-            for name in &pending {
-                if let Err(e) = dest.deliver(name, &out.join(name)) {
+            for (name, file) in pending.iter().zip(&files) {
+                if let Err(e) = dest.deliver(name, file) {
                     failure = Some(e);
                     break;
                 }
-                step(&mut self.crash_after)?;
+                step(self.crash_after)?;
                 // after the destination confirmed it, never before: a
                 // crash in between repeats this one (idempotent by name)
                 store.queue_output_delivered(&s.id, name, now)?;
-                step(&mut self.crash_after)?;
+                step(self.crash_after)?;
                 rep.delivered_instances += 1;
             }
             if let Err(e) = dest.end_study() {
@@ -531,7 +768,7 @@ impl Service {
             return self.failed(s, &why, true, now, rep);
         }
         store.queue_transition(&s.id, &[Q::Delivering], Q::Delivered, now)?;
-        step(&mut self.crash_after)?;
+        step(self.crash_after)?;
         rep.delivered_studies += 1;
         rep.events.push(StudyEvent::Delivered {
             route: s.route.clone(),
@@ -552,11 +789,8 @@ impl Service {
         rep: &mut TickReport,
     ) -> Result<(), Error> {
         let attempts = u32::try_from(s.attempts + 1).unwrap_or(u32::MAX);
-        let next = self.intake.cfg.queue.next_attempt(attempts, now);
-        self.intake
-            .site
-            .store
-            .queue_attempt_failed(&s.id, why, next, now)?;
+        let next = self.cfg.queue.next_attempt(attempts, now);
+        self.store.queue_attempt_failed(&s.id, why, next, now)?;
         rep.failures += 1;
         rep.events.push(StudyEvent::Failed {
             route: s.route.clone(),
@@ -576,9 +810,121 @@ impl Service {
     }
 
     fn clear(&mut self, s: &QueueStudy, now: i64, rep: &mut TickReport) -> Result<(), Error> {
-        crate::queue::clear(&mut self.intake.site.store, &self.intake.spool, &s.id, now)?;
-        step(&mut self.crash_after)?;
+        crate::queue::clear(self.store, self.spool, &s.id, now)?;
+        step(self.crash_after)?;
         rep.cleared += 1;
         Ok(())
+    }
+}
+
+/// The couriers on threads of their own ([`Service::deliver_concurrently`]):
+/// studies go in over one channel (each taken by one courier), each comes
+/// back with its part of a tick report once delivered (or failed).
+struct CourierThread {
+    tx: Option<std::sync::mpsc::Sender<QueueStudy>>,
+    done: std::sync::mpsc::Receiver<(String, Result<TickReport, Error>)>,
+    /// Studies handed over and not yet collected.
+    in_flight: BTreeSet<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Each gives its destinations back when it ends.
+    handles: Vec<std::thread::JoinHandle<BTreeMap<String, Box<dyn Destination>>>>,
+}
+
+impl CourierThread {
+    fn start(parts: Vec<CourierParts>, spool: Spool, cfg: Config) -> Result<CourierThread, Error> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let (tx, rx) = std::sync::mpsc::channel::<QueueStudy>();
+        let rx = Arc::new(Mutex::new(rx));
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        for (n, p) in parts.into_iter().enumerate() {
+            let CourierParts {
+                mut store,
+                clock,
+                mut destinations,
+            } = p;
+            let (rx, done_tx, stopping) = (rx.clone(), done_tx.clone(), stop.clone());
+            let (spool, cfg) = (spool.clone(), cfg.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("veil-courier-{n}"))
+                .spawn(move || {
+                    loop {
+                        // one study at a time; the lock is held only to take it
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(s) = next else { break };
+                        if stopping.load(Ordering::SeqCst) {
+                            // shutting down: what is left stays delivering
+                            // in the store, for the next start
+                            break;
+                        }
+                        let mut none = None;
+                        let mut c = Courier {
+                            store: &mut store,
+                            spool: &spool,
+                            cfg: &cfg,
+                            destinations: &mut destinations,
+                            crash_after: &mut none,
+                        };
+                        // the study's time of delivery, not of its hand-over
+                        let now = clock.now();
+                        let mut rep = TickReport::default();
+                        let r = c.deliver(&s, now, &mut rep).map(|()| rep);
+                        if done_tx.send((s.id, r)).is_err() {
+                            break;
+                        }
+                    }
+                    destinations
+                })
+                .map_err(Error::io("starting a delivery thread"))?;
+            handles.push(h);
+        }
+        Ok(CourierThread {
+            tx: Some(tx),
+            done,
+            in_flight: BTreeSet::new(),
+            stop,
+            handles,
+        })
+    }
+
+    /// Hands `s` over unless it is already on its way.
+    fn send(&mut self, s: QueueStudy) {
+        if self.in_flight.contains(&s.id) {
+            return;
+        }
+        let id = s.id.clone();
+        if self.tx.as_ref().is_some_and(|tx| tx.send(s).is_ok()) {
+            self.in_flight.insert(id);
+        }
+    }
+
+    /// Merges what the couriers finished into `rep`; returns the first
+    /// error they met (the rest of their work stands).
+    fn collect(&mut self, rep: &mut TickReport) -> Option<Error> {
+        let mut first = None;
+        while let Ok((id, r)) = self.done.try_recv() {
+            self.in_flight.remove(&id);
+            match r {
+                Ok(part) => rep.merge(part),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first
+    }
+}
+
+impl Drop for CourierThread {
+    /// Finishes the studies being delivered (an instance is never cut off
+    /// halfway by us) and leaves the rest to the next start.
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.tx.take();
+        for h in std::mem::take(&mut self.handles) {
+            let _ = h.join();
+        }
     }
 }

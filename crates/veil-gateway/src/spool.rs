@@ -61,12 +61,34 @@ impl Spool {
     /// Writes one instance durably under a fresh random name and returns
     /// the name. On return the bytes and the name are on disk.
     pub fn put(&self, bytes: &[u8]) -> Result<String, Error> {
+        self.put_from(bytes, &mut std::io::empty())
+    }
+
+    /// As [`Spool::put`], for an instance that arrives as `head` (built
+    /// here: preamble and File Meta) followed by what `rest` yields (the
+    /// data set as the network delivers it). Why streamed: a C-STORE of a
+    /// 100 MB cine held in memory while it is spooled costs its size per
+    /// association; written through, it costs a buffer. A failure reading
+    /// `rest` is [`Error::Incomplete`] (the sender broke off); nothing is
+    /// left behind either way.
+    pub fn put_from(&self, head: &[u8], rest: &mut dyn std::io::Read) -> Result<String, Error> {
         let name = format!("{}.dcm", random_hex(16)?);
         let mut f = veil_io::atomic::AtomicFile::create_private(&self.instance(&name))
             .map_err(Error::io("spooling an instance"))?;
-        f.writer()
-            .write_all(bytes)
+        let w = f.writer();
+        w.write_all(head)
             .map_err(Error::io("spooling an instance"))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match rest.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Incomplete(e.kind())),
+            };
+            w.write_all(&buf[..n])
+                .map_err(Error::io("spooling an instance"))?;
+        }
         f.commit().map_err(Error::io("spooling an instance"))?;
         Ok(name)
     }

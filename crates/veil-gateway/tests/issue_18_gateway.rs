@@ -15,8 +15,8 @@ use support::{
 };
 use veil_core::{Phi, Tag};
 use veil_gateway::{
-    queue, Config, DeliveryError, Destination, DestinationUrl, Error, FileDestination, Route,
-    Service,
+    make_destinations, queue, Config, CourierParts, DeliveryError, Destination, DestinationUrl,
+    Error, FileDestination, Route, Service,
 };
 use veil_ledger::Event;
 use veil_release::Site;
@@ -598,7 +598,7 @@ fn issue_18_a_data_set_as_c_store_carries_it_is_received_and_released() {
     let sop = Phi::new(file.dataset.ascii(Tag(0x0008, 0x0018)).unwrap());
     let r = svc
         .intake()
-        .receive_dataset("acme", &class, &sop, &file.ts.uid, dataset)
+        .receive_dataset("acme", &class, &sop, &file.ts.uid, &mut &dataset[..])
         .unwrap();
     // the same instance as a Part 10 file is the same instance
     assert!(svc.receive("acme", &part10).unwrap().duplicate);
@@ -609,10 +609,40 @@ fn issue_18_a_data_set_as_c_store_carries_it_is_received_and_released() {
     let st = svc.site().store.queue_study(&r.study_id).unwrap().unwrap();
     assert_eq!(st.state, Q::Delivered);
     // a data set that is not DICOM is refused, nothing kept
+    let e = svc.intake().receive_dataset(
+        "acme",
+        &class,
+        &sop,
+        &file.ts.uid,
+        &mut &b"\x01\x02garbage"[..],
+    );
+    assert!(matches!(e, Err(Error::Refused(_))), "{e:?}");
+    assert!(svc.spool().files().is_empty());
+    // a sender that breaks off halfway (the data set streams into the
+    // spool): Incomplete, and nothing is left in the spool
+    struct BreaksOff<'a>(&'a [u8]);
+    impl std::io::Read for BreaksOff<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::ErrorKind::ConnectionReset.into());
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let half = &dataset[..dataset.len() / 2];
     let e = svc
         .intake()
-        .receive_dataset("acme", &class, &sop, &file.ts.uid, b"\x01\x02garbage");
-    assert!(matches!(e, Err(Error::Refused(_))), "{e:?}");
+        .receive_dataset("acme", &class, &sop, &file.ts.uid, &mut BreaksOff(half));
+    assert!(
+        matches!(
+            e,
+            Err(Error::Incomplete(std::io::ErrorKind::ConnectionReset))
+        ),
+        "{e:?}"
+    );
     assert!(svc.spool().files().is_empty());
 }
 
@@ -676,4 +706,122 @@ fn issue_18_instances_held_for_review_are_counted_and_not_delivered() {
     );
     assert_eq!(dicom_files(&f.dest("acme")).len(), 1);
     assert!(svc.spool().files().is_empty());
+}
+
+#[test]
+fn issue_18_a_courier_thread_delivers_while_ticks_decide() {
+    if let Some(f) = fixture("gw18-courier") {
+        courier(&f);
+    }
+}
+
+#[test]
+fn issue_18_a_courier_thread_on_postgresql() {
+    let Some(base) = veil_test::pg_url() else {
+        return;
+    };
+    let url =
+        veil_store::create_pg_database(&base, &format!("veil_gw18_courier_{}", std::process::id()))
+            .unwrap();
+    if let Some(f) = fixture_on("gw18-courier-pg", Some(url)) {
+        courier(&f);
+    }
+}
+
+/// `veil serve`'s mode: deliveries on threads of their own (two), each
+/// over its own store connection, handed over as decisions commit; ticks
+/// never wait for them. Several studies, a denied one, a destination that fails
+/// once: each instance delivered exactly once, every decision logged
+/// once, the queue finished and the spool empty; `drain` waits for what
+/// was handed over.
+fn courier(f: &Fixture) {
+    let calls: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let c2 = calls.clone();
+    let fail_once = Arc::new(AtomicBool::new(true));
+    let connect = move |r: &Route| -> Option<Box<dyn Destination>> {
+        match &r.destination {
+            DestinationUrl::File { dir } if r.name == "acme" => Some(Box::new(FailsOnce {
+                inner: Counting {
+                    inner: FileDestination::new(dir),
+                    calls: c2.clone(),
+                },
+                fail: fail_once.clone(),
+            })),
+            _ => None,
+        }
+    };
+    let mut svc = f.service(&connect);
+    // two couriers, as veil serve's default: the failing-once destination
+    // is shared, so whichever courier comes first meets the failure
+    let couriers = (0..2)
+        .map(|_| CourierParts {
+            store: f.site().store,
+            clock: Box::new(TestClock(f.clock.clone())),
+            destinations: make_destinations(&f.config(), &connect).unwrap(),
+        })
+        .collect();
+    svc.deliver_concurrently(couriers).unwrap();
+    for n in 0..6u32 {
+        for i in 0..2 {
+            let patient = if n == 3 { DENIED } else { "GW18-COURIER" };
+            svc.receive("acme", &f.instance(i, patient, &study(40 + n), i + 1))
+                .unwrap();
+        }
+    }
+    f.at(10);
+    let mut total = svc.tick().unwrap();
+    // the first attempt of one study failed; its retry is due after the
+    // backoff; ticks go on collecting what the courier finished
+    let t = std::time::Instant::now();
+    let mut clock = 10;
+    while !queue::status(&mut svc.site().store)
+        .unwrap()
+        .open
+        .is_empty()
+    {
+        assert!(t.elapsed().as_secs() < 120, "the courier never finished");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        clock += 1;
+        f.at(clock);
+        let rep = svc.tick().unwrap();
+        total.released += rep.released;
+        total.delivered_instances += rep.delivered_instances;
+        total.delivered_studies += rep.delivered_studies;
+        total.failures += rep.failures;
+    }
+    let rest = svc.drain().unwrap();
+    total.delivered_instances += rest.delivered_instances;
+    assert_eq!(total.released, 5, "{total:?}");
+    assert_eq!(total.failures, 1, "{total:?}");
+    assert_eq!(total.delivered_instances, 10, "{total:?}");
+    let got = delivered_ids(&f.dest("acme"));
+    assert_eq!(got.len(), 10, "{got:?}");
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 10);
+    assert!(calls.values().all(|&n| n == 1), "{calls:?}");
+    assert_eq!(decisions(f).len(), 6);
+    assert!(f.site().verify_ledger().unwrap().ok);
+    assert_eq!(svc.spool().files(), Vec::<PathBuf>::new());
+    // after drain the destinations are back: a later study is delivered
+    // by the tick itself
+    svc.receive("acme", &f.instance(0, "GW18-COURIER", &study(49), 1))
+        .unwrap();
+    f.at(clock + 100);
+    let rep = svc.tick().unwrap();
+    assert_eq!(rep.delivered_instances, 1, "{rep:?}");
+}
+
+/// Fails its first delivery, then passes everything to `inner`.
+struct FailsOnce {
+    inner: Counting,
+    fail: Arc<AtomicBool>,
+}
+
+impl Destination for FailsOnce {
+    fn deliver(&mut self, name: &str, file: &Path) -> Result<(), DeliveryError> {
+        if self.fail.swap(false, Ordering::SeqCst) {
+            return Err(DeliveryError("down once".into()));
+        }
+        self.inner.deliver(name, file)
+    }
 }

@@ -10,24 +10,28 @@
 //! PS3.18 STOW-RS likewise). So a delivery repeated after a crash leaves
 //! the recipient with one copy.
 //!
-//! Why one association (or one request) per instance: the contract says
-//! `deliver` returns only once the recipient holds that instance, and the
-//! service marks it delivered right after; batching would widen the window
-//! of instances sent but not yet marked, for no gain in correctness.
+//! `dicom://` sends a study on one association (a
+//! [`veil_dimse::StoreSession`] opened by `begin_study`, released by
+//! `end_study`), one C-STORE at a time: the contract says `deliver`
+//! returns only once the recipient holds that instance, and the service
+//! marks it delivered right after, so at most one instance is sent but
+//! not yet marked. STOW-RS sends one instance a request for the same
+//! reason (over one kept-alive connection).
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use veil_dicomweb::{ClientError, StowClient};
-use veil_dimse::Peer;
+use veil_dimse::{Peer, StoreSession};
 use veil_gateway::{Config, ConfigError, DeliveryError, Destination, DestinationUrl};
 
 /// `dicom://AE@host:port`: C-STORE, with veil-dimse's presentation
-/// context negotiation and fallback.
-#[derive(Debug, Clone)]
+/// context negotiation and fallback, one association per study.
 pub struct DicomDestination {
     peer: Peer,
+    /// The study being delivered: its session and each file's index in it.
+    study: Option<(StoreSession, HashMap<PathBuf, usize>)>,
 }
 
 impl DicomDestination {
@@ -44,20 +48,46 @@ impl DicomDestination {
         let mut peer = Peer::new(calling_ae, called_ae, &address(host, port));
         peer.max_pdu_length = max_pdu;
         peer.timeout = timeout;
-        DicomDestination { peer }
+        DicomDestination { peer, study: None }
     }
 }
 
 impl Destination for DicomDestination {
+    fn begin_study(&mut self, files: &[PathBuf]) -> Result<(), DeliveryError> {
+        let index = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.clone(), i))
+            .collect();
+        self.study = Some((StoreSession::new(&self.peer, files), index));
+        Ok(())
+    }
+
     fn deliver(&mut self, _name: &str, file: &Path) -> Result<(), DeliveryError> {
-        let out = veil_dimse::store_files(&self.peer, &[file.to_path_buf()])
-            .map_err(|e| DeliveryError(format!("dicom: {e}")))?;
-        match out.into_iter().next().map(|o| o.result) {
-            // success or a warning: the peer holds the instance
-            Some(Ok(_)) => Ok(()),
-            Some(Err(u)) => Err(DeliveryError(format!("dicom: {u}"))),
-            None => Err(DeliveryError("dicom: no C-STORE outcome".into())),
+        if self
+            .study
+            .as_ref()
+            .is_none_or(|(_, ix)| !ix.contains_key(file))
+        {
+            // a file begin_study did not announce: a session of its own
+            self.begin_study(&[file.to_path_buf()])?;
         }
+        let Some((session, index)) = self.study.as_mut() else {
+            return Err(DeliveryError("dicom: no session".into()));
+        };
+        let i = index[file];
+        match session.store(i).result {
+            // success or a warning: the peer holds the instance
+            Ok(_) => Ok(()),
+            Err(u) => Err(DeliveryError(format!("dicom: {u}"))),
+        }
+    }
+
+    fn end_study(&mut self) -> Result<(), DeliveryError> {
+        if let Some((session, _)) = self.study.take() {
+            session.finish();
+        }
+        Ok(())
     }
 }
 

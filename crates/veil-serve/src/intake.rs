@@ -104,24 +104,23 @@ impl StoreHandler for DimseIntake {
             });
         };
         let route = route.name.clone();
-        let mut dataset = Vec::new();
-        if let Err(e) = data.read_to_end(&mut dataset) {
-            // the peer broke off: nothing is kept, no status reaches it
-            return Err(StoreRefusal::processing_failure(format!(
-                "data set not received: {:?}",
-                e.kind()
-            )));
-        }
         let sop = Phi::new(req.sop_instance_uid.clone());
+        // streamed into the spool: the data set is never whole in memory
         let r = self.pool.with(|i| {
             i.receive_dataset(
                 &route,
                 &req.sop_class_uid,
                 &sop,
                 &req.transfer_syntax_uid,
-                &dataset,
+                data,
             )
         });
+        if let Err(Error::Incomplete(kind)) = &r {
+            // the peer broke off: nothing is kept, no status reaches it
+            return Err(StoreRefusal::processing_failure(format!(
+                "data set not received: {kind:?}"
+            )));
+        }
         match logged(&route, r) {
             Ok(_) => {
                 self.metrics.instance_received(&route);

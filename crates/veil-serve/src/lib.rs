@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 
 use veil_dicomweb::{Background, Metrics, ServerConfig, TokenHash, Tokens};
 use veil_dimse::{Scp, ScpConfig};
-use veil_gateway::{Config, ConfigError, Service, StudyEvent, SystemClock};
+use veil_gateway::{
+    make_destinations, Config, ConfigError, CourierParts, Service, StudyEvent, SystemClock,
+};
 use veil_release::Site;
 use veil_store::queue::QueueState;
 
@@ -80,10 +82,12 @@ pub enum ServeError {
     Signals(std::io::ErrorKind),
 }
 
-/// How often the service steps (marks stable studies ready, decides,
-/// delivers). A second is finer than any `study_stable_seconds` and cheap
-/// when nothing is due (a few indexed queries).
-const TICK: Duration = Duration::from_secs(1);
+/// How often an idle service steps (marks stable studies ready, decides,
+/// delivers). A quarter second is finer than any `study_stable_seconds`
+/// and cheap when nothing is due (a few indexed queries). A tick that did
+/// work is followed by the next at once: a backlog is worked off without
+/// pauses.
+const TICK: Duration = Duration::from_millis(250);
 
 /// Runs the gateway until SIGTERM or SIGINT; returns after a clean drain.
 pub fn serve(opts: &Options) -> Result<(), ServeError> {
@@ -120,6 +124,18 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
             .map(|n| n.get())
             .unwrap_or(1),
     );
+    // couriers deliver while the ticks decide: each its own store
+    // connection and its own associations
+    let mut couriers = Vec::new();
+    for _ in 0..cfg.queue.parallel_deliveries {
+        let nets = RefCell::new(destinations(&cfg)?);
+        couriers.push(CourierParts {
+            store: Site::open(db.as_deref(), &opts.home)?.store,
+            clock: Box::new(SystemClock),
+            destinations: make_destinations(&cfg, &|r| nets.borrow_mut().remove(&r.name))?,
+        });
+    }
+    svc.deliver_concurrently(couriers)?;
     let metrics = Arc::new(Metrics::new());
     let pool = Arc::new(IntakePool::new(cfg.clone(), db, opts.home.clone()));
 
@@ -181,8 +197,12 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
     let mut next = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         if Instant::now() >= next {
-            step(&mut svc, &metrics);
-            next = Instant::now() + TICK;
+            let busy = step(&mut svc, &metrics);
+            next = if busy {
+                Instant::now()
+            } else {
+                Instant::now() + TICK
+            };
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -193,15 +213,21 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
         h.shutdown()?;
     }
     step(&mut svc, &metrics);
+    // what the last ticks handed to the courier is delivered before exit
+    if let Err(e) = svc.drain() {
+        tracing::error!(error = %e, "delivery at shutdown failed; resumed at the next start");
+    }
     tracing::info!("veil serve: stopped");
     Ok(())
 }
 
-/// One tick, and the metrics it moves. A failed tick (the store or the
-/// spool) is logged and the next one resumes from the committed state.
-fn step(svc: &mut Service, metrics: &Metrics) {
-    match svc.tick() {
+/// One tick, and the metrics it moves; whether it did any work. A failed
+/// tick (the store or the spool) is logged and the next one resumes from
+/// the committed state.
+fn step(svc: &mut Service, metrics: &Metrics) -> bool {
+    let busy = match svc.tick() {
         Ok(rep) => {
+            let busy = !rep.events.is_empty() || rep.ready > 0 || rep.cleared > 0;
             for e in &rep.events {
                 match e {
                     StudyEvent::Released { route } => metrics.study_released(route),
@@ -221,9 +247,13 @@ fn step(svc: &mut Service, metrics: &Metrics) {
                     }
                 }
             }
+            busy
         }
-        Err(e) => tracing::error!(error = %e, "tick failed; retrying at the next one"),
-    }
+        Err(e) => {
+            tracing::error!(error = %e, "tick failed; retrying at the next one");
+            false
+        }
+    };
     match svc.site().store.queue_counts() {
         Ok(counts) => {
             let (mut open, mut parked) = (0u64, 0u64);
@@ -243,4 +273,5 @@ fn step(svc: &mut Service, metrics: &Metrics) {
         }
         Err(e) => tracing::warn!(error = %e, "queue counts for metrics failed"),
     }
+    busy
 }
