@@ -1165,6 +1165,120 @@ fn issue_18_serve_dicom_tls_listener_requires_a_client_certificate() {
     let _ = std::fs::remove_dir_all(&home);
 }
 
+/// `[[route]] destination_tls`: Veil delivers over DICOM TLS to dcmtk's
+/// storescp, which requires a client certificate its CA signed. With the
+/// CA alone (no certificate of Veil's) the handshake fails: the study
+/// waits for a retry and nothing reaches the recipient. With Veil's
+/// certificate and key, the restarted service delivers it. A `cert`
+/// without its `key` is a configuration error naming the field.
+#[test]
+fn issue_18_serve_delivers_over_dicom_tls_to_storescp() {
+    let Some(corpus) = veil_test::corpus() else {
+        return;
+    };
+    let home = veil_test::scratch("gw18-serve-tls-out");
+    site(&home, "GW18-TLSO-NOBODY");
+    let pki = home.join("pki");
+    make_pki(&pki);
+    let f = |n: &str| pki.join(n).display().to_string();
+    let recv = home.join("recipient");
+    std::fs::create_dir_all(&recv).unwrap();
+    let scp_port = free_port();
+    let mut scp = Command::new("storescp")
+        .args([
+            "+tls",
+            &f("server.key"),
+            &f("server.crt"),
+            "+cf",
+            &f("ca.crt"),
+        ])
+        .args(["-rc", "+xa", "-aet", "RECIP", "-od"])
+        .arg(&recv)
+        .arg(scp_port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(20, "storescp listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", scp_port)).is_ok()
+    });
+    let dest = format!("dicom://RECIP@127.0.0.1:{scp_port}");
+    let tls_ca_only = format!("destination_tls = {{ ca = \"{}\" }}\n", f("ca.crt"));
+    let (cfg, port) = one_route_config(&home, &dest, 5, &tls_ca_only);
+
+    // a cert without its key names the field
+    let half = std::fs::read_to_string(&cfg).unwrap().replace(
+        &tls_ca_only,
+        &format!(
+            "destination_tls = {{ ca = \"{}\", cert = \"{}\" }}\n",
+            f("ca.crt"),
+            f("client.crt")
+        ),
+    );
+    let bad = home.join("bad.toml");
+    veil_io::atomic::write_all(&bad, half.as_bytes()).unwrap();
+    let (code, out) = veil(&home, &["serve", "--config", s(&bad)]);
+    assert_ne!(code, 0);
+    assert!(out.contains("route[0].destination_tls"), "{out}");
+
+    let input = home.join("in");
+    for (i, src) in common::sources(&corpus).iter().enumerate() {
+        common::plant(
+            src,
+            &input.join(format!("{i}.dcm")),
+            "GW18-TLSO",
+            "1.2.826.0.1.3680043.9.7712.1",
+            i + 1,
+        );
+    }
+    let files = veil_test::files(&input);
+    let serve = Serve::start(&home, &cfg, port);
+    storescu_until_acknowledged(port, &files);
+    let failed = |home: &Path| {
+        let (code, out) = veil(home, &["queue", "status", "--config", s(&cfg), "--json"]);
+        assert_eq!(code, 0, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["open"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|st| st["attempts"].as_i64().unwrap_or(0) >= 1)
+    };
+    wait_for(
+        60,
+        "a failed delivery attempt (no client certificate)",
+        || failed(&home),
+    );
+    assert!(
+        veil_test::files(&recv).is_empty(),
+        "nothing without mutual TLS"
+    );
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "{log}");
+
+    // with Veil's certificate and key: delivered
+    let mutual = std::fs::read_to_string(&cfg).unwrap().replace(
+        &tls_ca_only,
+        &format!(
+            "destination_tls = {{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}\n",
+            f("ca.crt"),
+            f("client.crt"),
+            f("client.key")
+        ),
+    );
+    veil_io::atomic::write_all(&cfg, mutual.as_bytes()).unwrap();
+    let serve = Serve::start(&home, &cfg, port);
+    wait_for(60, "the study at the TLS recipient", || {
+        veil_test::files(&recv).len() == files.len()
+    });
+    let (code, log) = serve.term();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("GW18"), "{log}");
+    let _ = scp.kill();
+    let _ = scp.wait();
+    let _ = std::fs::remove_dir_all(&home);
+}
+
 /// SIGTERM while a sender is in the middle of an association: `veil
 /// serve` stops accepting but lets that association finish (storescu
 /// gets a success for every instance), exits 0, and after a restart the

@@ -148,6 +148,21 @@ pub struct TlsConfig {
     pub ca: Option<PathBuf>,
 }
 
+/// `[[route]] destination_tls` / `source_tls = { ca, cert, key }`: DICOM
+/// TLS when Veil calls a peer. `ca` signs the peer's certificate (whose
+/// name must be the URL's host); `cert` and `key`, Veil's own, for a peer
+/// that requires client certificates (both or neither).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// CA of the peer's certificate (PEM).
+    pub ca: PathBuf,
+    /// Veil's certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Veil's private key (PEM).
+    pub key: Option<PathBuf>,
+}
+
 /// `[http]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -274,6 +289,10 @@ pub struct Route {
     /// file of its own (mode 0600): a secret is kept out of `veil.toml`,
     /// which operators copy around.
     pub token_file: Option<PathBuf>,
+    /// DICOM TLS to a `dicom://` destination.
+    pub destination_tls: Option<ClientTlsConfig>,
+    /// DICOM TLS to the `dicom://` source (`veil pull`).
+    pub source_tls: Option<ClientTlsConfig>,
 }
 
 #[derive(Deserialize)]
@@ -288,6 +307,8 @@ struct RawRoute {
     destination: String,
     source: Option<String>,
     token_file: Option<PathBuf>,
+    destination_tls: Option<ClientTlsConfig>,
+    source_tls: Option<ClientTlsConfig>,
 }
 
 fn default_stable() -> u64 {
@@ -492,6 +513,26 @@ impl Config {
         let mut aes: BTreeMap<String, usize> = BTreeMap::new();
         for (i, v) in raw_routes.iter().enumerate() {
             let at = format!("route[{i}]");
+            // the nested tables first, so their errors name `route[i].KEY.FIELD`
+            for k in ["destination_tls", "source_tls"] {
+                if let Some(t) = v.get(k) {
+                    let t: ClientTlsConfig = section(
+                        &format!("{at}.{k}"),
+                        t,
+                        &[
+                            ("ca", is::<PathBuf>),
+                            ("cert", is::<PathBuf>),
+                            ("key", is::<PathBuf>),
+                        ],
+                    )?;
+                    if t.cert.is_some() != t.key.is_some() {
+                        return Err(field(
+                            format!("{at}.{k}"),
+                            "cert and key go together (Veil's own certificate and its key)",
+                        ));
+                    }
+                }
+            }
             let r: RawRoute = section(
                 &at,
                 v,
@@ -504,6 +545,8 @@ impl Config {
                     ("destination", is::<String>),
                     ("source", is::<String>),
                     ("token_file", is::<PathBuf>),
+                    ("destination_tls", is::<toml::Table>),
+                    ("source_tls", is::<toml::Table>),
                 ],
             )?;
             if !veil_consent::valid_name(&r.name) {
@@ -559,6 +602,15 @@ impl Config {
                     ));
                 }
             }
+            if r.destination_tls.is_some() && !matches!(destination, DestinationUrl::Dicom { .. }) {
+                return Err(field(
+                    format!("{at}.destination_tls"),
+                    "only a dicom:// destination takes DICOM TLS (an https:// URL has its own)",
+                ));
+            }
+            if r.source_tls.is_some() && source.is_none() {
+                return Err(field(format!("{at}.source_tls"), "no source to call"));
+            }
             routes.push(Route {
                 name: r.name,
                 called_ae: r.called_ae.trim().to_string(),
@@ -568,6 +620,8 @@ impl Config {
                 destination,
                 source,
                 token_file: r.token_file,
+                destination_tls: r.destination_tls,
+                source_tls: r.source_tls,
             });
         }
         Ok(Config {

@@ -54,8 +54,8 @@ mod service;
 pub mod spool;
 
 pub use config::{
-    parse_destination, Config, ConfigError, DestinationUrl, DicomConfig, HttpConfig, QueueConfig,
-    Route, TlsConfig,
+    parse_destination, ClientTlsConfig, Config, ConfigError, DestinationUrl, DicomConfig,
+    HttpConfig, QueueConfig, Route, TlsConfig,
 };
 pub use destination::{DeliveryError, Destination, FileDestination};
 pub use service::{

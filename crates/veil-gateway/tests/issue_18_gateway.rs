@@ -471,6 +471,12 @@ source = "dicom://PACS@127.0.0.1:4242"
         (base.replace("[\"PACS\"]", "[\"PACS\"]\nbind = \"localhost\""), "dicom.bind: invalid"),
         (route2("destination = \"file:///d\"\ntoken_file = \"/t\""), "route[1].token_file: only a dicomweb+http(s):// destination takes a token"),
         (route2("destination = \"dicomweb+http://h/p\"\ntoken_file = \"t\""), "route[1].token_file: must be an absolute path"),
+        (route2("destination = \"file:///d\"\ndestination_tls = { ca = \"/ca\" }"), "route[1].destination_tls: only a dicom:// destination takes DICOM TLS"),
+        (route2("destination = \"dicom://R@h:1\"\ndestination_tls = { ca = \"/ca\", cert = \"/c\" }"), "route[1].destination_tls: cert and key go together"),
+        (route2("destination = \"dicom://R@h:1\"\ndestination_tls = { cert = \"/c\", key = \"/k\" }"), "route[1].destination_tls.ca: missing"),
+        (route2("destination = \"dicom://R@h:1\"\ndestination_tls = { ca = \"/ca\", pin = 1 }"), "route[1].destination_tls.pin: unknown field"),
+        (route2("destination = \"dicom://R@h:1\"\nsource_tls = { ca = \"/ca\" }"), "route[1].source_tls: no source to call"),
+        (format!("{base}\n[queue]\nparallel_deliveries = 0\n"), "queue.parallel_deliveries: must be 1 to 16"),
         (base.replace("[[route]]\n", "").replace("name = \"acme\"\ncalled_ae = \"VEIL_ACME\"\nrecipient = \"acme-ai\"\npurpose = \"ai-training\"\nstudy_stable_seconds = 10\ndestination = \"dicom://RECIP@127.0.0.1:4243\"\nsource = \"dicom://PACS@127.0.0.1:4242\"\n", ""), "route: at least one"),
     ];
     for (text, want) in &cases {

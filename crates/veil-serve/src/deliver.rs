@@ -23,8 +23,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use veil_dicomweb::{ClientError, StowClient};
-use veil_dimse::{Peer, StoreSession};
-use veil_gateway::{Config, ConfigError, DeliveryError, Destination, DestinationUrl};
+use veil_dimse::{ClientTls, Peer, StoreSession};
+use veil_gateway::{
+    ClientTlsConfig, Config, ConfigError, DeliveryError, Destination, DestinationUrl,
+};
 
 /// `dicom://AE@host:port`: C-STORE, with veil-dimse's presentation
 /// context negotiation and fallback, one association per study.
@@ -36,7 +38,8 @@ pub struct DicomDestination {
 
 impl DicomDestination {
     /// Calls `called_ae` at `host:port` as `calling_ae`, with the SCP's
-    /// PDU size and timeout (one setting for both directions).
+    /// PDU size and timeout (one setting for both directions), over DICOM
+    /// TLS when `tls` is given.
     pub fn new(
         calling_ae: &str,
         called_ae: &str,
@@ -44,10 +47,12 @@ impl DicomDestination {
         port: u16,
         max_pdu: u32,
         timeout: Duration,
+        tls: Option<ClientTls>,
     ) -> DicomDestination {
         let mut peer = Peer::new(calling_ae, called_ae, &address(host, port));
         peer.max_pdu_length = max_pdu;
         peer.timeout = timeout;
+        peer.tls = tls;
         DicomDestination { peer, study: None }
     }
 }
@@ -91,6 +96,30 @@ impl Destination for DicomDestination {
     }
 }
 
+/// The DICOM TLS settings of `tls` for calling `host`, whose certificate
+/// must name it; an error names the field (`route[i].KEY`).
+pub(crate) fn client_tls(
+    tls: Option<&ClientTlsConfig>,
+    host: &str,
+    field: String,
+) -> Result<Option<ClientTls>, ConfigError> {
+    let Some(t) = tls else {
+        return Ok(None);
+    };
+    let own = t.cert.as_deref().zip(t.key.as_deref());
+    let config = veil_dimse::tls::client_config(&t.ca, own).map_err(|e| ConfigError::Field {
+        field,
+        message: e.to_string(),
+    })?;
+    Ok(Some(ClientTls {
+        config,
+        server_name: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    }))
+}
+
 /// `host:port` for a socket address (an IPv6 literal in brackets).
 pub(crate) fn address(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -131,6 +160,11 @@ pub fn destinations(cfg: &Config) -> Result<BTreeMap<String, Box<dyn Destination
                 *port,
                 cfg.dicom.max_pdu,
                 timeout,
+                client_tls(
+                    r.destination_tls.as_ref(),
+                    host,
+                    format!("route[{i}].destination_tls"),
+                )?,
             )),
             DestinationUrl::DicomWeb { url } => {
                 let client =

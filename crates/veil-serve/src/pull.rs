@@ -141,6 +141,11 @@ fn source_peer(cfg: &Config, route: &str) -> Result<(usize, Peer), PullError> {
     let mut peer = Peer::new(&cfg.dicom.ae_title, ae, &address(host, *port));
     peer.max_pdu_length = cfg.dicom.max_pdu;
     peer.timeout = Duration::from_secs(cfg.dicom.timeout_seconds.max(1));
+    peer.tls = crate::deliver::client_tls(
+        r.source_tls.as_ref(),
+        host,
+        format!("route[{i}].source_tls"),
+    )?;
     Ok((i, peer))
 }
 
