@@ -36,6 +36,9 @@ fn event_codes(e: &Entry) -> (&'static str, &'static str, &'static str, &'static
         // deletes it
         Event::ReviewApproval => ("110103", "DICOM Instances Accessed", "U", "0"),
         Event::ReviewRejection => ("110103", "DICOM Instances Accessed", "D", "0"),
+        // staff sign-ins, account changes and patient lookups: the
+        // console's own security trail (DCM 110114 User Authentication)
+        Event::StaffAction => ("110114", "User Authentication", "E", "0"),
     }
 }
 

@@ -48,6 +48,13 @@ pub enum Event {
     /// A person rejected an object held for review: it was deleted.
     /// Fields as for [`Event::ReviewApproval`].
     ReviewRejection,
+    /// A member of staff acted through the console or `veil staff`
+    /// (issue 19): an account added, a sign-in, a patient looked up.
+    /// `operator` is who acted, `reason` what was done (no value typed by
+    /// anyone), `patient_ref` the patient looked up, if any. Appended
+    /// after the existing variants: older ledgers never contain it, so
+    /// they parse and verify as before.
+    StaffAction,
 }
 
 /// A ledger entry. Field order is the canonical serialization order: the

@@ -261,7 +261,8 @@ impl Site {
                 | Event::Refusal
                 | Event::RetentionDelete
                 | Event::ReviewApproval
-                | Event::ReviewRejection => {}
+                | Event::ReviewRejection
+                | Event::StaffAction => {}
             }
         }
         for d in c.consents.values_mut() {

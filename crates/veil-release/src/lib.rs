@@ -492,6 +492,15 @@ impl Site {
         )
     }
 
+    /// A keyed value for the portal (issue 19): HMAC-SHA256 under the site
+    /// key with the label `veil portal WHAT`, so it can never collide with
+    /// the ledger's references. Why the site key: the portal derives TOTP
+    /// secrets from a random nonce this way, so the store (which holds
+    /// only the nonce) holds no usable second factor.
+    pub fn portal_mac(&self, what: &str, data: &[u8]) -> [u8; 32] {
+        self.site_key.mac(&format!("veil portal {what}"), data)
+    }
+
     /// The keyed reference of an input study (StudyInstanceUID).
     pub fn study_ref(&self, study_uid: &str) -> String {
         veil_ledger::hex(&self.site_key.mac("veil ledger study", study_uid.as_bytes())[..16])

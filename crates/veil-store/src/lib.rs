@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod pg;
+pub mod portal;
 pub mod queue;
 
 use veil_consent::{Consent, Provision, Recipient, SiteDefault};
@@ -249,6 +250,75 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         delivered_at BIGINT,
         PRIMARY KEY (study_id, name)
     );",
+    ),
+    (
+        6,
+        "portal and console: invitations, accounts, sessions, sign-in attempts, staff lookups, flags",
+        // why: the patient portal and the staff console (issue 19) keep
+        // their state next to the ledger it refers to. Patients appear only
+        // as the ledger's keyed reference (patient_ref), never as an ID;
+        // invitation and session tokens only as SHA-256 hashes, passwords
+        // only as argon2id PHC strings, TOTP secrets not at all (a random
+        // nonce the secret is derived from under the site key). Times are
+        // unix seconds, as in the queue, so tests can inject a clock.
+        "CREATE TABLE portal_invitations (
+        token_hash TEXT PRIMARY KEY,
+        patient_ref TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT
+    );
+    CREATE INDEX portal_invitations_patient ON portal_invitations (patient_ref);
+    CREATE TABLE portal_patients (
+        patient_ref TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        totp_nonce TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE portal_staff (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        totp_nonce TEXT,
+        disabled BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE portal_sessions (
+        token_hash TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        csrf_token TEXT NOT NULL
+    );
+    CREATE INDEX portal_sessions_subject ON portal_sessions (kind, subject);
+    CREATE TABLE portal_attempts (
+        attempt_key TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX portal_attempts_key ON portal_attempts (attempt_key, at);
+    CREATE TABLE portal_lookups (
+        id TEXT PRIMARY KEY,
+        staff_role TEXT NOT NULL,
+        patient_ref TEXT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX portal_lookups_patient ON portal_lookups (patient_ref);
+    CREATE TABLE portal_flags (
+        id TEXT PRIMARY KEY,
+        patient_ref TEXT NOT NULL,
+        ledger_seq BIGINT,
+        source TEXT NOT NULL,
+        rule_name TEXT,
+        reason TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX portal_flags_patient ON portal_flags (patient_ref);",
     ),
 ];
 
@@ -1201,7 +1271,7 @@ mod tests {
             .unwrap();
         }
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 5);
+        assert_eq!(s.schema_version().unwrap(), 6);
         let v = s.consent_versions_for("ref1").unwrap();
         assert_eq!(v.len(), 1);
         assert_eq!((v[0].consent.id.as_str(), v[0].version), ("import-0", 1));
@@ -1229,7 +1299,7 @@ mod tests {
         let home = std::env::temp_dir().join(format!("veil-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 5);
+        assert_eq!(s.schema_version().unwrap(), 6);
         assert!(home.join("veil.db").is_file());
         s.set_default("ai-training", SiteDefault::OptOut).unwrap();
         drop(s);

@@ -1,0 +1,664 @@
+//! The patient portal's and the staff console's core (issue 19): the
+//! domain the web pages call, without the web layer.
+//!
+//! - [`Invitation`]: staff issue a one-time, expiring invitation for a
+//!   patient; redeeming it sets the patient's password (a first account,
+//!   or a lost password replaced).
+//! - Passwords: argon2id with the crate's default parameters, stored as
+//!   PHC strings and verified by the crate (constant time).
+//! - TOTP (RFC 6238: SHA-1, 6 digits, 30 s, one step either side) through
+//!   `totp-rs`. The secret is never stored: the store keeps a random
+//!   nonce, and the secret is HMAC-SHA256(site key, nonce) (see
+//!   [`veil_release::Site::portal_mac`]), so a copy of the database is not
+//!   a copy of anyone's second factor.
+//! - [`Sessions`]: random tokens, only their SHA-256 stored, a CSRF token
+//!   per session, idle and absolute expiry.
+//! - Sign-in with a rate limit and lockout ([`Limits`]): at most 5 failed
+//!   attempts per subject in 60 s; the next attempt in that minute is
+//!   refused without even checking the password.
+//! - Staff accounts with roles; every staff action is a ledger entry
+//!   ([`veil_ledger::Event::StaffAction`]) committed with the row it
+//!   changes.
+//!
+//! Time is always a parameter (unix seconds): tests inject a clock, and
+//! nothing here reads the system time. Nothing here prints or logs, and
+//! no error carries a value a person typed, a token or a patient ID.
+
+mod secret;
+mod staff;
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+use veil_core::Phi;
+use veil_release::Site;
+use veil_store::portal::{InvitationRow, SessionRow};
+use veil_store::{Store, StoreError};
+
+pub use secret::Secret;
+pub use staff::{add_staff, record_lookup, sign_in_staff, Role};
+
+/// Errors. None carries a password, token, TOTP code or patient ID.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The site (keys, ledger).
+    #[error(transparent)]
+    Site(#[from] veil_release::Error),
+    /// No invitation has this token.
+    #[error("this invitation link is not valid")]
+    InvitationUnknown,
+    /// The invitation was already redeemed: they are one-time.
+    #[error("this invitation link was already used; ask for a new one")]
+    InvitationUsed,
+    /// The invitation expired.
+    #[error("this invitation link expired; ask for a new one")]
+    InvitationExpired,
+    /// Unknown account, wrong password or wrong code: one message for
+    /// all, so a refusal does not tell which accounts exist.
+    #[error("sign-in refused: wrong name, password or code")]
+    BadCredentials,
+    /// The password was right and the account has a second factor: ask
+    /// for the code.
+    #[error("a code from the authenticator app is required")]
+    TotpRequired,
+    /// Too many failed attempts: refused without checking.
+    #[error("too many failed attempts; try again in {retry_after_seconds} s")]
+    Locked {
+        /// When the oldest counted failure leaves the window.
+        retry_after_seconds: i64,
+    },
+    /// A password that does not meet the policy (the reason, never the
+    /// password).
+    #[error("{0}")]
+    WeakPassword(String),
+    /// A request that cannot be done (bad name, unknown role, ...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, PortalError>;
+
+/// Sign-in limits. Why per subject rather than per address: the web
+/// layer is not here yet, and a subject's limit is what stops guessing
+/// one account's password from many addresses; the web layer may add
+/// per-address keys through [`Limits::check`] and [`Limits::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Failed attempts allowed per key within the window (5).
+    pub max_failures: i64,
+    /// The window (60 s).
+    pub window_seconds: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_failures: 5,
+            window_seconds: 60,
+        }
+    }
+}
+
+/// The outcome recorded for an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Accepted.
+    Ok,
+    /// Checked and wrong: counts toward the lockout.
+    Failed,
+}
+
+impl Limits {
+    /// Refuses (and records the refusal) when `key` has had
+    /// `max_failures` failed attempts in the last `window_seconds`.
+    /// Refused attempts do not count as failures: an attacker hammering
+    /// a locked account does not keep its owner out for longer than the
+    /// window after the last real failure.
+    pub fn check(&self, store: &mut Store, key: &str, now: i64) -> Result<()> {
+        let since = now - self.window_seconds + 1;
+        let failed = store.portal_failed_attempts_since(key, since)?;
+        if failed >= self.max_failures {
+            store.portal_record_attempt(key, now, "refused")?;
+            let oldest = store
+                .query(
+                    "SELECT at FROM portal_attempts WHERE attempt_key = ? AND at >= ? AND outcome = 'failed' ORDER BY at DESC",
+                    &[veil_store::Val::t(key), veil_store::Val::i(since)],
+                )?
+                .get((self.max_failures - 1) as usize)
+                .and_then(|r| r[0].int())
+                .unwrap_or(now);
+            return Err(PortalError::Locked {
+                retry_after_seconds: (oldest + self.window_seconds - now).max(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records an attempt's outcome under `key`.
+    pub fn record(&self, store: &mut Store, key: &str, now: i64, a: Attempt) -> Result<()> {
+        let outcome = match a {
+            Attempt::Ok => "ok",
+            Attempt::Failed => "failed",
+        };
+        store.portal_record_attempt(key, now, outcome)?;
+        Ok(())
+    }
+}
+
+/// Session lifetimes: from `[portal] session_idle_minutes` and
+/// `session_max_hours`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// A session unused this long ends (seconds; default 30 min).
+    pub idle_seconds: i64,
+    /// A session ends this long after sign-in whatever its use (seconds;
+    /// default 12 h).
+    pub max_seconds: i64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            idle_seconds: 30 * 60,
+            max_seconds: 12 * 3600,
+        }
+    }
+}
+
+impl SessionPolicy {
+    /// From the configuration's minutes and hours.
+    pub fn from_config(idle_minutes: u32, max_hours: u32) -> SessionPolicy {
+        SessionPolicy {
+            idle_seconds: i64::from(idle_minutes) * 60,
+            max_seconds: i64::from(max_hours) * 3600,
+        }
+    }
+}
+
+/// The portal's settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Portal {
+    /// Sign-in and invitation limits.
+    pub limits: Limits,
+    /// Session lifetimes.
+    pub sessions: SessionPolicy,
+}
+
+// ---- tokens and hashes ------------------------------------------------------
+
+/// A fresh 256-bit random token, URL-safe base64 without padding (43
+/// characters): fits a path segment and a cookie as it is.
+pub fn random_token() -> Result<Secret> {
+    use base64::Engine;
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b)
+        .map_err(|_| PortalError::Invalid("the system's random source failed".into()))?;
+    Ok(Secret::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b),
+    ))
+}
+
+/// SHA-256 of a token (hex): what the store keeps. A plain hash is
+/// enough (unlike passwords): the token has 256 random bits, so there is
+/// nothing to guess from the hash.
+pub fn token_hash(token: &str) -> String {
+    veil_ledger::hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// The longest password accepted: argon2 hashes any length, but a
+/// megabyte typed into a form should not cost a megabyte of hashing.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+/// The shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// Checks the password policy: 12 to 1024 characters. Length, not
+/// composition rules: NIST SP 800-63B.
+pub fn check_password(password: &Secret) -> Result<()> {
+    let n = password.expose().chars().count();
+    if n < MIN_PASSWORD_LEN {
+        return Err(PortalError::WeakPassword(format!(
+            "a password needs at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.expose().len() > MAX_PASSWORD_LEN {
+        return Err(PortalError::WeakPassword(format!(
+            "a password has at most {MAX_PASSWORD_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// argon2id (the crate's default parameters) with a random 128-bit salt,
+/// as a PHC string.
+pub fn hash_password(password: &Secret) -> Result<String> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt)
+        .map_err(|_| PortalError::Invalid("the system's random source failed".into()))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|_| PortalError::Invalid("password salt".into()))?;
+    Argon2::default()
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| PortalError::Invalid("password hashing failed".into()))
+}
+
+/// Verifies a password against a PHC string (the crate compares in
+/// constant time). A hash that does not parse verifies nothing.
+pub fn verify_password(password: &Secret, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(h) => Argon2::default()
+            .verify_password(password.expose().as_bytes(), &h)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Burns the time of one verification for an unknown subject, so the
+/// time a refusal takes does not say whether the account exists.
+fn verify_nothing(password: &Secret) {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let h = DUMMY.get_or_init(|| {
+        hash_password(&Secret::new("veil portal dummy password".into())).unwrap_or_default()
+    });
+    let _ = verify_password(password, h);
+}
+
+/// A unix time as the ledger writes times (RFC 3339 UTC).
+fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+// ---- TOTP -------------------------------------------------------------------
+
+/// An enrollment in progress: show `uri` (as a QR code) or `secret_base32`
+/// to the person, then [`confirm_totp`] with `nonce` and a code from
+/// their app. Nothing is stored until then, so an abandoned enrollment
+/// never locks anyone out.
+#[derive(Debug)]
+pub struct TotpEnrollment {
+    /// What [`confirm_totp`] needs back (useless without the site key).
+    pub nonce: Secret,
+    /// The secret, base32, for typing into an app.
+    pub secret_base32: Secret,
+    /// `otpauth://totp/...` for a QR code.
+    pub uri: Secret,
+}
+
+/// Which kind of account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A patient (subject: the keyed patient reference).
+    Patient,
+    /// A member of staff (subject: the account name).
+    Staff,
+}
+
+impl Kind {
+    /// `patient` or `staff`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Patient => "patient",
+            Kind::Staff => "staff",
+        }
+    }
+}
+
+fn totp_for(site: &Site, kind: Kind, subject: &str, nonce: &str) -> Result<totp_rs::TOTP> {
+    let mut data = Vec::new();
+    data.extend_from_slice(kind.as_str().as_bytes());
+    data.push(0);
+    data.extend_from_slice(subject.as_bytes());
+    data.push(0);
+    data.extend_from_slice(nonce.as_bytes());
+    let secret = site.portal_mac("totp", &data)[..20].to_vec();
+    // the account name is what the app shows: never the patient ID
+    let account = match kind {
+        Kind::Patient => "patient portal".to_string(),
+        Kind::Staff => format!("console {subject}"),
+    };
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret,
+        Some("Veil".into()),
+        account,
+    )
+    .map_err(|_| PortalError::Invalid("TOTP parameters".into()))
+}
+
+fn totp_ok(totp: &totp_rs::TOTP, code: &str, now: i64) -> bool {
+    let code = code.trim();
+    code.len() == 6
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && now >= 30
+        && totp.check(code, now as u64)
+}
+
+/// Starts a TOTP enrollment for an account (see [`TotpEnrollment`]).
+pub fn start_totp(site: &Site, kind: Kind, subject: &str) -> Result<TotpEnrollment> {
+    let nonce = random_token()?;
+    let t = totp_for(site, kind, subject, nonce.expose())?;
+    Ok(TotpEnrollment {
+        secret_base32: Secret::new(t.get_secret_base32()),
+        uri: Secret::new(t.get_url()),
+        nonce,
+    })
+}
+
+/// Completes an enrollment: `code` must be valid for the secret derived
+/// from `nonce` at `now`. From then on the account's sign-in needs a
+/// code. A staff enrollment is a ledger entry.
+pub fn confirm_totp(
+    site: &mut Site,
+    kind: Kind,
+    subject: &str,
+    nonce: &Secret,
+    code: &Secret,
+    now: i64,
+) -> Result<()> {
+    let t = totp_for(site, kind, subject, nonce.expose())?;
+    if !totp_ok(&t, code.expose(), now) {
+        return Err(PortalError::BadCredentials);
+    }
+    let n = nonce.expose().to_string();
+    let sub = subject.to_string();
+    match kind {
+        Kind::Patient => {
+            if !site.store.portal_set_totp("patient", &sub, Some(&n))? {
+                return Err(PortalError::Invalid("no such account".into()));
+            }
+        }
+        Kind::Staff => {
+            let e = staff::entry(subject, "second factor (TOTP) enrolled".into(), None, now);
+            site.log_decisions(vec![e], |s, _| {
+                if s.portal_set_totp("staff", &sub, Some(&n))? {
+                    Ok(())
+                } else {
+                    Err(StoreError::Invalid("no such staff account".into()))
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the password, then the second factor when enrolled, under the
+/// limiter's key. `account` is `(password_hash, totp_nonce)`, `None` for
+/// an unknown subject (which fails the same way, in the same time).
+#[allow(clippy::too_many_arguments)]
+fn authenticate(
+    site: &mut Site,
+    limits: &Limits,
+    key: &str,
+    kind: Kind,
+    subject: &str,
+    account: Option<(String, Option<String>)>,
+    password: &Secret,
+    code: Option<&Secret>,
+    now: i64,
+) -> Result<()> {
+    limits.check(&mut site.store, key, now)?;
+    let Some((hash, nonce)) = account else {
+        verify_nothing(password);
+        limits.record(&mut site.store, key, now, Attempt::Failed)?;
+        return Err(PortalError::BadCredentials);
+    };
+    if !verify_password(password, &hash) {
+        limits.record(&mut site.store, key, now, Attempt::Failed)?;
+        return Err(PortalError::BadCredentials);
+    }
+    if let Some(nonce) = nonce {
+        let Some(code) = code else {
+            // the password was right: not a failure, the form asks for
+            // the code next
+            return Err(PortalError::TotpRequired);
+        };
+        let t = totp_for(site, kind, subject, &nonce)?;
+        if !totp_ok(&t, code.expose(), now) {
+            limits.record(&mut site.store, key, now, Attempt::Failed)?;
+            return Err(PortalError::BadCredentials);
+        }
+    }
+    limits.record(&mut site.store, key, now, Attempt::Ok)?;
+    Ok(())
+}
+
+// ---- invitations ------------------------------------------------------------
+
+/// Staff-issued, one-time, expiring invitations to set a portal password.
+pub struct Invitation;
+
+impl Invitation {
+    /// Issues an invitation for a patient, valid `expires_days` days from
+    /// `now`; returns its token (shown once, as the link). Only the
+    /// token's SHA-256 and the keyed patient reference are stored.
+    pub fn issue(
+        site: &mut Site,
+        patient_id: &Phi<String>,
+        expires_days: u32,
+        now: i64,
+    ) -> Result<Secret> {
+        if patient_id.expose().trim().is_empty() {
+            return Err(PortalError::Invalid("the patient ID is empty".into()));
+        }
+        if !(1..=90).contains(&expires_days) {
+            return Err(PortalError::Invalid(
+                "an invitation expires after 1 to 90 days".into(),
+            ));
+        }
+        let token = random_token()?;
+        let row = InvitationRow {
+            token_hash: token_hash(token.expose()),
+            patient_ref: site.patient_ref(patient_id),
+            created_at: now,
+            expires_at: now + i64::from(expires_days) * 86_400,
+            used_at: None,
+        };
+        site.store.portal_insert_invitation(&row)?;
+        Ok(token)
+    }
+
+    /// Redeems an invitation: sets the patient's password (creating the
+    /// account, or replacing a lost password) and marks the invitation
+    /// used, in one transaction. Ends the patient's other sessions when a
+    /// password is replaced. Returns the patient reference.
+    ///
+    /// Failures (unknown, used, expired) count toward the lockout of the
+    /// invitation's key, like wrong passwords.
+    pub fn redeem(
+        site: &mut Site,
+        limits: &Limits,
+        token: &Secret,
+        password: &Secret,
+        now: i64,
+    ) -> Result<String> {
+        check_password(password)?;
+        let th = token_hash(token.expose());
+        let key = format!("invitation:{th}");
+        limits.check(&mut site.store, &key, now)?;
+        let inv = site.store.portal_invitation(&th)?;
+        let refuse = |site: &mut Site, e: PortalError| -> Result<String> {
+            limits.record(&mut site.store, &key, now, Attempt::Failed)?;
+            Err(e)
+        };
+        let inv = match inv {
+            None => return refuse(site, PortalError::InvitationUnknown),
+            Some(i) if i.used_at.is_some() => return refuse(site, PortalError::InvitationUsed),
+            Some(i) if i.expires_at <= now => {
+                return refuse(site, PortalError::InvitationExpired)
+            }
+            Some(i) => i,
+        };
+        let hash = hash_password(password)?;
+        let pref = inv.patient_ref.clone();
+        let used = site.store.transaction(|s| {
+            if !s.portal_use_invitation(&th, now)? {
+                return Ok(false);
+            }
+            s.portal_set_patient_password(&pref, &hash, now)?;
+            s.portal_delete_sessions_of("patient", &pref)?;
+            Ok(true)
+        })?;
+        if !used {
+            // redeemed by a concurrent request between the read and here
+            return refuse(site, PortalError::InvitationUsed);
+        }
+        limits.record(&mut site.store, &key, now, Attempt::Ok)?;
+        Ok(inv.patient_ref)
+    }
+}
+
+// ---- patient sign-in --------------------------------------------------------
+
+/// Signs a patient in with their patient ID, password and (when enrolled)
+/// a TOTP code; returns a new session. The limiter's key is the keyed
+/// patient reference, so even the attempts table holds no ID.
+pub fn sign_in_patient(
+    site: &mut Site,
+    portal: &Portal,
+    patient_id: &Phi<String>,
+    password: &Secret,
+    code: Option<&Secret>,
+    now: i64,
+) -> Result<NewSession> {
+    let pref = site.patient_ref(patient_id);
+    let account = site
+        .store
+        .portal_patient(&pref)?
+        .map(|a| (a.password_hash, a.totp_nonce));
+    authenticate(
+        site,
+        &portal.limits,
+        &format!("patient:{pref}"),
+        Kind::Patient,
+        &pref,
+        account,
+        password,
+        code,
+        now,
+    )?;
+    Sessions::create(&mut site.store, &portal.sessions, Kind::Patient, &pref, now)
+}
+
+// ---- sessions ---------------------------------------------------------------
+
+/// A session just created: the token goes into the cookie (HttpOnly,
+/// SameSite=Strict), the CSRF token into every form.
+#[derive(Debug)]
+pub struct NewSession {
+    /// The session token (only its hash is stored).
+    pub token: Secret,
+    /// The CSRF token.
+    pub csrf: Secret,
+    /// The absolute end (unix seconds).
+    pub expires_at: i64,
+}
+
+/// A live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Patient or staff.
+    pub kind: Kind,
+    /// The patient reference or the staff name.
+    pub subject: String,
+    /// The CSRF token forms must carry.
+    pub csrf: Secret,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub last_seen_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Session operations.
+pub struct Sessions;
+
+impl Sessions {
+    /// Creates a session for a subject signed in at `now`.
+    pub fn create(
+        store: &mut Store,
+        policy: &SessionPolicy,
+        kind: Kind,
+        subject: &str,
+        now: i64,
+    ) -> Result<NewSession> {
+        let token = random_token()?;
+        let csrf = random_token()?;
+        let expires_at = now + policy.max_seconds;
+        store.portal_insert_session(&SessionRow {
+            token_hash: token_hash(token.expose()),
+            kind: kind.as_str().into(),
+            subject: subject.into(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+            csrf_token: csrf.expose().clone(),
+        })?;
+        Ok(NewSession {
+            token,
+            csrf,
+            expires_at,
+        })
+    }
+
+    /// The live session for a token at `now`: `None` when unknown, idle
+    /// for `idle_seconds` or past its absolute end (an expired session is
+    /// deleted on the way).
+    pub fn lookup(
+        store: &mut Store,
+        policy: &SessionPolicy,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<Session>> {
+        let th = token_hash(token);
+        let Some(r) = store.portal_session(&th)? else {
+            return Ok(None);
+        };
+        if now >= r.expires_at || now - r.last_seen_at >= policy.idle_seconds {
+            store.portal_delete_session(&th)?;
+            return Ok(None);
+        }
+        let kind = match r.kind.as_str() {
+            "patient" => Kind::Patient,
+            "staff" => Kind::Staff,
+            _ => return Err(StoreError::Corrupt("portal_sessions.kind".into()).into()),
+        };
+        Ok(Some(Session {
+            kind,
+            subject: r.subject,
+            csrf: Secret::new(r.csrf_token),
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+        }))
+    }
+
+    /// Marks a session used at `now` (its idle time starts again).
+    pub fn touch(store: &mut Store, token: &str, now: i64) -> Result<bool> {
+        Ok(store.portal_touch_session(&token_hash(token), now)?)
+    }
+
+    /// Ends a session (sign-out).
+    pub fn revoke(store: &mut Store, token: &str) -> Result<bool> {
+        Ok(store.portal_delete_session(&token_hash(token))?)
+    }
+
+    /// Whether a form's CSRF token matches the session's, compared in
+    /// constant time (through the hashes: equal-length inputs to a plain
+    /// comparison, so its early exit says nothing about the token).
+    pub fn csrf_ok(session: &Session, form_token: &str) -> bool {
+        Sha256::digest(session.csrf.expose().as_bytes())
+            == Sha256::digest(form_token.as_bytes())
+    }
+}
