@@ -57,6 +57,203 @@ pub struct Config {
     pub queue: QueueConfig,
     /// `[[route]]`, in file order.
     pub routes: Vec<Route>,
+    /// `[portal]`: the patient portal (issue 19).
+    pub portal: Option<PortalConfig>,
+    /// `[console]`: the staff console (issue 19).
+    pub console: Option<ConsoleConfig>,
+}
+
+/// `[portal]`: the patient portal's web listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The portal's address as patients reach it (through a proxy,
+    /// perhaps): invitation links are `{public_url}/invite/{token}`.
+    /// Stored without a trailing `/`.
+    pub public_url: String,
+    /// HTTPS on the listener itself; without it, a proxy in front must
+    /// terminate TLS.
+    pub tls: Option<PortalTlsConfig>,
+    /// A session unused this long ends (minutes, 1 to 1440).
+    #[serde(default = "default_session_idle_minutes")]
+    pub session_idle_minutes: u32,
+    /// A session ends this long after sign-in, however used (hours, 1 to
+    /// 168).
+    #[serde(default = "default_session_max_hours")]
+    pub session_max_hours: u32,
+}
+
+fn default_session_idle_minutes() -> u32 {
+    30
+}
+fn default_session_max_hours() -> u32 {
+    12
+}
+
+/// `[portal] tls = { cert, key }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortalTlsConfig {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// `[console]`: the staff console's web listener. Its own address, so
+/// that it can stay on an internal interface while the portal faces
+/// patients: never served on the portal's listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// The sections `veil portal` and `veil staff` read: `[portal]`,
+/// `[console]` and `[store]`, checked as `veil serve` checks them. Why
+/// apart from [`Config`]: issuing an invitation must not require the
+/// gateway's routes to be configured (a site may run the portal alone
+/// while its routes are being set up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalFile {
+    /// `[portal]`.
+    pub portal: Option<PortalConfig>,
+    /// `[console]`.
+    pub console: Option<ConsoleConfig>,
+    /// `[store] url`.
+    pub store_url: Option<String>,
+}
+
+impl PortalFile {
+    /// Reads and checks the portal's sections of `path`.
+    pub fn load(path: &Path) -> Result<PortalFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(e.kind()))?;
+        PortalFile::parse(&text)
+    }
+
+    /// Parses and checks the portal's sections of a `veil.toml`; other
+    /// known sections are left to `veil serve`.
+    pub fn parse(text: &str) -> Result<PortalFile, ConfigError> {
+        let doc: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.message().to_string()))?;
+        check_sections(&doc)?;
+        let (portal, console) = portal_sections(&doc)?;
+        Ok(PortalFile {
+            portal,
+            console,
+            store_url: store_section(&doc)?.and_then(|s| s.url),
+        })
+    }
+}
+
+fn check_sections(doc: &toml::Table) -> Result<(), ConfigError> {
+    for k in doc.keys() {
+        if !SECTIONS.contains(&k.as_str()) {
+            return Err(field(
+                k.clone(),
+                format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn store_section(doc: &toml::Table) -> Result<Option<RawStore>, ConfigError> {
+    doc.get("store")
+        .map(|v| section("store", v, &[("url", is::<String>)]))
+        .transpose()
+}
+
+/// `[portal]` and `[console]`, checked.
+fn portal_sections(
+    doc: &toml::Table,
+) -> Result<(Option<PortalConfig>, Option<ConsoleConfig>), ConfigError> {
+    if let Some(t) = doc.get("portal").and_then(|d| d.get("tls")) {
+        let _: PortalTlsConfig = section(
+            "portal.tls",
+            t,
+            &[("cert", is::<PathBuf>), ("key", is::<PathBuf>)],
+        )?;
+    }
+    let portal: Option<PortalConfig> = doc
+        .get("portal")
+        .map(|v| {
+            section(
+                "portal",
+                v,
+                &[
+                    ("listen", is::<SocketAddr>),
+                    ("public_url", is::<String>),
+                    ("tls", is::<toml::Table>),
+                    ("session_idle_minutes", is::<u32>),
+                    ("session_max_hours", is::<u32>),
+                ],
+            )
+        })
+        .transpose()?;
+    let portal = match portal {
+        Some(mut p) => {
+            p.public_url = check_public_url(&p.public_url)
+                .map_err(|m| field("portal.public_url", m))?;
+            if !(1..=1440).contains(&p.session_idle_minutes) {
+                return Err(field(
+                    "portal.session_idle_minutes",
+                    "must be 1 to 1440 minutes",
+                ));
+            }
+            if !(1..=168).contains(&p.session_max_hours) {
+                return Err(field("portal.session_max_hours", "must be 1 to 168 hours"));
+            }
+            if u64::from(p.session_idle_minutes) > u64::from(p.session_max_hours) * 60 {
+                return Err(field(
+                    "portal.session_idle_minutes",
+                    "must not exceed session_max_hours",
+                ));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let console: Option<ConsoleConfig> = doc
+        .get("console")
+        .map(|v| section("console", v, &[("listen", is::<SocketAddr>)]))
+        .transpose()?;
+    if let (Some(p), Some(c)) = (&portal, &console) {
+        let (a, b) = (p.listen, c.listen);
+        let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+        if a.port() == b.port() && overlap {
+            return Err(field(
+                "console.listen",
+                format!(
+                    "must differ from portal.listen ({a}): the staff console is never served \
+                     on the patients' listener"
+                ),
+            ));
+        }
+    }
+    Ok((portal, console))
+}
+
+/// `public_url`: `http(s)://host[:port][/path]`, without query or
+/// fragment (a link is built by appending `/invite/TOKEN`); returned
+/// without a trailing `/`.
+fn check_public_url(u: &str) -> Result<String, String> {
+    let u = u.trim();
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or("expected http(s)://host[:port][/path]")?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') {
+        return Err("expected http(s)://host[:port][/path] (no host, or a user name in it)".into());
+    }
+    if u.contains(['?', '#']) || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("no query, fragment or spaces: invitation links are appended to it".into());
+    }
+    Ok(u.trim_end_matches('/').to_string())
 }
 
 /// `[dicom]`.
@@ -327,7 +524,9 @@ struct RawSpool {
     dir: Option<PathBuf>,
 }
 
-const SECTIONS: [&str; 6] = ["dicom", "http", "store", "spool", "queue", "route"];
+const SECTIONS: [&str; 8] = [
+    "dicom", "http", "store", "spool", "queue", "route", "portal", "console",
+];
 
 /// Checks one key's value has the type its field expects.
 type TypeCheck = fn(&toml::Value) -> Result<(), String>;
@@ -389,14 +588,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let doc: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.message().to_string()))?;
-        for k in doc.keys() {
-            if !SECTIONS.contains(&k.as_str()) {
-                return Err(field(
-                    k.clone(),
-                    format!("unknown section; expected one of {}", SECTIONS.join(", ")),
-                ));
-            }
-        }
+        check_sections(&doc)?;
         // the nested table first, so its errors name `dicom.tls.KEY`
         if let Some(t) = doc.get("dicom").and_then(|d| d.get("tls")) {
             let _: TlsConfig = section(
@@ -463,10 +655,7 @@ impl Config {
                 ));
             }
         }
-        let store: Option<RawStore> = doc
-            .get("store")
-            .map(|v| section("store", v, &[("url", is::<String>)]))
-            .transpose()?;
+        let store = store_section(&doc)?;
         let spool: Option<RawSpool> = doc
             .get("spool")
             .map(|v| section("spool", v, &[("dir", is::<PathBuf>)]))
@@ -505,6 +694,7 @@ impl Config {
                 ))
             }
         };
+        let (portal, console) = portal_sections(&doc)?;
         if raw_routes.is_empty() {
             return Err(field("route", "at least one [[route]] is needed"));
         }
@@ -631,6 +821,8 @@ impl Config {
             spool_dir: spool.and_then(|s| s.dir),
             queue,
             routes,
+            portal,
+            console,
         })
     }
 

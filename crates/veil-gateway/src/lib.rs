@@ -54,8 +54,9 @@ mod service;
 pub mod spool;
 
 pub use config::{
-    parse_destination, ClientTlsConfig, Config, ConfigError, DestinationUrl, DicomConfig,
-    HttpConfig, QueueConfig, Route, TlsConfig,
+    parse_destination, ClientTlsConfig, Config, ConfigError, ConsoleConfig, DestinationUrl,
+    DicomConfig, HttpConfig, PortalConfig, PortalFile, PortalTlsConfig, QueueConfig, Route,
+    TlsConfig,
 };
 pub use destination::{DeliveryError, Destination, FileDestination};
 pub use service::{
