@@ -16,6 +16,7 @@ mod exit;
 mod ledger;
 mod logging;
 mod out;
+mod portal;
 mod progress;
 mod pull;
 mod queue;
@@ -228,6 +229,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: queue::QueueCmd,
     },
+    /// The patient portal: invitations (one-time sign-up links).
+    Portal {
+        #[command(subcommand)]
+        cmd: portal::PortalCmd,
+    },
+    /// Staff console accounts.
+    Staff {
+        #[command(subcommand)]
+        cmd: portal::StaffCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -427,6 +438,8 @@ fn run(cli: Cli) -> Result<i32, String> {
         Cmd::Disclosures { patient_id, json } => release::disclosures(db, patient_id, json),
         Cmd::Ledger { cmd } => ledger::ledger(db, cmd),
         Cmd::Queue { cmd } => queue::queue(db, cmd),
+        Cmd::Portal { cmd } => portal::portal(db, cmd),
+        Cmd::Staff { cmd } => portal::staff(db, cmd),
         Cmd::Serve { config } => {
             let opts = veil_serve::Options {
                 config,

@@ -196,8 +196,8 @@ fn portal_sections(
         .transpose()?;
     let portal = match portal {
         Some(mut p) => {
-            p.public_url = check_public_url(&p.public_url)
-                .map_err(|m| field("portal.public_url", m))?;
+            p.public_url =
+                check_public_url(&p.public_url).map_err(|m| field("portal.public_url", m))?;
             if !(1..=1440).contains(&p.session_idle_minutes) {
                 return Err(field(
                     "portal.session_idle_minutes",

@@ -52,7 +52,10 @@ fn issue_19_portal_and_console_sections() {
     ))
     .unwrap();
     let p = f.portal.unwrap();
-    assert_eq!(p.public_url, "https://portal.example.org/veil", "no trailing /");
+    assert_eq!(
+        p.public_url, "https://portal.example.org/veil",
+        "no trailing /"
+    );
     assert_eq!(
         p.tls,
         Some(PortalTlsConfig {
@@ -101,7 +104,10 @@ fn issue_19_portal_config_errors_name_the_field() {
             "portal.tls.key: missing",
         ),
         (
-            PORTAL.replace("[console]", "tls = { cert = \"/c\", key = \"/k\", ca = \"/a\" }\n[console]"),
+            PORTAL.replace(
+                "[console]",
+                "tls = { cert = \"/c\", key = \"/k\", ca = \"/a\" }\n[console]",
+            ),
             "portal.tls.ca: unknown field",
         ),
         (

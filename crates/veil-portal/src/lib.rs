@@ -240,8 +240,8 @@ pub fn hash_password(password: &Secret) -> Result<String> {
     let mut salt = [0u8; 16];
     getrandom::getrandom(&mut salt)
         .map_err(|_| PortalError::Invalid("the system's random source failed".into()))?;
-    let salt = SaltString::encode_b64(&salt)
-        .map_err(|_| PortalError::Invalid("password salt".into()))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|_| PortalError::Invalid("password salt".into()))?;
     Argon2::default()
         .hash_password(password.expose().as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -494,9 +494,7 @@ impl Invitation {
         let inv = match inv {
             None => return refuse(site, PortalError::InvitationUnknown),
             Some(i) if i.used_at.is_some() => return refuse(site, PortalError::InvitationUsed),
-            Some(i) if i.expires_at <= now => {
-                return refuse(site, PortalError::InvitationExpired)
-            }
+            Some(i) if i.expires_at <= now => return refuse(site, PortalError::InvitationExpired),
             Some(i) => i,
         };
         let hash = hash_password(password)?;
@@ -658,7 +656,6 @@ impl Sessions {
     /// constant time (through the hashes: equal-length inputs to a plain
     /// comparison, so its early exit says nothing about the token).
     pub fn csrf_ok(session: &Session, form_token: &str) -> bool {
-        Sha256::digest(session.csrf.expose().as_bytes())
-            == Sha256::digest(form_token.as_bytes())
+        Sha256::digest(session.csrf.expose().as_bytes()) == Sha256::digest(form_token.as_bytes())
     }
 }

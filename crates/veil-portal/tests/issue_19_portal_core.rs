@@ -7,8 +7,8 @@ use std::path::Path;
 use veil_core::Phi;
 use veil_ledger::{Entry, Event};
 use veil_portal::{
-    add_staff, confirm_totp, record_lookup, sign_in_patient, sign_in_staff, start_totp,
-    Invitation, Kind, Limits, Portal, PortalError, Role, Secret, SessionPolicy, Sessions,
+    add_staff, confirm_totp, record_lookup, sign_in_patient, sign_in_staff, start_totp, Invitation,
+    Kind, Limits, Portal, PortalError, Role, Secret, SessionPolicy, Sessions,
 };
 use veil_release::Site;
 
@@ -106,13 +106,23 @@ fn suite(db: Option<&str>, home: &Path) {
     let live = Sessions::lookup(&mut site.store, &portal.sessions, s.token.expose(), T0 + 21)
         .unwrap()
         .unwrap();
-    assert_eq!((live.kind, live.subject.as_str()), (Kind::Patient, pref.as_str()));
+    assert_eq!(
+        (live.kind, live.subject.as_str()),
+        (Kind::Patient, pref.as_str())
+    );
     assert_eq!(live.csrf, s.csrf);
     assert!(Sessions::csrf_ok(&live, s.csrf.expose()));
     assert!(!Sessions::csrf_ok(&live, "forged"));
     // a wrong password for the same patient, a right one for another ID
     assert!(matches!(
-        sign_in_patient(&mut site, &portal, &pid(), &pw("not the password!"), None, T0 + 22),
+        sign_in_patient(
+            &mut site,
+            &portal,
+            &pid(),
+            &pw("not the password!"),
+            None,
+            T0 + 22
+        ),
         Err(PortalError::BadCredentials)
     ));
     assert!(matches!(
@@ -129,7 +139,13 @@ fn suite(db: Option<&str>, home: &Path) {
 
     // ---- one-time: a used invitation is refused ----------------------------
     assert!(matches!(
-        Invitation::redeem(&mut site, &portal.limits, &token, &pw("another password ok"), T0 + 30),
+        Invitation::redeem(
+            &mut site,
+            &portal.limits,
+            &token,
+            &pw("another password ok"),
+            T0 + 30
+        ),
         Err(PortalError::InvitationUsed)
     ));
     assert!(matches!(
@@ -165,9 +181,14 @@ fn suite(db: Option<&str>, home: &Path) {
     secrets.push(password2.into());
     Invitation::redeem(&mut site, &portal.limits, &again, &pw(password2), T0 + 200).unwrap();
     assert!(
-        Sessions::lookup(&mut site.store, &portal.sessions, s.token.expose(), T0 + 201)
-            .unwrap()
-            .is_none(),
+        Sessions::lookup(
+            &mut site.store,
+            &portal.sessions,
+            s.token.expose(),
+            T0 + 201
+        )
+        .unwrap()
+        .is_none(),
         "a replaced password ends the sessions signed in with the old one"
     );
     assert!(matches!(
@@ -180,7 +201,14 @@ fn suite(db: Option<&str>, home: &Path) {
     let t = T0 + 1000;
     for i in 0..5 {
         assert!(matches!(
-            sign_in_patient(&mut site, &portal, &pid(), &pw("wrong password 123"), None, t + i),
+            sign_in_patient(
+                &mut site,
+                &portal,
+                &pid(),
+                &pw("wrong password 123"),
+                None,
+                t + i
+            ),
             Err(PortalError::BadCredentials)
         ));
     }
@@ -203,12 +231,24 @@ fn suite(db: Option<&str>, home: &Path) {
     let guess = pw("guessed-token");
     for i in 0..5 {
         assert!(matches!(
-            Invitation::redeem(&mut site, &portal.limits, &guess, &pw("a password long enough"), t + i),
+            Invitation::redeem(
+                &mut site,
+                &portal.limits,
+                &guess,
+                &pw("a password long enough"),
+                t + i
+            ),
             Err(PortalError::InvitationUnknown)
         ));
     }
     assert!(matches!(
-        Invitation::redeem(&mut site, &portal.limits, &guess, &pw("a password long enough"), t + 5),
+        Invitation::redeem(
+            &mut site,
+            &portal.limits,
+            &guess,
+            &pw("a password long enough"),
+            t + 5
+        ),
         Err(PortalError::Locked { .. })
     ));
 
@@ -220,10 +260,12 @@ fn suite(db: Option<&str>, home: &Path) {
     assert!(!en.uri.expose().contains(PID), "the app never shows the ID");
     // not enrolled until confirmed with a code
     sign_in_patient(&mut site, &portal, &pid(), &pw(password2), None, t).unwrap();
-    assert!(matches!(
-        confirm_totp(&mut site, Kind::Patient, &pref, &en.nonce, &pw("000000"), t),
-        Err(PortalError::BadCredentials)
-    ) || totp_code(&en.uri, t).expose() == "000000");
+    assert!(
+        matches!(
+            confirm_totp(&mut site, Kind::Patient, &pref, &en.nonce, &pw("000000"), t),
+            Err(PortalError::BadCredentials)
+        ) || totp_code(&en.uri, t).expose() == "000000"
+    );
     let code = totp_code(&en.uri, t);
     confirm_totp(&mut site, Kind::Patient, &pref, &en.nonce, &code, t).unwrap();
     assert!(matches!(
@@ -235,7 +277,14 @@ fn suite(db: Option<&str>, home: &Path) {
         Secret::new(format!("{:06}", (c + 1) % 1_000_000))
     };
     assert!(matches!(
-        sign_in_patient(&mut site, &portal, &pid(), &pw(password2), Some(&wrong), t + 2),
+        sign_in_patient(
+            &mut site,
+            &portal,
+            &pid(),
+            &pw(password2),
+            Some(&wrong),
+            t + 2
+        ),
         Err(PortalError::BadCredentials)
     ));
     // one step either side is accepted, two steps are not
@@ -281,9 +330,11 @@ fn suite(db: Option<&str>, home: &Path) {
     let t = T0 + 10_000;
     let a = Sessions::create(&mut site.store, &pol, Kind::Patient, &pref, t).unwrap();
     secrets.push(a.token.expose().clone());
-    assert!(Sessions::lookup(&mut site.store, &pol, a.token.expose(), t + 1799)
-        .unwrap()
-        .is_some());
+    assert!(
+        Sessions::lookup(&mut site.store, &pol, a.token.expose(), t + 1799)
+            .unwrap()
+            .is_some()
+    );
     assert!(
         Sessions::lookup(&mut site.store, &pol, a.token.expose(), t + 1800)
             .unwrap()
@@ -310,14 +361,18 @@ fn suite(db: Option<&str>, home: &Path) {
         );
         assert!(Sessions::touch(&mut site.store, b.token.expose(), now).unwrap());
     }
-    assert!(Sessions::lookup(&mut site.store, &pol, b.token.expose(), t + 12 * 3600)
-        .unwrap()
-        .is_none());
+    assert!(
+        Sessions::lookup(&mut site.store, &pol, b.token.expose(), t + 12 * 3600)
+            .unwrap()
+            .is_none()
+    );
     let c = Sessions::create(&mut site.store, &pol, Kind::Patient, &pref, t).unwrap();
     assert!(Sessions::revoke(&mut site.store, c.token.expose()).unwrap());
-    assert!(Sessions::lookup(&mut site.store, &pol, c.token.expose(), t + 1)
-        .unwrap()
-        .is_none());
+    assert!(
+        Sessions::lookup(&mut site.store, &pol, c.token.expose(), t + 1)
+            .unwrap()
+            .is_none()
+    );
 
     // ---- staff: add, sign in, look up; each a ledger entry -----------------
     let before = staff_entries(&mut site).len();
@@ -325,16 +380,24 @@ fn suite(db: Option<&str>, home: &Path) {
     let spw = "staff password, twelve+";
     secrets.push(spw.into());
     assert!(matches!(
-        add_staff(&mut site, "alice", Role::Reviewer, &pw("too short"), "tester", t),
+        add_staff(
+            &mut site,
+            "alice",
+            Role::Reviewer,
+            &pw("too short"),
+            "tester",
+            t
+        ),
         Err(PortalError::WeakPassword(_))
     ));
     add_staff(&mut site, "alice", Role::Reviewer, &pw(spw), "tester", t).unwrap();
     assert!(add_staff(&mut site, "alice", Role::Admin, &pw(spw), "tester", t).is_err());
     let ss = sign_in_staff(&mut site, &portal, "alice", &pw(spw), None, t + 1).unwrap();
     secrets.push(ss.token.expose().clone());
-    let staff_session = Sessions::lookup(&mut site.store, &portal.sessions, ss.token.expose(), t + 2)
-        .unwrap()
-        .unwrap();
+    let staff_session =
+        Sessions::lookup(&mut site.store, &portal.sessions, ss.token.expose(), t + 2)
+            .unwrap()
+            .unwrap();
     assert_eq!(staff_session.kind, Kind::Staff);
     record_lookup(&mut site, &staff_session, &pid(), t + 3).unwrap();
     assert_eq!(
@@ -344,14 +407,29 @@ fn suite(db: Option<&str>, home: &Path) {
     );
     // a wrong staff password does not lock the patient, and vice versa
     for i in 0..5 {
-        assert!(sign_in_staff(&mut site, &portal, "alice", &pw("wrong password 123"), None, t + 10 + i).is_err());
+        assert!(sign_in_staff(
+            &mut site,
+            &portal,
+            "alice",
+            &pw("wrong password 123"),
+            None,
+            t + 10 + i
+        )
+        .is_err());
     }
     assert!(matches!(
         sign_in_staff(&mut site, &portal, "alice", &pw(spw), None, t + 20),
         Err(PortalError::Locked { .. })
     ));
-    sign_in_patient(&mut site, &portal, &pid(), &pw(password2), Some(&totp_code(&en.uri, t + 20)), t + 20)
-        .unwrap();
+    sign_in_patient(
+        &mut site,
+        &portal,
+        &pid(),
+        &pw(password2),
+        Some(&totp_code(&en.uri, t + 20)),
+        t + 20,
+    )
+    .unwrap();
     sign_in_staff(&mut site, &portal, "alice", &pw(spw), None, t + 80).unwrap();
     // a disabled account cannot sign in
     assert!(site.store.portal_set_staff_disabled("alice", true).unwrap());
@@ -408,16 +486,30 @@ fn suite(db: Option<&str>, home: &Path) {
             ..f.clone()
         })
         .is_err());
-    assert!(site.store.portal_close_flag("f1", "handled", t + 5).unwrap());
-    assert!(!site.store.portal_close_flag("f1", "dismissed", t + 6).unwrap());
+    assert!(site
+        .store
+        .portal_close_flag("f1", "handled", t + 5)
+        .unwrap());
+    assert!(!site
+        .store
+        .portal_close_flag("f1", "dismissed", t + 6)
+        .unwrap());
     let flags = site.store.portal_flags_for(&pref).unwrap();
     assert_eq!(flags.len(), 2);
     assert_eq!(
-        (flags[0].status.as_str(), flags[0].updated_at, flags[0].ledger_seq),
+        (
+            flags[0].status.as_str(),
+            flags[0].updated_at,
+            flags[0].ledger_seq
+        ),
         ("handled", t + 5, Some(2))
     );
     assert_eq!(
-        (flags[1].status.as_str(), flags[1].rule_name.as_deref(), flags[1].ledger_seq),
+        (
+            flags[1].status.as_str(),
+            flags[1].rule_name.as_deref(),
+            flags[1].ledger_seq
+        ),
         ("open", Some("many-lookups"), None)
     );
 
@@ -429,7 +521,12 @@ fn suite(db: Option<&str>, home: &Path) {
     }
     // what is stored instead: the token's SHA-256, argon2id PHC strings
     assert!(stored.contains(&veil_portal::token_hash(token.expose())));
-    let phc = site.store.portal_patient(&pref).unwrap().unwrap().password_hash;
+    let phc = site
+        .store
+        .portal_patient(&pref)
+        .unwrap()
+        .unwrap()
+        .password_hash;
     assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
 }
 
@@ -445,8 +542,9 @@ fn issue_19_portal_core_postgresql() {
     let Some(base) = veil_test::pg_url() else {
         return;
     };
-    let url = veil_store::create_pg_database(&base, &format!("veil_portal19_{}", std::process::id()))
-        .unwrap();
+    let url =
+        veil_store::create_pg_database(&base, &format!("veil_portal19_{}", std::process::id()))
+            .unwrap();
     let home = veil_test::scratch("portal19-pg");
     suite(Some(&url), &home);
     std::fs::remove_dir_all(&home).unwrap();

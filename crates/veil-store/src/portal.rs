@@ -139,7 +139,11 @@ impl Store {
     /// Marks an invitation used, only if it is unused and unexpired at
     /// `now`: a guarded update, so two redemptions of one token cannot
     /// both succeed. True when this call used it.
-    pub fn portal_use_invitation(&mut self, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+    pub fn portal_use_invitation(
+        &mut self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let n = self.exec(
             "UPDATE portal_invitations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
             &[Val::i(now), Val::t(token_hash), Val::i(now)],
@@ -255,7 +259,11 @@ impl Store {
         let sql = match kind {
             "patient" => "UPDATE portal_patients SET totp_nonce = ? WHERE patient_ref = ?",
             "staff" => "UPDATE portal_staff SET totp_nonce = ? WHERE name = ?",
-            _ => return Err(StoreError::Invalid("account kind is patient or staff".into())),
+            _ => {
+                return Err(StoreError::Invalid(
+                    "account kind is patient or staff".into(),
+                ))
+            }
         };
         let n = self.exec(sql, &[Val::ot(nonce), Val::t(subject)])?;
         Ok(n == 1)
@@ -374,7 +382,10 @@ impl Store {
 
     /// Forgets attempts older than `before` (they no longer count).
     pub fn portal_prune_attempts(&mut self, before: i64) -> Result<u64, StoreError> {
-        self.exec("DELETE FROM portal_attempts WHERE at < ?", &[Val::i(before)])
+        self.exec(
+            "DELETE FROM portal_attempts WHERE at < ?",
+            &[Val::i(before)],
+        )
     }
 
     // ---- staff lookups ------------------------------------------------------
@@ -390,7 +401,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO portal_lookups (id, staff_role, patient_ref, at) VALUES (?, ?, ?, ?)",
-            &[Val::t(id), Val::t(staff_role), Val::t(patient_ref), Val::i(at)],
+            &[
+                Val::t(id),
+                Val::t(staff_role),
+                Val::t(patient_ref),
+                Val::i(at),
+            ],
         )?;
         Ok(())
     }
