@@ -71,18 +71,18 @@ fn suite(db: Option<&str>, home: &Path) {
     );
     assert!(!err.contains(PID), "{err}");
     // a veil.toml without [portal]
-    std::fs::write(
-        home.join("veil.toml"),
-        "[console]\nlisten = \"127.0.0.1:8444\"\n",
+    veil_io::atomic::write_all(
+        &home.join("veil.toml"),
+        b"[console]\nlisten = \"127.0.0.1:8444\"\n",
     )
     .unwrap();
     let (code, _, err) = veil(home, db, &["portal", "invite", "--patient-id", PID], "");
     assert_eq!(code, 2);
     assert!(err.contains("no [portal] public_url"), "{err}");
     // a wrong one names the field
-    std::fs::write(
-        home.join("veil.toml"),
-        "[portal]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"ftp://x\"\n",
+    veil_io::atomic::write_all(
+        &home.join("veil.toml"),
+        b"[portal]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"ftp://x\"\n",
     )
     .unwrap();
     let (code, _, err) = veil(home, db, &["portal", "invite", "--patient-id", PID], "");
@@ -94,9 +94,9 @@ fn suite(db: Option<&str>, home: &Path) {
 
     // --config elsewhere; the last line of stdout is the link
     let cfg = home.join("elsewhere.toml");
-    std::fs::write(
+    veil_io::atomic::write_all(
         &cfg,
-        "[portal]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"http://127.0.0.1:8443/\"\n\n[console]\nlisten = \"127.0.0.1:8444\"\n",
+        b"[portal]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"http://127.0.0.1:8443/\"\n\n[console]\nlisten = \"127.0.0.1:8444\"\n",
     )
     .unwrap();
     let c = cfg.to_str().unwrap();
