@@ -261,6 +261,13 @@ fn suite(db: Option<&str>, home: &Path) {
     let (code, out, err) = veil(home, db, &["ledger", "verify"], "");
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("ledger OK: 2 entries"), "{out}");
+    // the audit exports know the new event
+    let (code, out, err) = veil(home, db, &["ledger", "export", "--format", "dicom"], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("csd-code=\"110114\"").count(), 2, "{out}");
+    let (code, out, err) = veil(home, db, &["ledger", "export", "--format", "fhir"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("110114"), "{out}");
 
     // nothing typed reaches the database (SQLite: its files; PostgreSQL:
     // the text of every portal row)

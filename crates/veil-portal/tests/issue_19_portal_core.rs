@@ -431,6 +431,58 @@ fn suite(db: Option<&str>, home: &Path) {
     )
     .unwrap();
     sign_in_staff(&mut site, &portal, "alice", &pw(spw), None, t + 80).unwrap();
+    // staff TOTP: enrolled (a ledger entry), then required
+    let se = start_totp(&site, Kind::Staff, "alice").unwrap();
+    secrets.push(se.secret_base32.expose().clone());
+    assert!(
+        se.uri.expose().contains("console%20alice"),
+        "{}",
+        se.uri.expose()
+    );
+    confirm_totp(
+        &mut site,
+        Kind::Staff,
+        "alice",
+        &se.nonce,
+        &totp_code(&se.uri, t + 90),
+        t + 90,
+    )
+    .unwrap();
+    assert!(matches!(
+        sign_in_staff(&mut site, &portal, "alice", &pw(spw), None, t + 91),
+        Err(PortalError::TotpRequired)
+    ));
+    // the patient's code is not the staff member's
+    assert!(
+        matches!(
+            sign_in_staff(
+                &mut site,
+                &portal,
+                "alice",
+                &pw(spw),
+                Some(&totp_code(&en.uri, t + 92)),
+                t + 92
+            ),
+            Err(PortalError::BadCredentials)
+        ) || totp_code(&en.uri, t + 92) == totp_code(&se.uri, t + 92)
+    );
+    sign_in_staff(
+        &mut site,
+        &portal,
+        "alice",
+        &pw(spw),
+        Some(&totp_code(&se.uri, t + 93)),
+        t + 93,
+    )
+    .unwrap();
+    // the store holds the nonce, not the secret (checked below)
+    let nonce = site
+        .store
+        .portal_staff("alice")
+        .unwrap()
+        .unwrap()
+        .totp_nonce;
+    assert_eq!(nonce.as_deref(), Some(se.nonce.expose().as_str()));
     // a disabled account cannot sign in
     assert!(site.store.portal_set_staff_disabled("alice", true).unwrap());
     assert!(matches!(
@@ -445,6 +497,8 @@ fn suite(db: Option<&str>, home: &Path) {
             "staff account alice added (role reviewer)",
             "signed in to the console",
             "looked up a patient (role reviewer)",
+            "signed in to the console",
+            "second factor (TOTP) enrolled",
             "signed in to the console",
         ],
         "{reasons:?}"
