@@ -38,7 +38,7 @@ use veil_store::portal::{InvitationRow, SessionRow};
 use veil_store::{Store, StoreError};
 
 pub use secret::Secret;
-pub use staff::{add_staff, record_lookup, sign_in_staff, Role};
+pub use staff::{add_staff, record_lookup, set_staff_disabled, sign_in_staff, Role};
 
 /// Errors. None carries a password, token, TOTP code or patient ID.
 #[derive(Debug, thiserror::Error)]
@@ -121,20 +121,17 @@ impl Limits {
     /// a locked account does not keep its owner out for longer than the
     /// window after the last real failure.
     pub fn check(&self, store: &mut Store, key: &str, now: i64) -> Result<()> {
-        let since = now - self.window_seconds + 1;
-        let failed = store.portal_failed_attempts_since(key, since)?;
-        if failed >= self.max_failures {
+        let failures = store.portal_failures_since(key, now - self.window_seconds + 1)?;
+        if failures.len() as i64 >= self.max_failures {
             store.portal_record_attempt(key, now, "refused")?;
-            let oldest = store
-                .query(
-                    "SELECT at FROM portal_attempts WHERE attempt_key = ? AND at >= ? AND outcome = 'failed' ORDER BY at DESC",
-                    &[veil_store::Val::t(key), veil_store::Val::i(since)],
-                )?
-                .get((self.max_failures - 1) as usize)
-                .and_then(|r| r[0].int())
+            // the lockout ends when the max_failures-th latest failure
+            // leaves the window
+            let edge = failures
+                .get((self.max_failures.max(1) - 1) as usize)
+                .copied()
                 .unwrap_or(now);
             return Err(PortalError::Locked {
-                retry_after_seconds: (oldest + self.window_seconds - now).max(1),
+                retry_after_seconds: (edge + self.window_seconds - now).max(1),
             });
         }
         Ok(())
@@ -591,10 +588,24 @@ impl Sessions {
         subject: &str,
         now: i64,
     ) -> Result<NewSession> {
+        let (row, new) = Sessions::prepare(policy, kind, subject, now)?;
+        store.portal_insert_session(&row)?;
+        Ok(new)
+    }
+
+    /// A new session's row and tokens, not yet stored: for callers that
+    /// store it inside their own transaction (a staff sign-in, with its
+    /// ledger entry).
+    pub(crate) fn prepare(
+        policy: &SessionPolicy,
+        kind: Kind,
+        subject: &str,
+        now: i64,
+    ) -> Result<(SessionRow, NewSession)> {
         let token = random_token()?;
         let csrf = random_token()?;
         let expires_at = now + policy.max_seconds;
-        store.portal_insert_session(&SessionRow {
+        let row = SessionRow {
             token_hash: token_hash(token.expose()),
             kind: kind.as_str().into(),
             subject: subject.into(),
@@ -602,12 +613,15 @@ impl Sessions {
             last_seen_at: now,
             expires_at,
             csrf_token: csrf.expose().clone(),
-        })?;
-        Ok(NewSession {
-            token,
-            csrf,
-            expires_at,
-        })
+        };
+        Ok((
+            row,
+            NewSession {
+                token,
+                csrf,
+                expires_at,
+            },
+        ))
     }
 
     /// The live session for a token at `now`: `None` when unknown, idle

@@ -10,7 +10,7 @@ use veil_store::StoreError;
 
 use crate::{
     authenticate, check_password, hash_password, random_token, rfc3339, Kind, NewSession, Portal,
-    PortalError, Result, Secret, Session, SessionPolicy, Sessions,
+    PortalError, Result, Secret, Session, Sessions,
 };
 
 /// A staff member's role.
@@ -129,19 +129,35 @@ pub fn sign_in_staff(
         code,
         now,
     )?;
-    let policy: SessionPolicy = portal.sessions;
-    let mut created = None;
+    let (row, session) = Sessions::prepare(&portal.sessions, Kind::Staff, name, now)?;
     let e = entry(name, "signed in to the console".into(), None, now);
-    site.log_decisions(vec![e], |s, _| {
-        created = Some(
-            Sessions::create(s, &policy, Kind::Staff, name, now).map_err(|e| match e {
-                PortalError::Store(e) => e,
-                other => StoreError::Invalid(other.to_string()),
-            })?,
-        );
+    site.log_decisions(vec![e], |s, _| s.portal_insert_session(&row))?;
+    Ok(session)
+}
+
+/// Disables (or re-enables) a staff account, by `by` (an admin, or the
+/// operator of a command). Disabling ends the account's sessions at once:
+/// a session outliving its account would keep a departed person in.
+pub fn set_staff_disabled(
+    site: &mut Site,
+    name: &str,
+    disabled: bool,
+    by: &str,
+    now: i64,
+) -> Result<u64> {
+    let what = if disabled {
+        format!("staff account {name} disabled")
+    } else {
+        format!("staff account {name} enabled")
+    };
+    let pos = site.log_decisions(vec![entry(by, what, None, now)], |s, _| {
+        if !s.portal_set_staff_disabled(name, disabled)? {
+            return Err(StoreError::Invalid(format!("no staff account {name}")));
+        }
+        s.portal_delete_sessions_of("staff", name)?;
         Ok(())
     })?;
-    created.ok_or_else(|| PortalError::Invalid("session not created".into()))
+    Ok(pos[0])
 }
 
 /// Records that the signed-in member of staff looked up a patient: a row

@@ -7,8 +7,9 @@ use std::path::Path;
 use veil_core::Phi;
 use veil_ledger::{Entry, Event};
 use veil_portal::{
-    add_staff, confirm_totp, record_lookup, sign_in_patient, sign_in_staff, start_totp, Invitation,
-    Kind, Limits, Portal, PortalError, Role, Secret, SessionPolicy, Sessions,
+    add_staff, confirm_totp, record_lookup, set_staff_disabled, sign_in_patient, sign_in_staff,
+    start_totp, Invitation, Kind, Limits, Portal, PortalError, Role, Secret, SessionPolicy,
+    Sessions,
 };
 use veil_release::Site;
 
@@ -484,7 +485,27 @@ fn suite(db: Option<&str>, home: &Path) {
         .totp_nonce;
     assert_eq!(nonce.as_deref(), Some(se.nonce.expose().as_str()));
     // a disabled account cannot sign in
-    assert!(site.store.portal_set_staff_disabled("alice", true).unwrap());
+    let live = sign_in_staff(
+        &mut site,
+        &portal,
+        "alice",
+        &pw(spw),
+        Some(&totp_code(&se.uri, t + 94)),
+        t + 94,
+    )
+    .unwrap();
+    set_staff_disabled(&mut site, "alice", true, "admin1", t + 95).unwrap();
+    assert!(
+        Sessions::lookup(
+            &mut site.store,
+            &portal.sessions,
+            live.token.expose(),
+            t + 96
+        )
+        .unwrap()
+        .is_none(),
+        "disabling ends the account's sessions"
+    );
     assert!(matches!(
         sign_in_staff(&mut site, &portal, "alice", &pw(spw), None, t + 200),
         Err(PortalError::BadCredentials)
@@ -500,6 +521,8 @@ fn suite(db: Option<&str>, home: &Path) {
             "signed in to the console",
             "second factor (TOTP) enrolled",
             "signed in to the console",
+            "signed in to the console",
+            "staff account alice disabled",
         ],
         "{reasons:?}"
     );

@@ -367,17 +367,17 @@ impl Store {
         Ok(())
     }
 
-    /// Failed attempts under `key` at or after `since`.
-    pub fn portal_failed_attempts_since(
-        &mut self,
-        key: &str,
-        since: i64,
-    ) -> Result<i64, StoreError> {
-        let r = self.query(
-            "SELECT COUNT(*) FROM portal_attempts WHERE attempt_key = ? AND at >= ? AND outcome = 'failed'",
+    /// The times of the failed attempts under `key` at or after `since`,
+    /// latest first: their number decides a lockout, and the oldest that
+    /// counts says when it ends.
+    pub fn portal_failures_since(&mut self, key: &str, since: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = self.query(
+            "SELECT at FROM portal_attempts WHERE attempt_key = ? AND at >= ? AND outcome = 'failed' ORDER BY at DESC",
             &[Val::t(key), Val::i(since)],
         )?;
-        Ok(r.first().and_then(|r| r[0].int()).unwrap_or(0))
+        rows.iter()
+            .map(|r| int(&r[0], "portal_attempts.at"))
+            .collect()
     }
 
     /// Forgets attempts older than `before` (they no longer count).
