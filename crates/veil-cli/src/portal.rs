@@ -22,6 +22,7 @@ pub enum PortalCmd {
     /// is the sign-up link, `{public_url}/invite/{token}` ([portal]
     /// public_url). Only the token's hash is stored; a patient who already
     /// has an account sets a new password with it (a lost password).
+    /// Logged in the ledger (operator and keyed patient reference).
     Invite {
         /// The patient's PatientID (never logged or stored: the store
         /// keeps the keyed patient reference).
@@ -82,8 +83,10 @@ pub fn portal(db: Option<&str>, cmd: PortalCmd) -> Result<i32, String> {
                 })?;
             let mut site = veil_release::Site::open(file.store_url.as_deref().or(db), &home)
                 .map_err(|e| e.to_string())?;
-            let token = veil_portal::Invitation::issue(&mut site, &patient_id, expires_days, now())
-                .map_err(|e| e.to_string())?;
+            let by = veil_release::operator(None);
+            let token =
+                veil_portal::Invitation::issue(&mut site, &patient_id, expires_days, &by, now())
+                    .map_err(|e| e.to_string())?;
             tracing::info!(target: "veil", expires_days, "portal: invitation issued");
             crate::logging::notice(&format!(
                 "invitation issued: give the link below to the patient; it works once and \

@@ -248,23 +248,41 @@ fn suite(db: Option<&str>, home: &Path) {
             .map(|r| Entry::from_leaf(&r.entry).unwrap())
             .filter(|e| e.event == Event::StaffAction)
             .collect();
-        assert_eq!(staff.len(), 2);
+        let got: Vec<(&str, &str, bool)> = staff
+            .iter()
+            .map(|e| {
+                (
+                    e.operator.as_str(),
+                    e.reason.as_str(),
+                    e.patient_ref.as_deref() == Some(pref.as_str()),
+                )
+            })
+            .collect();
         assert_eq!(
-            (staff[0].operator.as_str(), staff[0].reason.as_str()),
-            ("tester", "staff account alice added (role reviewer)")
-        );
-        assert_eq!(
-            (staff[1].operator.as_str(), staff[1].reason.as_str()),
-            ("alice", "signed in to the console")
+            got,
+            [
+                (
+                    "tester",
+                    "portal invitation issued (expires in 3 days)",
+                    true
+                ),
+                (
+                    "tester",
+                    "portal invitation issued (expires in 14 days)",
+                    true
+                ),
+                ("tester", "staff account alice added (role reviewer)", false),
+                ("alice", "signed in to the console", false),
+            ]
         );
     }
     let (code, out, err) = veil(home, db, &["ledger", "verify"], "");
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ledger OK: 2 entries"), "{out}");
+    assert!(out.contains("ledger OK: 4 entries"), "{out}");
     // the audit exports know the new event
     let (code, out, err) = veil(home, db, &["ledger", "export", "--format", "dicom"], "");
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.matches("csd-code=\"110114\"").count(), 2, "{out}");
+    assert_eq!(out.matches("csd-code=\"110114\"").count(), 4, "{out}");
     let (code, out, err) = veil(home, db, &["ledger", "export", "--format", "fhir"], "");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("110114"), "{out}");

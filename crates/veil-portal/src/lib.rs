@@ -439,10 +439,14 @@ impl Invitation {
     /// Issues an invitation for a patient, valid `expires_days` days from
     /// `now`; returns its token (shown once, as the link). Only the
     /// token's SHA-256 and the keyed patient reference are stored.
+    /// Issuing is a staff action: `by` (the operator, or the console's
+    /// signed-in name) is logged in the ledger with the patient
+    /// reference, in the invitation's transaction.
     pub fn issue(
         site: &mut Site,
         patient_id: &Phi<String>,
         expires_days: u32,
+        by: &str,
         now: i64,
     ) -> Result<Secret> {
         if patient_id.expose().trim().is_empty() {
@@ -461,7 +465,13 @@ impl Invitation {
             expires_at: now + i64::from(expires_days) * 86_400,
             used_at: None,
         };
-        site.store.portal_insert_invitation(&row)?;
+        let e = staff::entry(
+            by,
+            format!("portal invitation issued (expires in {expires_days} days)"),
+            Some(row.patient_ref.clone()),
+            now,
+        );
+        site.log_decisions(vec![e], |s, _| s.portal_insert_invitation(&row))?;
         Ok(token)
     }
 

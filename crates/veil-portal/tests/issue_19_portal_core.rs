@@ -85,7 +85,7 @@ fn suite(db: Option<&str>, home: &Path) {
     let mut secrets: Vec<String> = Vec::new();
 
     // ---- invitation -> redeem -> sign-in -----------------------------------
-    let token = Invitation::issue(&mut site, &pid(), 14, T0).unwrap();
+    let token = Invitation::issue(&mut site, &pid(), 14, "tester", T0).unwrap();
     assert_eq!(token.expose().len(), 43, "256 bits, URL-safe base64");
     assert!(token
         .expose()
@@ -160,7 +160,7 @@ fn suite(db: Option<&str>, home: &Path) {
         Err(PortalError::InvitationUnknown)
     ));
     // ---- expiry: usable until the end of day 14, not after -----------------
-    let late = Invitation::issue(&mut site, &pid(), 14, T0).unwrap();
+    let late = Invitation::issue(&mut site, &pid(), 14, "tester", T0).unwrap();
     secrets.push(late.expose().clone());
     assert!(matches!(
         Invitation::redeem(
@@ -176,7 +176,7 @@ fn suite(db: Option<&str>, home: &Path) {
     sign_in_patient(&mut site, &portal, &pid(), &pw(password), None, T0 + 40).unwrap();
 
     // ---- lost password: a new invitation replaces it, ends old sessions ----
-    let again = Invitation::issue(&mut site, &pid(), 1, T0 + 100).unwrap();
+    let again = Invitation::issue(&mut site, &pid(), 1, "tester", T0 + 100).unwrap();
     secrets.push(again.expose().clone());
     let password2 = "second password, also long";
     secrets.push(password2.into());
@@ -376,8 +376,16 @@ fn suite(db: Option<&str>, home: &Path) {
     );
 
     // ---- staff: add, sign in, look up; each a ledger entry -----------------
-    let before = staff_entries(&mut site).len();
-    assert_eq!(before, 0, "patients leave no staff entries");
+    let issued = staff_entries(&mut site);
+    assert_eq!(
+        issued.len(),
+        3,
+        "each invitation is logged; patients' own actions are not"
+    );
+    assert!(issued.iter().all(|e| e.operator == "tester"
+        && e.patient_ref.as_deref() == Some(pref.as_str())
+        && e.reason
+            .starts_with("portal invitation issued (expires in ")));
     let spw = "staff password, twelve+";
     secrets.push(spw.into());
     assert!(matches!(
@@ -513,7 +521,7 @@ fn suite(db: Option<&str>, home: &Path) {
     let es = staff_entries(&mut site);
     let reasons: Vec<&str> = es.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(
-        reasons,
+        reasons[3..],
         [
             "staff account alice added (role reviewer)",
             "signed in to the console",
@@ -526,9 +534,9 @@ fn suite(db: Option<&str>, home: &Path) {
         ],
         "{reasons:?}"
     );
-    assert_eq!(es[0].operator, "tester");
-    assert_eq!(es[1].operator, "alice");
-    assert_eq!(es[2].patient_ref.as_deref(), Some(pref.as_str()));
+    assert_eq!(es[3].operator, "tester");
+    assert_eq!(es[4].operator, "alice");
+    assert_eq!(es[5].patient_ref.as_deref(), Some(pref.as_str()));
     let report = site.verify_ledger().unwrap();
     assert!(report.ok, "{:?}", report.problems);
 
