@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 max=${1:-16384}
 corpus=${VEIL_CORPUS:-../target/corpus/base}
-targets=(dicom_read deid_engine pixel_decode nifti_read fhir_import)
+targets=(dicom_read deid_engine pixel_decode nifti_read fhir_import dimse_pdu stow_part)
 for t in "${targets[@]}"; do mkdir -p "corpus/$t"; done
 
 if [ -d "$corpus" ]; then
@@ -22,6 +22,9 @@ if [ -d "$corpus" ]; then
     cp "$f" "corpus/pixel_decode/$h"
     # deid_engine: first byte picks the profile options
     { printf '\x00'; cat "$f"; } > "corpus/deid_engine/$h"
+    # a STOW-RS part is a Part 10 file; a C-STORE data set head (pick 2)
+    cp "$f" "corpus/stow_part/$h"
+    { printf '\x52'; head -c 4096 "$f"; } > "corpus/dimse_pdu/$h"
     n=$((n + 1))
   done < <(find "$corpus" -type f -size -"$((max + 1))"c -print0 | sort -z)
   echo "seeds: $n corpus files up to $max bytes"
@@ -136,3 +139,32 @@ if [ -d regressions ]; then
   done
 fi
 for t in "${targets[@]}"; do echo "seeds: $t $(ls "corpus/$t" | wc -l) files"; done
+
+# DICOM upper layer: an A-ASSOCIATE-RQ, a P-DATA-TF carrying a C-ECHO-RQ
+# command set, A-RELEASE-RQ and A-ABORT (pick 0), and command sets (pick 1)
+python3 - <<'PY'
+import struct
+def item(t, body):
+    return struct.pack(">BBH", t, 0, len(body)) + body
+def cmd_el(e, vr_bytes):
+    return struct.pack("<HHI", 0, e, len(vr_bytes)) + vr_bytes
+echo = b"1.2.840.10008.1.1\0"
+els = cmd_el(0x0002, echo) + cmd_el(0x0100, struct.pack("<H", 0x0030)) + \
+      cmd_el(0x0110, struct.pack("<H", 1)) + cmd_el(0x0800, struct.pack("<H", 0x0101))
+cmd = cmd_el(0x0000, struct.pack("<I", len(els))) + els
+app = item(0x10, b"1.2.840.10008.3.1.1.1")
+pc = item(0x20, bytes([1, 0, 0, 0]) + item(0x30, echo.rstrip(b"\0")) + item(0x40, b"1.2.840.10008.1.2"))
+ui = item(0x50, item(0x51, struct.pack(">I", 16384)) + item(0x52, b"1.2.3.4"))
+rq_body = struct.pack(">HH", 1, 0) + b"VEIL_ACME".ljust(16) + b"PACS".ljust(16) + bytes(32) + app + pc + ui
+assoc = struct.pack(">BBI", 1, 0, len(rq_body)) + rq_body
+pdv = struct.pack(">IBB", len(cmd) + 2, 1, 0x03) + cmd
+pdata = struct.pack(">BBI", 4, 0, len(pdv)) + pdv
+release = struct.pack(">BBI", 5, 0, 4) + bytes(4)
+abort = struct.pack(">BBI", 7, 0, 4) + bytes(4)
+seeds = {"assoc": b"\0" + assoc, "pdata": b"\0" + pdata, "release": b"\0" + release,
+         "abort": b"\0" + abort, "all": b"\0" + assoc + pdata + release, "cmd": b"\1" + cmd}
+for name, data in seeds.items():
+    with open(f"corpus/dimse_pdu/gen-{name}", "wb") as f:
+        f.write(data)
+PY
+

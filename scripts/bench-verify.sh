@@ -88,14 +88,8 @@ Throughput is per corpus: both steps take the same $files input files (verify re
 as sources and the $outs outputs deid released). The target (issue 3) is verify throughput
 without OCR at least half of deid's: ratio >= 0.5.
 """
-text = open(p).read() if os.path.exists(p) else "# Benchmarks\n"
-m = re.search(r"^## veil verify[ \t]*$", text, flags=re.M)
-if m:
-    n = re.search(r"^## ", text[m.end():], flags=re.M)
-    end = m.end() + n.start() if n else len(text)
-    text = text[:m.start()] + sec + "\n" + text[end:].lstrip("\n")
-else:
-    text = text.rstrip("\n") + "\n\n" + sec
-open(p, "w").write(text)
+sys.path.insert(0, "$ROOT/scripts")
+from bench_report import replace_section
+replace_section(p, "veil verify", sec)
 print(sec)
 EOF

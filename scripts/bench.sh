@@ -361,7 +361,7 @@ fi
 
 # ---------------------------------------------------------------- report
 ver() { "$@" 2>/dev/null | head -1 || true; }
-export BENCH_SECTION BENCH_REPORT RESULTS MEM_RESULTS IN_FILES IN_BYTES CACHE_NOTE BENCH_JOBS BENCH_COUNT BENCH_SEED BENCH_ONLY BENCH_TIMEOUT
+export ROOT BENCH_SECTION BENCH_REPORT RESULTS MEM_RESULTS IN_FILES IN_BYTES CACHE_NOTE BENCH_JOBS BENCH_COUNT BENCH_SEED BENCH_ONLY BENCH_TIMEOUT
 export R_NPROC R_CPU R_MEM R_DATE R_KERNEL R_COMMIT R_VEIL R_DICOGNITO R_DCMANON R_DCMANON_PY R_CP R_TREE
 R_NPROC=$(nproc)
 R_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -382,7 +382,7 @@ R_CP=$(ver cp --version)
 R_TREE=$(cat "$BENCH.done")
 
 "$VENV/bin/python" - <<'PYEOF'
-import csv, os, re
+import csv, os, re, sys
 
 E = os.environ
 in_files, in_bytes = int(E["IN_FILES"]), int(E["IN_BYTES"])
@@ -441,18 +441,8 @@ if mem:
 section = "\n".join(out)
 
 path = E["BENCH_REPORT"]
-text = open(path).read() if os.path.exists(path) else (
-    "# Benchmarks\n\nProduced by `scripts/bench.sh` (see the comment at its top for the method). "
-    "Rerun it to refresh the section below.\n\n")
-m = re.search(r"^## " + re.escape(E["BENCH_SECTION"]) + r"[ \t]*$", text, flags=re.M)
-if m:
-    nxt = re.search(r"^## ", text[m.end():], flags=re.M)
-    end = m.end() + nxt.start() if nxt else len(text)
-    text = text[:m.start()] + section + ("\n" if nxt else "") + text[end:]
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-with open(path, "w") as f:
-    f.write(text.rstrip("\n") + "\n")
+sys.path.insert(0, os.path.join(E["ROOT"], "scripts"))
+from bench_report import replace_section
+replace_section(path, E["BENCH_SECTION"], section)
 print(f"[bench] wrote {path}")
 PYEOF

@@ -422,8 +422,6 @@ SECTION = "## veil serve (gateway)"
 
 def report(path, res):
     """Replaces (or appends) the gateway section of the benchmarks page."""
-    import platform
-    import re
     legs = res["legs"]
     cpu = "?"
     try:
@@ -477,16 +475,8 @@ fsyncs rather than multiply them (one SQLite writer), so eight associations are 
 faster than one; the memory stays flat (streamed intake, one courier association per
 study).
 """
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    m = re.search(r"^## veil serve \(gateway\)[ \t]*$", text, flags=re.M)
-    if m:
-        n = re.search(r"^## ", text[m.end():], flags=re.M)
-        end = m.end() + n.start() if n else len(text)
-        text = text[:m.start()] + sec + "\n" + text[end:].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + sec
-    with open(path, "w") as f:
-        f.write(text)
+    from bench_report import replace_section
+    replace_section(path, SECTION[3:], sec)
     print(sec, file=sys.stderr)
 
 

@@ -36,6 +36,10 @@ VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspa
 # the header-only build: no libtesseract linked or needed (README, features)
 VEIL_CORPUS="$PWD/target/corpus/base" scripts/header-only.sh
 
+# the in-browser ledger proof check in real Chromium (Debian chromium,
+# Playwright from PyPI, axe-core from npm: scripts/browser-deps.sh)
+scripts/test-browser.sh
+
 # the imported deid recipe against pydicom/deid itself, on a handful of
 # corpus files: every difference has a known reason (docs/migration.md)
 VEIL_CORPUS="$PWD/target/corpus/base" scripts/deid-peer.sh >/dev/null

@@ -33,6 +33,19 @@ pub enum LedgerCmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Print what an independent party needs to check that entry N is in
+    /// the signed log: the entry as hashed, its inclusion proof, the latest
+    /// checkpoint note and the verifier key (docs/ledger.md, "Checking a
+    /// proof yourself"). Reads only; a position after the latest
+    /// checkpoint needs `veil ledger checkpoint` first.
+    Proof {
+        /// The entry's position (0-based).
+        #[arg(long, value_name = "N")]
+        position: u64,
+        /// Print the bundle as JSON (what the portal's proof.js reads).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the ledger's verifier key (`NAME+KEYID+BASE64`), which checks
     /// its checkpoint notes and its log. Public: give it to auditors.
     Pubkey,
@@ -99,6 +112,29 @@ pub fn ledger(db: Option<&str>, cmd: LedgerCmd) -> Result<i32, String> {
                 Ok(1)
             }
         },
+        LedgerCmd::Proof { position, json } => {
+            use veil_ledger::ProofError;
+            match s.proof(position).map_err(|e| e.to_string())? {
+                Ok(b) => {
+                    if json {
+                        emit(
+                            &(serde_json::to_string_pretty(&b).map_err(|e| e.to_string())? + "\n"),
+                        )?;
+                    } else {
+                        emit(&proof_text(&b))?;
+                    }
+                    Ok(crate::exit::OK)
+                }
+                // the log or its checkpoint fails its own signatures: a
+                // finding for a person, as `ledger verify` reports it
+                Err(e @ (ProofError::LogMismatch(_) | ProofError::BadCheckpoint(_))) => {
+                    crate::logging::error(&e.to_string());
+                    Ok(crate::exit::ATTENTION)
+                }
+                // nothing to prove yet, or no such entry: could not run
+                Err(e) => Err(e.to_string()),
+            }
+        }
         LedgerCmd::Pubkey => {
             emit(&format!("{}\n", s.ledger_verifier()))?;
             Ok(0)
@@ -119,6 +155,29 @@ pub fn ledger(db: Option<&str>, cmd: LedgerCmd) -> Result<i32, String> {
             Ok(0)
         }
     }
+}
+
+/// The bundle for a reader: the same fields as the JSON, each labelled.
+fn proof_text(b: &veil_ledger::ProofBundle) -> String {
+    let mut t = format!(
+        "entry {} of the {} entries covered by the latest checkpoint\n\
+         leaf (SHA-256 of 0x00 and these bytes):\n  {}\n\
+         root: {}\n\
+         inclusion proof ({} hashes, leaf to root):\n",
+        b.index,
+        b.tree_size,
+        b.leaf,
+        b.root,
+        b.proof.len()
+    );
+    for h in &b.proof {
+        t.push_str(&format!("  {h}\n"));
+    }
+    t.push_str(&format!(
+        "checkpoint note:\n{}verifier key: {}\n",
+        b.checkpoint, b.verifier_key
+    ));
+    t
 }
 
 /// Prints a verification report; exit 0 intact, 1 tampered.

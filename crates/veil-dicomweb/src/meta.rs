@@ -110,21 +110,26 @@ pub fn read(bytes: &[u8]) -> Result<FileMeta, MetaError> {
 /// The SOP Class and Instance UIDs of the data set itself, (0008,0016)
 /// and (0008,0018): what a STOW-RS peer reports back, and they may differ
 /// from the File Meta's (the corpus has such files; Orthanc answers with
-/// the data set's). Reads the header only, up to Pixel Data. `None` when
-/// this build cannot read the data set (e.g. deflated) or either is absent.
+/// the data set's). `None` when the data set cannot be read or either is
+/// absent.
+///
+/// Why Veil's own reader (veil-io) and not dicom-object's: this runs on
+/// every part a sender posts, and dicom-object 0.10 allocates the length
+/// an element declares before reading it, so a real corpus file with an
+/// undefined-length UN element took 3.4 GB (found by the `stow_part` fuzz
+/// target; its input is a regression seed). veil-io holds every parser
+/// to `veil_core::limits` and is fuzzed itself.
 pub fn dataset_uids(bytes: &[u8]) -> Option<(String, String)> {
-    use dicom_dictionary_std::tags;
-    let obj = dicom_object::OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .read_preamble(dicom_object::file::ReadPreamble::Always)
-        .from_reader(bytes)
-        .ok()?;
+    let file = veil_io::read_bytes(bytes.to_vec()).ok()?;
     let text = |tag| {
-        let v = obj.element(tag).ok()?.to_str().ok()?;
+        let v = file.dataset.ascii(tag)?;
         let v = v.trim_end_matches(['\0', ' ']).to_string();
         (!v.is_empty()).then_some(v)
     };
-    Some((text(tags::SOP_CLASS_UID)?, text(tags::SOP_INSTANCE_UID)?))
+    Some((
+        text(veil_core::Tag(0x0008, 0x0016))?,
+        text(veil_core::Tag(0x0008, 0x0018))?,
+    ))
 }
 
 #[cfg(test)]
@@ -162,6 +167,19 @@ mod tests {
         assert_eq!(m.transfer_syntax_uid, "1.2.840.10008.1.2.1");
         assert_eq!(m.dataset_offset, end);
         assert!(!format!("{m:?}").contains("1.2.3.4"));
+    }
+
+    /// The `stow_part` fuzz target's out-of-memory input (a real corpus
+    /// file's head: an undefined-length UN element): its UIDs are read,
+    /// with Veil's bounded reader, not a 4 GiB allocation.
+    #[test]
+    fn an_undefined_length_un_element_does_not_allocate_its_declared_length() {
+        let bytes = include_bytes!(
+            "../../../fuzz/regressions/stow_part/oom-6f9bdca5acebc473c43a63317889e7d3aae5c59b"
+        );
+        assert!(read(bytes).is_ok());
+        // the head holds no (0008,0016)/(0008,0018): None, promptly
+        assert_eq!(dataset_uids(bytes), None);
     }
 
     /// Not DICOM, a cut-off element and a missing UID are each named.

@@ -444,13 +444,7 @@ impl Service {
             for s in decided.iter().chain(&ready) {
                 to_deliver.extend(self.after_decision(s, now, &mut rep)?);
             }
-            let mut courier = Courier {
-                store: &mut self.intake.site.store,
-                spool: &self.intake.spool,
-                cfg: &self.intake.cfg,
-                destinations: &mut self.destinations,
-                crash_after: &mut self.crash_after,
-            };
+            let mut courier = self.own_courier();
             for s in delivering.iter().chain(&to_deliver) {
                 courier.deliver(s, now, &mut rep)?;
             }
@@ -466,14 +460,7 @@ impl Service {
             if busy.contains(&s.id) {
                 continue;
             }
-            Courier {
-                store: &mut self.intake.site.store,
-                spool: &self.intake.spool,
-                cfg: &self.intake.cfg,
-                destinations: &mut self.destinations,
-                crash_after: &mut self.crash_after,
-            }
-            .clear(&s, now, &mut rep)?;
+            self.own_courier().clear(&s, now, &mut rep)?;
         }
         Ok(rep)
     }
@@ -561,14 +548,7 @@ impl Service {
         } else {
             store.queue_transition(&s.id, &[Q::Decided], Q::Refused, now)?;
             step(&mut self.crash_after)?;
-            Courier {
-                store: &mut self.intake.site.store,
-                spool: &self.intake.spool,
-                cfg: &self.intake.cfg,
-                destinations: &mut self.destinations,
-                crash_after: &mut self.crash_after,
-            }
-            .clear(&s, now, rep)?;
+            self.own_courier().clear(&s, now, rep)?;
             Ok(None)
         }
     }
@@ -695,6 +675,18 @@ impl Service {
         Ok(())
     }
 
+    /// Delivery, failures and clearing on the service's own store
+    /// connection and destinations (serial ticks).
+    fn own_courier(&mut self) -> Courier<'_> {
+        Courier {
+            store: &mut self.intake.site.store,
+            spool: &self.intake.spool,
+            cfg: &self.intake.cfg,
+            destinations: &mut self.destinations,
+            crash_after: &mut self.crash_after,
+        }
+    }
+
     /// A failed attempt of `s` before its decision (see
     /// [`Courier::failed`]).
     fn failed(
@@ -705,14 +697,7 @@ impl Service {
         now: i64,
         rep: &mut TickReport,
     ) -> Result<(), Error> {
-        Courier {
-            store: &mut self.intake.site.store,
-            spool: &self.intake.spool,
-            cfg: &self.intake.cfg,
-            destinations: &mut self.destinations,
-            crash_after: &mut self.crash_after,
-        }
-        .failed(s, why, delivery, now, rep)
+        self.own_courier().failed(s, why, delivery, now, rep)
     }
 }
 

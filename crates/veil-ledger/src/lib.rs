@@ -17,16 +17,25 @@ pub mod audit;
 mod entry;
 pub mod merkle;
 pub mod note;
+pub mod proof;
 mod sign;
 mod verify;
 
 pub use entry::{Entry, Event};
 pub use merkle::{Frontier, Hash};
 pub use note::{NoteError, NoteVerifier, SignedNote};
+pub use proof::{BundleFailure, ProofBundle, ProofError};
 pub use sign::{
     head_message, key_id, note_verifier, origin, verifying_key_from_hex, Checkpoint, KeyFileError,
     LedgerKey,
 };
+
+/// `web/proof.js`: the browser's check of a [`ProofBundle`] (SHA-256 audit
+/// path, then the checkpoint's Ed25519 signature with WebCrypto). It lives
+/// here, beside the Rust it mirrors, so the two change together; the
+/// portal serves it as a static file, since its Content-Security-Policy
+/// allows no inline script.
+pub const PROOF_JS: &str = include_str!("../web/proof.js");
 
 /// The verifying key type (re-exported so callers need not depend on
 /// ed25519-dalek).

@@ -963,6 +963,30 @@ impl Site {
         Ok(Ok(c))
     }
 
+    /// The proof bundle of entry `position` against the latest stored
+    /// checkpoint (`veil ledger proof`); the inner error says why there is
+    /// none (see [`veil_ledger::ProofError`]). It reads only (no key file,
+    /// no new checkpoint), so a reading host can serve it: a proof must be
+    /// against a head that was signed, and ideally published, on purpose;
+    /// signing one on demand would hand out heads nobody keeps.
+    pub fn proof(
+        &mut self,
+        position: u64,
+    ) -> Result<Result<veil_ledger::ProofBundle, veil_ledger::ProofError>, Error> {
+        use veil_ledger::ProofError;
+        let rows = self.ledger_rows()?;
+        let leaves: Vec<&str> = rows.iter().map(|r| r.entry.as_str()).collect();
+        let entries = leaves.len() as u64;
+        Ok(match stored_checkpoints(&mut self.store)?.pop() {
+            Some(latest) => {
+                veil_ledger::proof::bundle(&leaves, position, &latest, &self.ledger_verifier())
+            }
+            // a missing entry is the clearer message when both apply
+            None if position >= entries => Err(ProofError::NoEntry { position, entries }),
+            None => Err(ProofError::NoCheckpoint),
+        })
+    }
+
     /// Every entry, parsed (for the audit exports).
     pub fn entries(&mut self) -> Result<Vec<Entry>, Error> {
         self.ledger_rows()?
@@ -1170,7 +1194,15 @@ pub fn verify_store(
     verifier: &NoteVerifier,
 ) -> Result<veil_ledger::VerifyReport, Error> {
     let rows = ledger_rows(store)?;
-    let cps: Vec<Checkpoint> = store
+    let cps = stored_checkpoints(store)?;
+    Ok(veil_ledger::verify_log_against(
+        &rows, &cps, notes, verifier,
+    ))
+}
+
+/// The stored checkpoints, smallest size first (the latest last).
+fn stored_checkpoints(store: &mut Store) -> Result<Vec<Checkpoint>, Error> {
+    Ok(store
         .checkpoints()?
         .into_iter()
         .map(|c| Checkpoint {
@@ -1180,10 +1212,7 @@ pub fn verify_store(
             key_id: c.key_id,
             signature: c.signature,
         })
-        .collect();
-    Ok(veil_ledger::verify_log_against(
-        &rows, &cps, notes, verifier,
-    ))
+        .collect())
 }
 
 /// The operator: `--operator`, else `$USER`, else `unknown`.
