@@ -26,6 +26,7 @@
 
 mod secret;
 mod staff;
+pub mod web;
 
 use std::sync::OnceLock;
 

@@ -809,6 +809,14 @@ impl Site {
         Ok(Disclosures { notify, ..d })
     }
 
+    /// Every ledger entry about the patient with keyed reference `pref`,
+    /// each with its inclusion proof checked (as [`Site::disclosures`],
+    /// without the notify list). Why by reference: the patient portal's
+    /// session holds the reference, never the ID.
+    pub fn disclosures_by_ref(&mut self, pref: &str) -> Result<Disclosures, Error> {
+        Ok(self.patient_entries(pref)?.0)
+    }
+
     fn patient_entries(&mut self, pref: &str) -> Result<(Disclosures, Vec<Notify>), Error> {
         let rows = self.ledger_rows()?;
         let leaves: Vec<merkle::Hash> = rows

@@ -77,6 +77,9 @@ pub enum ServeError {
     /// The HTTP listener.
     #[error("http.listen: {0}")]
     Http(#[from] veil_dicomweb::ServerError),
+    /// The patient portal's listener.
+    #[error("portal.listen: {0}")]
+    Portal(#[from] veil_portal::web::WebError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0:?}")]
     Signals(std::io::ErrorKind),
@@ -137,7 +140,7 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
     }
     svc.deliver_concurrently(couriers)?;
     let metrics = Arc::new(Metrics::new());
-    let pool = Arc::new(IntakePool::new(cfg.clone(), db, opts.home.clone()));
+    let pool = Arc::new(IntakePool::new(cfg.clone(), db.clone(), opts.home.clone()));
 
     let dicom_addr = SocketAddr::new(cfg.dicom.bind, cfg.dicom.port);
     let listener = TcpListener::bind(dicom_addr).map_err(|e| ConfigError::Field {
@@ -187,9 +190,11 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
         }
         None => None,
     };
+    let web = start_web(&cfg, db.as_deref(), &opts.home)?;
     tracing::info!(
         dicom = %scp.local_addr(),
         http = ?http.as_ref().map(|h| h.local_addr()),
+        portal = ?web.iter().find(|w| w.0 == "portal").map(|w| w.1.local_addr()),
         routes = cfg.routes.len(),
         "veil serve: ready"
     );
@@ -212,6 +217,9 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
     if let Some(h) = http {
         h.shutdown()?;
     }
+    for (_, w) in web {
+        w.shutdown()?;
+    }
     step(&mut svc, &metrics);
     // what the last ticks handed to the courier is delivered before exit
     if let Err(e) = svc.drain() {
@@ -219,6 +227,51 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
     }
     tracing::info!("veil serve: stopped");
     Ok(())
+}
+
+/// The web listeners of `veil.toml` (issue 19), each on its own thread
+/// and address, named: today the patient portal (`[portal]`); the staff
+/// console (`[console]`) is added here the same way, with its own router
+/// and its own [`Site`], and is stopped with the others.
+///
+/// Each gets its own [`Site`] (its own store connection), so a page never
+/// waits for a tick. TLS on the portal's listener is not served yet: a
+/// `[portal] tls` is refused rather than ignored (patients would be sent
+/// over plain HTTP while the operator believes otherwise); until then the
+/// site's reverse proxy terminates TLS (docs/portal.md).
+fn start_web(
+    cfg: &Config,
+    db: Option<&str>,
+    home: &std::path::Path,
+) -> Result<Vec<(&'static str, veil_portal::web::Background)>, ServeError> {
+    let mut out = Vec::new();
+    if let Some(p) = &cfg.portal {
+        if p.tls.is_some() {
+            return Err(ConfigError::Field {
+                field: "portal.tls".into(),
+                message: "TLS on the portal's own listener is not supported yet: remove it and \
+                          terminate TLS in a reverse proxy in front (public_url = \"https://...\")"
+                    .into(),
+            }
+            .into());
+        }
+        let web = veil_portal::web::WebConfig {
+            portal: veil_portal::Portal {
+                sessions: veil_portal::SessionPolicy::from_config(
+                    p.session_idle_minutes,
+                    p.session_max_hours,
+                ),
+                ..Default::default()
+            },
+            secure_cookies: p.public_url.starts_with("https://"),
+        };
+        let app = veil_portal::web::router(Site::open(db, home)?, web);
+        out.push((
+            "portal",
+            veil_portal::web::Background::start(p.listen, app, "veil-portal")?,
+        ));
+    }
+    Ok(out)
 }
 
 /// One tick, and the metrics it moves; whether it did any work. A failed

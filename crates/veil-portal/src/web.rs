@@ -1,0 +1,1236 @@
+//! The patient portal's web pages (issue 19): an axum [`Router`] over the
+//! functions of this crate, and [`Background`] to serve it from a
+//! synchronous caller (`veil serve`).
+//!
+//! Why server-rendered HTML from maud templates: the pages must work
+//! without JavaScript (the proof check aside), and maud escapes every
+//! interpolated value by construction, so a recipient named
+//! `<script>…` is text, never markup. Nothing here adds a rule to the
+//! core: invitations, passwords, TOTP, sessions and limits are the
+//! crate's; this module maps them to forms, cookies and status codes.
+//!
+//! Security, in one place (see docs/portal.md):
+//! - every response carries the Content-Security-Policy [`CSP`] (no inline
+//!   script or style: the CSS and `proof.js` are files), `nosniff`,
+//!   `Referrer-Policy: no-referrer` and, on pages, `Cache-Control:
+//!   no-store`;
+//! - the session cookie is `HttpOnly; SameSite=Strict; Path=/`, and
+//!   `__Host-` prefixed and `Secure` when the portal is reached over
+//!   HTTPS ([`WebConfig::secure_cookies`]);
+//! - every POST carries a CSRF token: the session's once signed in, a
+//!   double-submit cookie before (sign-in, invitation); without it, 403;
+//! - every object is looked up under the signed-in patient's reference:
+//!   another patient's entry is 404, as is a position with no entry;
+//! - logs hold the route template (`/invite/{token}`, never the token),
+//!   the method and the status: nothing typed, no patient ID.
+//!
+//! The store is synchronous: each handler's store work runs on tokio's
+//! blocking pool under one mutex-guarded [`Site`] (one connection; the
+//! portal's traffic is small, and argon2 dominates a sign-in anyway).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use sha2::{Digest, Sha256};
+use veil_core::Phi;
+use veil_ledger::{Entry, Event};
+use veil_release::{Disclosure, Site};
+
+use crate::{
+    confirm_totp, random_token, sign_in_patient, start_totp, Invitation, Kind, Portal, PortalError,
+    Secret, Session, Sessions,
+};
+
+/// The Content-Security-Policy of every response: scripts, styles and
+/// everything else from the portal's own origin, no plugins, no framing,
+/// forms only to itself.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The portal's stylesheet, served as `/static/portal.css`.
+pub const PORTAL_CSS: &str = include_str!("../web/portal.css");
+
+/// What "verified" says, as `proof.js` writes it.
+const VERIFIED: &str = "verified against the hospital's signed log";
+
+/// The web layer's settings.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    /// Limits and session lifetimes.
+    pub portal: Portal,
+    /// Whether patients reach the portal over HTTPS (the listener's own
+    /// TLS, or a proxy's: `public_url` starts with `https://`). Then the
+    /// cookies are `Secure` and `__Host-` prefixed, which a browser only
+    /// accepts over HTTPS; over plain HTTP (a test on loopback) they would
+    /// be dropped, so they are plain there.
+    pub secure_cookies: bool,
+}
+
+/// The clock: unix seconds. Injected so tests can expire sessions.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+struct AppState {
+    site: Mutex<Site>,
+    cfg: WebConfig,
+    clock: Clock,
+}
+
+type St = Arc<AppState>;
+
+/// The portal's router over `site`, on the system clock.
+pub fn router(site: Site, cfg: WebConfig) -> Router {
+    router_with_clock(site, cfg, Arc::new(system_clock))
+}
+
+/// The portal's router with an injected clock (tests).
+pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
+    let st = Arc::new(AppState {
+        site: Mutex::new(site),
+        cfg,
+        clock,
+    });
+    Router::new()
+        .route("/", get(list))
+        .route("/invite/{token}", get(invite_form).post(invite_submit))
+        .route("/signin", get(signin_form).post(signin_submit))
+        .route("/signout", axum::routing::post(signout))
+        .route("/totp", get(totp_form).post(totp_submit))
+        .route("/entries/{position}", get(entry_page))
+        .route("/lookups", get(lookups))
+        .route("/about-proofs", get(about_proofs))
+        .route("/static/proof.js", get(proof_js))
+        .route("/static/portal.css", get(portal_css))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .fallback(not_found_handler)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(st)
+}
+
+// ---- middleware ---------------------------------------------------------------
+
+/// Sets the security headers, and logs the route template and status
+/// (never the path itself: it may hold an invitation token).
+async fn security_headers(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "(unmatched)".into());
+    let method = req.method().clone();
+    let started = Instant::now();
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status = res.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "portal request"
+    );
+    res
+}
+
+// ---- helpers ------------------------------------------------------------------
+
+/// Runs `f` on the blocking pool with the site and the current time.
+async fn with_site<T: Send + 'static>(
+    st: &St,
+    f: impl FnOnce(&mut Site, i64) -> T + Send + 'static,
+) -> Result<T, Response> {
+    let st = st.clone();
+    tokio::task::spawn_blocking(move || {
+        let now = (st.clock)();
+        let mut site = st.site.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut site, now)
+    })
+    .await
+    .map_err(|_| server_error())
+}
+
+fn server_error() -> Response {
+    tracing::error!("portal: a request failed inside (store or site)");
+    page_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        None,
+        html! { p { "The portal could not answer. Please try again later." } },
+    )
+}
+
+fn internal(e: PortalError) -> Response {
+    // store and site errors name tables and kinds, never values
+    tracing::error!(error = %e, "portal: store or site error");
+    server_error()
+}
+
+fn cookie_name(st: &AppState, base: &str) -> String {
+    if st.cfg.secure_cookies {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn set_cookie(st: &AppState, base: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+    let mut c = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict",
+        cookie_name(st, base)
+    );
+    if st.cfg.secure_cookies {
+        c.push_str("; Secure");
+    }
+    if let Some(a) = max_age {
+        c.push_str(&format!("; Max-Age={a}"));
+    }
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+const SESSION: &str = "veil_session";
+const PRE_CSRF: &str = "veil_csrf";
+
+/// The form's fields (first value of each name).
+fn form(body: &Bytes) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        m.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    m
+}
+
+fn same(a: &str, b: &str) -> bool {
+    Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+fn forbidden() -> Response {
+    page_response(
+        StatusCode::FORBIDDEN,
+        "This form has expired",
+        None,
+        html! {
+            p { "The form was sent without its security token, or with an old one. "
+                "Please go back, reload the page and try again." }
+            p { a href="/signin" { "Sign in" } }
+        },
+    )
+}
+
+fn not_found(session: Option<&Session>) -> Response {
+    page_response(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        session,
+        html! {
+            p { "There is nothing here. The address may be mistyped, or the record is not yours." }
+            p { a href="/" { "Back to where my images went" } }
+        },
+    )
+}
+
+async fn not_found_handler() -> Response {
+    not_found(None)
+}
+
+/// The signed-in patient's session (touched: its idle time restarts),
+/// or the redirect to the sign-in page.
+async fn patient_session(st: &St, headers: &HeaderMap) -> Result<(Session, String), Response> {
+    let Some(token) = cookie_value(headers, &cookie_name(st, SESSION)) else {
+        return Err(redirect("/signin"));
+    };
+    let policy = st.cfg.portal.sessions;
+    let t = token.clone();
+    let found = with_site(st, move |site, now| -> crate::Result<Option<Session>> {
+        let s = Sessions::lookup(&mut site.store, &policy, &t, now)?;
+        if s.is_some() {
+            Sessions::touch(&mut site.store, &t, now)?;
+        }
+        Ok(s)
+    })
+    .await?
+    .map_err(internal)?;
+    match found {
+        Some(s) if s.kind == Kind::Patient => Ok((s, token)),
+        _ => Err(redirect("/signin")),
+    }
+}
+
+/// A pre-session CSRF token: the cookie's, or a new one (then set).
+fn pre_csrf(st: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    if let Some(v) = cookie_value(headers, &cookie_name(st, PRE_CSRF)) {
+        if v.len() == 43 {
+            return (v, None);
+        }
+    }
+    let t = random_token()
+        .map(|s| s.expose().clone())
+        .unwrap_or_default();
+    let c = set_cookie(st, PRE_CSRF, &t, None);
+    (t, Some(c))
+}
+
+fn pre_csrf_ok(st: &AppState, headers: &HeaderMap, f: &HashMap<String, String>) -> bool {
+    match (
+        cookie_value(headers, &cookie_name(st, PRE_CSRF)),
+        f.get("csrf"),
+    ) {
+        (Some(c), Some(v)) => !c.is_empty() && same(&c, v),
+        _ => false,
+    }
+}
+
+// ---- layout -------------------------------------------------------------------
+
+fn layout(title: &str, session: Option<&Session>, script: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Patient portal" }
+                link rel="stylesheet" href="/static/portal.css";
+                @if script {
+                    script type="module" src="/static/proof.js" {}
+                }
+            }
+            body {
+                a class="skip" href="#main" { "Skip to main content" }
+                header class="site" {
+                    p class="brand" { "Patient portal" }
+                    @if let Some(s) = session {
+                        nav aria-label="Portal" {
+                            ul {
+                                li { a href="/" { "Where my images went" } }
+                                li { a href="/lookups" { "Who looked at my record" } }
+                                li { a href="/about-proofs" { "What “verified” means" } }
+                                li {
+                                    form method="post" action="/signout" {
+                                        input type="hidden" name="csrf" value=(s.csrf.expose());
+                                        button type="submit" { "Sign out" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                main id="main" tabindex="-1" {
+                    h1 { (title) }
+                    (body)
+                }
+                footer class="site" {
+                    p { "Your hospital's privacy gateway. " a href="/about-proofs" { "How records are proved" } }
+                }
+            }
+        }
+    }
+}
+
+fn page_response(
+    status: StatusCode,
+    title: &str,
+    session: Option<&Session>,
+    body: Markup,
+) -> Response {
+    html_response(status, layout(title, session, false, body))
+}
+
+fn html_response(status: StatusCode, m: Markup) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        m.into_string(),
+    )
+        .into_response()
+}
+
+fn with_cookies(mut r: Response, cookies: impl IntoIterator<Item = HeaderValue>) -> Response {
+    for c in cookies {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    r
+}
+
+fn error_box(msg: Option<&str>) -> Markup {
+    html! {
+        @if let Some(m) = msg {
+            div class="error" role="alert" id="form-error" { p { (m) } }
+        }
+    }
+}
+
+// ---- static -------------------------------------------------------------------
+
+async fn proof_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        veil_ledger::PROOF_JS,
+    )
+        .into_response()
+}
+
+async fn portal_css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PORTAL_CSS,
+    )
+        .into_response()
+}
+
+// ---- invitation ---------------------------------------------------------------
+
+fn invite_page(csrf: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Set your password",
+        None,
+        false,
+        html! {
+            p { "Your hospital invited you to see where your medical images were sent. "
+                "Choose a password to finish." }
+            (error_box(error))
+            form method="post" {
+                input type="hidden" name="csrf" value=(csrf);
+                div class="field" {
+                    label for="password" { "New password" }
+                    p class="hint" id="password-hint" { "At least 12 characters. A few words you will remember work well." }
+                    input id="password" name="password" type="password" autocomplete="new-password"
+                        required minlength="12" maxlength="1024" aria-describedby="password-hint";
+                }
+                div class="field" {
+                    label for="password2" { "Type the password again" }
+                    input id="password2" name="password2" type="password" autocomplete="new-password" required;
+                }
+                button type="submit" { "Set password and sign in" }
+            }
+        },
+    )
+}
+
+async fn invite_form(State(st): State<St>, headers: HeaderMap) -> Response {
+    let (csrf, cookie) = pre_csrf(&st, &headers);
+    with_cookies(
+        html_response(StatusCode::OK, invite_page(&csrf, None)),
+        cookie,
+    )
+}
+
+async fn invite_submit(
+    State(st): State<St>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    if !pre_csrf_ok(&st, &headers, &f) {
+        return forbidden();
+    }
+    let csrf = f.get("csrf").cloned().unwrap_or_default();
+    let password = Secret::new(f.get("password").cloned().unwrap_or_default());
+    let again = f.get("password2").cloned().unwrap_or_default();
+    if !same(password.expose(), &again) {
+        return html_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            invite_page(
+                &csrf,
+                Some("The two passwords differ. Please type them again."),
+            ),
+        );
+    }
+    let portal = st.cfg.portal;
+    let token = Secret::new(token);
+    let r = with_site(&st, move |site, now| -> crate::Result<_> {
+        let pref = Invitation::redeem(site, &portal.limits, &token, &password, now)?;
+        Sessions::create(&mut site.store, &portal.sessions, Kind::Patient, &pref, now)
+    })
+    .await;
+    let r = match r {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match r {
+        Ok(s) => with_cookies(
+            redirect("/"),
+            [set_cookie(
+                &st,
+                SESSION,
+                s.token.expose(),
+                Some(portal.sessions.max_seconds),
+            )],
+        ),
+        Err(PortalError::WeakPassword(m)) => html_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            invite_page(&csrf, Some(&m)),
+        ),
+        Err(
+            e @ (PortalError::InvitationUnknown
+            | PortalError::InvitationUsed
+            | PortalError::InvitationExpired
+            | PortalError::Locked { .. }),
+        ) => {
+            let status = if matches!(e, PortalError::Locked { .. }) {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            page_response(
+                status,
+                "This invitation cannot be used",
+                None,
+                html! {
+                    p { (e.to_string()) "." }
+                    p { "If you already set a password, " a href="/signin" { "sign in" } ". "
+                        "If you forgot it, ask the hospital for a new invitation." }
+                },
+            )
+        }
+        Err(e) => internal(e),
+    }
+}
+
+// ---- sign-in and sign-out -----------------------------------------------------
+
+fn signin_page(csrf: &str, error: Option<&str>, ask_code: bool) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        false,
+        html! {
+            p { "Sign in to see where your medical images were sent and who looked at your record." }
+            (error_box(error))
+            form method="post" action="/signin" {
+                input type="hidden" name="csrf" value=(csrf);
+                div class="field" {
+                    label for="patient_id" { "Patient ID" }
+                    p class="hint" id="pid-hint" { "As printed on your hospital letter." }
+                    input id="patient_id" name="patient_id" type="text" autocomplete="username"
+                        required aria-describedby="pid-hint";
+                }
+                div class="field" {
+                    label for="password" { "Password" }
+                    input id="password" name="password" type="password" autocomplete="current-password" required;
+                }
+                div class="field" {
+                    label for="code" { "Code from your authenticator app" }
+                    p class="hint" id="code-hint" {
+                        @if ask_code { "Your account needs this code: enter the 6 digits your app shows." }
+                        @else { "Only if you set one up; otherwise leave empty." }
+                    }
+                    input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
+                        pattern="[0-9]{6}" maxlength="6" aria-describedby="code-hint";
+                }
+                button type="submit" { "Sign in" }
+            }
+            p { "Forgot your password? Ask the hospital for a new invitation." }
+        },
+    )
+}
+
+async fn signin_form(State(st): State<St>, headers: HeaderMap) -> Response {
+    let (csrf, cookie) = pre_csrf(&st, &headers);
+    with_cookies(
+        html_response(StatusCode::OK, signin_page(&csrf, None, false)),
+        cookie,
+    )
+}
+
+async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response {
+    let f = form(&body);
+    if !pre_csrf_ok(&st, &headers, &f) {
+        return forbidden();
+    }
+    let csrf = f.get("csrf").cloned().unwrap_or_default();
+    let pid = Phi::new(f.get("patient_id").cloned().unwrap_or_default());
+    let password = Secret::new(f.get("password").cloned().unwrap_or_default());
+    let code = f
+        .get("code")
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| Secret::new(c.clone()));
+    let portal = st.cfg.portal;
+    let r = match with_site(&st, move |site, now| {
+        sign_in_patient(site, &portal, &pid, &password, code.as_ref(), now)
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match r {
+        Ok(s) => with_cookies(
+            redirect("/"),
+            [set_cookie(
+                &st,
+                SESSION,
+                s.token.expose(),
+                Some(portal.sessions.max_seconds),
+            )],
+        ),
+        Err(PortalError::TotpRequired) => html_response(
+            StatusCode::UNAUTHORIZED,
+            signin_page(
+                &csrf,
+                Some("Please enter the code from your authenticator app as well."),
+                true,
+            ),
+        ),
+        Err(PortalError::BadCredentials) => html_response(
+            StatusCode::UNAUTHORIZED,
+            signin_page(
+                &csrf,
+                Some("Sign-in refused: wrong patient ID, password or code."),
+                false,
+            ),
+        ),
+        Err(PortalError::Locked {
+            retry_after_seconds,
+        }) => {
+            let mut r = html_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                signin_page(
+                    &csrf,
+                    Some(&format!(
+                        "Too many failed attempts. Please wait {retry_after_seconds} seconds and try again."
+                    )),
+                    false,
+                ),
+            );
+            if let Ok(v) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn signout(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response {
+    let (session, token) = match patient_session(&st, &headers).await {
+        Ok(s) => s,
+        // no session: nothing to end (a CSRF token cannot be checked, and
+        // signing out nobody changes nothing)
+        Err(_) => return forbidden(),
+    };
+    let f = form(&body);
+    if !Sessions::csrf_ok(&session, f.get("csrf").map(|s| s.as_str()).unwrap_or("")) {
+        return forbidden();
+    }
+    if let Err(r) = with_site(&st, move |site, _| {
+        Sessions::revoke(&mut site.store, &token)
+    })
+    .await
+    {
+        return r;
+    }
+    with_cookies(redirect("/signin"), [set_cookie(&st, SESSION, "", Some(0))])
+}
+
+// ---- TOTP enrollment ----------------------------------------------------------
+
+fn totp_page(session: &Session, e: &crate::TotpEnrollment, error: Option<&str>) -> Markup {
+    layout(
+        "Add a sign-in code",
+        Some(session),
+        false,
+        html! {
+            p { "With a code from an authenticator app, someone who learns your password still cannot sign in." }
+            ol {
+                li { "In your authenticator app, add an account by typing this key:" }
+            }
+            p class="secret" { code { (e.secret_base32.expose()) } }
+            details {
+                summary { "Or use this setup link" }
+                p class="secret" { code { (e.uri.expose()) } }
+            }
+            (error_box(error))
+            form method="post" action="/totp" {
+                input type="hidden" name="csrf" value=(session.csrf.expose());
+                input type="hidden" name="nonce" value=(e.nonce.expose());
+                div class="field" {
+                    label for="code" { "The 6-digit code your app shows now" }
+                    input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
+                        pattern="[0-9]{6}" maxlength="6" required;
+                }
+                button type="submit" { "Turn on sign-in codes" }
+            }
+            p { a href="/" { "Not now" } }
+        },
+    )
+}
+
+async fn totp_form(State(st): State<St>, headers: HeaderMap) -> Response {
+    let (session, _) = match patient_session(&st, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let subject = session.subject.clone();
+    match with_site(&st, move |site, _| {
+        start_totp(site, Kind::Patient, &subject)
+    })
+    .await
+    {
+        Ok(Ok(e)) => html_response(StatusCode::OK, totp_page(&session, &e, None)),
+        Ok(Err(e)) => internal(e),
+        Err(r) => r,
+    }
+}
+
+async fn totp_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response {
+    let (session, _) = match patient_session(&st, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let f = form(&body);
+    if !Sessions::csrf_ok(&session, f.get("csrf").map(|s| s.as_str()).unwrap_or("")) {
+        return forbidden();
+    }
+    let nonce = Secret::new(f.get("nonce").cloned().unwrap_or_default());
+    let code = Secret::new(f.get("code").cloned().unwrap_or_default());
+    let subject = session.subject.clone();
+    let r = with_site(&st, move |site, now| {
+        confirm_totp(site, Kind::Patient, &subject, &nonce, &code, now)
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => redirect("/"),
+        Ok(Err(PortalError::BadCredentials)) => {
+            // a fresh key: the old nonce came from the form, and is not
+            // trusted to be shown again
+            let subject = session.subject.clone();
+            match with_site(&st, move |site, _| {
+                start_totp(site, Kind::Patient, &subject)
+            })
+            .await
+            {
+                Ok(Ok(e)) => html_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    totp_page(
+                        &session,
+                        &e,
+                        Some(
+                            "That code did not match. Add this new key to your app and try again.",
+                        ),
+                    ),
+                ),
+                Ok(Err(e)) => internal(e),
+                Err(r) => r,
+            }
+        }
+        Ok(Err(e)) => internal(e),
+        Err(r) => r,
+    }
+}
+
+// ---- where my images went -----------------------------------------------------
+
+/// Entries a patient sees on "Where my images went": releases and
+/// refusals (consent changes, staff actions and the rest are the site's
+/// bookkeeping; lookups have their own page).
+fn shown(e: &Entry) -> bool {
+    matches!(e.event, Event::Release | Event::Refusal)
+}
+
+/// What a patient reads for an entry, gathered with the store.
+struct EntryView {
+    position: u64,
+    date: String,
+    released: bool,
+    recipient: String,
+    category: Option<String>,
+    purpose: String,
+    studies: u64,
+    images: u64,
+    checks: &'static str,
+    reason: String,
+    in_signed_log: bool,
+    details: StudyDetails,
+}
+
+/// The studies an entry is about and what the recipient received, in
+/// plain language. Empty for now: the site-local study index and the
+/// recipe's plain-language summary are being built apart (issue 19);
+/// [`study_details`] is where they plug in.
+#[derive(Debug, Default)]
+struct StudyDetails {
+    /// One line per study ("CT of the chest, 3 March 2026").
+    studies: Vec<String>,
+    /// What the recipient received ("images without your name, ...").
+    received: Option<String>,
+}
+
+/// Fills [`StudyDetails`] for an entry. To be completed once the study
+/// index and recipe summaries exist; until then the pages say that the
+/// details are not available yet.
+fn study_details(_site: &mut Site, _entry: &Entry) -> StudyDetails {
+    StudyDetails::default()
+}
+
+fn checks_text(v: &str) -> &'static str {
+    match v {
+        "pass" => "passed",
+        "fail" => "found a problem (the images were not sent)",
+        "not-run" => "not run",
+        _ => "not applicable",
+    }
+}
+
+fn view(site: &mut Site, d: &Disclosure) -> crate::Result<EntryView> {
+    let e = &d.entry;
+    let category = site.store.recipient(&e.recipient)?.and_then(|r| r.category);
+    Ok(EntryView {
+        position: d.position,
+        date: e.time.get(..10).unwrap_or(&e.time).to_string(),
+        released: e.event == Event::Release,
+        recipient: e.recipient.clone(),
+        category,
+        purpose: e.purpose.clone(),
+        studies: u64::from(e.study_ref.is_some()),
+        images: e.instances,
+        checks: checks_text(&e.verification),
+        reason: e.reason.clone(),
+        in_signed_log: d.proof_ok,
+        details: study_details(site, e),
+    })
+}
+
+fn patient_views(site: &mut Site, pref: &str) -> crate::Result<Vec<EntryView>> {
+    let d = site.disclosures_by_ref(pref)?;
+    d.entries
+        .iter()
+        .filter(|d| shown(&d.entry))
+        .map(|d| view(site, d))
+        .collect()
+}
+
+fn event_text(v: &EntryView) -> &'static str {
+    if v.released {
+        "Sent"
+    } else {
+        "Not sent (refused)"
+    }
+}
+
+async fn list(State(st): State<St>, headers: HeaderMap) -> Response {
+    let (session, _) = match patient_session(&st, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let pref = session.subject.clone();
+    let r = with_site(&st, move |site, _| -> crate::Result<_> {
+        let views = patient_views(site, &pref)?;
+        let totp = site
+            .store
+            .portal_patient(&pref)?
+            .is_some_and(|a| a.totp_nonce.is_some());
+        Ok((views, totp))
+    })
+    .await;
+    let (views, totp) = match r {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return internal(e),
+        Err(r) => return r,
+    };
+    html_response(
+        StatusCode::OK,
+        layout(
+            "Where my images went",
+            Some(&session),
+            false,
+            html! {
+                @if !totp {
+                    aside class="notice" aria-labelledby="totp-h" {
+                        h2 id="totp-h" { "Protect your account" }
+                        p { "Add a code from an authenticator app to your sign-in. "
+                            a href="/totp" { "Add a sign-in code" } }
+                    }
+                }
+                p { "Every time the hospital sent your images to someone, or decided not to, it is listed here, newest first." }
+                @if views.is_empty() {
+                    p { "Nothing yet: your images have not been sent to anyone." }
+                } @else {
+                    ul class="entries" {
+                        @for v in views.iter().rev() {
+                            li {
+                                article aria-labelledby=(format!("e{}", v.position)) {
+                                    h2 id=(format!("e{}", v.position)) {
+                                        a href=(format!("/entries/{}", v.position)) {
+                                            (event_text(v)) " to " (v.recipient)
+                                        }
+                                    }
+                                    dl {
+                                        dt { "Date" } dd { time datetime=(v.date) { (v.date) } }
+                                        dt { "Recipient" } dd { (v.recipient)
+                                            @if let Some(c) = &v.category { " (" (c) ")" } }
+                                        dt { "Purpose" } dd { (v.purpose) }
+                                        dt { "Studies" } dd { (v.studies) " (" (v.images) " images)" }
+                                        dt { "Checks on the images" } dd { (v.checks) }
+                                        dt { "In the hospital's signed log" } dd {
+                                            @if v.in_signed_log { "yes" } @else { "not confirmed" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+async fn entry_page(
+    State(st): State<St>,
+    Path(position): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (session, _) = match patient_session(&st, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(position) = position.parse::<u64>() else {
+        return not_found(Some(&session));
+    };
+    let pref = session.subject.clone();
+    let r = with_site(&st, move |site, _| -> crate::Result<_> {
+        // authorized here: only the patient's own entries are candidates
+        let views = patient_views(site, &pref)?;
+        let Some(v) = views.into_iter().find(|v| v.position == position) else {
+            return Ok(None);
+        };
+        let proof = site.proof(position)?;
+        Ok(Some((v, proof)))
+    })
+    .await;
+    let (v, proof) = match r {
+        Ok(Ok(Some(x))) => x,
+        Ok(Ok(None)) => return not_found(Some(&session)),
+        Ok(Err(e)) => return internal(e),
+        Err(r) => return r,
+    };
+    let title = format!("{} to {}", event_text(&v), v.recipient);
+    html_response(
+        StatusCode::OK,
+        layout(
+            &title,
+            Some(&session),
+            true,
+            html! {
+                dl {
+                    dt { "Date" } dd { time datetime=(v.date) { (v.date) } }
+                    dt { "What happened" } dd { (event_text(&v)) }
+                    dt { "Recipient" } dd { (v.recipient)
+                        @if let Some(c) = &v.category { " (" (c) ")" } }
+                    dt { "Purpose" } dd { (v.purpose) }
+                    dt { "Studies" } dd {
+                        @if v.details.studies.is_empty() {
+                            (v.studies) " (" (v.images) " images); study details are not available yet"
+                        } @else {
+                            ul { @for s in &v.details.studies { li { (s) } } }
+                        }
+                    }
+                    dt { "What the recipient received" } dd {
+                        @match &v.details.received {
+                            Some(r) => (r),
+                            None => @if v.released {
+                                "Copies of the images with your name and other details that identify you removed or replaced."
+                            } @else { "Nothing." },
+                        }
+                    }
+                    @if !v.released {
+                        dt { "Why not" } dd { (v.reason) }
+                    }
+                    dt { "Checks on the images" } dd { (v.checks) }
+                }
+                section data-veil-proof aria-labelledby="proof-h" {
+                    h2 id="proof-h" { "Is this record in the hospital's signed log?" }
+                    @match &proof {
+                        Ok(b) => {
+                            script type="application/json" {
+                                (PreEscaped(proof_json(b)))
+                            }
+                            p data-veil-proof-result role="status" aria-live="polite" {
+                                "This check runs in your browser and needs JavaScript."
+                            }
+                        }
+                        Err(e) => {
+                            p role="status" { "No proof is available yet: " (proof_unavailable(e)) }
+                        }
+                    }
+                    p { a href="/about-proofs" { "What “verified” means and how to check it yourself" } }
+                }
+            },
+        ),
+    )
+}
+
+/// The bundle as JSON for a `<script type="application/json">` data
+/// block: `<` written `\u003c`, so no text in an entry can close the
+/// block (`</script>`) or open a comment; JSON reads it back as `<`.
+pub fn proof_json(b: &veil_ledger::ProofBundle) -> String {
+    serde_json::to_string(b)
+        .unwrap_or_default()
+        .replace('<', "\\u003c")
+}
+
+fn proof_unavailable(e: &veil_ledger::ProofError) -> &'static str {
+    use veil_ledger::ProofError::*;
+    match e {
+        NoCheckpoint | NotCovered { .. } => {
+            "the hospital signs its log regularly, and has not signed it since this record was added."
+        }
+        _ => "the hospital's log needs checking; please contact the hospital.",
+    }
+}
+
+// ---- about proofs -------------------------------------------------------------
+
+async fn about_proofs(State(st): State<St>, headers: HeaderMap) -> Response {
+    let session = patient_session(&st, &headers).await.ok().map(|s| s.0);
+    let key = match with_site(&st, |site, _| site.ledger_verifier().to_string()).await {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    html_response(
+        StatusCode::OK,
+        layout(
+            "What “verified” means",
+            session.as_ref(),
+            false,
+            html! {
+                p { "Every time the hospital sends your images, or refuses to, it writes a record in a log. "
+                    "The log is built so that a record cannot be changed or removed later without it showing: "
+                    "each record is sealed into a summary that the hospital signs with its key." }
+                p { "When a record says “" (VERIFIED) "”, your browser itself checked, "
+                    "without trusting the portal's word, that the record is part of the log the hospital signed." }
+                h2 { "What the check cannot tell you" }
+                p { "The check proves the record is in a log signed with the key below. "
+                    "It cannot prove that the key is the hospital's: compare it with the key "
+                    "the hospital publishes elsewhere, for example on its letters or its website." }
+                h2 { "The hospital's verifier key" }
+                p class="secret" { code { (key) } }
+                h2 { "Checking a proof yourself" }
+                p { "Each record's proof is a small file anyone can check with free tools. It holds:" }
+                ul {
+                    li { "the record exactly as written in the log;" }
+                    li { "the path of hashes from the record to the top of the log (RFC 6962);" }
+                    li { "the signed summary of the log (a signed note: size, top hash, Ed25519 signature);" }
+                    li { "the verifier key above." }
+                }
+                ol {
+                    li { "Check that the verifier key is the one the hospital publishes." }
+                    li { "Check the signature of the summary with that key." }
+                    li { "Hash the record (SHA-256 of a zero byte and the record), then combine it with each hash of the path; the result must equal the summary's top hash." }
+                }
+                p { "The hospital's staff can give you the proof file of any record "
+                    "(command " code { "veil ledger proof --position N --json" } ")." }
+            },
+        ),
+    )
+}
+
+// ---- who looked at my record --------------------------------------------------
+
+async fn lookups(State(st): State<St>, headers: HeaderMap) -> Response {
+    let (session, _) = match patient_session(&st, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let pref = session.subject.clone();
+    let rows = match with_site(&st, move |site, _| site.store.portal_lookups_for(&pref)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return internal(e.into()),
+        Err(r) => return r,
+    };
+    html_response(
+        StatusCode::OK,
+        layout(
+            "Who looked at my record",
+            Some(&session),
+            false,
+            html! {
+                p { "Each time a member of the hospital's staff looked up your record in the privacy gateway, "
+                    "it is listed here with their role. Every look-up is also written in the hospital's signed log." }
+                @if rows.is_empty() {
+                    p { "No one has looked up your record." }
+                } @else {
+                    table {
+                        caption { "Look-ups of your record, newest first" }
+                        thead { tr { th scope="col" { "Date and time (UTC)" } th scope="col" { "Staff role" } } }
+                        tbody {
+                            @for (role, at) in rows.iter().rev() {
+                                tr {
+                                    td { (crate::rfc3339(*at).replace('T', " ").replace('Z', "")) }
+                                    td { (role_text(role)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        ),
+    )
+}
+
+fn role_text(r: &str) -> &str {
+    match r {
+        "admin" => "administrator",
+        "reviewer" => "reviewer",
+        "auditor" => "auditor",
+        other => other,
+    }
+}
+
+// ---- serving ------------------------------------------------------------------
+
+/// Why the portal could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {kind:?}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS error's kind.
+        kind: std::io::ErrorKind,
+    },
+    /// Serving failed, or the thread could not start.
+    #[error("portal server: {0}")]
+    Serve(String),
+}
+
+/// Serves `app` on `listener` until `shutdown` completes; in-flight
+/// requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WebError> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| WebError::Serve(e.to_string()))
+}
+
+/// A web listener on its own thread and tokio runtime, for a synchronous
+/// caller (`veil serve`). Generic over the router so the staff console
+/// can be started the same way on its own address.
+#[derive(Debug)]
+pub struct Background {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), WebError>>>,
+}
+
+impl Background {
+    /// Binds `addr` and serves `app` on a new thread named `name`;
+    /// returns once bound.
+    pub fn start(addr: SocketAddr, app: Router, name: &str) -> Result<Background, WebError> {
+        // two workers: pages are small; store work runs on the blocking pool
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| WebError::Serve(e.to_string()))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|e| WebError::Bind {
+                addr,
+                kind: e.kind(),
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| WebError::Serve(e.to_string()))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                runtime.block_on(serve(listener, app, async {
+                    let _ = stopped.await;
+                }))
+            })
+            .map_err(|e| WebError::Serve(e.to_string()))?;
+        Ok(Background {
+            addr: local,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish, joins the thread.
+    pub fn shutdown(mut self) -> Result<(), WebError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), WebError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| WebError::Serve("the portal thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
