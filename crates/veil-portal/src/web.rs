@@ -459,7 +459,35 @@ fn invite_page(csrf: &str, error: Option<&str>) -> Markup {
     )
 }
 
-async fn invite_form(State(st): State<St>, headers: HeaderMap) -> Response {
+async fn invite_form(
+    State(st): State<St>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    // a used or expired link says so at once, before a password is typed;
+    // a read only (the redemption counts failures): the token has 256
+    // random bits, there is nothing to probe
+    let th = crate::token_hash(&token);
+    let inv = match with_site(&st, move |site, now| {
+        site.store
+            .portal_invitation(&th)
+            .map(|i| i.map(|i| (i.used_at.is_some(), i.expires_at <= now)))
+    })
+    .await
+    {
+        Ok(Ok(i)) => i,
+        Ok(Err(e)) => return internal(e.into()),
+        Err(r) => return r,
+    };
+    let refused = match inv {
+        None => Some(PortalError::InvitationUnknown),
+        Some((true, _)) => Some(PortalError::InvitationUsed),
+        Some((_, true)) => Some(PortalError::InvitationExpired),
+        Some(_) => None,
+    };
+    if let Some(e) = refused {
+        return invitation_refused(e);
+    }
     let (csrf, cookie) = pre_csrf(&st, &headers);
     with_cookies(
         html_response(StatusCode::OK, invite_page(&csrf, None)),
@@ -519,25 +547,27 @@ async fn invite_submit(
             | PortalError::InvitationUsed
             | PortalError::InvitationExpired
             | PortalError::Locked { .. }),
-        ) => {
-            let status = if matches!(e, PortalError::Locked { .. }) {
-                StatusCode::TOO_MANY_REQUESTS
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            page_response(
-                status,
-                "This invitation cannot be used",
-                None,
-                html! {
-                    p { (e.to_string()) "." }
-                    p { "If you already set a password, " a href="/signin" { "sign in" } ". "
-                        "If you forgot it, ask the hospital for a new invitation." }
-                },
-            )
-        }
+        ) => invitation_refused(e),
         Err(e) => internal(e),
     }
+}
+
+fn invitation_refused(e: PortalError) -> Response {
+    let status = if matches!(e, PortalError::Locked { .. }) {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    page_response(
+        status,
+        "This invitation cannot be used",
+        None,
+        html! {
+            p { (e.to_string()) "." }
+            p { "If you already set a password, " a href="/signin" { "sign in" } ". "
+                "If you forgot it, ask the hospital for a new invitation." }
+        },
+    )
 }
 
 // ---- sign-in and sign-out -----------------------------------------------------
@@ -658,9 +688,12 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
 async fn signout(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response {
     let (session, token) = match patient_session(&st, &headers).await {
         Ok(s) => s,
-        // no session: nothing to end (a CSRF token cannot be checked, and
-        // signing out nobody changes nothing)
-        Err(_) => return forbidden(),
+        // no live session (expired, or signed out in another tab): there
+        // is nothing to end and nothing a forged request could do, so
+        // the person lands where a signed-out person belongs
+        Err(_) => {
+            return with_cookies(redirect("/signin"), [set_cookie(&st, SESSION, "", Some(0))])
+        }
     };
     let f = form(&body);
     if !Sessions::csrf_ok(&session, f.get("csrf").map(|s| s.as_str()).unwrap_or("")) {
@@ -853,6 +886,10 @@ fn patient_views(site: &mut Site, pref: &str) -> crate::Result<Vec<EntryView>> {
         .collect()
 }
 
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn event_text(v: &EntryView) -> &'static str {
     if v.released {
         "Sent"
@@ -913,7 +950,7 @@ async fn list(State(st): State<St>, headers: HeaderMap) -> Response {
                                         dt { "Recipient" } dd { (v.recipient)
                                             @if let Some(c) = &v.category { " (" (c) ")" } }
                                         dt { "Purpose" } dd { (v.purpose) }
-                                        dt { "Studies" } dd { (v.studies) " (" (v.images) " images)" }
+                                        dt { "Studies" } dd { (counted(v.studies, "study", "studies")) ", " (counted(v.images, "image", "images")) }
                                         dt { "Checks on the images" } dd { (v.checks) }
                                         dt { "In the hospital's signed log" } dd {
                                             @if v.in_signed_log { "yes" } @else { "not confirmed" } }
@@ -973,7 +1010,8 @@ async fn entry_page(
                     dt { "Purpose" } dd { (v.purpose) }
                     dt { "Studies" } dd {
                         @if v.details.studies.is_empty() {
-                            (v.studies) " (" (v.images) " images); study details are not available yet"
+                            (counted(v.studies, "study", "studies")) ", " (counted(v.images, "image", "images"))
+                            "; study details are not available yet"
                         } @else {
                             ul { @for s in &v.details.studies { li { (s) } } }
                         }

@@ -274,11 +274,28 @@ fn invitation_sets_password_signs_in_and_lands_on_the_list() {
     // B's entry is not listed
     assert!(!list.body.contains("/entries/1\""));
 
-    // the invitation is one-time
+    // the invitation is one-time: the link says so before a password
+    // is typed, and a form posted anyway is refused
     let mut other = Client::default();
-    let r = redeem(&p, &mut other, &ta, "another long password");
+    let r = other.get(&p, &format!("/invite/{ta}"));
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("already used"), "{}", r.body);
+    let r = other.get(&p, "/signin");
+    let csrf = Client::csrf(&r);
+    let r = other.post(
+        &p,
+        &format!("/invite/{ta}"),
+        &[
+            ("csrf", &csrf),
+            ("password", "another long password"),
+            ("password2", "another long password"),
+        ],
+    );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("already used"), "{}", r.body);
+    let r = other.get(&p, "/invite/not-a-token");
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("not valid"), "{}", r.body);
 
     // one entry, with its proof block and the script as a file
     let e = c.get(&p, "/entries/0");
@@ -330,6 +347,10 @@ fn invitation_sets_password_signs_in_and_lands_on_the_list() {
     let r = replay.get(&p, "/");
     assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/signin"));
 
+    // signing out without a session lands on the sign-in page
+    let r = replay.post(&p, "/signout", &[("csrf", &csrf)]);
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/signin"));
+
     // sign in again with the patient ID and password
     let form = c.get(&p, "/signin");
     let csrf = Client::csrf(&form);
@@ -345,6 +366,16 @@ fn invitation_sets_password_signs_in_and_lands_on_the_list() {
     );
     assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/"));
     assert_eq!(c.get(&p, "/").status, StatusCode::OK);
+}
+
+#[test]
+fn an_expired_invitation_is_refused() {
+    let (p, ta, _) = portal("web-inv-expired");
+    p.clock.fetch_add(15 * 86_400, Ordering::SeqCst);
+    let mut c = Client::default();
+    let r = c.get(&p, &format!("/invite/{ta}"));
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("expired"), "{}", r.body);
 }
 
 #[test]
