@@ -1,5 +1,5 @@
 //! The patient portal's and the staff console's core (issue 19): the
-//! domain the web pages call, without the web layer.
+//! domain the web pages call; the patient portal's pages are in [`web`].
 //!
 //! - [`Invitation`]: staff issue a one-time, expiring invitation for a
 //!   patient; redeeming it sets the patient's password (a first account,
@@ -85,10 +85,11 @@ pub enum PortalError {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, PortalError>;
 
-/// Sign-in limits. Why per subject rather than per address: the web
-/// layer is not here yet, and a subject's limit is what stops guessing
-/// one account's password from many addresses; the web layer may add
-/// per-address keys through [`Limits::check`] and [`Limits::record`].
+/// Sign-in limits. Why per subject rather than per address: a subject's
+/// limit is what stops guessing one account's password from many
+/// addresses (and behind a proxy the portal sees one address); the web
+/// layer may add per-address keys through [`Limits::check`] and
+/// [`Limits::record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Failed attempts allowed per key within the window (5).
