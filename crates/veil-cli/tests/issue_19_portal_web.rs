@@ -129,7 +129,13 @@ fn issue_19_serve_starts_the_portal_and_stops_it_on_sigterm() {
     let mut child = veil_test::veil_command(BIN, &home, None)
         .args(["-v", "serve", "--config", cfg.to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
         .spawn()
         .unwrap();
     let t = Instant::now();
