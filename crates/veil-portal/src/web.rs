@@ -120,7 +120,7 @@ pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
         .route("/static/portal.css", get(portal_css))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found_handler)
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(st.clone(), security_headers))
         .with_state(st)
 }
 
@@ -128,7 +128,8 @@ pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
 
 /// Sets the security headers, and logs the route template and status
 /// (never the path itself: it may hold an invitation token).
-async fn security_headers(req: Request, next: Next) -> Response {
+async fn security_headers(State(st): State<St>, req: Request, next: Next) -> Response {
+    let secure = st.cfg.secure_cookies;
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -151,6 +152,13 @@ async fn security_headers(req: Request, next: Next) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if secure {
+        // reached over HTTPS (a proxy's): browsers keep to HTTPS for a year
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -622,7 +630,12 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
         return forbidden();
     }
     let csrf = f.get("csrf").cloned().unwrap_or_default();
-    let pid = Phi::new(f.get("patient_id").cloned().unwrap_or_default());
+    // spaces around a pasted ID are not part of it
+    let pid = Phi::new(
+        f.get("patient_id")
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default(),
+    );
     let password = Secret::new(f.get("password").cloned().unwrap_or_default());
     let code = f
         .get("code")
@@ -1107,7 +1120,9 @@ async fn about_proofs(State(st): State<St>, headers: HeaderMap) -> Response {
                 ol {
                     li { "Check that the verifier key is the one the hospital publishes." }
                     li { "Check the signature of the summary with that key." }
-                    li { "Hash the record (SHA-256 of a zero byte and the record), then combine it with each hash of the path; the result must equal the summary's top hash." }
+                    li { "Hash the record (SHA-256 of a zero byte and the record), then combine it with each hash of the path "
+                         "(SHA-256 of a one byte, the left hash and the right hash); the result must equal the summary's top hash, "
+                         "and the summary's size must cover the record's position." }
                 }
                 p { "The hospital's staff can give you the proof file of any record "
                     "(command " code { "veil ledger proof --position N --json" } ")." }

@@ -368,6 +368,72 @@ fn invitation_sets_password_signs_in_and_lands_on_the_list() {
     assert_eq!(c.get(&p, "/").status, StatusCode::OK);
 }
 
+/// The value of the hidden input `name` in a page.
+fn hidden(page: &Reply, name: &str) -> String {
+    let pat = format!("name=\"{name}\" value=\"");
+    let i = page
+        .body
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {name}: {}", page.body));
+    let rest = &page.body[i + pat.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+#[test]
+fn totp_enrollment_then_sign_in_needs_the_code() {
+    let (p, ta, _) = portal("web-totp");
+    let mut c = Client::default();
+    redeem(&p, &mut c, &ta, PW_A);
+    let page = c.get(&p, "/totp");
+    assert_eq!(page.status, StatusCode::OK);
+    let i = page.body.find("otpauth://").unwrap();
+    let uri = page.body[i..i + page.body[i..].find('<').unwrap()].replace("&amp;", "&");
+    assert!(!uri.contains(PID_A), "the app's account name is not the ID");
+    let totp = totp_rs::TOTP::from_url(&uri).unwrap();
+    let now = p.clock.load(Ordering::SeqCst) as u64;
+    let (csrf, nonce) = (hidden(&page, "csrf"), hidden(&page, "nonce"));
+    // a wrong code: refused, a new key shown
+    let r = c.post(
+        &p,
+        "/totp",
+        &[("csrf", &csrf), ("nonce", &nonce), ("code", "000000")],
+    );
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("did not match"));
+    let code = totp.generate(now);
+    let r = c.post(
+        &p,
+        "/totp",
+        &[("csrf", &csrf), ("nonce", &nonce), ("code", &code)],
+    );
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/"));
+    // enrolled: the list no longer offers it
+    assert!(!c.get(&p, "/").body.contains("href=\"/totp\""));
+
+    let mut d = Client::default();
+    let csrf = Client::csrf(&d.get(&p, "/signin"));
+    let r = d.post(
+        &p,
+        "/signin",
+        &[("csrf", &csrf), ("patient_id", PID_A), ("password", PW_A)],
+    );
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("enter the code"), "{}", r.body);
+    p.clock.fetch_add(30, Ordering::SeqCst);
+    let code = totp.generate(now + 30);
+    let r = d.post(
+        &p,
+        "/signin",
+        &[
+            ("csrf", &csrf),
+            ("patient_id", PID_A),
+            ("password", PW_A),
+            ("code", &code),
+        ],
+    );
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/"));
+}
+
 #[test]
 fn an_expired_invitation_is_refused() {
     let (p, ta, _) = portal("web-inv-expired");
