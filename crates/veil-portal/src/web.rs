@@ -1228,6 +1228,16 @@ impl Background {
     /// Binds `addr` and serves `app` on a new thread named `name`;
     /// returns once bound.
     pub fn start(addr: SocketAddr, app: Router, name: &str) -> Result<Background, WebError> {
+        Background::start_with(addr, app, name, None)
+    }
+
+    /// As [`Background::start`], over HTTPS with `tls` when given.
+    pub fn start_with(
+        addr: SocketAddr,
+        app: Router,
+        name: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Background, WebError> {
         // two workers: pages are small; store work runs on the blocking pool
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -1247,9 +1257,22 @@ impl Background {
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                runtime.block_on(serve(listener, app, async {
-                    let _ = stopped.await;
-                }))
+                runtime.block_on(async move {
+                    let shutdown = async {
+                        let _ = stopped.await;
+                    };
+                    match tls {
+                        None => serve(listener, app, shutdown).await,
+                        Some(tls) => {
+                            let l = TlsListener::new(listener, tls)
+                                .map_err(|e| WebError::Serve(e.to_string()))?;
+                            axum::serve(l, app)
+                                .with_graceful_shutdown(shutdown)
+                                .await
+                                .map_err(|e| WebError::Serve(e.to_string()))
+                        }
+                    }
+                })
             })
             .map_err(|e| WebError::Serve(e.to_string()))?;
         Ok(Background {
@@ -1279,6 +1302,69 @@ impl Background {
                 .map_err(|_| WebError::Serve("the portal thread panicked".into()))?,
             None => Ok(()),
         }
+    }
+}
+
+/// A listener that hands axum TLS streams: TCP connections are accepted
+/// here and each handshake runs in its own task (with a time limit), so a
+/// client that stalls mid-handshake delays no one else.
+struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    addr: SocketAddr,
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl TlsListener {
+    fn new(
+        listener: tokio::net::TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(_) => {
+                        // out of descriptors and the like: back off briefly
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    if let Ok(Ok(s)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                    {
+                        let _ = tx.send((s, peer)).await;
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { rx, addr })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // the accepting task never ends while the runtime runs
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
     }
 }
 

@@ -235,10 +235,10 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
 /// and its own [`Site`], and is stopped with the others.
 ///
 /// Each gets its own [`Site`] (its own store connection), so a page never
-/// waits for a tick. TLS on the portal's listener is not served yet: a
-/// `[portal] tls` is refused rather than ignored (patients would be sent
-/// over plain HTTP while the operator believes otherwise); until then the
-/// site's reverse proxy terminates TLS (docs/portal.md).
+/// waits for a tick. With `[portal] tls` the portal serves HTTPS itself
+/// (rustls); without, a reverse proxy in front terminates TLS
+/// (docs/portal.md), and `public_url` says whether patients are on HTTPS
+/// (then the cookies are `Secure`).
 fn start_web(
     cfg: &Config,
     db: Option<&str>,
@@ -246,15 +246,17 @@ fn start_web(
 ) -> Result<Vec<(&'static str, veil_portal::web::Background)>, ServeError> {
     let mut out = Vec::new();
     if let Some(p) = &cfg.portal {
-        if p.tls.is_some() {
-            return Err(ConfigError::Field {
+        // HTTPS on the listener itself: the same rustls (ring) loading as
+        // the DICOM listener's, without client certificates
+        let tls = p
+            .tls
+            .as_ref()
+            .map(|t| veil_dimse::tls::server_config(&t.cert, &t.key, None))
+            .transpose()
+            .map_err(|e| ConfigError::Field {
                 field: "portal.tls".into(),
-                message: "TLS on the portal's own listener is not supported yet: remove it and \
-                          terminate TLS in a reverse proxy in front (public_url = \"https://...\")"
-                    .into(),
-            }
-            .into());
-        }
+                message: e.to_string(),
+            })?;
         let web = veil_portal::web::WebConfig {
             portal: veil_portal::Portal {
                 sessions: veil_portal::SessionPolicy::from_config(
@@ -263,12 +265,12 @@ fn start_web(
                 ),
                 ..Default::default()
             },
-            secure_cookies: p.public_url.starts_with("https://"),
+            secure_cookies: tls.is_some() || p.public_url.starts_with("https://"),
         };
         let app = veil_portal::web::router(Site::open(db, home)?, web);
         out.push((
             "portal",
-            veil_portal::web::Background::start(p.listen, app, "veil-portal")?,
+            veil_portal::web::Background::start_with(p.listen, app, "veil-portal", tls)?,
         ));
     }
     Ok(out)
