@@ -36,7 +36,8 @@ VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspa
 # the header-only build: no libtesseract linked or needed (README, features)
 VEIL_CORPUS="$PWD/target/corpus/base" scripts/header-only.sh
 
-# the in-browser ledger proof check in real Chromium (Debian chromium,
+# the in-browser ledger proof check and the patient portal (served by
+# `veil serve`) in real Chromium (Debian chromium,
 # Playwright from PyPI, axe-core from npm: scripts/browser-deps.sh)
 scripts/test-browser.sh
 
