@@ -13,7 +13,7 @@
 //! - every response carries the Content-Security-Policy [`CSP`] (no inline
 //!   script or style: the CSS and `proof.js` are files), `nosniff`,
 //!   `Referrer-Policy: no-referrer` and, on pages, `Cache-Control:
-//!   no-store`;
+//!   no-store`; over HTTPS also HSTS;
 //! - the session cookie is `HttpOnly; SameSite=Strict; Path=/`, and
 //!   `__Host-` prefixed and `Secure` when the portal is reached over
 //!   HTTPS ([`WebConfig::secure_cookies`]);
@@ -27,6 +27,12 @@
 //! The store is synchronous: each handler's store work runs on tokio's
 //! blocking pool under one mutex-guarded [`Site`] (one connection; the
 //! portal's traffic is small, and argon2 dominates a sign-in anyway).
+//! "Where my images went" and an entry's proof read the whole ledger per
+//! request (`Site::disclosures_by_ref`, `Site::proof`): fine for a site's
+//! log today, to be indexed before a load test says otherwise.
+//!
+//! HTTPS: [`Background::start_with`] serves TLS itself (rustls) when given
+//! a server configuration; without one, a reverse proxy terminates TLS.
 
 use std::collections::HashMap;
 use std::future::Future;
