@@ -273,6 +273,10 @@ fn start_web(
             veil_portal::web::Background::start_with(p.listen, app, "veil-portal", tls)?,
         ));
     }
+    if cfg.console.is_some() {
+        // configured ahead of its pages: say so rather than look started
+        tracing::warn!("[console] is configured but the staff console is not served yet");
+    }
     Ok(out)
 }
 
