@@ -137,6 +137,17 @@ pub fn evaluate(site: &mut Site, rules: &FlagRules, now: i64) -> Result<Vec<NewF
     Ok(out)
 }
 
+/// The lookup rule alone: what the web layer calls right after
+/// [`crate::record_lookup`] (it reads no ledger, so it is cheap on every
+/// lookup; [`evaluate`] runs it too).
+pub fn evaluate_lookups(site: &mut Site, rules: &FlagRules, now: i64) -> Result<Vec<NewFlag>> {
+    let mut out = Vec::new();
+    if rules.lookup_without_reason {
+        lookups(site, &mut out, now)?;
+    }
+    Ok(out)
+}
+
 /// Greedy windows from each patient's first release: a burst keeps the
 /// key of its first release however many join it later, so a burst is
 /// one flag.
@@ -316,7 +327,9 @@ fn lookups(site: &mut Site, out: &mut Vec<NewFlag>, now: i64) -> Result<()> {
 /// entry at `position` carries the patient's own reference. The text is
 /// stored as typed (at most [`MAX_REPORT_CHARS`]) and never logged.
 /// `patient_ref` is the signed-in patient's (`Session::subject` of a
-/// patient session).
+/// patient session). While the patient's report on an entry is open, a
+/// new one on the same entry returns the open one's id (the first text
+/// stays). Returns the flag's id.
 pub fn report(
     site: &mut Site,
     patient_ref: &str,
@@ -336,6 +349,18 @@ pub fn report(
         .is_some_and(|e| e.patient_ref.as_deref() == Some(patient_ref));
     if !own {
         return Err(PortalError::Invalid("no such entry in your history".into()));
+    }
+    // one open report per entry: a second one returns the first, so a
+    // patient (or a stolen session) cannot fill the console's list
+    if let Some(f) = site
+        .store
+        .portal_flags_for(patient_ref)?
+        .into_iter()
+        .find(|f| {
+            f.source == "patient" && f.status == "open" && f.ledger_seq == Some(position as i64)
+        })
+    {
+        return Ok(f.id);
     }
     let id = new_id()?;
     site.store.portal_insert_flag(&FlagRow {

@@ -183,6 +183,11 @@ fn suite(db: Option<&str>, home: &Path, corpus: &Path) {
     assert!(flags::report(&mut site, &pa, 10_000, "x", now()).is_err());
     assert!(flags::report(&mut site, &pa, pos_a, "  ", now()).is_err());
     assert!(flags::report(&mut site, &pa, pos_a, &"x".repeat(2001), now()).is_err());
+    assert_eq!(
+        flags::report(&mut site, &pa, pos_a, "again", now()).unwrap(),
+        fid,
+        "one open report per entry"
+    );
     let mine = site.store.portal_flags_for(&pa).unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].id, fid);
@@ -282,7 +287,10 @@ fn suite(db: Option<&str>, home: &Path, corpus: &Path) {
         .unwrap();
     record_lookup(&mut site, &rita, &Phi::new(A.to_string()), now()).unwrap();
     record_lookup(&mut site, &rita, &Phi::new(B.to_string()), now()).unwrap();
-    let raised = evaluate(&mut site, &only("lookup"), now()).unwrap();
+    assert!(flags::evaluate_lookups(&mut site, &only("burst"), now())
+        .unwrap()
+        .is_empty());
+    let raised = flags::evaluate_lookups(&mut site, &only("lookup"), now()).unwrap();
     assert_eq!(raised.len(), 1, "{raised:?}");
     assert_eq!(raised[0].rule, rule::LOOKUP);
     assert_eq!(raised[0].patient_ref, pb);
