@@ -254,7 +254,7 @@ fn tampering_is_detected_and_located_on_postgresql() {
     // the same schema on both engines
     let mut s = Store::open(Some(&url), &home).unwrap();
     assert_eq!(s.backend(), "postgresql");
-    assert_eq!(s.schema_version().unwrap(), 6);
+    assert_eq!(s.schema_version().unwrap(), 7);
     std::fs::remove_dir_all(&home).unwrap();
 }
 

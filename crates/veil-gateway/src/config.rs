@@ -61,6 +61,94 @@ pub struct Config {
     pub portal: Option<PortalConfig>,
     /// `[console]`: the staff console (issue 19).
     pub console: Option<ConsoleConfig>,
+    /// `[flags]`: the rules that raise flags by themselves (issue 19);
+    /// defaults when absent.
+    pub flags: FlagsConfig,
+}
+
+/// `[flags]`: thresholds of the rules that raise flags by themselves
+/// (`veil_portal::FlagRules` has the same fields and defaults; the web
+/// layer copies them across). Rules are data so that a site tunes them
+/// to its volumes without a new build.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagsConfig {
+    /// Raise when at least this many releases about one patient fall
+    /// within `burst_window_hours` (0: rule off).
+    pub burst_releases: u32,
+    /// Hours, 1 to 720.
+    pub burst_window_hours: u32,
+    /// Raise when a recipient's releases today exceed this factor times
+    /// its daily average (0: rule off; else 1 to 1000).
+    pub volume_factor: f64,
+    /// Days the average is taken over, 1 to 365.
+    pub volume_baseline_days: u32,
+    /// ... and only when today's count is at least this.
+    pub volume_min_count: u32,
+    /// Raise when staff look up a patient with no open flag.
+    pub lookup_without_reason: bool,
+    /// Raise when a release is refused by a withdrawn consent.
+    pub release_after_withdrawal: bool,
+}
+
+// volume_factor is checked finite when parsed
+impl Eq for FlagsConfig {}
+
+impl Default for FlagsConfig {
+    fn default() -> Self {
+        FlagsConfig {
+            burst_releases: 10,
+            burst_window_hours: 24,
+            volume_factor: 5.0,
+            volume_baseline_days: 30,
+            volume_min_count: 20,
+            lookup_without_reason: true,
+            release_after_withdrawal: true,
+        }
+    }
+}
+
+/// `[flags]`, checked; defaults when absent.
+fn flags_section(doc: &toml::Table) -> Result<FlagsConfig, ConfigError> {
+    let Some(v) = doc.get("flags") else {
+        return Ok(FlagsConfig::default());
+    };
+    // an integer factor (`volume_factor = 5`) is as good as `5.0`
+    let mut v = v.clone();
+    if let Some(t) = v.as_table_mut() {
+        if let Some(toml::Value::Integer(n)) = t.get("volume_factor").cloned() {
+            t.insert("volume_factor".into(), toml::Value::Float(n as f64));
+        }
+    }
+    let f: FlagsConfig = section(
+        "flags",
+        &v,
+        &[
+            ("burst_releases", is::<u32>),
+            ("burst_window_hours", is::<u32>),
+            ("volume_factor", is::<f64>),
+            ("volume_baseline_days", is::<u32>),
+            ("volume_min_count", is::<u32>),
+            ("lookup_without_reason", is::<bool>),
+            ("release_after_withdrawal", is::<bool>),
+        ],
+    )?;
+    if f.burst_releases == 1 {
+        return Err(field(
+            "flags.burst_releases",
+            "must be 0 (off) or at least 2: one release is not a burst",
+        ));
+    }
+    if !(1..=720).contains(&f.burst_window_hours) {
+        return Err(field("flags.burst_window_hours", "must be 1 to 720 hours"));
+    }
+    if !(f.volume_factor == 0.0 || (1.0..=1000.0).contains(&f.volume_factor)) {
+        return Err(field("flags.volume_factor", "must be 0 (off) or 1 to 1000"));
+    }
+    if !(1..=365).contains(&f.volume_baseline_days) {
+        return Err(field("flags.volume_baseline_days", "must be 1 to 365 days"));
+    }
+    Ok(f)
 }
 
 /// `[portal]`: the patient portal's web listener.
@@ -125,6 +213,8 @@ pub struct PortalFile {
     pub console: Option<ConsoleConfig>,
     /// `[store] url`.
     pub store_url: Option<String>,
+    /// `[flags]`.
+    pub flags: FlagsConfig,
 }
 
 impl PortalFile {
@@ -145,6 +235,7 @@ impl PortalFile {
             portal,
             console,
             store_url: store_section(&doc)?.and_then(|s| s.url),
+            flags: flags_section(&doc)?,
         })
     }
 }
@@ -524,8 +615,8 @@ struct RawSpool {
     dir: Option<PathBuf>,
 }
 
-const SECTIONS: [&str; 8] = [
-    "dicom", "http", "store", "spool", "queue", "route", "portal", "console",
+const SECTIONS: [&str; 9] = [
+    "dicom", "http", "store", "spool", "queue", "route", "portal", "console", "flags",
 ];
 
 /// Checks one key's value has the type its field expects.
@@ -823,6 +914,7 @@ impl Config {
             routes,
             portal,
             console,
+            flags: flags_section(&doc)?,
         })
     }
 

@@ -55,8 +55,8 @@ pub mod spool;
 
 pub use config::{
     parse_destination, ClientTlsConfig, Config, ConfigError, ConsoleConfig, DestinationUrl,
-    DicomConfig, HttpConfig, PortalConfig, PortalFile, PortalTlsConfig, QueueConfig, Route,
-    TlsConfig,
+    DicomConfig, FlagsConfig, HttpConfig, PortalConfig, PortalFile, PortalTlsConfig, QueueConfig,
+    Route, TlsConfig,
 };
 pub use destination::{DeliveryError, Destination, FileDestination};
 pub use service::{

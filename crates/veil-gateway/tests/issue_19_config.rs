@@ -156,3 +156,63 @@ fn issue_19_portal_config_errors_name_the_field() {
     // another port on the same address is fine
     PortalFile::parse(&PORTAL.replace("127.0.0.1:8444", "127.0.0.1:9000")).unwrap();
 }
+
+#[test]
+fn issue_19_flags_section_defaults_and_values() {
+    let c = Config::parse(ROUTE).unwrap();
+    assert_eq!(c.flags, veil_gateway::FlagsConfig::default());
+    assert_eq!(c.flags.burst_releases, 10);
+    let text = format!(
+        "{ROUTE}\n[flags]\nburst_releases = 3\nburst_window_hours = 2\nvolume_factor = 4\nvolume_baseline_days = 7\nvolume_min_count = 5\nlookup_without_reason = false\nrelease_after_withdrawal = false\n"
+    );
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(c.flags.burst_releases, 3);
+    assert_eq!(c.flags.burst_window_hours, 2);
+    assert_eq!(c.flags.volume_factor, 4.0);
+    assert_eq!(c.flags.volume_baseline_days, 7);
+    assert_eq!(c.flags.volume_min_count, 5);
+    assert!(!c.flags.lookup_without_reason);
+    assert!(!c.flags.release_after_withdrawal);
+    // the portal's own reading of veil.toml sees the same section
+    let p = PortalFile::parse(&format!("{PORTAL}\n[flags]\nvolume_factor = 2.5\n")).unwrap();
+    assert_eq!(p.flags.volume_factor, 2.5);
+}
+
+#[test]
+fn issue_19_flags_errors_name_the_field() {
+    for (body, want) in [
+        (
+            "burst_releases = 1",
+            "flags.burst_releases: must be 0 (off) or at least 2",
+        ),
+        ("burst_releases = -1", "flags.burst_releases:"),
+        (
+            "burst_window_hours = 0",
+            "flags.burst_window_hours: must be 1 to 720",
+        ),
+        (
+            "volume_factor = 0.5",
+            "flags.volume_factor: must be 0 (off) or 1 to 1000",
+        ),
+        ("volume_factor = nan", "flags.volume_factor:"),
+        ("volume_factor = \"x\"", "flags.volume_factor: invalid type"),
+        (
+            "volume_baseline_days = 0",
+            "flags.volume_baseline_days: must be 1 to 365",
+        ),
+        (
+            "lookup_without_reason = 1",
+            "flags.lookup_without_reason: invalid type",
+        ),
+        ("burst = 3", "flags.burst: unknown field"),
+    ] {
+        let e = Config::parse(&format!("{ROUTE}\n[flags]\n{body}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{body}: {e}");
+        let e = PortalFile::parse(&format!("[flags]\n{body}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{body} (portal file): {e}");
+    }
+}

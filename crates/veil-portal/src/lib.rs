@@ -19,14 +19,25 @@
 //! - Staff accounts with roles; every staff action is a ledger entry
 //!   ([`veil_ledger::Event::StaffAction`]) committed with the row it
 //!   changes.
+//! - "Where my images went" ([`portal_history`]): the ledger's entries
+//!   about a patient joined with the site-local study index and the
+//!   recipient registry, and what each recipient received in plain
+//!   language ([`summary`], generated from the recipe).
+//! - [`flags`]: patient reports, rules as data ([`FlagRules`], from
+//!   `[flags]`) evaluated idempotently from the ledger, handling as a
+//!   staff action.
+//! - The console's [`dashboard`].
 //!
 //! Time is always a parameter (unix seconds): tests inject a clock, and
 //! nothing here reads the system time. Nothing here prints or logs, and
 //! no error carries a value a person typed, a token or a patient ID.
 
+pub mod flags;
 mod secret;
 mod staff;
 pub mod web;
+pub mod summary;
+mod views;
 
 use std::sync::OnceLock;
 
@@ -38,8 +49,11 @@ use veil_release::Site;
 use veil_store::portal::{InvitationRow, SessionRow};
 use veil_store::{Store, StoreError};
 
+pub use flags::{evaluate, FlagRules, NewFlag, Outcome};
 pub use secret::Secret;
 pub use staff::{add_staff, record_lookup, set_staff_disabled, sign_in_staff, Role};
+pub use summary::{recipe_summary, recipe_summary_toml};
+pub use views::{dashboard, portal_history, Dashboard, DayCount, HistoryItem, HistoryStudy};
 
 /// Errors. None carries a password, token, TOTP code or patient ID.
 #[derive(Debug, thiserror::Error)]

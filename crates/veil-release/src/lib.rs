@@ -78,6 +78,12 @@ pub struct Site {
     ledger_vk: veil_ledger::merkle_vk::VerifyingKey,
     ledger_key_path: PathBuf,
     site_key: Key,
+    /// Study index rows of decided, not yet logged studies, by (release
+    /// id, inputs digest): the append that logs a study's entry writes its
+    /// row in the same transaction. Why here and not on the entry: the
+    /// ledger must never hold them, and the gateway's `log_decisions`
+    /// receives only entries.
+    pending_index: PendingIndex,
 }
 
 /// The environment variable naming the ledger signing key file, so that it
@@ -351,6 +357,7 @@ impl Site {
             ledger_key,
             ledger_vk,
             ledger_key_path: paths.ledger,
+            pending_index: Default::default(),
             site_key,
         })
     }
@@ -432,6 +439,7 @@ impl Site {
             ledger_key: Some(ledger_key),
             ledger_vk: vk,
             ledger_key_path: paths.ledger,
+            pending_index: Default::default(),
             site_key,
         };
         let bad = refs
@@ -1019,9 +1027,30 @@ impl Site {
         staged: Vec<Option<veil_store::Staged>>,
     ) -> Result<Vec<u64>, Error> {
         let key = signing_key(&self.ledger_key, &self.ledger_key_path)?;
-        Ok(self
-            .store
-            .transaction(|s| append_in(s, key, entries, staged))?)
+        let index = take_index(&mut self.pending_index, &entries);
+        let r = self.store.transaction(|s| {
+            let pos = append_in(s, key, entries, staged)?;
+            insert_index(s, &index, &pos)?;
+            Ok(pos)
+        });
+        Ok(restore_index(&mut self.pending_index, index, r)?)
+    }
+
+    /// Keeps the study index row of a decided study until its entry is
+    /// logged. Bounded: a caller deciding studies it never logs (errors)
+    /// cannot grow it without end; dropping rows only loses details from
+    /// the patient's history, never a ledger entry.
+    pub(crate) fn index_pending(
+        &mut self,
+        release_id: &str,
+        inputs_digest: &str,
+        row: veil_store::portal::StudyIndexRow,
+    ) {
+        if self.pending_index.len() >= 100_000 {
+            self.pending_index.clear();
+        }
+        self.pending_index
+            .insert((release_id.to_string(), inputs_digest.to_string()), row);
     }
 
     /// Appends the entries of decided studies ([`Site::decide_study`]) in
@@ -1036,11 +1065,14 @@ impl Site {
     ) -> Result<Vec<u64>, Error> {
         let key = signing_key(&self.ledger_key, &self.ledger_key_path)?;
         let n = entries.len();
-        Ok(self.store.transaction(|s| {
+        let index = take_index(&mut self.pending_index, &entries);
+        let r = self.store.transaction(|s| {
             let pos = append_in(s, key, entries, vec![None; n])?;
+            insert_index(s, &index, &pos)?;
             then(s, &pos)?;
             Ok(pos)
-        })?)
+        });
+        Ok(restore_index(&mut self.pending_index, index, r)?)
     }
 
     /// Deletes staged outputs whose retention ended by `now` (RFC 3339
@@ -1131,6 +1163,51 @@ impl Site {
 /// with entry i's position. Returns the positions. Why a function of its
 /// own: a consent, default or recipient change and its entry must commit
 /// in the same transaction.
+type PendingIndex = std::collections::BTreeMap<(String, String), veil_store::portal::StudyIndexRow>;
+type TakenIndex = Vec<Option<((String, String), veil_store::portal::StudyIndexRow)>>;
+
+/// The pending study index rows of `entries` (releases and refusals
+/// only), removed from `pending` with their keys.
+fn take_index(pending: &mut PendingIndex, entries: &[Entry]) -> TakenIndex {
+    entries
+        .iter()
+        .map(|e| match (&e.event, &e.inputs_digest) {
+            (Event::Release | Event::Refusal, Some(d)) => {
+                let k = (e.release_id.clone(), d.clone());
+                pending.remove(&k).map(|r| (k, r))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes the study index rows with their entries' positions.
+fn insert_index(s: &mut Store, index: &TakenIndex, pos: &[u64]) -> Result<(), StoreError> {
+    for (row, p) in index.iter().zip(pos) {
+        if let Some((_, row)) = row {
+            s.insert_study_index(&veil_store::portal::StudyIndexRow {
+                ledger_seq: *p as i64,
+                ..row.clone()
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// After the append: when it failed (rolled back), the rows wait again
+/// for the same entries, so a caller that retries them (the gateway does)
+/// still indexes its studies.
+fn restore_index<T>(
+    pending: &mut PendingIndex,
+    index: TakenIndex,
+    r: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if r.is_err() {
+        pending.extend(index.into_iter().flatten());
+    }
+    r
+}
+
 fn append_in(
     s: &mut Store,
     key: &LedgerKey,

@@ -148,6 +148,12 @@ struct Group {
     study: String,
     files: Vec<PathBuf>,
     sops: BTreeSet<String>,
+    /// What the site-local study index keeps (see
+    /// [`veil_store::portal::StudyIndexRow`]): the first non-empty
+    /// StudyDate and StudyDescription seen, and every modality.
+    date: String,
+    description: String,
+    modalities: BTreeSet<String>,
 }
 
 /// A fresh release id (64 random bits, hex). A failing random source is an
@@ -343,8 +349,22 @@ impl Site {
         let rec = &p.rec;
         let staged_root = work.staged_root;
         let patient_ref = g.patient.as_ref().map(|x| self.patient_ref(x));
+        let inputs_digest = self.inputs_ref(&g.sops.iter().map(String::as_str).collect::<Vec<_>>());
+        if let Some(pr) = &patient_ref {
+            self.index_pending(
+                &p.release_id,
+                &inputs_digest,
+                veil_store::portal::StudyIndexRow {
+                    ledger_seq: 0,
+                    patient_ref: pr.clone(),
+                    study_date: g.date.clone(),
+                    modalities: g.modalities.iter().cloned().collect::<Vec<_>>().join(","),
+                    description: g.description.clone(),
+                    instances: g.files.len() as i64,
+                },
+            );
+        }
         let study_ref = (!g.study.is_empty()).then(|| self.study_ref(&g.study));
-        let sops: Vec<&str> = g.sops.iter().map(String::as_str).collect();
         let mut d = StudyDecision {
             entry: Entry {
                 v: 1,
@@ -360,7 +380,7 @@ impl Site {
                 study_ref,
                 output_study_uid: None,
                 instances: g.files.len() as u64,
-                inputs_digest: Some(self.inputs_ref(&sops)),
+                inputs_digest: Some(inputs_digest),
                 output_digest: None,
                 verification: "not-run".into(),
                 operator: p.operator.clone(),
@@ -779,9 +799,32 @@ fn read_inputs(inputs: &[PathBuf]) -> Result<Inputs, Error> {
                 study,
                 files: Vec::new(),
                 sops: BTreeSet::new(),
+                date: String::new(),
+                description: String::new(),
+                modalities: BTreeSet::new(),
             });
         g.files.push(f.clone());
         g.sops.insert(sop);
+        let text = |t: Tag| {
+            d.dataset
+                .ascii(t)
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        if g.date.is_empty() {
+            g.date = text(Tag(0x0008, 0x0020));
+        }
+        if g.description.is_empty() {
+            g.description = text(Tag(0x0008, 0x1030));
+        }
+        for t in [Tag(0x0008, 0x0061), Tag(0x0008, 0x0060)] {
+            for m in text(t).split('\\') {
+                let m = m.trim();
+                if !m.is_empty() {
+                    g.modalities.insert(m.to_string());
+                }
+            }
+        }
     }
     let mut patients_of_study: BTreeMap<&str, usize> = BTreeMap::new();
     for g in groups.values() {

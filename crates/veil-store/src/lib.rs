@@ -320,6 +320,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     );
     CREATE INDEX portal_flags_patient ON portal_flags (patient_ref);",
     ),
+    (
+        7,
+        "site-local study index (PHI-adjacent: never leaves the site), flag keys",
+        "CREATE TABLE study_index (
+        ledger_seq BIGINT PRIMARY KEY,
+        patient_ref TEXT NOT NULL,
+        study_date TEXT NOT NULL,
+        modalities TEXT NOT NULL,
+        description TEXT NOT NULL,
+        instances BIGINT NOT NULL
+    );
+    CREATE INDEX study_index_patient ON study_index (patient_ref);
+    ALTER TABLE portal_flags ADD COLUMN flag_key TEXT;
+    CREATE UNIQUE INDEX portal_flags_key ON portal_flags (flag_key);",
+    ),
 ];
 
 /// The default `$VEIL_HOME`: `$XDG_DATA_HOME/veil`, else
@@ -1271,7 +1286,7 @@ mod tests {
             .unwrap();
         }
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 6);
+        assert_eq!(s.schema_version().unwrap(), 7);
         let v = s.consent_versions_for("ref1").unwrap();
         assert_eq!(v.len(), 1);
         assert_eq!((v[0].consent.id.as_str(), v[0].version), ("import-0", 1));
@@ -1299,7 +1314,7 @@ mod tests {
         let home = std::env::temp_dir().join(format!("veil-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         let mut s = Store::open(None, &home).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 6);
+        assert_eq!(s.schema_version().unwrap(), 7);
         assert!(home.join("veil.db").is_file());
         s.set_default("ai-training", SiteDefault::OptOut).unwrap();
         drop(s);

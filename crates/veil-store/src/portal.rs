@@ -1,4 +1,5 @@
-//! The patient portal's and the staff console's rows (migration 6).
+//! The patient portal's and the staff console's rows (migration 6), and
+//! the site-local study index and flag keys (migration 7).
 //!
 //! Storage only: the rules (what expires when, how many failed sign-ins
 //! lock a subject out, what a password must be) live in crate
@@ -83,6 +84,27 @@ pub struct FlagRow {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+}
+
+/// One decided study in the site-local study index (migration 7): what
+/// the patient needs to recognise a study in "where my images went".
+/// PHI-adjacent (a date, a modality and a description, joined to the
+/// patient's keyed reference): it stays in the site's store, never enters
+/// the ledger, and never leaves the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudyIndexRow {
+    /// The ledger position of the study's release or refusal.
+    pub ledger_seq: i64,
+    /// The keyed patient reference.
+    pub patient_ref: String,
+    /// StudyDate as in the input (`YYYYMMDD`), empty when absent.
+    pub study_date: String,
+    /// Distinct modalities, sorted, joined with `,` (`CT,SR`).
+    pub modalities: String,
+    /// StudyDescription, empty when absent.
+    pub description: String,
+    /// Instances in the study (input side).
+    pub instances: i64,
 }
 
 const FLAG_STATUSES: [&str; 3] = ["open", "handled", "dismissed"];
@@ -429,6 +451,14 @@ impl Store {
 
     /// Records a flag.
     pub fn portal_insert_flag(&mut self, f: &FlagRow) -> Result<(), StoreError> {
+        self.insert_flag(f, None)?;
+        Ok(())
+    }
+
+    /// Why one statement with `ON CONFLICT DO NOTHING` (SQLite and
+    /// PostgreSQL both have it): two evaluations racing cannot both
+    /// insert a keyed flag.
+    fn insert_flag(&mut self, f: &FlagRow, key: Option<&str>) -> Result<u64, StoreError> {
         if !FLAG_STATUSES.contains(&f.status.as_str()) {
             return Err(StoreError::Invalid(
                 "a flag's status is open, handled or dismissed".into(),
@@ -440,7 +470,7 @@ impl Store {
             ));
         }
         self.exec(
-            "INSERT INTO portal_flags (id, patient_ref, ledger_seq, source, rule_name, reason, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO portal_flags (id, patient_ref, ledger_seq, source, rule_name, reason, status, created_at, updated_at, flag_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flag_key) DO NOTHING",
             &[
                 Val::t(&f.id),
                 Val::t(&f.patient_ref),
@@ -451,9 +481,9 @@ impl Store {
                 Val::t(&f.status),
                 Val::i(f.created_at),
                 Val::i(f.updated_at),
+                Val::ot(key.map(str::to_string)),
             ],
-        )?;
-        Ok(())
+        )
     }
 
     /// A patient's flags, oldest first.
@@ -498,4 +528,118 @@ impl Store {
         )?;
         Ok(n == 1)
     }
+
+    /// Records a flag once: `key` identifies it (a rule's name, subject
+    /// and window), so a rule evaluated twice raises it once. True when
+    /// this call inserted it; false when a flag with this key exists.
+    pub fn portal_insert_flag_keyed(&mut self, f: &FlagRow, key: &str) -> Result<bool, StoreError> {
+        Ok(self.insert_flag(f, Some(key))? == 1)
+    }
+
+    /// Every flag with `status` (all when `None`), oldest first.
+    pub fn portal_flags(&mut self, status: Option<&str>) -> Result<Vec<FlagRow>, StoreError> {
+        let cols = "SELECT id, patient_ref, ledger_seq, source, rule_name, reason, status, created_at, updated_at FROM portal_flags";
+        let rows = match status {
+            Some(st) => self.query(
+                &format!("{cols} WHERE status = ? ORDER BY created_at, id"),
+                &[Val::t(st)],
+            )?,
+            None => self.query(&format!("{cols} ORDER BY created_at, id"), &[])?,
+        };
+        rows.iter().map(|r| flag_row(r)).collect()
+    }
+
+    /// The flag with this id.
+    pub fn portal_flag(&mut self, id: &str) -> Result<Option<FlagRow>, StoreError> {
+        let rows = self.query(
+            "SELECT id, patient_ref, ledger_seq, source, rule_name, reason, status, created_at, updated_at FROM portal_flags WHERE id = ?",
+            &[Val::t(id)],
+        )?;
+        rows.first().map(|r| flag_row(r)).transpose()
+    }
+
+    /// Every lookup at or after `since`: (id, staff role, patient
+    /// reference, time), oldest first.
+    pub fn portal_lookups_since(
+        &mut self,
+        since: i64,
+    ) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        let rows = self.query(
+            "SELECT id, staff_role, patient_ref, at FROM portal_lookups WHERE at >= ? ORDER BY at, id",
+            &[Val::i(since)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    text(&r[0]),
+                    text(&r[1]),
+                    text(&r[2]),
+                    int(&r[3], "portal_lookups.at")?,
+                ))
+            })
+            .collect()
+    }
+
+    // ---- study index (migration 7) ------------------------------------------
+
+    /// Records a decided study in the site-local index (in the ledger
+    /// append's transaction, so an entry never lacks its row).
+    pub fn insert_study_index(&mut self, r: &StudyIndexRow) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO study_index (ledger_seq, patient_ref, study_date, modalities, description, instances) VALUES (?, ?, ?, ?, ?, ?)",
+            &[
+                Val::i(r.ledger_seq),
+                Val::t(&r.patient_ref),
+                Val::t(&r.study_date),
+                Val::t(&r.modalities),
+                Val::t(&r.description),
+                Val::i(r.instances),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A patient's indexed studies, by ledger position.
+    pub fn study_index_for(&mut self, patient_ref: &str) -> Result<Vec<StudyIndexRow>, StoreError> {
+        let rows = self.query(
+            "SELECT ledger_seq, patient_ref, study_date, modalities, description, instances FROM study_index WHERE patient_ref = ? ORDER BY ledger_seq",
+            &[Val::t(patient_ref)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(StudyIndexRow {
+                    ledger_seq: int(&r[0], "study_index.ledger_seq")?,
+                    patient_ref: text(&r[1]),
+                    study_date: text(&r[2]),
+                    modalities: text(&r[3]),
+                    description: text(&r[4]),
+                    instances: int(&r[5], "study_index.instances")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets a patient's indexed studies (the ledger entries stay: they
+    /// hold no PHI). For a site's erasure procedure; the history then
+    /// shows the entries without study details. Returns the rows removed.
+    pub fn delete_study_index_for(&mut self, patient_ref: &str) -> Result<u64, StoreError> {
+        self.exec(
+            "DELETE FROM study_index WHERE patient_ref = ?",
+            &[Val::t(patient_ref)],
+        )
+    }
+}
+
+fn flag_row(r: &[Val]) -> Result<FlagRow, StoreError> {
+    Ok(FlagRow {
+        id: text(&r[0]),
+        patient_ref: text(&r[1]),
+        ledger_seq: r[2].int(),
+        source: text(&r[3]),
+        rule_name: r[4].text().map(str::to_string),
+        reason: text(&r[5]),
+        status: text(&r[6]),
+        created_at: int(&r[7], "portal_flags.created_at")?,
+        updated_at: int(&r[8], "portal_flags.updated_at")?,
+    })
 }

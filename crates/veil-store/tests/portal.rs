@@ -1,12 +1,12 @@
-//! Issue 19: the portal's rows (migration 6) on both engines (SQLite
+//! Issue 19: the portal's rows (migrations 6 and 7) on both engines (SQLite
 //! always, PostgreSQL when `VEIL_TEST_PG_URL` is set). The rules are
 //! veil-portal's; here, that the storage does what they rely on.
 
-use veil_store::portal::{FlagRow, InvitationRow, SessionRow};
+use veil_store::portal::{FlagRow, InvitationRow, SessionRow, StudyIndexRow};
 use veil_store::Store;
 
 fn rows(s: &mut Store) {
-    assert_eq!(s.schema_version().unwrap(), 6);
+    assert_eq!(s.schema_version().unwrap(), 7);
     // an invitation is used once, and not after it expired
     let inv = InvitationRow {
         token_hash: "h1".into(),
@@ -159,6 +159,84 @@ fn rows(s: &mut Store) {
     assert!(s.portal_close_flag("f1", "dismissed", 2).unwrap());
     assert_eq!(s.portal_flags_for("ref1").unwrap()[0].status, "dismissed");
     assert!(s.portal_flags_for("ref2").unwrap().is_empty());
+    index_and_keyed_flags(s);
+}
+
+/// Migration 7: the study index, and flags raised once per key.
+fn index_and_keyed_flags(s: &mut Store) {
+    let row = StudyIndexRow {
+        ledger_seq: 4,
+        patient_ref: "ref1".into(),
+        study_date: "20240102".into(),
+        modalities: "CT,SR".into(),
+        description: "CHEST".into(),
+        instances: 12,
+    };
+    s.insert_study_index(&row).unwrap();
+    s.insert_study_index(&StudyIndexRow {
+        ledger_seq: 2,
+        ..row.clone()
+    })
+    .unwrap();
+    s.insert_study_index(&StudyIndexRow {
+        ledger_seq: 3,
+        patient_ref: "ref2".into(),
+        ..row.clone()
+    })
+    .unwrap();
+    assert!(s.insert_study_index(&row).is_err(), "one row per position");
+    let mine = s.study_index_for("ref1").unwrap();
+    assert_eq!(
+        mine.iter().map(|r| r.ledger_seq).collect::<Vec<_>>(),
+        [2, 4]
+    );
+    assert_eq!(mine[1], row);
+    assert_eq!(s.delete_study_index_for("ref1").unwrap(), 2);
+    assert!(s.study_index_for("ref1").unwrap().is_empty());
+    assert_eq!(s.study_index_for("ref2").unwrap().len(), 1);
+
+    let f = FlagRow {
+        id: "k1".into(),
+        patient_ref: "ref3".into(),
+        ledger_seq: None,
+        source: "rule".into(),
+        rule_name: Some("burst_releases".into()),
+        reason: "r".into(),
+        status: "open".into(),
+        created_at: 10,
+        updated_at: 10,
+    };
+    assert!(s.portal_insert_flag_keyed(&f, "burst:ref3:1").unwrap());
+    let again = FlagRow {
+        id: "k2".into(),
+        ..f.clone()
+    };
+    assert!(!s.portal_insert_flag_keyed(&again, "burst:ref3:1").unwrap());
+    assert!(s.portal_insert_flag_keyed(&again, "burst:ref3:9").unwrap());
+    // unkeyed flags (patient reports) never collide
+    s.portal_insert_flag(&FlagRow {
+        id: "k3".into(),
+        ..f.clone()
+    })
+    .unwrap();
+    s.portal_insert_flag(&FlagRow {
+        id: "k4".into(),
+        ..f.clone()
+    })
+    .unwrap();
+    assert_eq!(s.portal_flags_for("ref3").unwrap().len(), 4);
+    assert_eq!(s.portal_flag("k1").unwrap(), Some(f));
+    assert!(s.portal_flag("nope").unwrap().is_none());
+    assert!(s.portal_close_flag("k2", "handled", 11).unwrap());
+    let open: Vec<String> = s
+        .portal_flags(Some("open"))
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.patient_ref == "ref3")
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(open, ["k1", "k3", "k4"]);
+    assert!(s.portal_flags(None).unwrap().len() >= 4);
 }
 
 #[test]

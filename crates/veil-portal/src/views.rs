@@ -1,0 +1,221 @@
+//! What the portal's "where my images went" page and the console's
+//! dashboard show: read-only joins of the ledger (keyed references, no
+//! PHI) with the site-local study index and the recipient registry.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+use veil_ledger::Event;
+use veil_release::Site;
+use veil_store::portal::StudyIndexRow;
+use veil_store::queue::QueueState;
+
+use crate::summary::recipe_summary_toml;
+use crate::Result;
+
+/// One study of a history item, from the site-local index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryStudy {
+    /// StudyDate (`YYYYMMDD`), empty when the input had none.
+    pub date: String,
+    /// Distinct modalities, sorted (`["CT", "SR"]`).
+    pub modalities: Vec<String>,
+    /// StudyDescription, empty when absent.
+    pub description: String,
+    /// Instances in the study.
+    pub instances: i64,
+}
+
+/// One ledger entry about the patient, for "where my images went".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryItem {
+    /// Ledger position (what a report refers to).
+    pub position: u64,
+    /// When (RFC 3339, UTC).
+    pub time: String,
+    /// What happened (`release`, `refusal`, `consent-change`,
+    /// `retention-delete`).
+    pub event: Event,
+    /// The recipient's name (its display name: the registry has no other).
+    pub recipient: String,
+    /// The recipient's category from the registry, when it has one and
+    /// is still registered.
+    pub recipient_category: Option<String>,
+    /// Purpose of use.
+    pub purpose: String,
+    /// The studies (usually one: an entry is one patient-study). Empty
+    /// when the entry predates the index or the index was erased.
+    pub studies: Vec<HistoryStudy>,
+    /// `pass`, `fail: N findings`, `not-run`, ...
+    pub verification: String,
+    /// What the recipient received, in plain language (releases only).
+    /// Empty when the recipient's recipe changed since (the text logged
+    /// then is no longer held: Veil does not guess) or it was removed.
+    pub received: Vec<String>,
+    /// For a refusal, why (Veil's words: the consent rule, ambiguity,
+    /// verification).
+    pub reason: String,
+}
+
+/// Every release, refusal, consent change and retention deletion about
+/// `patient_ref`, oldest first, with the studies from the site-local
+/// index and the recipe in plain language. Staff actions (lookups) are
+/// not here: the patient sees roles through `portal_lookups`.
+pub fn portal_history(site: &mut Site, patient_ref: &str) -> Result<Vec<HistoryItem>> {
+    let entries = site.entries()?;
+    let mut index: BTreeMap<i64, Vec<StudyIndexRow>> = BTreeMap::new();
+    for r in site.store.study_index_for(patient_ref)? {
+        index.entry(r.ledger_seq).or_default().push(r);
+    }
+    let recipients: BTreeMap<String, veil_consent::Recipient> = site
+        .store
+        .recipients()?
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
+    // the recipe text each recipient's latest registration pinned, by
+    // digest: a summary is only shown for the text in force at release
+    let mut pinned: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for e in &entries {
+        if matches!(
+            e.event,
+            Event::RecipientChange | Event::RecipientKeyRotation
+        ) {
+            if let Some(d) = e.inputs_digest.as_deref() {
+                pinned.insert(e.recipient.as_str(), (e.recipe.as_str(), d));
+            }
+            continue;
+        }
+        if e.patient_ref.as_deref() != Some(patient_ref)
+            || !matches!(
+                e.event,
+                Event::Release | Event::Refusal | Event::ConsentChange | Event::RetentionDelete
+            )
+        {
+            continue;
+        }
+        let rec = recipients.get(&e.recipient);
+        let received = match (e.event, rec, pinned.get(e.recipient.as_str())) {
+            (Event::Release, Some(r), Some((label, digest)))
+                if *label == e.recipe
+                    && veil_ledger::hex(&Sha256::digest(r.recipe_toml.as_bytes())) == *digest =>
+            {
+                recipe_summary_toml(&r.recipe_toml).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        out.push(HistoryItem {
+            position: e.seq,
+            time: e.time.clone(),
+            event: e.event,
+            recipient: e.recipient.clone(),
+            recipient_category: rec.and_then(|r| r.category.clone()),
+            purpose: e.purpose.clone(),
+            studies: index
+                .get(&(e.seq as i64))
+                .into_iter()
+                .flatten()
+                .map(|r| HistoryStudy {
+                    date: r.study_date.clone(),
+                    modalities: r
+                        .modalities
+                        .split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    description: r.description.clone(),
+                    instances: r.instances,
+                })
+                .collect(),
+            verification: e.verification.clone(),
+            received,
+            reason: if e.event == Event::Refusal {
+                e.reason.clone()
+            } else {
+                String::new()
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Releases and refusals on one day (UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCount {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Studies released.
+    pub releases: u64,
+    /// Studies refused.
+    pub refusals: u64,
+}
+
+/// The console's dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dashboard {
+    /// The last 30 days, oldest first, today last (days without any are
+    /// listed with zeros, so a chart needs no gap filling).
+    pub per_day: Vec<DayCount>,
+    /// Flags still open.
+    pub open_flags: usize,
+    /// Gateway studies per queue state (`received`, `ready`, ...),
+    /// summed over routes; empty where the gateway never ran.
+    pub queue: BTreeMap<String, i64>,
+    /// Entries in the ledger.
+    pub ledger_size: u64,
+    /// The ledger's root (hex) as verified.
+    pub ledger_root: String,
+    /// When the last checkpoint was signed (RFC 3339), if any.
+    pub last_checkpoint: Option<String>,
+    /// Whether `verify_ledger` passed.
+    pub ledger_ok: bool,
+    /// The first bad position, when it did not.
+    pub first_bad_position: Option<u64>,
+}
+
+/// The dashboard at `now` (unix seconds). Verifies the whole ledger
+/// (what `veil ledger verify` does): the console shows the result of a
+/// check, never a cached claim.
+pub fn dashboard(site: &mut Site, now: i64) -> Result<Dashboard> {
+    let today = now.div_euclid(86_400);
+    let mut per_day: Vec<DayCount> = (today - 29..=today)
+        .map(|d| DayCount {
+            date: chrono::DateTime::from_timestamp(d * 86_400, 0)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            releases: 0,
+            refusals: 0,
+        })
+        .collect();
+    for e in site.entries()? {
+        let Ok(t) = chrono::DateTime::parse_from_rfc3339(&e.time) else {
+            continue;
+        };
+        let d = t.timestamp().div_euclid(86_400) - (today - 29);
+        if let Some(c) = usize::try_from(d).ok().and_then(|i| per_day.get_mut(i)) {
+            match e.event {
+                Event::Release => c.releases += 1,
+                Event::Refusal => c.refusals += 1,
+                _ => {}
+            }
+        }
+    }
+    let mut queue = BTreeMap::new();
+    for (_, state, n) in site.store.queue_counts()? {
+        *queue
+            .entry(QueueState::as_str(state).to_string())
+            .or_default() += n;
+    }
+    let report = site.verify_ledger()?;
+    Ok(Dashboard {
+        per_day,
+        open_flags: site.store.portal_flags(Some("open"))?.len(),
+        queue,
+        ledger_size: report.entries,
+        ledger_root: report.root.clone(),
+        last_checkpoint: site.store.checkpoints()?.last().map(|c| c.time.clone()),
+        ledger_ok: report.ok,
+        first_bad_position: report.first_bad_position,
+    })
+}
