@@ -13,17 +13,12 @@ checks every page visited; screenshots (phone width) go to docs/portal/.
 
 import os
 import pathlib
-import shutil
-import signal
-import socket
-import subprocess
-import time
 
 import pytest
 
+from portal_helpers import make_site, run, serving
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CORPUS = pathlib.Path(os.environ.get("VEIL_CORPUS", ROOT / "target/corpus/base"))
-CT = CORPUS / "pydicom-3.0.2/pydicom__data__test_files__CT_small.dcm"
 # where the screenshots go: docs/portal/ is regenerated on purpose
 # (VEIL_PORTAL_SHOTS=docs/portal scripts/test-browser.sh -k portal), not
 # by every test run (they would dirty the tree with new dates)
@@ -33,98 +28,19 @@ PASSWORD = "a browser test password"
 VERIFIED = "verified against the hospital's signed log"
 
 
-def run(veil_bin, home, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VEIL_")}
-    env.update(VEIL_HOME=str(home), USER="browser-test")
-    p = subprocess.run([str(veil_bin), *args], env=env, capture_output=True, text=True)
-    assert p.returncode == 0, f"veil {args[0]}: {p.stdout}{p.stderr}"
-    return p.stdout
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def portal(veil_bin, tmp_path_factory):
     """(base URL, invitation link, verifier key); `veil serve` runs until
     the module ends, then must stop cleanly on SIGTERM."""
-    if not CT.is_file():
-        pytest.skip(f"{CT} is missing: run scripts/fetch-corpus.sh")
-    if not shutil.which("dcmodify"):
-        pytest.skip("dcmodify (dcmtk) is missing: run scripts/system-deps.sh")
     tmp = tmp_path_factory.mktemp("portal")
-    home, inp, dest = tmp / "home", tmp / "in", tmp / "dest"
-    for d in (inp, dest):
-        d.mkdir()
-    shutil.copy(CT, inp / "a.dcm")
-    subprocess.run(
-        ["dcmodify", "-nb", "-m", f"(0010,0020)={PID}", str(inp / "a.dcm")], check=True
-    )
-    recipe = tmp / "r.toml"
-    recipe.write_text('name = "t"\nversion = "1"\n')
-    run(veil_bin, home, "init")
-    run(veil_bin, home, "recipient", "add", "acme", "--category", "ai-vendor",
-        "--purpose", "ai-training", "--recipe", str(recipe), "--retention-days", "30")
-    run(veil_bin, home, "consent", "default", "ai-training", "opt-out")
-    run(veil_bin, home, "release", "--recipient", "acme", "--purpose", "ai-training",
-        str(inp), "--out", str(tmp / "out"))
-    port = free_port()
-    cfg = home / "veil.toml"
-    cfg.write_text(f"""[dicom]
-port = {free_port()}
-bind = "127.0.0.1"
-allowed_calling_aes = ["PACS"]
-
-[[route]]
-name = "acme"
-called_ae = "VEIL_ACME"
-recipient = "acme"
-purpose = "ai-training"
-destination = "file://{dest}"
-
-[portal]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-""")
-    link = run(veil_bin, home, "portal", "invite", "--patient-id", PID,
-               "--config", str(cfg)).strip().splitlines()[-1]
-    # after the invitation (itself a ledger entry): the proof needs a
-    # checkpoint covering the release
-    run(veil_bin, home, "ledger", "checkpoint")
+    home, _, cfg, link, base = make_site(veil_bin, tmp, PID)
     pubkey = run(veil_bin, home, "ledger", "pubkey").strip()
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VEIL_")}
-    env.update(VEIL_HOME=str(home), USER="browser-test")
     log = tmp / "serve.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(veil_bin), "-v", "serve", "--config", str(cfg)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the portal did not start"
-                time.sleep(0.1)
-        yield {"base": f"http://127.0.0.1:{port}", "link": link, "pubkey": pubkey, "log": log}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = "killed"
-    assert code == 0, f"veil serve exited {code}: {log.read_text()}"
+    with serving(veil_bin, home, cfg, log,
+                 secrets=(PID, PASSWORD, link.rsplit("/", 1)[-1])):
+        yield {"base": base, "link": link, "pubkey": pubkey, "log": log}
     text = log.read_text()
     assert "route=/invite/{token}" in text, text
-    for secret in (PID, PASSWORD, link.rsplit("/", 1)[-1]):
-        assert secret not in text, "the serve log holds a patient ID, password or token"
 
 
 @pytest.fixture

@@ -93,13 +93,13 @@ fn system_clock() -> i64 {
         .unwrap_or(0)
 }
 
-struct AppState {
+pub(crate) struct AppState {
     site: Mutex<Site>,
     cfg: WebConfig,
     clock: Clock,
 }
 
-type St = Arc<AppState>;
+pub(crate) type St = Arc<AppState>;
 
 /// The portal's router over `site`, on the system clock.
 pub fn router(site: Site, cfg: WebConfig) -> Router {
@@ -121,6 +121,7 @@ pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
         .route("/totp", get(totp_form).post(totp_submit))
         .route("/entries/{position}", get(entry_page))
         .route("/lookups", get(lookups))
+        .merge(crate::patient::routes())
         .route("/about-proofs", get(about_proofs))
         .route("/static/proof.js", get(proof_js))
         .route("/static/portal.css", get(portal_css))
@@ -181,7 +182,7 @@ async fn security_headers(State(st): State<St>, req: Request, next: Next) -> Res
 // ---- helpers ------------------------------------------------------------------
 
 /// Runs `f` on the blocking pool with the site and the current time.
-async fn with_site<T: Send + 'static>(
+pub(crate) async fn with_site<T: Send + 'static>(
     st: &St,
     f: impl FnOnce(&mut Site, i64) -> T + Send + 'static,
 ) -> Result<T, Response> {
@@ -195,7 +196,7 @@ async fn with_site<T: Send + 'static>(
     .map_err(|_| server_error())
 }
 
-fn server_error() -> Response {
+pub(crate) fn server_error() -> Response {
     tracing::error!("portal: a request failed inside (store or site)");
     page_response(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -205,7 +206,7 @@ fn server_error() -> Response {
     )
 }
 
-fn internal(e: PortalError) -> Response {
+pub(crate) fn internal(e: PortalError) -> Response {
     // store and site errors name tables and kinds, never values
     tracing::error!(error = %e, "portal: store or site error");
     server_error()
@@ -248,7 +249,7 @@ const SESSION: &str = "veil_session";
 const PRE_CSRF: &str = "veil_csrf";
 
 /// The form's fields (first value of each name).
-fn form(body: &Bytes) -> HashMap<String, String> {
+pub(crate) fn form(body: &Bytes) -> HashMap<String, String> {
     let mut m = HashMap::new();
     for (k, v) in form_urlencoded::parse(body) {
         m.entry(k.into_owned()).or_insert_with(|| v.into_owned());
@@ -260,11 +261,11 @@ fn same(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
 }
 
-fn redirect(to: &str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
-fn forbidden() -> Response {
+pub(crate) fn forbidden() -> Response {
     page_response(
         StatusCode::FORBIDDEN,
         "This form has expired",
@@ -277,7 +278,7 @@ fn forbidden() -> Response {
     )
 }
 
-fn not_found(session: Option<&Session>) -> Response {
+pub(crate) fn not_found(session: Option<&Session>) -> Response {
     page_response(
         StatusCode::NOT_FOUND,
         "Page not found",
@@ -295,7 +296,10 @@ async fn not_found_handler() -> Response {
 
 /// The signed-in patient's session (touched: its idle time restarts),
 /// or the redirect to the sign-in page.
-async fn patient_session(st: &St, headers: &HeaderMap) -> Result<(Session, String), Response> {
+pub(crate) async fn patient_session(
+    st: &St,
+    headers: &HeaderMap,
+) -> Result<(Session, String), Response> {
     let Some(token) = cookie_value(headers, &cookie_name(st, SESSION)) else {
         return Err(redirect("/signin"));
     };
@@ -342,7 +346,7 @@ fn pre_csrf_ok(st: &AppState, headers: &HeaderMap, f: &HashMap<String, String>) 
 
 // ---- layout -------------------------------------------------------------------
 
-fn layout(title: &str, session: Option<&Session>, script: bool, body: Markup) -> Markup {
+pub(crate) fn layout(title: &str, session: Option<&Session>, script: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -363,7 +367,10 @@ fn layout(title: &str, session: Option<&Session>, script: bool, body: Markup) ->
                         nav aria-label="Portal" {
                             ul {
                                 li { a href="/" { "Where my images went" } }
+                                li { a href="/choices" { "My sharing choices" } }
+                                li { a href="/requests" { "Sharing requests" } }
                                 li { a href="/lookups" { "Who looked at my record" } }
+                                li { a href="/history" { "Download my history" } }
                                 li { a href="/about-proofs" { "What “verified” means" } }
                                 li {
                                     form method="post" action="/signout" {
@@ -387,7 +394,7 @@ fn layout(title: &str, session: Option<&Session>, script: bool, body: Markup) ->
     }
 }
 
-fn page_response(
+pub(crate) fn page_response(
     status: StatusCode,
     title: &str,
     session: Option<&Session>,
@@ -396,7 +403,7 @@ fn page_response(
     html_response(status, layout(title, session, false, body))
 }
 
-fn html_response(status: StatusCode, m: Markup) -> Response {
+pub(crate) fn html_response(status: StatusCode, m: Markup) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -412,7 +419,7 @@ fn with_cookies(mut r: Response, cookies: impl IntoIterator<Item = HeaderValue>)
     r
 }
 
-fn error_box(msg: Option<&str>) -> Markup {
+pub(crate) fn error_box(msg: Option<&str>) -> Markup {
     html! {
         @if let Some(m) = msg {
             div class="error" role="alert" id="form-error" { p { (m) } }
@@ -829,46 +836,89 @@ async fn totp_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -> R
 /// Entries a patient sees on "Where my images went": releases and
 /// refusals (consent changes, staff actions and the rest are the site's
 /// bookkeeping; lookups have their own page).
-fn shown(e: &Entry) -> bool {
+pub(crate) fn shown(e: &Entry) -> bool {
     matches!(e.event, Event::Release | Event::Refusal)
 }
 
 /// What a patient reads for an entry, gathered with the store.
-struct EntryView {
-    position: u64,
-    date: String,
-    released: bool,
-    recipient: String,
-    category: Option<String>,
-    purpose: String,
-    studies: u64,
-    images: u64,
-    checks: &'static str,
-    reason: String,
-    in_signed_log: bool,
-    details: StudyDetails,
+pub(crate) struct EntryView {
+    pub(crate) position: u64,
+    pub(crate) date: String,
+    pub(crate) released: bool,
+    pub(crate) recipient: String,
+    pub(crate) category: Option<String>,
+    pub(crate) purpose: String,
+    pub(crate) studies: u64,
+    pub(crate) images: u64,
+    pub(crate) checks: &'static str,
+    pub(crate) reason: String,
+    pub(crate) in_signed_log: bool,
+    pub(crate) details: StudyDetails,
 }
 
 /// The studies an entry is about and what the recipient received, in
-/// plain language. Empty for now: the site-local study index and the
-/// recipe's plain-language summary are being built apart (issue 19);
-/// [`study_details`] is where they plug in.
+/// plain language, from [`crate::portal_history`] (the site-local study
+/// index and the recipe summary pinned at release).
 #[derive(Debug, Default)]
-struct StudyDetails {
-    /// One line per study ("CT of the chest, 3 March 2026").
-    studies: Vec<String>,
-    /// What the recipient received ("images without your name, ...").
-    received: Option<String>,
+pub(crate) struct StudyDetails {
+    /// One line per study ("2026-03-03 · CT, MR · HEAD WO CONTRAST · 2 images").
+    pub(crate) studies: Vec<String>,
+    /// What the recipient received, one sentence each; empty when not
+    /// known (the recipe changed since, or a refusal).
+    pub(crate) received: Vec<String>,
 }
 
-/// Fills [`StudyDetails`] for an entry. To be completed once the study
-/// index and recipe summaries exist; until then the pages say that the
-/// details are not available yet.
-fn study_details(_site: &mut Site, _entry: &Entry) -> StudyDetails {
-    StudyDetails::default()
+/// The patient's history by ledger position: computed once per page
+/// ([`crate::portal_history`] reads the whole ledger), then looked up per
+/// entry by [`study_details`].
+pub(crate) type History = std::collections::BTreeMap<u64, crate::HistoryItem>;
+
+pub(crate) fn history(site: &mut Site, pref: &str) -> crate::Result<History> {
+    Ok(crate::portal_history(site, pref)?
+        .into_iter()
+        .map(|h| (h.position, h))
+        .collect())
 }
 
-fn checks_text(v: &str) -> &'static str {
+/// `YYYYMMDD` as `YYYY-MM-DD` (as given when it is not eight digits).
+pub(crate) fn study_date(d: &str) -> String {
+    if d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..])
+    } else {
+        d.to_string()
+    }
+}
+
+/// One line per study: date, modalities, description, images.
+pub(crate) fn study_line(s: &crate::HistoryStudy) -> String {
+    let mut parts = Vec::new();
+    parts.push(if s.date.is_empty() {
+        "date not recorded".to_string()
+    } else {
+        study_date(&s.date)
+    });
+    if !s.modalities.is_empty() {
+        parts.push(s.modalities.join(", "));
+    }
+    if !s.description.is_empty() {
+        parts.push(s.description.clone());
+    }
+    parts.push(counted(s.instances.max(0) as u64, "image", "images"));
+    parts.join(" · ")
+}
+
+/// Fills [`StudyDetails`] for an entry from the page's history.
+fn study_details(hist: &History, entry: &Disclosure) -> StudyDetails {
+    match hist.get(&entry.position) {
+        Some(h) => StudyDetails {
+            studies: h.studies.iter().map(study_line).collect(),
+            received: h.received.clone(),
+        },
+        None => StudyDetails::default(),
+    }
+}
+
+pub(crate) fn checks_text(v: &str) -> &'static str {
     match v {
         "pass" => "passed",
         "fail" => "found a problem (the images were not sent)",
@@ -877,7 +927,7 @@ fn checks_text(v: &str) -> &'static str {
     }
 }
 
-fn view(site: &mut Site, d: &Disclosure) -> crate::Result<EntryView> {
+fn view(site: &mut Site, d: &Disclosure, hist: &History) -> crate::Result<EntryView> {
     let e = &d.entry;
     let category = site.store.recipient(&e.recipient)?.and_then(|r| r.category);
     Ok(EntryView {
@@ -892,24 +942,35 @@ fn view(site: &mut Site, d: &Disclosure) -> crate::Result<EntryView> {
         checks: checks_text(&e.verification),
         reason: e.reason.clone(),
         in_signed_log: d.proof_ok,
-        details: study_details(site, e),
+        details: study_details(hist, d),
     })
 }
 
-fn patient_views(site: &mut Site, pref: &str) -> crate::Result<Vec<EntryView>> {
+pub(crate) fn patient_views(site: &mut Site, pref: &str) -> crate::Result<Vec<EntryView>> {
+    let hist = history(site, pref)?;
     let d = site.disclosures_by_ref(pref)?;
     d.entries
         .iter()
         .filter(|d| shown(&d.entry))
-        .map(|d| view(site, d))
+        .map(|d| view(site, d, &hist))
         .collect()
 }
 
-fn counted(n: u64, one: &str, many: &str) -> String {
+/// What a recipient received, in one sentence (the list page; the entry
+/// page lists every sentence).
+pub(crate) fn received_text(v: &EntryView) -> String {
+    match v.details.received.first() {
+        Some(first) if v.details.received.len() == 1 => first.clone(),
+        Some(first) => format!("{first} (and more: see the entry)"),
+        None => "Copies of the images with your name and other details that identify you removed or replaced.".into(),
+    }
+}
+
+pub(crate) fn counted(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn event_text(v: &EntryView) -> &'static str {
+pub(crate) fn event_text(v: &EntryView) -> &'static str {
     if v.released {
         "Sent"
     } else {
@@ -969,7 +1030,16 @@ async fn list(State(st): State<St>, headers: HeaderMap) -> Response {
                                         dt { "Recipient" } dd { (v.recipient)
                                             @if let Some(c) = &v.category { " (" (c) ")" } }
                                         dt { "Purpose" } dd { (v.purpose) }
-                                        dt { "Studies" } dd { (counted(v.studies, "study", "studies")) ", " (counted(v.images, "image", "images")) }
+                                        dt { "Studies" } dd {
+                                            @if v.details.studies.is_empty() {
+                                                (counted(v.studies, "study", "studies")) ", " (counted(v.images, "image", "images"))
+                                            } @else {
+                                                ul { @for s in &v.details.studies { li { (s) } } }
+                                            }
+                                        }
+                                        @if v.released {
+                                            dt { "What the recipient received" } dd { (received_text(v)) }
+                                        }
                                         dt { "Checks on the images" } dd { (v.checks) }
                                         dt { "In the hospital's signed log" } dd {
                                             @if v.in_signed_log { "yes" } @else { "not confirmed" } }
@@ -1004,10 +1074,11 @@ async fn entry_page(
             return Ok(None);
         };
         let proof = site.proof(position)?;
-        Ok(Some((v, proof)))
+        let flag = crate::patient::entry_flag(site, &pref, position)?;
+        Ok(Some((v, proof, flag)))
     })
     .await;
-    let (v, proof) = match r {
+    let (v, proof, flag) = match r {
         Ok(Ok(Some(x))) => x,
         Ok(Ok(None)) => return not_found(Some(&session)),
         Ok(Err(e)) => return internal(e),
@@ -1030,17 +1101,18 @@ async fn entry_page(
                     dt { "Studies" } dd {
                         @if v.details.studies.is_empty() {
                             (counted(v.studies, "study", "studies")) ", " (counted(v.images, "image", "images"))
-                            "; study details are not available yet"
+                            "; study details are not recorded for this entry"
                         } @else {
                             ul { @for s in &v.details.studies { li { (s) } } }
                         }
                     }
                     dt { "What the recipient received" } dd {
-                        @match &v.details.received {
-                            Some(r) => (r),
-                            None => @if v.released {
-                                "Copies of the images with your name and other details that identify you removed or replaced."
-                            } @else { "Nothing." },
+                        @if !v.released {
+                            "Nothing."
+                        } @else if v.details.received.is_empty() {
+                            (received_text(&v))
+                        } @else {
+                            ul { @for r in &v.details.received { li { (r) } } }
                         }
                     }
                     @if !v.released {
@@ -1065,6 +1137,7 @@ async fn entry_page(
                     }
                     p { a href="/about-proofs" { "What “verified” means and how to check it yourself" } }
                 }
+                (crate::patient::report_section(&session, v.position, flag.as_ref(), None))
             },
         ),
     )

@@ -674,19 +674,58 @@ impl Site {
         p: Provision,
     ) -> Result<Vec<Notify>, Error> {
         let pref = self.patient_ref(patient_id);
+        self.record_provision(&pref, patient_id.clone(), None, p, "veil consent set")
+    }
+
+    /// [`Site::set_consent`] for the patient with keyed reference `pref`,
+    /// from `source` (the patient portal: its session holds the
+    /// reference, never the ID). The same record, the same replacement
+    /// of a provision with the same scope, the same ledger entry as
+    /// `veil consent set`. The record keeps the patient ID of the
+    /// patient's existing consent records; a patient with none gets a
+    /// record identified by the keyed reference (identifier system
+    /// `urn:veil:patient-ref`), since the portal never holds the ID.
+    pub fn set_consent_by_ref(
+        &mut self,
+        pref: &str,
+        p: Provision,
+        source: &str,
+    ) -> Result<Vec<Notify>, Error> {
+        if pref.len() < 16 {
+            return Err(Error::Invalid("not a patient reference".into()));
+        }
+        let known = self.store.consents_for(pref)?.into_iter().next();
+        let (id, system) = match known {
+            Some(c) => (c.patient_id, c.patient_system),
+            None => (
+                Phi::new(pref.to_string()),
+                Some("urn:veil:patient-ref".to_string()),
+            ),
+        };
+        self.record_provision(pref, id, system, p, source)
+    }
+
+    fn record_provision(
+        &mut self,
+        pref: &str,
+        patient_id: Phi<String>,
+        patient_system: Option<String>,
+        p: Provision,
+        source: &str,
+    ) -> Result<Vec<Notify>, Error> {
         // the new version is built on the current one: never on rows
         // changed outside Veil, which it would make look logged
-        self.check_patient_consents(&pref)?;
+        self.check_patient_consents(pref)?;
         let id = format!("veil-set-{}", &pref[..16]);
         let mut c = self
             .store
-            .consents_for(&pref)?
+            .consents_for(pref)?
             .into_iter()
             .find(|c| c.id == id)
             .unwrap_or(Consent {
                 id: id.clone(),
-                patient_id: patient_id.clone(),
-                patient_system: None,
+                patient_id,
+                patient_system,
                 status: "active".into(),
                 date_time: None,
                 provisions: Vec::new(),
@@ -701,14 +740,14 @@ impl Site {
         );
         self.store.transaction(|s| {
             let entries: Vec<Entry> = s
-                .append_consent(&c, &pref, "veil consent set")?
+                .append_consent(&c, pref, source)?
                 .map(|v| integrity::consent_entry(sk, &v))
                 .into_iter()
                 .collect();
             let n = entries.len();
             append_in(s, lk, entries, vec![None; n])
         })?;
-        let (_, notify) = self.patient_entries(&pref)?;
+        let (_, notify) = self.patient_entries(pref)?;
         Ok(notify)
     }
 
