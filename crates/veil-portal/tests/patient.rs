@@ -10,8 +10,9 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -27,6 +28,35 @@ use veil_release::{ReleaseRequest, Site};
 const A: &str = "PATIENT-CHOICES-A-4411";
 const B: &str = "PATIENT-CHOICES-B-5522";
 const PW: &str = "a long password for the test";
+
+#[derive(Clone)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this test binary (one global subscriber).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = Buf(buf.clone());
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || b.clone())
+            .finish();
+        tracing::subscriber::set_global_default(sub).unwrap();
+        buf
+    })
+}
 
 struct Reply {
     status: StatusCode,
@@ -179,6 +209,7 @@ impl Drop for Env {
 /// `ai-vendor`, purpose `research`, site default opt-in); one study of A
 /// and one of B, each released once to acme and refused once by beta.
 fn env(name: &str) -> Option<Env> {
+    logs();
     let corpus = veil_test::corpus()?;
     let home = veil_test::scratch(name);
     Site::init(None, &home).unwrap();
@@ -568,4 +599,43 @@ fn every_new_form_needs_its_csrf_token() {
     }
     assert_eq!(e.site.entries().unwrap().len(), n);
     assert!(e.site.store.portal_flags_for(&pa).unwrap().is_empty());
+}
+
+#[test]
+fn logs_hold_no_patient_id_reference_or_typed_text() {
+    let Some(mut e) = env("patient-logs") else {
+        return;
+    };
+    let pa = e.pref(A);
+    let own = positions_of(&mut e.site, &pa, Event::Release)[0];
+    let req = *positions_of(&mut e.site, &pa, Event::Refusal)
+        .last()
+        .unwrap();
+    let mut a = e.sign_in("A");
+    let t = csrf(&a.get(&e, "/choices"));
+    let typed = "UNUSUAL-TYPED-TEXT-31337";
+    for (uri, form) in [
+        (
+            "/choices".to_string(),
+            vec![
+                ("purpose", "ai-training"),
+                ("category", ""),
+                ("choice", "deny"),
+            ],
+        ),
+        (format!("/requests/{req}"), vec![("decision", "decline")]),
+        (format!("/entries/{own}/report"), vec![("reason", typed)]),
+    ] {
+        let mut f = form.clone();
+        f.push(("csrf", &t));
+        let r = a.post(&e, &uri, &f);
+        assert!(r.status.is_redirection() || r.status.is_success(), "{uri}");
+    }
+    a.get(&e, "/history/audit.json");
+    a.get(&e, "/history");
+    let text = String::from_utf8(logs().lock().unwrap().clone()).unwrap();
+    assert!(text.contains("route=/entries/{position}/report"), "{text}");
+    for secret in [A, B, typed, pa.as_str(), &e.pref(B)] {
+        assert!(!text.contains(secret), "the logs hold {secret}");
+    }
 }
