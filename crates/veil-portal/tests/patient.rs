@@ -209,11 +209,16 @@ impl Drop for Env {
 /// `ai-vendor`, purpose `research`, site default opt-in); one study of A
 /// and one of B, each released once to acme and refused once by beta.
 fn env(name: &str) -> Option<Env> {
+    env_on(name, None)
+}
+
+/// [`env`] on the store `db` (SQLite in the home when `None`).
+fn env_on(name: &str, db: Option<&str>) -> Option<Env> {
     logs();
     let corpus = veil_test::corpus()?;
     let home = veil_test::scratch(name);
-    Site::init(None, &home).unwrap();
-    let mut site = Site::open(None, &home).unwrap();
+    Site::init(db, &home).unwrap();
+    let mut site = Site::open(db, &home).unwrap();
     let recipe = home.join("r.toml");
     veil_io::atomic::write_all(
         &recipe,
@@ -270,7 +275,7 @@ fn env(name: &str) -> Option<Env> {
     let mut e = Env {
         app,
         rt,
-        site: Site::open(None, &home).unwrap(),
+        site: Site::open(db, &home).unwrap(),
         home,
         input_a,
         input_b,
@@ -303,6 +308,41 @@ fn opting_out_is_a_consent_change_and_the_next_release_refuses() {
     let Some(mut e) = env("patient-optout") else {
         return;
     };
+    opt_out_flow(&mut e);
+}
+
+#[test]
+fn requests_are_approved_or_declined_and_the_next_release_follows() {
+    let Some(mut e) = env("patient-requests") else {
+        return;
+    };
+    requests_flow(&mut e);
+}
+
+/// Both flows on PostgreSQL (`VEIL_TEST_PG_URL`, see scripts/pg.sh).
+#[test]
+fn choices_and_requests_on_postgresql() {
+    let Some(base) = veil_test::pg_url() else {
+        return;
+    };
+    if veil_test::corpus().is_none() {
+        return;
+    }
+    for (name, flow) in [
+        ("optout", opt_out_flow as fn(&mut Env)),
+        ("requests", requests_flow),
+    ] {
+        let url = veil_store::create_pg_database(
+            &base,
+            &format!("veil_patient_{name}_{}", std::process::id()),
+        )
+        .unwrap();
+        let mut e = env_on(&format!("patient-pg-{name}"), Some(&url)).unwrap();
+        flow(&mut e);
+    }
+}
+
+fn opt_out_flow(e: &mut Env) {
     let mut a = e.sign_in("A");
     let page = a.get(&e, "/choices");
     assert_eq!(page.status, StatusCode::OK);
@@ -387,11 +427,7 @@ fn opting_out_is_a_consent_change_and_the_next_release_refuses() {
     assert_eq!(e.outcome(&got, A).0, Event::Release);
 }
 
-#[test]
-fn requests_are_approved_or_declined_and_the_next_release_follows() {
-    let Some(mut e) = env("patient-requests") else {
-        return;
-    };
+fn requests_flow(e: &mut Env) {
     let (pa, pb) = (e.pref(A), e.pref(B));
     let req_a = *positions_of(&mut e.site, &pa, Event::Refusal)
         .last()
