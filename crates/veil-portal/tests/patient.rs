@@ -344,7 +344,7 @@ fn choices_and_requests_on_postgresql() {
 
 fn opt_out_flow(e: &mut Env) {
     let mut a = e.sign_in("A");
-    let page = a.get(&e, "/choices");
+    let page = a.get(e, "/choices");
     assert_eq!(page.status, StatusCode::OK);
     assert!(
         page.body.contains("AI training, every recipient"),
@@ -360,7 +360,7 @@ fn opt_out_flow(e: &mut Env) {
     let t = csrf(&page);
     let before = e.site.entries().unwrap().len();
     let r = a.post(
-        &e,
+        e,
         "/choices",
         &[
             ("csrf", &t),
@@ -382,7 +382,7 @@ fn opt_out_flow(e: &mut Env) {
     assert_eq!(last.patient_ref.as_deref(), Some(e.pref(A).as_str()));
     assert!(last.reason.contains("from veil portal"), "{}", last.reason);
     // the page now says "not shared (your choice)"
-    let page = a.get(&e, "/choices");
+    let page = a.get(e, "/choices");
     assert!(
         page.body.contains("not shared</strong> (your choice)"),
         "{}",
@@ -401,7 +401,7 @@ fn opt_out_flow(e: &mut Env) {
     assert!(e.site.verify_ledger().unwrap().ok);
     // a category-wide choice the site does not offer is 404
     let r = a.post(
-        &e,
+        e,
         "/choices",
         &[
             ("csrf", &t),
@@ -413,7 +413,7 @@ fn opt_out_flow(e: &mut Env) {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // opting in by category brings it back for acme (category research)
     let r = a.post(
-        &e,
+        e,
         "/choices",
         &[
             ("csrf", &t),
@@ -437,7 +437,7 @@ fn requests_flow(e: &mut Env) {
         .unwrap();
     let mut a = e.sign_in("A");
     let mut b = e.sign_in("B");
-    let page = a.get(&e, "/requests");
+    let page = a.get(e, "/requests");
     assert_eq!(page.status, StatusCode::OK);
     assert!(
         page.body.contains("beta asks for your images for Research"),
@@ -447,17 +447,17 @@ fn requests_flow(e: &mut Env) {
     assert!(page.body.contains(&format!("action=\"/requests/{req_a}\"")));
     assert!(!page.body.contains(&format!("action=\"/requests/{req_b}\"")));
     let ta = csrf(&page);
-    let tb = csrf(&b.get(&e, "/requests"));
+    let tb = csrf(&b.get(e, "/requests"));
     // B cannot answer A's request, nor A B's: 404, nothing recorded
     let n = e.site.entries().unwrap().len();
     let r = b.post(
-        &e,
+        e,
         &format!("/requests/{req_a}"),
         &[("csrf", &tb), ("decision", "approve")],
     );
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = a.post(
-        &e,
+        e,
         &format!("/requests/{req_b}"),
         &[("csrf", &ta), ("decision", "approve")],
     );
@@ -465,13 +465,13 @@ fn requests_flow(e: &mut Env) {
     assert_eq!(e.site.entries().unwrap().len(), n);
     // A approves, B declines: one consent change each
     let r = a.post(
-        &e,
+        e,
         &format!("/requests/{req_a}"),
         &[("csrf", &ta), ("decision", "approve")],
     );
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = b.post(
-        &e,
+        e,
         &format!("/requests/{req_b}"),
         &[("csrf", &tb), ("decision", "decline")],
     );
@@ -480,16 +480,16 @@ fn requests_flow(e: &mut Env) {
     assert_eq!(entries.len(), n + 2);
     assert!(entries[n..].iter().all(|x| x.event == Event::ConsentChange));
     // answered: no longer pending; a second answer is 404
-    let page = a.get(&e, "/requests");
+    let page = a.get(e, "/requests");
     assert!(page.body.contains("you said yes"), "{}", page.body);
     assert!(page.body.contains("No request is waiting."));
     let r = a.post(
-        &e,
+        e,
         &format!("/requests/{req_a}"),
         &[("csrf", &ta), ("decision", "decline")],
     );
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(b.get(&e, "/requests").body.contains("you said no"));
+    assert!(b.get(e, "/requests").body.contains("you said no"));
     // the next release includes A's study and refuses B's
     let got = e.release("beta", "research");
     let (ev, why) = e.outcome(&got, A);
@@ -500,7 +500,7 @@ fn requests_flow(e: &mut Env) {
     assert!(why.contains("deny recipient beta"), "{why}");
     assert!(!veil_portal::choices::is_opt_in_refusal(&why));
     // B's declined request stays answered, no new one appears
-    let page = b.get(&e, "/requests");
+    let page = b.get(e, "/requests");
     assert!(
         page.body.contains("No request is waiting."),
         "{}",
