@@ -196,7 +196,7 @@ pub(crate) async fn with_site<T: Send + 'static>(
     .map_err(|_| server_error())
 }
 
-pub(crate) fn server_error() -> Response {
+fn server_error() -> Response {
     tracing::error!("portal: a request failed inside (store or site)");
     page_response(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -419,7 +419,7 @@ fn with_cookies(mut r: Response, cookies: impl IntoIterator<Item = HeaderValue>)
     r
 }
 
-pub(crate) fn error_box(msg: Option<&str>) -> Markup {
+fn error_box(msg: Option<&str>) -> Markup {
     html! {
         @if let Some(m) = msg {
             div class="error" role="alert" id="form-error" { p { (m) } }
@@ -836,36 +836,36 @@ async fn totp_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -> R
 /// Entries a patient sees on "Where my images went": releases and
 /// refusals (consent changes, staff actions and the rest are the site's
 /// bookkeeping; lookups have their own page).
-pub(crate) fn shown(e: &Entry) -> bool {
+fn shown(e: &Entry) -> bool {
     matches!(e.event, Event::Release | Event::Refusal)
 }
 
 /// What a patient reads for an entry, gathered with the store.
 pub(crate) struct EntryView {
     pub(crate) position: u64,
-    pub(crate) date: String,
-    pub(crate) released: bool,
-    pub(crate) recipient: String,
-    pub(crate) category: Option<String>,
-    pub(crate) purpose: String,
-    pub(crate) studies: u64,
-    pub(crate) images: u64,
-    pub(crate) checks: &'static str,
-    pub(crate) reason: String,
-    pub(crate) in_signed_log: bool,
-    pub(crate) details: StudyDetails,
+    date: String,
+    released: bool,
+    recipient: String,
+    category: Option<String>,
+    purpose: String,
+    studies: u64,
+    images: u64,
+    checks: &'static str,
+    reason: String,
+    in_signed_log: bool,
+    details: StudyDetails,
 }
 
 /// The studies an entry is about and what the recipient received, in
 /// plain language, from [`crate::portal_history`] (the site-local study
 /// index and the recipe summary pinned at release).
 #[derive(Debug, Default)]
-pub(crate) struct StudyDetails {
+struct StudyDetails {
     /// One line per study ("2026-03-03 · CT, MR · HEAD WO CONTRAST · 2 images").
-    pub(crate) studies: Vec<String>,
+    studies: Vec<String>,
     /// What the recipient received, one sentence each; empty when not
     /// known (the recipe changed since, or a refusal).
-    pub(crate) received: Vec<String>,
+    received: Vec<String>,
 }
 
 /// The patient's history by ledger position: computed once per page
@@ -918,7 +918,7 @@ fn study_details(hist: &History, entry: &Disclosure) -> StudyDetails {
     }
 }
 
-pub(crate) fn checks_text(v: &str) -> &'static str {
+fn checks_text(v: &str) -> &'static str {
     match v {
         "pass" => "passed",
         "fail" => "found a problem (the images were not sent)",
@@ -958,7 +958,7 @@ pub(crate) fn patient_views(site: &mut Site, pref: &str) -> crate::Result<Vec<En
 
 /// What a recipient received, in one sentence (the list page; the entry
 /// page lists every sentence).
-pub(crate) fn received_text(v: &EntryView) -> String {
+fn received_text(v: &EntryView) -> String {
     match v.details.received.first() {
         Some(first) if v.details.received.len() == 1 => first.clone(),
         Some(first) => format!("{first} (and more: see the entry)"),
@@ -970,7 +970,7 @@ pub(crate) fn counted(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-pub(crate) fn event_text(v: &EntryView) -> &'static str {
+fn event_text(v: &EntryView) -> &'static str {
     if v.released {
         "Sent"
     } else {
