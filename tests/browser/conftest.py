@@ -16,6 +16,11 @@ test-browser.sh runs the tests.
     assert_accessible  assert_accessible(page): axe-core finds no serious or
                        critical violation
     veil_bin           the veil binary ($VEIL_BIN, else target/debug/veil)
+    shot               shot(page, name): a full-page screenshot, into
+                       $VEIL_PORTAL_SHOTS when set (docs/portal/ is
+                       regenerated on purpose: VEIL_PORTAL_SHOTS=docs/portal
+                       scripts/test-browser.sh -k "portal or choices"), else
+                       a temporary folder (every run would dirty the tree)
 """
 
 import functools
@@ -139,3 +144,17 @@ def assert_accessible():
         return violations
 
     return check
+
+
+@pytest.fixture
+def shot(tmp_path):
+    env = os.environ.get("VEIL_PORTAL_SHOTS")
+    folder = pathlib.Path(env) if env else tmp_path / "shots"
+    if not folder.is_absolute():
+        folder = ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name):
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+    return take

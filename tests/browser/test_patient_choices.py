@@ -37,12 +37,15 @@ def disclosures(veil_bin, home):
 
 
 def test_opt_out_then_release_refuses_then_report(site, veil_bin, page, js_errors,
-                                                  assert_accessible):
+                                                  assert_accessible, shot):
     base = site["base"]
+    # a phone's width, as test_portal.py
+    page.set_viewport_size({"width": 390, "height": 800})
 
     def check(name):
         violations = assert_accessible(page)
         assert not violations, (name, violations)
+        shot(page, name)
 
     page.goto(site["link"])
     page.get_by_label("New password").fill(PASSWORD)
@@ -97,6 +100,10 @@ def test_opt_out_then_release_refuses_then_report(site, veil_bin, page, js_error
     page.wait_for_url(base + "/")
     page.locator(f'a[href="/entries/{refused}"]').click()
     page.wait_for_url(f"{base}/entries/{refused}")
+    # no checkpoint covers the refusal yet: the notice, and no failed check
+    main = page.locator("main").text_content()
+    assert "No proof is available yet" in main
+    assert "could NOT be verified" not in main
     check("entry-report-form")
     page.get_by_label("What looks unusual?").fill(REASON)
     page.get_by_role("button", name="Send my report").click()

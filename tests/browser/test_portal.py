@@ -11,18 +11,10 @@ recipient, opens it and sees the proof verified in the browser. axe-core
 checks every page visited; screenshots (phone width) go to docs/portal/.
 """
 
-import os
-import pathlib
-
 import pytest
 
 from portal_helpers import make_site, run, serving
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-# where the screenshots go: docs/portal/ is regenerated on purpose
-# (VEIL_PORTAL_SHOTS=docs/portal scripts/test-browser.sh -k portal), not
-# by every test run (they would dirty the tree with new dates)
-SHOTS_ENV = os.environ.get("VEIL_PORTAL_SHOTS")
 PID = "BROWSER-PORTAL-1"
 PASSWORD = "a browser test password"
 VERIFIED = "verified against the hospital's signed log"
@@ -41,19 +33,6 @@ def portal(veil_bin, tmp_path_factory):
         yield {"base": base, "link": link, "pubkey": pubkey, "log": log}
     text = log.read_text()
     assert "route=/invite/{token}" in text, text
-
-
-@pytest.fixture
-def shot(tmp_path):
-    folder = pathlib.Path(SHOTS_ENV) if SHOTS_ENV else tmp_path / "shots"
-    if not folder.is_absolute():
-        folder = ROOT / folder
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def take(page, name):
-        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
-
-    return take
 
 
 def test_invitation_to_verified_entry(portal, page, js_errors, assert_accessible, shot):

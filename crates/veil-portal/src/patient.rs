@@ -496,6 +496,8 @@ async fn history_page(State(st): State<St>, headers: HeaderMap) -> Response {
                 @if items.is_empty() {
                     p { "Nothing is recorded about your images yet." }
                 } @else {
+                    // scrolls sideways on a phone, as a region a keyboard can reach
+                    div class="table-scroll" role="region" aria-label="My history table" tabindex="0" {
                     table class="history" {
                         caption { "My history, oldest first" }
                         thead { tr {
@@ -522,6 +524,7 @@ async fn history_page(State(st): State<St>, headers: HeaderMap) -> Response {
                                 }
                             }
                         }
+                    }
                     }
                 }
             },

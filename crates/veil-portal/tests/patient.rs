@@ -520,6 +520,11 @@ fn a_patient_reports_their_own_entry_and_sees_its_status() {
     let page = a.get(&e, &format!("/entries/{own}"));
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Report something unusual"));
+    // no checkpoint yet, so no proof: the notice, and nothing for
+    // proof.js to report as "could not be verified"
+    assert!(page.body.contains("No proof is available yet"));
+    assert!(!page.body.contains("data-veil-proof"), "{}", page.body);
+    assert!(!page.body.contains("/static/proof.js"));
     // the studies and what acme received, from the index and the recipe
     assert!(page.body.contains(" · CT · "), "{}", page.body);
     let t = csrf(&page);
