@@ -32,12 +32,14 @@
 //! nothing here reads the system time. Nothing here prints or logs, and
 //! no error carries a value a person typed, a token or a patient ID.
 
+mod common;
+pub mod console;
 pub mod flags;
 mod secret;
 mod staff;
-pub mod web;
 pub mod summary;
 mod views;
+pub mod web;
 
 use std::sync::OnceLock;
 
