@@ -30,13 +30,17 @@ CT = CORPUS / "pydicom-3.0.2/pydicom__data__test_files__CT_small.dcm"
 SHOTS_ENV = os.environ.get("VEIL_PORTAL_SHOTS")
 PID = "BROWSER-PORTAL-1"
 PASSWORD = "a browser test password"
+# the staff console's admin (tests/browser/test_console.py)
+STAFF = "dr-admin"
+STAFF_PASSWORD = "a staff console password"
 VERIFIED = "verified against the hospital's signed log"
 
 
-def run(veil_bin, home, *args):
+def run(veil_bin, home, *args, stdin=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VEIL_")}
     env.update(VEIL_HOME=str(home), USER="browser-test")
-    p = subprocess.run([str(veil_bin), *args], env=env, capture_output=True, text=True)
+    p = subprocess.run([str(veil_bin), *args], env=env, capture_output=True, text=True,
+                       input=stdin)
     assert p.returncode == 0, f"veil {args[0]}: {p.stdout}{p.stderr}"
     return p.stdout
 
@@ -49,8 +53,9 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def portal(veil_bin, tmp_path_factory):
-    """(base URL, invitation link, verifier key); `veil serve` runs until
-    the module ends, then must stop cleanly on SIGTERM."""
+    """(base URL, invitation link, verifier key, the staff console's base
+    URL with an admin account); `veil serve` runs until the module ends,
+    then must stop cleanly on SIGTERM."""
     if not CT.is_file():
         pytest.skip(f"{CT} is missing: run scripts/fetch-corpus.sh")
     if not shutil.which("dcmodify"):
@@ -71,7 +76,8 @@ def portal(veil_bin, tmp_path_factory):
     run(veil_bin, home, "consent", "default", "ai-training", "opt-out")
     run(veil_bin, home, "release", "--recipient", "acme", "--purpose", "ai-training",
         str(inp), "--out", str(tmp / "out"))
-    port = free_port()
+    run(veil_bin, home, "staff", "add", STAFF, "--role", "admin", stdin=STAFF_PASSWORD + "\n")
+    port, console_port = free_port(), free_port()
     cfg = home / "veil.toml"
     cfg.write_text(f"""[dicom]
 port = {free_port()}
@@ -88,6 +94,9 @@ destination = "file://{dest}"
 [portal]
 listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
+
+[console]
+listen = "127.0.0.1:{console_port}"
 """)
     link = run(veil_bin, home, "portal", "invite", "--patient-id", PID,
                "--config", str(cfg)).strip().splitlines()[-1]
@@ -104,15 +113,17 @@ public_url = "http://127.0.0.1:{port}"
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the portal did not start"
-                time.sleep(0.1)
-        yield {"base": f"http://127.0.0.1:{port}", "link": link, "pubkey": pubkey, "log": log}
+        for p in (port, console_port):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", p), timeout=1).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None, log.read_text()
+                    assert time.monotonic() < deadline, "the portal or console did not start"
+                    time.sleep(0.1)
+        yield {"base": f"http://127.0.0.1:{port}", "link": link, "pubkey": pubkey, "log": log,
+               "console": f"http://127.0.0.1:{console_port}"}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -123,7 +134,7 @@ public_url = "http://127.0.0.1:{port}"
     assert code == 0, f"veil serve exited {code}: {log.read_text()}"
     text = log.read_text()
     assert "route=/invite/{token}" in text, text
-    for secret in (PID, PASSWORD, link.rsplit("/", 1)[-1]):
+    for secret in (PID, PASSWORD, STAFF_PASSWORD, link.rsplit("/", 1)[-1]):
         assert secret not in text, "the serve log holds a patient ID, password or token"
 
 
