@@ -19,7 +19,10 @@ use maud::{html, Markup, DOCTYPE};
 use sha2::{Digest, Sha256};
 use veil_release::Site;
 
-use crate::{random_token, Kind, PortalError, Session, SessionPolicy, Sessions};
+use crate::{
+    confirm_totp, random_token, start_totp, Kind, PortalError, Secret, Session, SessionPolicy,
+    Sessions,
+};
 
 /// The Content-Security-Policy of every response: scripts, styles and
 /// everything else from the listener's own origin, no plugins, no
@@ -61,6 +64,8 @@ pub(crate) trait Shared: Send + Sync + 'static {
     fn secure(&self) -> bool;
     /// Session lifetimes.
     fn sessions(&self) -> SessionPolicy;
+    /// A page in this listener's layout, for a signed-in `session`.
+    fn page(title: &str, session: &Session, body: Markup) -> Markup;
 }
 
 /// Sets the security headers, and logs the listener, the route template
@@ -374,4 +379,101 @@ pub(crate) async fn portal_css() -> Response {
         PORTAL_CSS,
     )
         .into_response()
+}
+
+// ---- TOTP enrollment (the portal's and the console's) ---------------------------
+
+fn totp_page<S: Shared>(
+    session: &Session,
+    e: &crate::TotpEnrollment,
+    error: Option<&str>,
+) -> Markup {
+    S::page(
+        "Add a sign-in code",
+        session,
+        html! {
+            p { "With a code from an authenticator app, someone who learns your password still cannot sign in." }
+            ol {
+                li { "In your authenticator app, add an account by typing this key:" }
+            }
+            p class="secret" { code { (e.secret_base32.expose()) } }
+            details {
+                summary { "Or use this setup link" }
+                p class="secret" { code { (e.uri.expose()) } }
+            }
+            (error_box(error))
+            form method="post" action="/totp" {
+                input type="hidden" name="csrf" value=(session.csrf.expose());
+                input type="hidden" name="nonce" value=(e.nonce.expose());
+                div class="field" {
+                    label for="code" { "The 6-digit code your app shows now" }
+                    input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
+                        pattern="[0-9]{6}" maxlength="6" required;
+                }
+                button type="submit" { "Turn on sign-in codes" }
+            }
+            p { a href="/" { "Not now" } }
+        },
+    )
+}
+
+/// `GET /totp`: a new key to add to an authenticator app.
+pub(crate) async fn totp_form<S: Shared>(State(st): State<Arc<S>>, headers: HeaderMap) -> Response {
+    let (session, _) = match session(&st, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let subject = session.subject.clone();
+    match with_site(&st, move |site, _| start_totp(site, S::KIND, &subject)).await {
+        Ok(Ok(e)) => html_response(StatusCode::OK, totp_page::<S>(&session, &e, None)),
+        Ok(Err(e)) => internal(e),
+        Err(r) => r,
+    }
+}
+
+/// `POST /totp`: the key's nonce and a code; the code turns TOTP on.
+pub(crate) async fn totp_submit<S: Shared>(
+    State(st): State<Arc<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (session, _) = match session(&st, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let f = form(&body);
+    if !csrf_ok(&session, &f) {
+        return forbidden();
+    }
+    let nonce = Secret::new(f.get("nonce").cloned().unwrap_or_default());
+    let code = Secret::new(f.get("code").cloned().unwrap_or_default());
+    let subject = session.subject.clone();
+    let r = with_site(&st, move |site, now| {
+        confirm_totp(site, S::KIND, &subject, &nonce, &code, now)
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => redirect("/"),
+        Ok(Err(PortalError::BadCredentials)) => {
+            // a fresh key: the old nonce came from the form, and is not
+            // trusted to be shown again
+            let subject = session.subject.clone();
+            match with_site(&st, move |site, _| start_totp(site, S::KIND, &subject)).await {
+                Ok(Ok(e)) => html_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    totp_page::<S>(
+                        &session,
+                        &e,
+                        Some(
+                            "That code did not match. Add this new key to your app and try again.",
+                        ),
+                    ),
+                ),
+                Ok(Err(e)) => internal(e),
+                Err(r) => r,
+            }
+        }
+        Ok(Err(e)) => internal(e),
+        Err(r) => r,
+    }
 }

@@ -85,6 +85,9 @@ impl Shared for ConsoleState {
     fn sessions(&self) -> SessionPolicy {
         self.cfg.portal.sessions
     }
+    fn page(title: &str, session: &Session, body: Markup) -> Markup {
+        layout(title, Some((session, None)), body)
+    }
 }
 
 /// The console's router over `site`, on the system clock.
@@ -110,6 +113,11 @@ pub fn router_with_clock(site: Site, cfg: ConsoleConfig, clock: Clock) -> Router
         .route("/flags", get(flags_page))
         .route("/flags/{id}", post(flag_submit))
         .route("/recipients", get(recipients_page))
+        .route(
+            "/totp",
+            get(crate::common::totp_form::<ConsoleState>)
+                .post(crate::common::totp_submit::<ConsoleState>),
+        )
         .route("/static/portal.css", get(portal_css))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(|| async { not_found(None) })
@@ -154,7 +162,7 @@ fn role_forbidden(s: &Staff) -> Response {
         StatusCode::FORBIDDEN,
         layout(
             "Not allowed for your role",
-            Some(s),
+            signed_in(s),
             html! {
                 p { "Your role (" (role_text(s.role)) ") can read this console but not make this change. "
                     "Reviewers and administrators handle flags." }
@@ -174,7 +182,9 @@ fn role_text(r: Role) -> &'static str {
 
 // ---- layout -----------------------------------------------------------------------
 
-fn layout(title: &str, staff: Option<&Staff>, body: Markup) -> Markup {
+/// The console's page: `signed_in` is the session and, where known,
+/// the role (the footer names both).
+fn layout(title: &str, signed_in: Option<(&Session, Option<Role>)>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -188,7 +198,7 @@ fn layout(title: &str, staff: Option<&Staff>, body: Markup) -> Markup {
                 a class="skip" href="#main" { "Skip to main content" }
                 header class="site" {
                     p class="brand" { "Veil staff console" }
-                    @if let Some(s) = staff {
+                    @if let Some((s, _)) = signed_in {
                         nav aria-label="Console" {
                             ul {
                                 li { a href="/" { "Dashboard" } }
@@ -197,7 +207,7 @@ fn layout(title: &str, staff: Option<&Staff>, body: Markup) -> Markup {
                                 li { a href="/recipients" { "Recipients" } }
                                 li {
                                     form method="post" action="/signout" {
-                                        input type="hidden" name="csrf" value=(s.session.csrf.expose());
+                                        input type="hidden" name="csrf" value=(s.csrf.expose());
                                         button type="submit" { "Sign out" }
                                     }
                                 }
@@ -210,9 +220,11 @@ fn layout(title: &str, staff: Option<&Staff>, body: Markup) -> Markup {
                     (body)
                 }
                 footer class="site" {
-                    @if let Some(s) = staff {
-                        p { "Signed in as " (s.session.subject) " (" (role_text(s.role)) "). "
-                            "Every search and every change is written to the signed ledger." }
+                    @if let Some((s, role)) = signed_in {
+                        p { "Signed in as " (s.subject)
+                            @if let Some(r) = role { " (" (role_text(r)) ")" }
+                            ". Every search and every change is written to the signed ledger. "
+                            a href="/totp" { "Add a sign-in code" } }
                     } @else {
                         p { "Staff only. Every sign-in is written to the signed ledger." }
                     }
@@ -222,8 +234,12 @@ fn layout(title: &str, staff: Option<&Staff>, body: Markup) -> Markup {
     }
 }
 
+fn signed_in(s: &Staff) -> Option<(&Session, Option<Role>)> {
+    Some((&s.session, Some(s.role)))
+}
+
 fn page(title: &str, staff: &Staff, body: Markup) -> Response {
-    html_response(StatusCode::OK, layout(title, Some(staff), body))
+    html_response(StatusCode::OK, layout(title, signed_in(staff), body))
 }
 
 fn not_found(staff: Option<&Staff>) -> Response {
@@ -231,7 +247,7 @@ fn not_found(staff: Option<&Staff>) -> Response {
         StatusCode::NOT_FOUND,
         layout(
             "Page not found",
-            staff,
+            staff.and_then(signed_in),
             html! {
                 p { "There is nothing here." }
                 p { a href="/" { "Back to the dashboard" } }
@@ -244,6 +260,14 @@ fn not_found(staff: Option<&Staff>) -> Response {
 /// keyed hash; the first 12 hex digits tell rows apart).
 fn short_ref(r: &str) -> &str {
     r.get(..12).unwrap_or(r)
+}
+
+/// A DICOM date (`YYYYMMDD`) as `YYYY-MM-DD`; anything else as it is.
+fn study_date(d: &str) -> String {
+    match (d.get(..4), d.get(4..6), d.get(6..8)) {
+        (Some(y), Some(m), Some(day)) if d.len() == 8 => format!("{y}-{m}-{day}"),
+        _ => d.to_string(),
+    }
 }
 
 fn date_time(unix: i64) -> String {
@@ -527,7 +551,7 @@ async fn search_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
                                     td { (h.purpose) }
                                     td {
                                         @for st in &h.studies {
-                                            (st.date) " " (st.modalities.join("/")) " " (st.description)
+                                            (study_date(&st.date)) " " (st.modalities.join("/")) " " (st.description)
                                             " (" (st.instances) ")" br;
                                         }
                                     }

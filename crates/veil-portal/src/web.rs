@@ -57,8 +57,8 @@ use crate::common::{
 };
 pub use crate::common::{Clock, CSP, PORTAL_CSS};
 use crate::{
-    confirm_totp, sign_in_patient, start_totp, Invitation, Kind, Portal, PortalError, Secret,
-    Session, SessionPolicy, Sessions,
+    sign_in_patient, Invitation, Kind, Portal, PortalError, Secret, Session, SessionPolicy,
+    Sessions,
 };
 
 /// What "verified" says, as `proof.js` writes it.
@@ -102,6 +102,9 @@ impl Shared for AppState {
     fn sessions(&self) -> SessionPolicy {
         self.cfg.portal.sessions
     }
+    fn page(title: &str, session: &Session, body: Markup) -> Markup {
+        layout(title, Some(session), false, body)
+    }
 }
 
 /// The portal's router over `site`, on the system clock.
@@ -126,7 +129,10 @@ pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
                 crate::common::signout(st, h, b)
             }),
         )
-        .route("/totp", get(totp_form).post(totp_submit))
+        .route(
+            "/totp",
+            get(crate::common::totp_form::<AppState>).post(crate::common::totp_submit::<AppState>),
+        )
         .route("/entries/{position}", get(entry_page))
         .route("/lookups", get(lookups))
         .route("/about-proofs", get(about_proofs))
@@ -472,102 +478,6 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
             retry_after_seconds,
         ),
         Err(e) => internal(e),
-    }
-}
-
-// ---- TOTP enrollment ----------------------------------------------------------
-
-fn totp_page(session: &Session, e: &crate::TotpEnrollment, error: Option<&str>) -> Markup {
-    layout(
-        "Add a sign-in code",
-        Some(session),
-        false,
-        html! {
-            p { "With a code from an authenticator app, someone who learns your password still cannot sign in." }
-            ol {
-                li { "In your authenticator app, add an account by typing this key:" }
-            }
-            p class="secret" { code { (e.secret_base32.expose()) } }
-            details {
-                summary { "Or use this setup link" }
-                p class="secret" { code { (e.uri.expose()) } }
-            }
-            (error_box(error))
-            form method="post" action="/totp" {
-                input type="hidden" name="csrf" value=(session.csrf.expose());
-                input type="hidden" name="nonce" value=(e.nonce.expose());
-                div class="field" {
-                    label for="code" { "The 6-digit code your app shows now" }
-                    input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
-                        pattern="[0-9]{6}" maxlength="6" required;
-                }
-                button type="submit" { "Turn on sign-in codes" }
-            }
-            p { a href="/" { "Not now" } }
-        },
-    )
-}
-
-async fn totp_form(State(st): State<St>, headers: HeaderMap) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let subject = session.subject.clone();
-    match with_site(&st, move |site, _| {
-        start_totp(site, Kind::Patient, &subject)
-    })
-    .await
-    {
-        Ok(Ok(e)) => html_response(StatusCode::OK, totp_page(&session, &e, None)),
-        Ok(Err(e)) => internal(e),
-        Err(r) => r,
-    }
-}
-
-async fn totp_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let f = form(&body);
-    if !crate::common::csrf_ok(&session, &f) {
-        return forbidden();
-    }
-    let nonce = Secret::new(f.get("nonce").cloned().unwrap_or_default());
-    let code = Secret::new(f.get("code").cloned().unwrap_or_default());
-    let subject = session.subject.clone();
-    let r = with_site(&st, move |site, now| {
-        confirm_totp(site, Kind::Patient, &subject, &nonce, &code, now)
-    })
-    .await;
-    match r {
-        Ok(Ok(())) => redirect("/"),
-        Ok(Err(PortalError::BadCredentials)) => {
-            // a fresh key: the old nonce came from the form, and is not
-            // trusted to be shown again
-            let subject = session.subject.clone();
-            match with_site(&st, move |site, _| {
-                start_totp(site, Kind::Patient, &subject)
-            })
-            .await
-            {
-                Ok(Ok(e)) => html_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    totp_page(
-                        &session,
-                        &e,
-                        Some(
-                            "That code did not match. Add this new key to your app and try again.",
-                        ),
-                    ),
-                ),
-                Ok(Err(e)) => internal(e),
-                Err(r) => r,
-            }
-        }
-        Ok(Err(e)) => internal(e),
-        Err(r) => r,
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
 use axum::Router;
-use support::{logs, Client, Reply, Target};
+use support::{hidden, logs, Client, Reply, Target};
 use veil_core::Phi;
 use veil_ledger::{Entry, Event};
 use veil_portal::console::{router_with_clock, ConsoleConfig};
@@ -29,7 +29,6 @@ struct Console {
     app: Router,
     rt: tokio::runtime::Runtime,
     home: std::path::PathBuf,
-    #[allow(dead_code)]
     clock: Arc<AtomicI64>,
 }
 
@@ -311,4 +310,48 @@ fn an_auditor_reads_but_cannot_handle_a_flag() {
     );
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(site.store.portal_flags(Some("open")).unwrap().len(), 1);
+}
+
+#[test]
+fn staff_totp_enrollment_then_sign_in_needs_the_code() {
+    let p = console("console-totp");
+    let mut c = Client::default();
+    sign_in(&p, &mut c, "alice", ADMIN_PW);
+    let page = c.get(&p, "/totp");
+    assert_eq!(page.status, StatusCode::OK);
+    let i = page.body.find("otpauth://").unwrap();
+    let uri = page.body[i..i + page.body[i..].find('<').unwrap()].replace("&amp;", "&");
+    let totp = totp_rs::TOTP::from_url(&uri).unwrap();
+    let now = p.clock.load(Ordering::SeqCst) as u64;
+    let (csrf, nonce) = (hidden(&page, "csrf"), hidden(&page, "nonce"));
+    let r = c.post(&p, "/totp", &[("nonce", &nonce), ("code", "000000")]);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = c.post(
+        &p,
+        "/totp",
+        &[
+            ("csrf", &csrf),
+            ("nonce", &nonce),
+            ("code", &totp.generate(now)),
+        ],
+    );
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/"));
+
+    let mut d = Client::default();
+    let r = sign_in(&p, &mut d, "alice", ADMIN_PW);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("enter the code"), "{}", r.body);
+    p.clock.fetch_add(30, Ordering::SeqCst);
+    let csrf = Client::csrf(&r);
+    let r = d.post(
+        &p,
+        "/signin",
+        &[
+            ("csrf", &csrf),
+            ("name", "alice"),
+            ("password", ADMIN_PW),
+            ("code", &totp.generate(now + 30)),
+        ],
+    );
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/"));
 }

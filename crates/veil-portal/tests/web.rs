@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use support::{logs, Client, Reply, Target};
+use support::{hidden, logs, Client, Reply, Target};
 use tower::ServiceExt;
 use veil_core::Phi;
 use veil_ledger::{Entry, Event};
@@ -258,16 +258,6 @@ fn invitation_sets_password_signs_in_and_lands_on_the_list() {
 }
 
 /// The value of the hidden input `name` in a page.
-fn hidden(page: &Reply, name: &str) -> String {
-    let pat = format!("name=\"{name}\" value=\"");
-    let i = page
-        .body
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {name}: {}", page.body));
-    let rest = &page.body[i + pat.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
 #[test]
 fn totp_enrollment_then_sign_in_needs_the_code() {
     let (p, ta, _) = portal("web-totp");

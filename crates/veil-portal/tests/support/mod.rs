@@ -140,3 +140,14 @@ impl Client {
         rest[..rest.find('"').unwrap()].to_string()
     }
 }
+
+/// The value of the page's first hidden field `name`.
+pub fn hidden(page: &Reply, name: &str) -> String {
+    let pat = format!("name=\"{name}\" value=\"");
+    let i = page
+        .body
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {name}: {}", page.body));
+    let rest = &page.body[i + pat.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
