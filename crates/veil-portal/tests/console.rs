@@ -3,7 +3,8 @@
 //! CSRF, roles checked on the server (an auditor cannot handle a flag),
 //! a patient search that the patient sees with the role only and that
 //! the ledger records as a staff action, the lookup rule's flag handled,
-//! headers, and logs without a patient ID or anything typed.
+//! headers, and logs without a patient ID or anything typed. The search
+//! runs on PostgreSQL too when `VEIL_TEST_PG_URL` is set.
 
 mod support;
 
@@ -29,6 +30,7 @@ struct Console {
     app: Router,
     rt: tokio::runtime::Runtime,
     home: std::path::PathBuf,
+    db: Option<String>,
     clock: Arc<AtomicI64>,
 }
 
@@ -44,7 +46,7 @@ impl Target for Console {
 impl Console {
     /// A second connection to the site, to check what the pages wrote.
     fn site(&self) -> Site {
-        Site::open(None, &self.home).unwrap()
+        Site::open(self.db.as_deref(), &self.home).unwrap()
     }
 }
 
@@ -75,10 +77,15 @@ fn release(pref: &str) -> Entry {
 /// A site with one release about the patient, an admin `alice` and an
 /// auditor `audrey`.
 fn console(name: &str) -> Console {
+    console_on(name, None)
+}
+
+/// As [`console`], on the store `db` (PostgreSQL) when given.
+fn console_on(name: &str, db: Option<String>) -> Console {
     logs();
     let home = veil_test::scratch(name);
-    Site::init(None, &home).unwrap();
-    let mut site = Site::open(None, &home).unwrap();
+    Site::init(db.as_deref(), &home).unwrap();
+    let mut site = Site::open(db.as_deref(), &home).unwrap();
     let pref = site.patient_ref(&Phi::new(PID.to_string()));
     site.log_decisions(vec![release(&pref)], |_, _| Ok(()))
         .unwrap();
@@ -116,6 +123,7 @@ fn console(name: &str) -> Console {
         app,
         rt,
         home,
+        db,
         clock,
     }
 }
@@ -232,7 +240,22 @@ fn every_post_without_its_csrf_token_is_403() {
 
 #[test]
 fn a_search_is_a_lookup_the_patient_sees_by_role_and_a_ledger_entry() {
-    let p = console("console-search");
+    search_scenario(console("console-search"));
+}
+
+/// The search and the flag it raises, on PostgreSQL (`VEIL_TEST_PG_URL`).
+#[test]
+fn a_search_on_postgresql() {
+    let Some(base) = veil_test::pg_url() else {
+        return;
+    };
+    let url =
+        veil_store::create_pg_database(&base, &format!("veil_console19_{}", std::process::id()))
+            .unwrap();
+    search_scenario(console_on("console-search-pg", Some(url)));
+}
+
+fn search_scenario(p: Console) {
     let mut c = Client::default();
     sign_in(&p, &mut c, "alice", ADMIN_PW);
     let before = logs().lock().unwrap().len();
