@@ -115,7 +115,7 @@ pub(crate) async fn security_headers<S: Shared>(
         route = %route,
         status = res.status().as_u16(),
         ms = started.elapsed().as_millis() as u64,
-        "portal request"
+        "web request"
     );
     res
 }

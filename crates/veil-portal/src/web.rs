@@ -9,7 +9,9 @@
 //! core: invitations, passwords, TOTP, sessions and limits are the
 //! crate's; this module maps them to forms, cookies and status codes.
 //!
-//! Security, in one place (see docs/portal.md):
+//! Security, in one place (see docs/portal.md), and shared with the
+//! staff console ([`crate::console`]) through the private module
+//! `common`, so the two cannot drift apart:
 //! - every response carries the Content-Security-Policy [`CSP`] (no inline
 //!   script or style: the CSS and `proof.js` are files), `nosniff`,
 //!   `Referrer-Policy: no-referrer` and, on pages, `Cache-Control:
