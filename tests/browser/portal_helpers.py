@@ -28,15 +28,15 @@ def veil_env(home):
     return env
 
 
-def run_any(veil_bin, home, *args):
+def run_any(veil_bin, home, *args, stdin=None):
     """Runs `veil ARGS` with VEIL_HOME=home; returns the CompletedProcess."""
     return subprocess.run([str(veil_bin), *args], env=veil_env(home),
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, input=stdin)
 
 
-def run(veil_bin, home, *args):
+def run(veil_bin, home, *args, stdin=None):
     """Runs `veil ARGS`, which must succeed; returns its stdout."""
-    p = run_any(veil_bin, home, *args)
+    p = run_any(veil_bin, home, *args, stdin=stdin)
     assert p.returncode == 0, f"veil {args[0]}: {p.stdout}{p.stderr}"
     return p.stdout
 
@@ -101,24 +101,36 @@ public_url = "http://127.0.0.1:{port}"
     return home, inp, cfg, link, f"http://127.0.0.1:{port}"
 
 
+def add_console(veil_bin, home, cfg, staff, password):
+    """Adds `[console]` on a free port to `cfg` and an admin `staff` (the
+    password on stdin, as an operator types it); returns the console's
+    base URL."""
+    port = free_port()
+    with open(cfg, "a") as f:
+        f.write(f'\n[console]\nlisten = "127.0.0.1:{port}"\n')
+    run(veil_bin, home, "staff", "add", staff, "--role", "admin", stdin=password + "\n")
+    return f"http://127.0.0.1:{port}"
+
+
 @contextlib.contextmanager
 def serving(veil_bin, home, cfg, log, secrets=()):
     """Runs `veil -v serve` until the block ends, then SIGTERM: it must
     exit 0, and its log must hold none of `secrets`."""
-    port = int(cfg.read_text().split('listen = "127.0.0.1:', 1)[1].split('"', 1)[0])
+    ports = [int(x.split('"', 1)[0]) for x in cfg.read_text().split('listen = "127.0.0.1:')[1:]]
     with open(log, "w") as out:
         proc = subprocess.Popen([str(veil_bin), "-v", "serve", "--config", str(cfg)],
                                 env=veil_env(home), stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the portal did not start"
-                time.sleep(0.1)
+        for port in ports:
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None, log.read_text()
+                    assert time.monotonic() < deadline, "the portal or console did not start"
+                    time.sleep(0.1)
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -13,24 +13,29 @@ checks every page visited; screenshots (phone width) go to docs/portal/.
 
 import pytest
 
-from portal_helpers import make_site, run, serving
+from portal_helpers import add_console, make_site, run, serving
 
 PID = "BROWSER-PORTAL-1"
 PASSWORD = "a browser test password"
+# the staff console's admin (tests/browser/test_console.py)
+STAFF = "dr-admin"
+STAFF_PASSWORD = "a staff console password"
 VERIFIED = "verified against the hospital's signed log"
 
 
 @pytest.fixture(scope="module")
 def portal(veil_bin, tmp_path_factory):
-    """(base URL, invitation link, verifier key); `veil serve` runs until
-    the module ends, then must stop cleanly on SIGTERM."""
+    """(base URL, invitation link, verifier key, the staff console's base
+    URL with an admin account); `veil serve` runs until the module ends,
+    then must stop cleanly on SIGTERM."""
     tmp = tmp_path_factory.mktemp("portal")
     home, _, cfg, link, base = make_site(veil_bin, tmp, PID)
+    console = add_console(veil_bin, home, cfg, STAFF, STAFF_PASSWORD)
     pubkey = run(veil_bin, home, "ledger", "pubkey").strip()
     log = tmp / "serve.log"
     with serving(veil_bin, home, cfg, log,
-                 secrets=(PID, PASSWORD, link.rsplit("/", 1)[-1])):
-        yield {"base": base, "link": link, "pubkey": pubkey, "log": log}
+                 secrets=(PID, PASSWORD, STAFF_PASSWORD, link.rsplit("/", 1)[-1])):
+        yield {"base": base, "link": link, "pubkey": pubkey, "log": log, "console": console}
     text = log.read_text()
     assert "route=/invite/{token}" in text, text
 

@@ -3,7 +3,8 @@
 //! (exit 0); the serve log holds routes and statuses, never the patient
 //! ID or the invitation token. With `[portal] tls` it serves HTTPS itself
 //! (checked with curl against a throwaway certificate), with `Secure`,
-//! `__Host-` cookies and HSTS. The pages themselves are tested in
+//! `__Host-` cookies and HSTS. With `[console]` the staff console is
+//! served on its own listener and stopped with it. The pages themselves are tested in
 //! crates/veil-portal/tests/web.rs and, in Chromium,
 //! tests/browser/test_portal.py.
 
@@ -321,4 +322,46 @@ fn issue_19_portal_serves_https_with_portal_tls() {
     assert_eq!(String::from_utf8_lossy(&again.stdout), "200");
     assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
     assert_eq!(code, 0, "{log_text}");
+}
+
+#[test]
+fn issue_19_serve_starts_the_console_on_its_own_listener_and_stops_it() {
+    let home = veil_test::scratch("issue19-console-web");
+    site(&home);
+    let (port, console) = (free_port(), free_port());
+    let cfg = config(
+        &home,
+        port,
+        &format!("\n[console]\nlisten = \"127.0.0.1:{console}\"\n"),
+    );
+    let log = home.join("serve.log");
+    let child = start(&home, &cfg, port, &log);
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", console)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(30), "no console");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let (head, body) = get(console, "/signin");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-security-policy: default-src 'self'; script-src 'self'"));
+    assert!(head.contains("cache-control: no-store"));
+    assert!(head.contains("set-cookie: veil_staff_csrf="), "{head}");
+    assert!(body.contains("Staff sign-in"));
+    let (head, _) = get(console, "/");
+    assert!(head.starts_with("http/1.1 303"), "{head}");
+    assert!(head.contains("location: /signin"));
+    // the portal's listener serves the portal, not the console
+    let (_, body) = get(port, "/signin");
+    assert!(body.contains("Patient ID") && !body.contains("Staff sign-in"));
+
+    let code = term(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("console=Some(127.0.0.1:"), "{text}");
+    assert!(
+        text.contains("listener=\"console\"") || text.contains("listener=console"),
+        "{text}"
+    );
+    assert!(TcpStream::connect(("127.0.0.1", console)).is_err());
 }

@@ -33,6 +33,8 @@
 //! no error carries a value a person typed, a token or a patient ID.
 
 pub mod choices;
+mod common;
+pub mod console;
 pub mod flags;
 mod patient;
 mod secret;

@@ -21,9 +21,9 @@ use veil_ledger::Event;
 use veil_store::portal::FlagRow;
 
 use crate::choices::{self, Choice, RequestState, SharingRequest};
+use crate::common::{forbidden, form, html_response, internal, redirect, with_site};
 use crate::web::{
-    counted, forbidden, form, history, html_response, internal, layout, not_found, page_response,
-    patient_session, redirect, study_line, with_site, St,
+    counted, history, layout, not_found, page_response, patient_session, study_line, St,
 };
 use crate::{PortalError, Session, Sessions};
 

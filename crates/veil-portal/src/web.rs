@@ -9,7 +9,9 @@
 //! core: invitations, passwords, TOTP, sessions and limits are the
 //! crate's; this module maps them to forms, cookies and status codes.
 //!
-//! Security, in one place (see docs/portal.md):
+//! Security, in one place (see docs/portal.md), and shared with the
+//! staff console ([`crate::console`]) through the private module
+//! `common`, so the two cannot drift apart:
 //! - every response carries the Content-Security-Policy [`CSP`] (no inline
 //!   script or style: the CSS and `proof.js` are files), `nosniff`,
 //!   `Referrer-Policy: no-referrer` and, on pages, `Cache-Control:
@@ -34,38 +36,32 @@
 //! HTTPS: [`Background::start_with`] serves TLS itself (rustls) when given
 //! a server configuration; without one, a reverse proxy terminates TLS.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use sha2::{Digest, Sha256};
 use veil_core::Phi;
 use veil_ledger::{Entry, Event};
 use veil_release::{Disclosure, Site};
 
-use crate::{
-    confirm_totp, random_token, sign_in_patient, start_totp, Invitation, Kind, Portal, PortalError,
-    Secret, Session, Sessions,
+use crate::common::{
+    error_box, forbidden, form, html_response, internal, locked, locked_text, portal_css, pre_csrf,
+    pre_csrf_ok, redirect, same, security_headers, session_cookie, system_clock, with_cookies,
+    with_site, Shared,
 };
-
-/// The Content-Security-Policy of every response: scripts, styles and
-/// everything else from the portal's own origin, no plugins, no framing,
-/// forms only to itself.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
-/// The portal's stylesheet, served as `/static/portal.css`.
-pub const PORTAL_CSS: &str = include_str!("../web/portal.css");
+pub use crate::common::{Clock, CSP, PORTAL_CSS};
+use crate::{
+    sign_in_patient, Invitation, Kind, Portal, PortalError, Secret, Session, SessionPolicy,
+    Sessions,
+};
 
 /// What "verified" says, as `proof.js` writes it.
 const VERIFIED: &str = "verified against the hospital's signed log";
@@ -83,16 +79,6 @@ pub struct WebConfig {
     pub secure_cookies: bool,
 }
 
-/// The clock: unix seconds. Injected so tests can expire sessions.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-fn system_clock() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 pub(crate) struct AppState {
     site: Mutex<Site>,
     cfg: WebConfig,
@@ -100,6 +86,28 @@ pub(crate) struct AppState {
 }
 
 pub(crate) type St = Arc<AppState>;
+
+impl Shared for AppState {
+    const SESSION: &'static str = "veil_session";
+    const PRE_CSRF: &'static str = "veil_csrf";
+    const LISTENER: &'static str = "portal";
+    const KIND: Kind = Kind::Patient;
+    fn site(&self) -> &Mutex<Site> {
+        &self.site
+    }
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+    fn secure(&self) -> bool {
+        self.cfg.secure_cookies
+    }
+    fn sessions(&self) -> SessionPolicy {
+        self.cfg.portal.sessions
+    }
+    fn page(title: &str, session: &Session, body: Markup) -> Markup {
+        layout(title, Some(session), false, body)
+    }
+}
 
 /// The portal's router over `site`, on the system clock.
 pub fn router(site: Site, cfg: WebConfig) -> Router {
@@ -117,8 +125,16 @@ pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
         .route("/", get(list))
         .route("/invite/{token}", get(invite_form).post(invite_submit))
         .route("/signin", get(signin_form).post(signin_submit))
-        .route("/signout", axum::routing::post(signout))
-        .route("/totp", get(totp_form).post(totp_submit))
+        .route(
+            "/signout",
+            axum::routing::post(|State(st): State<St>, h: HeaderMap, b: Bytes| {
+                crate::common::signout(st, h, b)
+            }),
+        )
+        .route(
+            "/totp",
+            get(crate::common::totp_form::<AppState>).post(crate::common::totp_submit::<AppState>),
+        )
         .route("/entries/{position}", get(entry_page))
         .route("/lookups", get(lookups))
         .merge(crate::patient::routes())
@@ -127,156 +143,20 @@ pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
         .route("/static/portal.css", get(portal_css))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found_handler)
-        .layer(middleware::from_fn_with_state(st.clone(), security_headers))
+        .layer(middleware::from_fn_with_state(
+            st.clone(),
+            security_headers::<AppState>,
+        ))
         .with_state(st)
 }
 
-// ---- middleware ---------------------------------------------------------------
-
-/// Sets the security headers, and logs the route template and status
-/// (never the path itself: it may hold an invitation token).
-async fn security_headers(State(st): State<St>, req: Request, next: Next) -> Response {
-    let secure = st.cfg.secure_cookies;
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "(unmatched)".into());
-    let method = req.method().clone();
-    let started = Instant::now();
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if secure {
-        // reached over HTTPS (a proxy's): browsers keep to HTTPS for a year
-        h.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
-    }
-    if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    tracing::info!(
-        method = %method,
-        route = %route,
-        status = res.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "portal request"
-    );
-    res
+/// The signed-in patient's session (touched: its idle time restarts),
+/// or the redirect to the sign-in page.
+pub(crate) async fn patient_session(st: &St, headers: &HeaderMap) -> Result<(Session, String), Response> {
+    crate::common::session(st, headers).await
 }
 
 // ---- helpers ------------------------------------------------------------------
-
-/// Runs `f` on the blocking pool with the site and the current time.
-pub(crate) async fn with_site<T: Send + 'static>(
-    st: &St,
-    f: impl FnOnce(&mut Site, i64) -> T + Send + 'static,
-) -> Result<T, Response> {
-    let st = st.clone();
-    tokio::task::spawn_blocking(move || {
-        let now = (st.clock)();
-        let mut site = st.site.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut site, now)
-    })
-    .await
-    .map_err(|_| server_error())
-}
-
-fn server_error() -> Response {
-    tracing::error!("portal: a request failed inside (store or site)");
-    page_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        None,
-        html! { p { "The portal could not answer. Please try again later." } },
-    )
-}
-
-pub(crate) fn internal(e: PortalError) -> Response {
-    // store and site errors name tables and kinds, never values
-    tracing::error!(error = %e, "portal: store or site error");
-    server_error()
-}
-
-fn cookie_name(st: &AppState, base: &str) -> String {
-    if st.cfg.secure_cookies {
-        format!("__Host-{base}")
-    } else {
-        base.to_string()
-    }
-}
-
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
-fn set_cookie(st: &AppState, base: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let mut c = format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Strict",
-        cookie_name(st, base)
-    );
-    if st.cfg.secure_cookies {
-        c.push_str("; Secure");
-    }
-    if let Some(a) = max_age {
-        c.push_str(&format!("; Max-Age={a}"));
-    }
-    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-const SESSION: &str = "veil_session";
-const PRE_CSRF: &str = "veil_csrf";
-
-/// The form's fields (first value of each name).
-pub(crate) fn form(body: &Bytes) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    for (k, v) in form_urlencoded::parse(body) {
-        m.entry(k.into_owned()).or_insert_with(|| v.into_owned());
-    }
-    m
-}
-
-fn same(a: &str, b: &str) -> bool {
-    Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
-}
-
-pub(crate) fn redirect(to: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
-}
-
-pub(crate) fn forbidden() -> Response {
-    page_response(
-        StatusCode::FORBIDDEN,
-        "This form has expired",
-        None,
-        html! {
-            p { "The form was sent without its security token, or with an old one. "
-                "Please go back, reload the page and try again." }
-            p { a href="/signin" { "Sign in" } }
-        },
-    )
-}
 
 pub(crate) fn not_found(session: Option<&Session>) -> Response {
     page_response(
@@ -292,56 +172,6 @@ pub(crate) fn not_found(session: Option<&Session>) -> Response {
 
 async fn not_found_handler() -> Response {
     not_found(None)
-}
-
-/// The signed-in patient's session (touched: its idle time restarts),
-/// or the redirect to the sign-in page.
-pub(crate) async fn patient_session(
-    st: &St,
-    headers: &HeaderMap,
-) -> Result<(Session, String), Response> {
-    let Some(token) = cookie_value(headers, &cookie_name(st, SESSION)) else {
-        return Err(redirect("/signin"));
-    };
-    let policy = st.cfg.portal.sessions;
-    let t = token.clone();
-    let found = with_site(st, move |site, now| -> crate::Result<Option<Session>> {
-        let s = Sessions::lookup(&mut site.store, &policy, &t, now)?;
-        if s.is_some() {
-            Sessions::touch(&mut site.store, &t, now)?;
-        }
-        Ok(s)
-    })
-    .await?
-    .map_err(internal)?;
-    match found {
-        Some(s) if s.kind == Kind::Patient => Ok((s, token)),
-        _ => Err(redirect("/signin")),
-    }
-}
-
-/// A pre-session CSRF token: the cookie's, or a new one (then set).
-fn pre_csrf(st: &AppState, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    if let Some(v) = cookie_value(headers, &cookie_name(st, PRE_CSRF)) {
-        if v.len() == 43 {
-            return (v, None);
-        }
-    }
-    let t = random_token()
-        .map(|s| s.expose().clone())
-        .unwrap_or_default();
-    let c = set_cookie(st, PRE_CSRF, &t, None);
-    (t, Some(c))
-}
-
-fn pre_csrf_ok(st: &AppState, headers: &HeaderMap, f: &HashMap<String, String>) -> bool {
-    match (
-        cookie_value(headers, &cookie_name(st, PRE_CSRF)),
-        f.get("csrf"),
-    ) {
-        (Some(c), Some(v)) => !c.is_empty() && same(&c, v),
-        _ => false,
-    }
 }
 
 // ---- layout -------------------------------------------------------------------
@@ -403,30 +233,6 @@ pub(crate) fn page_response(
     html_response(status, layout(title, session, false, body))
 }
 
-pub(crate) fn html_response(status: StatusCode, m: Markup) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        m.into_string(),
-    )
-        .into_response()
-}
-
-fn with_cookies(mut r: Response, cookies: impl IntoIterator<Item = HeaderValue>) -> Response {
-    for c in cookies {
-        r.headers_mut().append(header::SET_COOKIE, c);
-    }
-    r
-}
-
-fn error_box(msg: Option<&str>) -> Markup {
-    html! {
-        @if let Some(m) = msg {
-            div class="error" role="alert" id="form-error" { p { (m) } }
-        }
-    }
-}
-
 // ---- static -------------------------------------------------------------------
 
 async fn proof_js() -> Response {
@@ -436,17 +242,6 @@ async fn proof_js() -> Response {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         veil_ledger::PROOF_JS,
-    )
-        .into_response()
-}
-
-async fn portal_css() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        PORTAL_CSS,
     )
         .into_response()
 }
@@ -509,7 +304,7 @@ async fn invite_form(
     if let Some(e) = refused {
         return invitation_refused(e);
     }
-    let (csrf, cookie) = pre_csrf(&st, &headers);
+    let (csrf, cookie) = pre_csrf(st.as_ref(), &headers);
     with_cookies(
         html_response(StatusCode::OK, invite_page(&csrf, None)),
         cookie,
@@ -523,7 +318,7 @@ async fn invite_submit(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    if !pre_csrf_ok(&st, &headers, &f) {
+    if !pre_csrf_ok(st.as_ref(), &headers, &f) {
         return forbidden();
     }
     let csrf = f.get("csrf").cloned().unwrap_or_default();
@@ -552,12 +347,7 @@ async fn invite_submit(
     match r {
         Ok(s) => with_cookies(
             redirect("/"),
-            [set_cookie(
-                &st,
-                SESSION,
-                s.token.expose(),
-                Some(portal.sessions.max_seconds),
-            )],
+            [session_cookie(st.as_ref(), s.token.expose())],
         ),
         Err(PortalError::WeakPassword(m)) => html_response(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -630,7 +420,7 @@ fn signin_page(csrf: &str, error: Option<&str>, ask_code: bool) -> Markup {
 }
 
 async fn signin_form(State(st): State<St>, headers: HeaderMap) -> Response {
-    let (csrf, cookie) = pre_csrf(&st, &headers);
+    let (csrf, cookie) = pre_csrf(st.as_ref(), &headers);
     with_cookies(
         html_response(StatusCode::OK, signin_page(&csrf, None, false)),
         cookie,
@@ -639,7 +429,7 @@ async fn signin_form(State(st): State<St>, headers: HeaderMap) -> Response {
 
 async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
-    if !pre_csrf_ok(&st, &headers, &f) {
+    if !pre_csrf_ok(st.as_ref(), &headers, &f) {
         return forbidden();
     }
     let csrf = f.get("csrf").cloned().unwrap_or_default();
@@ -666,12 +456,7 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
     match r {
         Ok(s) => with_cookies(
             redirect("/"),
-            [set_cookie(
-                &st,
-                SESSION,
-                s.token.expose(),
-                Some(portal.sessions.max_seconds),
-            )],
+            [session_cookie(st.as_ref(), s.token.expose())],
         ),
         Err(PortalError::TotpRequired) => html_response(
             StatusCode::UNAUTHORIZED,
@@ -691,143 +476,14 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
         ),
         Err(PortalError::Locked {
             retry_after_seconds,
-        }) => {
-            let mut r = html_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                signin_page(
-                    &csrf,
-                    Some(&format!(
-                        "Too many failed attempts. Please wait {retry_after_seconds} seconds and try again."
-                    )),
-                    false,
-                ),
-            );
-            if let Ok(v) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
-        }
+        }) => locked(
+            html_response(
+                StatusCode::OK,
+                signin_page(&csrf, Some(&locked_text(retry_after_seconds)), false),
+            ),
+            retry_after_seconds,
+        ),
         Err(e) => internal(e),
-    }
-}
-
-async fn signout(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response {
-    let (session, token) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        // no live session (expired, or signed out in another tab): there
-        // is nothing to end and nothing a forged request could do, so
-        // the person lands where a signed-out person belongs
-        Err(_) => {
-            return with_cookies(redirect("/signin"), [set_cookie(&st, SESSION, "", Some(0))])
-        }
-    };
-    let f = form(&body);
-    if !Sessions::csrf_ok(&session, f.get("csrf").map(|s| s.as_str()).unwrap_or("")) {
-        return forbidden();
-    }
-    if let Err(r) = with_site(&st, move |site, _| {
-        Sessions::revoke(&mut site.store, &token)
-    })
-    .await
-    {
-        return r;
-    }
-    with_cookies(redirect("/signin"), [set_cookie(&st, SESSION, "", Some(0))])
-}
-
-// ---- TOTP enrollment ----------------------------------------------------------
-
-fn totp_page(session: &Session, e: &crate::TotpEnrollment, error: Option<&str>) -> Markup {
-    layout(
-        "Add a sign-in code",
-        Some(session),
-        false,
-        html! {
-            p { "With a code from an authenticator app, someone who learns your password still cannot sign in." }
-            ol {
-                li { "In your authenticator app, add an account by typing this key:" }
-            }
-            p class="secret" { code { (e.secret_base32.expose()) } }
-            details {
-                summary { "Or use this setup link" }
-                p class="secret" { code { (e.uri.expose()) } }
-            }
-            (error_box(error))
-            form method="post" action="/totp" {
-                input type="hidden" name="csrf" value=(session.csrf.expose());
-                input type="hidden" name="nonce" value=(e.nonce.expose());
-                div class="field" {
-                    label for="code" { "The 6-digit code your app shows now" }
-                    input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
-                        pattern="[0-9]{6}" maxlength="6" required;
-                }
-                button type="submit" { "Turn on sign-in codes" }
-            }
-            p { a href="/" { "Not now" } }
-        },
-    )
-}
-
-async fn totp_form(State(st): State<St>, headers: HeaderMap) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let subject = session.subject.clone();
-    match with_site(&st, move |site, _| {
-        start_totp(site, Kind::Patient, &subject)
-    })
-    .await
-    {
-        Ok(Ok(e)) => html_response(StatusCode::OK, totp_page(&session, &e, None)),
-        Ok(Err(e)) => internal(e),
-        Err(r) => r,
-    }
-}
-
-async fn totp_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let f = form(&body);
-    if !Sessions::csrf_ok(&session, f.get("csrf").map(|s| s.as_str()).unwrap_or("")) {
-        return forbidden();
-    }
-    let nonce = Secret::new(f.get("nonce").cloned().unwrap_or_default());
-    let code = Secret::new(f.get("code").cloned().unwrap_or_default());
-    let subject = session.subject.clone();
-    let r = with_site(&st, move |site, now| {
-        confirm_totp(site, Kind::Patient, &subject, &nonce, &code, now)
-    })
-    .await;
-    match r {
-        Ok(Ok(())) => redirect("/"),
-        Ok(Err(PortalError::BadCredentials)) => {
-            // a fresh key: the old nonce came from the form, and is not
-            // trusted to be shown again
-            let subject = session.subject.clone();
-            match with_site(&st, move |site, _| {
-                start_totp(site, Kind::Patient, &subject)
-            })
-            .await
-            {
-                Ok(Ok(e)) => html_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    totp_page(
-                        &session,
-                        &e,
-                        Some(
-                            "That code did not match. Add this new key to your app and try again.",
-                        ),
-                    ),
-                ),
-                Ok(Err(e)) => internal(e),
-                Err(r) => r,
-            }
-        }
-        Ok(Err(e)) => internal(e),
-        Err(r) => r,
     }
 }
 

@@ -4,14 +4,15 @@
 //! authorization between patients, escaping, session expiry, headers, and
 //! logs without a patient ID or anything typed.
 
-use std::collections::HashMap;
-use std::io::Write;
+mod support;
+
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use support::{hidden, logs, Client, Reply, Target};
 use tower::ServiceExt;
 use veil_core::Phi;
 use veil_ledger::{Entry, Event};
@@ -24,38 +25,6 @@ const PID_B: &str = "WEB-PATIENT-B-9902";
 const PW_A: &str = "a long password for A";
 const EVIL: &str = "<script>alert(1)</script>";
 
-// ---- log capture ---------------------------------------------------------------
-
-#[derive(Clone)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log line of this test binary (one global subscriber: the
-/// handlers log on runtime and blocking-pool threads).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let b = Buf(buf.clone());
-        let sub = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || b.clone())
-            .finish();
-        tracing::subscriber::set_global_default(sub).unwrap();
-        buf
-    })
-}
-
 // ---- a site and a client ---------------------------------------------------------
 
 struct Portal {
@@ -64,92 +33,12 @@ struct Portal {
     clock: Arc<AtomicI64>,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+impl Target for Portal {
+    fn app(&self) -> Router {
+        self.app.clone()
     }
-}
-
-/// A browser: a cookie jar.
-#[derive(Default)]
-struct Client {
-    jar: HashMap<String, String>,
-}
-
-impl Client {
-    fn send(
-        &mut self,
-        p: &Portal,
-        method: &str,
-        uri: &str,
-        form: Option<&[(&str, &str)]>,
-    ) -> Reply {
-        let mut b = Request::builder().method(method).uri(uri);
-        if !self.jar.is_empty() {
-            let c: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            b = b.header(header::COOKIE, c.join("; "));
-        }
-        let body = match form {
-            Some(f) => {
-                b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-                let mut s = form_urlencoded::Serializer::new(String::new());
-                for (k, v) in f {
-                    s.append_pair(k, v);
-                }
-                Body::from(s.finish())
-            }
-            None => Body::empty(),
-        };
-        let req = b.body(body).unwrap();
-        let app = p.app.clone();
-        let (status, headers, body) = p.rt.block_on(async move {
-            let r = app.oneshot(req).await.unwrap();
-            let (parts, body) = r.into_parts();
-            let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-            (parts.status, parts.headers, bytes)
-        });
-        for c in headers.get_all(header::SET_COOKIE) {
-            let c = c.to_str().unwrap();
-            let (kv, _) = c.split_once(';').unwrap_or((c, ""));
-            let (k, v) = kv.split_once('=').unwrap();
-            if v.is_empty() || c.contains("Max-Age=0") {
-                self.jar.remove(k);
-            } else {
-                self.jar.insert(k.to_string(), v.to_string());
-            }
-        }
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8(body.to_vec()).unwrap(),
-        }
-    }
-
-    fn get(&mut self, p: &Portal, uri: &str) -> Reply {
-        self.send(p, "GET", uri, None)
-    }
-
-    fn post(&mut self, p: &Portal, uri: &str, form: &[(&str, &str)]) -> Reply {
-        self.send(p, "POST", uri, Some(form))
-    }
-
-    /// The CSRF token of the page's first form.
-    fn csrf(page: &Reply) -> String {
-        let i = page
-            .body
-            .find("name=\"csrf\" value=\"")
-            .unwrap_or_else(|| panic!("no csrf field: {}", page.body));
-        let rest = &page.body[i + 19..];
-        rest[..rest.find('"').unwrap()].to_string()
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        &self.rt
     }
 }
 
@@ -369,16 +258,6 @@ fn invitation_sets_password_signs_in_and_lands_on_the_list() {
 }
 
 /// The value of the hidden input `name` in a page.
-fn hidden(page: &Reply, name: &str) -> String {
-    let pat = format!("name=\"{name}\" value=\"");
-    let i = page
-        .body
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {name}: {}", page.body));
-    let rest = &page.body[i + pat.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
 #[test]
 fn totp_enrollment_then_sign_in_needs_the_code() {
     let (p, ta, _) = portal("web-totp");

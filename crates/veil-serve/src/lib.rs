@@ -80,6 +80,9 @@ pub enum ServeError {
     /// The patient portal's listener.
     #[error("portal.listen: {0}")]
     Portal(#[from] veil_portal::web::WebError),
+    /// The staff console's listener.
+    #[error("console.listen: {0}")]
+    Console(veil_portal::web::WebError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0:?}")]
     Signals(std::io::ErrorKind),
@@ -195,6 +198,7 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
         dicom = %scp.local_addr(),
         http = ?http.as_ref().map(|h| h.local_addr()),
         portal = ?web.iter().find(|w| w.0 == "portal").map(|w| w.1.local_addr()),
+        console = ?web.iter().find(|w| w.0 == "console").map(|w| w.1.local_addr()),
         routes = cfg.routes.len(),
         "veil serve: ready"
     );
@@ -230,9 +234,9 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
 }
 
 /// The web listeners of `veil.toml` (issue 19), each on its own thread
-/// and address, named: today the patient portal (`[portal]`); the staff
-/// console (`[console]`) is added here the same way, with its own router
-/// and its own [`Site`], and is stopped with the others.
+/// and address, named: the patient portal (`[portal]`) and the staff
+/// console (`[console]`, its own router and listener: staff only, never
+/// on the portal's address), stopped with the others on SIGTERM.
 ///
 /// Each gets its own [`Site`] (its own store connection), so a page never
 /// waits for a tick. With `[portal] tls` the portal serves HTTPS itself
@@ -273,9 +277,28 @@ fn start_web(
             veil_portal::web::Background::start_with(p.listen, app, "veil-portal", tls)?,
         ));
     }
-    if cfg.console.is_some() {
-        // configured ahead of its pages: say so rather than look started
-        tracing::warn!("[console] is configured but the staff console is not served yet");
+    if let Some(c) = &cfg.console {
+        // staff only, on its own address (an internal interface), with
+        // its own store connection; HTTP: a proxy in front terminates TLS
+        let f = cfg.flags;
+        let console = veil_portal::console::ConsoleConfig {
+            flags: veil_portal::FlagRules {
+                burst_releases: f.burst_releases,
+                burst_window_hours: f.burst_window_hours,
+                volume_factor: f.volume_factor,
+                volume_baseline_days: f.volume_baseline_days,
+                volume_min_count: f.volume_min_count,
+                lookup_without_reason: f.lookup_without_reason,
+                release_after_withdrawal: f.release_after_withdrawal,
+            },
+            ..Default::default()
+        };
+        let app = veil_portal::console::router(Site::open(db, home)?, console);
+        out.push((
+            "console",
+            veil_portal::web::Background::start(c.listen, app, "veil-console")
+                .map_err(ServeError::Console)?,
+        ));
     }
     Ok(out)
 }
