@@ -152,7 +152,10 @@ pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
 
 /// The signed-in patient's session (touched: its idle time restarts),
 /// or the redirect to the sign-in page.
-pub(crate) async fn patient_session(st: &St, headers: &HeaderMap) -> Result<(Session, String), Response> {
+pub(crate) async fn patient_session(
+    st: &St,
+    headers: &HeaderMap,
+) -> Result<(Session, String), Response> {
     crate::common::session(st, headers).await
 }
 
