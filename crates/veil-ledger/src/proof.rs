@@ -100,7 +100,26 @@ pub fn bundle(
     checkpoint: &Checkpoint,
     verifier: &NoteVerifier,
 ) -> Result<ProofBundle, ProofError> {
-    let entries = leaves.len() as u64;
+    let hashes: Vec<Hash> = leaves
+        .iter()
+        .map(|l| merkle::leaf_hash(l.as_bytes()))
+        .collect();
+    bundle_hashed(&hashes, |i| leaves[i].to_string(), index, checkpoint, verifier)
+}
+
+/// [`bundle`] over the leaves' hashes, for a reader that keeps them (the
+/// portal's ledger cache: hashing every entry again per proof is what
+/// does not scale). `leaf(i)` gives entry i's exact leaf data; it is only
+/// asked for `index`. Same checks, same errors, same bundle as [`bundle`]
+/// over the leaves these hashes are of.
+pub fn bundle_hashed(
+    hashes: &[Hash],
+    leaf: impl FnOnce(usize) -> String,
+    index: u64,
+    checkpoint: &Checkpoint,
+    verifier: &NoteVerifier,
+) -> Result<ProofBundle, ProofError> {
+    let entries = hashes.len() as u64;
     if index >= entries {
         return Err(ProofError::NoEntry {
             position: index,
@@ -117,21 +136,18 @@ pub fn bundle(
     if size > entries {
         return Err(ProofError::LogMismatch(size));
     }
-    let hashes: Vec<Hash> = leaves[..size as usize]
-        .iter()
-        .map(|l| merkle::leaf_hash(l.as_bytes()))
-        .collect();
-    let root = merkle::root(&hashes);
+    let hashes = &hashes[..size as usize];
+    let root = merkle::root(hashes);
     if unhex32(&checkpoint.root) != Some(root) {
         return Err(ProofError::LogMismatch(size));
     }
     let b = ProofBundle {
         format: BUNDLE_FORMAT.into(),
         index,
-        leaf: leaves[index as usize].to_string(),
+        leaf: leaf(index as usize),
         tree_size: size,
         root: hex(&root),
-        proof: merkle::inclusion_proof(index as usize, &hashes)
+        proof: merkle::inclusion_proof(index as usize, hashes)
             .iter()
             .map(|h| hex(h))
             .collect(),

@@ -32,6 +32,7 @@
 //! nothing here reads the system time. Nothing here prints or logs, and
 //! no error carries a value a person typed, a token or a patient ID.
 
+pub mod cache;
 pub mod choices;
 mod common;
 pub mod console;
@@ -57,7 +58,8 @@ pub use flags::{evaluate, FlagRules, NewFlag, Outcome};
 pub use secret::Secret;
 pub use staff::{add_staff, record_lookup, set_staff_disabled, sign_in_staff, Role};
 pub use summary::{recipe_summary, recipe_summary_toml};
-pub use views::{dashboard, portal_history, Dashboard, DayCount, HistoryItem, HistoryStudy};
+pub use cache::LedgerCache;
+pub use views::{dashboard, portal_history, portal_history_cached, Dashboard, DayCount, HistoryItem, HistoryStudy};
 
 /// Errors. None carries a password, token, TOTP code or patient ID.
 #[derive(Debug, thiserror::Error)]

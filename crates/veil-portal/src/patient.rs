@@ -413,9 +413,9 @@ async fn report_submit(
     };
     let reason = f.get("reason").cloned().unwrap_or_default();
     let pref = session.subject.clone();
-    let r = with_site(&st, move |site, now| -> crate::Result<Option<bool>> {
+    let r = crate::web::with_cache(&st, move |site, cache, now| -> crate::Result<Option<bool>> {
         // authorized first: only an entry the patient sees is reportable
-        let own = crate::web::patient_views(site, &pref)?
+        let own = crate::web::patient_views(site, cache, &pref)?
             .iter()
             .any(|v| v.position == position);
         if !own {
@@ -475,7 +475,7 @@ async fn history_page(State(st): State<St>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let pref = session.subject.clone();
-    let items = match with_site(&st, move |site, _| history(site, &pref)).await {
+    let items = match crate::web::with_cache(&st, move |site, cache, _| history(site, cache, &pref)).await {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => return internal(e),
         Err(r) => return r,

@@ -10,6 +10,7 @@ use veil_release::Site;
 use veil_store::portal::StudyIndexRow;
 use veil_store::queue::QueueState;
 
+use crate::cache::LedgerCache;
 use crate::summary::recipe_summary_toml;
 use crate::Result;
 
@@ -62,44 +63,46 @@ pub struct HistoryItem {
 /// index and the recipe in plain language. Staff actions (lookups) are
 /// not here: the patient sees roles through `portal_lookups`.
 pub fn portal_history(site: &mut Site, patient_ref: &str) -> Result<Vec<HistoryItem>> {
-    let entries = site.entries()?;
+    let mut cache = LedgerCache::new();
+    cache.refresh(site, 0)?;
+    portal_history_cached(site, &cache, patient_ref)
+}
+
+/// [`portal_history`] from a refreshed [`LedgerCache`]: the patient's
+/// entries come from its per-patient index and the recipe pinned at each
+/// release from its pins, so a page costs the patient's entries, not the
+/// ledger's.
+pub fn portal_history_cached(
+    site: &mut Site,
+    cache: &LedgerCache,
+    patient_ref: &str,
+) -> Result<Vec<HistoryItem>> {
     let mut index: BTreeMap<i64, Vec<StudyIndexRow>> = BTreeMap::new();
     for r in site.store.study_index_for(patient_ref)? {
         index.entry(r.ledger_seq).or_default().push(r);
     }
-    let recipients: BTreeMap<String, veil_consent::Recipient> = site
-        .store
-        .recipients()?
-        .into_iter()
-        .map(|r| (r.name.clone(), r))
-        .collect();
-    // the recipe text each recipient's latest registration pinned, by
-    // digest: a summary is only shown for the text in force at release
-    let mut pinned: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    let mut recipients: BTreeMap<String, Option<veil_consent::Recipient>> = BTreeMap::new();
     let mut out = Vec::new();
-    for e in &entries {
-        if matches!(
+    for &pos in cache.positions_of(patient_ref) {
+        let Some(e) = cache.entry(pos) else { continue };
+        if !matches!(
             e.event,
-            Event::RecipientChange | Event::RecipientKeyRotation
+            Event::Release | Event::Refusal | Event::ConsentChange | Event::RetentionDelete
         ) {
-            if let Some(d) = e.inputs_digest.as_deref() {
-                pinned.insert(e.recipient.as_str(), (e.recipe.as_str(), d));
-            }
             continue;
         }
-        if e.patient_ref.as_deref() != Some(patient_ref)
-            || !matches!(
-                e.event,
-                Event::Release | Event::Refusal | Event::ConsentChange | Event::RetentionDelete
-            )
-        {
-            continue;
+        if !recipients.contains_key(&e.recipient) {
+            let r = site.store.recipient(&e.recipient)?;
+            recipients.insert(e.recipient.clone(), r);
         }
-        let rec = recipients.get(&e.recipient);
-        let received = match (e.event, rec, pinned.get(e.recipient.as_str())) {
+        let rec = recipients.get(&e.recipient).and_then(Option::as_ref);
+        // the recipe text the recipient's latest registration before this
+        // entry pinned, by digest: a summary is only shown for the text in
+        // force at release
+        let received = match (e.event, rec, cache.pinned_before(&e.recipient, pos)) {
             (Event::Release, Some(r), Some((label, digest)))
-                if *label == e.recipe
-                    && veil_ledger::hex(&Sha256::digest(r.recipe_toml.as_bytes())) == *digest =>
+                if label == e.recipe
+                    && veil_ledger::hex(&Sha256::digest(r.recipe_toml.as_bytes())) == digest =>
             {
                 recipe_summary_toml(&r.recipe_toml).unwrap_or_default()
             }

@@ -29,9 +29,10 @@
 //! The store is synchronous: each handler's store work runs on tokio's
 //! blocking pool under one mutex-guarded [`Site`] (one connection; the
 //! portal's traffic is small, and argon2 dominates a sign-in anyway).
-//! "Where my images went" and an entry's proof read the whole ledger per
-//! request (`Site::disclosures_by_ref`, `Site::proof`): fine for a site's
-//! log today, to be indexed before a load test says otherwise.
+//! "Where my images went" and an entry's proof read a [`crate::LedgerCache`]
+//! kept in the state: each request reads only the rows appended since the
+//! last one, the patient's entries come from its per-patient index, and
+//! proofs from its leaf hashes (`scripts/bench-portal.sh` measures it).
 //!
 //! HTTPS: [`Background::start_with`] serves TLS itself (rustls) when given
 //! a server configuration; without one, a reverse proxy terminates TLS.
@@ -50,7 +51,7 @@ use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use veil_core::Phi;
 use veil_ledger::{Entry, Event};
-use veil_release::{Disclosure, Site};
+use veil_release::Site;
 
 use crate::common::{
     error_box, forbidden, form, html_response, internal, locked, locked_text, portal_css, pre_csrf,
@@ -81,6 +82,9 @@ pub struct WebConfig {
 
 pub(crate) struct AppState {
     site: Mutex<Site>,
+    /// The ledger as last read (see [`crate::cache`]); locked after
+    /// `site`, never before.
+    cache: Mutex<crate::LedgerCache>,
     cfg: WebConfig,
     clock: Clock,
 }
@@ -118,6 +122,7 @@ pub fn router(site: Site, cfg: WebConfig) -> Router {
 pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
     let st = Arc::new(AppState {
         site: Mutex::new(site),
+        cache: Mutex::new(crate::LedgerCache::new()),
         cfg,
         clock,
     });
@@ -528,12 +533,16 @@ struct StudyDetails {
 }
 
 /// The patient's history by ledger position: computed once per page
-/// ([`crate::portal_history`] reads the whole ledger), then looked up per
-/// entry by [`study_details`].
+/// (from the ledger cache's per-patient index), then looked up per entry
+/// by [`study_details`].
 pub(crate) type History = std::collections::BTreeMap<u64, crate::HistoryItem>;
 
-pub(crate) fn history(site: &mut Site, pref: &str) -> crate::Result<History> {
-    Ok(crate::portal_history(site, pref)?
+pub(crate) fn history(
+    site: &mut Site,
+    cache: &crate::LedgerCache,
+    pref: &str,
+) -> crate::Result<History> {
+    Ok(crate::portal_history_cached(site, cache, pref)?
         .into_iter()
         .map(|h| (h.position, h))
         .collect())
@@ -567,8 +576,8 @@ pub(crate) fn study_line(s: &crate::HistoryStudy) -> String {
 }
 
 /// Fills [`StudyDetails`] for an entry from the page's history.
-fn study_details(hist: &History, entry: &Disclosure) -> StudyDetails {
-    match hist.get(&entry.position) {
+fn study_details(hist: &History, position: u64) -> StudyDetails {
+    match hist.get(&position) {
         Some(h) => StudyDetails {
             studies: h.studies.iter().map(study_line).collect(),
             received: h.received.clone(),
@@ -586,11 +595,16 @@ fn checks_text(v: &str) -> &'static str {
     }
 }
 
-fn view(site: &mut Site, d: &Disclosure, hist: &History) -> crate::Result<EntryView> {
-    let e = &d.entry;
+fn view(
+    site: &mut Site,
+    position: u64,
+    e: &Entry,
+    in_signed_log: bool,
+    hist: &History,
+) -> crate::Result<EntryView> {
     let category = site.store.recipient(&e.recipient)?.and_then(|r| r.category);
     Ok(EntryView {
-        position: d.position,
+        position,
         date: e.time.get(..10).unwrap_or(&e.time).to_string(),
         released: e.event == Event::Release,
         recipient: e.recipient.clone(),
@@ -600,19 +614,49 @@ fn view(site: &mut Site, d: &Disclosure, hist: &History) -> crate::Result<EntryV
         images: e.instances,
         checks: checks_text(&e.verification),
         reason: e.reason.clone(),
-        in_signed_log: d.proof_ok,
-        details: study_details(hist, d),
+        in_signed_log,
+        details: study_details(hist, position),
     })
 }
 
-pub(crate) fn patient_views(site: &mut Site, pref: &str) -> crate::Result<Vec<EntryView>> {
-    let hist = history(site, pref)?;
-    let d = site.disclosures_by_ref(pref)?;
-    d.entries
-        .iter()
-        .filter(|d| shown(&d.entry))
-        .map(|d| view(site, d, &hist))
-        .collect()
+/// The patient's entries as shown, from the refreshed `cache`.
+///
+/// "In the hospital's signed log" is what [`Site::disclosures_by_ref`]
+/// reported: the head signature stored with the last entry verifies over
+/// the log's size and root, and the entry is in that tree. The inclusion
+/// half holds by construction here (the root is computed from the very
+/// hashes the entry's path would be), so the signed head carries the
+/// claim, as it did there; the cache recomputes it whenever the log
+/// grows or is found rewritten.
+pub(crate) fn patient_views(
+    site: &mut Site,
+    cache: &crate::LedgerCache,
+    pref: &str,
+) -> crate::Result<Vec<EntryView>> {
+    let hist = history(site, cache, pref)?;
+    let mut out = Vec::new();
+    for &pos in cache.positions_of(pref) {
+        let Some(e) = cache.entry(pos) else { continue };
+        if shown(e) {
+            out.push(view(site, pos, e, cache.head_ok(), &hist)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `f` on the site with the ledger cache brought up to date (see
+/// [`crate::cache`]): what every page about the patient's entries reads.
+pub(crate) async fn with_cache<T: Send + 'static>(
+    st: &St,
+    f: impl FnOnce(&mut Site, &crate::LedgerCache, i64) -> crate::Result<T> + Send + 'static,
+) -> Result<crate::Result<T>, Response> {
+    let st2 = st.clone();
+    with_site(st, move |site, now| {
+        let mut cache = st2.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.refresh(site, now)?;
+        f(site, &cache, now)
+    })
+    .await
 }
 
 /// What a recipient received, in one sentence (the list page; the entry
@@ -643,8 +687,8 @@ async fn list(State(st): State<St>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let pref = session.subject.clone();
-    let r = with_site(&st, move |site, _| -> crate::Result<_> {
-        let views = patient_views(site, &pref)?;
+    let r = with_cache(&st, move |site, cache, _| -> crate::Result<_> {
+        let views = patient_views(site, cache, &pref)?;
         let totp = site
             .store
             .portal_patient(&pref)?
@@ -726,13 +770,13 @@ async fn entry_page(
         return not_found(Some(&session));
     };
     let pref = session.subject.clone();
-    let r = with_site(&st, move |site, _| -> crate::Result<_> {
+    let r = with_cache(&st, move |site, cache, _| -> crate::Result<_> {
         // authorized here: only the patient's own entries are candidates
-        let views = patient_views(site, &pref)?;
+        let views = patient_views(site, cache, &pref)?;
         let Some(v) = views.into_iter().find(|v| v.position == position) else {
             return Ok(None);
         };
-        let proof = site.proof(position)?;
+        let proof = cache.proof(site, position);
         let flag = crate::patient::entry_flag(site, &pref, position)?;
         Ok(Some((v, proof, flag)))
     })

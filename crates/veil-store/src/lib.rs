@@ -885,6 +885,32 @@ impl Store {
             .collect()
     }
 
+    /// The ledger rows at positions `from` and after, in position order:
+    /// what a reader holding the first `from` rows (the portal's ledger
+    /// cache) needs to catch up, without reading the whole log again
+    /// (`seq` is the primary key, so this is an index range scan).
+    pub fn ledger_rows_from(
+        &mut self,
+        from: i64,
+    ) -> Result<Vec<veil_ledger_row::StoredRow>, StoreError> {
+        let rows = self.query(
+            "SELECT seq, entry, leaf_hash, head_sig FROM ledger WHERE seq >= ? ORDER BY seq",
+            &[Val::i(from)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(veil_ledger_row::StoredRow {
+                    seq: r[0]
+                        .int()
+                        .ok_or_else(|| StoreError::Corrupt("ledger.seq".into()))?,
+                    entry: r[1].text().unwrap_or_default().to_string(),
+                    leaf_hash: r[2].text().unwrap_or_default().to_string(),
+                    head_sig: r[3].text().unwrap_or_default().to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// Appends one ledger row (inside [`Store::transaction`]).
     pub fn insert_ledger_row(&mut self, r: &veil_ledger_row::StoredRow) -> Result<(), StoreError> {
         self.exec(
