@@ -48,7 +48,7 @@ struct Pin {
 }
 
 /// The ledger as last read, with what the portal looks up in it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LedgerCache {
     /// The exact leaf data (the proof bundle carries it).
     leaves: Vec<String>,
@@ -84,14 +84,27 @@ fn same_checkpoint(a: &Option<Checkpoint>, b: &Option<Checkpoint>) -> bool {
     }
 }
 
+impl Default for LedgerCache {
+    fn default() -> Self {
+        LedgerCache::new()
+    }
+}
+
 impl LedgerCache {
     /// An empty cache; the first [`LedgerCache::refresh`] reads the whole
     /// ledger once.
     pub fn new() -> LedgerCache {
         LedgerCache {
+            leaves: Vec::new(),
+            hashes: Vec::new(),
+            entries: Vec::new(),
+            by_patient: HashMap::new(),
+            pins: HashMap::new(),
             root: merkle::empty_root(),
             head_ok: true,
-            ..LedgerCache::default()
+            checkpoint: None,
+            full_checked_at: i64::MIN,
+            rebuilds: 0,
         }
     }
 
@@ -162,9 +175,11 @@ impl LedgerCache {
     fn clear(&mut self) {
         let full_checked_at = self.full_checked_at;
         let rebuilds = self.rebuilds;
+        let checkpoint = self.checkpoint.take();
         *self = LedgerCache::new();
         self.full_checked_at = full_checked_at;
         self.rebuilds = rebuilds;
+        self.checkpoint = checkpoint;
     }
 
     fn push(&mut self, leaf: String) {
@@ -175,7 +190,10 @@ impl LedgerCache {
             if let Some(p) = &e.patient_ref {
                 self.by_patient.entry(p.clone()).or_default().push(position);
             }
-            if matches!(e.event, Event::RecipientChange | Event::RecipientKeyRotation) {
+            if matches!(
+                e.event,
+                Event::RecipientChange | Event::RecipientKeyRotation
+            ) {
                 if let Some(d) = &e.inputs_digest {
                     self.pins.entry(e.recipient.clone()).or_default().push(Pin {
                         at: position,
@@ -213,19 +231,15 @@ impl LedgerCache {
     /// check is due (see the module documentation), and rebuilds from
     /// scratch when the stored prefix is not the cached one.
     pub fn refresh(&mut self, site: &mut Site, now: i64) -> Result<()> {
-        let latest = site
-            .store
-            .checkpoints()?
-            .pop()
-            .map(|c| Checkpoint {
-                size: c.size.max(0) as u64,
-                root: c.root,
-                time: c.time,
-                key_id: c.key_id,
-                signature: c.signature,
-            });
+        let latest = site.store.checkpoints()?.pop().map(|c| Checkpoint {
+            size: c.size.max(0) as u64,
+            root: c.root,
+            time: c.time,
+            key_id: c.key_id,
+            signature: c.signature,
+        });
         let full = !same_checkpoint(&self.checkpoint, &latest)
-            || now - self.full_checked_at >= FULL_CHECK_SECS
+            || now.saturating_sub(self.full_checked_at) >= FULL_CHECK_SECS
             || now < self.full_checked_at;
         self.checkpoint = latest;
         let n = self.len();

@@ -43,8 +43,8 @@ use crate::common::{
 };
 use crate::flags::{self, FlagRules, Outcome};
 use crate::{
-    dashboard, portal_history, record_lookup, sign_in_staff, Kind, Portal, PortalError, Role,
-    Secret, Session, SessionPolicy,
+    portal_history, record_lookup, sign_in_staff, Kind, Portal, PortalError, Role, Secret, Session,
+    SessionPolicy,
 };
 
 /// The console's settings.
@@ -64,6 +64,81 @@ struct ConsoleState {
     site: Mutex<Site>,
     cfg: ConsoleConfig,
     clock: Clock,
+    /// What the dashboard and the flag rules read, kept between views;
+    /// all three locked after `site`, never before.
+    memo: Mutex<Memo>,
+}
+
+/// How often (seconds) the flag rules run again on a ledger that did not
+/// change: their windows ("releases today", "in the last N hours") move
+/// with the clock, so a quiet ledger can still cross a threshold.
+pub const FLAG_RULES_EVERY_SECS: i64 = 60;
+
+/// The console's memory between views (see [`crate::cache`]).
+///
+/// Why: the dashboard verified all of the ledger and the flag rules
+/// re-read it on every view. The verification is now kept per (ledger
+/// size, root, latest checkpoint, rebuilds of the cache): an append, a
+/// new checkpoint or a rewrite the cache detects runs it again, and the
+/// dashboard says when it ran. The flag rules run when the ledger grew
+/// since their last run or [`FLAG_RULES_EVERY_SECS`] passed; the other
+/// inputs they read raise flags on their own path (a patient's report
+/// raises its flag when filed, a lookup runs `evaluate_lookups` at once),
+/// and every flag is keyed, so running them less often raises the same
+/// flags, at most that many seconds later for a clock-driven window.
+#[derive(Default)]
+struct Memo {
+    cache: crate::LedgerCache,
+    /// (size, root, checkpoint signature, rebuilds) → report, at.
+    verified: Option<(VerifyKey, veil_ledger::VerifyReport, i64)>,
+    /// (ledger size, at) of the last flag rules run.
+    flags_run: Option<(u64, i64)>,
+}
+
+type VerifyKey = (u64, veil_ledger::Hash, Option<String>, u64);
+
+impl Memo {
+    fn refresh(&mut self, site: &mut Site, now: i64) -> crate::Result<()> {
+        self.cache.refresh(site, now)
+    }
+
+    /// Runs the flag rules when due (see [`Memo`]).
+    fn flags(&mut self, site: &mut Site, rules: &FlagRules, now: i64) -> crate::Result<()> {
+        let due = match self.flags_run {
+            None => true,
+            Some((size, at)) => {
+                size != self.cache.len() || now - at >= FLAG_RULES_EVERY_SECS || now < at
+            }
+        };
+        if due {
+            flags::evaluate(site, rules, now)?;
+            self.flags_run = Some((self.cache.len(), now));
+        }
+        Ok(())
+    }
+
+    /// The verification of the ledger as cached, run again when its key
+    /// changed.
+    fn verified(
+        &mut self,
+        site: &mut Site,
+        now: i64,
+    ) -> crate::Result<(veil_ledger::VerifyReport, i64)> {
+        let key: VerifyKey = (
+            self.cache.len(),
+            self.cache.root(),
+            self.cache.checkpoint().map(|c| c.signature.clone()),
+            self.cache.rebuilds(),
+        );
+        match &self.verified {
+            Some((k, r, at)) if *k == key => Ok((r.clone(), *at)),
+            _ => {
+                let r = site.verify_ledger()?;
+                self.verified = Some((key, r.clone(), now));
+                Ok((r, now))
+            }
+        }
+    }
 }
 
 type St = Arc<ConsoleState>;
@@ -101,6 +176,7 @@ pub fn router_with_clock(site: Site, cfg: ConsoleConfig, clock: Clock) -> Router
         site: Mutex::new(site),
         cfg,
         clock,
+        memo: Mutex::new(Memo::default()),
     });
     Router::new()
         .route("/", get(dashboard_page))
@@ -375,10 +451,14 @@ async fn dashboard_page(State(st): State<St>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let rules = st.cfg.flags;
+    let st2 = st.clone();
     let d = match with_site(&st, move |site, now| -> crate::Result<_> {
-        // the rules run on every view: a flag is raised once (keyed)
-        flags::evaluate(site, &rules, now)?;
-        dashboard(site, now)
+        let mut memo = st2.memo.lock().unwrap_or_else(|e| e.into_inner());
+        memo.refresh(site, now)?;
+        // the rules run when due (see `Memo`): a flag is raised once (keyed)
+        memo.flags(site, &rules, now)?;
+        let (report, at) = memo.verified(site, now)?;
+        crate::dashboard_cached(site, &memo.cache, &report, at, now)
     })
     .await
     {
@@ -394,13 +474,14 @@ async fn dashboard_page(State(st): State<St>, headers: HeaderMap) -> Response {
             section aria-labelledby="ledger-h" {
                 h2 id="ledger-h" { "Ledger" }
                 dl {
-                    dt { "Verification (run now)" }
+                    dt { "Verification" }
                     dd data-ledger-ok=(d.ledger_ok) {
                         @if d.ledger_ok { "passed" }
                         @else {
                             strong { "FAILED" }
                             @if let Some(p) = d.first_bad_position { " at position " (p) }
                         }
+                        " (run " (date_time(d.verified_at)) " UTC, when the ledger last changed)"
                     }
                     dt { "Entries" } dd { (d.ledger_size) }
                     dt { "Head (root hash)" } dd class="secret" { code { (d.ledger_root) } }
@@ -588,8 +669,11 @@ async fn flags_page(State(st): State<St>, headers: HeaderMap, RawQuery(q): RawQu
         Some(_) => None,
     };
     let rules = st.cfg.flags;
+    let st2 = st.clone();
     let rows = match with_site(&st, move |site, now| -> crate::Result<_> {
-        flags::evaluate(site, &rules, now)?;
+        let mut memo = st2.memo.lock().unwrap_or_else(|e| e.into_inner());
+        memo.refresh(site, now)?;
+        memo.flags(site, &rules, now)?;
         flags::list(site, status)
     })
     .await

@@ -54,12 +54,15 @@ use veil_release::Site;
 use veil_store::portal::{InvitationRow, SessionRow};
 use veil_store::{Store, StoreError};
 
+pub use cache::LedgerCache;
 pub use flags::{evaluate, FlagRules, NewFlag, Outcome};
 pub use secret::Secret;
 pub use staff::{add_staff, record_lookup, set_staff_disabled, sign_in_staff, Role};
 pub use summary::{recipe_summary, recipe_summary_toml};
-pub use cache::LedgerCache;
-pub use views::{dashboard, portal_history, portal_history_cached, Dashboard, DayCount, HistoryItem, HistoryStudy};
+pub use views::{
+    dashboard, dashboard_cached, portal_history, portal_history_cached, Dashboard, DayCount,
+    HistoryItem, HistoryStudy,
+};
 
 /// Errors. None carries a password, token, TOTP code or patient ID.
 #[derive(Debug, thiserror::Error)]

@@ -413,20 +413,23 @@ async fn report_submit(
     };
     let reason = f.get("reason").cloned().unwrap_or_default();
     let pref = session.subject.clone();
-    let r = crate::web::with_cache(&st, move |site, cache, now| -> crate::Result<Option<bool>> {
-        // authorized first: only an entry the patient sees is reportable
-        let own = crate::web::patient_views(site, cache, &pref)?
-            .iter()
-            .any(|v| v.position == position);
-        if !own {
-            return Ok(None);
-        }
-        match crate::flags::report(site, &pref, position, &reason, now) {
-            Ok(_) => Ok(Some(true)),
-            Err(PortalError::Invalid(_)) => Ok(Some(false)),
-            Err(e) => Err(e),
-        }
-    })
+    let r = crate::web::with_cache(
+        &st,
+        move |site, cache, now| -> crate::Result<Option<bool>> {
+            // authorized first: only an entry the patient sees is reportable
+            let own = crate::web::patient_views(site, cache, &pref)?
+                .iter()
+                .any(|v| v.position == position);
+            if !own {
+                return Ok(None);
+            }
+            match crate::flags::report(site, &pref, position, &reason, now) {
+                Ok(_) => Ok(Some(true)),
+                Err(PortalError::Invalid(_)) => Ok(Some(false)),
+                Err(e) => Err(e),
+            }
+        },
+    )
     .await;
     match r {
         Ok(Ok(Some(true))) => redirect(&format!("/entries/{position}#report")),
@@ -475,7 +478,9 @@ async fn history_page(State(st): State<St>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let pref = session.subject.clone();
-    let items = match crate::web::with_cache(&st, move |site, cache, _| history(site, cache, &pref)).await {
+    let items = match crate::web::with_cache(&st, move |site, cache, _| history(site, cache, &pref))
+        .await
+    {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => return internal(e),
         Err(r) => return r,
