@@ -109,6 +109,7 @@ def main():
     lock = threading.Lock()
     ready = threading.Barrier(len(links) + 1)
     state = {"deadline": None}
+    go = threading.Event()
 
     def patient(link, seed):
         rnd = random.Random(seed)
@@ -121,6 +122,7 @@ def main():
             ready.wait()
             return
         ready.wait()
+        go.wait()
         mine = {"list": [], "entry": [], "lookups": []}
         while time.monotonic() < state["deadline"]:
             t = time.monotonic()
@@ -158,6 +160,7 @@ def main():
     rss_after_signin = vm(pid, "VmRSS")
     state["deadline"] = time.monotonic() + seconds
     start = time.monotonic()
+    go.set()
     for t in threads:
         t.join()
     elapsed = time.monotonic() - start
