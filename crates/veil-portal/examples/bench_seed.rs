@@ -67,8 +67,7 @@ fn main() {
                 refers_to: None,
             })
             .collect();
-        site.log_decisions(entries, |_, _| Ok(()))
-            .expect("append");
+        site.log_decisions(entries, |_, _| Ok(())).expect("append");
     }
     println!(
         "appended {} entries in {:.1} s",

@@ -72,6 +72,11 @@ pub struct LedgerCache {
     full_checked_at: i64,
     /// Rebuilds after a detected rewrite (tests, logs).
     rebuilds: u64,
+    /// Bundles already made against `checkpoint`, by position: a bundle
+    /// depends only on the checkpoint and the prefix it covers, so it is
+    /// dropped with them (a new checkpoint, a rebuild). Why: a proof is
+    /// O(size) hashing, and patients look at the same entries again.
+    proofs: std::sync::Mutex<HashMap<u64, ProofBundle>>,
 }
 
 fn same_checkpoint(a: &Option<Checkpoint>, b: &Option<Checkpoint>) -> bool {
@@ -105,6 +110,7 @@ impl LedgerCache {
             checkpoint: None,
             full_checked_at: i64::MIN,
             rebuilds: 0,
+            proofs: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -170,6 +176,14 @@ impl LedgerCache {
         let n = pins.partition_point(|p| p.at < position);
         let p = pins.get(n.checked_sub(1)?)?;
         Some((p.recipe.as_str(), p.digest.as_str()))
+    }
+
+    fn proofs(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ProofBundle>> {
+        self.proofs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn proofs_mut(&mut self) -> &mut HashMap<u64, ProofBundle> {
+        self.proofs.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
     fn clear(&mut self) {
@@ -238,7 +252,11 @@ impl LedgerCache {
             key_id: c.key_id,
             signature: c.signature,
         });
-        let full = !same_checkpoint(&self.checkpoint, &latest)
+        let new_checkpoint = !same_checkpoint(&self.checkpoint, &latest);
+        if new_checkpoint {
+            self.proofs_mut().clear();
+        }
+        let full = new_checkpoint
             || now.saturating_sub(self.full_checked_at) >= FULL_CHECK_SECS
             || now < self.full_checked_at;
         self.checkpoint = latest;
@@ -305,13 +323,20 @@ impl LedgerCache {
         position: u64,
     ) -> std::result::Result<ProofBundle, ProofError> {
         match &self.checkpoint {
-            Some(c) => veil_ledger::proof::bundle_hashed(
-                &self.hashes,
-                |i| self.leaves[i].clone(),
-                position,
-                c,
-                &site.ledger_verifier(),
-            ),
+            Some(c) => {
+                if let Some(b) = self.proofs().get(&position) {
+                    return Ok(b.clone());
+                }
+                let b = veil_ledger::proof::bundle_hashed(
+                    &self.hashes,
+                    |i| self.leaves[i].clone(),
+                    position,
+                    c,
+                    &site.ledger_verifier(),
+                )?;
+                self.proofs().insert(position, b.clone());
+                Ok(b)
+            }
             None if position >= self.len() => Err(ProofError::NoEntry {
                 position,
                 entries: self.len(),
