@@ -104,7 +104,13 @@ pub fn bundle(
         .iter()
         .map(|l| merkle::leaf_hash(l.as_bytes()))
         .collect();
-    bundle_hashed(&hashes, |i| leaves[i].to_string(), index, checkpoint, verifier)
+    bundle_hashed(
+        &hashes,
+        |i| leaves[i].to_string(),
+        index,
+        checkpoint,
+        verifier,
+    )
 }
 
 /// [`bundle`] over the leaves' hashes, for a reader that keeps them (the

