@@ -228,7 +228,7 @@ pub struct Service {
     crash_after: Option<usize>,
     /// The thread delivering while the tick decides (see
     /// [`Service::deliver_concurrently`]).
-    courier: Option<CourierThread>,
+    courier: Option<Couriers>,
     /// One service per spool: two would deliver the same studies and
     /// sweep each other's fresh files. Held until dropped (the kernel
     /// drops it when the process dies, however it dies).
@@ -355,7 +355,7 @@ impl Service {
     /// for services without couriers.
     pub fn deliver_concurrently(&mut self, couriers: Vec<CourierParts>) -> Result<(), Error> {
         if self.courier.is_none() && !couriers.is_empty() {
-            self.courier = Some(CourierThread::start(
+            self.courier = Some(Couriers::start(
                 couriers,
                 self.intake.spool.clone(),
                 self.intake.cfg.clone(),
@@ -623,11 +623,17 @@ impl Service {
         let ds = match decided {
             Ok(ds) if !ds.is_empty() => ds,
             Ok(_) => {
-                return self.failed(s, "processing: no readable instance", false, now, rep);
+                return self.own_courier().failed(
+                    s,
+                    "processing: no readable instance",
+                    false,
+                    now,
+                    rep,
+                );
             }
             Err(e) => {
                 let why = format!("processing: {e}");
-                return self.failed(s, &why, false, now, rep);
+                return self.own_courier().failed(s, &why, false, now, rep);
             }
         };
         let outputs: Vec<String> = ds.iter().flat_map(|d| d.outputs.clone()).collect();
@@ -685,19 +691,6 @@ impl Service {
             destinations: &mut self.destinations,
             crash_after: &mut self.crash_after,
         }
-    }
-
-    /// A failed attempt of `s` before its decision (see
-    /// [`Courier::failed`]).
-    fn failed(
-        &mut self,
-        s: &QueueStudy,
-        why: &str,
-        delivery: bool,
-        now: i64,
-        rep: &mut TickReport,
-    ) -> Result<(), Error> {
-        self.own_courier().failed(s, why, delivery, now, rep)
     }
 }
 
@@ -805,7 +798,7 @@ impl Courier<'_> {
 /// The couriers on threads of their own ([`Service::deliver_concurrently`]):
 /// studies go in over one channel (each taken by one courier), each comes
 /// back with its part of a tick report once delivered (or failed).
-struct CourierThread {
+struct Couriers {
     tx: Option<std::sync::mpsc::Sender<QueueStudy>>,
     done: std::sync::mpsc::Receiver<(String, Result<TickReport, Error>)>,
     /// Studies handed over and not yet collected.
@@ -815,8 +808,8 @@ struct CourierThread {
     handles: Vec<std::thread::JoinHandle<BTreeMap<String, Box<dyn Destination>>>>,
 }
 
-impl CourierThread {
-    fn start(parts: Vec<CourierParts>, spool: Spool, cfg: Config) -> Result<CourierThread, Error> {
+impl Couriers {
+    fn start(parts: Vec<CourierParts>, spool: Spool, cfg: Config) -> Result<Couriers, Error> {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
         let (tx, rx) = std::sync::mpsc::channel::<QueueStudy>();
@@ -865,7 +858,7 @@ impl CourierThread {
                 .map_err(Error::io("starting a delivery thread"))?;
             handles.push(h);
         }
-        Ok(CourierThread {
+        Ok(Couriers {
             tx: Some(tx),
             done,
             in_flight: BTreeSet::new(),
@@ -902,7 +895,7 @@ impl CourierThread {
     }
 }
 
-impl Drop for CourierThread {
+impl Drop for Couriers {
     /// Finishes the studies being delivered (an instance is never cut off
     /// halfway by us) and leaves the rest to the next start.
     fn drop(&mut self) {
