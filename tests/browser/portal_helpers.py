@@ -101,13 +101,30 @@ public_url = "http://127.0.0.1:{port}"
     return home, inp, cfg, link, f"http://127.0.0.1:{port}"
 
 
-def add_console(veil_bin, home, cfg, staff, password):
-    """Adds `[console]` on a free port to `cfg` and an admin `staff` (the
-    password on stdin, as an operator types it); returns the console's
-    base URL."""
+US = CORPUS / "pydicom-data-1.0.0/data_store__data__US1_UNCR.dcm"
+
+
+def held_for_review(veil_bin, tmp):
+    """`veil deid` of a corpus ultrasound (held: ultrasound usually carries
+    burned-in text) with a new key; returns (OUT, its review folder)."""
+    if not US.is_file():
+        pytest.skip(f"{US} is missing: run scripts/fetch-corpus.sh")
+    key, out = tmp / "deid.key", tmp / "deid-out"
+    subprocess.run([str(veil_bin), "key", "new", str(key)], check=True, capture_output=True)
+    p = subprocess.run([str(veil_bin), "deid", str(US), "--out", str(out), "--key", str(key)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "1 to review" in p.stderr + p.stdout, p.stderr
+    return out, tmp / "deid-out.review"
+
+
+def add_console(veil_bin, home, cfg, staff, password, review=()):
+    """Adds `[console]` on a free port to `cfg` (showing the review folders
+    `review`) and an admin `staff` (the password on stdin, as an operator
+    types it); returns the console's base URL."""
     port = free_port()
+    folders = ", ".join(f'"{r}"' for r in review)
     with open(cfg, "a") as f:
-        f.write(f'\n[console]\nlisten = "127.0.0.1:{port}"\n')
+        f.write(f'\n[console]\nlisten = "127.0.0.1:{port}"\nreview = [{folders}]\n')
     run(veil_bin, home, "staff", "add", staff, "--role", "admin", stdin=password + "\n")
     return f"http://127.0.0.1:{port}"
 

@@ -4,7 +4,9 @@ on its own listener (`[console] listen`) beside the patient portal.
 The site is test_portal.py's (made with the CLI; `veil staff add` of an
 admin, password on stdin). A member of staff signs in, sees the
 dashboard, searches the patient, sees the flag the lookup rule raised and
-handles it; the recipients are listed. Then the patient, invited with
+handles it; the recipients are listed; the ultrasound that `veil deid` held
+for review is shown with its picture and approved (moved into OUT, a
+`review-approval` ledger entry naming the member of staff). Then the patient, invited with
 `veil portal invite`, sees the look-up under "Who looked at my record"
 with the role only, never the staff member's name. axe-core checks every
 console page; screenshots go to docs/portal/console-*.png only when
@@ -12,6 +14,9 @@ VEIL_PORTAL_SHOTS is set.
 """
 
 # the site, `veil serve` and the screenshot fixture are test_portal.py's
+import json
+import sqlite3
+
 from test_portal import PASSWORD, PID, STAFF, STAFF_PASSWORD, portal  # noqa: F401
 
 
@@ -70,6 +75,32 @@ def test_staff_search_is_seen_by_the_patient(portal, page, js_errors, assert_acc
     page.wait_for_url(console + "/flags?status=handled")
     assert "lookup_without_reason" in main_text() and "handled" in main_text()
 
+    # the review queue: the ultrasound `veil deid` held, its picture, approve
+    page.get_by_role("link", name="Review", exact=True).click()
+    page.wait_for_url(console + "/review")
+    assert "ultrasound images usually carry burned-in patient text" in main_text()
+    img = page.locator("main .pictures img")
+    assert img.count() == 1
+    img.first.scroll_into_view_if_needed()
+    page.wait_for_function("document.querySelector('main .pictures img').complete")
+    assert img.first.evaluate("i => i.naturalWidth") > 0, "the held picture loads"
+    check("review")
+    held = [p for p in portal["review"].rglob("*.dcm")]
+    assert len(held) == 1
+    rel = held[0].relative_to(portal["review"])
+    data = held[0].read_bytes()
+    page.get_by_role("button", name="Approve").click()
+    page.wait_for_url(console + "/review")
+    assert "Nothing waits here" in main_text()
+    assert (portal["deid_out"] / rel).read_bytes() == data, "approved: moved into OUT unchanged"
+    assert not held[0].exists()
+    # the decision is a ledger entry naming the member of staff (read from
+    # the store's ledger table, as an auditor with the database would)
+    with sqlite3.connect(portal["home"] / "veil.db") as db:
+        last = json.loads(db.execute("SELECT entry FROM ledger ORDER BY seq DESC LIMIT 1")
+                          .fetchone()[0])
+    assert (last["event"], last["operator"]) == ("review-approval", STAFF), last
+
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(console + "/signin")
 
@@ -88,4 +119,4 @@ def test_staff_search_is_seen_by_the_patient(portal, page, js_errors, assert_acc
     assert_accessible(page)
 
     assert not js_errors, js_errors
-    assert visited == ["signin", "dashboard", "recipients", "patient", "flags"]
+    assert visited == ["signin", "dashboard", "recipients", "patient", "flags", "review"]

@@ -13,7 +13,7 @@ checks every page visited; screenshots (phone width) go to docs/portal/.
 
 import pytest
 
-from portal_helpers import add_console, make_site, run, serving
+from portal_helpers import add_console, held_for_review, make_site, run, serving
 
 PID = "BROWSER-PORTAL-1"
 PASSWORD = "a browser test password"
@@ -30,12 +30,14 @@ def portal(veil_bin, tmp_path_factory):
     then must stop cleanly on SIGTERM."""
     tmp = tmp_path_factory.mktemp("portal")
     home, _, cfg, link, base = make_site(veil_bin, tmp, PID)
-    console = add_console(veil_bin, home, cfg, STAFF, STAFF_PASSWORD)
+    deid_out, review = held_for_review(veil_bin, tmp)
+    console = add_console(veil_bin, home, cfg, STAFF, STAFF_PASSWORD, review=[review])
     pubkey = run(veil_bin, home, "ledger", "pubkey").strip()
     log = tmp / "serve.log"
     with serving(veil_bin, home, cfg, log,
                  secrets=(PID, PASSWORD, STAFF_PASSWORD, link.rsplit("/", 1)[-1])):
-        yield {"base": base, "link": link, "pubkey": pubkey, "log": log, "console": console}
+        yield {"base": base, "link": link, "pubkey": pubkey, "log": log, "console": console,
+               "home": home, "deid_out": deid_out, "review": review}
     text = log.read_text()
     assert "route=/invite/{token}" in text, text
 

@@ -268,20 +268,32 @@ fn issue_19_portal_serves_https_with_portal_tls() {
         String::from_utf8_lossy(&made.stderr)
     );
     let cert = home.join("cert.pem");
-    let port = free_port();
+    let (port, console) = (free_port(), free_port());
+    let tls = format!(
+        "tls = {{ cert = \"{}\", key = \"{}\" }}\n",
+        cert.display(),
+        home.join("key.pem").display()
+    );
+    // the console too, with its own `[console] tls`
     let cfg = config(
         &home,
         port,
-        &format!(
-            "tls = {{ cert = \"{}\", key = \"{}\" }}\n",
-            cert.display(),
-            home.join("key.pem").display()
-        ),
+        &format!("{tls}\n[console]\nlisten = \"127.0.0.1:{console}\"\n{tls}"),
     );
     let log = home.join("serve.log");
     let child = start(&home, &cfg, port, &log);
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", console)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(30), "no console");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let base = format!("https://127.0.0.1:{port}");
     let page = curl(&["-i"], &cert, &format!("{base}/signin"));
+    let staff_page = curl(
+        &["-i"],
+        &cert,
+        &format!("https://127.0.0.1:{console}/signin"),
+    );
     // a client stalled before its handshake delays no one else
     let stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let again = curl(
@@ -321,6 +333,13 @@ fn issue_19_portal_serves_https_with_portal_tls() {
     );
     assert_eq!(String::from_utf8_lossy(&again.stdout), "200");
     assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+    let text = String::from_utf8_lossy(&staff_page.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        text.contains("set-cookie: __host-veil_staff_csrf="),
+        "{text}"
+    );
+    assert!(text.contains("; secure") && text.contains("strict-transport-security"));
     assert_eq!(code, 0, "{log_text}");
 }
 

@@ -198,6 +198,18 @@ pub struct PortalTlsConfig {
 pub struct ConsoleConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// The console's address as staff reach it (a proxy's, perhaps). An
+    /// `https://` address makes the session cookie `Secure` and sends
+    /// HSTS, as `tls` does; links are not built from it.
+    pub public_url: Option<String>,
+    /// HTTPS on the listener itself (as `[portal] tls`).
+    pub tls: Option<PortalTlsConfig>,
+    /// The review folders (`veil deid --review`, `OUT.review`) whose
+    /// waiting objects the console shows with their thumbnails, for a
+    /// reviewer to approve or reject as `veil review` does. Site-local
+    /// folders: the "before" thumbnails show burned-in text.
+    #[serde(default)]
+    pub review: Vec<PathBuf>,
 }
 
 /// The sections `veil portal` and `veil staff` read: `[portal]`,
@@ -308,10 +320,46 @@ fn portal_sections(
         }
         None => None,
     };
+    if let Some(t) = doc.get("console").and_then(|d| d.get("tls")) {
+        let _: PortalTlsConfig = section(
+            "console.tls",
+            t,
+            &[("cert", is::<PathBuf>), ("key", is::<PathBuf>)],
+        )?;
+    }
     let console: Option<ConsoleConfig> = doc
         .get("console")
-        .map(|v| section("console", v, &[("listen", is::<SocketAddr>)]))
+        .map(|v| {
+            section(
+                "console",
+                v,
+                &[
+                    ("listen", is::<SocketAddr>),
+                    ("public_url", is::<String>),
+                    ("tls", is::<toml::Table>),
+                    ("review", is::<Vec<PathBuf>>),
+                ],
+            )
+        })
         .transpose()?;
+    let console = match console {
+        Some(mut c) => {
+            if let Some(u) = &c.public_url {
+                c.public_url =
+                    Some(check_public_url(u).map_err(|m| field("console.public_url", m))?);
+            }
+            for r in &c.review {
+                if !r.is_absolute() {
+                    return Err(field(
+                        "console.review",
+                        "each review folder must be an absolute path",
+                    ));
+                }
+            }
+            Some(c)
+        }
+        None => None,
+    };
     if let (Some(p), Some(c)) = (&portal, &console) {
         let (a, b) = (p.listen, c.listen);
         let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();

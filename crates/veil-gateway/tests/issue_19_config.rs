@@ -142,6 +142,22 @@ fn issue_19_portal_config_errors_name_the_field() {
             "console.port: unknown field",
         ),
         (format!("{PORTAL}\n[portals]\n"), "portals: unknown section"),
+        (
+            format!("{PORTAL}review = [\"srv/out.review\"]\n"),
+            "console.review: each review folder must be an absolute path",
+        ),
+        (
+            format!("{PORTAL}review = \"/srv/out.review\"\n"),
+            "console.review:",
+        ),
+        (
+            format!("{PORTAL}public_url = \"ftp://console\"\n"),
+            "console.public_url: expected http(s)://",
+        ),
+        (
+            format!("{PORTAL}tls = {{ cert = \"/c\" }}\n"),
+            "console.tls",
+        ),
     ];
     for (text, want) in &cases {
         for got in [
@@ -155,6 +171,24 @@ fn issue_19_portal_config_errors_name_the_field() {
     }
     // another port on the same address is fine
     PortalFile::parse(&PORTAL.replace("127.0.0.1:8444", "127.0.0.1:9000")).unwrap();
+    // the console's review folders, address as staff reach it, and TLS
+    let c = PortalFile::parse(&format!(
+        "{PORTAL}review = [\"/srv/a.review\", \"/srv/b.review\"]\npublic_url = \"https://console.internal/\"\ntls = {{ cert = \"/c.pem\", key = \"/k.pem\" }}\n"
+    ))
+    .unwrap()
+    .console
+    .unwrap();
+    assert_eq!(
+        c.review,
+        [
+            PathBuf::from("/srv/a.review"),
+            PathBuf::from("/srv/b.review")
+        ]
+    );
+    assert_eq!(c.public_url.as_deref(), Some("https://console.internal"));
+    assert_eq!(c.tls.unwrap().key, PathBuf::from("/k.pem"));
+    let c = PortalFile::parse(PORTAL).unwrap().console.unwrap();
+    assert!(c.review.is_empty() && c.public_url.is_none() && c.tls.is_none());
 }
 
 #[test]

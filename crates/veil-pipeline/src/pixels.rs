@@ -236,10 +236,10 @@ impl PixelStage {
         }
         let mut thumbs = None;
         if let Some(p) = &a.preview {
-            let stem = output.replace('/', "_");
+            use crate::review::{pixel_review_picture, Picture};
             let dir = review_root.join(".pixel-review");
-            let b = format!(".pixel-review/{stem}.before.png");
-            let f = format!(".pixel-review/{stem}.after.png");
+            let b = pixel_review_picture(output, Picture::Before);
+            let f = pixel_review_picture(output, Picture::After);
             let ok = std::fs::create_dir_all(&dir).is_ok()
                 && veil_io::atomic::write_all(&review_root.join(&b), &p.before_png).is_ok()
                 && veil_io::atomic::write_all(&review_root.join(&f), &p.after_png).is_ok();

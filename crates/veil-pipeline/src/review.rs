@@ -158,3 +158,51 @@ pub fn waiting(review: &Path) -> std::io::Result<Vec<Waiting>> {
     }
     Ok(rows)
 }
+
+/// Which of the pixel stage's thumbnails of an object (see
+/// [`pixel_review_picture`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Picture {
+    /// The frame as found, the boxes outlined: shows burned-in text, so
+    /// it stays site-local (the review folder, the staff console).
+    Before,
+    /// The frame with the boxes filled.
+    After,
+}
+
+/// Where the pixel stage keeps an object's thumbnail, relative to the
+/// review folder: `.pixel-review/<output with / as _>.before.png` (or
+/// `.after.png`). One function for the writer (the pixel stage) and the
+/// readers (`pixel-review.html`, the staff console's review queue), so
+/// the two cannot drift apart.
+pub fn pixel_review_picture(output: &str, which: Picture) -> String {
+    let stem = output.replace('/', "_");
+    let which = match which {
+        Picture::Before => "before",
+        Picture::After => "after",
+    };
+    format!(".pixel-review/{stem}.{which}.png")
+}
+
+/// The pixel stage's thumbnails of `item` (a waiting object) as files,
+/// when both exist.
+pub fn pixel_review_pictures(review: &Path, item: &str) -> Option<(PathBuf, PathBuf)> {
+    plain_relative(item)?;
+    let b = review.join(pixel_review_picture(item, Picture::Before));
+    let a = review.join(pixel_review_picture(item, Picture::After));
+    (b.is_file() && a.is_file()).then_some((b, a))
+}
+
+/// A PNG of the held object's first frame, its longer side at most
+/// `max_side`: what would be released if approved, for an object the
+/// pixel stage did not touch (held for a modality, Burned In Annotation
+/// or a failed check). `None` for an object without pixels or one that
+/// does not decode. Site-local: it may show burned-in text.
+pub fn held_picture(review: &Path, item: &str, max_side: u32) -> Option<Vec<u8>> {
+    let path = review.join(plain_relative(item)?);
+    let frame = veil_pixels::decode_frames_limit(&path, 1)
+        .ok()?
+        .into_iter()
+        .next()?;
+    Some(veil_pixels::thumbnail_png(&frame.image, max_side, &[]))
+}

@@ -58,11 +58,13 @@ pub struct ConsoleConfig {
     /// The flag rules run by the dashboard, the flag list and after each
     /// lookup.
     pub flags: FlagRules,
+    /// The review folders shown under "Review queue" (`[console] review`).
+    pub review: Vec<std::path::PathBuf>,
 }
 
-struct ConsoleState {
+pub(crate) struct ConsoleState {
     site: Mutex<Site>,
-    cfg: ConsoleConfig,
+    pub(crate) cfg: ConsoleConfig,
     clock: Clock,
     /// What the dashboard and the flag rules read, kept between views;
     /// all three locked after `site`, never before.
@@ -141,7 +143,7 @@ impl Memo {
     }
 }
 
-type St = Arc<ConsoleState>;
+pub(crate) type St = Arc<ConsoleState>;
 
 impl Shared for ConsoleState {
     const SESSION: &'static str = "veil_staff_session";
@@ -189,6 +191,9 @@ pub fn router_with_clock(site: Site, cfg: ConsoleConfig, clock: Clock) -> Router
         .route("/flags", get(flags_page))
         .route("/flags/{id}", post(flag_submit))
         .route("/recipients", get(recipients_page))
+        .route("/review", get(crate::review::queue_page))
+        .route("/review/{folder}", post(crate::review::decide))
+        .route("/review/{folder}/picture", get(crate::review::picture))
         .route(
             "/totp",
             get(crate::common::totp_form::<ConsoleState>)
@@ -209,12 +214,12 @@ pub fn router_with_clock(site: Site, cfg: ConsoleConfig, clock: Clock) -> Router
 /// A signed-in member of staff: the session and the account's role now
 /// (read per request: a role changed or an account disabled counts at
 /// once).
-struct Staff {
-    session: Session,
-    role: Role,
+pub(crate) struct Staff {
+    pub(crate) session: Session,
+    pub(crate) role: Role,
 }
 
-async fn staff(st: &St, headers: &HeaderMap) -> Result<Staff, Response> {
+pub(crate) async fn staff(st: &St, headers: &HeaderMap) -> Result<Staff, Response> {
     let (session, _) = crate::common::session(st, headers).await?;
     let name = session.subject.clone();
     let role = with_site(st, move |site, _| site.store.portal_staff(&name))
@@ -229,11 +234,14 @@ async fn staff(st: &St, headers: &HeaderMap) -> Result<Staff, Response> {
     }
 }
 
-fn may_handle_flags(r: Role) -> bool {
+pub(crate) fn may_handle_flags(r: Role) -> bool {
     matches!(r, Role::Admin | Role::Reviewer)
 }
 
-fn role_forbidden(s: &Staff) -> Response {
+/// 403 for a change the role may not make: `who` says who may
+/// ("Reviewers and administrators handle flags."), `back` is the page
+/// to return to and its link text.
+pub(crate) fn role_forbidden(s: &Staff, who: &str, back: (&str, &str)) -> Response {
     html_response(
         StatusCode::FORBIDDEN,
         layout(
@@ -241,14 +249,14 @@ fn role_forbidden(s: &Staff) -> Response {
             signed_in(s),
             html! {
                 p { "Your role (" (role_text(s.role)) ") can read this console but not make this change. "
-                    "Reviewers and administrators handle flags." }
-                p { a href="/flags" { "Back to the flags" } }
+                    (who) }
+                p { a href=(back.0) { (back.1) } }
             },
         ),
     )
 }
 
-fn role_text(r: Role) -> &'static str {
+pub(crate) fn role_text(r: Role) -> &'static str {
     match r {
         Role::Admin => "administrator",
         Role::Reviewer => "reviewer",
@@ -280,6 +288,7 @@ fn layout(title: &str, signed_in: Option<(&Session, Option<Role>)>, body: Markup
                                 li { a href="/" { "Dashboard" } }
                                 li { a href="/patients" { "Patient search" } }
                                 li { a href="/flags" { "Flags" } }
+                                li { a href="/review" { "Review" } }
                                 li { a href="/recipients" { "Recipients" } }
                                 li {
                                     form method="post" action="/signout" {
@@ -314,11 +323,11 @@ fn signed_in(s: &Staff) -> Option<(&Session, Option<Role>)> {
     Some((&s.session, Some(s.role)))
 }
 
-fn page(title: &str, staff: &Staff, body: Markup) -> Response {
+pub(crate) fn page(title: &str, staff: &Staff, body: Markup) -> Response {
     html_response(StatusCode::OK, layout(title, signed_in(staff), body))
 }
 
-fn not_found(staff: Option<&Staff>) -> Response {
+pub(crate) fn not_found(staff: Option<&Staff>) -> Response {
     html_response(
         StatusCode::NOT_FOUND,
         layout(
@@ -466,6 +475,7 @@ async fn dashboard_page(State(st): State<St>, headers: HeaderMap) -> Response {
         Ok(Err(e)) => return internal(e),
         Err(r) => return r,
     };
+    let waiting = crate::review::waiting_count(&st.cfg.review).await;
     let recent: Vec<_> = d.per_day.iter().rev().take(7).collect();
     page(
         "Dashboard",
@@ -524,7 +534,11 @@ async fn dashboard_page(State(st): State<St>, headers: HeaderMap) -> Response {
             }
             section aria-labelledby="review-h" {
                 h2 id="review-h" { "Review queue" }
-                p { "Reviewing held images (before and after thumbnails, approve or reject) is not in the console yet." }
+                @if st.cfg.review.is_empty() {
+                    p { "No review folder is configured (" code { "[console] review" } ")." }
+                } @else {
+                    p { a href="/review" { (waiting) " " (if waiting == 1 { "object waits" } else { "objects wait" }) " for review" } }
+                }
             }
         },
     )
@@ -748,7 +762,11 @@ async fn flag_submit(
         return forbidden();
     }
     if !may_handle_flags(s.role) {
-        return role_forbidden(&s);
+        return role_forbidden(
+            &s,
+            "Reviewers and administrators handle flags.",
+            ("/flags", "Back to the flags"),
+        );
     }
     let outcome = match f.get("outcome").map(|v| v.as_str()) {
         Some("handled") => Outcome::Handled,

@@ -38,6 +38,7 @@ mod common;
 pub mod console;
 pub mod flags;
 mod patient;
+mod review;
 mod secret;
 mod staff;
 pub mod summary;

@@ -16,6 +16,7 @@ use axum::Router;
 use support::{hidden, logs, Client, Reply, Target};
 use veil_core::Phi;
 use veil_ledger::{Entry, Event};
+use veil_pipeline::review as queue;
 use veil_portal::console::{router_with_clock, ConsoleConfig};
 use veil_portal::web::CSP;
 use veil_portal::{add_staff, Role, Secret};
@@ -82,6 +83,11 @@ fn console(name: &str) -> Console {
 
 /// As [`console`], on the store `db` (PostgreSQL) when given.
 fn console_on(name: &str, db: Option<String>) -> Console {
+    console_with(name, db, ConsoleConfig::default())
+}
+
+/// As [`console_on`], with the console's settings `cfg`.
+fn console_with(name: &str, db: Option<String>, cfg: ConsoleConfig) -> Console {
     logs();
     let home = veil_test::scratch(name);
     Site::init(db.as_deref(), &home).unwrap();
@@ -109,11 +115,7 @@ fn console_on(name: &str, db: Option<String>) -> Console {
     .unwrap();
     let clock = Arc::new(AtomicI64::new(T0 + 10));
     let c = clock.clone();
-    let app = router_with_clock(
-        site,
-        ConsoleConfig::default(),
-        Arc::new(move || c.load(Ordering::SeqCst)),
-    );
+    let app = router_with_clock(site, cfg, Arc::new(move || c.load(Ordering::SeqCst)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -377,4 +379,191 @@ fn staff_totp_enrollment_then_sign_in_needs_the_code() {
         ],
     );
     assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/"));
+}
+
+/// A review folder as `veil deid` leaves it: the index naming the OUT,
+/// key id and reasons, and two held objects (real corpus images at
+/// pseudonymous paths): `a`, which the pixel stage redacted (its
+/// before/after thumbnails beside it), and `b`, held as it is.
+fn review_folder(home: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let corpus = veil_test::corpus()?;
+    let src = corpus.join("pydicom-3.0.2/pydicom__data__test_files__CT_small.dcm");
+    let (review, out) = (home.join("out.review"), home.join("out"));
+    for rel in ["P1/S1/R1/a.dcm", "P1/S1/R1/b.dcm"] {
+        let dest = review.join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&src, &dest).unwrap();
+    }
+    let png = queue::held_picture(&review, "P1/S1/R1/a.dcm", 64).expect("the CT renders");
+    std::fs::create_dir_all(review.join(".pixel-review")).unwrap();
+    for w in [queue::Picture::Before, queue::Picture::After] {
+        veil_io::atomic::write_all(
+            &review.join(queue::pixel_review_picture("P1/S1/R1/a.dcm", w)),
+            &png,
+        )
+        .unwrap();
+    }
+    let mut items = std::collections::BTreeMap::new();
+    items.insert(
+        "P1/S1/R1/a.dcm".to_string(),
+        queue::Item {
+            reason: "verify: 1 finding(s): pixel-text".into(),
+        },
+    );
+    items.insert(
+        "P1/S1/R1/b.dcm".to_string(),
+        queue::Item {
+            reason: "modality US may carry burned-in text".into(),
+        },
+    );
+    queue::save(
+        &review,
+        &queue::Index {
+            veil_review: 1,
+            out: out.clone(),
+            key_id: "k".into(),
+            recipe: "t 1".into(),
+            items,
+        },
+    )
+    .unwrap();
+    Some((review, out))
+}
+
+#[test]
+fn the_review_queue_shows_pictures_and_a_reviewer_decides() {
+    let home = veil_test::scratch("console-review-folder");
+    let Some((review, out)) = review_folder(&home) else {
+        return;
+    };
+    let p = console_with(
+        "console-review",
+        None,
+        ConsoleConfig {
+            review: vec![review.clone()],
+            ..Default::default()
+        },
+    );
+    let mut c = Client::default();
+    assert_eq!(c.get(&p, "/review").location(), "/signin");
+    assert_eq!(
+        c.get(&p, "/review/0/picture?item=P1/S1/R1/b.dcm&which=held")
+            .location(),
+        "/signin",
+        "pictures are for signed-in staff only"
+    );
+    sign_in(&p, &mut c, "alice", ADMIN_PW);
+    assert!(c.get(&p, "/").body.contains("2 objects wait for review"));
+    let q = c.get(&p, "/review");
+    assert_eq!(q.status, StatusCode::OK, "{}", q.body);
+    assert!(q.body.contains("verify: 1 finding(s): pixel-text"));
+    assert!(q.body.contains("modality US may carry burned-in text"));
+    for which in ["before", "after"] {
+        assert!(q.body.contains(&format!(
+            "/review/0/picture?item=P1%2FS1%2FR1%2Fa.dcm&amp;which={which}"
+        )));
+    }
+    assert!(q
+        .body
+        .contains("/review/0/picture?item=P1%2FS1%2FR1%2Fb.dcm&amp;which=held"));
+    for (item, which) in [("a", "before"), ("a", "after"), ("b", "held")] {
+        let r = c.get(
+            &p,
+            &format!("/review/0/picture?item=P1%2FS1%2FR1%2F{item}.dcm&which={which}"),
+        );
+        assert_eq!(r.status, StatusCode::OK, "{item} {which}");
+        assert_eq!(r.headers[header::CONTENT_TYPE], "image/png");
+        assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
+        assert!(r.body.contains("PNG"));
+    }
+    // only what the index lists, in a configured folder
+    for uri in [
+        "/review/0/picture?item=P1%2FS1%2FR1%2Fb.dcm&which=before",
+        "/review/0/picture?item=..%2F..%2Fetc%2Fpasswd&which=held",
+        "/review/0/picture?item=.veil-review.json&which=held",
+        "/review/1/picture?item=P1%2FS1%2FR1%2Fb.dcm&which=held",
+    ] {
+        assert_eq!(c.get(&p, uri).status, StatusCode::NOT_FOUND, "{uri}");
+    }
+
+    // an auditor sees the queue, without buttons, and cannot decide
+    let mut a = Client::default();
+    sign_in(&p, &mut a, "audrey", AUDITOR_PW);
+    let q = a.get(&p, "/review");
+    assert!(q.body.contains("modality US") && !q.body.contains(">Approve<"));
+    let csrf = session_csrf(&p, &mut a);
+    let r = a.post(
+        &p,
+        "/review/0",
+        &[
+            ("csrf", &csrf),
+            ("item", "P1/S1/R1/b.dcm"),
+            ("decision", "approve"),
+        ],
+    );
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // no CSRF token: 403, nothing moves
+    let r = c.post(
+        &p,
+        "/review/0",
+        &[("item", "P1/S1/R1/b.dcm"), ("decision", "approve")],
+    );
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(review.join("P1/S1/R1/b.dcm").is_file());
+
+    // the admin approves b (into OUT) and rejects a (deleted)
+    let csrf = session_csrf(&p, &mut c);
+    let before = std::fs::read(review.join("P1/S1/R1/b.dcm")).unwrap();
+    let r = c.post(
+        &p,
+        "/review/0",
+        &[
+            ("csrf", &csrf),
+            ("item", "P1/S1/R1/b.dcm"),
+            ("decision", "approve"),
+        ],
+    );
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/review"),
+        "{}",
+        r.body
+    );
+    assert_eq!(std::fs::read(out.join("P1/S1/R1/b.dcm")).unwrap(), before);
+    assert!(!review.join("P1/S1/R1/b.dcm").exists());
+    let r = c.post(
+        &p,
+        "/review/0",
+        &[
+            ("csrf", &csrf),
+            ("item", "P1/S1/R1/a.dcm"),
+            ("decision", "reject"),
+        ],
+    );
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(!review.join("P1/S1/R1/a.dcm").exists());
+    assert!(!out.join("P1/S1/R1/a.dcm").exists());
+    // deciding again: refused with the reason, nothing changes
+    let r = c.post(
+        &p,
+        "/review/0",
+        &[
+            ("csrf", &csrf),
+            ("item", "P1/S1/R1/b.dcm"),
+            ("decision", "approve"),
+        ],
+    );
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(c.get(&p, "/review").body.contains("Nothing waits here"));
+
+    // both decisions are signed ledger entries naming the member of staff
+    let mut site = p.site();
+    let e = site.entries().unwrap();
+    let decided: Vec<_> = e
+        .iter()
+        .filter(|e| matches!(e.event, Event::ReviewApproval | Event::ReviewRejection))
+        .collect();
+    assert_eq!(decided.len(), 2, "{decided:?}");
+    assert!(decided.iter().all(|e| e.operator == "alice"));
+    assert!(site.verify_ledger().unwrap().ok);
 }

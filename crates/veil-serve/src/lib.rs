@@ -279,7 +279,17 @@ fn start_web(
     }
     if let Some(c) = &cfg.console {
         // staff only, on its own address (an internal interface), with
-        // its own store connection; HTTP: a proxy in front terminates TLS
+        // its own store connection; HTTPS itself with `tls`, or behind a
+        // proxy that terminates it (`public_url` says so)
+        let tls = c
+            .tls
+            .as_ref()
+            .map(|t| veil_dimse::tls::server_config(&t.cert, &t.key, None))
+            .transpose()
+            .map_err(|e| ConfigError::Field {
+                field: "console.tls".into(),
+                message: e.to_string(),
+            })?;
         let f = cfg.flags;
         let console = veil_portal::console::ConsoleConfig {
             flags: veil_portal::FlagRules {
@@ -291,12 +301,17 @@ fn start_web(
                 lookup_without_reason: f.lookup_without_reason,
                 release_after_withdrawal: f.release_after_withdrawal,
             },
+            secure_cookies: tls.is_some()
+                || c.public_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://")),
+            review: c.review.clone(),
             ..Default::default()
         };
         let app = veil_portal::console::router(Site::open(db, home)?, console);
         out.push((
             "console",
-            veil_portal::web::Background::start(c.listen, app, "veil-console")
+            veil_portal::web::Background::start_with(c.listen, app, "veil-console", tls)
                 .map_err(ServeError::Console)?,
         ));
     }

@@ -118,7 +118,7 @@ impl Client {
         Reply {
             status,
             headers,
-            body: String::from_utf8(body.to_vec()).unwrap(),
+            body: String::from_utf8_lossy(&body).into_owned(),
         }
     }
 
