@@ -47,25 +47,27 @@ def free_port():
         return s.getsockname()[1]
 
 
-def plant(inp, pid, name="a.dcm"):
-    """Copies the corpus CT into folder `inp` with PatientID `pid`."""
+def plant(inp, pid, name="a.dcm", tags=()):
+    """Copies the corpus CT into folder `inp` with PatientID `pid` and
+    the `(tag, value)` pairs `tags` (dcmodify's `(gggg,eeee)` form)."""
     if not CT.is_file():
         pytest.skip(f"{CT} is missing: run scripts/fetch-corpus.sh")
     if not shutil.which("dcmodify"):
         pytest.skip("dcmodify (dcmtk) is missing: run scripts/system-deps.sh")
     inp.mkdir(parents=True, exist_ok=True)
     shutil.copy(CT, inp / name)
-    subprocess.run(["dcmodify", "-nb", "-m", f"(0010,0020)={pid}", str(inp / name)],
+    sets = [a for t, v in tags for a in ("-m", f"{t}={v}")]
+    subprocess.run(["dcmodify", "-nb", "-m", f"(0010,0020)={pid}", *sets, str(inp / name)],
                    check=True)
 
 
 def make_site(veil_bin, tmp, pid, category="ai-vendor", purpose="ai-training",
-              default="opt-out"):
+              default="opt-out", tags=()):
     """A site in tmp/home with recipient `acme` and one release of the
     patient's study to it; returns (home, input folder, veil.toml, invitation
     link, base URL). The config has a `[portal]` on a free port."""
     home, inp, dest = tmp / "home", tmp / "in", tmp / "dest"
-    plant(inp, pid)
+    plant(inp, pid, tags=tags)
     dest.mkdir()
     recipe = tmp / "r.toml"
     recipe.write_text('name = "t"\nversion = "1"\n')
