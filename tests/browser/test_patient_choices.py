@@ -15,21 +15,24 @@ import json
 
 import pytest
 
-from portal_helpers import make_site, run, run_any, serving
+from portal_helpers import add_console, make_site, run, run_any, serving
 
 PID = "BROWSER-CHOICES-1"
 PASSWORD = "a browser test password for choices"
 REASON = "I did not expect this one"
+STAFF, STAFF_PASSWORD = "choices-admin", "a staff password for the choices test"
 
 
 @pytest.fixture(scope="module")
 def site(veil_bin, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("choices")
     home, inp, cfg, link, base = make_site(veil_bin, tmp, PID)
+    console = add_console(veil_bin, home, cfg, STAFF, STAFF_PASSWORD)
     log = tmp / "serve.log"
     with serving(veil_bin, home, cfg, log,
-                 secrets=(PID, PASSWORD, REASON, link.rsplit("/", 1)[-1])):
-        yield {"base": base, "link": link, "home": home, "inp": inp, "tmp": tmp}
+                 secrets=(PID, PASSWORD, REASON, STAFF_PASSWORD, link.rsplit("/", 1)[-1])):
+        yield {"base": base, "link": link, "home": home, "inp": inp, "tmp": tmp,
+               "console": console}
 
 
 def disclosures(veil_bin, home):
@@ -112,6 +115,28 @@ def test_opt_out_then_release_refuses_then_report(site, veil_bin, page, js_error
     assert "Your report: received" in status, status
     assert page.get_by_role("button", name="Send my report").count() == 0
     check("entry-reported")
+
+    # staff see the report on the console's flags, without the patient ID,
+    # and handle it; the patient then sees it handled
+    staff = page.context.browser.new_context().new_page()
+    console = site["console"]
+    staff.goto(console + "/signin")
+    staff.get_by_label("Staff name").fill(STAFF)
+    staff.get_by_label("Password").fill(STAFF_PASSWORD)
+    staff.get_by_role("button", name="Sign in").click()
+    staff.wait_for_url(console + "/")
+    staff.goto(console + "/flags")
+    report = staff.locator("main article", has_text="Patient report")
+    assert report.count() == 1, staff.locator("main").text_content()
+    text = report.text_content()
+    assert REASON in text and f"Ledgerposition{refused}" in text.replace(" ", ""), text
+    assert PID not in staff.content()
+    report.get_by_role("button", name="Mark handled").click()
+    staff.wait_for_url(console + "/flags")
+    staff.context.close()
+    page.reload()
+    assert "looked into by the hospital's privacy team, who acted on it" in \
+        page.locator("#report").text_content()
 
     # download my history: the printable page, and the FHIR file
     page.get_by_role("link", name="Download my history").click()
