@@ -54,6 +54,11 @@ def test_staff_search_is_seen_by_the_patient(portal, page, js_errors, assert_acc
     assert "acme" in main_text() and "ai-vendor" in main_text()
     check("recipients")
 
+    page.get_by_role("link", name="Staff", exact=True).click()
+    page.wait_for_url(console + "/staff")
+    assert STAFF in main_text() and "administrator" in main_text()
+    check("staff")
+
     page.get_by_role("link", name="Patient search").click()
     page.wait_for_url(console + "/patients")
     page.get_by_label("Patient ID").fill(PID)
@@ -119,4 +124,4 @@ def test_staff_search_is_seen_by_the_patient(portal, page, js_errors, assert_acc
     assert_accessible(page)
 
     assert not js_errors, js_errors
-    assert visited == ["signin", "dashboard", "recipients", "patient", "flags", "review"]
+    assert visited == ["signin", "dashboard", "recipients", "staff", "patient", "flags", "review"]

@@ -50,6 +50,19 @@ pub enum StaffCmd {
         #[arg(long, value_parser = ["admin", "reviewer", "auditor"])]
         role: String,
     },
+    /// The staff console accounts: name, role, sign-in code, status.
+    List,
+    /// Disable an account: it can no longer sign in, and its sessions end
+    /// at once. Logged in the ledger.
+    Disable {
+        /// The account name.
+        name: String,
+    },
+    /// Enable a disabled account again. Logged in the ledger.
+    Enable {
+        /// The account name.
+        name: String,
+    },
 }
 
 fn now() -> i64 {
@@ -125,8 +138,54 @@ pub fn staff(db: Option<&str>, cmd: StaffCmd) -> Result<i32, String> {
                 role.as_str()
             ))?;
         }
+        StaffCmd::List => {
+            let mut site = crate::site(db)?;
+            let rows = site.store.portal_staff_all().map_err(|e| e.to_string())?;
+            let mut t = String::new();
+            for a in &rows {
+                t.push_str(&format!(
+                    "{}  {}  {}  {}\n",
+                    a.subject,
+                    a.role.as_deref().unwrap_or("-"),
+                    if a.totp_nonce.is_some() {
+                        "code"
+                    } else {
+                        "no-code"
+                    },
+                    if a.disabled { "disabled" } else { "active" }
+                ));
+            }
+            t.push_str(&format!(
+                "{} staff account{}\n",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" }
+            ));
+            emit(&t)?;
+        }
+        StaffCmd::Disable { name } => set_disabled(db, &name, true)?,
+        StaffCmd::Enable { name } => set_disabled(db, &name, false)?,
     }
     Ok(0)
+}
+
+fn set_disabled(db: Option<&str>, name: &str, disabled: bool) -> Result<(), String> {
+    let mut site = crate::site(db)?;
+    if site
+        .store
+        .portal_staff(name)
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        return Err(format!("no staff account {name}"));
+    }
+    let by = veil_release::operator(None);
+    let pos = veil_portal::set_staff_disabled(&mut site, name, disabled, &by, now())
+        .map_err(|e| e.to_string())?;
+    let what = if disabled { "disabled" } else { "enabled" };
+    tracing::info!(target: "veil", ledger_position = pos, "staff: account {what}");
+    emit(&format!(
+        "staff account {name} {what}; ledger position {pos}\n"
+    ))
 }
 
 /// The first line of stdin, without its line end. On a terminal, asks on

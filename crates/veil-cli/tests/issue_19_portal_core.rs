@@ -318,6 +318,45 @@ fn suite(db: Option<&str>, home: &Path) {
     ] {
         assert!(!contains(&stored, s), "stored in clear: {s}");
     }
+
+    // staff list, disable (sessions end, sign-in refused), enable
+    let (code, out, _) = veil(home, db, &["staff", "list"], "");
+    assert_eq!(code, 0);
+    assert_eq!(out, "alice  reviewer  no-code  active\n1 staff account\n");
+    let (code, out, err) = veil(home, db, &["staff", "disable", "alice"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("staff account alice disabled; ledger position 4"),
+        "{out}"
+    );
+    let (_, out, _) = veil(home, db, &["staff", "list"], "");
+    assert!(
+        out.starts_with("alice  reviewer  no-code  disabled\n"),
+        "{out}"
+    );
+    {
+        let mut site = veil_release::Site::open(db, home).unwrap();
+        let r = veil_portal::sign_in_staff(
+            &mut site,
+            &Portal::default(),
+            "alice",
+            &Secret::from(PASSWORD),
+            None,
+            now(),
+        );
+        assert!(r.is_err(), "a disabled account cannot sign in");
+    }
+    let (code, _, err) = veil(home, db, &["staff", "disable", "bob"], "");
+    assert_eq!(code, 2);
+    assert!(err.contains("no staff account bob"), "{err}");
+    let (code, out, _) = veil(home, db, &["staff", "enable", "alice"], "");
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("staff account alice enabled; ledger position 5"),
+        "{out}"
+    );
+    let (code, out, _) = veil(home, db, &["ledger", "verify"], "");
+    assert_eq!(code, 0, "{out}");
 }
 
 #[test]

@@ -191,6 +191,11 @@ pub fn router_with_clock(site: Site, cfg: ConsoleConfig, clock: Clock) -> Router
         .route("/flags", get(flags_page))
         .route("/flags/{id}", post(flag_submit))
         .route("/recipients", get(recipients_page))
+        .route(
+            "/staff",
+            get(crate::accounts::list_page).post(crate::accounts::add),
+        )
+        .route("/staff/{name}", post(crate::accounts::change))
         .route("/review", get(crate::review::queue_page))
         .route("/review/{folder}", post(crate::review::decide))
         .route("/review/{folder}/picture", get(crate::review::picture))
@@ -290,6 +295,7 @@ fn layout(title: &str, signed_in: Option<(&Session, Option<Role>)>, body: Markup
                                 li { a href="/flags" { "Flags" } }
                                 li { a href="/review" { "Review" } }
                                 li { a href="/recipients" { "Recipients" } }
+                                li { a href="/staff" { "Staff" } }
                                 li {
                                     form method="post" action="/signout" {
                                         input type="hidden" name="csrf" value=(s.csrf.expose());

@@ -32,6 +32,7 @@
 //! nothing here reads the system time. Nothing here prints or logs, and
 //! no error carries a value a person typed, a token or a patient ID.
 
+mod accounts;
 pub mod cache;
 pub mod choices;
 mod common;

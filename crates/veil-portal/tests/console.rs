@@ -567,3 +567,95 @@ fn the_review_queue_shows_pictures_and_a_reviewer_decides() {
     assert!(decided.iter().all(|e| e.operator == "alice"));
     assert!(site.verify_ledger().unwrap().ok);
 }
+
+#[test]
+fn an_admin_adds_and_disables_accounts_an_auditor_only_reads() {
+    let p = console("console-accounts");
+    let mut c = Client::default();
+    sign_in(&p, &mut c, "alice", ADMIN_PW);
+    let list = c.get(&p, "/staff");
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("audrey") && list.body.contains("auditor"));
+    let csrf = Client::csrf(&list);
+
+    // add: passwords must match, the name is checked, then it is added
+    let add = |c: &mut Client, name: &str, pw2: &str| {
+        c.post(
+            &p,
+            "/staff",
+            &[
+                ("csrf", &csrf),
+                ("name", name),
+                ("role", "reviewer"),
+                ("password", "reviewer password, long"),
+                ("password2", pw2),
+            ],
+        )
+    };
+    let r = add(&mut c, "rita", "another password entirely");
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("The two passwords differ"));
+    let r = add(&mut c, "<b>rita</b>", "reviewer password, long");
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("a staff name is 1-64"));
+    let r = add(&mut c, "rita", "reviewer password, long");
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let mut rita = Client::default();
+    assert_eq!(
+        sign_in(&p, &mut rita, "rita", "reviewer password, long").status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(rita.get(&p, "/").status, StatusCode::OK);
+
+    // disable: rita's session ends at once, and she cannot sign in
+    let csrf = Client::csrf(&c.get(&p, "/staff"));
+    let r = c.post(&p, "/staff/rita", &[("csrf", &csrf), ("action", "disable")]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(rita.get(&p, "/").location(), "/signin");
+    let mut again = Client::default();
+    assert_eq!(
+        sign_in(&p, &mut again, "rita", "reviewer password, long").status,
+        StatusCode::UNAUTHORIZED
+    );
+    // not oneself; not an unknown account; not without the token
+    let r = c.post(
+        &p,
+        "/staff/alice",
+        &[("csrf", &csrf), ("action", "disable")],
+    );
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = c.post(
+        &p,
+        "/staff/nobody",
+        &[("csrf", &csrf), ("action", "disable")],
+    );
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = c.post(&p, "/staff/audrey", &[("action", "disable")]);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // an auditor reads the list but changes nothing
+    let mut a = Client::default();
+    sign_in(&p, &mut a, "audrey", AUDITOR_PW);
+    let list = a.get(&p, "/staff");
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(!list.body.contains("Add the account") && !list.body.contains(">Enable<"));
+    let csrf = session_csrf(&p, &mut a);
+    let r = a.post(&p, "/staff/rita", &[("csrf", &csrf), ("action", "enable")]);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // each change is a staff action naming the administrator
+    let mut site = p.site();
+    let reasons: Vec<(String, String)> = site
+        .entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == Event::StaffAction && e.reason.starts_with("staff account"))
+        .map(|e| (e.operator, e.reason))
+        .collect();
+    assert!(reasons.contains(&(
+        "alice".into(),
+        "staff account rita added (role reviewer)".into()
+    )));
+    assert!(reasons.contains(&("alice".into(), "staff account rita disabled".into())));
+    assert!(!reasons.iter().any(|(_, r)| r.contains("audrey disabled")));
+}

@@ -243,18 +243,16 @@ impl Store {
             "SELECT name, role, password_hash, totp_nonce, disabled, created_at FROM portal_staff WHERE name = ?",
             &[Val::t(name)],
         )?;
-        rows.first()
-            .map(|r| {
-                Ok(AccountRow {
-                    subject: text(&r[0]),
-                    role: r[1].text().map(str::to_string),
-                    password_hash: text(&r[2]),
-                    totp_nonce: r[3].text().map(str::to_string),
-                    disabled: int(&r[4], "portal_staff.disabled")? != 0,
-                    created_at: int(&r[5], "portal_staff.created_at")?,
-                })
-            })
-            .transpose()
+        rows.first().map(|r| account_row(r)).transpose()
+    }
+
+    /// Every staff account, by name.
+    pub fn portal_staff_all(&mut self) -> Result<Vec<AccountRow>, StoreError> {
+        let rows = self.query(
+            "SELECT name, role, password_hash, totp_nonce, disabled, created_at FROM portal_staff ORDER BY name",
+            &[],
+        )?;
+        rows.iter().map(|r| account_row(r)).collect()
     }
 
     /// Disables or re-enables a staff account. False when there is none.
@@ -641,5 +639,18 @@ fn flag_row(r: &[Val]) -> Result<FlagRow, StoreError> {
         status: text(&r[6]),
         created_at: int(&r[7], "portal_flags.created_at")?,
         updated_at: int(&r[8], "portal_flags.updated_at")?,
+    })
+}
+
+/// A `portal_staff` row (name, role, password_hash, totp_nonce,
+/// disabled, created_at) as an account.
+fn account_row(r: &[Val]) -> Result<AccountRow, StoreError> {
+    Ok(AccountRow {
+        subject: text(&r[0]),
+        role: r[1].text().map(str::to_string),
+        password_hash: text(&r[2]),
+        totp_nonce: r[3].text().map(str::to_string),
+        disabled: int(&r[4], "portal_staff.disabled")? != 0,
+        created_at: int(&r[5], "portal_staff.created_at")?,
     })
 }
