@@ -141,15 +141,16 @@ pub fn choices(site: &mut Site, patient_ref: &str) -> Result<Vec<Choice>> {
 
 /// Records the patient's choice for `purpose` (and `category`, or every
 /// recipient): a permit or deny provision, as `veil consent set` records
-/// one, with its ledger entry. Only a choice [`choices`] offers is
-/// accepted. Returns the past recipients to tell (the release path's
-/// own notify list).
+/// one, with its ledger entry; `None` takes the patient's provision back,
+/// so the hospital's default decides again ([`Site::reset_consent_by_ref`]).
+/// Only a choice [`choices`] offers is accepted. Returns the past
+/// recipients to tell (the release path's own notify list).
 pub fn set_choice(
     site: &mut Site,
     patient_ref: &str,
     purpose: &str,
     category: Option<&str>,
-    decision: Decision,
+    decision: Option<Decision>,
 ) -> Result<Vec<veil_release::Notify>> {
     let offered = choices(site, patient_ref)?
         .iter()
@@ -158,14 +159,17 @@ pub fn set_choice(
         return Err(PortalError::Invalid("no such choice".into()));
     }
     let p = Provision {
-        decision,
+        decision: decision.unwrap_or(Decision::Deny),
         actor: category.map(|c| Actor::Category(c.to_string())),
         purpose: Some(purpose.to_string()),
         start: None,
         end: None,
         study_uid: None,
     };
-    Ok(site.set_consent_by_ref(patient_ref, p, SOURCE)?)
+    Ok(match decision {
+        Some(_) => site.set_consent_by_ref(patient_ref, p, SOURCE)?,
+        None => site.reset_consent_by_ref(patient_ref, p, SOURCE)?,
+    })
 }
 
 /// Where a sharing request stands.

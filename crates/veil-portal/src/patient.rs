@@ -71,6 +71,14 @@ fn default_text(d: Option<SiteDefault>) -> &'static str {
     }
 }
 
+/// The site default in two words, for the "follow the default" option.
+fn default_short(d: Option<SiteDefault>) -> &'static str {
+    match d {
+        Some(SiteDefault::OptOut) => "shared",
+        Some(SiteDefault::OptIn) | None => "not shared",
+    }
+}
+
 fn scope_text(c: &Choice) -> String {
     match &c.category {
         Some(cat) => format!(
@@ -117,13 +125,18 @@ fn choices_body(session: &Session, list: &[Choice], saved: Option<Markup>) -> Ma
                     }
                     div class="radio" {
                         input type="radio" name="choice" value="permit" id=(format!("c{i}-permit"))
-                            checked[c.shared];
+                            checked[c.by_patient && c.shared];
                         label for=(format!("c{i}-permit")) { "Share my images" }
                     }
                     div class="radio" {
                         input type="radio" name="choice" value="deny" id=(format!("c{i}-deny"))
-                            checked[!c.shared];
+                            checked[c.by_patient && !c.shared];
                         label for=(format!("c{i}-deny")) { "Do not share my images" }
+                    }
+                    div class="radio" {
+                        input type="radio" name="choice" value="default" id=(format!("c{i}-default"))
+                            checked[!c.by_patient];
+                        label for=(format!("c{i}-default")) { "Follow the hospital's default (" (default_short(c.default)) ")" }
                     }
                     button type="submit" { "Save my choice for " (scope_text(c)) }
                 }
@@ -161,15 +174,16 @@ async fn choices_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -
         return forbidden();
     }
     let decision = match f.get("choice").map(String::as_str) {
-        Some("permit") => Decision::Permit,
-        Some("deny") => Decision::Deny,
+        Some("permit") => Some(Decision::Permit),
+        Some("deny") => Some(Decision::Deny),
+        Some("default") => None,
         _ => {
             return page_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "My sharing choices",
                 Some(&session),
                 html! {
-                    div class="error" role="alert" { p { "Please choose “Share my images” or “Do not share my images”." } }
+                    div class="error" role="alert" { p { "Please choose “Share my images”, “Do not share my images” or the hospital's default." } }
                     p { a href="/choices" { "Back to my sharing choices" } }
                 },
             )
@@ -190,10 +204,15 @@ async fn choices_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -
             .filter(|n| n.purpose == purpose)
             .map(|n| n.recipient)
             .collect();
-        Ok(Some((told, choices::choices(site, &pref)?)))
+        let list = choices::choices(site, &pref)?;
+        // a deny, or back to a default that does not share
+        let stopped = !list
+            .iter()
+            .any(|c| c.purpose == purpose && c.category == category && c.shared);
+        Ok(Some((told, list, stopped)))
     })
     .await;
-    let (told, list) = match r {
+    let (told, list, stopped) = match r {
         Ok(Ok(Some(x))) => x,
         Ok(Ok(None)) => return not_found(Some(&session)),
         Ok(Err(e)) => return internal(e),
@@ -202,7 +221,7 @@ async fn choices_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) -
     let saved = html! {
         div class="notice" role="status" {
             p { strong { "Your choice is saved." } " It applies from the next time the hospital shares images." }
-            @if decision == Decision::Deny && !told.is_empty() {
+            @if stopped && !told.is_empty() {
                 p { "The hospital will tell these recipients that you stopped sharing: " (told.join(", ")) "." }
             }
         }

@@ -425,6 +425,51 @@ fn opt_out_flow(e: &mut Env) {
     assert_eq!(r.status, StatusCode::OK);
     let got = e.release("acme", "ai-training");
     assert_eq!(e.outcome(&got, A).0, Event::Release);
+
+    // back to the hospital's default: both of A's provisions taken back
+    // (two consent-change entries); the default (opt-out) shares again,
+    // and the page says so
+    for category in ["research", ""] {
+        let before = e.site.entries().unwrap().len();
+        let r = a.post(
+            e,
+            "/choices",
+            &[
+                ("csrf", &t),
+                ("purpose", "ai-training"),
+                ("category", category),
+                ("choice", "default"),
+            ],
+        );
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let entries = e.site.entries().unwrap();
+        assert_eq!(entries.len(), before + 1, "{category:?}");
+        assert_eq!(entries.last().unwrap().event, Event::ConsentChange);
+    }
+    let page = a.get(e, "/choices");
+    assert!(
+        page.body.contains("shared</strong> (hospital default)"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("(your choice)"), "{}", page.body);
+    // nothing of A's left to take back: no entry
+    let before = e.site.entries().unwrap().len();
+    let r = a.post(
+        e,
+        "/choices",
+        &[
+            ("csrf", &t),
+            ("purpose", "ai-training"),
+            ("category", ""),
+            ("choice", "default"),
+        ],
+    );
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(e.site.entries().unwrap().len(), before);
+    let got = e.release("acme", "ai-training");
+    assert_eq!(e.outcome(&got, A).0, Event::Release);
+    assert!(e.site.verify_ledger().unwrap().ok);
 }
 
 fn requests_flow(e: &mut Env) {

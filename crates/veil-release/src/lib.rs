@@ -674,7 +674,7 @@ impl Site {
         p: Provision,
     ) -> Result<Vec<Notify>, Error> {
         let pref = self.patient_ref(patient_id);
-        self.record_provision(&pref, patient_id.clone(), None, p, "veil consent set")
+        self.record_provision(&pref, patient_id.clone(), None, p, true, "veil consent set")
     }
 
     /// [`Site::set_consent`] for the patient with keyed reference `pref`,
@@ -702,7 +702,35 @@ impl Site {
                 Some("urn:veil:patient-ref".to_string()),
             ),
         };
-        self.record_provision(pref, id, system, p, source)
+        self.record_provision(pref, id, system, p, true, source)
+    }
+
+    /// Takes back the provision Veil recorded for a patient (by keyed
+    /// reference) with the scope of `scope` (its decision is ignored): the
+    /// patient's choice for that purpose and actor goes back to the site
+    /// default, from the next release. A new version of the record and its
+    /// ledger entry, like [`Site::set_consent_by_ref`]; nothing (no entry)
+    /// when Veil recorded no such provision. Provisions imported from the
+    /// site's consent systems (FHIR) are theirs to change, not taken back.
+    pub fn reset_consent_by_ref(
+        &mut self,
+        pref: &str,
+        scope: Provision,
+        source: &str,
+    ) -> Result<Vec<Notify>, Error> {
+        if pref.len() < 16 {
+            return Err(Error::Invalid("not a patient reference".into()));
+        }
+        let id = format!("veil-set-{}", &pref[..16]);
+        let Some(c) = self
+            .store
+            .consents_for(pref)?
+            .into_iter()
+            .find(|c| c.id == id && c.provisions.iter().any(|q| q.same_scope(&scope)))
+        else {
+            return Ok(Vec::new());
+        };
+        self.record_provision(pref, c.patient_id, c.patient_system, scope, false, source)
     }
 
     fn record_provision(
@@ -711,6 +739,7 @@ impl Site {
         patient_id: Phi<String>,
         patient_system: Option<String>,
         p: Provision,
+        set: bool,
         source: &str,
     ) -> Result<Vec<Notify>, Error> {
         // the new version is built on the current one: never on rows
@@ -731,7 +760,9 @@ impl Site {
                 provisions: Vec::new(),
             });
         c.provisions.retain(|q| !q.same_scope(&p));
-        c.provisions.push(p);
+        if set {
+            c.provisions.push(p);
+        }
         c.date_time = Some(veil_consent::now());
         // a new version of the record and its ledger entry, together
         let (sk, lk) = (
