@@ -131,6 +131,16 @@ def add_console(veil_bin, home, cfg, staff, password, review=()):
     return f"http://127.0.0.1:{port}"
 
 
+def staff_sign_in(page, console, name, password):
+    """Signs `name` in to the console at `console` (from its sign-in
+    page); returns once the dashboard is shown."""
+    page.goto(console + "/signin")
+    page.get_by_label("Staff name").fill(name)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(console + "/")
+
+
 @contextlib.contextmanager
 def serving(veil_bin, home, cfg, log, secrets=()):
     """Runs `veil -v serve` until the block ends, then SIGTERM: it must

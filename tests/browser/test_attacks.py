@@ -19,7 +19,7 @@ repeat each with an injected clock):
 
 import sqlite3
 
-from portal_helpers import add_console, make_site, plant, run, run_any, serving
+from portal_helpers import add_console, make_site, plant, run, run_any, serving, staff_sign_in
 
 PID = "BROWSER-ATTACK-A"
 PID_B = "BROWSER-ATTACK-B"
@@ -84,11 +84,7 @@ def test_attacks_fail_in_a_real_browser(veil_bin, tmp_path, browser, page, js_er
         assert changes == 0, "nothing was changed"
 
         # the console shows it as text too (the patient search)
-        page.goto(console + "/signin")
-        page.get_by_label("Staff name").fill(STAFF)
-        page.get_by_label("Password").fill(STAFF_PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(console + "/")
+        staff_sign_in(page, console, STAFF, STAFF_PASSWORD)
         page.goto(console + "/patients")
         page.get_by_label("Patient ID").fill(PID)
         page.get_by_role("button", name="Search").click()

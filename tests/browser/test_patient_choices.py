@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from portal_helpers import add_console, make_site, run, run_any, serving
+from portal_helpers import add_console, make_site, run, run_any, serving, staff_sign_in
 
 PID = "BROWSER-CHOICES-1"
 PASSWORD = "a browser test password for choices"
@@ -120,11 +120,7 @@ def test_opt_out_then_release_refuses_then_report(site, veil_bin, page, js_error
     # and handle it; the patient then sees it handled
     staff = page.context.browser.new_context().new_page()
     console = site["console"]
-    staff.goto(console + "/signin")
-    staff.get_by_label("Staff name").fill(STAFF)
-    staff.get_by_label("Password").fill(STAFF_PASSWORD)
-    staff.get_by_role("button", name="Sign in").click()
-    staff.wait_for_url(console + "/")
+    staff_sign_in(staff, console, STAFF, STAFF_PASSWORD)
     staff.goto(console + "/flags")
     report = staff.locator("main article", has_text="Patient report")
     assert report.count() == 1, staff.locator("main").text_content()

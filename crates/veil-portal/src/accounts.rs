@@ -17,20 +17,29 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{html, Markup};
 
-use crate::common::{csrf_ok, error_box, forbidden, form, internal, redirect, with_site};
-use crate::console::{not_found, page, role_forbidden, role_text, staff, St, Staff};
+use crate::common::{error_box, internal, redirect, with_site};
+use crate::console::{not_found, page, role_text, staff, staff_change, St, Staff};
 use crate::{add_staff, set_staff_disabled, PortalError, Role, Secret};
 
 fn is_admin(s: &Staff) -> bool {
     s.role == Role::Admin
 }
 
-fn admins_only(s: &Staff) -> Response {
-    role_forbidden(
-        s,
+/// An administrator's change: see [`staff_change`].
+async fn admin_change(
+    st: &St,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Staff, std::collections::HashMap<String, String>), Response> {
+    staff_change(
+        st,
+        headers,
+        body,
+        |r| r == Role::Admin,
         "Administrators add, disable and enable staff accounts.",
         ("/staff", "Back to the staff accounts"),
     )
+    .await
 }
 
 /// GET /staff.
@@ -139,17 +148,10 @@ fn add_form(s: &Staff) -> Markup {
 
 /// POST /staff: an administrator adds an account.
 pub(crate) async fn add(State(st): State<St>, headers: HeaderMap, body: Bytes) -> Response {
-    let s = match staff(&st, &headers).await {
-        Ok(s) => s,
+    let (s, f) = match admin_change(&st, &headers, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if !csrf_ok(&s.session, &f) {
-        return forbidden();
-    }
-    if !is_admin(&s) {
-        return admins_only(&s);
-    }
     let name = f
         .get("name")
         .map(|v| v.trim().to_string())
@@ -190,17 +192,10 @@ pub(crate) async fn change(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let s = match staff(&st, &headers).await {
-        Ok(s) => s,
+    let (s, f) = match admin_change(&st, &headers, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if !csrf_ok(&s.session, &f) {
-        return forbidden();
-    }
-    if !is_admin(&s) {
-        return admins_only(&s);
-    }
     let disabled = match f.get("action").map(String::as_str) {
         Some("disable") => true,
         Some("enable") => false,

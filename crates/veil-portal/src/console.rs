@@ -224,6 +224,29 @@ pub(crate) struct Staff {
     pub(crate) role: Role,
 }
 
+/// A change posted by a member of staff: signed in, the CSRF token
+/// checked (403 without it), and the role allowed by `may` (else the 403
+/// page saying `who` may, with a link `back`). Returns the staff member
+/// and the decoded form.
+pub(crate) async fn staff_change(
+    st: &St,
+    headers: &HeaderMap,
+    body: &Bytes,
+    may: fn(Role) -> bool,
+    who: &str,
+    back: (&str, &str),
+) -> Result<(Staff, std::collections::HashMap<String, String>), Response> {
+    let s = staff(st, headers).await?;
+    let f = form(body);
+    if !csrf_ok(&s.session, &f) {
+        return Err(forbidden());
+    }
+    if !may(s.role) {
+        return Err(role_forbidden(&s, who, back));
+    }
+    Ok((s, f))
+}
+
 pub(crate) async fn staff(st: &St, headers: &HeaderMap) -> Result<Staff, Response> {
     let (session, _) = crate::common::session(st, headers).await?;
     let name = session.subject.clone();
@@ -759,21 +782,19 @@ async fn flag_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let s = match staff(&st, &headers).await {
-        Ok(s) => s,
+    let (s, f) = match staff_change(
+        &st,
+        &headers,
+        &body,
+        may_handle_flags,
+        "Reviewers and administrators handle flags.",
+        ("/flags", "Back to the flags"),
+    )
+    .await
+    {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if !csrf_ok(&s.session, &f) {
-        return forbidden();
-    }
-    if !may_handle_flags(s.role) {
-        return role_forbidden(
-            &s,
-            "Reviewers and administrators handle flags.",
-            ("/flags", "Back to the flags"),
-        );
-    }
     let outcome = match f.get("outcome").map(|v| v.as_str()) {
         Some("handled") => Outcome::Handled,
         Some("dismissed") => Outcome::Dismissed,

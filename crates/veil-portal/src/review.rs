@@ -27,8 +27,8 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use veil_pipeline::review as queue;
 
-use crate::common::{csrf_ok, forbidden, form, internal, redirect, with_site};
-use crate::console::{may_handle_flags, not_found, page, role_forbidden, staff, St, Staff};
+use crate::common::{internal, redirect, with_site};
+use crate::console::{may_handle_flags, not_found, page, staff, staff_change, St, Staff};
 
 /// Objects listed per folder on one page; the rest are counted.
 const SHOWN_PER_FOLDER: usize = 50;
@@ -241,21 +241,19 @@ pub(crate) async fn decide(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let s = match staff(&st, &headers).await {
-        Ok(s) => s,
+    let (s, f) = match staff_change(
+        &st,
+        &headers,
+        &body,
+        may_handle_flags,
+        "Reviewers and administrators approve or reject held objects.",
+        ("/review", "Back to the review queue"),
+    )
+    .await
+    {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let f = form(&body);
-    if !csrf_ok(&s.session, &f) {
-        return forbidden();
-    }
-    if !may_handle_flags(s.role) {
-        return role_forbidden(
-            &s,
-            "Reviewers and administrators approve or reject held objects.",
-            ("/review", "Back to the review queue"),
-        );
-    }
     let approve = match f.get("decision").map(|d| d.as_str()) {
         Some("approve") => true,
         Some("reject") => false,

@@ -243,6 +243,24 @@ pub fn serve(opts: &Options) -> Result<(), ServeError> {
 /// (rustls); without, a reverse proxy in front terminates TLS
 /// (docs/portal.md), and `public_url` says whether patients are on HTTPS
 /// (then the cookies are `Secure`).
+/// HTTPS on a web listener itself (`[portal] tls`, `[console] tls`): the
+/// same rustls (ring) loading as the DICOM listener's, without client
+/// certificates; an error names `field`.
+fn web_tls(
+    t: Option<&veil_gateway::PortalTlsConfig>,
+    field: &str,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ServeError> {
+    t.map(|t| veil_dimse::tls::server_config(&t.cert, &t.key, None))
+        .transpose()
+        .map_err(|e| {
+            ConfigError::Field {
+                field: field.into(),
+                message: e.to_string(),
+            }
+            .into()
+        })
+}
+
 fn start_web(
     cfg: &Config,
     db: Option<&str>,
@@ -250,17 +268,7 @@ fn start_web(
 ) -> Result<Vec<(&'static str, veil_portal::web::Background)>, ServeError> {
     let mut out = Vec::new();
     if let Some(p) = &cfg.portal {
-        // HTTPS on the listener itself: the same rustls (ring) loading as
-        // the DICOM listener's, without client certificates
-        let tls = p
-            .tls
-            .as_ref()
-            .map(|t| veil_dimse::tls::server_config(&t.cert, &t.key, None))
-            .transpose()
-            .map_err(|e| ConfigError::Field {
-                field: "portal.tls".into(),
-                message: e.to_string(),
-            })?;
+        let tls = web_tls(p.tls.as_ref(), "portal.tls")?;
         let web = veil_portal::web::WebConfig {
             portal: veil_portal::Portal {
                 sessions: veil_portal::SessionPolicy::from_config(
@@ -281,15 +289,7 @@ fn start_web(
         // staff only, on its own address (an internal interface), with
         // its own store connection; HTTPS itself with `tls`, or behind a
         // proxy that terminates it (`public_url` says so)
-        let tls = c
-            .tls
-            .as_ref()
-            .map(|t| veil_dimse::tls::server_config(&t.cert, &t.key, None))
-            .transpose()
-            .map_err(|e| ConfigError::Field {
-                field: "console.tls".into(),
-                message: e.to_string(),
-            })?;
+        let tls = web_tls(c.tls.as_ref(), "console.tls")?;
         let f = cfg.flags;
         let console = veil_portal::console::ConsoleConfig {
             flags: veil_portal::FlagRules {
