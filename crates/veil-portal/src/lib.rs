@@ -5,7 +5,9 @@
 //!   patient; redeeming it sets the patient's password (a first account,
 //!   or a lost password replaced).
 //! - Passwords: argon2id with the crate's default parameters, stored as
-//!   PHC strings and verified by the crate (constant time).
+//!   PHC strings, compared in constant time; at most [`hashing_slots`]
+//!   hashes at once, in reused working memory (see the private module
+//!   `password` for why).
 //! - TOTP (RFC 6238: SHA-1, 6 digits, 30 s, one step either side) through
 //!   `totp-rs`. The secret is never stored: the store keeps a random
 //!   nonce, and the secret is HMAC-SHA256(site key, nonce) (see
@@ -37,6 +39,7 @@ pub mod choices;
 mod common;
 pub mod console;
 pub mod flags;
+mod password;
 mod patient;
 mod secret;
 mod staff;
@@ -46,8 +49,6 @@ pub mod web;
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use veil_core::Phi;
 use veil_release::Site;
@@ -56,6 +57,7 @@ use veil_store::{Store, StoreError};
 
 pub use cache::LedgerCache;
 pub use flags::{evaluate, FlagRules, NewFlag, Outcome};
+pub use password::{hash_password, hashing_slots, verify_password};
 pub use secret::Secret;
 pub use staff::{add_staff, record_lookup, set_staff_disabled, sign_in_staff, Role};
 pub use summary::{recipe_summary, recipe_summary_toml};
@@ -254,31 +256,6 @@ pub fn check_password(password: &Secret) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// argon2id (the crate's default parameters) with a random 128-bit salt,
-/// as a PHC string.
-pub fn hash_password(password: &Secret) -> Result<String> {
-    let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt)
-        .map_err(|_| PortalError::Invalid("the system's random source failed".into()))?;
-    let salt =
-        SaltString::encode_b64(&salt).map_err(|_| PortalError::Invalid("password salt".into()))?;
-    Argon2::default()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| PortalError::Invalid("password hashing failed".into()))
-}
-
-/// Verifies a password against a PHC string (the crate compares in
-/// constant time). A hash that does not parse verifies nothing.
-pub fn verify_password(password: &Secret, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default()
-            .verify_password(password.expose().as_bytes(), &h)
-            .is_ok(),
-        Err(_) => false,
-    }
 }
 
 /// Burns the time of one verification for an unknown subject, so the
