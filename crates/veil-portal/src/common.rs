@@ -135,6 +135,22 @@ pub(crate) async fn with_site<S: Shared, T: Send + 'static>(
     .map_err(|_| server_error())
 }
 
+/// Runs password hashing or verification (`f`) on the blocking pool
+/// outside the site's lock, at most [`crate::hashing_slots`] at once:
+/// argon2 is CPU-bound and fills 19 MiB, so a burst of sign-ins waits
+/// here, as tasks, rather than on threads of the blocking pool, and does
+/// not hold up the other pages' store work while it hashes.
+pub(crate) async fn hashing<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let gate = GATE.get_or_init(|| tokio::sync::Semaphore::new(crate::hashing_slots()));
+    let _permit = gate.acquire().await.map_err(|_| server_error())?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| server_error())
+}
+
 /// A page without navigation (errors before or outside a session).
 pub(crate) fn bare_page(status: StatusCode, title: &str, body: Markup) -> Response {
     html_response(

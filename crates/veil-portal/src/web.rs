@@ -54,14 +54,14 @@ use veil_ledger::{Entry, Event};
 use veil_release::Site;
 
 use crate::common::{
-    error_box, forbidden, form, html_response, internal, locked, locked_text, portal_css, pre_csrf,
-    pre_csrf_ok, redirect, same, security_headers, session_cookie, system_clock, with_cookies,
-    with_site, Shared,
+    error_box, forbidden, form, hashing, html_response, internal, locked, locked_text, portal_css,
+    pre_csrf, pre_csrf_ok, redirect, same, security_headers, session_cookie, system_clock,
+    with_cookies, with_site, Shared,
 };
 pub use crate::common::{Clock, CSP, PORTAL_CSS};
 use crate::{
-    sign_in_patient, Invitation, Kind, Portal, PortalError, Secret, Session, SessionPolicy,
-    Sessions,
+    Invitation, Kind, PendingSignIns, Portal, PortalError, Secret, Session, SessionPolicy,
+    Sessions, SignIn,
 };
 
 /// What "verified" says, as `proof.js` writes it.
@@ -85,6 +85,8 @@ pub(crate) struct AppState {
     /// The ledger as last read (see [`crate::cache`]); locked after
     /// `site`, never before.
     cache: Mutex<crate::LedgerCache>,
+    /// Sign-ins between their check and their record (see [`SignIn`]).
+    pending: Arc<PendingSignIns>,
     cfg: WebConfig,
     clock: Clock,
 }
@@ -123,6 +125,7 @@ pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
     let st = Arc::new(AppState {
         site: Mutex::new(site),
         cache: Mutex::new(crate::LedgerCache::new()),
+        pending: Arc::default(),
         cfg,
         clock,
     });
@@ -341,14 +344,7 @@ async fn invite_submit(
             ),
         );
     }
-    let portal = st.cfg.portal;
-    let token = Secret::new(token);
-    let r = with_site(&st, move |site, now| -> crate::Result<_> {
-        let pref = Invitation::redeem(site, &portal.limits, &token, &password, now)?;
-        Sessions::create(&mut site.store, &portal.sessions, Kind::Patient, &pref, now)
-    })
-    .await;
-    let r = match r {
+    let r = match redeem(&st, Secret::new(token), password).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -369,6 +365,35 @@ async fn invite_submit(
         ) => invitation_refused(e),
         Err(e) => internal(e),
     }
+}
+
+/// Redeems the invitation and signs the patient in: checked under the
+/// site's lock, the password hashed outside it ([`hashing`]), stored
+/// under it again (see [`Invitation::redeem_begin`]).
+async fn redeem(
+    st: &St,
+    token: Secret,
+    password: Secret,
+) -> Result<crate::Result<crate::NewSession>, Response> {
+    let portal = st.cfg.portal;
+    let pw = Secret::new(password.expose().clone());
+    let begun = with_site(st, move |site, now| {
+        Invitation::redeem_begin(site, &portal.limits, &token, &pw, now)
+    })
+    .await?;
+    let r = match begun {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let hash = match hashing(move || crate::hash_password(&password)).await? {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    with_site(st, move |site, now| {
+        let pref = Invitation::redeem_finish(site, &portal.limits, r, &hash, now)?;
+        Sessions::create(&mut site.store, &portal.sessions, Kind::Patient, &pref, now)
+    })
+    .await
 }
 
 fn invitation_refused(e: PortalError) -> Response {
@@ -452,12 +477,7 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
         .get("code")
         .filter(|c| !c.trim().is_empty())
         .map(|c| Secret::new(c.clone()));
-    let portal = st.cfg.portal;
-    let r = match with_site(&st, move |site, now| {
-        sign_in_patient(site, &portal, &pid, &password, code.as_ref(), now)
-    })
-    .await
-    {
+    let r = match sign_in(&st, pid, password, code).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -493,6 +513,47 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
         ),
         Err(e) => internal(e),
     }
+}
+
+/// Signs a patient in ([`crate::sign_in_patient`]'s steps): the limiter
+/// and the stored hash under the site's lock, the password verified
+/// outside it ([`hashing`]), the outcome recorded and the session made
+/// under it again (see [`SignIn`]).
+async fn sign_in(
+    st: &St,
+    pid: Phi<String>,
+    password: Secret,
+    code: Option<Secret>,
+) -> Result<crate::Result<crate::NewSession>, Response> {
+    let portal = st.cfg.portal;
+    let pending = st.pending.clone();
+    let begun = with_site(st, move |site, now| {
+        let pref = site.patient_ref(&pid);
+        SignIn::begin(
+            site,
+            &portal.limits,
+            Some(&pending),
+            Kind::Patient,
+            &pref,
+            now,
+        )
+    })
+    .await?;
+    let s = match begun {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (s, ok) = hashing(move || {
+        let ok = s.verify(&password);
+        (s, ok)
+    })
+    .await?;
+    with_site(st, move |site, now| {
+        let pref = s.subject().to_string();
+        s.finish(site, &portal.limits, ok, code.as_ref(), now)?;
+        Sessions::create(&mut site.store, &portal.sessions, Kind::Patient, &pref, now)
+    })
+    .await
 }
 
 // ---- where my images went -----------------------------------------------------
@@ -998,6 +1059,12 @@ pub async fn serve(
         .map_err(|e| WebError::Serve(e.to_string()))
 }
 
+/// The most threads of a listener's blocking pool: the store work of
+/// each request (serialized by the site mutex) and password hashing
+/// ([`crate::hashing_slots`] at most). A few more than the hashing slots,
+/// so page requests still find threads while passwords are hashed.
+pub const BLOCKING_THREADS: usize = 8;
+
 /// A web listener on its own thread and tokio runtime, for a synchronous
 /// caller (`veil serve`). Generic over the router so the staff console
 /// can be started the same way on its own address.
@@ -1022,9 +1089,15 @@ impl Background {
         name: &str,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Background, WebError> {
-        // two workers: pages are small; store work runs on the blocking pool
+        // two workers: pages are small; store work runs on the blocking
+        // pool. That pool is capped (tokio's default is 512 threads):
+        // every store task waits on the one site mutex, so with 200
+        // patients at once there were 200 threads, each holding a stack
+        // and a malloc arena, and none faster for it; beyond the cap,
+        // tasks wait in tokio's queue, which costs nothing
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .max_blocking_threads(BLOCKING_THREADS)
             .enable_all()
             .build()
             .map_err(|e| WebError::Serve(e.to_string()))?;
