@@ -298,7 +298,10 @@ pub(crate) async fn session<S: Shared>(
     let t = token.clone();
     let found = with_site(st, move |site, now| -> crate::Result<Option<Session>> {
         let s = Sessions::lookup(&mut site.store, &policy, &t, now)?;
-        if s.is_some() {
+        // already touched this second (a page and the pages it links to,
+        // under load): the write would store the same time again, and
+        // each write is a commit with an fsync under the site's lock
+        if s.as_ref().is_some_and(|s| s.last_seen_at < now) {
             Sessions::touch(&mut site.store, &t, now)?;
         }
         Ok(s)
