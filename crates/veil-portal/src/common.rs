@@ -296,22 +296,31 @@ pub(crate) async fn session<S: Shared>(
     };
     let policy = st.sessions();
     let t = token.clone();
-    let found = with_site(st, move |site, now| -> crate::Result<Option<Session>> {
-        let s = Sessions::lookup(&mut site.store, &policy, &t, now)?;
-        // already touched this second (a page and the pages it links to,
-        // under load): the write would store the same time again, and
-        // each write is a commit with an fsync under the site's lock
-        if s.as_ref().is_some_and(|s| s.last_seen_at < now) {
-            Sessions::touch(&mut site.store, &t, now)?;
-        }
-        Ok(s)
-    })
-    .await?
-    .map_err(internal)?;
+    let found = with_site(st, move |site, now| live_session(site, &policy, &t, now))
+        .await?
+        .map_err(internal)?;
     match found {
         Some(s) if s.kind == S::KIND => Ok((s, token)),
         _ => Err(redirect("/signin")),
     }
+}
+
+/// The live session for `token`, touched (see [`session`]); for callers
+/// that look it up inside their own trip to the site.
+pub(crate) fn live_session(
+    site: &mut Site,
+    policy: &SessionPolicy,
+    token: &str,
+    now: i64,
+) -> crate::Result<Option<Session>> {
+    let s = Sessions::lookup(&mut site.store, policy, token, now)?;
+    // already touched this second (a page and the pages it links to,
+    // under load): the write would store the same time again, and each
+    // write is a commit with an fsync under the site's lock
+    if s.as_ref().is_some_and(|s| s.last_seen_at < now) {
+        Sessions::touch(&mut site.store, token, now)?;
+    }
+    Ok(s)
 }
 
 /// Whether the form carries the session's CSRF token.

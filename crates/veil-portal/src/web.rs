@@ -27,8 +27,11 @@
 //!   the method and the status: nothing typed, no patient ID.
 //!
 //! The store is synchronous: each handler's store work runs on tokio's
-//! blocking pool under one mutex-guarded [`Site`] (one connection; the
-//! portal's traffic is small, and argon2 dominates a sign-in anyway).
+//! blocking pool (at most [`BLOCKING_THREADS`] threads) under one
+//! mutex-guarded [`Site`] (one connection; the portal's traffic is
+//! small). Passwords are hashed and verified outside that mutex, a few at
+//! a time (`common::hashing`, [`crate::hashing_slots`]), so a burst of
+//! sign-ins neither holds up the pages nor multiplies argon2's 19 MiB.
 //! "Where my images went" and an entry's proof read a [`crate::LedgerCache`]
 //! kept in the state: each request reads only the rows appended since the
 //! last one, the patient's entries come from its per-patient index, and
@@ -720,6 +723,54 @@ pub(crate) async fn with_cache<T: Send + 'static>(
     .await
 }
 
+/// The signed-in patient's session (touched) and `f`, in one trip to the
+/// site: one wait for the blocking pool and the site's lock, rather than
+/// one for the session and one for the page (what the pages patients
+/// browse most do); the redirect to the sign-in page without a session.
+pub(crate) async fn with_session<T: Send + 'static>(
+    st: &St,
+    headers: &HeaderMap,
+    f: impl FnOnce(&mut Site, &Session, i64) -> crate::Result<T> + Send + 'static,
+) -> Result<(Session, crate::Result<T>), Response> {
+    let Some(token) = crate::common::cookie_value(
+        headers,
+        &crate::common::cookie_name(st.as_ref(), AppState::SESSION),
+    ) else {
+        return Err(redirect("/signin"));
+    };
+    let policy = st.sessions();
+    let r = with_site(st, move |site, now| -> crate::Result<Option<_>> {
+        let session = match crate::common::live_session(site, &policy, &token, now)? {
+            Some(s) if s.kind == AppState::KIND => s,
+            _ => return Ok(None),
+        };
+        let r = f(site, &session, now);
+        Ok(Some((session, r)))
+    })
+    .await?;
+    match r {
+        Ok(Some(x)) => Ok(x),
+        Ok(None) => Err(redirect("/signin")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// [`with_session`], with `f` over the ledger cache brought up to date
+/// (as [`with_cache`]).
+pub(crate) async fn with_session_cache<T: Send + 'static>(
+    st: &St,
+    headers: &HeaderMap,
+    f: impl FnOnce(&mut Site, &crate::LedgerCache, &Session, i64) -> crate::Result<T> + Send + 'static,
+) -> Result<(Session, crate::Result<T>), Response> {
+    let st2 = st.clone();
+    with_session(st, headers, move |site, session, now| {
+        let mut cache = st2.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.refresh(site, now)?;
+        f(site, &cache, session, now)
+    })
+    .await
+}
+
 /// What a recipient received, in one sentence (the list page; the entry
 /// page lists every sentence).
 fn received_text(v: &EntryView) -> String {
@@ -743,23 +794,19 @@ fn event_text(v: &EntryView) -> &'static str {
 }
 
 async fn list(State(st): State<St>, headers: HeaderMap) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let pref = session.subject.clone();
-    let r = with_cache(&st, move |site, cache, _| -> crate::Result<_> {
-        let views = patient_views(site, cache, &pref)?;
+    let r = with_session_cache(&st, &headers, move |site, cache, session, _| {
+        let pref = &session.subject;
+        let views = patient_views(site, cache, pref)?;
         let totp = site
             .store
-            .portal_patient(&pref)?
+            .portal_patient(pref)?
             .is_some_and(|a| a.totp_nonce.is_some());
         Ok((views, totp))
     })
     .await;
-    let (views, totp) = match r {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return internal(e),
+    let (session, (views, totp)) = match r {
+        Ok((s, Ok(v))) => (s, v),
+        Ok((_, Err(e))) => return internal(e),
         Err(r) => return r,
     };
     html_response(
@@ -823,29 +870,26 @@ async fn entry_page(
     Path(position): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let Ok(position) = position.parse::<u64>() else {
-        return not_found(Some(&session));
-    };
-    let pref = session.subject.clone();
-    let r = with_cache(&st, move |site, cache, _| -> crate::Result<_> {
+    let position = position.parse::<u64>().ok();
+    let r = with_session_cache(&st, &headers, move |site, cache, session, _| {
+        let Some(position) = position else {
+            return Ok(None);
+        };
         // authorized here: only the patient's own entries are candidates
-        let views = patient_views(site, cache, &pref)?;
+        let pref = &session.subject;
+        let views = patient_views(site, cache, pref)?;
         let Some(v) = views.into_iter().find(|v| v.position == position) else {
             return Ok(None);
         };
         let proof = cache.proof(site, position);
-        let flag = crate::patient::entry_flag(site, &pref, position)?;
+        let flag = crate::patient::entry_flag(site, pref, position)?;
         Ok(Some((v, proof, flag)))
     })
     .await;
-    let (v, proof, flag) = match r {
-        Ok(Ok(Some(x))) => x,
-        Ok(Ok(None)) => return not_found(Some(&session)),
-        Ok(Err(e)) => return internal(e),
+    let (session, (v, proof, flag)) = match r {
+        Ok((s, Ok(Some(x)))) => (s, x),
+        Ok((s, Ok(None))) => return not_found(Some(&s)),
+        Ok((_, Err(e))) => return internal(e),
         Err(r) => return r,
     };
     let title = format!("{} to {}", event_text(&v), v.recipient);
@@ -979,14 +1023,13 @@ async fn about_proofs(State(st): State<St>, headers: HeaderMap) -> Response {
 // ---- who looked at my record --------------------------------------------------
 
 async fn lookups(State(st): State<St>, headers: HeaderMap) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let pref = session.subject.clone();
-    let rows = match with_site(&st, move |site, _| site.store.portal_lookups_for(&pref)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return internal(e.into()),
+    let r = with_session(&st, &headers, |site, session, _| {
+        Ok(site.store.portal_lookups_for(&session.subject)?)
+    })
+    .await;
+    let (session, rows) = match r {
+        Ok((s, Ok(r))) => (s, r),
+        Ok((_, Err(e))) => return internal(e),
         Err(r) => return r,
     };
     html_response(
