@@ -2,11 +2,11 @@
 //!
 //! Why: argon2id with the crate's default parameters fills 19 MiB per
 //! hash or verification. `Argon2::hash_password` allocates them per call,
-//! and under glibc that memory stays with the process: once the first
-//! 19 MiB block is unmapped the dynamic mmap threshold rises above it, so
-//! later blocks come from malloc's arenas, where small allocations made
-//! meanwhile (connections, pages) pin the freed space and the next block
-//! needs fresh memory. `scripts/bench-portal.sh` (200 patients accepting
+//! and under glibc that memory stayed with the process (the likely
+//! mechanism: once the first 19 MiB block is unmapped the dynamic mmap
+//! threshold rises above it, so later blocks come from malloc's arenas,
+//! where small allocations made meanwhile keep the freed space from being
+//! reused and the next block needs fresh memory). `scripts/bench-portal.sh` (200 patients accepting
 //! their invitations) measured RSS growing about 18 MiB per accepted
 //! invitation to 3.6 GiB, in arena heaps of 19, 38 and 57 MiB wholly
 //! resident (`/proc/PID/smaps`); `MALLOC_ARENA_MAX=2` did not change it.
@@ -14,7 +14,7 @@
 //! is CPU-bound, more at once only queue for the cores), each in one of at
 //! most [`hashing_slots`] blocks of working memory that are kept and
 //! reused: the memory is bounded by [`hashing_slots`] x 19 MiB whatever
-//! the load (the same run: 115 MiB peak).
+//! the load (the same run: 131 MiB peak).
 //!
 //! The hashes are the crate's (`Argon2::hash_password_into_with_memory`
 //! with the default parameters, written as the same PHC string), and any
