@@ -30,10 +30,14 @@ SECONDS_=${PORTAL_SECONDS:-60}
 PROFILE=${PORTAL_PROFILE:-release}
 log() { echo "[bench-portal] $*" >&2; }
 
+# two builds: with both -p, `--example` selects only that example, and
+# the `veil` binary would not be rebuilt (a stale `veil` benchmarked)
 if [ "$PROFILE" = release ]; then
-    cargo build --release -p veil-cli -p veil-portal --example bench_seed
+    cargo build --release -p veil-cli
+    cargo build --release -p veil-portal --example bench_seed
 else
-    cargo build -p veil-cli -p veil-portal --example bench_seed
+    cargo build -p veil-cli
+    cargo build -p veil-portal --example bench_seed
 fi
 VEIL=$ROOT/target/$PROFILE/veil
 SEED=$ROOT/target/$PROFILE/examples/bench_seed

@@ -135,6 +135,22 @@ pub(crate) async fn with_site<S: Shared, T: Send + 'static>(
     .map_err(|_| server_error())
 }
 
+/// Runs password hashing or verification (`f`) on the blocking pool
+/// outside the site's lock, at most [`crate::hashing_slots`] at once:
+/// argon2 is CPU-bound and fills 19 MiB, so a burst of sign-ins waits
+/// here, as tasks, rather than on threads of the blocking pool, and does
+/// not hold up the other pages' store work while it hashes.
+pub(crate) async fn hashing<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let gate = GATE.get_or_init(|| tokio::sync::Semaphore::new(crate::hashing_slots()));
+    let _permit = gate.acquire().await.map_err(|_| server_error())?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| server_error())
+}
+
 /// A page without navigation (errors before or outside a session).
 pub(crate) fn bare_page(status: StatusCode, title: &str, body: Markup) -> Response {
     html_response(
@@ -280,19 +296,31 @@ pub(crate) async fn session<S: Shared>(
     };
     let policy = st.sessions();
     let t = token.clone();
-    let found = with_site(st, move |site, now| -> crate::Result<Option<Session>> {
-        let s = Sessions::lookup(&mut site.store, &policy, &t, now)?;
-        if s.is_some() {
-            Sessions::touch(&mut site.store, &t, now)?;
-        }
-        Ok(s)
-    })
-    .await?
-    .map_err(internal)?;
+    let found = with_site(st, move |site, now| live_session(site, &policy, &t, now))
+        .await?
+        .map_err(internal)?;
     match found {
         Some(s) if s.kind == S::KIND => Ok((s, token)),
         _ => Err(redirect("/signin")),
     }
+}
+
+/// The live session for `token`, touched (see [`session`]); for callers
+/// that look it up inside their own trip to the site.
+pub(crate) fn live_session(
+    site: &mut Site,
+    policy: &SessionPolicy,
+    token: &str,
+    now: i64,
+) -> crate::Result<Option<Session>> {
+    let s = Sessions::lookup(&mut site.store, policy, token, now)?;
+    // already touched this second (a page and the pages it links to,
+    // under load): the write would store the same time again, and each
+    // write is a commit with an fsync under the site's lock
+    if s.as_ref().is_some_and(|s| s.last_seen_at < now) {
+        Sessions::touch(&mut site.store, token, now)?;
+    }
+    Ok(s)
 }
 
 /// Whether the form carries the session's CSRF token.

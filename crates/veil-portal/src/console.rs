@@ -37,14 +37,15 @@ use veil_ledger::Event;
 use veil_release::Site;
 
 use crate::common::{
-    csrf_ok, error_box, forbidden, form, html_response, internal, locked, locked_text, portal_css,
-    pre_csrf, pre_csrf_ok, redirect, security_headers, session_cookie, system_clock, with_cookies,
-    with_site, Clock, Shared,
+    csrf_ok, error_box, forbidden, form, hashing, html_response, internal, locked, locked_text,
+    portal_css, pre_csrf, pre_csrf_ok, redirect, security_headers, session_cookie, system_clock,
+    with_cookies, with_site, Clock, Shared,
 };
 use crate::flags::{self, FlagRules, Outcome};
+use crate::staff::staff_session;
 use crate::{
-    portal_history, record_lookup, sign_in_staff, Kind, Portal, PortalError, Role, Secret, Session,
-    SessionPolicy,
+    portal_history, record_lookup, Kind, PendingSignIns, Portal, PortalError, Role, Secret,
+    Session, SessionPolicy, SignIn,
 };
 
 /// The console's settings.
@@ -64,6 +65,8 @@ pub struct ConsoleConfig {
 
 pub(crate) struct ConsoleState {
     site: Mutex<Site>,
+    /// Sign-ins between their check and their record (see [`SignIn`]).
+    pending: Arc<PendingSignIns>,
     pub(crate) cfg: ConsoleConfig,
     clock: Clock,
     /// What the dashboard and the flag rules read, kept between views;
@@ -176,6 +179,7 @@ pub fn router(site: Site, cfg: ConsoleConfig) -> Router {
 pub fn router_with_clock(site: Site, cfg: ConsoleConfig, clock: Clock) -> Router {
     let st = Arc::new(ConsoleState {
         site: Mutex::new(site),
+        pending: Arc::default(),
         cfg,
         clock,
         memo: Mutex::new(Memo::default()),
@@ -444,12 +448,42 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
         .get("code")
         .filter(|c| !c.trim().is_empty())
         .map(|c| Secret::new(c.clone()));
+    // sign_in_staff's steps: the password verified outside the site's
+    // lock (see SignIn)
     let portal = st.cfg.portal;
-    let r = match with_site(&st, move |site, now| {
-        sign_in_staff(site, &portal, &name, &password, code.as_ref(), now)
+    let pending = st.pending.clone();
+    let begun = with_site(&st, move |site, now| {
+        SignIn::begin(
+            site,
+            &portal.limits,
+            Some(&pending),
+            Kind::Staff,
+            &name,
+            now,
+        )
     })
-    .await
-    {
+    .await;
+    let r = match begun {
+        Ok(Ok(s)) => match hashing(move || {
+            let ok = s.verify(&password);
+            (s, ok)
+        })
+        .await
+        {
+            Ok((s, ok)) => {
+                with_site(&st, move |site, now| {
+                    let name = s.subject().to_string();
+                    s.finish(site, &portal.limits, ok, code.as_ref(), now)?;
+                    staff_session(site, &portal, &name, now)
+                })
+                .await
+            }
+            Err(resp) => Err(resp),
+        },
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(resp) => Err(resp),
+    };
+    let r = match r {
         Ok(r) => r,
         Err(resp) => return resp,
     };

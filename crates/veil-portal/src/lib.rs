@@ -5,7 +5,9 @@
 //!   patient; redeeming it sets the patient's password (a first account,
 //!   or a lost password replaced).
 //! - Passwords: argon2id with the crate's default parameters, stored as
-//!   PHC strings and verified by the crate (constant time).
+//!   PHC strings, compared in constant time; at most [`hashing_slots`]
+//!   hashes at once, in reused working memory (see the private module
+//!   `password` for why).
 //! - TOTP (RFC 6238: SHA-1, 6 digits, 30 s, one step either side) through
 //!   `totp-rs`. The secret is never stored: the store keeps a random
 //!   nonce, and the secret is HMAC-SHA256(site key, nonce) (see
@@ -38,6 +40,7 @@ pub mod choices;
 mod common;
 pub mod console;
 pub mod flags;
+mod password;
 mod patient;
 mod review;
 mod secret;
@@ -48,8 +51,6 @@ pub mod web;
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use veil_core::Phi;
 use veil_release::Site;
@@ -58,6 +59,7 @@ use veil_store::{Store, StoreError};
 
 pub use cache::LedgerCache;
 pub use flags::{evaluate, FlagRules, NewFlag, Outcome};
+pub use password::{hash_password, hashing_slots, verify_password};
 pub use secret::Secret;
 pub use staff::{add_staff, record_lookup, set_staff_disabled, sign_in_staff, Role};
 pub use summary::{recipe_summary, recipe_summary_toml};
@@ -148,17 +150,30 @@ impl Limits {
     /// a locked account does not keep its owner out for longer than the
     /// window after the last real failure.
     pub fn check(&self, store: &mut Store, key: &str, now: i64) -> Result<()> {
+        self.check_counting(store, key, now, 0)
+    }
+
+    /// [`Limits::check`], with `pending` attempts admitted but not yet
+    /// recorded counted as failures (see [`PendingSignIns`]).
+    pub(crate) fn check_counting(
+        &self,
+        store: &mut Store,
+        key: &str,
+        now: i64,
+        pending: i64,
+    ) -> Result<()> {
         let failures = store.portal_failures_since(key, now - self.window_seconds + 1)?;
-        if failures.len() as i64 >= self.max_failures {
+        if failures.len() as i64 + pending.max(0) >= self.max_failures {
             store.portal_record_attempt(key, now, "refused")?;
             // the lockout ends when the max_failures-th latest failure
-            // leaves the window
-            let edge = failures
-                .get((self.max_failures.max(1) - 1) as usize)
-                .copied()
-                .unwrap_or(now);
+            // leaves the window; attempts still pending end within a
+            // second or so
+            let edge = (self.max_failures.max(1) - 1 - pending.max(0))
+                .try_into()
+                .ok()
+                .and_then(|i: usize| failures.get(i).copied());
             return Err(PortalError::Locked {
-                retry_after_seconds: (edge + self.window_seconds - now).max(1),
+                retry_after_seconds: edge.map_or(1, |e| (e + self.window_seconds - now).max(1)),
             });
         }
         Ok(())
@@ -256,31 +271,6 @@ pub fn check_password(password: &Secret) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// argon2id (the crate's default parameters) with a random 128-bit salt,
-/// as a PHC string.
-pub fn hash_password(password: &Secret) -> Result<String> {
-    let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt)
-        .map_err(|_| PortalError::Invalid("the system's random source failed".into()))?;
-    let salt =
-        SaltString::encode_b64(&salt).map_err(|_| PortalError::Invalid("password salt".into()))?;
-    Argon2::default()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| PortalError::Invalid("password hashing failed".into()))
-}
-
-/// Verifies a password against a PHC string (the crate compares in
-/// constant time). A hash that does not parse verifies nothing.
-pub fn verify_password(password: &Secret, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default()
-            .verify_password(password.expose().as_bytes(), &h)
-            .is_ok(),
-        Err(_) => false,
-    }
 }
 
 /// Burns the time of one verification for an unknown subject, so the
@@ -416,45 +406,184 @@ pub fn confirm_totp(
     Ok(())
 }
 
+/// The account a sign-in checks: `(password_hash, totp_nonce)`, `None`
+/// for an unknown subject or a disabled member of staff (which fail the
+/// same way, in the same time).
+type Account = Option<(String, Option<String>)>;
+
+fn load_account(site: &mut Site, kind: Kind, subject: &str) -> Result<Account> {
+    Ok(match kind {
+        Kind::Patient => site
+            .store
+            .portal_patient(subject)?
+            .map(|a| (a.password_hash, a.totp_nonce)),
+        Kind::Staff => site
+            .store
+            .portal_staff(subject)?
+            .filter(|a| !a.disabled)
+            .map(|a| (a.password_hash, a.totp_nonce)),
+    })
+}
+
+/// The limiter's key of a subject: `patient:<ref>` or `staff:<name>`.
+fn limit_key(kind: Kind, subject: &str) -> String {
+    format!("{}:{subject}", kind.as_str())
+}
+
+/// Sign-ins admitted by [`Limits`] whose outcome is not recorded yet,
+/// per limiter key: the web layers verify passwords outside the site's
+/// lock (see [`SignIn`]), so several attempts on one account can be
+/// between their check and their record at once; each counts as a
+/// failure until recorded, so no burst of parallel guesses gets past
+/// `max_failures`.
+#[derive(Debug, Default)]
+pub(crate) struct PendingSignIns(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+
+impl PendingSignIns {
+    fn count(&self, key: &str) -> i64 {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(key).copied().unwrap_or(0)
+    }
+
+    fn add(&self, key: &str, d: i64) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key.to_string()).or_insert(0);
+        *n += d;
+        if *n <= 0 {
+            m.remove(key);
+        }
+    }
+}
+
+/// A sign-in attempt counted in [`PendingSignIns`] until dropped.
+#[derive(Debug)]
+struct Pending {
+    set: std::sync::Arc<PendingSignIns>,
+    key: String,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.set.add(&self.key, -1);
+    }
+}
+
+/// A sign-in in three steps, so that the password's verification (argon2:
+/// 19 MiB and tens of milliseconds) runs outside the site's lock, where it
+/// does not hold up every other page: [`SignIn::begin`] under the lock
+/// (the limiter's check, the stored hash read), [`SignIn::verify`]
+/// without it, [`SignIn::finish`] under it again (the outcome recorded,
+/// the second factor checked). [`authenticate`] runs the three in a row.
+#[derive(Debug)]
+pub(crate) struct SignIn {
+    key: String,
+    kind: Kind,
+    subject: String,
+    account: Account,
+    _pending: Option<Pending>,
+}
+
+impl SignIn {
+    /// The limiter's check (a locked account is refused without checking
+    /// the password, and the refusal recorded), counting `pending`
+    /// attempts as failures; then the account as stored.
+    pub(crate) fn begin(
+        site: &mut Site,
+        limits: &Limits,
+        pending: Option<&std::sync::Arc<PendingSignIns>>,
+        kind: Kind,
+        subject: &str,
+        now: i64,
+    ) -> Result<SignIn> {
+        let key = limit_key(kind, subject);
+        let in_flight = pending.map_or(0, |p| p.count(&key));
+        limits.check_counting(&mut site.store, &key, now, in_flight)?;
+        let account = load_account(site, kind, subject)?;
+        let pending = pending.map(|p| {
+            p.add(&key, 1);
+            Pending {
+                set: p.clone(),
+                key: key.clone(),
+            }
+        });
+        Ok(SignIn {
+            key,
+            kind,
+            subject: subject.to_string(),
+            account,
+            _pending: pending,
+        })
+    }
+
+    /// The subject signing in (patient reference or staff name).
+    pub(crate) fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// Whether `password` matches the hash read by [`SignIn::begin`]; an
+    /// unknown subject burns the same time. Needs no lock.
+    pub(crate) fn verify(&self, password: &Secret) -> bool {
+        match &self.account {
+            Some((hash, _)) => verify_password(password, hash),
+            None => {
+                verify_nothing(password);
+                false
+            }
+        }
+    }
+
+    /// Records the outcome under the limiter's key and checks the second
+    /// factor when enrolled. The account is read again: a password
+    /// replaced (an invitation redeemed, which ends the sessions) or an
+    /// account disabled while the old hash was being verified refuses
+    /// the sign-in, as it would have had the steps run in one go.
+    pub(crate) fn finish(
+        self,
+        site: &mut Site,
+        limits: &Limits,
+        verified: bool,
+        code: Option<&Secret>,
+        now: i64,
+    ) -> Result<()> {
+        let current = load_account(site, self.kind, &self.subject)?;
+        let nonce = match (&self.account, current) {
+            (Some((read, _)), Some((hash, nonce))) if verified && *read == hash => nonce,
+            _ => {
+                limits.record(&mut site.store, &self.key, now, Attempt::Failed)?;
+                return Err(PortalError::BadCredentials);
+            }
+        };
+        if let Some(nonce) = nonce {
+            let Some(code) = code else {
+                // the password was right: not a failure, the form asks for
+                // the code next
+                return Err(PortalError::TotpRequired);
+            };
+            let t = totp_for(site, self.kind, &self.subject, &nonce)?;
+            if !totp_ok(&t, code.expose(), now) {
+                limits.record(&mut site.store, &self.key, now, Attempt::Failed)?;
+                return Err(PortalError::BadCredentials);
+            }
+        }
+        limits.record(&mut site.store, &self.key, now, Attempt::Ok)?;
+        Ok(())
+    }
+}
+
 /// Checks the password, then the second factor when enrolled, under the
-/// limiter's key. `account` is `(password_hash, totp_nonce)`, `None` for
-/// an unknown subject (which fails the same way, in the same time).
-#[allow(clippy::too_many_arguments)]
+/// limiter's key, in one go (the caller holds the site: the CLI, tests).
 fn authenticate(
     site: &mut Site,
     limits: &Limits,
-    key: &str,
     kind: Kind,
     subject: &str,
-    account: Option<(String, Option<String>)>,
     password: &Secret,
     code: Option<&Secret>,
     now: i64,
 ) -> Result<()> {
-    limits.check(&mut site.store, key, now)?;
-    let Some((hash, nonce)) = account else {
-        verify_nothing(password);
-        limits.record(&mut site.store, key, now, Attempt::Failed)?;
-        return Err(PortalError::BadCredentials);
-    };
-    if !verify_password(password, &hash) {
-        limits.record(&mut site.store, key, now, Attempt::Failed)?;
-        return Err(PortalError::BadCredentials);
-    }
-    if let Some(nonce) = nonce {
-        let Some(code) = code else {
-            // the password was right: not a failure, the form asks for
-            // the code next
-            return Err(PortalError::TotpRequired);
-        };
-        let t = totp_for(site, kind, subject, &nonce)?;
-        if !totp_ok(&t, code.expose(), now) {
-            limits.record(&mut site.store, key, now, Attempt::Failed)?;
-            return Err(PortalError::BadCredentials);
-        }
-    }
-    limits.record(&mut site.store, key, now, Attempt::Ok)?;
-    Ok(())
+    let s = SignIn::begin(site, limits, None, kind, subject, now)?;
+    let ok = s.verify(password);
+    s.finish(site, limits, ok, code, now)
 }
 
 // ---- invitations ------------------------------------------------------------
@@ -516,38 +645,86 @@ impl Invitation {
         password: &Secret,
         now: i64,
     ) -> Result<String> {
+        let r = Invitation::redeem_begin(site, limits, token, password, now)?;
+        let hash = hash_password(password)?;
+        Invitation::redeem_finish(site, limits, r, &hash, now)
+    }
+
+    /// [`Invitation::redeem`]'s first half, under the site's lock: the
+    /// password policy, the limiter, the invitation read and refused when
+    /// unknown, used or expired. The password is then hashed without the
+    /// lock (argon2: tens of milliseconds that would hold up every other
+    /// page) and [`Invitation::redeem_finish`] stores it.
+    pub(crate) fn redeem_begin(
+        site: &mut Site,
+        limits: &Limits,
+        token: &Secret,
+        password: &Secret,
+        now: i64,
+    ) -> Result<Redeeming> {
         check_password(password)?;
         let th = token_hash(token.expose());
         let key = format!("invitation:{th}");
         limits.check(&mut site.store, &key, now)?;
         let inv = site.store.portal_invitation(&th)?;
-        let refuse = |site: &mut Site, e: PortalError| -> Result<String> {
-            limits.record(&mut site.store, &key, now, Attempt::Failed)?;
-            Err(e)
+        let refused = match inv {
+            None => PortalError::InvitationUnknown,
+            Some(i) if i.used_at.is_some() => PortalError::InvitationUsed,
+            Some(i) if i.expires_at <= now => PortalError::InvitationExpired,
+            Some(i) => {
+                return Ok(Redeeming {
+                    token_hash: th,
+                    key,
+                    patient_ref: i.patient_ref,
+                })
+            }
         };
-        let inv = match inv {
-            None => return refuse(site, PortalError::InvitationUnknown),
-            Some(i) if i.used_at.is_some() => return refuse(site, PortalError::InvitationUsed),
-            Some(i) if i.expires_at <= now => return refuse(site, PortalError::InvitationExpired),
-            Some(i) => i,
-        };
-        let hash = hash_password(password)?;
-        let pref = inv.patient_ref.clone();
+        limits.record(&mut site.store, &key, now, Attempt::Failed)?;
+        Err(refused)
+    }
+
+    /// [`Invitation::redeem`]'s second half, under the site's lock again:
+    /// `hash` (the password's) stored and the invitation marked used in
+    /// one transaction, which uses the invitation only if it is still
+    /// unused: of two redemptions racing past [`Invitation::redeem_begin`],
+    /// one wins and the other is refused as used.
+    pub(crate) fn redeem_finish(
+        site: &mut Site,
+        limits: &Limits,
+        r: Redeeming,
+        hash: &str,
+        now: i64,
+    ) -> Result<String> {
+        let Redeeming {
+            token_hash: th,
+            key,
+            patient_ref: pref,
+        } = r;
         let used = site.store.transaction(|s| {
             if !s.portal_use_invitation(&th, now)? {
                 return Ok(false);
             }
-            s.portal_set_patient_password(&pref, &hash, now)?;
+            s.portal_set_patient_password(&pref, hash, now)?;
             s.portal_delete_sessions_of("patient", &pref)?;
             Ok(true)
         })?;
         if !used {
             // redeemed by a concurrent request between the read and here
-            return refuse(site, PortalError::InvitationUsed);
+            limits.record(&mut site.store, &key, now, Attempt::Failed)?;
+            return Err(PortalError::InvitationUsed);
         }
         limits.record(&mut site.store, &key, now, Attempt::Ok)?;
-        Ok(inv.patient_ref)
+        Ok(pref)
     }
+}
+
+/// An invitation between [`Invitation::redeem_begin`] and
+/// [`Invitation::redeem_finish`].
+#[derive(Debug)]
+pub(crate) struct Redeeming {
+    token_hash: String,
+    key: String,
+    patient_ref: String,
 }
 
 // ---- patient sign-in --------------------------------------------------------
@@ -564,17 +741,11 @@ pub fn sign_in_patient(
     now: i64,
 ) -> Result<NewSession> {
     let pref = site.patient_ref(patient_id);
-    let account = site
-        .store
-        .portal_patient(&pref)?
-        .map(|a| (a.password_hash, a.totp_nonce));
     authenticate(
         site,
         &portal.limits,
-        &format!("patient:{pref}"),
         Kind::Patient,
         &pref,
-        account,
         password,
         code,
         now,
@@ -708,5 +879,66 @@ impl Sessions {
     /// comparison, so its early exit says nothing about the token).
     pub fn csrf_ok(session: &Session, form_token: &str) -> bool {
         Sha256::digest(session.csrf.expose().as_bytes()) == Sha256::digest(form_token.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_replaced_during_verification_refuses_the_old_one() {
+        let home = veil_test::scratch("portal-signin-steps");
+        Site::init(None, &home).unwrap();
+        let mut site = Site::open(None, &home).unwrap();
+        let limits = Limits::default();
+        let pid = Phi::new("STEPS-PATIENT-1".to_string());
+        let pref = site.patient_ref(&pid);
+        let now = 1_800_000_000;
+        let old = Secret::new("the old long password".into());
+        let new = Secret::new("the new long password".into());
+        let t = Invitation::issue(&mut site, &pid, 14, "test", now).unwrap();
+        Invitation::redeem(&mut site, &limits, &t, &old, now).unwrap();
+        let pending = std::sync::Arc::new(PendingSignIns::default());
+        // the old password's check begins (the stored hash read)...
+        let s = SignIn::begin(
+            &mut site,
+            &limits,
+            Some(&pending),
+            Kind::Patient,
+            &pref,
+            now,
+        )
+        .unwrap();
+        assert_eq!(pending.count(&limit_key(Kind::Patient, &pref)), 1);
+        // ...the password is replaced meanwhile...
+        let t = Invitation::issue(&mut site, &pid, 14, "test", now).unwrap();
+        Invitation::redeem(&mut site, &limits, &t, &new, now).unwrap();
+        // ...so the old one, right against the hash read, is refused
+        assert!(s.verify(&old));
+        assert!(matches!(
+            s.finish(&mut site, &limits, true, None, now),
+            Err(PortalError::BadCredentials)
+        ));
+        assert_eq!(pending.count(&limit_key(Kind::Patient, &pref)), 0);
+        assert_eq!(
+            site.store
+                .portal_failures_since(&limit_key(Kind::Patient, &pref), now)
+                .unwrap()
+                .len(),
+            1
+        );
+        // and the new one signs in
+        let s = SignIn::begin(
+            &mut site,
+            &limits,
+            Some(&pending),
+            Kind::Patient,
+            &pref,
+            now,
+        )
+        .unwrap();
+        assert!(s.verify(&new));
+        s.finish(&mut site, &limits, true, None, now).unwrap();
     }
 }

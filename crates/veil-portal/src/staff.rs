@@ -113,22 +113,18 @@ pub fn sign_in_staff(
     code: Option<&Secret>,
     now: i64,
 ) -> Result<NewSession> {
-    let account = site
-        .store
-        .portal_staff(name)?
-        .filter(|a| !a.disabled)
-        .map(|a| (a.password_hash, a.totp_nonce));
-    authenticate(
-        site,
-        &portal.limits,
-        &format!("staff:{name}"),
-        Kind::Staff,
-        name,
-        account,
-        password,
-        code,
-        now,
-    )?;
+    authenticate(site, &portal.limits, Kind::Staff, name, password, code, now)?;
+    staff_session(site, portal, name, now)
+}
+
+/// A new console session for `name`, signed in at `now`; the sign-in is
+/// a ledger entry, committed with the session.
+pub(crate) fn staff_session(
+    site: &mut Site,
+    portal: &Portal,
+    name: &str,
+    now: i64,
+) -> Result<NewSession> {
     let (row, session) = Sessions::prepare(&portal.sessions, Kind::Staff, name, now)?;
     let e = entry(name, "signed in to the console".into(), None, now);
     site.log_decisions(vec![e], |s, _| s.portal_insert_session(&row))?;

@@ -27,8 +27,11 @@
 //!   the method and the status: nothing typed, no patient ID.
 //!
 //! The store is synchronous: each handler's store work runs on tokio's
-//! blocking pool under one mutex-guarded [`Site`] (one connection; the
-//! portal's traffic is small, and argon2 dominates a sign-in anyway).
+//! blocking pool (at most [`BLOCKING_THREADS`] threads) under one
+//! mutex-guarded [`Site`] (one connection; the portal's traffic is
+//! small). Passwords are hashed and verified outside that mutex, a few at
+//! a time (`common::hashing`, [`crate::hashing_slots`]), so a burst of
+//! sign-ins neither holds up the pages nor multiplies argon2's 19 MiB.
 //! "Where my images went" and an entry's proof read a [`crate::LedgerCache`]
 //! kept in the state: each request reads only the rows appended since the
 //! last one, the patient's entries come from its per-patient index, and
@@ -54,14 +57,14 @@ use veil_ledger::{Entry, Event};
 use veil_release::Site;
 
 use crate::common::{
-    error_box, forbidden, form, html_response, internal, locked, locked_text, portal_css, pre_csrf,
-    pre_csrf_ok, redirect, same, security_headers, session_cookie, system_clock, with_cookies,
-    with_site, Shared,
+    error_box, forbidden, form, hashing, html_response, internal, locked, locked_text, portal_css,
+    pre_csrf, pre_csrf_ok, redirect, same, security_headers, session_cookie, system_clock,
+    with_cookies, with_site, Shared,
 };
 pub use crate::common::{Clock, CSP, PORTAL_CSS};
 use crate::{
-    sign_in_patient, Invitation, Kind, Portal, PortalError, Secret, Session, SessionPolicy,
-    Sessions,
+    Invitation, Kind, PendingSignIns, Portal, PortalError, Secret, Session, SessionPolicy,
+    Sessions, SignIn,
 };
 
 /// What "verified" says, as `proof.js` writes it.
@@ -85,6 +88,8 @@ pub(crate) struct AppState {
     /// The ledger as last read (see [`crate::cache`]); locked after
     /// `site`, never before.
     cache: Mutex<crate::LedgerCache>,
+    /// Sign-ins between their check and their record (see [`SignIn`]).
+    pending: Arc<PendingSignIns>,
     cfg: WebConfig,
     clock: Clock,
 }
@@ -123,6 +128,7 @@ pub fn router_with_clock(site: Site, cfg: WebConfig, clock: Clock) -> Router {
     let st = Arc::new(AppState {
         site: Mutex::new(site),
         cache: Mutex::new(crate::LedgerCache::new()),
+        pending: Arc::default(),
         cfg,
         clock,
     });
@@ -341,14 +347,7 @@ async fn invite_submit(
             ),
         );
     }
-    let portal = st.cfg.portal;
-    let token = Secret::new(token);
-    let r = with_site(&st, move |site, now| -> crate::Result<_> {
-        let pref = Invitation::redeem(site, &portal.limits, &token, &password, now)?;
-        Sessions::create(&mut site.store, &portal.sessions, Kind::Patient, &pref, now)
-    })
-    .await;
-    let r = match r {
+    let r = match redeem(&st, Secret::new(token), password).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -369,6 +368,35 @@ async fn invite_submit(
         ) => invitation_refused(e),
         Err(e) => internal(e),
     }
+}
+
+/// Redeems the invitation and signs the patient in: checked under the
+/// site's lock, the password hashed outside it ([`hashing`]), stored
+/// under it again (see [`Invitation::redeem_begin`]).
+async fn redeem(
+    st: &St,
+    token: Secret,
+    password: Secret,
+) -> Result<crate::Result<crate::NewSession>, Response> {
+    let portal = st.cfg.portal;
+    let pw = Secret::new(password.expose().clone());
+    let begun = with_site(st, move |site, now| {
+        Invitation::redeem_begin(site, &portal.limits, &token, &pw, now)
+    })
+    .await?;
+    let r = match begun {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let hash = match hashing(move || crate::hash_password(&password)).await? {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    with_site(st, move |site, now| {
+        let pref = Invitation::redeem_finish(site, &portal.limits, r, &hash, now)?;
+        Sessions::create(&mut site.store, &portal.sessions, Kind::Patient, &pref, now)
+    })
+    .await
 }
 
 fn invitation_refused(e: PortalError) -> Response {
@@ -452,12 +480,7 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
         .get("code")
         .filter(|c| !c.trim().is_empty())
         .map(|c| Secret::new(c.clone()));
-    let portal = st.cfg.portal;
-    let r = match with_site(&st, move |site, now| {
-        sign_in_patient(site, &portal, &pid, &password, code.as_ref(), now)
-    })
-    .await
-    {
+    let r = match sign_in(&st, pid, password, code).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -493,6 +516,47 @@ async fn signin_submit(State(st): State<St>, headers: HeaderMap, body: Bytes) ->
         ),
         Err(e) => internal(e),
     }
+}
+
+/// Signs a patient in ([`crate::sign_in_patient`]'s steps): the limiter
+/// and the stored hash under the site's lock, the password verified
+/// outside it ([`hashing`]), the outcome recorded and the session made
+/// under it again (see [`SignIn`]).
+async fn sign_in(
+    st: &St,
+    pid: Phi<String>,
+    password: Secret,
+    code: Option<Secret>,
+) -> Result<crate::Result<crate::NewSession>, Response> {
+    let portal = st.cfg.portal;
+    let pending = st.pending.clone();
+    let begun = with_site(st, move |site, now| {
+        let pref = site.patient_ref(&pid);
+        SignIn::begin(
+            site,
+            &portal.limits,
+            Some(&pending),
+            Kind::Patient,
+            &pref,
+            now,
+        )
+    })
+    .await?;
+    let s = match begun {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (s, ok) = hashing(move || {
+        let ok = s.verify(&password);
+        (s, ok)
+    })
+    .await?;
+    with_site(st, move |site, now| {
+        let pref = s.subject().to_string();
+        s.finish(site, &portal.limits, ok, code.as_ref(), now)?;
+        Sessions::create(&mut site.store, &portal.sessions, Kind::Patient, &pref, now)
+    })
+    .await
 }
 
 // ---- where my images went -----------------------------------------------------
@@ -659,6 +723,54 @@ pub(crate) async fn with_cache<T: Send + 'static>(
     .await
 }
 
+/// The signed-in patient's session (touched) and `f`, in one trip to the
+/// site: one wait for the blocking pool and the site's lock, rather than
+/// one for the session and one for the page (what the pages patients
+/// browse most do); the redirect to the sign-in page without a session.
+pub(crate) async fn with_session<T: Send + 'static>(
+    st: &St,
+    headers: &HeaderMap,
+    f: impl FnOnce(&mut Site, &Session, i64) -> crate::Result<T> + Send + 'static,
+) -> Result<(Session, crate::Result<T>), Response> {
+    let Some(token) = crate::common::cookie_value(
+        headers,
+        &crate::common::cookie_name(st.as_ref(), AppState::SESSION),
+    ) else {
+        return Err(redirect("/signin"));
+    };
+    let policy = st.sessions();
+    let r = with_site(st, move |site, now| -> crate::Result<Option<_>> {
+        let session = match crate::common::live_session(site, &policy, &token, now)? {
+            Some(s) if s.kind == AppState::KIND => s,
+            _ => return Ok(None),
+        };
+        let r = f(site, &session, now);
+        Ok(Some((session, r)))
+    })
+    .await?;
+    match r {
+        Ok(Some(x)) => Ok(x),
+        Ok(None) => Err(redirect("/signin")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// [`with_session`], with `f` over the ledger cache brought up to date
+/// (as [`with_cache`]).
+pub(crate) async fn with_session_cache<T: Send + 'static>(
+    st: &St,
+    headers: &HeaderMap,
+    f: impl FnOnce(&mut Site, &crate::LedgerCache, &Session, i64) -> crate::Result<T> + Send + 'static,
+) -> Result<(Session, crate::Result<T>), Response> {
+    let st2 = st.clone();
+    with_session(st, headers, move |site, session, now| {
+        let mut cache = st2.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.refresh(site, now)?;
+        f(site, &cache, session, now)
+    })
+    .await
+}
+
 /// What a recipient received, in one sentence (the list page; the entry
 /// page lists every sentence).
 fn received_text(v: &EntryView) -> String {
@@ -682,23 +794,19 @@ fn event_text(v: &EntryView) -> &'static str {
 }
 
 async fn list(State(st): State<St>, headers: HeaderMap) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let pref = session.subject.clone();
-    let r = with_cache(&st, move |site, cache, _| -> crate::Result<_> {
-        let views = patient_views(site, cache, &pref)?;
+    let r = with_session_cache(&st, &headers, move |site, cache, session, _| {
+        let pref = &session.subject;
+        let views = patient_views(site, cache, pref)?;
         let totp = site
             .store
-            .portal_patient(&pref)?
+            .portal_patient(pref)?
             .is_some_and(|a| a.totp_nonce.is_some());
         Ok((views, totp))
     })
     .await;
-    let (views, totp) = match r {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return internal(e),
+    let (session, (views, totp)) = match r {
+        Ok((s, Ok(v))) => (s, v),
+        Ok((_, Err(e))) => return internal(e),
         Err(r) => return r,
     };
     html_response(
@@ -762,29 +870,26 @@ async fn entry_page(
     Path(position): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let Ok(position) = position.parse::<u64>() else {
-        return not_found(Some(&session));
-    };
-    let pref = session.subject.clone();
-    let r = with_cache(&st, move |site, cache, _| -> crate::Result<_> {
+    let position = position.parse::<u64>().ok();
+    let r = with_session_cache(&st, &headers, move |site, cache, session, _| {
+        let Some(position) = position else {
+            return Ok(None);
+        };
         // authorized here: only the patient's own entries are candidates
-        let views = patient_views(site, cache, &pref)?;
+        let pref = &session.subject;
+        let views = patient_views(site, cache, pref)?;
         let Some(v) = views.into_iter().find(|v| v.position == position) else {
             return Ok(None);
         };
         let proof = cache.proof(site, position);
-        let flag = crate::patient::entry_flag(site, &pref, position)?;
+        let flag = crate::patient::entry_flag(site, pref, position)?;
         Ok(Some((v, proof, flag)))
     })
     .await;
-    let (v, proof, flag) = match r {
-        Ok(Ok(Some(x))) => x,
-        Ok(Ok(None)) => return not_found(Some(&session)),
-        Ok(Err(e)) => return internal(e),
+    let (session, (v, proof, flag)) = match r {
+        Ok((s, Ok(Some(x)))) => (s, x),
+        Ok((s, Ok(None))) => return not_found(Some(&s)),
+        Ok((_, Err(e))) => return internal(e),
         Err(r) => return r,
     };
     let title = format!("{} to {}", event_text(&v), v.recipient);
@@ -918,14 +1023,13 @@ async fn about_proofs(State(st): State<St>, headers: HeaderMap) -> Response {
 // ---- who looked at my record --------------------------------------------------
 
 async fn lookups(State(st): State<St>, headers: HeaderMap) -> Response {
-    let (session, _) = match patient_session(&st, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let pref = session.subject.clone();
-    let rows = match with_site(&st, move |site, _| site.store.portal_lookups_for(&pref)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return internal(e.into()),
+    let r = with_session(&st, &headers, |site, session, _| {
+        Ok(site.store.portal_lookups_for(&session.subject)?)
+    })
+    .await;
+    let (session, rows) = match r {
+        Ok((s, Ok(r))) => (s, r),
+        Ok((_, Err(e))) => return internal(e),
         Err(r) => return r,
     };
     html_response(
@@ -998,6 +1102,12 @@ pub async fn serve(
         .map_err(|e| WebError::Serve(e.to_string()))
 }
 
+/// The most threads of a listener's blocking pool: the store work of
+/// each request (serialized by the site mutex) and password hashing
+/// ([`crate::hashing_slots`] at most). A few more than the hashing slots,
+/// so page requests still find threads while passwords are hashed.
+pub const BLOCKING_THREADS: usize = 8;
+
 /// A web listener on its own thread and tokio runtime, for a synchronous
 /// caller (`veil serve`). Generic over the router so the staff console
 /// can be started the same way on its own address.
@@ -1022,9 +1132,15 @@ impl Background {
         name: &str,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Background, WebError> {
-        // two workers: pages are small; store work runs on the blocking pool
+        // two workers: pages are small; store work runs on the blocking
+        // pool. That pool is capped (tokio's default is 512 threads):
+        // every store task waits on the one site mutex, so with 200
+        // patients at once there were 200 threads, each holding a stack
+        // and a malloc arena, and none faster for it; beyond the cap,
+        // tasks wait in tokio's queue, which costs nothing
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .max_blocking_threads(BLOCKING_THREADS)
             .enable_all()
             .build()
             .map_err(|e| WebError::Serve(e.to_string()))?;

@@ -364,6 +364,70 @@ fn sixth_wrong_password_is_refused_without_checking() {
 }
 
 #[test]
+fn parallel_wrong_passwords_get_no_more_than_five_checks() {
+    // the password is verified outside the site's lock: attempts between
+    // their check and their record count as failures, so 12 guesses sent
+    // at once are not all checked
+    let (p, ta, _) = portal("web-lockout-parallel");
+    let mut c = Client::default();
+    redeem(&p, &mut c, &ta, PW_A);
+    let mut c = Client::default();
+    let form = c.get(&p, "/signin");
+    let csrf = Client::csrf(&form);
+    let statuses: Vec<StatusCode> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..12)
+            .map(|_| {
+                let (p, csrf) = (&p, csrf.clone());
+                let mut c = Client { jar: c.jar.clone() };
+                s.spawn(move || {
+                    c.post(
+                        p,
+                        "/signin",
+                        &[
+                            ("csrf", &csrf),
+                            ("patient_id", PID_A),
+                            ("password", "wrong password here"),
+                        ],
+                    )
+                    .status
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!((1..=5).contains(&checked), "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    // after five recorded failures, the right password is refused too
+    for _ in checked..5 {
+        let r = c.post(
+            &p,
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("patient_id", PID_A),
+                ("password", "wrong password here"),
+            ],
+        );
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = c.post(
+        &p,
+        "/signin",
+        &[("csrf", &csrf), ("patient_id", PID_A), ("password", PW_A)],
+    );
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[test]
 fn every_post_without_its_csrf_token_is_403() {
     let (p, ta, _) = portal("web-csrf");
     let mut c = Client::default();

@@ -367,6 +367,9 @@ fn pg_sql(sql: &str) -> String {
     out
 }
 
+/// How many prepared SQLite statements a store keeps (see [`Store::open`]).
+const STATEMENT_CACHE: usize = 128;
+
 impl Store {
     /// Opens the store: PostgreSQL when `url` is a `postgres://` or
     /// `postgresql://` URL, else SQLite at `url` (a path) or
@@ -389,6 +392,12 @@ impl Store {
                 c.busy_timeout(std::time::Duration::from_secs(30))?;
                 c.pragma_update(None, "journal_mode", "WAL")?;
                 c.pragma_update(None, "synchronous", "FULL")?;
+                // statements are prepared once and kept (exec and query
+                // use the cache): compiling the SQL was the largest cost
+                // of a patient portal page (a fifth of `veil serve`'s CPU
+                // under scripts/bench-portal.sh); a few dozen distinct
+                // statements cover every caller
+                c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 Db::Sqlite(c)
             }
         };
@@ -458,7 +467,8 @@ impl Store {
         match &mut self.db {
             Db::Sqlite(c) => {
                 let p: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
-                Ok(c.execute(sql, rusqlite::params_from_iter(p))? as u64)
+                Ok(c.prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(p))? as u64)
             }
             Db::Pg(c) => {
                 let boxed = to_pg(params);
@@ -474,7 +484,7 @@ impl Store {
         match &mut self.db {
             Db::Sqlite(c) => {
                 let p: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
-                let mut st = c.prepare(sql)?;
+                let mut st = c.prepare_cached(sql)?;
                 let n = st.column_count();
                 let rows = st.query_map(rusqlite::params_from_iter(p), |r| {
                     (0..n)
