@@ -26,7 +26,7 @@ pub use dicomdir::{write_dicomdir, DirEntry};
 pub use read::{read, read_bytes, DicomFile, FileMeta, ReadError, Source, TsInfo};
 pub use walk::{describe, input_error, walk, walk_with, Skip, WalkOptions, Walked};
 pub use write::{
-    encode_dataset, file_header, write_explicit_le, write_file, write_file_with_meta,
+    encode_dataset, encode_file, file_header, write_explicit_le, write_file, write_file_with_meta,
     write_pending, BulkSource, WriteError, WriteMeta,
 };
 

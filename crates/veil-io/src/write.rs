@@ -120,7 +120,35 @@ fn write_pending_with_header(
     source: &Source,
 ) -> Result<AtomicFile, WriteError> {
     let mut out = AtomicFile::create(path)?;
-    let w = out.writer();
+    write_object(out.writer(), header, ts, dataset, source)?;
+    out.writer().flush()?;
+    Ok(out)
+}
+
+/// The bytes of the complete file that [`write_pending`] writes (zeroed
+/// preamble, File Meta built from scratch, the data set in `ts`, bulk
+/// values copied from `source`), in memory. Both go through the same
+/// encoder, so the bytes are the same.
+pub fn encode_file(
+    meta: &WriteMeta,
+    ts: &TsInfo,
+    dataset: &DataSet,
+    source: &Source,
+) -> Result<Vec<u8>, WriteError> {
+    let mut out = Vec::new();
+    write_object(&mut out, &file_header(meta, ts)?, ts, dataset, source)?;
+    Ok(out)
+}
+
+/// Writes header, then the data set (deflated when `ts` says so): the one
+/// encoding path of files and in-memory outputs.
+fn write_object<W: Write>(
+    w: &mut W,
+    header: &[u8],
+    ts: &TsInfo,
+    dataset: &DataSet,
+    source: &Source,
+) -> Result<(), WriteError> {
     w.write_all(header)?;
     let mut bulk = BulkSource::open(source)?;
     if ts.deflated {
@@ -132,8 +160,7 @@ fn write_pending_with_header(
     } else {
         encode_dataset(w, ts, dataset, &mut bulk)?;
     }
-    out.writer().flush()?;
-    Ok(out)
+    Ok(())
 }
 
 /// The zeroed preamble, `DICM` and a File Meta built from scratch.

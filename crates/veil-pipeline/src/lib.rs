@@ -32,9 +32,9 @@ use veil_core::Tag;
 use veil_core::{Phi, QuarantineReason};
 use veil_deid::{pseudonym, Deidentifier, Policy};
 use veil_io::DirEntry;
-use veil_io::WriteMeta;
 
 pub mod deface;
+pub mod object;
 pub mod outmark;
 pub mod review;
 
@@ -480,66 +480,32 @@ impl Batch<'_> {
             ..staged(Outcome::NotDicom)
         };
         let permit = st.cpu.acquire();
-        let file = match veil_io::read(input) {
-            Ok(f) => f,
-            Err(e) if e.reason == QuarantineReason::NotDicom => return staged(Outcome::NotDicom),
-            Err(e) => return staged(Outcome::Quarantined { reason: e.reason }),
+        let mut deface = st.defacing.as_ref().map(|df| {
+            move |d: &mut veil_deid::Deidentified| df.apply(input, &mut d.dataset, &mut d.review)
+        });
+        let core = match object::prepare(
+            self.policy,
+            deid,
+            pixel_stage,
+            veil_io::read(input),
+            deface
+                .as_mut()
+                .map(|f| f as &mut dyn FnMut(&mut veil_deid::Deidentified) -> _),
+            self.dicomdir,
+        ) {
+            object::Prepared::Ready(c) => c,
+            object::Prepared::Stopped(outcome) => return staged(outcome),
+            object::Prepared::Storage(kind) => return storage(kind),
         };
-        if file.is_dicomdir() {
-            let reason = QuarantineReason::Dicomdir;
-            return staged(Outcome::Quarantined { reason });
-        }
-        let mut d = match deid.run(&file) {
-            Ok(d) => d,
-            Err(reason) => return staged(Outcome::Quarantined { reason }),
-        };
-        // the defacing stage replaces head CT/MR pixels with its volume's
-        let mut defaced = None;
-        if let Some(df) = &st.defacing {
-            match df.apply(input, &mut d.dataset, &mut d.review) {
-                Ok(done) => defaced = done,
-                Err(e) if veil_io::atomic::is_storage_failure(e.kind()) => {
-                    return storage(e.kind())
-                }
-                Err(e) => {
-                    let detail = format!("{:?}", e.kind());
-                    return staged(Outcome::Quarantined {
-                        reason: QuarantineReason::Io { detail },
-                    });
-                }
-            }
-        }
-        // the pixel stage reads the source and changes the output's pixels
-        // (not those of a defaced slice: they come from the new volume)
-        let applied = match pixel_stage {
-            Some(p) if d.review.is_none() && defaced.is_none() => {
-                let a = p.apply(&file, &mut d, self.policy);
-                if let Some(r) = &a.review {
-                    d.review = Some(r.clone());
-                }
-                Some(a)
-            }
-            _ => None,
-        };
-        let (defaced_ts, transcoded) = defaced.unzip();
-        let out_ts = applied
-            .as_ref()
-            .and_then(|a| a.ts.clone())
-            .or(defaced_ts)
-            .unwrap_or_else(|| file.ts.clone());
         drop(permit);
-        let rel = if self.dicomdir {
-            d.path
-                .iter()
-                .map(|c| pseudonym::format_id(self.policy.key(), "{hash:8}", "file-id", c, None))
-                .collect::<Vec<_>>()
-                .join("/")
-        } else {
-            format!(
-                "{}/{}/{}/{}.dcm",
-                d.path[0], d.path[1], d.path[2], d.path[3]
-            )
-        };
+        let object::Core {
+            file,
+            d,
+            applied,
+            out_ts,
+            rel,
+            transcoded,
+        } = *core;
         let root = if d.review.is_some() {
             &self.review
         } else {
@@ -623,7 +589,7 @@ impl Batch<'_> {
             sop: Some(sop),
             pending,
             pixels,
-            transcoded: transcoded.flatten(),
+            transcoded,
             storage: None,
         }
     }
@@ -705,10 +671,7 @@ fn write_temp(
     file: &veil_io::DicomFile,
     ts: &veil_io::TsInfo,
 ) -> Result<veil_io::atomic::Pending, Failed> {
-    let meta = WriteMeta {
-        sop_class: d.sop_class.clone(),
-        sop_instance: d.sop_instance.clone(),
-    };
+    let meta = object::write_meta(d);
     let storage = veil_io::atomic::is_storage_failure;
     let f =
         veil_io::write_pending(dest, &meta, ts, &d.dataset, &file.source).map_err(|e| match e {

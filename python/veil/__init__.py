@@ -1,0 +1,40 @@
+"""Veil from Python: DICOM de-identification with the same bytes as ``veil deid``.
+
+>>> import veil
+>>> key = veil.Key.load("site.key")                      # doctest: +SKIP
+>>> policy = veil.Policy(key, options=["clean-pixel-data"])  # doctest: +SKIP
+>>> r = policy.deid_bytes(open("in.dcm", "rb").read())   # doctest: +SKIP
+>>> r.outcome, r.name                                    # doctest: +SKIP
+
+Every call releases the GIL while it works; a ``Policy`` can be shared by
+many threads. Errors derive from :class:`VeilError` and never carry values
+read from a file or the key. See docs/python.md.
+"""
+
+from ._veil import (
+    KeyFileError,
+    Key,
+    NotDicomError,
+    Policy,
+    PolicyError,
+    RecipeError,
+    Result,
+    VeilError,
+    __version__,
+    explain,
+    verify_bytes,
+)
+
+__all__ = [
+    "Key",
+    "Policy",
+    "Result",
+    "explain",
+    "verify_bytes",
+    "VeilError",
+    "KeyFileError",
+    "RecipeError",
+    "PolicyError",
+    "NotDicomError",
+    "__version__",
+]
