@@ -488,9 +488,7 @@ impl Batch<'_> {
             deid,
             pixel_stage,
             veil_io::read(input),
-            deface
-                .as_mut()
-                .map(|f| f as &mut dyn FnMut(&mut veil_deid::Deidentified) -> _),
+            deface.as_mut().map(|f| f as object::DefaceFn<'_>),
             self.dicomdir,
         ) {
             object::Prepared::Ready(c) => c,

@@ -21,6 +21,9 @@ use crate::Outcome;
 /// syntax when it changed, and what it was transcoded to when not lossless.
 pub(crate) type Defaced = Option<(TsInfo, Option<String>)>;
 
+/// The defacing stage for one object (batch only).
+pub(crate) type DefaceFn<'a> = &'a mut dyn FnMut(&mut Deidentified) -> std::io::Result<Defaced>;
+
 /// An object de-identified and ready to encode.
 pub(crate) struct Core {
     /// The parsed source (bulk values are read from it when encoding).
@@ -54,7 +57,7 @@ pub(crate) fn prepare(
     deid: &Deidentifier<'_>,
     pixel_stage: Option<&PixelStage>,
     read: Result<DicomFile, ReadError>,
-    deface: Option<&mut dyn FnMut(&mut Deidentified) -> std::io::Result<Defaced>>,
+    deface: Option<DefaceFn<'_>>,
     dicomdir: bool,
 ) -> Prepared {
     let file = match read {
