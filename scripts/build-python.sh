@@ -21,6 +21,8 @@ if [ ! -x "$VENV/bin/maturin" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check 'maturin>=1.5,<2'
 fi
 mkdir -p target/wheels
+# one wheel of ours in target/wheels (what `pip install target/wheels/veil-*.whl` takes)
+rm -f target/wheels/veil-*.whl
 # the wheel's version is the workspace's (Cargo), its name `veil`. It links
 # the system's libtesseract (Clean Pixel Data, Clean Graphics), so it is a
 # plain `linux` wheel for machines with the same system libraries (as the
