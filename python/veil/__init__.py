@@ -11,7 +11,16 @@ many threads. Errors derive from :class:`VeilError` and never carry values
 read from a file or the key. See docs/python.md.
 """
 
-from ._veil import (
+import os as _os
+
+# Tesseract (the pixel options' OCR) reads each line on a team of OpenMP
+# threads; with one OCR call per worker thread the teams oversubscribe the
+# CPUs (see veil_pixels::ocr::limit_openmp_teams, which `veil` itself
+# runs). libgomp reads the limit when it is loaded, with this module:
+# the caller's own setting stands.
+_os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+from ._veil import (  # noqa: E402
     KeyFileError,
     Key,
     NotDicomError,
