@@ -237,3 +237,14 @@ def test_same_bytes_as_veil_deid(key, key_path, files, tmp_path, options):
         compared += 1
     assert compared >= min(len(files), 10)
     assert set(seen) == set(cli)
+
+
+def test_defacing_single_object_goes_to_review(key, files):
+    """Defacing works per series: a single CT/MR/PT object goes to review."""
+    policy = veil.Policy(key, options=["clean-recognizable-visual-features"])
+    ct = [f for f in CORPUS.rglob("*CT_small.dcm")]
+    if not ct:
+        pytest.skip("no CT_small.dcm in the corpus")
+    r = policy.deid_bytes(ct[0].read_bytes())
+    assert r.outcome == "review"
+    assert "clean-recognizable-visual-features" in r.reason
