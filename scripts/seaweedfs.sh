@@ -54,9 +54,10 @@ start)
         exit 0
     fi
     rm -rf "$DIR"
-    mkdir -p "$DIR/data"
+    mkdir -p "$DIR/data" "$DIR/tmp"
     chmod 700 "$DIR"
     mapfile -t P < <(free_ports 8)
+    printf '%s\n' "${P[@]}" >"$DIR/ports"
     S3="${P[0]}"
     printf '%s\n' '{"identities": [{"name": "veil-test",' \
         "\"credentials\": [{\"accessKey\": \"$KEY\", \"secretKey\": \"$SECRET\"}]," \
@@ -64,7 +65,8 @@ start)
     # every port explicit (the gRPC ones default to port+10000, the Iceberg
     # and Lance ones to fixed numbers): two servers on one machine, or
     # anything else listening, never collide
-    setsid "$WEED" server -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    # TMPDIR: weed's logs go there, not to /tmp
+    TMPDIR="$DIR/tmp" setsid "$WEED" server -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port="${P[1]}" -master.port.grpc="${P[2]}" \
         -volume.port="${P[3]}" -volume.port.grpc="${P[4]}" \
         -filer.port="${P[5]}" -filer.port.grpc="${P[6]}" \
@@ -84,7 +86,7 @@ start)
             exit 1
         fi
         # `host:port.grpcport`: the shell would otherwise dial port+10000
-        shell=(timeout 10 "$WEED" shell -master="127.0.0.1:${P[1]}.${P[2]}"
+        shell=(env TMPDIR="$DIR/tmp" timeout 10 "$WEED" shell -master="127.0.0.1:${P[1]}.${P[2]}"
             -filer="127.0.0.1:${P[5]}.${P[6]}")
         echo "s3.bucket.create -name $BUCKET" | "${shell[@]}" >>"$DIR/shell.log" 2>&1 || true
         if echo "s3.bucket.list" | "${shell[@]}" 2>>"$DIR/shell.log" | grep -qw "$BUCKET" &&
@@ -116,6 +118,12 @@ stop)
             sleep 0.2
         done
         kill -9 "$pid" 2>/dev/null || true
+    fi
+    # the gRPC unix sockets weed makes in /tmp whatever TMPDIR says
+    if [ -f "$DIR/ports" ]; then
+        while read -r p; do
+            rm -f /tmp/seaweedfs-{master,volume,filer,s3}-grpc-"$p".sock
+        done <"$DIR/ports"
     fi
     rm -rf "$DIR"
     ;;
