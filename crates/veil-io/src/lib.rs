@@ -17,6 +17,8 @@ pub mod atomic;
 mod dataset;
 mod dicomdir;
 pub mod lock;
+#[cfg(feature = "s3")]
+pub mod objects;
 mod read;
 mod walk;
 mod write;

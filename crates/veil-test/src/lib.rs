@@ -43,6 +43,28 @@ pub fn pg_url() -> Option<String> {
     }
 }
 
+/// The throwaway S3-compatible server (scripts/seaweedfs.sh): its endpoint
+/// and bucket, from `VEIL_TEST_S3_ENDPOINT` and `VEIL_TEST_S3_BUCKET`
+/// (credentials come from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`).
+/// `None` (the test skips) when unset, unless `VEIL_REQUIRE_S3` is set, as
+/// in CI, where a missing server fails the test.
+pub fn s3_endpoint() -> Option<(String, String)> {
+    match (
+        std::env::var("VEIL_TEST_S3_ENDPOINT"),
+        std::env::var("VEIL_TEST_S3_BUCKET"),
+    ) {
+        (Ok(e), Ok(b)) => Some((e, b)),
+        _ => {
+            assert!(
+                std::env::var("VEIL_REQUIRE_S3").is_err(),
+                "VEIL_REQUIRE_S3 is set but VEIL_TEST_S3_ENDPOINT or VEIL_TEST_S3_BUCKET is not"
+            );
+            eprintln!("VEIL_TEST_S3_ENDPOINT not set; skipping");
+            None
+        }
+    }
+}
+
 /// Veil's bookkeeping files in OUT and review folders (`veil_io::OUT_MARKER`,
 /// `veil_io::REVIEW_INDEX`): not content, so [`files`] leaves them out.
 pub const BOOKKEEPING: [&str; 2] = [".veil-out.json", ".veil-review.json"];
