@@ -21,8 +21,12 @@ import os as _os
 _os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 from ._veil import (  # noqa: E402
+    OUT_MARKER,
+    REVIEW_INDEX,
+    Inputs,
     KeyFileError,
     Key,
+    Root,
     NotDicomError,
     Policy,
     PolicyError,
@@ -35,6 +39,10 @@ from ._veil import (  # noqa: E402
 )
 
 __all__ = [
+    "Inputs",
+    "Root",
+    "OUT_MARKER",
+    "REVIEW_INDEX",
     "Key",
     "Policy",
     "Result",

@@ -1,4 +1,8 @@
 from ._veil import (
+    OUT_MARKER as OUT_MARKER,
+    REVIEW_INDEX as REVIEW_INDEX,
+    Inputs as Inputs,
+    Root as Root,
     KeyFileError as KeyFileError,
     Key as Key,
     NotDicomError as NotDicomError,

@@ -1,7 +1,7 @@
 """Type stubs of the native module ``veil._veil`` (crates/veil-py)."""
 
 import os
-from typing import Any, Dict, List, Literal, Optional, Sequence, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 __version__: str
 
@@ -74,3 +74,36 @@ def verify_bytes(output: bytes, source: Optional[bytes] = None) -> List[Dict[str
 
 def explain(data: bytes, policy: Policy) -> Dict[str, Any]:
     """``veil explain --json`` as a dict: options, review, decisions."""
+
+OUT_MARKER: str
+"""The OUT marker's file name (``.veil-out.json``)."""
+REVIEW_INDEX: str
+"""The review index's file name (``.veil-review.json``)."""
+
+class Inputs:
+    """Inputs to read: a local file or folder, or ``s3://bucket/prefix``
+    (credentials and endpoint from AWS_* environment variables)."""
+
+    def __init__(self, location: str) -> None: ...
+    def list(self) -> List[Tuple[str, int]]:
+        """(name, size) of every input in ``veil deid``'s order: local paths,
+        or object keys relative to the prefix; bookkeeping files left out."""
+    def read(self, name: str) -> bytes:
+        """The bytes of an input named as ``list`` names it."""
+
+class Root:
+    """An output root (OUT or a review folder): a local folder or
+    ``s3://bucket/prefix``. Names are Veil's relative output names."""
+
+    def __init__(self, location: str) -> None: ...
+    def write(self, name: str, data: bytes) -> None:
+        """Writes ``name`` so that it appears only complete."""
+    def exists(self, name: str) -> bool: ...
+    def read(self, name: str) -> Optional[bytes]: ...
+    def rename(self, src: str, dst: str) -> None:
+        """Moves ``src`` to ``dst``; ``dst`` appears only complete."""
+    def remove(self, name: str) -> None: ...
+    def claim(self, policy: Policy, force_new_key: bool = False) -> None:
+        """Writes or checks the OUT marker as ``veil deid`` does."""
+    def record_review(self, out: "Root", policy: Policy, held: Sequence[Tuple[str, str]]) -> None:
+        """Adds (name, reason) pairs to this review folder's index for ``out``."""

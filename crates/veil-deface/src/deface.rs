@@ -316,7 +316,7 @@ impl Cut {
 
 /// Removes the face from a head volume. See the module docs for the method.
 pub fn deface(vol: &Volume, opts: &DefaceOptions) -> Result<Defaced, DefaceError> {
-    if vol.dims.iter().any(|&d| d < 16) || vol.data.len() != vol.dims.iter().product() {
+    if vol.dims.iter().any(|&d| d < 16) || vol.data.len() != vol.dims.iter().product::<usize>() {
         return Err(DefaceError::Unsupported(
             "fewer than 16 voxels along an axis, or data not matching the size".into(),
         ));

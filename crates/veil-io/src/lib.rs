@@ -19,6 +19,8 @@ mod dicomdir;
 pub mod lock;
 #[cfg(feature = "s3")]
 pub mod objects;
+#[cfg(feature = "s3")]
+pub mod place;
 mod read;
 mod walk;
 mod write;

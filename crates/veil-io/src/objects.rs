@@ -153,6 +153,13 @@ pub enum ObjectError {
     Read(std::io::ErrorKind),
     #[error("object store: the runtime could not start: {0}")]
     Runtime(std::io::ErrorKind),
+    /// A local input or output (`veil_io::place`): the operation and the
+    /// kind of failure.
+    #[error("local files: {op} failed: {kind:?}")]
+    Io {
+        op: &'static str,
+        kind: std::io::ErrorKind,
+    },
 }
 
 fn store_error(op: &'static str, e: object_store::Error) -> ObjectError {

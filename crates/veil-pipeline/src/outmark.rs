@@ -149,29 +149,40 @@ pub fn read(out: &Path) -> Result<Option<Marker>, MarkerError> {
             })
         }
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|_| MarkerError::Unreadable {
-            out: out.display().to_string(),
-            why: "not a Veil output marker".into(),
-        })
+    parse(&bytes, &out.display().to_string()).map(Some)
 }
 
 /// Claims `out` for a run with `settings`: records them in a folder
 /// without a marker, accepts the same settings, refuses others unless
 /// `force_new_key` (then records the mix). Call it holding OUT's lock.
 pub fn claim(out: &Path, settings: &Settings, force_new_key: bool) -> Result<(), MarkerError> {
-    let marker = match read(out)? {
+    if let Some(json) = claimed(read(out)?, &out.display().to_string(), settings, force_new_key)? {
+        veil_io::atomic::write_all(&out.join(veil_io::OUT_MARKER), &json)?;
+    }
+    Ok(())
+}
+
+/// The marker OUT should hold after claiming it for `settings`, given the
+/// one it holds (`existing`); `None` when it holds it already. Shared by
+/// [`claim`] (a local OUT) and object-store OUTs (`veil_io::place`);
+/// `out` names OUT in the error.
+pub fn claimed(
+    existing: Option<Marker>,
+    out: &str,
+    settings: &Settings,
+    force_new_key: bool,
+) -> Result<Option<Vec<u8>>, MarkerError> {
+    let marker = match existing {
         None => Marker {
             veil_out: 1,
             current: settings.clone(),
             earlier: Vec::new(),
         },
-        Some(m) if m.current == *settings => return Ok(()),
+        Some(m) if m.current == *settings => return Ok(None),
         Some(m) => {
             if !force_new_key {
                 return Err(MarkerError::Differs {
-                    out: out.display().to_string(),
+                    out: out.to_string(),
                     differences: m.current.differences(settings),
                 });
             }
@@ -185,6 +196,13 @@ pub fn claim(out: &Path, settings: &Settings, force_new_key: bool) -> Result<(),
         }
     };
     let json = serde_json::to_vec_pretty(&marker).map_err(std::io::Error::other)?;
-    veil_io::atomic::write_all(&out.join(veil_io::OUT_MARKER), &json)?;
-    Ok(())
+    Ok(Some(json))
+}
+
+/// Parses a marker's bytes (`out` names OUT in the error).
+pub fn parse(bytes: &[u8], out: &str) -> Result<Marker, MarkerError> {
+    serde_json::from_slice(bytes).map_err(|_| MarkerError::Unreadable {
+        out: out.to_string(),
+        why: "not a Veil output marker".into(),
+    })
 }

@@ -84,8 +84,30 @@ pub fn record(review: &Path, out: &Path, report: &Report) -> std::io::Result<()>
         return Ok(());
     }
     let out = std::path::absolute(out)?;
-    let mut index = match load(review)? {
-        Some(i) if i.out != out || i.key_id != report.key_id => {
+    let index = with_held(
+        load(review)?,
+        out,
+        &report.key_id,
+        &report.recipe,
+        held.into_iter(),
+    )?;
+    save(review, &index)
+}
+
+/// The index of a review folder that held `existing` once the objects
+/// `held` (output name, reason) of a run for `out` are added: a new index
+/// when there was none; refused when `existing` belongs to another OUT or
+/// key. Shared by [`record`] (a local folder) and the Python package's
+/// `review_index` (a folder or an S3 prefix, for the Spark job).
+pub fn with_held<'a>(
+    existing: Option<Index>,
+    out: PathBuf,
+    key_id: &str,
+    recipe: &str,
+    held: impl Iterator<Item = (&'a String, &'a String)>,
+) -> std::io::Result<Index> {
+    let mut index = match existing {
+        Some(i) if i.out != out || i.key_id != key_id => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "the review folder holds objects of another OUT or key; give this run its own --review folder",
@@ -95,8 +117,8 @@ pub fn record(review: &Path, out: &Path, report: &Report) -> std::io::Result<()>
         None => Index {
             veil_review: 1,
             out,
-            key_id: report.key_id.clone(),
-            recipe: report.recipe.clone(),
+            key_id: key_id.to_string(),
+            recipe: recipe.to_string(),
             items: BTreeMap::new(),
         },
     };
@@ -108,7 +130,7 @@ pub fn record(review: &Path, out: &Path, report: &Report) -> std::io::Result<()>
             },
         );
     }
-    save(review, &index)
+    Ok(index)
 }
 
 /// A row of `veil review list`.

@@ -17,6 +17,8 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use veil_core::{ProfileOption, QuarantineReason};
 use veil_pipeline::object::{deid_object, ObjectOptions, ObjectOutcome, ObjectResult};
 
+mod storage;
+
 create_exception!(
     _veil,
     VeilError,
@@ -79,23 +81,41 @@ impl Key {
 #[pyclass(frozen, module = "veil._veil")]
 struct Policy {
     policy: Arc<veil_deid::Policy>,
+    /// The recipe's text as given (file bytes or TOML), for the OUT
+    /// marker's SHA-256; `None` for the built-in recipe.
+    recipe_text: Option<Vec<u8>>,
+}
+
+impl Policy {
+    /// What the OUT marker records of this policy.
+    fn settings(&self) -> veil_pipeline::outmark::Settings {
+        veil_pipeline::outmark::Settings::of(&self.policy, self.recipe_text.as_deref())
+    }
 }
 
 /// A recipe given as a path (`str` without `=` or a newline, or a
 /// `PathLike`), or as TOML text.
-fn recipe_of(recipe: &Bound<'_, PyAny>) -> PyResult<veil_rules::Recipe> {
+fn recipe_of(recipe: &Bound<'_, PyAny>) -> PyResult<(veil_rules::Recipe, Vec<u8>)> {
     let err = |e: veil_rules::RecipeError| RecipeError::new_err(e.to_string());
+    let load = |path: &Path| -> PyResult<(veil_rules::Recipe, Vec<u8>)> {
+        let r = veil_rules::Recipe::load(path).map_err(err)?;
+        let text = std::fs::read(path).map_err(|e| {
+            RecipeError::new_err(format!("recipe: cannot read the file: {:?}", e.kind()))
+        })?;
+        Ok((r, text))
+    };
     if let Ok(s) = recipe.downcast::<PyString>() {
         let text = s.to_cow()?;
         if text.contains('\n') || text.contains('=') {
-            return veil_rules::Recipe::parse(&text).map_err(err);
+            let r = veil_rules::Recipe::parse(&text).map_err(err)?;
+            return Ok((r, text.as_bytes().to_vec()));
         }
-        return veil_rules::Recipe::load(Path::new(text.as_ref())).map_err(err);
+        return load(Path::new(text.as_ref()));
     }
     let path: PathBuf = recipe.extract().map_err(|_| {
         RecipeError::new_err("recipe: expected a path or TOML text (str or os.PathLike)")
     })?;
-    veil_rules::Recipe::load(&path).map_err(err)
+    load(&path)
 }
 
 #[pymethods]
@@ -104,9 +124,12 @@ impl Policy {
     #[new]
     #[pyo3(signature = (key, recipe=None, options=Vec::new()))]
     fn new(key: &Key, recipe: Option<&Bound<'_, PyAny>>, options: Vec<String>) -> PyResult<Policy> {
-        let recipe = match recipe {
-            Some(r) => recipe_of(r)?,
-            None => veil_rules::Recipe::default(),
+        let (recipe, recipe_text) = match recipe {
+            Some(r) => {
+                let (r, t) = recipe_of(r)?;
+                (r, Some(t))
+            }
+            None => (veil_rules::Recipe::default(), None),
         };
         let mut opts = Vec::new();
         for o in &options {
@@ -124,6 +147,7 @@ impl Policy {
         veil_pipeline::pixel_options_supported(&policy).map_err(PolicyError::new_err)?;
         Ok(Policy {
             policy: Arc::new(policy),
+            recipe_text,
         })
     }
 
@@ -332,6 +356,10 @@ fn _veil(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Key>()?;
     m.add_class::<Policy>()?;
     m.add_class::<Result>()?;
+    m.add_class::<storage::Inputs>()?;
+    m.add_class::<storage::Root>()?;
+    m.add("OUT_MARKER", veil_io::OUT_MARKER)?;
+    m.add("REVIEW_INDEX", veil_io::REVIEW_INDEX)?;
     m.add_function(wrap_pyfunction!(verify_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(explain, m)?)?;
     m.add("VeilError", py.get_type::<VeilError>())?;

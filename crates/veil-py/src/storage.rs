@@ -1,0 +1,180 @@
+//! Inputs and output roots from Python, local or `s3://bucket/prefix`
+//! ([`veil_io::place`]): how the Spark job's executors read and write
+//! through Veil (Spark here cannot reach `s3a://`), with the same rules as
+//! `veil deid`: one input order, outputs that appear only complete, the
+//! OUT marker and the review index.
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use veil_io::place::{Input, Inputs as PlaceInputs, Root as PlaceRoot};
+
+use crate::{Policy, VeilError};
+
+fn err(e: veil_io::objects::ObjectError) -> PyErr {
+    // the operation and the kind of failure: never a key or path
+    VeilError::new_err(e.to_string())
+}
+
+/// Inputs to read: a local file or folder, or `s3://bucket/prefix`
+/// (credentials and endpoint from the environment: AWS_ACCESS_KEY_ID,
+/// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL).
+#[pyclass(frozen, module = "veil._veil")]
+pub(crate) struct Inputs {
+    inner: PlaceInputs,
+}
+
+#[pymethods]
+impl Inputs {
+    #[new]
+    fn new(py: Python<'_>, location: String) -> PyResult<Inputs> {
+        let inner = py.allow_threads(|| PlaceInputs::open(&location)).map_err(err)?;
+        Ok(Inputs { inner })
+    }
+
+    /// Every input as (name, size), in `veil deid`'s order: a local path,
+    /// or an object key relative to the prefix. Bookkeeping files
+    /// (`.veil-out.json`, `.veil-review.json`) are left out.
+    fn list(&self, py: Python<'_>) -> PyResult<Vec<(String, u64)>> {
+        let list = py.allow_threads(|| self.inner.list()).map_err(err)?;
+        Ok(list
+            .into_iter()
+            .map(|(i, n)| {
+                let name = match i {
+                    Input::Local(p) => p.to_string_lossy().into_owned(),
+                    Input::Key(k) => k,
+                };
+                (name, n)
+            })
+            .collect())
+    }
+
+    /// The bytes of the input `name` (as `list` gives it).
+    fn read<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyBytes>> {
+        let input = match &self.inner {
+            PlaceInputs::Local(_) => Input::Local(PathBuf::from(name)),
+            PlaceInputs::S3(_) => Input::Key(name),
+        };
+        let b = py.allow_threads(|| self.inner.read(&input)).map_err(err)?;
+        Ok(PyBytes::new(py, &b))
+    }
+}
+
+/// An output root (OUT or a review folder): a local folder or
+/// `s3://bucket/prefix`. Names are Veil's relative output names.
+#[pyclass(frozen, module = "veil._veil")]
+pub(crate) struct Root {
+    inner: PlaceRoot,
+    /// As given: OUT's name in the review index and in errors.
+    location: String,
+}
+
+#[pymethods]
+impl Root {
+    #[new]
+    fn new(py: Python<'_>, location: String) -> PyResult<Root> {
+        let inner = py.allow_threads(|| PlaceRoot::open(&location)).map_err(err)?;
+        Ok(Root { inner, location })
+    }
+
+    /// Writes `name` so that it appears only complete.
+    fn write(&self, py: Python<'_>, name: String, data: Vec<u8>) -> PyResult<()> {
+        py.allow_threads(|| self.inner.write(&name, &data))
+            .map_err(err)
+    }
+
+    /// Whether `name` exists.
+    fn exists(&self, py: Python<'_>, name: String) -> PyResult<bool> {
+        py.allow_threads(|| self.inner.exists(&name)).map_err(err)
+    }
+
+    /// The bytes of `name`, or None.
+    fn read<'py>(&self, py: Python<'py>, name: String) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let b = py.allow_threads(|| self.inner.read(&name)).map_err(err)?;
+        Ok(b.map(|b| PyBytes::new(py, &b)))
+    }
+
+    /// Moves `src` to `dst` within the root; `dst` appears only complete.
+    fn rename(&self, py: Python<'_>, src: String, dst: String) -> PyResult<()> {
+        py.allow_threads(|| self.inner.rename(&src, &dst))
+            .map_err(err)
+    }
+
+    /// Removes `name` (nothing when it does not exist).
+    fn remove(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        py.allow_threads(|| self.inner.remove(&name)).map_err(err)
+    }
+
+    /// Claims this OUT for `policy` as `veil deid` does: writes the OUT
+    /// marker (`.veil-out.json`: key id, recipe and its SHA-256, options)
+    /// when there is none, and refuses an OUT written with another key,
+    /// recipe or options unless `force_new_key`.
+    #[pyo3(signature = (policy, force_new_key=false))]
+    fn claim(&self, py: Python<'_>, policy: &Policy, force_new_key: bool) -> PyResult<()> {
+        let settings = policy.settings();
+        py.allow_threads(|| -> PyResult<()> {
+            let existing = match self.inner.read(veil_io::OUT_MARKER).map_err(err)? {
+                Some(b) => Some(
+                    veil_pipeline::outmark::parse(&b, "OUT")
+                        .map_err(|e| VeilError::new_err(e.to_string()))?,
+                ),
+                None => None,
+            };
+            let json = veil_pipeline::outmark::claimed(existing, "OUT", &settings, force_new_key)
+                .map_err(|e| VeilError::new_err(e.to_string()))?;
+            if let Some(json) = json {
+                self.inner.write(veil_io::OUT_MARKER, &json).map_err(err)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds the objects `held` ((name, reason) pairs) to this review
+    /// folder's index (`.veil-review.json`), as `veil deid` records what
+    /// it sends to review for `out` (another Root); refused when the
+    /// index belongs to another OUT or key.
+    fn record_review(
+        &self,
+        py: Python<'_>,
+        out: &Root,
+        policy: &Policy,
+        held: Vec<(String, String)>,
+    ) -> PyResult<()> {
+        let settings = policy.settings();
+        py.allow_threads(|| -> PyResult<()> {
+            if held.is_empty() {
+                return Ok(());
+            }
+            let existing = match self.inner.read(veil_io::REVIEW_INDEX).map_err(err)? {
+                Some(b) => Some(serde_json::from_slice(&b).map_err(|_| {
+                    VeilError::new_err("the review folder's index is not a Veil review index")
+                })?),
+                None => None,
+            };
+            // a local OUT by its absolute path, as `veil deid` records it
+            let out_name = match &out.inner {
+                PlaceRoot::Local(p) => std::path::absolute(p).map_err(|e| {
+                    VeilError::new_err(format!("review index: {:?}", e.kind()))
+                })?,
+                PlaceRoot::S3(_) => PathBuf::from(&out.location),
+            };
+            let index = veil_pipeline::review::with_held(
+                existing,
+                out_name,
+                &settings.key_id,
+                &settings.recipe,
+                held.iter().map(|(a, b)| (a, b)),
+            )
+            .map_err(|e| VeilError::new_err(e.to_string()))?;
+            let json = serde_json::to_vec_pretty(&index)
+                .map_err(|e| VeilError::new_err(e.to_string()))?;
+            self.inner.write(veil_io::REVIEW_INDEX, &json).map_err(err)
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        // the location can name a study: not shown
+        format!("Root(s3={})", self.inner.is_s3())
+    }
+}
