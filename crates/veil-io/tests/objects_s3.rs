@@ -199,3 +199,27 @@ fn errors_do_not_name_the_key() {
     let msg = format!("{e} {e:?} {b:?}");
     assert!(!msg.contains("Smith") && !msg.contains("errors"), "{msg}");
 }
+
+#[test]
+fn the_endpoint_can_come_from_the_environment() {
+    let Some((endpoint, bucket)) = veil_test::s3_endpoint() else {
+        return;
+    };
+    // scripts/seaweedfs.sh prints AWS_ENDPOINT_URL too: `veil` run by hand
+    // after its `eval` reaches the server with no option
+    if std::env::var("AWS_ENDPOINT_URL").ok().as_deref() != Some(endpoint.as_str()) {
+        eprintln!("AWS_ENDPOINT_URL is not the test server; skipping");
+        return;
+    }
+    let loc = Location::from_os(std::ffi::OsStr::new(&format!(
+        "s3://{bucket}/veil-io-tests/env"
+    )))
+    .unwrap();
+    let b = Bucket::for_location(&loc, &S3Options::default())
+        .unwrap()
+        .unwrap();
+    b.put_complete("x.dcm", b"x").unwrap();
+    assert!(b.exists("x.dcm").unwrap());
+    b.delete("x.dcm").unwrap();
+    assert!(!b.exists("x.dcm").unwrap());
+}
