@@ -192,6 +192,29 @@ fn a_failed_upload_leaves_no_object() {
 }
 
 #[test]
+fn one_bucket_serves_many_threads() {
+    let Some(b) = bucket("threads") else { return };
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let b = &b;
+            s.spawn(move || {
+                for i in 0..4 {
+                    let k = format!("t{t}/{i}.dcm");
+                    b.put_complete(&k, k.as_bytes()).unwrap();
+                    assert_eq!(b.get(&k).unwrap(), k.as_bytes());
+                }
+            });
+        }
+    });
+    let listed = b.list().unwrap();
+    assert_eq!(listed.len(), 32);
+    for (k, n) in listed {
+        assert_eq!(n, k.len() as u64);
+        b.delete(&k).unwrap();
+    }
+}
+
+#[test]
 fn errors_do_not_name_the_key() {
     let Some(b) = bucket("errors") else { return };
     let e = b.get("Smith_John/1.dcm").unwrap_err();
