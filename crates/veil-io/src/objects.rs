@@ -196,7 +196,9 @@ pub struct S3Options {
     pub endpoint: Option<String>,
 }
 
-/// One S3 bucket and prefix, with a blocking API.
+/// One S3 bucket and prefix, with a blocking API. `Sync`: one `Bucket` is
+/// shared by every thread that reads or writes there (its connections are
+/// pooled).
 pub struct Bucket {
     rt: tokio::runtime::Runtime,
     store: AmazonS3,
@@ -256,7 +258,11 @@ impl Bucket {
             b = b.with_allow_http(true);
         }
         let store = b.build().map_err(|e| store_error("configure", e))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // two workers drive the connections; callers on several threads
+        // (the pipeline's) each block on their own request
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("veil-s3")
             .enable_all()
             .build()
             .map_err(|e| ObjectError::Runtime(e.kind()))?;

@@ -192,10 +192,57 @@ fn a_failed_upload_leaves_no_object() {
 }
 
 #[test]
+fn one_bucket_serves_many_threads() {
+    let Some(b) = bucket("threads") else { return };
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let b = &b;
+            s.spawn(move || {
+                for i in 0..4 {
+                    let k = format!("t{t}/{i}.dcm");
+                    b.put_complete(&k, k.as_bytes()).unwrap();
+                    assert_eq!(b.get(&k).unwrap(), k.as_bytes());
+                }
+            });
+        }
+    });
+    let listed = b.list().unwrap();
+    assert_eq!(listed.len(), 32);
+    for (k, n) in listed {
+        assert_eq!(n, k.len() as u64);
+        b.delete(&k).unwrap();
+    }
+}
+
+#[test]
 fn errors_do_not_name_the_key() {
     let Some(b) = bucket("errors") else { return };
     let e = b.get("Smith_John/1.dcm").unwrap_err();
     assert!(matches!(e, ObjectError::NotFound { .. }), "{e:?}");
     let msg = format!("{e} {e:?} {b:?}");
     assert!(!msg.contains("Smith") && !msg.contains("errors"), "{msg}");
+}
+
+#[test]
+fn the_endpoint_can_come_from_the_environment() {
+    let Some((endpoint, bucket)) = veil_test::s3_endpoint() else {
+        return;
+    };
+    // scripts/seaweedfs.sh prints AWS_ENDPOINT_URL too: `veil` run by hand
+    // after its `eval` reaches the server with no option
+    if std::env::var("AWS_ENDPOINT_URL").ok().as_deref() != Some(endpoint.as_str()) {
+        eprintln!("AWS_ENDPOINT_URL is not the test server; skipping");
+        return;
+    }
+    let loc = Location::from_os(std::ffi::OsStr::new(&format!(
+        "s3://{bucket}/veil-io-tests/env"
+    )))
+    .unwrap();
+    let b = Bucket::for_location(&loc, &S3Options::default())
+        .unwrap()
+        .unwrap();
+    b.put_complete("x.dcm", b"x").unwrap();
+    assert!(b.exists("x.dcm").unwrap());
+    b.delete("x.dcm").unwrap();
+    assert!(!b.exists("x.dcm").unwrap());
 }
