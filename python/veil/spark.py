@@ -140,7 +140,23 @@ def run_job(spark, conf, partitions=None):
         r.pop("staged", None)
     held = [(r["output"], r["reason"]) for r in result if r["outcome"] == "review"]
     review.record_review(out, policy, held)
+    # what a killed earlier run left in staging (this run's own copies
+    # are gone already)
+    for loc, root in ((conf["out"], out), (conf["review"], review)):
+        sweep(loc, root)
     return result
+
+
+def sweep(location, root):
+    """Removes the staging area of an output root."""
+    import veil
+
+    if not root.exists(STAGING) and not location.startswith("s3://"):
+        return
+    for name, _ in veil.Inputs(location.rstrip("/") + "/" + STAGING).list():
+        rel = name.rsplit("/", 1)[-1] if not location.startswith("s3://") else name
+        root.remove(STAGING + "/" + rel)
+    root.remove(STAGING)
 
 
 def write_report(spark, rows, where):
@@ -174,8 +190,13 @@ def main(argv=None):
     ap.add_argument("--partitions", type=int, help="default: Spark's default parallelism")
     a = ap.parse_args(argv)
 
+    import os
+
     from pyspark.sql import SparkSession
 
+    # executors run this interpreter (where the veil package is) unless
+    # the site says otherwise (a cluster's own PYSPARK_PYTHON)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("veil deid")
     if a.master:
         builder = builder.master(a.master)

@@ -16,6 +16,8 @@ mod exit;
 mod ledger;
 mod logging;
 mod out;
+#[cfg(feature = "s3")]
+mod places;
 mod portal;
 mod progress;
 mod pull;
@@ -530,6 +532,33 @@ fn run(cli: Cli) -> Result<i32, String> {
                 s.push(".review");
                 PathBuf::from(s)
             });
+            #[cfg(feature = "s3")]
+            if inputs
+                .iter()
+                .chain([&out, &review])
+                .any(|p| places::is_remote(p))
+            {
+                if dicomdir || verify || verify_policy.is_some() || follow_symlinks {
+                    return Err(
+                        "--dicomdir, --verify, --verify-policy and --follow-symlinks are not \
+                         supported with s3:// locations yet"
+                            .into(),
+                    );
+                }
+                return places::deid(
+                    &policy,
+                    places::Args {
+                        inputs: &inputs,
+                        out: &out,
+                        review: &review,
+                        jobs: jobs.unwrap_or_else(cores),
+                        report: report.as_deref(),
+                        recipe: pargs.recipe.as_deref(),
+                        force_new_key,
+                        quiet,
+                    },
+                );
+            }
             if let Some(r) = report.as_deref().filter(|r| !veil_io::atomic::is_stdout(r)) {
                 if inside(r, &out) {
                     return Err("the report names input files; write it outside OUT".into());

@@ -182,14 +182,23 @@ impl Root {
         }
     }
 
-    /// Removes `rel` (nothing when it does not exist).
+    /// Removes `rel` (nothing when it does not exist); locally also an
+    /// empty folder (what a staging area leaves).
     pub fn remove(&self, rel: &str) -> Result<(), ObjectError> {
         match self {
-            Root::Local(d) => match std::fs::remove_file(Root::local(d, rel)?) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io("remove", &e)),
-            },
+            Root::Local(d) => {
+                let p = Root::local(d, rel)?;
+                let r = if p.is_dir() {
+                    std::fs::remove_dir(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                match r {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(io("remove", &e)),
+                }
+            }
             Root::S3(b) => b.delete(rel),
         }
     }

@@ -36,6 +36,8 @@ use veil_io::DirEntry;
 pub mod deface;
 pub mod object;
 pub mod outmark;
+#[cfg(feature = "s3")]
+pub mod places;
 pub mod review;
 
 /// What to run.

@@ -156,7 +156,12 @@ pub fn read(out: &Path) -> Result<Option<Marker>, MarkerError> {
 /// without a marker, accepts the same settings, refuses others unless
 /// `force_new_key` (then records the mix). Call it holding OUT's lock.
 pub fn claim(out: &Path, settings: &Settings, force_new_key: bool) -> Result<(), MarkerError> {
-    if let Some(json) = claimed(read(out)?, &out.display().to_string(), settings, force_new_key)? {
+    if let Some(json) = claimed(
+        read(out)?,
+        &out.display().to_string(),
+        settings,
+        force_new_key,
+    )? {
         veil_io::atomic::write_all(&out.join(veil_io::OUT_MARKER), &json)?;
     }
     Ok(())

@@ -29,7 +29,9 @@ pub(crate) struct Inputs {
 impl Inputs {
     #[new]
     fn new(py: Python<'_>, location: String) -> PyResult<Inputs> {
-        let inner = py.allow_threads(|| PlaceInputs::open(&location)).map_err(err)?;
+        let inner = py
+            .allow_threads(|| PlaceInputs::open(&location))
+            .map_err(err)?;
         Ok(Inputs { inner })
     }
 
@@ -74,7 +76,9 @@ pub(crate) struct Root {
 impl Root {
     #[new]
     fn new(py: Python<'_>, location: String) -> PyResult<Root> {
-        let inner = py.allow_threads(|| PlaceRoot::open(&location)).map_err(err)?;
+        let inner = py
+            .allow_threads(|| PlaceRoot::open(&location))
+            .map_err(err)?;
         Ok(Root { inner, location })
     }
 
@@ -113,20 +117,9 @@ impl Root {
     #[pyo3(signature = (policy, force_new_key=false))]
     fn claim(&self, py: Python<'_>, policy: &Policy, force_new_key: bool) -> PyResult<()> {
         let settings = policy.settings();
-        py.allow_threads(|| -> PyResult<()> {
-            let existing = match self.inner.read(veil_io::OUT_MARKER).map_err(err)? {
-                Some(b) => Some(
-                    veil_pipeline::outmark::parse(&b, "OUT")
-                        .map_err(|e| VeilError::new_err(e.to_string()))?,
-                ),
-                None => None,
-            };
-            let json = veil_pipeline::outmark::claimed(existing, "OUT", &settings, force_new_key)
-                .map_err(|e| VeilError::new_err(e.to_string()))?;
-            if let Some(json) = json {
-                self.inner.write(veil_io::OUT_MARKER, &json).map_err(err)?;
-            }
-            Ok(())
+        py.allow_threads(|| {
+            veil_pipeline::places::claim(&self.inner, &settings, force_new_key)
+                .map_err(VeilError::new_err)
         })
     }
 
@@ -143,33 +136,19 @@ impl Root {
     ) -> PyResult<()> {
         let settings = policy.settings();
         py.allow_threads(|| -> PyResult<()> {
-            if held.is_empty() {
-                return Ok(());
-            }
-            let existing = match self.inner.read(veil_io::REVIEW_INDEX).map_err(err)? {
-                Some(b) => Some(serde_json::from_slice(&b).map_err(|_| {
-                    VeilError::new_err("the review folder's index is not a Veil review index")
-                })?),
-                None => None,
-            };
             // a local OUT by its absolute path, as `veil deid` records it
             let out_name = match &out.inner {
-                PlaceRoot::Local(p) => std::path::absolute(p).map_err(|e| {
-                    VeilError::new_err(format!("review index: {:?}", e.kind()))
-                })?,
+                PlaceRoot::Local(p) => std::path::absolute(p)
+                    .map_err(|e| VeilError::new_err(format!("review index: {:?}", e.kind())))?,
                 PlaceRoot::S3(_) => PathBuf::from(&out.location),
             };
-            let index = veil_pipeline::review::with_held(
-                existing,
+            veil_pipeline::places::record_review(
+                &self.inner,
                 out_name,
-                &settings.key_id,
-                &settings.recipe,
+                &settings,
                 held.iter().map(|(a, b)| (a, b)),
             )
-            .map_err(|e| VeilError::new_err(e.to_string()))?;
-            let json = serde_json::to_vec_pretty(&index)
-                .map_err(|e| VeilError::new_err(e.to_string()))?;
-            self.inner.write(veil_io::REVIEW_INDEX, &json).map_err(err)
+            .map_err(VeilError::new_err)
         })
     }
 
