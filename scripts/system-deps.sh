@@ -9,11 +9,12 @@
 #           (gdcmconv: peer encoders that write the burned-in text set in every
 #           transfer syntax, veil-plant text-set); orthanc and
 #           orthanc-dicomweb (the gateway's PACS and recipients, driven
-#           over REST with curl); postgresql is installed by scripts/pg.sh
+#           over REST with curl); openjdk-17-jre-headless (pyspark's JVM, for
+#           the Spark job's tests); postgresql is installed by scripts/pg.sh
 set -euo pipefail
 pkgs=(libtesseract-dev libleptonica-dev libclang-dev clang pkg-config cmake
     tesseract-ocr tesseract-ocr-eng fonts-dejavu-core dicom3tools dcmtk libgdcm-tools
-    orthanc orthanc-dicomweb curl)
+    orthanc orthanc-dicomweb curl openjdk-17-jre-headless)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -21,6 +21,12 @@ if [ ! -x "$VENV/bin/pytest" ]; then
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check pytest
 fi
+# the Spark job's tests: pyspark (bundles Spark; runs on Debian's
+# openjdk-17-jre-headless, scripts/system-deps.sh)
+if [ ! -d "$VENV/lib" ] || ! "$VENV/bin/python" -c "import pyspark" 2>/dev/null; then
+    log "installing pyspark into $VENV (PyPI)"
+    "$VENV/bin/pip" install -q --disable-pip-version-check pyspark
+fi
 "$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEEL"
 cd tests/python
 "$VENV/bin/pytest" -q "$@" .

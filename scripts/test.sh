@@ -17,7 +17,6 @@ cargo run -q -p veil-dev -- gen-rules --mode check
 cargo fmt --all -- --check
 cargo clippy -q --all-targets -- -D warnings
 # and veil-io's object storage, behind its feature `s3`
-cargo clippy -q -p veil-io --features s3 --all-targets -- -D warnings
 
 # a throwaway PostgreSQL on loopback for the store's tests, and a second,
 # TLS-only one with a throwaway CA for the connection tests (both stopped
@@ -39,9 +38,6 @@ export VEIL_REQUIRE_TMPFS=1
 # themselves, see veil_pixels::ocr::limit_openmp_teams)
 export OMP_THREAD_LIMIT="${OMP_THREAD_LIMIT:-1}"
 VEIL_CORPUS="$PWD/target/corpus/base" VEIL_REQUIRE_CORPUS=1 cargo test --workspace --no-fail-fast
-# veil-io's object storage (feature `s3`, not yet enabled by any member)
-# against the SeaweedFS server: only veil-io is rebuilt with the feature
-cargo test -p veil-io --features s3 --test objects_s3
 # the header-only build: no libtesseract linked or needed (README, features)
 VEIL_CORPUS="$PWD/target/corpus/base" scripts/header-only.sh
 
@@ -49,6 +45,11 @@ VEIL_CORPUS="$PWD/target/corpus/base" scripts/header-only.sh
 # `veil serve`) in real Chromium (Debian chromium,
 # Playwright from PyPI, axe-core from npm: scripts/browser-deps.sh)
 scripts/test-browser.sh
+
+# the Python package (PyO3 wheel, maturin from PyPI) and the Spark job
+# (pyspark from PyPI on Debian's JVM), the S3 tests against the SeaweedFS
+# server above (docs/python.md, docs/spark.md)
+scripts/test-python.sh
 
 # the imported deid recipe against pydicom/deid itself, on a handful of
 # corpus files: every difference has a known reason (docs/migration.md)
