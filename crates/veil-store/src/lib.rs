@@ -531,13 +531,49 @@ impl Store {
     /// Runs `f` in a transaction that holds the write lock on the ledger
     /// (SQLite `BEGIN IMMEDIATE`, PostgreSQL a table lock), so two releases
     /// cannot append at the same position. Rolls back on error.
+    ///
+    /// A shared ledger (issue 20): any number of processes (`veil
+    /// release`, `veil serve`, workers) append to one PostgreSQL ledger.
+    /// Each append reads the rows, computes the next position and the
+    /// signed tree head after each new entry, and inserts them, all in
+    /// this transaction. What makes that one sequence:
+    ///
+    /// - `LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE` conflicts with
+    ///   itself and with every INSERT, UPDATE or DELETE on the ledger, so
+    ///   writers run one after another (the next waits for the previous
+    ///   COMMIT). It does not conflict with ACCESS SHARE, the lock of a
+    ///   plain SELECT: readers (`veil ledger verify`, the portal, proofs)
+    ///   are never blocked and never block an append.
+    /// - The transaction is READ COMMITTED whatever the server's
+    ///   `default_transaction_isolation`: each statement then reads what
+    ///   was committed when it started, so the rows read after the lock is
+    ///   granted include the previous writer's. Under REPEATABLE READ or
+    ///   SERIALIZABLE the snapshot would be the one of the first query
+    ///   (`has_table`, before the lock): the append would compute a taken
+    ///   position and fail (duplicate key, or SQLSTATE 40001), as the test
+    ///   `issue_20_appends_serialize_under_a_serializable_default` showed.
+    ///   Nothing is lost by it: every Veil transaction takes this lock, so
+    ///   they are already totally ordered.
+    /// - Why not `pg_advisory_xact_lock`: it would serialize Veil's
+    ///   writers just as well and not block readers either, but it is
+    ///   taken by a SELECT (under REPEATABLE READ that SELECT is the
+    ///   snapshot, taken before the wait), and it guards only against
+    ///   writers that know its key; the table lock also holds off a
+    ///   stray INSERT by another client, and needs no agreed number.
+    ///
+    /// Readers see whole appends or none: the rows of one append commit
+    /// together, and one SELECT reads one snapshot. Every row carries the
+    /// signed head of the log up to it, so any committed prefix verifies
+    /// on its own. The consent versions, recipients, staged outputs and
+    /// study index rows written with an entry commit in the same
+    /// transaction, under the same lock.
     pub fn transaction<T>(
         &mut self,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match self.db {
             Db::Sqlite(_) => self.batch("BEGIN IMMEDIATE")?,
-            Db::Pg(_) => self.batch("BEGIN")?,
+            Db::Pg(_) => self.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?,
         }
         if matches!(self.db, Db::Pg(_)) && self.has_table("ledger")? {
             self.batch("LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE")?;
