@@ -113,6 +113,53 @@ fn verifying(
     })
 }
 
+/// A light reader, many times a second until `stop`: the checkpoints,
+/// then the rows (verify_store's order). Each read must be a whole log:
+/// positions 0..n, never fewer rows than the previous read, the signed
+/// head of the last row valid for all n rows, and no checkpoint beyond
+/// them. (runs, failures).
+fn heads(
+    home: PathBuf,
+    db: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let mut st = Store::open(Some(&db), &home).unwrap();
+        let hex = st.recorded_key("ledger").unwrap().unwrap();
+        let vk = veil_ledger::verifying_key_from_hex(&hex).unwrap();
+        let mut runs = 0;
+        let mut last = 0;
+        let mut failures = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            let cp = st.checkpoints().unwrap().last().map_or(0, |c| c.size);
+            let rows = st.ledger_rows().unwrap();
+            runs += 1;
+            let n = rows.len();
+            let leaves: Vec<veil_ledger::Hash> = rows
+                .iter()
+                .map(|r| veil_ledger::merkle::leaf_hash(r.entry.as_bytes()))
+                .collect();
+            let root = veil_ledger::merkle::root(&leaves);
+            let head_ok = rows.last().is_none_or(|r| {
+                veil_ledger::check_signature(
+                    &vk,
+                    &veil_ledger::head_message(n as u64, &root),
+                    &r.head_sig,
+                )
+            });
+            let contiguous = rows.iter().enumerate().all(|(i, r)| r.seq == i as i64);
+            if !head_ok || !contiguous || n < last || cp as usize > n {
+                failures.push(format!(
+                    "read {runs}: {n} rows (previous {last}), contiguous {contiguous}, \
+                     head {head_ok}, checkpoint {cp}"
+                ));
+            }
+            last = n;
+        }
+        (runs, failures)
+    })
+}
+
 fn suite(tag: &str, db: &str, corpus: &Path) {
     let t0 = Instant::now();
     let home = veil_test::scratch(&format!("i20-shared-{tag}"));
@@ -168,6 +215,7 @@ fn suite(tag: &str, db: &str, corpus: &Path) {
     let stop = Arc::new(AtomicBool::new(false));
     let reader = looping(home.clone(), db.into(), &["ledger", "verify"], stop.clone());
     let inproc = verifying(home.clone(), db.into(), stop.clone());
+    let light = heads(home.clone(), db.into(), stop.clone());
     let checkpointer = looping(
         home.clone(),
         db.into(),
@@ -244,6 +292,13 @@ fn suite(tag: &str, db: &str, corpus: &Path) {
     let (verifies, verify_failures) = reader.join().unwrap();
     let (checkpoints, checkpoint_failures) = checkpointer.join().unwrap();
     let (reads, read_failures) = inproc.join().unwrap();
+    let (head_reads, head_failures) = light.join().unwrap();
+    assert!(
+        head_failures.is_empty(),
+        "{} of {head_reads} reads beside the appends saw a partial log; first: {}",
+        head_failures.len(),
+        head_failures[0]
+    );
     assert!(
         read_failures.is_empty(),
         "{} of {reads} verifications read beside the appends failed; first: {}",
@@ -287,7 +342,8 @@ fn suite(tag: &str, db: &str, corpus: &Path) {
     eprintln!(
         "{tag}: {ROUNDS} rounds of {PROCS} concurrent releases, {decisions} entries after {setup} \
          setup entries, in {rounds_s:.1}s ({verifies} `veil ledger verify`, {reads} \
-         in-process verifications, {checkpoints} checkpoints meanwhile, all passed); \
+         in-process verifications, {head_reads} head reads, {checkpoints} checkpoints \
+         meanwhile, all passed); \
          {:.1}s in all",
         t0.elapsed().as_secs_f64()
     );
