@@ -1024,12 +1024,20 @@ impl Site {
 
     /// Signs the current tree head, after checking the log: a checkpoint
     /// over a tampered log would bless it.
+    ///
+    /// It signs the rows it checked (one read: appends may go on beside
+    /// it, and rows appended after the check must not be signed
+    /// unchecked), and stores the checkpoint in a ledger transaction, so
+    /// two checkpoints of the same size replace one another instead of
+    /// colliding.
     pub fn checkpoint(&mut self) -> Result<Result<Checkpoint, veil_ledger::VerifyReport>, Error> {
-        let report = self.verify_ledger()?;
+        // as in verify_store: the checkpoints before the rows
+        let cps = stored_checkpoints(&mut self.store)?;
+        let rows = self.ledger_rows()?;
+        let report = veil_ledger::verify_log_against(&rows, &cps, &[], &self.ledger_verifier());
         if !report.ok {
             return Ok(Err(report));
         }
-        let rows = self.ledger_rows()?;
         let leaves: Vec<merkle::Hash> = rows
             .iter()
             .map(|r| merkle::leaf_hash(r.entry.as_bytes()))
@@ -1039,13 +1047,14 @@ impl Site {
             merkle::root(&leaves),
             veil_consent::now(),
         );
-        self.store.insert_checkpoint(&veil_store::CheckpointRow {
+        let row = veil_store::CheckpointRow {
             size: c.size as i64,
             root: c.root.clone(),
             time: c.time.clone(),
             key_id: c.key_id.clone(),
             signature: c.signature.clone(),
-        })?;
+        };
+        self.store.transaction(|s| s.insert_checkpoint(&row))?;
         Ok(Ok(c))
     }
 
@@ -1343,13 +1352,19 @@ fn ledger_rows(store: &mut Store) -> Result<Vec<StoredRow>, Error> {
 /// kept elsewhere) trusting only `verifier`, a public key: no private key
 /// is opened, so an auditor with a copy of the database and the published
 /// verifier key runs exactly this (see [`veil_ledger::verify_log_against`]).
+///
+/// The checkpoints are read before the rows: a checkpoint is stored only
+/// after the rows it covers were committed, and rows are never removed,
+/// so the rows read next cover every checkpoint read. The other order
+/// let a `veil ledger checkpoint` committed between the two reads look
+/// like a truncation to a verify running beside appends (issue 20).
 pub fn verify_store(
     store: &mut Store,
     notes: &[ExternalNote],
     verifier: &NoteVerifier,
 ) -> Result<veil_ledger::VerifyReport, Error> {
-    let rows = ledger_rows(store)?;
     let cps = stored_checkpoints(store)?;
+    let rows = ledger_rows(store)?;
     Ok(veil_ledger::verify_log_against(
         &rows, &cps, notes, verifier,
     ))

@@ -352,6 +352,26 @@ pub fn default_home() -> PathBuf {
     home.join(".local/share/veil")
 }
 
+/// Puts a SQLite database in WAL mode. Why the retries: switching a new
+/// database to WAL takes an exclusive lock, and SQLite answers "database
+/// is locked" at once, without the busy timeout, while another connection
+/// does the same; several processes opening a new store at once (issue
+/// 20) then failed. A database already in WAL mode answers at once.
+fn wal(c: &rusqlite::Connection) -> Result<(), StoreError> {
+    let mut tries = 0;
+    loop {
+        match c.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 3000 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
 /// Rewrites `?` placeholders as `$1, $2, ...` for PostgreSQL.
 fn pg_sql(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
@@ -366,6 +386,10 @@ fn pg_sql(sql: &str) -> String {
     }
     out
 }
+
+/// The PostgreSQL advisory lock key that migrations take turns on
+/// ("veilmigr"; advisory locks are per database).
+const MIGRATION_LOCK: i64 = 0x7665_696c_6d69_6772;
 
 /// How many prepared SQLite statements a store keeps (see [`Store::open`]).
 const STATEMENT_CACHE: usize = 128;
@@ -390,7 +414,7 @@ impl Store {
                 private_db_file(&path)?;
                 let c = rusqlite::Connection::open(&path)?;
                 c.busy_timeout(std::time::Duration::from_secs(30))?;
-                c.pragma_update(None, "journal_mode", "WAL")?;
+                wal(&c)?;
                 c.pragma_update(None, "synchronous", "FULL")?;
                 // statements are prepared once and kept (exec and query
                 // use the cache): compiling the SQL was the largest cost
@@ -428,7 +452,28 @@ impl Store {
         Ok(r.first().and_then(|r| r[0].int()).unwrap_or(0))
     }
 
+    /// Runs the pending migrations. Several processes may open one store
+    /// at the same moment (a shared PostgreSQL store after an upgrade, or
+    /// on first use: issue 20): on PostgreSQL they take turns on a
+    /// session advisory lock, here the right tool since on a new database
+    /// no table exists yet to lock (and even `CREATE TABLE IF NOT EXISTS`
+    /// fails when two run at once); on SQLite each migration's `BEGIN
+    /// IMMEDIATE` serializes them. Either way a migration checks, inside
+    /// its transaction, that nobody applied it meanwhile.
     fn migrate(&mut self) -> Result<(), StoreError> {
+        let pg = matches!(self.db, Db::Pg(_));
+        if pg {
+            self.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+        }
+        let r = self.migrate_locked();
+        if pg {
+            // a failed unlock leaves the lock to the end of the session
+            let _ = self.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+        }
+        r
+    }
+
+    fn migrate_locked(&mut self) -> Result<(), StoreError> {
         self.batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version BIGINT PRIMARY KEY,
@@ -442,6 +487,9 @@ impl Store {
                 continue;
             }
             self.transaction(|s| {
+                if s.schema_version()? >= *v {
+                    return Ok(());
+                }
                 s.batch(sql)?;
                 s.exec(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -531,13 +579,49 @@ impl Store {
     /// Runs `f` in a transaction that holds the write lock on the ledger
     /// (SQLite `BEGIN IMMEDIATE`, PostgreSQL a table lock), so two releases
     /// cannot append at the same position. Rolls back on error.
+    ///
+    /// A shared ledger (issue 20): any number of processes (`veil
+    /// release`, `veil serve`, workers) append to one PostgreSQL ledger.
+    /// Each append reads the rows, computes the next position and the
+    /// signed tree head after each new entry, and inserts them, all in
+    /// this transaction. What makes that one sequence:
+    ///
+    /// - `LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE` conflicts with
+    ///   itself and with every INSERT, UPDATE or DELETE on the ledger, so
+    ///   writers run one after another (the next waits for the previous
+    ///   COMMIT). It does not conflict with ACCESS SHARE, the lock of a
+    ///   plain SELECT: readers (`veil ledger verify`, the portal, proofs)
+    ///   are never blocked and never block an append.
+    /// - The transaction is READ COMMITTED whatever the server's
+    ///   `default_transaction_isolation`: each statement then reads what
+    ///   was committed when it started, so the rows read after the lock is
+    ///   granted include the previous writer's. Under REPEATABLE READ or
+    ///   SERIALIZABLE the snapshot would be the one of the first query
+    ///   (`has_table`, before the lock): the append would compute a taken
+    ///   position and fail (duplicate key, or SQLSTATE 40001), as the test
+    ///   `issue_20_appends_serialize_under_a_serializable_default` showed.
+    ///   Nothing is lost by it: every Veil transaction takes this lock, so
+    ///   they are already totally ordered.
+    /// - Why not `pg_advisory_xact_lock`: it would serialize Veil's
+    ///   writers just as well and not block readers either, but it is
+    ///   taken by a SELECT (under REPEATABLE READ that SELECT is the
+    ///   snapshot, taken before the wait), and it guards only against
+    ///   writers that know its key; the table lock also holds off a
+    ///   stray INSERT by another client, and needs no agreed number.
+    ///
+    /// Readers see whole appends or none: the rows of one append commit
+    /// together, and one SELECT reads one snapshot. Every row carries the
+    /// signed head of the log up to it, so any committed prefix verifies
+    /// on its own. The consent versions, recipients, staged outputs and
+    /// study index rows written with an entry commit in the same
+    /// transaction, under the same lock.
     pub fn transaction<T>(
         &mut self,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match self.db {
             Db::Sqlite(_) => self.batch("BEGIN IMMEDIATE")?,
-            Db::Pg(_) => self.batch("BEGIN")?,
+            Db::Pg(_) => self.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?,
         }
         if matches!(self.db, Db::Pg(_)) && self.has_table("ledger")? {
             self.batch("LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE")?;
