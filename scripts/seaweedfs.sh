@@ -75,7 +75,7 @@ start)
         -filer.localSocket="$DIR/filer.sock" \
         -s3 -s3.port="$S3" -s3.port.grpc="${P[7]}" -s3.localSocket="$DIR/s3.sock" \
         -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$DIR/s3.json" \
-        -master.volumeSizeLimitMB=64 -volume.max=16 \
+        -master.volumeSizeLimitMB=64 -volume.max="${VEIL_S3_VOLUMES:-16}" \
         </dev/null >"$DIR/weed.log" 2>&1 &
     echo $! >"$DIR/weed.pid"
     # ready when the bucket can be made (master, volume and filer up) and
