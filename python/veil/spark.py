@@ -153,9 +153,10 @@ def sweep(location, root):
 
     if not root.exists(STAGING) and not location.startswith("s3://"):
         return
+    # staging names are flat: a local listing gives paths, S3 keys; the
+    # last component is the staged name either way
     for name, _ in veil.Inputs(location.rstrip("/") + "/" + STAGING).list():
-        rel = name.rsplit("/", 1)[-1] if not location.startswith("s3://") else name
-        root.remove(STAGING + "/" + rel)
+        root.remove(STAGING + "/" + name.rsplit("/", 1)[-1])
     root.remove(STAGING)
 
 

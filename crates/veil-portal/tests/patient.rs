@@ -9,15 +9,14 @@
 #[path = "../../veil-release/tests/common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+mod support;
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
 use axum::Router;
-use tower::ServiceExt;
+use support::{logs, Client, Reply, Target};
 use veil_consent::SiteDefault;
 use veil_core::Phi;
 use veil_ledger::Event;
@@ -29,106 +28,17 @@ const A: &str = "PATIENT-CHOICES-A-4411";
 const B: &str = "PATIENT-CHOICES-B-5522";
 const PW: &str = "a long password for the test";
 
-#[derive(Clone)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
+impl Target for Env {
+    fn app(&self) -> Router {
+        self.app.clone()
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log line of this test binary (one global subscriber).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let b = Buf(buf.clone());
-        let sub = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || b.clone())
-            .finish();
-        tracing::subscriber::set_global_default(sub).unwrap();
-        buf
-    })
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
-/// A browser: a cookie jar.
-#[derive(Default)]
-struct Client {
-    jar: HashMap<String, String>,
-}
-
-impl Client {
-    fn send(&mut self, p: &Env, method: &str, uri: &str, form: Option<&[(&str, &str)]>) -> Reply {
-        let mut b = Request::builder().method(method).uri(uri);
-        if !self.jar.is_empty() {
-            let c: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            b = b.header(header::COOKIE, c.join("; "));
-        }
-        let body = match form {
-            Some(f) => {
-                b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-                let mut s = form_urlencoded::Serializer::new(String::new());
-                for (k, v) in f {
-                    s.append_pair(k, v);
-                }
-                Body::from(s.finish())
-            }
-            None => Body::empty(),
-        };
-        let req = b.body(body).unwrap();
-        let app = p.app.clone();
-        let (status, headers, body) = p.rt.block_on(async move {
-            let r = app.oneshot(req).await.unwrap();
-            let (parts, body) = r.into_parts();
-            let bytes = axum::body::to_bytes(body, 1 << 22).await.unwrap();
-            (parts.status, parts.headers, bytes)
-        });
-        for c in headers.get_all(header::SET_COOKIE) {
-            let c = c.to_str().unwrap();
-            let (kv, _) = c.split_once(';').unwrap_or((c, ""));
-            let (k, v) = kv.split_once('=').unwrap();
-            if v.is_empty() || c.contains("Max-Age=0") {
-                self.jar.remove(k);
-            } else {
-                self.jar.insert(k.to_string(), v.to_string());
-            }
-        }
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8(body.to_vec()).unwrap(),
-        }
-    }
-
-    fn get(&mut self, p: &Env, uri: &str) -> Reply {
-        self.send(p, "GET", uri, None)
-    }
-
-    fn post(&mut self, p: &Env, uri: &str, form: &[(&str, &str)]) -> Reply {
-        self.send(p, "POST", uri, Some(form))
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        &self.rt
     }
 }
 
 fn csrf(page: &Reply) -> String {
-    let i = page
-        .body
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no csrf field: {}", page.body));
-    let rest = &page.body[i + 19..];
-    rest[..rest.find('"').unwrap()].to_string()
+    Client::csrf(page)
 }
 
 /// The portal (its router owns one `Site`) and a second `Site` on the

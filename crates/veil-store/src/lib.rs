@@ -961,22 +961,9 @@ impl Store {
 
     /// Every ledger row, in position order.
     pub fn ledger_rows(&mut self) -> Result<Vec<veil_ledger_row::StoredRow>, StoreError> {
-        let rows = self.query(
-            "SELECT seq, entry, leaf_hash, head_sig FROM ledger ORDER BY seq",
-            &[],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(veil_ledger_row::StoredRow {
-                    seq: r[0]
-                        .int()
-                        .ok_or_else(|| StoreError::Corrupt("ledger.seq".into()))?,
-                    entry: r[1].text().unwrap_or_default().to_string(),
-                    leaf_hash: r[2].text().unwrap_or_default().to_string(),
-                    head_sig: r[3].text().unwrap_or_default().to_string(),
-                })
-            })
-            .collect()
+        // positions start at 0: every row, without a second copy of the
+        // row mapping
+        self.ledger_rows_from(i64::MIN)
     }
 
     /// The ledger rows at positions `from` and after, in position order:
