@@ -151,6 +151,72 @@ pub(crate) async fn hashing<T: Send + 'static>(
         .map_err(|_| server_error())
 }
 
+/// What a page of one listener carries around its body: its product name
+/// (the brand and the title's suffix), its navigation (label and links,
+/// shown with a sign-out form when signed in) and its footer.
+pub(crate) struct Frame<'a> {
+    pub product: &'a str,
+    pub brand: &'a str,
+    pub nav_label: &'a str,
+    pub links: &'a [(&'a str, &'a str)],
+    /// A module script to load (`/static/proof.js`), if the page needs one.
+    pub script: Option<&'a str>,
+}
+
+impl Frame<'_> {
+    /// The page: the same head, skip link, header and landmarks on the
+    /// portal and the console (one place for what axe-core checks);
+    /// `csrf` is the session's token when signed in.
+    pub(crate) fn page(
+        &self,
+        title: &str,
+        csrf: Option<&str>,
+        body: Markup,
+        footer: Markup,
+    ) -> Markup {
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · " (self.product) }
+                    link rel="stylesheet" href="/static/portal.css";
+                    @if let Some(src) = self.script {
+                        script type="module" src=(src) {}
+                    }
+                }
+                body {
+                    a class="skip" href="#main" { "Skip to main content" }
+                    header class="site" {
+                        p class="brand" { (self.brand) }
+                        @if let Some(csrf) = csrf {
+                            nav aria-label=(self.nav_label) {
+                                ul {
+                                    @for (href, text) in self.links {
+                                        li { a href=(href) { (text) } }
+                                    }
+                                    li {
+                                        form method="post" action="/signout" {
+                                            input type="hidden" name="csrf" value=(csrf);
+                                            button type="submit" { "Sign out" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    main id="main" tabindex="-1" {
+                        h1 { (title) }
+                        (body)
+                    }
+                    footer class="site" { (footer) }
+                }
+            }
+        }
+    }
+}
+
 /// A page without navigation (errors before or outside a session).
 pub(crate) fn bare_page(status: StatusCode, title: &str, body: Markup) -> Response {
     html_response(

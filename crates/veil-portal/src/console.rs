@@ -31,7 +31,7 @@ use axum::middleware;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup};
 use veil_core::Phi;
 use veil_ledger::Event;
 use veil_release::Site;
@@ -39,7 +39,7 @@ use veil_release::Site;
 use crate::common::{
     csrf_ok, error_box, forbidden, form, hashing, html_response, internal, locked, locked_text,
     portal_css, pre_csrf, pre_csrf_ok, redirect, security_headers, session_cookie, system_clock,
-    with_cookies, with_site, Clock, Shared,
+    with_cookies, with_site, Clock, Frame, Shared,
 };
 use crate::flags::{self, FlagRules, Outcome};
 use crate::staff::staff_session;
@@ -301,55 +301,32 @@ pub(crate) fn role_text(r: Role) -> &'static str {
 /// The console's page: `signed_in` is the session and, where known,
 /// the role (the footer names both).
 fn layout(title: &str, signed_in: Option<(&Session, Option<Role>)>, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Staff console" }
-                link rel="stylesheet" href="/static/portal.css";
-            }
-            body {
-                a class="skip" href="#main" { "Skip to main content" }
-                header class="site" {
-                    p class="brand" { "Veil staff console" }
-                    @if let Some((s, _)) = signed_in {
-                        nav aria-label="Console" {
-                            ul {
-                                li { a href="/" { "Dashboard" } }
-                                li { a href="/patients" { "Patient search" } }
-                                li { a href="/flags" { "Flags" } }
-                                li { a href="/review" { "Review" } }
-                                li { a href="/recipients" { "Recipients" } }
-                                li { a href="/staff" { "Staff" } }
-                                li {
-                                    form method="post" action="/signout" {
-                                        input type="hidden" name="csrf" value=(s.csrf.expose());
-                                        button type="submit" { "Sign out" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                main id="main" tabindex="-1" {
-                    h1 { (title) }
-                    (body)
-                }
-                footer class="site" {
-                    @if let Some((s, role)) = signed_in {
-                        p { "Signed in as " (s.subject)
-                            @if let Some(r) = role { " (" (role_text(r)) ")" }
-                            ". Every search and every change is written to the signed ledger. "
-                            a href="/totp" { "Add a sign-in code" } }
-                    } @else {
-                        p { "Staff only. Every sign-in is written to the signed ledger." }
-                    }
-                }
-            }
+    const FRAME: Frame<'static> = Frame {
+        product: "Staff console",
+        brand: "Veil staff console",
+        nav_label: "Console",
+        links: &[
+            ("/", "Dashboard"),
+            ("/patients", "Patient search"),
+            ("/flags", "Flags"),
+            ("/review", "Review"),
+            ("/recipients", "Recipients"),
+            ("/staff", "Staff"),
+        ],
+        script: None,
+    };
+    let footer = html! {
+        @if let Some((s, role)) = signed_in {
+            p { "Signed in as " (s.subject)
+                @if let Some(r) = role { " (" (role_text(r)) ")" }
+                ". Every search and every change is written to the signed ledger. "
+                a href="/totp" { "Add a sign-in code" } }
+        } @else {
+            p { "Staff only. Every sign-in is written to the signed ledger." }
         }
-    }
+    };
+    let csrf = signed_in.map(|(s, _)| s.csrf.expose().as_str());
+    FRAME.page(title, csrf, body, footer)
 }
 
 fn signed_in(s: &Staff) -> Option<(&Session, Option<Role>)> {

@@ -51,7 +51,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, PreEscaped};
 use veil_core::Phi;
 use veil_ledger::{Entry, Event};
 use veil_release::Site;
@@ -59,7 +59,7 @@ use veil_release::Site;
 use crate::common::{
     error_box, forbidden, form, hashing, html_response, internal, locked, locked_text, portal_css,
     pre_csrf, pre_csrf_ok, redirect, same, security_headers, session_cookie, system_clock,
-    with_cookies, with_site, Shared,
+    with_cookies, with_site, Frame, Shared,
 };
 pub use crate::common::{Clock, CSP, PORTAL_CSS};
 use crate::{
@@ -191,51 +191,29 @@ async fn not_found_handler() -> Response {
 // ---- layout -------------------------------------------------------------------
 
 pub(crate) fn layout(title: &str, session: Option<&Session>, script: bool, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Patient portal" }
-                link rel="stylesheet" href="/static/portal.css";
-                @if script {
-                    script type="module" src="/static/proof.js" {}
-                }
-            }
-            body {
-                a class="skip" href="#main" { "Skip to main content" }
-                header class="site" {
-                    p class="brand" { "Patient portal" }
-                    @if let Some(s) = session {
-                        nav aria-label="Portal" {
-                            ul {
-                                li { a href="/" { "Where my images went" } }
-                                li { a href="/choices" { "My sharing choices" } }
-                                li { a href="/requests" { "Sharing requests" } }
-                                li { a href="/lookups" { "Who looked at my record" } }
-                                li { a href="/history" { "Download my history" } }
-                                li { a href="/about-proofs" { "What “verified” means" } }
-                                li {
-                                    form method="post" action="/signout" {
-                                        input type="hidden" name="csrf" value=(s.csrf.expose());
-                                        button type="submit" { "Sign out" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                main id="main" tabindex="-1" {
-                    h1 { (title) }
-                    (body)
-                }
-                footer class="site" {
-                    p { "Your hospital's privacy gateway. " a href="/about-proofs" { "How records are proved" } }
-                }
-            }
-        }
-    }
+    let frame = Frame {
+        product: "Patient portal",
+        brand: "Patient portal",
+        nav_label: "Portal",
+        links: &[
+            ("/", "Where my images went"),
+            ("/choices", "My sharing choices"),
+            ("/requests", "Sharing requests"),
+            ("/lookups", "Who looked at my record"),
+            ("/history", "Download my history"),
+            ("/about-proofs", "What “verified” means"),
+        ],
+        script: script.then_some("/static/proof.js"),
+    };
+    let footer = html! {
+        p { "Your hospital's privacy gateway. " a href="/about-proofs" { "How records are proved" } }
+    };
+    frame.page(
+        title,
+        session.map(|s| s.csrf.expose().as_str()),
+        body,
+        footer,
+    )
 }
 
 pub(crate) fn page_response(
