@@ -20,6 +20,10 @@ class PolicyError(VeilError):
 class NotDicomError(VeilError):
     """The data is not a DICOM object Veil can parse."""
 
+class SiteError(VeilError):
+    """The site cannot be opened or a release cannot run (keys, store,
+    recipient, purpose, OUT)."""
+
 class Key:
     """A pseudonymization key; its repr shows only the key id."""
 
@@ -107,3 +111,34 @@ class Root:
         """Writes or checks the OUT marker as ``veil deid`` does."""
     def record_review(self, out: "Root", policy: Policy, held: Sequence[Tuple[str, str]]) -> None:
         """Adds (name, reason) pairs to this review folder's index for ``out``."""
+
+class Site:
+    """A Veil site: ``$VEIL_HOME`` (its keys) and its store (``$VEIL_DB_URL``,
+    PostgreSQL, else SQLite in the home). Opening sets up nothing."""
+
+    def __init__(self, home: Optional[str] = None, db: Optional[str] = None) -> None: ...
+    def release(
+        self,
+        recipient: str,
+        purpose: str,
+        inputs: Sequence[Union[str, "os.PathLike[str]"]],
+        out: Union[str, "os.PathLike[str]"],
+        operator: Optional[str] = None,
+        jobs: int = 1,
+    ) -> Dict[str, Any]:
+        """``veil release --json``: consent per patient-study, the recipient's
+        recipe and key, verification, one ledger entry per decision; returns
+        the summary (``release_id``, ``released``, ``refused``,
+        ``ledger_positions``, ``exit_code``, ...)."""
+    def dry_run(
+        self,
+        recipient: str,
+        purpose: str,
+        inputs: Sequence[Union[str, "os.PathLike[str]"]] = ...,
+    ) -> Dict[str, Any]:
+        """``veil release --dry-run --json``: decisions as counts, nothing
+        written or logged; with no inputs, checks recipient and purpose."""
+
+def study_group(data: bytes, salt: bytes) -> str:
+    """A keyed digest (``salt``: 32 bytes) of the object's Study Instance UID,
+    to group one study's inputs on one worker without moving the UID."""

@@ -2,6 +2,8 @@
 
     python -m veil.spark [--master local[2]] --key K [--recipe R] [--option O ...]
                          --input URI --out URI [--review URI] [--report URI]
+    python -m veil.spark [--master local[2]] --recipient NAME --purpose P
+                         [--operator O] --input DIR --out DIR [--report URI]
 
 Why Spark needs no coordinator here: Veil's pseudonyms, UIDs and date
 shifts are keyed (HMAC), not drawn from a shared counter, so every
@@ -25,6 +27,19 @@ through Veil (``veil.Inputs``, ``veil.Root``), never through Hadoop
 (Spark here has no ``s3a://``). One outcome row per input comes back,
 and is written as Parquet (or JSON lines for a ``.json`` report, or
 for an ``s3://`` report).
+
+With ``--recipient`` and ``--purpose`` the job is ``veil release``
+instead: consent per patient-study, the recipient's recipe and key,
+verification, and one ledger entry per decision, appended by the
+executors themselves to the site's ledger (PostgreSQL, ``$VEIL_DB_URL``,
+shared by every executor and every other ``veil`` process). Stage 1
+groups the inputs by study (a keyed digest of the Study Instance UID,
+with a key made for this job only, so the UID does not travel);
+the driver spreads whole studies over the partitions by size; stage 2
+runs one release per partition into ``OUT/part-NNNNN``, each a release
+folder with its own manifest. One summary row per partition comes back.
+Executors need ``$VEIL_HOME`` (the site's keys) and ``$VEIL_DB_URL``;
+inputs and OUT are local paths every executor can reach.
 """
 
 import argparse
@@ -35,6 +50,9 @@ STAGING = ".veil-staging"
 RELEASED = ("written", "review")
 ROW_SCHEMA = ("index long, input string, bytes long, outcome string, reason string, "
               "output string")
+RELEASE_SCHEMA = ("partition long, files long, release_id string, studies long, "
+                  "released long, refused map<string,long>, held_for_review long, "
+                  "unreadable long, ledger_positions array<long>, exit_code long")
 
 
 def balanced(inputs, n):
@@ -57,31 +75,78 @@ def _policy(conf):
                        options=conf["options"])
 
 
+def _stage(row, r, roots):
+    """Fills an outcome row from a Result; a released output is written
+    under a staging name in its root."""
+    row.update(outcome=r.outcome, reason=r.reason, output=r.name)
+    if r.outcome in RELEASED and r.output is not None:
+        staged = "%s/%09d.dcm" % (STAGING, row["index"])
+        roots[r.outcome].write(staged, r.output)
+        row["staged"] = staged
+    return row
+
+
+def _roots(conf):
+    import veil
+
+    return {"written": veil.Root(conf["out"]), "review": veil.Root(conf["review"])}
+
+
+def _row(index, name, size):
+    return {"index": index, "input": name, "bytes": size, "outcome": None, "reason": None,
+            "output": None, "staged": None, "series": None}
+
+
 def deid_stage(conf):
     """Stage 1, on an executor: de-identifies each input of the partition
-    and writes its output under a staging name; yields its row."""
+    and writes its output under a staging name; yields its row. With
+    defacing, a CT or MR input is only tagged with its series (keyed
+    digest) for the series stage."""
 
     def run(items):
         import veil
 
         policy = _policy(conf)
         src = veil.Inputs(conf["input"])
-        roots = {"written": veil.Root(conf["out"]), "review": veil.Root(conf["review"])}
+        roots = _roots(conf)
         for index, name, size in items:
-            row = {"index": index, "input": name, "bytes": size, "outcome": None,
-                   "reason": None, "output": None, "staged": None}
+            row = _row(index, name, size)
             try:
-                r = policy.deid_bytes(src.read(name))
+                data = src.read(name)
             except veil.VeilError as e:  # the input could not be read: why, no path
                 row.update(outcome="quarantined", reason=str(e))
                 yield row
                 continue
-            row.update(outcome=r.outcome, reason=r.reason, output=r.name)
-            if r.outcome in RELEASED and r.output is not None:
-                staged = "%s/%09d.dcm" % (STAGING, index)
-                roots[r.outcome].write(staged, r.output)
-                row["staged"] = staged
-            yield row
+            if conf["deface"]:
+                try:
+                    row["series"] = veil.series_group(data, conf["salt"])
+                except veil.VeilError:
+                    pass  # not DICOM: deid_bytes says so
+                if row["series"] is not None:
+                    yield row
+                    continue
+            yield _stage(row, policy.deid_bytes(data, dicomdir=conf["dicomdir"]), roots)
+
+    return run
+
+
+def series_stage(conf):
+    """Stage 1b (defacing), per series: the series' inputs, in input
+    order, are defaced as one volume and de-identified on one executor
+    (``Policy.deid_series``), as ``veil deid`` does; yields their rows."""
+
+    def run(groups):
+        import veil
+
+        policy = _policy(conf)
+        src = veil.Inputs(conf["input"])
+        roots = _roots(conf)
+        for _series, rows in groups:
+            rows = sorted(rows, key=lambda r: r["index"])
+            results = policy.deid_series([src.read(r["input"]) for r in rows],
+                                         dicomdir=conf["dicomdir"])
+            for row, r in zip(rows, results):
+                yield _stage(dict(row, series=None), r, roots)
 
     return run
 
@@ -91,9 +156,7 @@ def settle_stage(conf):
     is in place from an earlier run; every staged copy is removed."""
 
     def run(groups):
-        import veil
-
-        roots = {"written": veil.Root(conf["out"]), "review": veil.Root(conf["review"])}
+        roots = _roots(conf)
         for _name, rows in groups:
             rows = sorted(rows, key=lambda r: r["index"])
             for i, r in enumerate(rows):
@@ -114,6 +177,8 @@ def settle_stage(conf):
 def run_job(spark, conf, partitions=None):
     """Runs the job on ``spark``; returns the outcome rows, in input order
     (dicts: index, input, bytes, outcome, reason, output)."""
+    import os
+
     import veil
 
     sc = spark.sparkContext
@@ -125,9 +190,17 @@ def run_job(spark, conf, partitions=None):
     inputs = [(i, name, size) for i, (name, size) in enumerate(veil.Inputs(conf["input"]).list())]
     n = max(1, min(partitions or sc.defaultParallelism, len(inputs) or 1))
     buckets = balanced(inputs, n)
+    # the series digests' key, this job's only (see veil.series_group)
+    conf = dict(conf, salt=os.urandom(32))
     rows = (sc.parallelize(range(n), n)
             .flatMap(lambda i: buckets[i])
             .mapPartitions(deid_stage(conf)))
+    if conf["deface"]:
+        rows.cache()
+        series = (rows.filter(lambda r: r["series"] is not None)
+                  .groupBy(lambda r: r["series"], numPartitions=n)
+                  .mapPartitions(series_stage(conf)))
+        rows = rows.filter(lambda r: r["series"] is None).union(series)
     rows.cache()
     placed = (rows.filter(lambda r: r["staged"] is not None)
               .groupBy(lambda r: r["output"], numPartitions=n)
@@ -138,13 +211,93 @@ def run_job(spark, conf, partitions=None):
     result = sorted(placed + rest, key=lambda r: r["index"])
     for r in result:
         r.pop("staged", None)
+        r.pop("series", None)
     held = [(r["output"], r["reason"]) for r in result if r["outcome"] == "review"]
     review.record_review(out, policy, held)
+    if conf["dicomdir"]:
+        # study-level, from the headers of what OUT holds (as veil deid
+        # --dicomdir): on the driver, after every output is in place
+        out.write_dicomdir(policy, [r["output"] for r in result
+                                    if r["outcome"] in ("written", "already-done")])
     # what a killed earlier run left in staging (this run's own copies
     # are gone already)
     for loc, root in ((conf["out"], out), (conf["review"], review)):
         sweep(loc, root)
     return result
+
+
+def group_stage(conf):
+    """Release stage 1, on an executor: the study group of each input
+    (keyed digest of its Study Instance UID; "" for what does not parse,
+    which the release then counts as unreadable)."""
+
+    def run(items):
+        import veil
+
+        src = veil.Inputs(conf["input"])
+        for index, name, size in items:
+            try:
+                group = veil.study_group(src.read(name), conf["salt"])
+            except veil.VeilError:
+                group = ""
+            yield group, (index, name, size)
+
+    return run
+
+
+def release_stage(conf):
+    """Release stage 2, on an executor: one ``veil release`` per partition
+    into ``OUT/part-NNNNN``; its decisions go to the site's ledger."""
+
+    def run(parts):
+        import veil
+
+        site = None
+        for part, files in parts:
+            site = site or veil.Site()
+            out = "%s/part-%05d" % (conf["out"].rstrip("/"), part)
+            s = site.release(conf["recipient"], conf["purpose"], [name for _, name, _ in files],
+                             out, operator=conf["operator"], jobs=1)
+            yield dict(s, partition=part, files=len(files))
+
+    return run
+
+
+def release_job(spark, conf, partitions=None):
+    """Runs the release job; returns one summary dict per partition."""
+    import os
+
+    import veil
+
+    for loc in (conf["input"], conf["out"]):
+        if loc.startswith("s3://"):
+            raise SystemExit("veil spark: a release reads and publishes local folders "
+                             "(s3:// is for the de-identification job)")
+    # on the driver first: keys, store, recipient and purpose, and an OUT
+    # that is new or empty, before any executor starts
+    veil.Site().dry_run(conf["recipient"], conf["purpose"])
+    if os.path.isdir(conf["out"]) and os.listdir(conf["out"]):
+        raise SystemExit("veil spark: OUT must be new or empty (each release gets its own folder)")
+    sc = spark.sparkContext
+    inputs = [(i, name, size) for i, (name, size) in enumerate(veil.Inputs(conf["input"]).list())]
+    n = max(1, min(partitions or sc.defaultParallelism, len(inputs) or 1))
+    buckets = balanced(inputs, n)
+    conf = dict(conf, salt=os.urandom(32))
+    groups = (sc.parallelize(range(n), n)
+              .flatMap(lambda i: buckets[i])
+              .mapPartitions(group_stage(conf))
+              .groupByKey()
+              .map(lambda kv: sorted(kv[1]))
+              .collect())
+    # whole studies, spread by size; each partition's files in input order
+    studies = [(files[0][0], files, sum(f[2] for f in files)) for files in groups]
+    parts = [sorted(f for _, files, _ in b for f in files) for b in balanced(studies, n)]
+    work = [(k, files) for k, files in enumerate(parts) if files]
+    if not work:
+        return []
+    return (sc.parallelize(work, len(work))
+            .mapPartitions(release_stage(conf))
+            .collect())
 
 
 def sweep(location, root):
@@ -160,9 +313,9 @@ def sweep(location, root):
     root.remove(STAGING)
 
 
-def write_report(spark, rows, where):
-    """The outcome rows as Parquet, JSON lines (``.json``), or, for
-    ``s3://``, one JSON-lines object written through Veil."""
+def write_report(spark, rows, where, schema=ROW_SCHEMA):
+    """The rows as Parquet, JSON lines (``.json``), or, for ``s3://``, one
+    JSON-lines object written through Veil."""
     import veil
 
     if where.startswith("s3://"):
@@ -170,7 +323,9 @@ def write_report(spark, rows, where):
         body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
         veil.Root(prefix).write(name, body.encode())
         return
-    df = spark.createDataFrame(rows, schema=ROW_SCHEMA).coalesce(1)
+    fields = [f.split()[0] for f in schema.split(", ")]
+    rows = [tuple(r.get(f) for f in fields) for r in rows]
+    df = spark.createDataFrame(rows, schema=schema).coalesce(1)
     if where.endswith(".json"):
         df.write.mode("overwrite").json(where)
     else:
@@ -181,7 +336,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m veil.spark",
                                  description="veil deid as a PySpark job")
     ap.add_argument("--master", help="Spark master, e.g. local[2] (default: what spark-submit set)")
-    ap.add_argument("--key", required=True, help="key file (0600), readable on every executor")
+    ap.add_argument("--key", help="key file (0600), readable on every executor")
     ap.add_argument("--recipe", help="recipe file")
     ap.add_argument("--option", action="append", default=[], help="PS3.15 option (repeat)")
     ap.add_argument("--input", required=True, help="file, folder or s3://bucket/prefix")
@@ -189,7 +344,21 @@ def main(argv=None):
     ap.add_argument("--review", help="review folder or prefix (default: OUT.review)")
     ap.add_argument("--report", help="outcome rows: Parquet, .json (JSON lines) or s3://...")
     ap.add_argument("--partitions", type=int, help="default: Spark's default parallelism")
+    ap.add_argument("--dicomdir", action="store_true",
+                    help="write OUT/DICOMDIR (PS3.10 File IDs), as veil deid --dicomdir")
+    ap.add_argument("--recipient", help="release for this recipient (veil release), "
+                    "logging every decision in the site's ledger")
+    ap.add_argument("--purpose", help="purpose of use, with --recipient")
+    ap.add_argument("--operator", help="who runs the release, for the ledger (default: $USER)")
     a = ap.parse_args(argv)
+    if a.recipient or a.purpose:
+        if not (a.recipient and a.purpose):
+            ap.error("--recipient and --purpose go together")
+        if a.key or a.recipe or a.option or a.review or a.dicomdir:
+            ap.error("a release uses the recipient's recipe and key: leave out --key, "
+                     "--recipe, --option, --review and --dicomdir")
+    elif not a.key:
+        ap.error("give --key (or --recipient and --purpose for a release)")
 
     import os
 
@@ -198,12 +367,24 @@ def main(argv=None):
     # executors run this interpreter (where the veil package is) unless
     # the site says otherwise (a cluster's own PYSPARK_PYTHON)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName("veil deid")
+    builder = SparkSession.builder.appName("veil release" if a.recipient else "veil deid")
     if a.master:
         builder = builder.master(a.master)
     spark = builder.getOrCreate()
+    if a.recipient:
+        conf = {"recipient": a.recipient, "purpose": a.purpose, "operator": a.operator,
+                "input": a.input, "out": a.out}
+        try:
+            rows = release_job(spark, conf, a.partitions)
+            if a.report:
+                write_report(spark, rows, a.report, RELEASE_SCHEMA)
+        finally:
+            spark.stop()
+        return release_line(rows)
     conf = {"key": a.key, "recipe": a.recipe, "options": a.option, "input": a.input,
-            "out": a.out, "review": a.review or a.out.rstrip("/") + ".review"}
+            "out": a.out, "review": a.review or a.out.rstrip("/") + ".review",
+            "dicomdir": a.dicomdir,
+            "deface": "clean-recognizable-visual-features" in a.option}
     try:
         rows = run_job(spark, conf, a.partitions)
         if a.report:
@@ -216,6 +397,24 @@ def main(argv=None):
     print("veil spark: %d inputs: %s" % (len(rows), ", ".join(
         "%d %s" % (v, k) for k, v in sorted(counts.items()))), file=sys.stderr)
     return 1 if counts.get("quarantined") else 0
+
+
+def release_line(rows):
+    """Prints the release job's totals (counts only); returns its exit
+    status: 1 when a partition's release would exit 1 (a refusal other
+    than consent, or an unreadable input)."""
+    refused = {}
+    for r in rows:
+        for k, v in r["refused"].items():
+            refused[k] = refused.get(k, 0) + v
+    positions = sorted(p for r in rows for p in r["ledger_positions"])
+    print("veil spark release: %d releases, %d studies: %d released, %d refused%s; "
+          "%d ledger entries" % (
+              len(rows), sum(r["studies"] for r in rows), sum(r["released"] for r in rows),
+              sum(refused.values()),
+              " (" + ", ".join("%d %s" % (v, k) for k, v in sorted(refused.items())) + ")"
+              if refused else "", len(positions)), file=sys.stderr)
+    return max([r["exit_code"] for r in rows] or [0])
 
 
 if __name__ == "__main__":

@@ -248,3 +248,33 @@ def test_defacing_single_object_goes_to_review(key, files):
     r = policy.deid_bytes(ct[0].read_bytes())
     assert r.outcome == "review"
     assert "clean-recognizable-visual-features" in r.reason
+
+
+def test_groups_are_keyed_and_typed(files):
+    """study_group and series_group: the same digest for the same UID and
+    salt, another salt another digest, never the UID itself; a series
+    digest only for CT and MR; typed errors."""
+    ct = [f for f in CORPUS.rglob("*CT_small.dcm")]
+    if not ct:
+        pytest.skip("no CT_small.dcm in the corpus")
+    data = ct[0].read_bytes()
+    s1, s2 = os.urandom(32), os.urandom(32)
+    a = veil.study_group(data, s1)
+    assert a == veil.study_group(data, s1) != veil.study_group(data, s2)
+    assert len(a) == 64 and b"." not in a.encode()
+    assert veil.series_group(data, s1) not in (None, a)
+    # the corpus sample holds other modalities too: no series digest
+    assert any(veil.series_group(f.read_bytes(), s1) is None for f in files)
+    with pytest.raises(veil.VeilError):
+        veil.study_group(data, b"short")
+    with pytest.raises(veil.NotDicomError):
+        veil.series_group(b"not dicom", s1)
+
+
+def test_site_errors_are_typed(tmp_path):
+    """A home without keys: SiteError naming what to do, no key created."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    with pytest.raises(veil.SiteError, match="veil init"):
+        veil.Site(home=str(home), db=None)
+    assert not [p for p in home.iterdir() if p.name.endswith(".key")]

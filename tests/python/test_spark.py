@@ -27,6 +27,7 @@ import uuid
 
 import pytest
 
+import heads
 import veil
 from test_api import PIXELS, VEIL_BIN, corpus_files
 
@@ -70,6 +71,21 @@ def inputs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def head_inputs(tmp_path_factory, inputs):
+    """A few corpus files and a real head (ch2) as an MR series."""
+    src = heads.HEADS / "ch2.nii.gz"
+    if not src.is_file():
+        if os.environ.get("VEIL_REQUIRE_HEADS"):
+            pytest.fail("VEIL_REQUIRE_HEADS is set but %s is missing" % src)
+        pytest.skip("no heads (scripts/fetch-heads.sh)")
+    d = tmp_path_factory.mktemp("spark-head-in")
+    for f in sorted(inputs.iterdir())[:8]:
+        shutil.copy(f, d / f.name)
+    n = len(heads.write_series(src, d / "head", "2.25.2026120700"))
+    return d, n
+
+
+@pytest.fixture(scope="module")
 def key_file(tmp_path_factory):
     p = tmp_path_factory.mktemp("spark-key") / "site.key"
     subprocess.run([str(VEIL_BIN), "key", "new", str(p)], check=True, capture_output=True)
@@ -89,6 +105,28 @@ def spark(*args, check=True):
     if check:
         assert p.returncode in (0, 1), p.stderr[-3000:]
     return p
+
+
+def test_spark_defaces_and_writes_dicomdir_as_veil_deid(head_inputs, key_file, tmp_path):
+    """The series stage (defacing, Clean Recognizable Visual Features) and
+    the DICOMDIR: the same OUT, DICOMDIR included, as veil deid."""
+    d, slices = head_inputs
+    opts = ["--option", "clean-recognizable-visual-features", "--dicomdir"]
+    veil_deid(d, "--out", tmp_path / "cli", "--jobs", 2, "--key", key_file, *opts)
+    spark("--key", key_file, *opts, "--input", d, "--out", tmp_path / "spark",
+          "--report", tmp_path / "report.json")
+    a, b = tree(tmp_path / "cli"), tree(tmp_path / "spark")
+    assert a == b, set(a) ^ set(b)
+    assert "DICOMDIR" in a
+    ra = {k: v for k, v in tree(tmp_path / "cli.review").items() if k.endswith(".dcm")}
+    rb = {k: v for k, v in tree(tmp_path / "spark.review").items() if k.endswith(".dcm")}
+    assert ra == rb, set(ra) ^ set(rb)
+    assert review_items(tmp_path / "cli.review") == review_items(tmp_path / "spark.review")
+    # the head was defaced (code 113102 in each slice's method codes), not
+    # sent to review
+    defaced = [p for p in (tmp_path / "spark").rglob("*")
+               if p.is_file() and b"113102" in p.read_bytes()]
+    assert len(defaced) == slices, (len(defaced), slices)
 
 
 @pytest.mark.parametrize("options", [[], PIXELS], ids=["header", "pixels"])

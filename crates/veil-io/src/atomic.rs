@@ -319,3 +319,44 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 }
+
+/// A private temporary folder (mode 0700, a random name under the
+/// system's temporary folder), removed with everything in it on drop. For
+/// work that must go through files briefly (reading a series, scanning an
+/// output) when the caller holds the objects in memory.
+#[derive(Debug)]
+pub struct PrivateDir(std::path::PathBuf);
+
+impl PrivateDir {
+    /// Creates one; `what` starts its name (no values).
+    pub fn new(what: &str) -> io::Result<PrivateDir> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut r = [0u8; 8];
+        getrandom::getrandom(&mut r).map_err(|_| io::Error::other("no random source"))?;
+        let dir = std::env::temp_dir().join(format!(
+            "{what}-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            u64::from_le_bytes(r)
+        ));
+        let mut b = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(&dir)?;
+        Ok(PrivateDir(dir))
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -280,6 +280,28 @@ pub fn write_dicomdir(
     entries: &[DirEntry],
     sop_instance: &str,
 ) -> Result<(), WriteError> {
+    let (meta, ts, top) = dicomdir_dataset(entries, sop_instance)?;
+    crate::write::write_file(
+        &root.join("DICOMDIR"),
+        &meta,
+        &ts,
+        &top,
+        &Source::Memory(Default::default()),
+    )
+}
+
+/// The bytes [`write_dicomdir`] writes, for a root that is not a local
+/// folder (an S3 prefix).
+pub fn encode_dicomdir(entries: &[DirEntry], sop_instance: &str) -> Result<Vec<u8>, WriteError> {
+    let (meta, ts, top) = dicomdir_dataset(entries, sop_instance)?;
+    crate::write::encode_file(&meta, &ts, &top, &Source::Memory(Default::default()))
+}
+
+/// The DICOMDIR's File Meta, transfer syntax and data set.
+fn dicomdir_dataset(
+    entries: &[DirEntry],
+    sop_instance: &str,
+) -> Result<(WriteMeta, TsInfo, DataSet), WriteError> {
     let ts = TsInfo::explicit_le();
     // hierarchy keys of each entry: patient, study, series, instance
     let keyed: Vec<(&DirEntry, [String; 4])> = entries
@@ -417,11 +439,5 @@ pub fn write_dicomdir(
         vr: VR::SQ,
         value: Value::Sequence(nodes.into_iter().map(|n| n.ds).collect()),
     });
-    crate::write::write_file(
-        &root.join("DICOMDIR"),
-        &meta,
-        &ts,
-        &top,
-        &Source::Memory(Default::default()),
-    )
+    Ok((meta, ts, top))
 }

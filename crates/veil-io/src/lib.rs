@@ -26,7 +26,7 @@ mod walk;
 mod write;
 
 pub use dataset::{DataSet, Element, Value};
-pub use dicomdir::{write_dicomdir, DirEntry};
+pub use dicomdir::{encode_dicomdir, write_dicomdir, DirEntry};
 pub use read::{read, read_bytes, DicomFile, FileMeta, ReadError, Source, TsInfo};
 pub use walk::{describe, input_error, walk, walk_with, Skip, WalkOptions, Walked};
 pub use write::{

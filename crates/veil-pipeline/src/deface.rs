@@ -52,13 +52,20 @@ fn modality(ds: &DataSet) -> String {
     ds.ascii(Tag(0x0008, 0x0060)).unwrap_or_default()
 }
 
+/// Whether the stage defaces objects of this modality (CT, MR), series by
+/// series; a caller spreading a batch over workers groups those by
+/// Series Instance UID and hands each series to one worker.
+pub fn is_volume_modality(ds: &DataSet) -> bool {
+    matches!(modality(ds).as_str(), "CT" | "MR")
+}
+
 impl Stage {
     /// Groups the CT and MR inputs into series and defaces each one.
     pub fn prepare(files: &[PathBuf], review_root: &Path) -> std::io::Result<Stage> {
         let mut series: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
         for f in files {
             let Ok(file) = veil_io::read(f) else { continue };
-            if !matches!(modality(&file.dataset).as_str(), "CT" | "MR") {
+            if !is_volume_modality(&file.dataset) {
                 continue;
             }
             let uid = file.dataset.ascii(Tag(0x0020, 0x000E)).unwrap_or_default();

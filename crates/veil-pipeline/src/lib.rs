@@ -28,12 +28,11 @@ mod pixels;
 pub use pixels::PixelReport;
 use rayon::prelude::*;
 use veil_core::ProfileOption;
-use veil_core::Tag;
 use veil_core::{Phi, QuarantineReason};
-use veil_deid::{pseudonym, Deidentifier, Policy};
-use veil_io::DirEntry;
+use veil_deid::{Deidentifier, Policy};
 
 pub mod deface;
+pub mod dicomdir;
 pub mod object;
 pub mod outmark;
 #[cfg(feature = "s3")]
@@ -707,27 +706,15 @@ const SYNC_ONE_BY_ONE: usize = 16;
 impl Batch<'_> {
     /// Writes OUT/DICOMDIR from the headers of the released outputs.
     fn write_dicomdir(&self, results: &[(FileResult, u64)]) -> std::io::Result<()> {
-        let mut entries = Vec::new();
-        for (r, _) in results {
+        let outputs = results.iter().filter_map(|(r, _)| {
             let rel = match &r.outcome {
                 Outcome::Written { output } | Outcome::AlreadyDone { output } => output,
-                _ => continue,
+                _ => return None,
             };
-            let Ok(f) = veil_io::read(&self.out.join(rel)) else {
-                continue;
-            };
-            entries.push(DirEntry {
-                file_id: rel.split('/').map(str::to_string).collect(),
-                ts_uid: f.ts.uid.clone(),
-                dataset: f.dataset,
-            });
-        }
-        let mut sops: Vec<String> = entries
-            .iter()
-            .filter_map(|e| e.dataset.ascii(Tag(0x0008, 0x0018)))
-            .collect();
-        sops.sort_unstable();
-        let uid = pseudonym::uid(self.policy.key(), &format!("DICOMDIR {}", sops.join(" ")));
+            let f = veil_io::read(&self.out.join(rel)).ok()?;
+            Some((rel.clone(), f))
+        });
+        let (entries, uid) = dicomdir::entries(self.policy, outputs);
         veil_io::write_dicomdir(&self.out, &entries, &uid).map_err(|e| match e {
             // keeps the kind, so a full disk is reported as one
             veil_io::WriteError::Io(k) => std::io::Error::from(k),

@@ -232,15 +232,78 @@ pub fn deid_object(policy: &Policy, bytes: Vec<u8>, opts: &ObjectOptions) -> Obj
     }
     let deid = Deidentifier::new(policy);
     let pixel_stage = PixelStage::new(policy);
-    let read = veil_io::read_bytes(bytes);
-    let core = match prepare(
+    finish(
         policy,
         &deid,
         pixel_stage.as_ref(),
-        read,
+        veil_io::read_bytes(bytes),
         None,
-        opts.dicomdir_names,
-    ) {
+        opts,
+    )
+}
+
+/// De-identifies the instances of one CT or MR series held in memory, as
+/// `veil deid --option clean-recognizable-visual-features` does when they
+/// are its inputs: the series is assembled and defaced as a volume
+/// ([`crate::deface::Stage`]), then each instance goes through the same
+/// core as [`deid_object`]. One result per input, in order. Why the whole
+/// series at once: a face is removed from a volume, not an image, so a
+/// caller spreading work over machines (the Spark job) must hand each
+/// series to one worker whole. The instances are parked in a private
+/// temporary folder while the series is read (removed afterwards).
+pub fn deid_series(
+    policy: &Policy,
+    inputs: Vec<Vec<u8>>,
+    opts: &ObjectOptions,
+) -> std::io::Result<Vec<ObjectResult>> {
+    if let Err(why) = crate::pixel_options_supported(policy) {
+        let r = || {
+            ObjectResult::stopped(ObjectOutcome::Review {
+                reason: why.clone(),
+            })
+        };
+        return Ok(inputs.iter().map(|_| r()).collect());
+    }
+    let scratch = veil_io::atomic::PrivateDir::new("veil-series")?;
+    let mut files = Vec::with_capacity(inputs.len());
+    for (i, b) in inputs.iter().enumerate() {
+        let p = scratch.path().join(format!("{i}.dcm"));
+        veil_io::atomic::write_private(&p, b)?;
+        files.push(p);
+    }
+    let stage = crate::deface::Stage::prepare(&files, scratch.path())?;
+    let deid = Deidentifier::new(policy);
+    let pixel_stage = PixelStage::new(policy);
+    let results = files
+        .iter()
+        .zip(inputs)
+        .map(|(path, bytes)| {
+            let mut deface =
+                |d: &mut Deidentified| stage.apply(path, &mut d.dataset, &mut d.review);
+            finish(
+                policy,
+                &deid,
+                pixel_stage.as_ref(),
+                veil_io::read_bytes(bytes),
+                Some(&mut deface),
+                opts,
+            )
+        })
+        .collect();
+    stage.clean_up()?;
+    Ok(results)
+}
+
+/// The core on one parsed object, then its encoding: the result.
+fn finish(
+    policy: &Policy,
+    deid: &Deidentifier<'_>,
+    pixel_stage: Option<&PixelStage>,
+    read: Result<DicomFile, ReadError>,
+    deface: Option<DefaceFn<'_>>,
+    opts: &ObjectOptions,
+) -> ObjectResult {
+    let core = match prepare(policy, deid, pixel_stage, read, deface, opts.dicomdir_names) {
         Prepared::Ready(c) => c,
         Prepared::Stopped(Outcome::Quarantined { reason }) => {
             return ObjectResult::stopped(ObjectOutcome::Quarantined { reason })

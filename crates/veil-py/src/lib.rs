@@ -7,7 +7,6 @@
 //! value read from a file or the key.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pyo3::create_exception;
@@ -17,6 +16,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use veil_core::{ProfileOption, QuarantineReason};
 use veil_pipeline::object::{deid_object, ObjectOptions, ObjectOutcome, ObjectResult};
 
+mod site;
 mod storage;
 
 create_exception!(
@@ -168,11 +168,43 @@ impl Policy {
     }
 
     /// De-identifies one object held in memory: the same output bytes and
-    /// name as `veil deid` with this policy. Releases the GIL.
-    fn deid_bytes(&self, py: Python<'_>, data: Vec<u8>) -> Result {
+    /// name as `veil deid` with this policy (`dicomdir`: named as with
+    /// `veil deid --dicomdir`). Releases the GIL.
+    #[pyo3(signature = (data, dicomdir=false))]
+    fn deid_bytes(&self, py: Python<'_>, data: Vec<u8>, dicomdir: bool) -> Result {
         let policy = Arc::clone(&self.policy);
-        let r = py.allow_threads(move || deid_object(&policy, data, &ObjectOptions::default()));
+        let opts = ObjectOptions {
+            dicomdir_names: dicomdir,
+        };
+        let r = py.allow_threads(move || deid_object(&policy, data, &opts));
         Result::of(r, true)
+    }
+
+    /// De-identifies the instances of one CT or MR series held in memory,
+    /// defacing the series as a volume when the policy has
+    /// `clean-recognizable-visual-features`: the same bytes as `veil deid`
+    /// gives those instances. One Result per input, in order. Releases the
+    /// GIL.
+    #[pyo3(signature = (series, dicomdir=false))]
+    fn deid_series(
+        &self,
+        py: Python<'_>,
+        series: Vec<Vec<u8>>,
+        dicomdir: bool,
+    ) -> PyResult<Vec<Result>> {
+        let policy = Arc::clone(&self.policy);
+        let opts = ObjectOptions {
+            dicomdir_names: dicomdir,
+        };
+        let rs = py
+            .allow_threads(move || veil_pipeline::object::deid_series(&policy, series, &opts))
+            .map_err(|e| {
+                pyo3::exceptions::PyOSError::new_err(format!(
+                    "deid_series: I/O error: {:?}",
+                    e.kind()
+                ))
+            })?;
+        Ok(rs.into_iter().map(|r| Result::of(r, true)).collect())
     }
 
     /// De-identifies the file `src` and writes the output to the file
@@ -255,39 +287,8 @@ impl Result {
     }
 }
 
-fn not_dicom(reason: &QuarantineReason) -> PyErr {
+pub(crate) fn not_dicom(reason: &QuarantineReason) -> PyErr {
     NotDicomError::new_err(reason.to_string())
-}
-
-/// A private scratch folder for one verification, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> std::io::Result<Scratch> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let mut r = [0u8; 8];
-        getrandom::getrandom(&mut r).map_err(|_| std::io::Error::other("no random source"))?;
-        let dir = std::env::temp_dir().join(format!(
-            "veil-py-{}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            u64::from_le_bytes(r)
-        ));
-        let mut b = std::fs::DirBuilder::new();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(0o700);
-        }
-        b.create(&dir)?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Verifies a de-identified object: what `veil verify` finds that fails
@@ -310,8 +311,8 @@ fn verify_bytes<'py>(
         let io = |e: std::io::Error| {
             pyo3::exceptions::PyOSError::new_err(format!("verify: I/O error: {:?}", e.kind()))
         };
-        let scratch = Scratch::new().map_err(io)?;
-        let path = scratch.0.join("output.dcm");
+        let scratch = veil_io::atomic::PrivateDir::new("veil-py").map_err(io)?;
+        let path = scratch.path().join("output.dcm");
         veil_io::atomic::write_private(&path, &output).map_err(io)?;
         let policy = veil_verify::VerifyPolicy::default();
         Ok(veil_verify::verify_one(&src, &path, "output.dcm", &policy))
@@ -362,6 +363,10 @@ fn _veil(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("REVIEW_INDEX", veil_io::REVIEW_INDEX)?;
     m.add_function(wrap_pyfunction!(verify_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(explain, m)?)?;
+    m.add_class::<site::Site>()?;
+    m.add_function(wrap_pyfunction!(site::study_group, m)?)?;
+    m.add_function(wrap_pyfunction!(site::series_group, m)?)?;
+    m.add("SiteError", py.get_type::<site::SiteError>())?;
     m.add("VeilError", py.get_type::<VeilError>())?;
     m.add("KeyFileError", py.get_type::<KeyFileError>())?;
     m.add("RecipeError", py.get_type::<RecipeError>())?;

@@ -152,6 +152,24 @@ impl Root {
         })
     }
 
+    /// Writes this OUT's `DICOMDIR` for the outputs `names` (relative
+    /// names, as `deid_bytes(..., dicomdir=True)` gave them), from their
+    /// headers, as `veil deid --dicomdir` writes it.
+    fn write_dicomdir(&self, py: Python<'_>, policy: &Policy, names: Vec<String>) -> PyResult<()> {
+        let policy = std::sync::Arc::clone(&policy.policy);
+        py.allow_threads(|| -> PyResult<()> {
+            let mut outputs = Vec::with_capacity(names.len());
+            for n in names {
+                if let Some(b) = self.inner.read(&n).map_err(err)? {
+                    outputs.push((n, b));
+                }
+            }
+            let bytes = veil_pipeline::dicomdir::encode(&policy, outputs)
+                .map_err(|e| VeilError::new_err(format!("DICOMDIR: {e}")))?;
+            self.inner.write("DICOMDIR", &bytes).map_err(err)
+        })
+    }
+
     fn __repr__(&self) -> String {
         // the location can name a study: not shown
         format!("Root(s3={})", self.inner.is_s3())
