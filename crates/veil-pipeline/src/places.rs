@@ -61,8 +61,12 @@ impl PlacedBatch<'_> {
         let mut done = 0;
         for chunk in list.chunks(CHUNK) {
             let results = self.deid_chunk(chunk, &opts)?;
-            for ((input, size), r) in chunk.iter().zip(results) {
-                let outcome = self.settle(r.0, &mut claimed)?;
+            let (settled, pixels): (Vec<_>, Vec<_>) = results
+                .into_iter()
+                .map(|(r, px)| (self.decide(r, &mut claimed), px))
+                .unzip();
+            let outcomes = self.put_all(settled)?;
+            for (((input, size), outcome), px) in chunk.iter().zip(outcomes).zip(pixels) {
                 match &outcome {
                     Outcome::Written { .. } => counts.written += 1,
                     Outcome::Review { .. } => counts.review += 1,
@@ -84,7 +88,7 @@ impl PlacedBatch<'_> {
                         Input::Key(k) => k.clone(),
                     }),
                     outcome,
-                    pixels: r.1,
+                    pixels: px,
                     transcoded: None,
                 });
             }
@@ -147,16 +151,13 @@ impl PlacedBatch<'_> {
             .collect()
     }
 
-    /// Applies the rules across inputs to one result, in input order, and
-    /// writes its output when it is released.
-    fn settle(
-        &self,
-        r: ObjectResult,
-        claimed: &mut HashSet<String>,
-    ) -> Result<Outcome, ObjectError> {
+    /// Applies the rules across inputs to one result, in input order: the
+    /// first input of an instance is released (its output still to be
+    /// put), a later one is a duplicate. No I/O.
+    fn decide(&self, r: ObjectResult, claimed: &mut HashSet<String>) -> Settled<'_> {
         let (name, bytes) = match (r.name, r.output) {
             (Some(n), Some(b)) => (n, b),
-            _ => return Ok(stopped(r.outcome)),
+            _ => return Settled::Done(stopped(r.outcome)),
         };
         let (root, released) = match &r.outcome {
             ObjectOutcome::Written => (
@@ -172,17 +173,91 @@ impl PlacedBatch<'_> {
                     reason: reason.clone(),
                 },
             ),
-            other => return Ok(stopped(other.clone())),
+            other => return Settled::Done(stopped(other.clone())),
         };
         if !claimed.insert(name.clone()) {
-            return Ok(Outcome::DuplicateInstance { output: name });
+            return Settled::Done(Outcome::DuplicateInstance { output: name });
         }
-        if root.exists(&name)? {
-            return Ok(Outcome::AlreadyDone { output: name });
+        Settled::Put {
+            root,
+            name,
+            bytes,
+            released,
         }
-        root.write(&name, &bytes)?;
-        Ok(released)
     }
+
+    /// Puts a chunk's released outputs, many at once (each a HEAD, then a
+    /// PUT unless an earlier run finished it): an object store answers
+    /// requests in parallel, and the names are distinct once decided, so
+    /// the order of the writes does not matter. Outcomes in input order.
+    fn put_all(&self, settled: Vec<Settled<'_>>) -> Result<Vec<Outcome>, ObjectError> {
+        let slots: Vec<Mutex<Option<Settled<'_>>>> =
+            settled.into_iter().map(|s| Mutex::new(Some(s))).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed: Mutex<Option<ObjectError>> = Mutex::new(None);
+        let threads = (self.jobs.max(1) * PUTS_PER_JOB).min(slots.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(slot) = slots.get(i) else { break };
+                    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(Settled::Put {
+                        root,
+                        name,
+                        bytes,
+                        released,
+                    }) = slot.take()
+                    else {
+                        continue;
+                    };
+                    let done = match root.exists(&name) {
+                        Ok(true) => Ok(Outcome::AlreadyDone { output: name }),
+                        Ok(false) => root.write(&name, &bytes).map(|()| released),
+                        Err(e) => Err(e),
+                    };
+                    match done {
+                        Ok(o) => *slot = Some(Settled::Done(o)),
+                        Err(e) => {
+                            failed
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get_or_insert(e);
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        Ok(slots
+            .into_iter()
+            .map(
+                |m| match m.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                    Some(Settled::Done(o)) => o,
+                    // every Put became Done, or the run stopped above
+                    _ => Outcome::NotDicom,
+                },
+            )
+            .collect())
+    }
+}
+
+/// Concurrent puts per job: they wait on the network, not the CPU.
+const PUTS_PER_JOB: usize = 4;
+
+/// A result after the rules across inputs.
+enum Settled<'a> {
+    /// Final.
+    Done(Outcome),
+    /// Released: to be written to `root` unless it is there already.
+    Put {
+        root: &'a Root,
+        name: String,
+        bytes: Vec<u8>,
+        released: Outcome,
+    },
 }
 
 /// The batch's outcome of an object that is not written.

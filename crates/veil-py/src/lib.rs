@@ -12,6 +12,7 @@ use std::sync::Arc;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use veil_core::{ProfileOption, QuarantineReason};
 use veil_pipeline::object::{deid_object, ObjectOptions, ObjectOutcome, ObjectResult};
@@ -171,12 +172,12 @@ impl Policy {
     /// name as `veil deid` with this policy (`dicomdir`: named as with
     /// `veil deid --dicomdir`). Releases the GIL.
     #[pyo3(signature = (data, dicomdir=false))]
-    fn deid_bytes(&self, py: Python<'_>, data: Vec<u8>, dicomdir: bool) -> Result {
+    fn deid_bytes(&self, py: Python<'_>, data: PyBackedBytes, dicomdir: bool) -> Result {
         let policy = Arc::clone(&self.policy);
         let opts = ObjectOptions {
             dicomdir_names: dicomdir,
         };
-        let r = py.allow_threads(move || deid_object(&policy, data, &opts));
+        let r = py.allow_threads(move || deid_object(&policy, data.to_vec(), &opts));
         Result::of(r, true)
     }
 
@@ -189,7 +190,7 @@ impl Policy {
     fn deid_series(
         &self,
         py: Python<'_>,
-        series: Vec<Vec<u8>>,
+        series: Vec<PyBackedBytes>,
         dicomdir: bool,
     ) -> PyResult<Vec<Result>> {
         let policy = Arc::clone(&self.policy);
@@ -197,7 +198,10 @@ impl Policy {
             dicomdir_names: dicomdir,
         };
         let rs = py
-            .allow_threads(move || veil_pipeline::object::deid_series(&policy, series, &opts))
+            .allow_threads(move || {
+                let series = series.iter().map(|b| b.to_vec()).collect();
+                veil_pipeline::object::deid_series(&policy, series, &opts)
+            })
             .map_err(|e| {
                 pyo3::exceptions::PyOSError::new_err(format!(
                     "deid_series: I/O error: {:?}",
@@ -298,12 +302,12 @@ pub(crate) fn not_dicom(reason: &QuarantineReason) -> PyErr {
 #[pyo3(signature = (output, source=None))]
 fn verify_bytes<'py>(
     py: Python<'py>,
-    output: Vec<u8>,
-    source: Option<Vec<u8>>,
+    output: PyBackedBytes,
+    source: Option<PyBackedBytes>,
 ) -> PyResult<Bound<'py, PyList>> {
     let found = py.allow_threads(move || -> PyResult<Vec<veil_verify::Finding>> {
         let src = match source {
-            Some(b) => veil_io::read_bytes(b).map_err(|e| not_dicom(&e.reason))?,
+            Some(b) => veil_io::read_bytes(b.to_vec()).map_err(|e| not_dicom(&e.reason))?,
             None => veil_io::DicomFile::in_memory(veil_io::DataSet::default()),
         };
         // the scanner reads a file: the output goes to a private temporary
@@ -332,10 +336,14 @@ fn verify_bytes<'py>(
 /// `veil explain --json` prints it: a dict with `options`, `review` and
 /// `decisions` (each: path, keyword, vr, action, why). No values.
 #[pyfunction]
-fn explain<'py>(py: Python<'py>, data: Vec<u8>, policy: &Policy) -> PyResult<Bound<'py, PyAny>> {
+fn explain<'py>(
+    py: Python<'py>,
+    data: PyBackedBytes,
+    policy: &Policy,
+) -> PyResult<Bound<'py, PyAny>> {
     let p = Arc::clone(&policy.policy);
     let json = py.allow_threads(move || -> PyResult<String> {
-        let f = veil_io::read_bytes(data).map_err(|e| not_dicom(&e.reason))?;
+        let f = veil_io::read_bytes(data.to_vec()).map_err(|e| not_dicom(&e.reason))?;
         let d = veil_deid::Deidentifier::new(&p)
             .explain(&f)
             .map_err(|r| VeilError::new_err(r.to_string()))?;

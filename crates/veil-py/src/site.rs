@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use veil_core::Tag;
 
 use crate::VeilError;
@@ -155,10 +156,14 @@ impl Site {
 /// the job's own random key, so the digest links nothing outside the job.
 /// Releases the GIL.
 #[pyfunction]
-pub(crate) fn study_group(py: Python<'_>, data: Vec<u8>, salt: Vec<u8>) -> PyResult<String> {
+pub(crate) fn study_group(
+    py: Python<'_>,
+    data: PyBackedBytes,
+    salt: PyBackedBytes,
+) -> PyResult<String> {
     let salt = salt_of(salt)?;
     py.allow_threads(move || {
-        let f = veil_io::read_bytes(data).map_err(|e| crate::not_dicom(&e.reason))?;
+        let f = veil_io::read_bytes(data.to_vec()).map_err(|e| crate::not_dicom(&e.reason))?;
         Ok(group_digest(salt, "study-group", &f, Tag(0x0020, 0x000D)))
     })
 }
@@ -170,20 +175,19 @@ pub(crate) fn study_group(py: Python<'_>, data: Vec<u8>, salt: Vec<u8>) -> PyRes
 #[pyfunction]
 pub(crate) fn series_group(
     py: Python<'_>,
-    data: Vec<u8>,
-    salt: Vec<u8>,
+    data: PyBackedBytes,
+    salt: PyBackedBytes,
 ) -> PyResult<Option<String>> {
     let salt = salt_of(salt)?;
     py.allow_threads(move || {
-        let f = veil_io::read_bytes(data).map_err(|e| crate::not_dicom(&e.reason))?;
+        let f = veil_io::read_bytes(data.to_vec()).map_err(|e| crate::not_dicom(&e.reason))?;
         Ok(veil_pipeline::deface::is_volume_modality(&f.dataset)
             .then(|| group_digest(salt, "series-group", &f, Tag(0x0020, 0x000E))))
     })
 }
 
-fn salt_of(salt: Vec<u8>) -> PyResult<[u8; 32]> {
-    salt.try_into()
-        .map_err(|_| VeilError::new_err("the salt must be 32 bytes"))
+fn salt_of(salt: PyBackedBytes) -> PyResult<[u8; 32]> {
+    <[u8; 32]>::try_from(&*salt).map_err(|_| VeilError::new_err("the salt must be 32 bytes"))
 }
 
 /// HMAC of one UID of the object under the job's salt, hex.

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 use veil_io::place::{Input, Inputs as PlaceInputs, Root as PlaceRoot};
 
@@ -83,7 +84,7 @@ impl Root {
     }
 
     /// Writes `name` so that it appears only complete.
-    fn write(&self, py: Python<'_>, name: String, data: Vec<u8>) -> PyResult<()> {
+    fn write(&self, py: Python<'_>, name: String, data: PyBackedBytes) -> PyResult<()> {
         py.allow_threads(|| self.inner.write(&name, &data))
             .map_err(err)
     }
