@@ -66,8 +66,11 @@ class Policy:
     def options(self) -> List[str]: ...
     @property
     def key_id(self) -> str: ...
-    def deid_bytes(self, data: bytes) -> Result:
+    def deid_bytes(self, data: bytes, dicomdir: bool = False) -> Result:
         """De-identifies one object; output bytes equal ``veil deid``'s file."""
+    def deid_series(self, series: Sequence[bytes], dicomdir: bool = False) -> List[Result]:
+        """The instances of one CT/MR series, defaced as a volume with
+        ``clean-recognizable-visual-features``; one Result per input."""
     def deid_file(
         self, src: Union[str, "os.PathLike[str]"], dst: Union[str, "os.PathLike[str]"]
     ) -> Result:
@@ -100,12 +103,17 @@ class Root:
     ``s3://bucket/prefix``. Names are Veil's relative output names."""
 
     def __init__(self, location: str) -> None: ...
-    def write(self, name: str, data: bytes) -> None:
-        """Writes ``name`` so that it appears only complete."""
+    def write(self, name: str, data: bytes, durable: bool = True) -> None:
+        """Writes ``name`` so that it appears only complete; ``durable=False``
+        leaves the fsyncs of a local root to a later ``sync()``."""
+    def sync(self) -> None:
+        """Makes writes and renames done with ``durable=False`` durable."""
     def exists(self, name: str) -> bool: ...
     def read(self, name: str) -> Optional[bytes]: ...
-    def rename(self, src: str, dst: str) -> None:
+    def rename(self, src: str, dst: str, durable: bool = True) -> None:
         """Moves ``src`` to ``dst``; ``dst`` appears only complete."""
+    def write_dicomdir(self, policy: Policy, names: Sequence[str]) -> None:
+        """Writes this OUT's DICOMDIR for the outputs ``names``."""
     def remove(self, name: str) -> None: ...
     def claim(self, policy: Policy, force_new_key: bool = False) -> None:
         """Writes or checks the OUT marker as ``veil deid`` does."""

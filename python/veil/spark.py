@@ -81,9 +81,20 @@ def _stage(row, r, roots):
     row.update(outcome=r.outcome, reason=r.reason, output=r.name)
     if r.outcome in RELEASED and r.output is not None:
         staged = "%s/%09d.dcm" % (STAGING, row["index"])
-        roots[r.outcome].write(staged, r.output)
+        # made durable once per partition (_synced), before stage 2
+        # renames anything
+        roots[r.outcome].write(staged, r.output, durable=False)
         row["staged"] = staged
     return row
+
+
+def _synced(rows, roots):
+    """Yields the rows, then makes the partition's deferred writes and
+    renames durable (a local root's file system synced once, instead of
+    fsyncs per file): before Spark sees the partition end."""
+    yield from rows
+    for root in roots.values():
+        root.sync()
 
 
 def _roots(conf):
@@ -104,11 +115,14 @@ def deid_stage(conf):
     digest) for the series stage."""
 
     def run(items):
+        roots = _roots(conf)
+        return _synced(rows(items, roots), roots)
+
+    def rows(items, roots):
         import veil
 
         policy = _policy(conf)
         src = veil.Inputs(conf["input"])
-        roots = _roots(conf)
         for index, name, size in items:
             row = _row(index, name, size)
             try:
@@ -136,11 +150,14 @@ def series_stage(conf):
     (``Policy.deid_series``), as ``veil deid`` does; yields their rows."""
 
     def run(groups):
+        roots = _roots(conf)
+        return _synced(series(groups, roots), roots)
+
+    def series(groups, roots):
         import veil
 
         policy = _policy(conf)
         src = veil.Inputs(conf["input"])
-        roots = _roots(conf)
         for _series, rows in groups:
             rows = sorted(rows, key=lambda r: r["index"])
             results = policy.deid_series([src.read(r["input"]) for r in rows],
@@ -157,6 +174,9 @@ def settle_stage(conf):
 
     def run(groups):
         roots = _roots(conf)
+        return _synced(settle(groups, roots), roots)
+
+    def settle(groups, roots):
         for _name, rows in groups:
             rows = sorted(rows, key=lambda r: r["index"])
             for i, r in enumerate(rows):
@@ -168,7 +188,7 @@ def settle_stage(conf):
                     root.remove(r["staged"])
                     r = dict(r, outcome="already-done")
                 else:
-                    root.rename(r["staged"], r["output"])
+                    root.rename(r["staged"], r["output"], durable=False)
                 yield r
 
     return run

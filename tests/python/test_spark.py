@@ -208,26 +208,44 @@ def kill_midway(cmd, watch, env=None):
     return running
 
 
-def test_a_killed_run_rerun_ends_with_the_same_objects(inputs, key_file, tmp_path, s3):
-    veil_deid(inputs, "--out", tmp_path / "local", "--jobs", 2, "--key", key_file)
+@pytest.fixture(scope="module")
+def many(tmp_path_factory, s3):
+    """More inputs than one chunk of `veil deid` on S3 (64), so that a run
+    can be killed between its first outputs and its last: a local folder
+    and its copy in S3."""
+    d = tmp_path_factory.mktemp("spark-many")
+    for i, f in enumerate(corpus_files(KILL_FILES)):
+        shutil.copy(f, d / ("%03d.dcm" % i))
+    root = veil.Root(s3 + "/many")
+    for f in sorted(d.iterdir()):
+        root.write(f.name, f.read_bytes())
+    return d
+
+
+KILL_FILES = 240
+
+
+def test_a_killed_run_rerun_ends_with_the_same_objects(many, key_file, tmp_path, s3):
+    veil_deid(many, "--out", tmp_path / "local", "--jobs", 2, "--key", key_file)
     want = tree(tmp_path / "local")
     n_out = len(want)
 
     def some(loc):
         return lambda: len(veil.Inputs(loc).list()) >= 1
 
-    # veil deid, killed once some outputs exist, then run again
-    assert kill_midway([str(VEIL_BIN), "-q", "deid", s3 + "/in", "--out", s3 + "/k1",
+    # veil deid, killed once some outputs exist (after its first chunk),
+    # then run again
+    assert kill_midway([str(VEIL_BIN), "-q", "deid", s3 + "/many", "--out", s3 + "/k1",
                         "--jobs", "1", "--key", str(key_file)], some(s3 + "/k1"))
     assert 0 < len(objects(s3 + "/k1")) < n_out, "killed midway"
-    veil_deid(s3 + "/in", "--out", s3 + "/k1", "--jobs", 2, "--key", key_file)
+    veil_deid(s3 + "/many", "--out", s3 + "/k1", "--jobs", 2, "--key", key_file)
     assert objects(s3 + "/k1") == want
     # the Spark job, killed once its staging holds something, then again
     assert kill_midway([sys.executable, "-m", "veil.spark", "--master", "local[2]", "--key",
-                        str(key_file), "--input", s3 + "/in", "--out", s3 + "/k2"],
+                        str(key_file), "--input", s3 + "/many", "--out", s3 + "/k2"],
                        some(s3 + "/k2"))
     assert [k for k in objects(s3 + "/k2") if ".veil-staging" in k], "killed in stage 1"
-    spark("--key", key_file, "--input", s3 + "/in", "--out", s3 + "/k2")
+    spark("--key", key_file, "--input", s3 + "/many", "--out", s3 + "/k2")
     got = objects(s3 + "/k2")
     assert got == want, set(got) ^ set(want)
     assert not [k for k in got if ".veil-staging" in k]

@@ -137,6 +137,41 @@ impl Root {
         }
     }
 
+    /// Writes `rel` as [`Root::write`] does, but locally without the fsyncs
+    /// (of the file and of its folder): for a writer that makes a whole
+    /// partition durable at once with [`Root::sync`], one journal commit
+    /// instead of two per file. `rel` still appears only complete; until
+    /// the sync, a power loss may forget it. In S3 the same as `write`.
+    pub fn write_deferred(&self, rel: &str, bytes: &[u8]) -> Result<(), ObjectError> {
+        match self {
+            Root::Local(d) => {
+                let p = Root::local(d, rel)?;
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| io("write", &e))?;
+                }
+                let mut f = crate::atomic::AtomicFile::create(&p).map_err(|e| io("write", &e))?;
+                std::io::Write::write_all(f.writer(), bytes).map_err(|e| io("write", &e))?;
+                f.finish()
+                    .and_then(|pending| pending.persist_deferred())
+                    .map(|_| ())
+                    .map_err(|e| io("write", &e))
+            }
+            Root::S3(b) => b.put_complete(rel, bytes),
+        }
+    }
+
+    /// Makes what [`Root::write_deferred`] and [`Root::rename_deferred`]
+    /// did durable: locally one `syncfs` of the root's file system; in S3
+    /// nothing (a completed PUT is durable).
+    pub fn sync(&self) -> Result<(), ObjectError> {
+        match self {
+            Root::Local(d) if d.exists() => {
+                crate::atomic::sync_filesystem(d).map_err(|e| io("sync", &e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `rel` exists (a rerun skips it).
     pub fn exists(&self, rel: &str) -> Result<bool, ObjectError> {
         match self {
@@ -162,17 +197,26 @@ impl Root {
     /// after), or, in S3, a copy written whole and then the old object
     /// deleted, so `to` appears only complete either way.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), ObjectError> {
+        self.rename_deferred(from, to)?;
+        match self {
+            Root::Local(d) => match Root::local(d, to)?.parent() {
+                Some(parent) => crate::atomic::sync_dir(parent).map_err(|e| io("rename", &e)),
+                None => Ok(()),
+            },
+            Root::S3(_) => Ok(()),
+        }
+    }
+
+    /// [`Root::rename`] without the folder's fsync locally (see
+    /// [`Root::sync`]); in S3 the same.
+    pub fn rename_deferred(&self, from: &str, to: &str) -> Result<(), ObjectError> {
         match self {
             Root::Local(d) => {
                 let (a, b) = (Root::local(d, from)?, Root::local(d, to)?);
                 if let Some(parent) = b.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| io("rename", &e))?;
                 }
-                std::fs::rename(&a, &b).map_err(|e| io("rename", &e))?;
-                if let Some(parent) = b.parent() {
-                    crate::atomic::sync_dir(parent).map_err(|e| io("rename", &e))?;
-                }
-                Ok(())
+                std::fs::rename(&a, &b).map_err(|e| io("rename", &e))
             }
             Root::S3(bucket) => {
                 let bytes = bucket.get(from)?;

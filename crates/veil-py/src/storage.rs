@@ -83,10 +83,31 @@ impl Root {
         Ok(Root { inner, location })
     }
 
-    /// Writes `name` so that it appears only complete.
-    fn write(&self, py: Python<'_>, name: String, data: PyBackedBytes) -> PyResult<()> {
-        py.allow_threads(|| self.inner.write(&name, &data))
-            .map_err(err)
+    /// Writes `name` so that it appears only complete. `durable=False`
+    /// leaves out the fsyncs of a local root: call `sync()` after a
+    /// batch of writes (one journal commit for all of them).
+    #[pyo3(signature = (name, data, durable=true))]
+    fn write(
+        &self,
+        py: Python<'_>,
+        name: String,
+        data: PyBackedBytes,
+        durable: bool,
+    ) -> PyResult<()> {
+        py.allow_threads(|| {
+            if durable {
+                self.inner.write(&name, &data)
+            } else {
+                self.inner.write_deferred(&name, &data)
+            }
+        })
+        .map_err(err)
+    }
+
+    /// Makes the writes and renames done with `durable=False` durable (a
+    /// local root's file system synced once; nothing for S3).
+    fn sync(&self, py: Python<'_>) -> PyResult<()> {
+        py.allow_threads(|| self.inner.sync()).map_err(err)
     }
 
     /// Whether `name` exists.
@@ -101,9 +122,17 @@ impl Root {
     }
 
     /// Moves `src` to `dst` within the root; `dst` appears only complete.
-    fn rename(&self, py: Python<'_>, src: String, dst: String) -> PyResult<()> {
-        py.allow_threads(|| self.inner.rename(&src, &dst))
-            .map_err(err)
+    /// `durable=False`: without the folder's fsync (see `sync`).
+    #[pyo3(signature = (src, dst, durable=true))]
+    fn rename(&self, py: Python<'_>, src: String, dst: String, durable: bool) -> PyResult<()> {
+        py.allow_threads(|| {
+            if durable {
+                self.inner.rename(&src, &dst)
+            } else {
+                self.inner.rename_deferred(&src, &dst)
+            }
+        })
+        .map_err(err)
     }
 
     /// Removes `name` (nothing when it does not exist).
