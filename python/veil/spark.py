@@ -81,20 +81,26 @@ def _stage(row, r, roots):
     row.update(outcome=r.outcome, reason=r.reason, output=r.name)
     if r.outcome in RELEASED and r.output is not None:
         staged = "%s/%09d.dcm" % (STAGING, row["index"])
-        # made durable once per partition (_synced), before stage 2
+        # made durable once per partition (_partition), before stage 2
         # renames anything
         roots[r.outcome].write(staged, r.output, durable=False)
         row["staged"] = staged
     return row
 
 
-def _synced(rows, roots):
-    """Yields the rows, then makes the partition's deferred writes and
-    renames durable (a local root's file system synced once, instead of
-    fsyncs per file): before Spark sees the partition end."""
-    yield from rows
-    for root in roots.values():
-        root.sync()
+def _partition(conf, body):
+    """The function Spark maps over a partition: ``body(items, roots)``
+    yields its rows, then the partition's deferred writes and renames are
+    made durable (a local root's file system synced once, instead of
+    fsyncs per file), before Spark sees the partition end."""
+
+    def run(items):
+        roots = _roots(conf)
+        yield from body(items, roots)
+        for root in roots.values():
+            root.sync()
+
+    return run
 
 
 def _roots(conf):
@@ -113,10 +119,6 @@ def deid_stage(conf):
     and writes its output under a staging name; yields its row. With
     defacing, a CT or MR input is only tagged with its series (keyed
     digest) for the series stage."""
-
-    def run(items):
-        roots = _roots(conf)
-        return _synced(rows(items, roots), roots)
 
     def rows(items, roots):
         import veil
@@ -141,17 +143,13 @@ def deid_stage(conf):
                     continue
             yield _stage(row, policy.deid_bytes(data, dicomdir=conf["dicomdir"]), roots)
 
-    return run
+    return _partition(conf, rows)
 
 
 def series_stage(conf):
     """Stage 1b (defacing), per series: the series' inputs, in input
     order, are defaced as one volume and de-identified on one executor
     (``Policy.deid_series``), as ``veil deid`` does; yields their rows."""
-
-    def run(groups):
-        roots = _roots(conf)
-        return _synced(series(groups, roots), roots)
 
     def series(groups, roots):
         import veil
@@ -165,16 +163,12 @@ def series_stage(conf):
             for row, r in zip(rows, results):
                 yield _stage(dict(row, series=None), r, roots)
 
-    return run
+    return _partition(conf, series)
 
 
 def settle_stage(conf):
     """Stage 2, per output name: the first input wins, unless the output
     is in place from an earlier run; every staged copy is removed."""
-
-    def run(groups):
-        roots = _roots(conf)
-        return _synced(settle(groups, roots), roots)
 
     def settle(groups, roots):
         for _name, rows in groups:
@@ -191,14 +185,29 @@ def settle_stage(conf):
                     root.rename(r["staged"], r["output"], durable=False)
                 yield r
 
-    return run
+    return _partition(conf, settle)
+
+
+def spread(sc, conf, partitions):
+    """Lists the inputs in ``veil deid``'s order and spreads ``(index,
+    name, size)`` items over balanced partitions. Returns the conf with
+    this job's salt for the group digests (``veil.series_group``,
+    ``veil.study_group``: a key of this job only), the partition count and
+    the items' RDD."""
+    import os
+
+    import veil
+
+    inputs = [(i, name, size) for i, (name, size) in enumerate(veil.Inputs(conf["input"]).list())]
+    n = max(1, min(partitions or sc.defaultParallelism, len(inputs) or 1))
+    buckets = balanced(inputs, n)
+    items = sc.parallelize(range(n), n).flatMap(lambda i: buckets[i])
+    return dict(conf, salt=os.urandom(32)), n, items
 
 
 def run_job(spark, conf, partitions=None):
     """Runs the job on ``spark``; returns the outcome rows, in input order
     (dicts: index, input, bytes, outcome, reason, output)."""
-    import os
-
     import veil
 
     sc = spark.sparkContext
@@ -207,14 +216,8 @@ def run_job(spark, conf, partitions=None):
     policy = _policy(conf)
     out, review = veil.Root(conf["out"]), veil.Root(conf["review"])
     out.claim(policy)
-    inputs = [(i, name, size) for i, (name, size) in enumerate(veil.Inputs(conf["input"]).list())]
-    n = max(1, min(partitions or sc.defaultParallelism, len(inputs) or 1))
-    buckets = balanced(inputs, n)
-    # the series digests' key, this job's only (see veil.series_group)
-    conf = dict(conf, salt=os.urandom(32))
-    rows = (sc.parallelize(range(n), n)
-            .flatMap(lambda i: buckets[i])
-            .mapPartitions(deid_stage(conf)))
+    conf, n, items = spread(sc, conf, partitions)
+    rows = items.mapPartitions(deid_stage(conf))
     if conf["deface"]:
         rows.cache()
         series = (rows.filter(lambda r: r["series"] is not None)
@@ -299,13 +302,8 @@ def release_job(spark, conf, partitions=None):
     if os.path.isdir(conf["out"]) and os.listdir(conf["out"]):
         raise SystemExit("veil spark: OUT must be new or empty (each release gets its own folder)")
     sc = spark.sparkContext
-    inputs = [(i, name, size) for i, (name, size) in enumerate(veil.Inputs(conf["input"]).list())]
-    n = max(1, min(partitions or sc.defaultParallelism, len(inputs) or 1))
-    buckets = balanced(inputs, n)
-    conf = dict(conf, salt=os.urandom(32))
-    groups = (sc.parallelize(range(n), n)
-              .flatMap(lambda i: buckets[i])
-              .mapPartitions(group_stage(conf))
+    conf, n, items = spread(sc, conf, partitions)
+    groups = (items.mapPartitions(group_stage(conf))
               .groupByKey()
               .map(lambda kv: sorted(kv[1]))
               .collect())

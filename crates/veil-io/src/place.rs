@@ -122,15 +122,21 @@ impl Root {
         Ok(dir.join(p))
     }
 
+    /// The local path of `rel`, its folders made (for `op`'s errors).
+    fn local_target(dir: &Path, rel: &str, op: &'static str) -> Result<PathBuf, ObjectError> {
+        let p = Root::local(dir, rel)?;
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(op, &e))?;
+        }
+        Ok(p)
+    }
+
     /// Writes `rel` so that it appears only complete: a temporary file,
     /// fsync, rename (parents made as needed); or one object.
     pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<(), ObjectError> {
         match self {
             Root::Local(d) => {
-                let p = Root::local(d, rel)?;
-                if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| io("write", &e))?;
-                }
+                let p = Root::local_target(d, rel, "write")?;
                 crate::atomic::write_all(&p, bytes).map_err(|e| io("write", &e))
             }
             Root::S3(b) => b.put_complete(rel, bytes),
@@ -145,10 +151,7 @@ impl Root {
     pub fn write_deferred(&self, rel: &str, bytes: &[u8]) -> Result<(), ObjectError> {
         match self {
             Root::Local(d) => {
-                let p = Root::local(d, rel)?;
-                if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| io("write", &e))?;
-                }
+                let p = Root::local_target(d, rel, "write")?;
                 let mut f = crate::atomic::AtomicFile::create(&p).map_err(|e| io("write", &e))?;
                 std::io::Write::write_all(f.writer(), bytes).map_err(|e| io("write", &e))?;
                 f.finish()
@@ -212,10 +215,8 @@ impl Root {
     pub fn rename_deferred(&self, from: &str, to: &str) -> Result<(), ObjectError> {
         match self {
             Root::Local(d) => {
-                let (a, b) = (Root::local(d, from)?, Root::local(d, to)?);
-                if let Some(parent) = b.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| io("rename", &e))?;
-                }
+                let a = Root::local(d, from)?;
+                let b = Root::local_target(d, to, "rename")?;
                 std::fs::rename(&a, &b).map_err(|e| io("rename", &e))
             }
             Root::S3(bucket) => {
