@@ -109,7 +109,7 @@ fn twelve_bit_jpeg_extended_is_cleaned_not_sent_to_review() {
 
     // 2. a box blanked on every frame: decoded, redacted, encoded again
     let recipe = tmp.join("r.toml");
-    std::fs::write(
+    veil_io::atomic::write_all(
         &recipe,
         br#"
 name = "box"
