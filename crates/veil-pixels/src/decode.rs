@@ -1026,3 +1026,65 @@ fn classify(ts: &str, pi: &str, e: &dicom_pixeldata::Error) -> PixelError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry(rows: u32, cols: u32) -> Geometry {
+        Geometry {
+            rows,
+            cols,
+            spp: 1,
+            bits_alloc: 16,
+            bits_stored: 12,
+            high_bit: 11,
+            signed: false,
+            planar: false,
+            pi: "MONOCHROME2".into(),
+        }
+    }
+
+    /// Without the corpus: a 12-bit gradient compressed as process 4 comes
+    /// back as 16-bit words near the values put in, the header is routed
+    /// to this decoder, and a stream that does not fit the frame or is
+    /// damaged is an error, not a panic.
+    #[test]
+    fn twelve_bit_jpeg_decodes() {
+        let (rows, cols) = (16u32, 32u32);
+        let values: Vec<i16> = (0..rows * cols).map(|i| (i * 8) as i16).collect();
+        let stream = libjpeg_turbo_rs::compress_12bit(
+            &values,
+            cols as usize,
+            rows as usize,
+            1,
+            100,
+            libjpeg_turbo_rs::Subsampling::S444,
+        )
+        .expect("encode");
+        assert_eq!(crate::jpeg::sequential_dct_precision(&stream), Some(12));
+        let (raw, g) = jpeg12_decode(&stream, &geometry(rows, cols)).expect("decode");
+        assert_eq!((g.bits_alloc, g.planar), (16, false));
+        let back: Vec<i32> = raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) as i32)
+            .collect();
+        assert_eq!(back.len(), values.len());
+        let worst = values
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| (*a as i32 - b).abs())
+            .max()
+            .unwrap_or(0);
+        assert!(worst <= 16, "quality 100 stays close: {worst}");
+        assert!(back.iter().any(|v| *v > 255), "values past 8 bits");
+
+        assert!(matches!(
+            jpeg12_decode(&stream, &geometry(rows, cols + 8)),
+            Err(PixelError::Malformed(_))
+        ));
+        let mut damaged = stream.clone();
+        damaged.truncate(stream.len() / 3);
+        assert!(jpeg12_decode(&damaged, &geometry(rows, cols)).is_err());
+    }
+}
