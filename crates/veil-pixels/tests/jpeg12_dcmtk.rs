@@ -3,7 +3,9 @@
 //! stream has 12-bit samples is decoded with our frame reader and with
 //! dcmtk's `dcmdjpeg` (the IJG library built for 12 bits); the samples
 //! must agree exactly or within the ±1 that two IJG-style integer IDCTs
-//! may round apart.
+//! may round apart. The corpus has one such image (twice); dcmtk's
+//! `dcmcjpeg +ee` also writes two more from 12-bit corpus images: ten
+//! frames of MONOCHROME2, and a MONOCHROME1 radiograph.
 #![allow(clippy::print_stderr)] // the test prints what it measured
 
 use std::path::Path;
@@ -16,6 +18,11 @@ const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 /// The most two correct integer IDCTs may differ by (IJG's islow against
 /// another implementation's rounding).
 const TOLERANCE: i32 = 1;
+/// 12-bit uncompressed corpus images that dcmtk compresses as process 4.
+const TO_COMPRESS: [&str; 2] = [
+    "data_store__data__emri_small.dcm",
+    "pydicom__data__test_files__dicomdirtests__77654033__CR2__6247",
+];
 
 /// Bits Stored of a parsed file (US, little endian: JPEG Extended is).
 fn bits_stored(f: &veil_io::DicomFile) -> Option<u16> {
@@ -48,12 +55,42 @@ fn twelve_bit_jpeg_extended_matches_dcmtk() {
         return;
     };
     let scratch = veil_test::scratch("jpeg12-dcmtk");
+    let all = veil_test::files(&corpus);
+    // (file, what the test calls it)
+    let mut inputs: Vec<(std::path::PathBuf, String)> = all
+        .iter()
+        .filter(|p| {
+            veil_io::read(p).is_ok_and(|f| f.ts.uid == JPEG_EXTENDED && bits_stored(&f) == Some(12))
+        })
+        .map(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            (p.clone(), name.into_owned())
+        })
+        .collect();
+    for (i, name) in TO_COMPRESS.iter().enumerate() {
+        let src = all
+            .iter()
+            .find(|p| p.file_name().is_some_and(|f| f == *name))
+            .unwrap_or_else(|| panic!("corpus file {name}"));
+        let made = scratch.join(format!("made{i}.dcm"));
+        let res = Command::new("dcmcjpeg")
+            .arg("+ee")
+            .arg(src)
+            .arg(&made)
+            .output()
+            .expect("run dcmcjpeg (install dcmtk: scripts/system-deps.sh)");
+        assert!(
+            res.status.success(),
+            "dcmcjpeg failed: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        inputs.push((made, format!("{name} (dcmcjpeg +ee)")));
+    }
     let mut checked = 0;
-    for (n, path) in veil_test::files(&corpus).iter().enumerate() {
-        let Ok(f) = veil_io::read(path) else { continue };
-        if f.ts.uid != JPEG_EXTENDED || bits_stored(&f) != Some(12) {
-            continue;
-        }
+    for (n, (path, name)) in inputs.iter().enumerate() {
+        let f = veil_io::read(path).expect("file parses");
+        assert_eq!(f.ts.uid, JPEG_EXTENDED);
+        assert_eq!(bits_stored(&f), Some(12));
         let (ba, ours) = frames(path);
         let native = scratch.join(format!("{n}.dcm"));
         let res = Command::new("dcmdjpeg")
@@ -87,7 +124,6 @@ fn twelve_bit_jpeg_extended_matches_dcmtk() {
             }
             total += a.len();
         }
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
         eprintln!(
             "{name}: {} frame(s), {total} samples, {differing} differ, max difference {max}",
             ours.len()
@@ -96,5 +132,8 @@ fn twelve_bit_jpeg_extended_matches_dcmtk() {
         checked += 1;
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    assert!(checked > 0, "no 12-bit JPEG Extended file in the corpus");
+    assert!(
+        checked > TO_COMPRESS.len(),
+        "no 12-bit JPEG Extended file in the corpus"
+    );
 }
