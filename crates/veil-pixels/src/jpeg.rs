@@ -186,6 +186,22 @@ pub(crate) fn declared_size(stream: &[u8]) -> Option<(u32, u32, u16)> {
     ))
 }
 
+/// The sample precision of a sequential DCT JPEG frame (SOF0, SOF1:
+/// Huffman-coded processes 1, 2 and 4), or `None` for any other stream.
+/// Why: JPEG Extended carries 8-bit (process 2) and 12-bit (process 4)
+/// frames under one transfer syntax, and only the header tells the frame
+/// reader which decoder can read it.
+pub(crate) fn sequential_dct_precision(stream: &[u8]) -> Option<u8> {
+    let sof = markers(stream).into_iter().find(|m| {
+        matches!(m.code, 0xC0..=0xCF if !matches!(m.code, 0xC4 | 0xC8 | 0xCC)) || m.code == 0xF7
+    })?;
+    if !matches!(sof.code, 0xC0 | 0xC1) {
+        return None;
+    }
+    // SOFn: length(2) P(1)
+    stream.get(sof.start + 4).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +211,13 @@ mod tests {
         // SOI, SOF0 (len 11, P 8, Y 3, X 5, 1 component)
         let jpeg = [0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0, 3, 0, 5, 1, 1, 0x11, 0];
         assert_eq!(declared_size(&jpeg), Some((5, 3, 1)));
+        assert_eq!(sequential_dct_precision(&jpeg), Some(8));
+        let mut sof1 = jpeg;
+        (sof1[3], sof1[6]) = (0xC1, 12);
+        assert_eq!(sequential_dct_precision(&sof1), Some(12));
+        let mut lossless = jpeg;
+        lossless[3] = 0xC3;
+        assert_eq!(sequential_dct_precision(&lossless), None);
         let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
         for v in [640u32, 480, 0, 0, 640, 480, 0, 0] {
             j2k.extend(v.to_be_bytes());
