@@ -344,7 +344,7 @@ impl Batch<'_> {
                         .par_iter()
                         .map(|f| {
                             let r = match self.stage_header(&deid, &st, f) {
-                                Early::Done(s) => s,
+                                Early::Done(s) => *s,
                                 Early::Ready(h) => self.stage_rest(None, &st, f, *h),
                             };
                             ticked();
@@ -504,7 +504,7 @@ impl Batch<'_> {
             match e {
                 Early::Done(s) => {
                     ticked();
-                    slots.push(Some(s));
+                    slots.push(Some(*s));
                 }
                 Early::Ready(h) => {
                     waiting.push((i, h));
@@ -574,8 +574,10 @@ impl Batch<'_> {
             deface.as_mut().map(|f| f as object::DefaceFn<'_>),
         ) {
             object::Prepared::Ready(h) => Early::Ready(h),
-            object::Prepared::Stopped(outcome) => Early::Done(Staged::stopped(input, outcome)),
-            object::Prepared::Storage(kind) => Early::Done(Staged::storage(input, kind)),
+            object::Prepared::Stopped(outcome) => {
+                Early::Done(Box::new(Staged::stopped(input, outcome)))
+            }
+            object::Prepared::Storage(kind) => Early::Done(Box::new(Staged::storage(input, kind))),
         }
     }
 
@@ -821,7 +823,7 @@ impl Staged {
 /// An input after [`Batch::stage_header`].
 enum Early {
     /// It ends there (not DICOM, quarantined, a storage failure).
-    Done(Staged),
+    Done(Box<Staged>),
     /// Its header is decided; the pixel stage and the output are next.
     Ready(Box<object::Header>),
 }

@@ -172,7 +172,7 @@ fn copies_of_a_cine_run_the_pixel_stage_once() {
     let cine = cine_with_text();
     let copies = ["a.dcm", "b.dcm", "c.dcm", "d.dcm", "e.dcm"];
     for n in copies {
-        std::fs::write(input.join(n), &cine).expect("write copy");
+        veil_io::atomic::write_all(&input.join(n), &cine).expect("write copy");
     }
     let policy = policy();
     let report = run(&policy, &input, &dir);
@@ -235,11 +235,12 @@ fn a_copy_in_a_later_chunk_skips_the_pixel_stage() {
     let input = dir.join("in");
     std::fs::create_dir_all(&input).expect("in");
     let cine = cine_with_text();
-    std::fs::write(input.join("a.dcm"), &cine).expect("write copy");
+    veil_io::atomic::write_all(&input.join("a.dcm"), &cine).expect("write copy");
     for i in 0..256 {
-        std::fs::write(input.join(format!("b{i:03}.txt")), b"not DICOM").expect("filler");
+        veil_io::atomic::write_all(&input.join(format!("b{i:03}.txt")), b"not DICOM")
+            .expect("filler");
     }
-    std::fs::write(input.join("c.dcm"), &cine).expect("write copy");
+    veil_io::atomic::write_all(&input.join("c.dcm"), &cine).expect("write copy");
     let report = run(&policy(), &input, &dir);
     assert_eq!(report.counts.inputs, 258);
     assert_eq!(report.counts.not_dicom, 256);
