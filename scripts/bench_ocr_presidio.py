@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Presidio's image redactor, frame by frame, on one multi-frame DICOM.
 
-    bench_ocr_presidio.py FILE.dcm RESULT.json [--model DIR]
+    bench_ocr_presidio.py FILE.dcm RESULT.json [--model DIR] [--max-frames N]
 
 Why frame by frame: Presidio's DicomImageRedactorEngine does not take a
 multi-frame object (it fails on the 3-D pixel array; the attempt is made
@@ -32,6 +32,11 @@ def main() -> int:
     if "--model" in args:
         i = args.index("--model")
         model = Path(args[i + 1])
+        del args[i : i + 2]
+    max_frames = None
+    if "--max-frames" in args:
+        i = args.index("--max-frames")
+        max_frames = int(args[i + 1])
         del args[i : i + 2]
     if len(args) != 2:
         print(__doc__, file=sys.stderr)
@@ -68,6 +73,7 @@ def main() -> int:
         frames = [arr[i] for i in range(arr.shape[0])]
     else:
         frames = [arr]
+    frames = frames[:max_frames]
     images = [Image.fromarray(np.ascontiguousarray(f).astype(np.uint8)) for f in frames]
     dicom_engine = engine(blank_model(model))
     image_engine = ImageRedactorEngine(
