@@ -79,7 +79,7 @@ veil_version=$("$VEIL" --version 2>/dev/null || echo veil)
 commit=$(git rev-parse --short HEAD)
 dirty=$(git diff --quiet HEAD -- crates && echo "" || echo " + uncommitted changes")
 python3 - "$ROOT" "$BENCH" "$one_s" "$copies_s" "$COPIES" "$PRESIDIO_VERSION" \
-    "$veil_version ($commit$dirty)" "$VEIL" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF'
+    "$veil_version; checkout $commit$dirty" "$VEIL" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'EOF'
 import json, os, sys, time
 root, bench, one_s, copies_s, copies, pver, vver, vbin, load0, load1 = sys.argv[1:]
 one_s, copies_s, copies = float(one_s), float(copies_s), int(copies)
