@@ -515,7 +515,9 @@ impl Batch<'_> {
         // instances released by earlier chunks, then by earlier rounds
         let mut claimed: HashSet<String> =
             st.claims.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        while !waiting.is_empty() {
+        // a storage failure stops the run at this chunk: no more work
+        let failed = |slots: &[Option<Staged>]| slots.iter().flatten().any(|s| s.storage.is_some());
+        while !waiting.is_empty() && !failed(&slots) {
             let mut first: HashSet<String> = HashSet::new();
             let mut leaders = Vec::new();
             let mut later = Vec::new();
@@ -554,6 +556,9 @@ impl Batch<'_> {
             }
             waiting = later;
         }
+        // an input left unsettled only when a storage failure stopped the
+        // rounds: the chunk is dropped and the run stops, so this row is
+        // never committed
         slots
             .into_iter()
             .zip(chunk)
