@@ -142,6 +142,16 @@ pub struct Counts {
     pub skipped: usize,
     /// Bytes read from inputs that were written (OUT or review).
     pub bytes_in: u64,
+    /// Inputs the pixel stage (decoding, OCR) was run on: at most one per
+    /// instance, since copies are recognized before it (issue 21). Zero,
+    /// and left out of the report, without the pixel options (and in
+    /// the object-storage driver, which does not count it).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pixel_stage: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The batch report (site-local).
@@ -441,6 +451,7 @@ impl Batch<'_> {
             }
             counts.bytes_in += bytes;
         }
+        counts.pixel_stage = pixel_stage.as_ref().map_or(0, |p| p.runs());
         if self.dicomdir {
             self.write_dicomdir(&results)?;
         }

@@ -2,10 +2,12 @@
 //! stage, so decoding and OCR run once per instance, and the first input
 //! in input order is still the one released.
 //!
-//! How "once" is seen without timing anything: a report row carries a
-//! pixel entry exactly when the pixel stage ran for that input (frames
-//! screened, lines read). Before this change every copy in a chunk had
-//! one (and its own row on the review page).
+//! How "once" is seen without timing anything: the report counts the
+//! inputs the pixel stage was run on (`counts.pixel_stage`), and a row
+//! carries a pixel entry when the stage ran for it (frames screened,
+//! lines read). Before this change every copy in a chunk had one (and its
+//! own row on the review page), and a copy in a later chunk was run
+//! through the stage too, its entry dropped.
 //!
 //! The object is made here: a 3-frame 8-bit ultrasound with the
 //! patient's name and MRN burned into every frame (no corpus needed).
@@ -179,6 +181,7 @@ fn copies_of_a_cine_run_the_pixel_stage_once() {
     assert_eq!(report.counts.inputs, copies.len());
     assert_eq!(report.counts.duplicates, copies.len() - 1);
     assert_eq!(report.counts.written + report.counts.review, 1);
+    assert_eq!(report.counts.pixel_stage, 1, "the pixel stage ran once");
     let mut screened = Vec::new();
     for r in &report.files {
         let n = name(r);
@@ -212,6 +215,7 @@ fn copies_of_a_cine_run_the_pixel_stage_once() {
     // a rerun into the same OUT: the first is already done, the copies
     // are still duplicates, and none of them reaches the pixel stage
     let again = run(&policy, &input, &dir);
+    assert_eq!(again.counts.pixel_stage, 1);
     let kinds: Vec<(String, &str, bool)> = again
         .files
         .iter()
@@ -245,6 +249,7 @@ fn a_copy_in_a_later_chunk_skips_the_pixel_stage() {
     assert_eq!(report.counts.inputs, 258);
     assert_eq!(report.counts.not_dicom, 256);
     assert_eq!(report.counts.duplicates, 1);
+    assert_eq!(report.counts.pixel_stage, 1, "the pixel stage ran once");
     let rows: Vec<(String, &str, bool)> = report
         .files
         .iter()
