@@ -19,6 +19,14 @@ grouped by output name:
 - an output already in place from an earlier run is kept
   (``already-done``): a rerun finishes what a killed run left.
 
+Duplicates keep this rule and its cost (issue 21): stage 1 runs every
+input through the whole core, pixel stage included, on whichever
+executor holds it, and only stage 2 sees that two inputs are one
+instance. ``veil deid`` instead recognizes copies before the pixel
+stage; here that would take a grouping by instance before stage 1 (a
+shuffle of every input's header), which the job does not do. Which input
+is released, and its bytes, are the same as ``veil deid``'s.
+
 Stage 1 writes each output under a staging name in its root
 (``.veil-staging/``), stage 2 moves the one that is released into place,
 so an output appears only complete and never twice. Inputs and outputs

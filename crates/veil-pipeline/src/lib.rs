@@ -142,6 +142,16 @@ pub struct Counts {
     pub skipped: usize,
     /// Bytes read from inputs that were written (OUT or review).
     pub bytes_in: u64,
+    /// Inputs the pixel stage (decoding, OCR) was run on: at most one per
+    /// instance, since copies are recognized before it (issue 21). Zero,
+    /// and left out of the report, without the pixel options (and in
+    /// the object-storage driver, which does not count it).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pixel_stage: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The batch report (site-local).
@@ -335,17 +345,24 @@ impl Batch<'_> {
             };
             results.push((r, 0));
         }
+        let ticked = || tick(done.fetch_add(1, Ordering::Relaxed) + 1, total);
         for chunk in files.chunks(CHUNK) {
-            let staged: Vec<Staged> = pool.install(|| {
-                chunk
-                    .par_iter()
-                    .map(|f| {
-                        let r = self.stage(&deid, pixel_stage.as_ref(), &st, f);
-                        tick(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                        r
-                    })
-                    .collect()
-            });
+            let staged: Vec<Staged> = match pixel_stage.as_ref() {
+                Some(p) => self.stage_pixels_once(&pool, &deid, p, &st, chunk, &ticked),
+                None => pool.install(|| {
+                    chunk
+                        .par_iter()
+                        .map(|f| {
+                            let r = match self.stage_header(&deid, &st, f) {
+                                Early::Done(s) => *s,
+                                Early::Ready(h) => self.stage_rest(None, &st, f, *h),
+                            };
+                            ticked();
+                            r
+                        })
+                        .collect()
+                }),
+            };
             // disk full and the like: stop before anything of this chunk
             // becomes visible (dropping `staged` removes its temporaries),
             // so no later duplicate takes the place of the failed original
@@ -434,6 +451,7 @@ impl Batch<'_> {
             }
             counts.bytes_in += bytes;
         }
+        counts.pixel_stage = pixel_stage.as_ref().map_or(0, |p| p.runs());
         if self.dicomdir {
             self.write_dicomdir(&results)?;
         }
@@ -457,45 +475,142 @@ impl Batch<'_> {
         })
     }
 
-    /// Parses, de-identifies and writes one input to a temporary file.
-    fn stage(
+    /// A chunk under the pixel stage, so that the stage runs once per
+    /// instance (issue 21): a folder holding ten copies of a 51-frame cine
+    /// decoded and read all ten with OCR before the commit found nine of
+    /// them to be duplicates.
+    ///
+    /// First every input's header is de-identified (cheap, in parallel),
+    /// which gives its output SOP Instance UID: the very key the commit
+    /// claims instances by ([`Batch::commit`]), so no second notion of
+    /// "same instance" is introduced. Then, in input order, the first
+    /// input of each instance not released by an earlier chunk goes on
+    /// to the pixel stage and its output; a later input of the same
+    /// instance waits. A waiting input whose predecessor claimed the
+    /// instance (written, review or already done) is a duplicate without
+    /// any pixel work; one whose predecessor did not (its output could
+    /// not be encoded) goes on in the next round, as it would have won
+    /// the commit before. So the first input in input order still wins,
+    /// whatever the thread timing, and the outputs are the bytes they
+    /// were. What changes is only what a duplicate costs, and that its
+    /// report row has no pixel entry (the stage did not run for it).
+    fn stage_pixels_once(
         &self,
+        pool: &rayon::ThreadPool,
         deid: &Deidentifier,
-        pixel_stage: Option<&pixels::PixelStage>,
+        pixel_stage: &pixels::PixelStage,
         st: &RunState,
-        input: &Path,
-    ) -> Staged {
-        let staged = |outcome| Staged {
-            input: Phi::new(input.display().to_string()),
-            outcome,
-            bytes: 0,
-            sop: None,
-            pending: None,
-            pixels: None,
-            transcoded: None,
-            storage: None,
-        };
-        // the storage failed, not the file: the run stops
-        let storage = |kind| Staged {
-            storage: Some(kind),
-            ..staged(Outcome::NotDicom)
-        };
-        let permit = st.cpu.acquire();
+        chunk: &[PathBuf],
+        ticked: &(dyn Fn() + Sync),
+    ) -> Vec<Staged> {
+        let early: Vec<Early> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|f| self.stage_header(deid, st, f))
+                .collect()
+        });
+        let mut waiting: Vec<(usize, Box<object::Header>)> = Vec::new();
+        let mut slots: Vec<Option<Staged>> = Vec::with_capacity(chunk.len());
+        for (i, e) in early.into_iter().enumerate() {
+            match e {
+                Early::Done(s) => {
+                    ticked();
+                    slots.push(Some(*s));
+                }
+                Early::Ready(h) => {
+                    waiting.push((i, h));
+                    slots.push(None);
+                }
+            }
+        }
+        // instances released by earlier chunks, then by earlier rounds
+        let mut claimed: HashSet<String> =
+            st.claims.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // a storage failure stops the run at this chunk: no more work
+        let failed = |slots: &[Option<Staged>]| slots.iter().flatten().any(|s| s.storage.is_some());
+        while !waiting.is_empty() && !failed(&slots) {
+            let mut first: HashSet<String> = HashSet::new();
+            let mut leaders = Vec::new();
+            let mut later = Vec::new();
+            for (i, h) in waiting {
+                let sop = &h.d.sop_instance;
+                if claimed.contains(sop) {
+                    // the name is the one the stage would have given it:
+                    // the pixel stage changes neither path nor UID
+                    let output = object::relative_name(self.policy, &h.d, self.dicomdir);
+                    slots[i] = Some(Staged::stopped(
+                        &chunk[i],
+                        Outcome::DuplicateInstance { output },
+                    ));
+                    ticked();
+                } else if first.insert(sop.clone()) {
+                    leaders.push((i, h));
+                } else {
+                    later.push((i, h));
+                }
+            }
+            let done: Vec<(usize, Staged)> = pool.install(|| {
+                leaders
+                    .into_par_iter()
+                    .map(|(i, h)| {
+                        let s = self.stage_rest(Some(pixel_stage), st, &chunk[i], *h);
+                        ticked();
+                        (i, s)
+                    })
+                    .collect()
+            });
+            for (i, s) in done {
+                if let Some(sop) = &s.sop {
+                    claimed.insert(sop.clone());
+                }
+                slots[i] = Some(s);
+            }
+            waiting = later;
+        }
+        // an input left unsettled only when a storage failure stopped the
+        // rounds: the chunk is dropped and the run stops, so this row is
+        // never committed
+        slots
+            .into_iter()
+            .zip(chunk)
+            .map(|(s, f)| s.unwrap_or_else(|| Staged::stopped(f, Outcome::NotDicom)))
+            .collect()
+    }
+
+    /// The first half of one input's work: parses it and de-identifies
+    /// its header (and defaces it), holding a CPU permit.
+    fn stage_header(&self, deid: &Deidentifier, st: &RunState, input: &Path) -> Early {
+        let _permit = st.cpu.acquire();
         let mut deface = st.defacing.as_ref().map(|df| {
             move |d: &mut veil_deid::Deidentified| df.apply(input, &mut d.dataset, &mut d.review)
         });
-        let core = match object::prepare(
-            self.policy,
+        match object::prepare_header(
             deid,
-            pixel_stage,
             veil_io::read(input),
             deface.as_mut().map(|f| f as object::DefaceFn<'_>),
-            self.dicomdir,
         ) {
-            object::Prepared::Ready(c) => c,
-            object::Prepared::Stopped(outcome) => return staged(outcome),
-            object::Prepared::Storage(kind) => return storage(kind),
-        };
+            object::Prepared::Ready(h) => Early::Ready(h),
+            object::Prepared::Stopped(outcome) => {
+                Early::Done(Box::new(Staged::stopped(input, outcome)))
+            }
+            object::Prepared::Storage(kind) => Early::Done(Box::new(Staged::storage(input, kind))),
+        }
+    }
+
+    /// The second half: the pixel stage, then the output written to a
+    /// temporary file.
+    fn stage_rest(
+        &self,
+        pixel_stage: Option<&pixels::PixelStage>,
+        st: &RunState,
+        input: &Path,
+        header: object::Header,
+    ) -> Staged {
+        let staged = |outcome| Staged::stopped(input, outcome);
+        // the storage failed, not the file: the run stops
+        let storage = |kind| Staged::storage(input, kind);
+        let permit = st.cpu.acquire();
+        let core = header.finish(self.policy, pixel_stage, self.dicomdir);
         drop(permit);
         let object::Core {
             file,
@@ -504,7 +619,7 @@ impl Batch<'_> {
             out_ts,
             rel,
             transcoded,
-        } = *core;
+        } = core;
         let root = if d.review.is_some() {
             &self.review
         } else {
@@ -695,6 +810,38 @@ struct Staged {
     transcoded: Option<String>,
     /// A storage failure while staging (the run stops).
     storage: Option<std::io::ErrorKind>,
+}
+
+impl Staged {
+    /// An input that ends here, with nothing written.
+    fn stopped(input: &Path, outcome: Outcome) -> Staged {
+        Staged {
+            input: Phi::new(input.display().to_string()),
+            outcome,
+            bytes: 0,
+            sop: None,
+            pending: None,
+            pixels: None,
+            transcoded: None,
+            storage: None,
+        }
+    }
+
+    /// A storage failure while staging `input` (the run stops).
+    fn storage(input: &Path, kind: std::io::ErrorKind) -> Staged {
+        Staged {
+            storage: Some(kind),
+            ..Staged::stopped(input, Outcome::NotDicom)
+        }
+    }
+}
+
+/// An input after [`Batch::stage_header`].
+enum Early {
+    /// It ends there (not DICOM, quarantined, a storage failure).
+    Done(Box<Staged>),
+    /// Its header is decided; the pixel stage and the output are next.
+    Ready(Box<object::Header>),
 }
 
 /// Inputs per group commit.

@@ -44,4 +44,8 @@ impl PixelStage {
     pub(crate) fn write_page(&self, _: &Path) -> std::io::Result<()> {
         match *self {}
     }
+
+    pub(crate) fn runs(&self) -> usize {
+        match *self {}
+    }
 }

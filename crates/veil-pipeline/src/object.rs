@@ -40,14 +40,29 @@ pub(crate) struct Core {
     pub transcoded: Option<String>,
 }
 
-/// How the core ended for one object.
-pub(crate) enum Prepared {
+/// How the core ended for one object: `T` is [`Core`] (ready to encode)
+/// or [`Header`] (the core's first half, before the pixel stage).
+pub(crate) enum Prepared<T = Core> {
     /// Not released: not DICOM, or quarantined.
     Stopped(Outcome),
     /// The storage failed (the defacing stage's files), not the object.
     Storage(std::io::ErrorKind),
-    /// Ready to encode.
-    Ready(Box<Core>),
+    /// Ready for what comes next.
+    Ready(Box<T>),
+}
+
+/// An object whose header is decided (and whose series' defacing has
+/// been applied), before the pixel stage. Why a stop here: the output's
+/// SOP Instance UID, the key a batch releases an instance by, is known
+/// now, so a batch can recognize a later copy of an instance before it
+/// pays for decoding and OCR (issue 21), whereas the pixel stage is the
+/// one costly step and cannot change that UID.
+pub(crate) struct Header {
+    /// The parsed source.
+    pub file: DicomFile,
+    /// The de-identified object, its pixels not yet cleaned.
+    pub d: Deidentified,
+    defaced: Defaced,
 }
 
 /// The per-object core. `deface` runs the defacing stage on the
@@ -60,6 +75,19 @@ pub(crate) fn prepare(
     deface: Option<DefaceFn<'_>>,
     dicomdir: bool,
 ) -> Prepared {
+    match prepare_header(deid, read, deface) {
+        Prepared::Ready(h) => Prepared::Ready(Box::new(h.finish(policy, pixel_stage, dicomdir))),
+        Prepared::Stopped(o) => Prepared::Stopped(o),
+        Prepared::Storage(k) => Prepared::Storage(k),
+    }
+}
+
+/// The core's first half: read, de-identify the header, deface.
+pub(crate) fn prepare_header(
+    deid: &Deidentifier<'_>,
+    read: Result<DicomFile, ReadError>,
+    deface: Option<DefaceFn<'_>>,
+) -> Prepared<Header> {
     let file = match read {
         Ok(f) => f,
         Err(e) if e.reason == QuarantineReason::NotDicom => {
@@ -91,33 +119,51 @@ pub(crate) fn prepare(
             }
         }
     }
-    // the pixel stage reads the source and changes the output's pixels
-    // (not those of a defaced slice: they come from the new volume)
-    let applied = match pixel_stage {
-        Some(p) if d.review.is_none() && defaced.is_none() => {
-            let a = p.apply(&file, &mut d, policy);
-            if let Some(r) = &a.review {
-                d.review = Some(r.clone());
+    Prepared::Ready(Box::new(Header { file, d, defaced }))
+}
+
+impl Header {
+    /// The core's second half: the pixel stage, the output's transfer
+    /// syntax and name. It never changes `d.sop_instance` (see [`Header`]).
+    pub(crate) fn finish(
+        self,
+        policy: &Policy,
+        pixel_stage: Option<&PixelStage>,
+        dicomdir: bool,
+    ) -> Core {
+        let Header {
+            file,
+            mut d,
+            defaced,
+        } = self;
+        // the pixel stage reads the source and changes the output's pixels
+        // (not those of a defaced slice: they come from the new volume)
+        let applied = match pixel_stage {
+            Some(p) if d.review.is_none() && defaced.is_none() => {
+                let a = p.apply(&file, &mut d, policy);
+                if let Some(r) = &a.review {
+                    d.review = Some(r.clone());
+                }
+                Some(a)
             }
-            Some(a)
+            _ => None,
+        };
+        let (defaced_ts, transcoded) = defaced.unzip();
+        let out_ts = applied
+            .as_ref()
+            .and_then(|a| a.ts.clone())
+            .or(defaced_ts)
+            .unwrap_or_else(|| file.ts.clone());
+        let rel = relative_name(policy, &d, dicomdir);
+        Core {
+            file,
+            d,
+            applied,
+            out_ts,
+            rel,
+            transcoded: transcoded.flatten(),
         }
-        _ => None,
-    };
-    let (defaced_ts, transcoded) = defaced.unzip();
-    let out_ts = applied
-        .as_ref()
-        .and_then(|a| a.ts.clone())
-        .or(defaced_ts)
-        .unwrap_or_else(|| file.ts.clone());
-    let rel = relative_name(policy, &d, dicomdir);
-    Prepared::Ready(Box::new(Core {
-        file,
-        d,
-        applied,
-        out_ts,
-        rel,
-        transcoded: transcoded.flatten(),
-    }))
+    }
 }
 
 /// The output's name under OUT: `patient/study/series/instance.dcm`, or

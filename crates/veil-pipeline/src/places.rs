@@ -13,6 +13,15 @@
 //! run killed midway and run again ends with the same objects and no
 //! partial one. Inputs are processed `jobs` at a time in chunks, so at most
 //! a chunk of outputs is held in memory.
+//!
+//! Duplicates here keep their own rule and cost (issue 21): they are
+//! settled by output name after every input of the chunk went through the
+//! whole core, pixel stage included, so a copy of an instance still pays
+//! for decoding and OCR. The local batch recognizes copies before the
+//! pixel stage ([`crate::Batch`]); doing the same here would mean
+//! splitting [`deid_object`] in two around the pixel stage for a driver
+//! whose inputs are read whole over the network anyway. Which input wins
+//! is the same in both (the first in input order), and so are the bytes.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
