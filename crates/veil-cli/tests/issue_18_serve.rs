@@ -358,8 +358,7 @@ token_file = "{web_token}"
         "issue_18 e2e: 8 instances in, 6 out, in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let m = metrics(http_port, token);
-    for want in [
+    let wants = [
         "veil_instances_received_total{route=\"acme\"} 4",
         "veil_instances_received_total{route=\"uni\"} 4",
         "veil_studies_released_total{route=\"acme\"} 2",
@@ -369,7 +368,18 @@ token_file = "{web_token}"
         "veil_queue_depth 0",
         "veil_delivery_seconds_count{route=\"acme\"} 2",
         "veil_study_latency_seconds_count 4",
-    ] {
+    ];
+    // the counters move when the service's tick returns, just after the
+    // store committed what `veil queue` read above: on a loaded machine a
+    // scrape can fall between the two, so wait for them (a count that
+    // never arrives still fails, below)
+    let t = Instant::now();
+    let mut m = metrics(http_port, token);
+    while !wants.iter().all(|w| m.contains(w)) && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+        m = metrics(http_port, token);
+    }
+    for want in wants {
         assert!(m.contains(want), "metrics lack {want}:\n{m}");
     }
 
