@@ -113,3 +113,51 @@ pub fn cascade_check(vol: &Volume) -> CascadeReport {
         views,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_model_loads() {
+        assert!(model().is_some());
+    }
+
+    #[test]
+    fn nothing_to_render_and_a_plain_ball_are_no_face() {
+        let id = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let empty = Volume {
+            dims: [8, 8, 8],
+            data: vec![0.0; 512],
+            affine: id,
+        };
+        let r = cascade_check(&empty);
+        assert!(!r.face && r.views.is_empty());
+        // a 120 mm ball: a head without a face
+        let n = 140usize;
+        let mut ball = Volume {
+            dims: [n, n, n],
+            data: vec![0.0; n * n * n],
+            affine: id,
+        };
+        for k in 0..n {
+            for j in 0..n {
+                for i in 0..n {
+                    let d = [i, j, k].map(|x| x as f64 - 70.0);
+                    if d.iter().map(|x| x * x).sum::<f64>() < 60.0 * 60.0 {
+                        let at = ball.index(i, j, k);
+                        ball.data[at] = 100.0;
+                    }
+                }
+            }
+        }
+        let r = cascade_check(&ball);
+        assert_eq!(r.views.len(), VIEWS.len());
+        assert!(!r.face, "{r:?}");
+    }
+}

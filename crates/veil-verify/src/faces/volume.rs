@@ -412,3 +412,116 @@ pub fn read_series(files: &[PathBuf]) -> Result<Volume, VolumeError> {
         affine,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4x3x2 int16 NIfTI-1 header and data, little or big endian, with
+    /// the given qform/sform codes and quaternion (b, c, d).
+    fn nifti(le: bool, qform: i16, sform: i16, quat: [f32; 3], qfac: f32) -> Vec<u8> {
+        let mut b = vec![0u8; 352];
+        let put_i16 = |b: &mut Vec<u8>, o: usize, v: i16| {
+            let x = if le { v.to_le_bytes() } else { v.to_be_bytes() };
+            b[o..o + 2].copy_from_slice(&x);
+        };
+        let put_f32 = |b: &mut Vec<u8>, o: usize, v: f32| {
+            let x = if le { v.to_le_bytes() } else { v.to_be_bytes() };
+            b[o..o + 4].copy_from_slice(&x);
+        };
+        let x = if le {
+            348i32.to_le_bytes()
+        } else {
+            348i32.to_be_bytes()
+        };
+        b[0..4].copy_from_slice(&x);
+        for (n, d) in [3i16, 4, 3, 2, 1].iter().enumerate() {
+            put_i16(&mut b, 40 + 2 * n, *d);
+        }
+        put_i16(&mut b, 70, 4);
+        put_i16(&mut b, 72, 16);
+        for (n, p) in [qfac, 2.0, 3.0, 4.0].iter().enumerate() {
+            put_f32(&mut b, 76 + 4 * n, *p);
+        }
+        put_f32(&mut b, 108, 352.0);
+        put_f32(&mut b, 112, 2.0);
+        put_f32(&mut b, 116, 10.0);
+        put_i16(&mut b, 252, qform);
+        put_i16(&mut b, 254, sform);
+        for (n, q) in quat.iter().enumerate() {
+            put_f32(&mut b, 256 + 4 * n, *q);
+        }
+        for (n, t) in [-5.0f32, 6.0, 7.0].iter().enumerate() {
+            put_f32(&mut b, 268 + 4 * n, *t);
+        }
+        // sform: the 90° turn about z the quaternion below also encodes
+        let srow = [
+            [0.0f32, -3.0, 0.0, -5.0],
+            [2.0, 0.0, 0.0, 6.0],
+            [0.0, 0.0, 4.0, 7.0],
+        ];
+        for (r, row) in srow.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                put_f32(&mut b, 280 + 16 * r + 4 * c, *v);
+            }
+        }
+        b[344..348].copy_from_slice(b"n+1\0");
+        for v in 0..24i16 {
+            let x = if le { v.to_le_bytes() } else { v.to_be_bytes() };
+            b.extend_from_slice(&x);
+        }
+        b
+    }
+
+    #[test]
+    fn nifti_affine_from_sform_qform_or_voxel_sizes_in_either_byte_order() {
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        let turned = [
+            [0.0, -3.0, 0.0, -5.0],
+            [2.0, 0.0, 0.0, 6.0],
+            [0.0, 0.0, 4.0, 7.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        for le in [true, false] {
+            let v = parse_nifti(&nifti(le, 0, 1, [0.0, 0.0, s], 1.0)).unwrap();
+            assert_eq!(v.dims, [4, 3, 2]);
+            assert_eq!(v.affine, turned);
+            // scl_slope 2, scl_inter 10
+            assert_eq!(v.data[..3], [10.0, 12.0, 14.0]);
+            let q = parse_nifti(&nifti(le, 1, 0, [0.0, 0.0, s], 1.0)).unwrap();
+            for (a, b) in q.affine.iter().flatten().zip(turned.iter().flatten()) {
+                assert!((a - b).abs() < 1e-5, "{:?}", q.affine);
+            }
+            // qfac -1 flips k
+            let f = parse_nifti(&nifti(le, 1, 0, [0.0, 0.0, 0.0], -1.0)).unwrap();
+            assert_eq!(f.affine[2][2], -4.0);
+            let plain = parse_nifti(&nifti(le, 0, 0, [0.0; 3], 1.0)).unwrap();
+            assert_eq!(
+                [plain.affine[0][0], plain.affine[1][1], plain.affine[2][2]],
+                [2.0, 3.0, 4.0]
+            );
+        }
+        let mut short = nifti(true, 0, 1, [0.0; 3], 1.0);
+        short.truncate(360);
+        assert!(parse_nifti(&short).is_err(), "truncated data");
+        assert!(parse_nifti(b"not a nifti").is_err());
+    }
+
+    #[test]
+    fn turning_and_inverting_the_affine() {
+        let v = parse_nifti(&nifti(true, 0, 1, [0.0; 3], 1.0)).unwrap();
+        let inv = v.inverse().unwrap();
+        let w = v.to_world([1.0, 2.0, 1.0]);
+        let back: [f64; 3] = std::array::from_fn(|r| {
+            inv[r][0] * w[0] + inv[r][1] * w[1] + inv[r][2] * w[2] + inv[r][3]
+        });
+        for (a, b) in back.iter().zip([1.0, 2.0, 1.0]) {
+            assert!((a - b).abs() < 1e-9);
+        }
+        // a quarter turn of yaw: (x, y) goes to (-y, x), a point in front
+        // of the patient (+y) to their left (-x in RAS)
+        let t = v.rotated(90.0, 0.0);
+        let (a, b) = (v.to_world([1.0, 0.0, 0.0]), t.to_world([1.0, 0.0, 0.0]));
+        assert!((b[0] + a[1]).abs() < 1e-9 && (b[1] - a[0]).abs() < 1e-9);
+    }
+}
