@@ -24,12 +24,19 @@ const HEADS: [&str; 5] = [
     "pydeface_mean.nii.gz",
 ];
 
-/// Heads the cascade does not find a face on, and why. mni305's field of
-/// view ends at the tip of the nose: no mouth or chin, and the frontal
-/// cascade (trained on whole faces) scores it below 2 in every view at any
-/// lighting tried (0-60°). The geometric check finds its nose; the test
-/// asserts that instead.
-const CASCADE_MISSES: [&str; 1] = ["mni305_T1w.nii.gz"];
+/// The turns (yaw, pitch degrees) the heads are checked in: as stored, and
+/// turned and tilted both ways (positive pitch raises the chin).
+const TURNS: [(f64, f64); 3] = [(0.0, 0.0), (25.0, 12.0), (-25.0, -12.0)];
+
+/// Where the cascade does not find the face, and why; the geometric check
+/// must find it there instead. mni305's field of view ends at the tip of
+/// the nose: no mouth or chin, and the frontal cascade (trained on whole
+/// faces) scores it below 3 in every view at any lighting tried (0-60°).
+/// ch2's ends at the upper lip: found as stored (8.4, from below) and
+/// turned one way (4.5), not turned the other (2.7).
+fn cascade_misses(name: &str, turn: (f64, f64)) -> bool {
+    name == "mni305_T1w.nii.gz" || (name == "ch2.nii.gz" && turn == (-25.0, -12.0))
+}
 
 fn line(name: &str, r: &CascadeReport) -> String {
     let views: Vec<String> = r
@@ -72,11 +79,11 @@ fn the_cascade_finds_the_face_on_every_original_head_and_turned_copies() {
     let mut missed = Vec::new();
     for name in HEADS {
         let vol = load(&heads, name);
-        for (yaw, pitch) in [(0.0, 0.0), (25.0, 12.0)] {
+        for (yaw, pitch) in TURNS {
             let v = vol.rotated(yaw, pitch);
             let r = cascade_check(&v);
             eprintln!("{}", line(&format!("{name} turned {yaw}/{pitch}"), &r));
-            if CASCADE_MISSES.contains(&name) {
+            if cascade_misses(name, (yaw, pitch)) {
                 assert!(
                     geometric_face(&v),
                     "{name} turned {yaw}/{pitch}: neither check finds the face"
