@@ -1,6 +1,7 @@
 //! The cascade face check's per-view scores on NIfTI head volumes, for
 //! tuning and reports: `cargo run --release -p veil-verify --example
-//! face_scores -- HEAD.nii.gz... [--dump DIR]` (`--dump` writes each
+//! face_scores -- HEAD.nii.gz... [--rotate YAW,PITCH] [--keep-mask MASK]
+//! [--dump DIR]` (`--dump` writes each
 //! render as a PGM image, which shows a face: keep it off shared disks).
 
 use std::path::PathBuf;
@@ -18,6 +19,13 @@ fn main() {
         .position(|a| a == "--dump")
         .map(|i| PathBuf::from(args.remove(i + 1)).clone());
     args.retain(|a| a != "--dump");
+    // --keep-mask FILE: voxels where FILE is 0 set to the minimum first (a
+    // defacer's keep-mask on the same grid)
+    let keep: Option<String> = args.iter().position(|a| a == "--keep-mask").map(|i| {
+        let v = args.remove(i + 1);
+        args.remove(i);
+        v
+    });
     // --rotate YAW,PITCH: the head turned in patient space first
     let rotate: Option<Vec<f64>> = args.iter().position(|a| a == "--rotate").map(|i| {
         let v = args.remove(i + 1);
@@ -30,6 +38,15 @@ fn main() {
             println!("{path}: not readable");
             continue;
         };
+        if let Some(m) = &keep {
+            let m = read_nifti(m.as_ref()).expect("mask");
+            let lo = vol.data.iter().copied().fold(f32::INFINITY, f32::min);
+            for (v, k) in vol.data.iter_mut().zip(&m.data) {
+                if *k < 0.5 {
+                    *v = lo;
+                }
+            }
+        }
         if let Some(r) = &rotate {
             vol = vol.rotated(r[0], r[1]);
         }
