@@ -6,10 +6,11 @@
 //! two face checks in `veil verify` share neither the surface nor the
 //! views' geometry:
 //!
-//! * the skin level is Otsu's threshold of the volume's histogram (air
-//!   against everything else), halved towards the air side, because
-//!   Otsu's level on a T1 head falls between air and tissue but high
-//!   enough to eat into thin skin over the nose;
+//! * the skin level is halfway between the air (the volume's least value)
+//!   and Otsu's threshold of its histogram: Otsu's split is where two
+//!   classes separate best, which on an MR head with much dark bone and
+//!   fluid can lie within the tissue, and halfway keeps the level near
+//!   the air (chosen before looking at any render, not tuned);
 //! * each ray is marched in 1 mm steps on a voxel mask and stops where the
 //!   mask holds for [`SOLID_MM`] in a row (noise, ghosts and loose hair in
 //!   the air are thinner than that), then the crossing is refined on the
