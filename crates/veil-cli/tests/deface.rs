@@ -468,3 +468,60 @@ fn uneven_or_tilted_series_are_refused_with_the_reason() {
         );
     }
 }
+
+/// `veil verify --faces` (issue 21): on a head as a NIfTI file and as a
+/// DICOM series, both checks report the face (`face-geometry`, the
+/// defacer's own nose measure, and `face-cascade`, verify's own reader,
+/// renders and face detector); on `veil deface`'s outputs, neither does.
+#[test]
+fn verify_faces_reports_both_checks_and_nothing_after_defacing() {
+    let Some(h) = heads() else { return };
+    let dir = veil_test::scratch("verify-faces-cli");
+    let (vol, header) = volume::read_nifti(&h.join("ch2.nii.gz")).unwrap();
+    let orig = dir.join("orig");
+    volume::write_nifti(&orig.join("head.nii.gz"), &vol, &header).unwrap();
+    write_series(&vol, &orig.join("series"), "2.25.4321", None, 0.0);
+    let faces = |root: &Path| -> Vec<String> {
+        let rep = dir.join("report.json");
+        let st = Command::new(VEIL)
+            .arg("verify")
+            .arg(root)
+            .args(["--faces", "--json"])
+            .arg(&rep)
+            .output()
+            .unwrap();
+        assert!(matches!(st.status.code(), Some(0 | 1)), "verify ran");
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
+        let mut v: Vec<String> = r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["category"] == "face")
+            .map(|f| {
+                let file = f["file"].as_str().unwrap();
+                let kind = if file.ends_with(".nii.gz") {
+                    "nifti"
+                } else {
+                    "series"
+                };
+                format!("{kind} {}", f["detector"].as_str().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        faces(&orig),
+        [
+            "nifti face-cascade",
+            "nifti face-geometry",
+            "series face-cascade",
+            "series face-geometry"
+        ]
+    );
+    let out = dir.join("out");
+    deface(&[orig.join("head.nii.gz"), out.join("head.nii.gz")]);
+    deface(&[orig.join("series"), out.join("series")]);
+    assert_eq!(faces(&out), Vec::<String>::new(), "no face after defacing");
+    let _ = std::fs::remove_dir_all(&dir);
+}

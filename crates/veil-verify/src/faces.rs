@@ -1,12 +1,23 @@
 //! `--faces`: can a face still be rendered from a head volume among the
 //! outputs? NIfTI files and CT/MR DICOM series (grouped by Series Instance
-//! UID and assembled by veil-deface's reader) go through veil-deface's
-//! geometric face check; a face is a finding.
+//! UID) go through two checks, and a face found by either is a finding:
 //!
-//! Depending on veil-deface is deliberate and harmless for independence:
-//! it holds the volume reader and the check, not the de-identification
-//! rules this crate must not learn from (it does not depend on veil-rules
-//! or veil-deid either), and a trait would only move the same call.
+//! * `face-geometry`: veil-deface's own check (a nose standing out of the
+//!   skin surface), on veil-deface's reader and renderer;
+//! * `face-cascade`: this crate's own ([`cascade`]): its own readers
+//!   ([`volume`]), its own shaded renders ([`render`]) and a face detector
+//!   trained on photographs (SeetaFace), which imports nothing from
+//!   veil-deface. A bug in the defacer's reader, renderer or notion of a
+//!   face cannot blind it too.
+//!
+//! Depending on veil-deface for the first is deliberate: it holds the
+//! volume reader and the check, not the de-identification rules this crate
+//! must not learn from (it does not depend on veil-rules or veil-deid
+//! either).
+
+pub mod cascade;
+pub mod render;
+pub mod volume;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +48,9 @@ pub fn face_findings(root: &Path, outputs: &[PathBuf]) -> Vec<Finding> {
             if let Ok(vol) = Volume::read_nifti(p) {
                 check(&vol, relative(root, p), &mut findings);
             }
+            if let Ok(vol) = volume::read_nifti(p) {
+                check_cascade(&vol, relative(root, p), &mut findings);
+            }
             continue;
         }
         let Ok(f) = veil_io::read(p) else { continue };
@@ -55,6 +69,9 @@ pub fn face_findings(root: &Path, outputs: &[PathBuf]) -> Vec<Finding> {
         // a series that is not one regular volume is not a head to render
         if let Ok((vol, _)) = veil_deface::series::read_series(&files) {
             check(&vol, relative(root, &files[0]), &mut findings);
+        }
+        if let Ok(vol) = volume::read_series(&files) {
+            check_cascade(&vol, relative(root, &files[0]), &mut findings);
         }
     }
     findings
@@ -78,6 +95,27 @@ fn check(vol: &Volume, file: String, out: &mut Vec<Finding>) {
             .then(" of ")
             .count(VIEWS.len() as u64)
             .then(" views: a face can be rendered from this volume"),
+        context: None,
+        frame: None,
+        thumbnail: None,
+    });
+}
+
+fn check_cascade(vol: &volume::Volume, file: String, out: &mut Vec<Finding>) {
+    let r = cascade::cascade_check(vol);
+    if !r.face {
+        return;
+    }
+    out.push(Finding {
+        file,
+        place: Place::fixed("volume"),
+        category: Category::Face,
+        detector: "face-cascade".into(),
+        excerpt: ReportText::fixed("a face detected in ")
+            .count(r.face_views() as u64)
+            .then(" of ")
+            .count(render::VIEWS.len() as u64)
+            .then(" rendered views: a face can be rendered from this volume"),
         context: None,
         frame: None,
         thumbnail: None,
