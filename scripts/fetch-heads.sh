@@ -15,7 +15,11 @@
 #   cranium_ct.nii               invesalius-examples: head CT (HU), converted
 #                                from Cranium.inv3 (see inv3_to_nifti below)
 #   venv/                        python venv with OpenCV (Haar cascades in
-#                                cv2/data) for the tests' offline face detector
+#                                cv2/data) for the tests' offline face
+#                                detector, and brainextractor (FSL BET in
+#                                Python) for the independent brain masks
+#   sub-01_T1w_bet.nii.gz,       brain masks Veil did not make, by BET
+#   cranium_ct_bet.nii.gz        (scripts/brain-masks.py)
 #
 # Idempotent: a file already there with the recorded SHA-256 is kept; the
 # packages are downloaded only when something is missing. Every file taken
@@ -33,6 +37,10 @@ MRICRON=mricron-data=1.2.20211006+dfsg-4
 INVESALIUS=invesalius-examples=3.1.99998-4
 OPENCV=opencv-python-headless==4.12.0.88
 NUMPY=numpy==2.2.6
+# FSL BET in Python and what it needs (its pyrender dependency is only for
+# its own render script, so it is installed without dependencies)
+BET=brainextractor==0.3.0
+BET_DEPS=(scipy==1.15.3 nibabel==5.4.2 numba==0.61.2 llvmlite==0.44.0 trimesh==4.6.8)
 
 # the files the cache holds; their SHA-256 below (the CT's NIfTI is written
 # byte for byte the same each time, so it has one too)
@@ -168,3 +176,10 @@ if ! "$DIR/venv/bin/python" -c "import cv2, importlib.metadata as m, sys; sys.ex
   python3 -m venv "$DIR/venv"
   "$DIR/venv/bin/pip" install -q --disable-pip-version-check "$OPENCV" "$NUMPY"
 fi
+if ! "$DIR/venv/bin/python" -c "import brainextractor, importlib.metadata as m, sys; sys.exit(m.version('brainextractor') != '${BET##*==}')" 2>/dev/null; then
+  "$DIR/venv/bin/pip" install -q --disable-pip-version-check "${BET_DEPS[@]}" "$NUMPY"
+  "$DIR/venv/bin/pip" install -q --disable-pip-version-check --no-deps "$BET"
+fi
+# brain masks Veil did not make, for grading the defacer (a minute or two
+# the first time; kept afterwards)
+"$DIR/venv/bin/python" scripts/brain-masks.py "$DIR"

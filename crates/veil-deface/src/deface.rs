@@ -13,14 +13,20 @@
 //!    lips, chin, cheeks, eyes and the soft tissue over the eyes and brows;
 //!    with `remove_ears`, everything lateral of the brain's widened coronal
 //!    profile at ear height goes too;
-//! 4. those voxels become background: air (-1000 HU, or the volume's
-//!    minimum if lower) for CT, the median background for MR. No voxel of
-//!    the brain mask is ever inside the removed region (checked).
+//! 4. brain first: nothing within [`MARGIN_MM`] of the brain in 3-D is
+//!    removed, whatever the profile says (on CT the brain mask regrows
+//!    into the temporal poles and the gyri over the orbits, see
+//!    [`crate::brain::CT_REGROW_MM`]);
+//! 5. the rest of the region becomes background: air (-1000 HU, or the
+//!    volume's minimum if lower) for CT, the median background for MR.
+//!    Graded against brain masks Veil did not make (BET, Colin27's own):
+//!    docs/deface.md.
 //!
 //! When the head, the brain or a face in front of it is not found with
 //! confidence, it fails with the reason instead of passing the face.
 
 use crate::brain::{self, AnatomyError};
+use crate::morph;
 use crate::volume::Volume;
 
 /// Distance kept between the brain mask and the removed region, mm.
@@ -389,6 +395,10 @@ pub fn deface(vol: &Volume, opts: &DefaceOptions) -> Result<Defaced, DefaceError
     } else {
         raw
     };
+    // Brain first: whatever the cut's profile says, nothing within
+    // MARGIN_MM of the brain in 3-D is removed (the profile implies it for
+    // the face; this holds it for every part of the cut, ears included).
+    let spared = morph::dilate(&brain_c, cv.dims, cv.spacing(), MARGIN_MM);
     let front = raw.dilate(MARGIN_MM).concave_envelope();
     let (flo, _) = front.defined().expect("dilated from a defined profile");
     let z_top = raw.z(pole) + BROW_ABOVE_POLE_MM;
@@ -449,7 +459,13 @@ pub fn deface(vol: &Volume, opts: &DefaceOptions) -> Result<Defaced, DefaceError
         let s = cv.spacing();
         s[0] * s[1] * s[2] / 1000.0
     };
-    let face_voxels = world_voxels(&cv, &anat.head)
+    let removable: Vec<bool> = anat
+        .head
+        .iter()
+        .zip(&spared)
+        .map(|(&h, &s)| h && !s)
+        .collect();
+    let face_voxels = world_voxels(&cv, &removable)
         .filter(|(w, _)| cut.removes(*w))
         .count();
     let face_ml = face_voxels as f64 * coarse_ml;
@@ -508,8 +524,9 @@ pub fn deface(vol: &Volume, opts: &DefaceOptions) -> Result<Defaced, DefaceError
                     w0[2] + a[2][0] * fi,
                 ];
                 let idx = row + i;
-                brain_fine[idx] = brain_c[crow + f.of(0, i)];
-                if cut.removes(w) {
+                let c = crow + f.of(0, i);
+                brain_fine[idx] = brain_c[c];
+                if !spared[c] && cut.removes(w) {
                     removed[idx] = true;
                     out.data[idx] = fill;
                 }

@@ -148,6 +148,53 @@ fn neighbours(i: usize, dims: [usize; 3], out: &mut [usize; 6]) -> usize {
     n
 }
 
+/// Geodesic dilation: the voxels of `within` reachable from `seed` by a
+/// 6-connected path through `within` no longer than `r` mm (path length
+/// counted per step along the axis it takes), plus the seed itself. A
+/// Dijkstra search, so anisotropic grids count true millimetres.
+pub fn grow_within(
+    seed: &[bool],
+    within: &[bool],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    r: f64,
+) -> Mask {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let strides = [1usize, dims[0], dims[0] * dims[1]];
+    // distances in micrometres as integers: a total order for the heap
+    let step = spacing.map(|s| (s * 1000.0).round() as u64);
+    let limit = (r * 1000.0).round() as u64;
+    let mut dist = vec![u64::MAX; seed.len()];
+    let mut heap = BinaryHeap::new();
+    for (i, _) in seed.iter().enumerate().filter(|(_, &s)| s) {
+        dist[i] = 0;
+        heap.push(Reverse((0u64, i)));
+    }
+    let mut nb = [0usize; 6];
+    while let Some(Reverse((d, i))) = heap.pop() {
+        if d > dist[i] {
+            continue;
+        }
+        let n = neighbours(i, dims, &mut nb);
+        for &j in &nb[..n] {
+            if !within[j] {
+                continue;
+            }
+            let axis = (0..3)
+                .rev()
+                .find(|&a| i.abs_diff(j) == strides[a])
+                .expect("a neighbour along one axis");
+            let nd = d + step[axis];
+            if nd <= limit && nd < dist[j] {
+                dist[j] = nd;
+                heap.push(Reverse((nd, j)));
+            }
+        }
+    }
+    dist.iter().map(|&d| d != u64::MAX).collect()
+}
+
 /// Labels the 6-connected components of `mask`; returns the labels (0 =
 /// outside the mask) and each component's size (index = label - 1).
 pub fn components(mask: &[bool], dims: [usize; 3]) -> (Vec<u32>, Vec<usize>) {
@@ -223,6 +270,31 @@ pub fn fill_holes(mask: &[bool], dims: [usize; 3]) -> Mask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn growth_follows_paths_inside_the_allowed_voxels_up_to_its_length() {
+        // a U-shaped corridor on a 1 x 2 x 1 mm grid: from the seed at one
+        // tip, the other tip is near in space but far along the corridor
+        let dims = [9, 5, 1];
+        let sp = [1.0, 2.0, 1.0];
+        let idx = |x: usize, y: usize| x + dims[0] * y;
+        let mut within = vec![false; 45];
+        for y in 0..5 {
+            within[idx(0, y)] = true;
+            within[idx(2, y)] = true;
+        }
+        within[idx(1, 4)] = true;
+        let mut seed = vec![false; 45];
+        seed[idx(0, 0)] = true;
+        // 8 mm up the first arm (4 steps of 2 mm), 2 across, 8 down
+        let g = grow_within(&seed, &within, dims, sp, 9.0);
+        assert!(g[idx(0, 4)] && g[idx(1, 4)] && !g[idx(2, 4)]);
+        let g = grow_within(&seed, &within, dims, sp, 18.0);
+        assert!(g[idx(2, 0)], "the far tip at 18 mm along the path");
+        assert!(!g[idx(1, 0)], "never outside the allowed voxels");
+        let g = grow_within(&seed, &within, dims, sp, 17.9);
+        assert!(!g[idx(2, 0)] && g[idx(2, 1)]);
+    }
 
     #[test]
     fn distance_matches_brute_force_on_an_anisotropic_grid() {
