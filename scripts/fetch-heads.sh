@@ -18,8 +18,9 @@
 #                                cv2/data) for the tests' offline face
 #                                detector, and brainextractor (FSL BET in
 #                                Python) for the independent brain masks
-#   sub-01_T1w_bet.nii.gz,       brain masks Veil did not make, by BET
-#   cranium_ct_bet.nii.gz        (scripts/brain-masks.py)
+#   sub-01_T1w_bet.nii.gz,       brain masks Veil did not make, by BET,
+#   cranium_ct_bet.nii.gz        and ear masks, by a slice-wise opening
+#   *_ears.nii.gz                (scripts/brain-masks.py)
 #
 # Idempotent: a file already there with the recorded SHA-256 is kept; the
 # packages are downloaded only when something is missing. Every file taken

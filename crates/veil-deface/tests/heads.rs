@@ -232,6 +232,83 @@ fn head_ct() {
     must_show("cranium_ct.nii", false, true);
 }
 
+/// `--ears`, measured: on the two heads whose pinnae are in the field of
+/// view, at least 90 % of the ear voxels of a mask Veil did not make
+/// (scripts/brain-masks.py) are removed, and the brain is left exactly as
+/// without `--ears`: the same BET voxels kept, Veil's own brain untouched.
+fn ears_removed(file: &str, ears: &str, bet: &str) {
+    let Some(heads) = veil_test::heads() else {
+        return;
+    };
+    let vol = Volume::read_nifti(&heads.join(file)).expect("read the head");
+    let mask = |name: &str| -> Vec<bool> {
+        let m = Volume::read_nifti(&heads.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(m.dims, vol.dims, "{name}: not on the head's grid");
+        m.data.iter().map(|&v| v > 0.0).collect()
+    };
+    let (ear, brain) = (mask(ears), mask(bet));
+    let plain = deface(&vol, &Default::default()).expect("deface");
+    let opts = veil_deface::DefaceOptions {
+        remove_ears: true,
+        ..Default::default()
+    };
+    let d = deface(&vol, &opts).expect("deface --ears");
+    let count = |m: &[bool], r: &[bool]| m.iter().zip(r).filter(|(&m, &r)| m && r).count();
+    let n_ear = ear.iter().filter(|&&e| e).count();
+    let (with, without) = (count(&ear, &d.removed), count(&ear, &plain.removed));
+    let voxel_ml = vol.spacing().iter().product::<f64>() / 1000.0;
+    eprintln!(
+        "{file}: ears {:.1} ml; removed {:.1} % with --ears, {:.1} % without; BET voxels removed {} with, {} without",
+        n_ear as f64 * voxel_ml,
+        100.0 * with as f64 / n_ear as f64,
+        100.0 * without as f64 / n_ear as f64,
+        count(&brain, &d.removed),
+        count(&brain, &plain.removed)
+    );
+    assert!(
+        n_ear as f64 * voxel_ml > 5.0,
+        "{file}: the ear mask holds no ears"
+    );
+    assert!(
+        with as f64 >= 0.9 * n_ear as f64,
+        "{file}: --ears removed only {with} of {n_ear} ear voxels"
+    );
+    assert!(
+        (without as f64) < 0.2 * n_ear as f64,
+        "{file}: the ear mask is not ears: the face cut alone takes {without} of {n_ear}"
+    );
+    let brain_hit =
+        |r: &[bool]| -> Vec<usize> { (0..r.len()).filter(|&i| brain[i] && r[i]).collect() };
+    assert_eq!(
+        brain_hit(&d.removed),
+        brain_hit(&plain.removed),
+        "{file}: --ears changed which brain voxels are removed"
+    );
+    assert!(
+        (0..d.brain.len())
+            .all(|i| !d.brain[i] || d.volume.data[i].to_bits() == vol.data[i].to_bits()),
+        "{file}: --ears changed a voxel of Veil's brain"
+    );
+}
+
+#[test]
+fn ears_of_the_real_subject() {
+    ears_removed(
+        "sub-01_T1w.nii.gz",
+        "sub-01_T1w_ears.nii.gz",
+        "sub-01_T1w_bet.nii.gz",
+    );
+}
+
+#[test]
+fn ears_of_the_head_ct() {
+    ears_removed(
+        "cranium_ct.nii",
+        "cranium_ct_ears.nii.gz",
+        "cranium_ct_bet.nii.gz",
+    );
+}
+
 /// `vol` with its axes permuted by `perm` (new axis a = old axis
 /// `perm[a]`) and the new axes in `flip` reversed, the affine changed so
 /// that every voxel stays where it is in the patient. Returns the copy and,
