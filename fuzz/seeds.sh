@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 max=${1:-16384}
 corpus=${VEIL_CORPUS:-../target/corpus/base}
-targets=(dicom_read deid_engine pixel_decode nifti_read fhir_import dimse_pdu stow_part)
+targets=(dicom_read deid_engine pixel_decode nifti_read verify_nifti fhir_import dimse_pdu stow_part)
 for t in "${targets[@]}"; do mkdir -p "corpus/$t"; done
 
 if [ -d "$corpus" ]; then
@@ -114,6 +114,10 @@ put("nifti_read", "int16", nifti(datatype=4, bitpix=16))
 put("nifti_read", "gz", gzip.compress(nifti(datatype=512, bitpix=16)))
 put("nifti_read", "bad-offset", nifti(vox_offset=3.0))
 put("nifti_read", "huge-offset", nifti(vox_offset=1e20))
+# verify --faces' own reader gets the same seeds
+for name in ("float", "uint8", "int16", "gz", "bad-offset", "huge-offset"):
+    with open(os.path.join("corpus", "nifti_read", "gen-" + name), "rb") as f:
+        put("verify_nifti", name, f.read())
 
 consent = {
     "resourceType": "Consent", "id": "c1", "status": "active",

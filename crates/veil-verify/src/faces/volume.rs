@@ -99,25 +99,53 @@ pub struct VolumeError(&'static str);
 /// header must not make the reader allocate without bound.
 const MAX_SAMPLES: usize = 1 << 28;
 
+/// And no more than 1 GiB of stored voxels (2^28 doubles would be 2).
+const MAX_VOXEL_BYTES: usize = 1 << 30;
+
 /// Reads a NIfTI-1 file (`.nii`, or `.nii.gz` gzip-compressed), its first
 /// 3D volume. The affine is the sform when set, else the qform, else the
 /// voxel sizes alone (ANALYZE-style), as NIfTI readers do.
 pub fn read_nifti(path: &Path) -> Result<Volume, VolumeError> {
     let raw = std::fs::read(path).map_err(|_| VolumeError("cannot read the file"))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|_| VolumeError("damaged gzip stream"))?;
-        out
-    } else {
-        raw
-    };
-    parse_nifti(&bytes)
+    nifti_from_bytes(&raw)
 }
 
-/// [`read_nifti`] on the bytes of an uncompressed `.nii`.
-pub fn parse_nifti(b: &[u8]) -> Result<Volume, VolumeError> {
+/// [`read_nifti`] on a file's bytes, `.nii` or `.nii.gz`. A gzip stream is
+/// inflated no further than its header says the voxels end: a small file
+/// that inflates to gigabytes (a zip bomb) costs no more than its header
+/// allows, and that is bounded by `MAX_SAMPLES`.
+pub fn nifti_from_bytes(raw: &[u8]) -> Result<Volume, VolumeError> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return parse_nifti(raw);
+    }
+    let damaged = || VolumeError("damaged gzip stream");
+    let mut z = flate2::read::MultiGzDecoder::new(raw);
+    let mut out = Vec::new();
+    (&mut z)
+        .take(352)
+        .read_to_end(&mut out)
+        .map_err(|_| damaged())?;
+    let end = header(&out)?.end;
+    (&mut z)
+        .take(end.saturating_sub(out.len()) as u64)
+        .read_to_end(&mut out)
+        .map_err(|_| damaged())?;
+    parse_nifti(&out)
+}
+
+/// What a NIfTI-1 header says about the bytes that follow it.
+struct Header {
+    le: bool,
+    dims: [usize; 3],
+    datatype: i16,
+    width: usize,
+    offset: usize,
+    /// Where the first volume's voxels end.
+    end: usize,
+}
+
+/// Reads and checks the fixed header (the first 352 bytes).
+fn header(b: &[u8]) -> Result<Header, VolumeError> {
     if b.len() < 352 {
         return Err(VolumeError("shorter than a NIfTI-1 header"));
     }
@@ -179,9 +207,48 @@ pub fn parse_nifti(b: &[u8]) -> Result<Volume, VolumeError> {
     };
     let end = n
         .checked_mul(width)
+        .filter(|&bytes| bytes <= MAX_VOXEL_BYTES)
         .and_then(|x| x.checked_add(offset))
-        .filter(|&e| e <= b.len())
-        .ok_or(VolumeError("truncated voxel data"))?;
+        .ok_or(VolumeError("too large for a head volume"))?;
+    Ok(Header {
+        le,
+        dims,
+        datatype,
+        width,
+        offset,
+        end,
+    })
+}
+
+/// [`read_nifti`] on the bytes of an uncompressed `.nii`.
+pub fn parse_nifti(b: &[u8]) -> Result<Volume, VolumeError> {
+    let Header {
+        le,
+        dims,
+        datatype,
+        width,
+        offset,
+        end,
+    } = header(b)?;
+    if end > b.len() {
+        return Err(VolumeError("truncated voxel data"));
+    }
+    let f32_at = |o: usize| {
+        let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
+        f64::from(if le {
+            f32::from_le_bytes(a)
+        } else {
+            f32::from_be_bytes(a)
+        })
+    };
+    let i16_at = |o: usize| {
+        let a = [b[o], b[o + 1]];
+        if le {
+            i16::from_le_bytes(a)
+        } else {
+            i16::from_be_bytes(a)
+        }
+    };
     let (slope, inter) = (f32_at(112), f32_at(116));
     let (slope, inter) = if slope.is_finite() && slope != 0.0 && inter.is_finite() {
         (slope, inter)
@@ -505,6 +572,38 @@ mod tests {
         short.truncate(360);
         assert!(parse_nifti(&short).is_err(), "truncated data");
         assert!(parse_nifti(b"not a nifti").is_err());
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(b).unwrap();
+        z.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_is_inflated_no_further_than_the_header_says() {
+        let plain = nifti(true, 0, 1, [0.0, 0.0, 0.0], 1.0);
+        let v = nifti_from_bytes(&gzip(&plain)).unwrap();
+        assert_eq!(v.data, parse_nifti(&plain).unwrap().data);
+        // 256 MiB of zeros after 24 voxels: inflated up to the voxels' end
+        // only (the stream is never read that far)
+        let mut bomb = plain.clone();
+        bomb.resize(plain.len() + (256 << 20), 0);
+        let v = nifti_from_bytes(&gzip(&bomb)).unwrap();
+        assert_eq!(v.data.len(), 24);
+        // a header asking for more than a head volume can hold
+        let mut huge = plain.clone();
+        for (n, d) in [3i16, 2048, 2048, 128].iter().enumerate() {
+            huge[40 + 2 * n..42 + 2 * n].copy_from_slice(&d.to_le_bytes());
+        }
+        huge[70..72].copy_from_slice(&64i16.to_le_bytes());
+        let e = nifti_from_bytes(&gzip(&huge)).unwrap_err();
+        assert_eq!(e.to_string(), "too large for a head volume");
+        // truncated and damaged streams are errors, not panics
+        let gz = gzip(&plain);
+        assert!(nifti_from_bytes(&gz[..gz.len() / 2]).is_err());
+        assert!(nifti_from_bytes(&gz[..20]).is_err());
     }
 
     #[test]
