@@ -1,7 +1,9 @@
 //! `veil deface` and `veil deid --option clean-recognizable-visual-features`
 //! on real heads (`veil_test::heads`: scripts/fetch-heads.sh into
 //! target/heads, or `VEIL_HEADS`): NIfTI in and out, a DICOM series made from a head in and
-//! out, a batch, and refused series.
+//! out, the same head as one Enhanced MR object, a batch, and refused
+//! series.
+#![allow(clippy::print_stderr)] // tests report what they measured
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -168,7 +170,9 @@ fn write_enhanced(vol: &Volume, path: &Path, uid: &str, cine: bool) {
     };
     let text = |g: u16, e: u16, vr: VR, v: &str| Element::text(Tag(g, e), vr, v);
     let dim_org = format!("{uid}.300");
-    let image_type = "ORIGINAL\\PRIMARY\\M\\NONE";
+    // DERIVED: the acquisition macros an ORIGINAL image needs (coils,
+    // timing, pulse sequence) say nothing this test is about
+    let image_type = "DERIVED\\PRIMARY\\M\\NONE";
     let mut pixels = Vec::new();
     let mut per_frame = Vec::new();
     for &k in &order {
@@ -222,6 +226,14 @@ fn write_enhanced(vol: &Volume, path: &Path, uid: &str, cine: bool) {
             vec![text(0x0020, 0x0037, VR::DS, &ds_text(&iop))],
         ),
         seq1(
+            Tag(0x0028, 0x9145),
+            vec![
+                text(0x0028, 0x1052, VR::DS, "0"),
+                text(0x0028, 0x1053, VR::DS, "1"),
+                text(0x0028, 0x1054, VR::LO, "US"),
+            ],
+        ),
+        seq1(
             Tag(0x0028, 0x9110),
             vec![
                 text(0x0018, 0x0050, VR::DS, &ds_text(&[vol.spacing()[2]])),
@@ -251,6 +263,7 @@ fn write_enhanced(vol: &Volume, path: &Path, uid: &str, cine: bool) {
         text(0x0018, 0x9008, VR::CS, "GRADIENT"),
         text(0x0018, 0x9064, VR::CS, "NONE"),
         text(0x0018, 0x9100, VR::CS, "1H"),
+        text(0x0018, 0x5100, VR::CS, "HFS"),
         text(0x0020, 0x0010, VR::SH, ""),
         text(0x0020, 0x0011, VR::IS, "1"),
         text(0x0020, 0x0013, VR::IS, "1"),
@@ -271,6 +284,7 @@ fn write_enhanced(vol: &Volume, path: &Path, uid: &str, cine: bool) {
         text(0x0028, 0x0008, VR::IS, &order.len().to_string()),
         text(0x0028, 0x0301, VR::CS, "NO"),
         text(0x0028, 0x2110, VR::CS, "00"),
+        text(0x2050, 0x0020, VR::CS, "IDENTITY"),
         Element::sequence(Tag(0x0040, 0x0555), vec![]),
         Element::sequence(Tag(0x5200, 0x9229), vec![shared]),
         Element::sequence(Tag(0x5200, 0x9230), per_frame),

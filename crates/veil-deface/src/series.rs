@@ -159,7 +159,9 @@ pub fn read_series(files: &[PathBuf]) -> Result<(Volume, Series), VolumeError> {
         }
         let frames = match ds_numbers(ds, Tag(0x0028, 0x0008)).and_then(|n| n.first().copied()) {
             None => 1,
-            Some(n) if n >= 1.0 && n.fract() == 0.0 => n as usize,
+            // far above any head volume: a damaged header must not make
+            // the reader allocate without bound
+            Some(n) if (1.0..=65536.0).contains(&n) && n.fract() == 0.0 => n as usize,
             Some(_) => return Err(err("Number of Frames (0028,0008) is malformed")),
         };
         if items(ds, PER_FRAME_GROUPS).is_some_and(|v| v.len() != frames) {
