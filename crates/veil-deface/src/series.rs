@@ -539,3 +539,95 @@ pub fn add_method_code(ds: &mut DataSet) {
     let (code, meaning) = CLEAN_VISUAL_FEATURES_CODE;
     ds.add_code_item(Tag(0x0012, 0x0064), code, "DCM", meaning);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::VR;
+    use veil_io::Element;
+
+    fn seq(g: u16, e: u16, item: Vec<Element>) -> Element {
+        Element::sequence(Tag(g, e), vec![DataSet::of(item)])
+    }
+
+    /// A 3x2 signed 16-bit Enhanced MR object whose frame `n` holds the
+    /// value `n` and lies at `z[n]` mm; orientation, spacing and a rescale
+    /// (slope 2, intercept -1) shared.
+    fn enhanced(path: &Path, z: &[f64]) {
+        let us = |e: u16, v: u16| Element::bytes(Tag(0x0028, e), VR::US, v.to_le_bytes().to_vec());
+        let text = |g: u16, e: u16, vr: VR, v: &str| Element::text(Tag(g, e), vr, v);
+        let per_frame = z
+            .iter()
+            .map(|z| {
+                DataSet::of([seq(
+                    0x0020,
+                    0x9113,
+                    vec![text(0x0020, 0x0032, VR::DS, &format!("0\\0\\{z}"))],
+                )])
+            })
+            .collect();
+        let shared = DataSet::of([
+            seq(
+                0x0020,
+                0x9116,
+                vec![text(0x0020, 0x0037, VR::DS, "1\\0\\0\\0\\1\\0")],
+            ),
+            seq(0x0028, 0x9110, vec![text(0x0028, 0x0030, VR::DS, "1\\1")]),
+            seq(
+                0x0028,
+                0x9145,
+                vec![
+                    text(0x0028, 0x1052, VR::DS, "-1"),
+                    text(0x0028, 0x1053, VR::DS, "2"),
+                ],
+            ),
+        ]);
+        let px: Vec<u8> = (0..z.len())
+            .flat_map(|n| std::iter::repeat_n(n as i16, 6).flat_map(i16::to_le_bytes))
+            .collect();
+        let ds = DataSet::of([
+            text(0x0008, 0x0016, VR::UI, "1.2.840.10008.5.1.4.1.1.4.1"),
+            text(0x0008, 0x0018, VR::UI, "2.25.1"),
+            text(0x0008, 0x0060, VR::CS, "MR"),
+            text(0x0020, 0x000E, VR::UI, "2.25.2"),
+            us(0x0002, 1),
+            text(0x0028, 0x0004, VR::CS, "MONOCHROME2"),
+            text(0x0028, 0x0008, VR::IS, &z.len().to_string()),
+            us(0x0010, 2),
+            us(0x0011, 3),
+            us(0x0100, 16),
+            us(0x0101, 16),
+            us(0x0102, 15),
+            us(0x0103, 1),
+            Element::sequence(Tag(0x5200, 0x9229), vec![shared]),
+            Element::sequence(Tag(0x5200, 0x9230), per_frame),
+            Element::bytes(Tag(0x7FE0, 0x0010), VR::OW, px),
+        ]);
+        veil_io::write_explicit_le(path, &ds).unwrap();
+    }
+
+    #[test]
+    fn enhanced_frames_sorted_by_position_and_written_back_as_one_object() {
+        let dir = veil_test::scratch("series-enhanced");
+        let f = dir.join("in.dcm");
+        enhanced(&f, &[4.0, 0.0, 2.0]);
+        let (vol, s) = read_series(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(vol.dims, [3, 2, 3]);
+        // frames 1, 2, 0 in slice order, through slope 2 and intercept -1
+        assert_eq!([vol.data[0], vol.data[6], vol.data[12]], [1.0, 3.0, -1.0]);
+        assert_eq!(vol.affine[2][2], 2.0);
+        assert_eq!(s.instances(), [vec![2, 0, 1]]);
+        let out = dir.join("out");
+        s.write(&vol, &out, true).unwrap();
+        let (again, s2) = read_series(&[out.join("IM00001.dcm")]).unwrap();
+        assert_eq!(again.data, vol.data, "the same samples back");
+        assert_eq!(s2.slices[0].sop_instance_uid, "2.25.1");
+
+        enhanced(&f, &[0.0, 0.0, 2.0, 2.0]);
+        let e = read_series(std::slice::from_ref(&f))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than one stack or time point"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
