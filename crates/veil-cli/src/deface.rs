@@ -14,7 +14,8 @@ use veil_deface::{DefaceOptions, Modality};
 /// Arguments of `veil deface`.
 #[derive(clap::Args)]
 pub struct DefaceArgs {
-    /// A NIfTI file (.nii, .nii.gz) or a folder holding one DICOM series.
+    /// A NIfTI file (.nii, .nii.gz) or a folder holding one DICOM series
+    /// (single-frame images, or one Enhanced CT/MR multi-frame object).
     input: PathBuf,
     /// The output: a NIfTI file, or a folder for the defaced series.
     #[arg(required_unless_present = "check_only")]
@@ -187,20 +188,27 @@ pub fn run(a: DefaceArgs, quiet: bool) -> Result<i32, String> {
         "removed_voxels": removed,
         "brain_voxels": brain,
         "brain_voxels_unchanged_fraction": unchanged,
-        "instances": series.as_ref().map(|s| s.slices.len()),
+        "instances": series.as_ref().map(|s| s.instances().len()),
+        "frames": series.as_ref().map(|s| s.slices.len()),
         "note": note,
         "seconds": { "read": t_read, "deface": t_deface, "write": t_write },
     });
     let dims: Vec<String> = vol.dims.iter().map(|d| d.to_string()).collect();
-    let human =
-        format!(
+    let human = format!(
         "defaced {} ({}, {}{}), confidence {:.2}: {} removed, {:.1}% of {} unchanged{}; {:.1} s",
-        if dicom { "DICOM series" } else { "NIfTI volume" },
+        if dicom {
+            "DICOM series"
+        } else {
+            "NIfTI volume"
+        },
         format!("{:?}", d.modality).to_uppercase(),
         dims.join("x"),
         series
             .as_ref()
-            .map(|s| format!(", {}", veil_core::count(s.slices.len(), "instance", "instances")))
+            .map(|s| format!(
+                ", {}",
+                veil_core::count(s.instances().len(), "instance", "instances")
+            ))
             .unwrap_or_default(),
         d.confidence,
         veil_core::count(removed, "voxel", "voxels"),

@@ -1,7 +1,9 @@
 //! `veil deface` and `veil deid --option clean-recognizable-visual-features`
 //! on real heads (`veil_test::heads`: scripts/fetch-heads.sh into
 //! target/heads, or `VEIL_HEADS`): NIfTI in and out, a DICOM series made from a head in and
-//! out, a batch, and refused series.
+//! out, the same head as one Enhanced MR object, a batch, and refused
+//! series.
+#![allow(clippy::print_stderr)] // tests report what they measured
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +27,72 @@ fn ds_text(v: &[f64]) -> String {
         .join("\\")
 }
 
+/// LPS position of voxel (0, 0, k) of `vol`.
+fn lps_position(vol: &Volume, k: usize) -> [f64; 3] {
+    let p = vol.to_world([0.0, 0.0, k as f64]);
+    [-p[0], -p[1], p[2]]
+}
+
+/// `vol`'s slice geometry in DICOM terms: Image Orientation (Patient)
+/// (row then column direction, LPS), the unit slice normal, and Pixel
+/// Spacing (row spacing, column spacing).
+fn slice_geometry(vol: &Volume) -> ([f64; 6], [f64; 3], [f64; 2]) {
+    let a = vol.affine;
+    let col = |c: usize| [-a[0][c], -a[1][c], a[2][c]];
+    let norm = |v: [f64; 3]| {
+        let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        [v[0] / n, v[1] / n, v[2] / n]
+    };
+    let sp = vol.spacing();
+    let (r, c) = (norm(col(0)), norm(col(1)));
+    (
+        [r[0], r[1], r[2], c[0], c[1], c[2]],
+        norm(col(2)),
+        [sp[1], sp[0]],
+    )
+}
+
+/// Slice `k` of `vol` as int16 little-endian samples, rows of i.
+fn slice_pixels(vol: &Volume, k: usize) -> Vec<u8> {
+    let [nx, ny, _] = vol.dims;
+    let mut px = Vec::with_capacity(nx * ny * 2);
+    for j in 0..ny {
+        for i in 0..nx {
+            let v = vol.data[vol.index(i, j, k)]
+                .round()
+                .clamp(-32768.0, 32767.0) as i16;
+            px.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    px
+}
+
+fn us(t: Tag, v: u16) -> Element {
+    Element::bytes(t, VR::US, v.to_le_bytes().to_vec())
+}
+
+/// The patient, study and Image Pixel attributes every test object
+/// shares (int16 MONOCHROME2 of `vol`'s slice size).
+fn common_module(vol: &Volume, uid: &str, sop_class: &str, sop: &str) -> Vec<Element> {
+    vec![
+        Element::text(Tag(0x0008, 0x0016), VR::UI, sop_class),
+        Element::text(Tag(0x0008, 0x0018), VR::UI, sop),
+        Element::text(Tag(0x0008, 0x0060), VR::CS, "MR"),
+        Element::text(Tag(0x0010, 0x0010), VR::PN, "HEAD^TEST"),
+        Element::text(Tag(0x0010, 0x0020), VR::LO, "HEAD-1"),
+        Element::text(Tag(0x0020, 0x000D), VR::UI, &format!("{uid}.100")),
+        Element::text(Tag(0x0020, 0x000E), VR::UI, &format!("{uid}.200")),
+        us(Tag(0x0028, 0x0002), 1),
+        Element::text(Tag(0x0028, 0x0004), VR::CS, "MONOCHROME2"),
+        us(Tag(0x0028, 0x0010), vol.dims[1] as u16),
+        us(Tag(0x0028, 0x0011), vol.dims[0] as u16),
+        us(Tag(0x0028, 0x0100), 16),
+        us(Tag(0x0028, 0x0101), 16),
+        us(Tag(0x0028, 0x0102), 15),
+        us(Tag(0x0028, 0x0103), 1),
+    ]
+}
+
 /// Writes `vol` as a single-frame MR series (int16, one file per slice
 /// along k), positions and orientation from its affine (RAS+ to LPS). With
 /// `shift`, slice `shift.0` is displaced by `shift.1` mm along the normal
@@ -38,21 +106,10 @@ fn write_series(
     tilt: f64,
 ) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
-    let a = vol.affine;
-    let lps = |v: [f64; 3]| [-v[0], -v[1], v[2]];
-    let col = |c: usize| lps([a[0][c], a[1][c], a[2][c]]);
-    let norm = |v: [f64; 3]| {
-        let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-        [v[0] / n, v[1] / n, v[2] / n]
-    };
-    let sp = vol.spacing();
-    let (row_dir, col_dir) = (norm(col(0)), norm(col(1)));
-    let knorm = norm(col(2));
-    let us = |t: Tag, v: u16| Element::bytes(t, VR::US, v.to_le_bytes().to_vec());
+    let (iop, knorm, sp) = slice_geometry(vol);
     let mut files = Vec::new();
-    let [nx, ny, nz] = vol.dims;
-    for k in 0..nz {
-        let mut p = lps(vol.to_world([0.0, 0.0, k as f64]));
+    for k in 0..vol.dims[2] {
+        let mut p = lps_position(vol, k);
         if let Some((s, d)) = shift {
             if k == s {
                 for (c, x) in p.iter_mut().enumerate() {
@@ -61,52 +118,182 @@ fn write_series(
             }
         }
         for (c, x) in p.iter_mut().enumerate() {
-            *x += tilt * k as f64 * col_dir[c];
-        }
-        let mut px = Vec::with_capacity(nx * ny * 2);
-        for j in 0..ny {
-            for i in 0..nx {
-                let v = vol.data[vol.index(i, j, k)]
-                    .round()
-                    .clamp(-32768.0, 32767.0) as i16;
-                px.extend_from_slice(&v.to_le_bytes());
-            }
+            *x += tilt * k as f64 * iop[3 + c];
         }
         let sop = format!("{uid}.{}", k + 1);
-        let ds = DataSet::of([
-            Element::text(Tag(0x0008, 0x0016), VR::UI, "1.2.840.10008.5.1.4.1.1.4"),
-            Element::text(Tag(0x0008, 0x0018), VR::UI, &sop),
-            Element::text(Tag(0x0008, 0x0060), VR::CS, "MR"),
-            Element::text(Tag(0x0010, 0x0010), VR::PN, "HEAD^TEST"),
-            Element::text(Tag(0x0010, 0x0020), VR::LO, "HEAD-1"),
-            Element::text(Tag(0x0020, 0x000D), VR::UI, &format!("{uid}.100")),
-            Element::text(Tag(0x0020, 0x000E), VR::UI, &format!("{uid}.200")),
+        let mut ds = DataSet::of(common_module(vol, uid, "1.2.840.10008.5.1.4.1.1.4", &sop));
+        for e in [
             Element::text(Tag(0x0020, 0x0013), VR::IS, &(k + 1).to_string()),
             Element::text(Tag(0x0020, 0x0032), VR::DS, &ds_text(&p)),
-            Element::text(
-                Tag(0x0020, 0x0037),
-                VR::DS,
-                &ds_text(&[
-                    row_dir[0], row_dir[1], row_dir[2], col_dir[0], col_dir[1], col_dir[2],
-                ]),
-            ),
-            us(Tag(0x0028, 0x0002), 1),
-            Element::text(Tag(0x0028, 0x0004), VR::CS, "MONOCHROME2"),
-            us(Tag(0x0028, 0x0010), ny as u16),
-            us(Tag(0x0028, 0x0011), nx as u16),
-            Element::text(Tag(0x0028, 0x0030), VR::DS, &ds_text(&[sp[1], sp[0]])),
-            us(Tag(0x0028, 0x0100), 16),
-            us(Tag(0x0028, 0x0101), 16),
-            us(Tag(0x0028, 0x0102), 15),
-            us(Tag(0x0028, 0x0103), 1),
-            Element::bytes(Tag(0x7FE0, 0x0010), VR::OW, px),
-        ]);
+            Element::text(Tag(0x0020, 0x0037), VR::DS, &ds_text(&iop)),
+            Element::text(Tag(0x0028, 0x0030), VR::DS, &ds_text(&sp)),
+            Element::bytes(Tag(0x7FE0, 0x0010), VR::OW, slice_pixels(vol, k)),
+        ] {
+            ds.put(e);
+        }
         // Slices are named out of order on purpose: sorting is by position.
         let f = dir.join(format!("s{:04}.dcm", (k * 7919) % 10007));
         veil_io::write_explicit_le(&f, &ds).unwrap();
         files.push(f);
     }
     files
+}
+
+const ENHANCED_MR: &str = "1.2.840.10008.5.1.4.1.1.4.1";
+
+/// A sequence of one item.
+fn seq1(t: Tag, item: Vec<Element>) -> Element {
+    Element::sequence(t, vec![DataSet::of(item)])
+}
+
+/// An AT value (group, element), little endian.
+fn at(t: Tag, v: Tag) -> Element {
+    let mut b = v.0.to_le_bytes().to_vec();
+    b.extend_from_slice(&v.1.to_le_bytes());
+    Element::bytes(t, VR::AT, b)
+}
+
+/// Writes `vol` as one Enhanced MR Image Storage object at `path`: one
+/// frame per slice, stored in reverse slice order on purpose (sorting is
+/// by position), Plane Position per frame, Plane Orientation and Pixel
+/// Measures shared, and the Enhanced MR modules' attributes dciodvfy asks
+/// for. With `cine`, only two frames, both at the first slice's position
+/// (a time series: not a volume).
+fn write_enhanced(vol: &Volume, path: &Path, uid: &str, cine: bool) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let (iop, _, sp) = slice_geometry(vol);
+    let nz = vol.dims[2];
+    let order: Vec<usize> = if cine {
+        vec![0, 1]
+    } else {
+        (0..nz).rev().collect()
+    };
+    let text = |g: u16, e: u16, vr: VR, v: &str| Element::text(Tag(g, e), vr, v);
+    let dim_org = format!("{uid}.300");
+    // DERIVED: the acquisition macros an ORIGINAL image needs (coils,
+    // timing, pulse sequence) say nothing this test is about
+    let image_type = "DERIVED\\PRIMARY\\M\\NONE";
+    let mut pixels = Vec::new();
+    let mut per_frame = Vec::new();
+    for &k in &order {
+        pixels.extend(slice_pixels(vol, k));
+        let pos = lps_position(vol, if cine { 0 } else { k });
+        let index = if cine { 1 } else { (k + 1) as u32 };
+        per_frame.push(DataSet::of([
+            seq1(
+                Tag(0x0020, 0x9111),
+                vec![
+                    text(0x0018, 0x9074, VR::DT, "20240101120000"),
+                    text(0x0018, 0x9151, VR::DT, "20240101120000"),
+                    Element::bytes(Tag(0x0018, 0x9220), VR::FD, 1.0f64.to_le_bytes().to_vec()),
+                    Element::bytes(Tag(0x0020, 0x9157), VR::UL, index.to_le_bytes().to_vec()),
+                ],
+            ),
+            seq1(
+                Tag(0x0020, 0x9113),
+                vec![text(0x0020, 0x0032, VR::DS, &ds_text(&pos))],
+            ),
+        ]));
+    }
+    let frame_type = |t: u16| {
+        vec![
+            text(0x0008, t, VR::CS, image_type),
+            text(0x0008, 0x9205, VR::CS, "MONOCHROME"),
+            text(0x0008, 0x9206, VR::CS, "VOLUME"),
+            text(0x0008, 0x9207, VR::CS, "NONE"),
+            text(0x0008, 0x9208, VR::CS, "MAGNITUDE"),
+            text(0x0008, 0x9209, VR::CS, "T1"),
+        ]
+    };
+    let shared = DataSet::of([
+        seq1(Tag(0x0018, 0x9226), frame_type(0x9007)),
+        seq1(
+            Tag(0x0020, 0x9071),
+            vec![
+                seq1(
+                    Tag(0x0008, 0x2218),
+                    vec![
+                        text(0x0008, 0x0100, VR::SH, "T-D1100"),
+                        text(0x0008, 0x0102, VR::SH, "SRT"),
+                        text(0x0008, 0x0104, VR::LO, "Head"),
+                    ],
+                ),
+                text(0x0020, 0x9072, VR::CS, "U"),
+            ],
+        ),
+        seq1(
+            Tag(0x0020, 0x9116),
+            vec![text(0x0020, 0x0037, VR::DS, &ds_text(&iop))],
+        ),
+        seq1(
+            Tag(0x0028, 0x9145),
+            vec![
+                text(0x0028, 0x1052, VR::DS, "0"),
+                text(0x0028, 0x1053, VR::DS, "1"),
+                text(0x0028, 0x1054, VR::LO, "US"),
+            ],
+        ),
+        seq1(
+            Tag(0x0028, 0x9110),
+            vec![
+                text(0x0018, 0x0050, VR::DS, &ds_text(&[vol.spacing()[2]])),
+                text(0x0028, 0x0030, VR::DS, &ds_text(&sp)),
+            ],
+        ),
+    ]);
+    let mut ds = DataSet::of(common_module(vol, uid, ENHANCED_MR, &format!("{uid}.1")));
+    let mut more = frame_type(0x0008);
+    more.extend([
+        text(0x0008, 0x0020, VR::DA, "20240101"),
+        text(0x0008, 0x0023, VR::DA, "20240101"),
+        text(0x0008, 0x002A, VR::DT, "20240101120000"),
+        text(0x0008, 0x0030, VR::TM, "120000"),
+        text(0x0008, 0x0033, VR::TM, "120000"),
+        text(0x0008, 0x0050, VR::SH, ""),
+        text(0x0008, 0x0070, VR::LO, "VEIL TEST"),
+        text(0x0008, 0x0090, VR::PN, ""),
+        text(0x0008, 0x1090, VR::LO, "PHANTOM"),
+        text(0x0010, 0x0030, VR::DA, ""),
+        text(0x0010, 0x0040, VR::CS, ""),
+        text(0x0018, 0x0087, VR::DS, "3"),
+        text(0x0018, 0x1000, VR::LO, "1"),
+        text(0x0018, 0x1020, VR::LO, "1"),
+        text(0x0018, 0x9004, VR::CS, "RESEARCH"),
+        text(0x0018, 0x9005, VR::SH, "T1"),
+        text(0x0018, 0x9008, VR::CS, "GRADIENT"),
+        text(0x0018, 0x9064, VR::CS, "NONE"),
+        text(0x0018, 0x9100, VR::CS, "1H"),
+        text(0x0018, 0x5100, VR::CS, "HFS"),
+        text(0x0020, 0x0010, VR::SH, ""),
+        text(0x0020, 0x0011, VR::IS, "1"),
+        text(0x0020, 0x0013, VR::IS, "1"),
+        text(0x0020, 0x0052, VR::UI, &format!("{uid}.400")),
+        text(0x0020, 0x1040, VR::LO, ""),
+        seq1(
+            Tag(0x0020, 0x9221),
+            vec![text(0x0020, 0x9164, VR::UI, &dim_org)],
+        ),
+        seq1(
+            Tag(0x0020, 0x9222),
+            vec![
+                text(0x0020, 0x9164, VR::UI, &dim_org),
+                at(Tag(0x0020, 0x9165), Tag(0x0020, 0x0032)),
+                at(Tag(0x0020, 0x9167), Tag(0x0020, 0x9113)),
+            ],
+        ),
+        text(0x0028, 0x0008, VR::IS, &order.len().to_string()),
+        text(0x0028, 0x0301, VR::CS, "NO"),
+        text(0x0028, 0x2110, VR::CS, "00"),
+        text(0x2050, 0x0020, VR::CS, "IDENTITY"),
+        Element::sequence(Tag(0x0040, 0x0555), vec![]),
+        Element::sequence(Tag(0x5200, 0x9229), vec![shared]),
+        Element::sequence(Tag(0x5200, 0x9230), per_frame),
+        Element::bytes(Tag(0x7FE0, 0x0010), VR::OW, pixels),
+    ]);
+    for e in more {
+        ds.put(e);
+    }
+    veil_io::write_explicit_le(path, &ds).unwrap();
 }
 
 fn brain_unchanged(before: &Volume, after: &Volume, brain: &Volume) -> f64 {
@@ -469,6 +656,38 @@ fn uneven_or_tilted_series_are_refused_with_the_reason() {
     }
 }
 
+/// `veil verify ROOT --faces`: its face findings as "KIND DETECTOR"
+/// (KIND nifti or series), sorted; the report goes into `dir`.
+fn face_findings(dir: &Path, root: &Path) -> Vec<String> {
+    let rep = dir.join("report.json");
+    let st = Command::new(VEIL)
+        .arg("verify")
+        .arg(root)
+        .args(["--faces", "--json"])
+        .arg(&rep)
+        .output()
+        .unwrap();
+    assert!(matches!(st.status.code(), Some(0 | 1)), "verify ran");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
+    let mut v: Vec<String> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["category"] == "face")
+        .map(|f| {
+            let file = f["file"].as_str().unwrap();
+            let kind = if file.ends_with(".nii.gz") {
+                "nifti"
+            } else {
+                "series"
+            };
+            format!("{kind} {}", f["detector"].as_str().unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// `veil verify --faces` (issue 21): on a head as a NIfTI file and as a
 /// DICOM series, both checks report the face (`face-geometry`, the
 /// defacer's own nose measure, and `face-cascade`, verify's own reader,
@@ -481,35 +700,7 @@ fn verify_faces_reports_both_checks_and_nothing_after_defacing() {
     let orig = dir.join("orig");
     volume::write_nifti(&orig.join("head.nii.gz"), &vol, &header).unwrap();
     write_series(&vol, &orig.join("series"), "2.25.4321", None, 0.0);
-    let faces = |root: &Path| -> Vec<String> {
-        let rep = dir.join("report.json");
-        let st = Command::new(VEIL)
-            .arg("verify")
-            .arg(root)
-            .args(["--faces", "--json"])
-            .arg(&rep)
-            .output()
-            .unwrap();
-        assert!(matches!(st.status.code(), Some(0 | 1)), "verify ran");
-        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
-        let mut v: Vec<String> = r["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["category"] == "face")
-            .map(|f| {
-                let file = f["file"].as_str().unwrap();
-                let kind = if file.ends_with(".nii.gz") {
-                    "nifti"
-                } else {
-                    "series"
-                };
-                format!("{kind} {}", f["detector"].as_str().unwrap())
-            })
-            .collect();
-        v.sort();
-        v
-    };
+    let faces = |root: &Path| face_findings(&dir, root);
     assert_eq!(
         faces(&orig),
         [
@@ -523,5 +714,166 @@ fn verify_faces_reports_both_checks_and_nothing_after_defacing() {
     deface(&[orig.join("head.nii.gz"), out.join("head.nii.gz")]);
     deface(&[orig.join("series"), out.join("series")]);
     assert_eq!(faces(&out), Vec::<String>::new(), "no face after defacing");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// dciodvfy's errors (values left out) on `p`, or `None` where dciodvfy
+/// is not installed (scripts/system-deps.sh installs it).
+fn dciodvfy(p: &Path) -> Option<std::collections::BTreeSet<String>> {
+    if !Path::new("/usr/bin/dciodvfy").exists() {
+        return None;
+    }
+    let e = veil_verify::set::dciodvfy_errors(p).expect("run dciodvfy");
+    Some(e.iter().map(|l| l.to_string()).collect())
+}
+
+/// The one object under `dir`, parsed.
+fn only_object(dir: &Path) -> (PathBuf, veil_io::DicomFile) {
+    let files = veil_test::files(dir);
+    assert_eq!(files.len(), 1, "one object: {files:?}");
+    let f = veil_io::read(&files[0]).unwrap();
+    (files[0].clone(), f)
+}
+
+/// Issue 21: an Enhanced MR object (one object, a frame per slice,
+/// geometry in the functional groups) is defaced exactly as the classic
+/// series of the same head: one object out, same SOP Instance UID and
+/// transfer syntax, code 113102, the same voxels after sorting; `veil
+/// verify --faces` finds the face before and none after; dciodvfy finds
+/// no error on the output that it did not find on the input.
+#[test]
+fn enhanced_mr_object_defaced_as_the_classic_series() {
+    let Some(h) = heads() else { return };
+    let dir = veil_test::scratch("deface-enhanced");
+    let (vol, _) = volume::read_nifti(&h.join("ch2.nii.gz")).unwrap();
+    write_series(&vol, &dir.join("classic"), "2.25.5151", None, 0.0);
+    let input = dir.join("enhanced/head.dcm");
+    write_enhanced(&vol, &input, "2.25.6161", false);
+    let classic = deface(&[dir.join("classic"), dir.join("classic-out")]);
+    let out = dir.join("enhanced-out");
+    let enhanced = deface(&[dir.join("enhanced"), out.clone()]);
+    eprintln!("classic: {classic}\nenhanced: {enhanced}");
+    assert_eq!(enhanced["instances"], 1);
+    assert_eq!(enhanced["frames"], vol.dims[2]);
+    for k in [
+        "removed_voxels",
+        "brain_voxels",
+        "brain_voxels_unchanged_fraction",
+    ] {
+        assert_eq!(enhanced[k], classic[k], "{k} as for the classic series");
+    }
+    let src = veil_io::read(&input).unwrap();
+    let (out_file, got) = only_object(&out);
+    for t in [
+        (0x0008, 0x0016),
+        (0x0008, 0x0018),
+        (0x0020, 0x000E),
+        (0x0028, 0x0008),
+    ] {
+        assert_eq!(
+            got.dataset.ascii(Tag(t.0, t.1)),
+            src.dataset.ascii(Tag(t.0, t.1)),
+            "{t:04X?} kept"
+        );
+    }
+    assert_eq!(got.ts.uid, src.ts.uid, "same transfer syntax");
+    assert!(has_code(&got.dataset), "113102 added");
+    let want = Volume::read_dicom_series(&dir.join("classic-out")).unwrap();
+    let after = Volume::read_dicom_series(&out).unwrap();
+    assert_eq!(after.dims, want.dims);
+    for (a, b) in after
+        .affine
+        .iter()
+        .flatten()
+        .zip(want.affine.iter().flatten())
+    {
+        assert!((a - b).abs() < 1e-3, "same grid in patient space");
+    }
+    let differ = after
+        .data
+        .iter()
+        .zip(&want.data)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(differ, 0, "frame by frame as the classic series' slices");
+    let before = Volume::read_dicom_series(&dir.join("enhanced")).unwrap();
+    let removed = before
+        .data
+        .iter()
+        .zip(&after.data)
+        .filter(|(a, b)| a != b)
+        .count();
+    eprintln!("enhanced: {removed} voxels changed");
+    assert!(removed > 10_000, "the face was removed ({removed})");
+
+    let faces = face_findings(&dir, &dir.join("enhanced"));
+    eprintln!("verify --faces on the original: {faces:?}");
+    assert_eq!(faces, ["series face-cascade", "series face-geometry"]);
+    let faces = face_findings(&dir, &out);
+    eprintln!("verify --faces after defacing: {faces:?}");
+    assert!(faces.is_empty(), "no face after defacing: {faces:?}");
+
+    if let (Some(e_in), Some(e_out)) = (dciodvfy(&input), dciodvfy(&out_file)) {
+        let new: Vec<&String> = e_out.difference(&e_in).collect();
+        eprintln!(
+            "dciodvfy: {} errors on the input, {} on the output, {} new",
+            e_in.len(),
+            e_out.len(),
+            new.len()
+        );
+        assert!(new.is_empty(), "new dciodvfy errors: {new:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 21, in a batch: the enhanced object is a series of its own and
+/// is released defaced with code 113102; a multi-frame object whose
+/// frames lie at one position (a cine) is not a volume and goes to review
+/// with the reason.
+#[test]
+fn enhanced_object_in_a_batch_and_a_cine_to_review() {
+    let Some(h) = heads() else { return };
+    let dir = veil_test::scratch("deface-enhanced-batch");
+    let (vol, _) = volume::read_nifti(&h.join("ch2.nii.gz")).unwrap();
+    let input = dir.join("in");
+    write_enhanced(&vol, &input.join("head.dcm"), "2.25.7171", false);
+    write_enhanced(&vol, &input.join("cine.dcm"), "2.25.8181", true);
+    let (bout, review) = (dir.join("out"), dir.join("review"));
+    deid_defacing(&dir, &input, &bout, &review);
+    let (_, got) = only_object(&bout);
+    assert!(has_code(&got.dataset), "released with 113102");
+    assert_eq!(
+        got.dataset.ascii(Tag(0x0028, 0x0008)).as_deref(),
+        Some(vol.dims[2].to_string().as_str())
+    );
+    let after = Volume::read_dicom_series(&bout).unwrap();
+    // the head alone (the input folder holds two series)
+    let alone = dir.join("head");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(input.join("head.dcm"), alone.join("head.dcm")).unwrap();
+    let before = Volume::read_dicom_series(&alone).unwrap();
+    let removed = before
+        .data
+        .iter()
+        .zip(&after.data)
+        .filter(|(a, b)| a != b)
+        .count();
+    eprintln!("batch: {removed} voxels changed");
+    assert!(removed > 10_000, "defaced in the batch ({removed})");
+    assert_eq!(veil_test::files(&review).len(), 1, "the cine is held");
+    let r = Command::new(VEIL)
+        .args(["review", "list"])
+        .arg(&review)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&r.stdout).unwrap();
+    eprintln!("review: {rows:?}");
+    assert_eq!(rows.len(), 1);
+    let reason = rows[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("frames at the same position: more than one stack or time point"),
+        "{reason}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

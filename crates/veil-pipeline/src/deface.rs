@@ -2,12 +2,14 @@
 //!
 //! Why before the chunk loop: a face is removed from a whole volume, not
 //! one object at a time, so the CT and MR inputs are first grouped into
-//! series (by Series Instance UID), each series is assembled and defaced
+//! series (by Series Instance UID; a multi-frame Enhanced CT/MR object is
+//! a series of its own), each series is assembled and defaced
 //! once, and each instance's new pixel data is parked in a temporary file
 //! under the review root. Staging an instance then only swaps its Pixel
 //! Data and adds code 113102. A series that cannot be defaced with
 //! confidence, and any CT/MR object outside a usable volume (localizer,
-//! single image, multi-frame), goes to review with the reason: no face is
+//! single image, a multi-frame object whose frames are not one volume),
+//! goes to review with the reason: no face is
 //! ever passed silently. veil-deid cannot deface, so it marks every CT,
 //! MR and PT object [`veil_deid::DEFACE_PENDING`]; this stage replaces that
 //! mark for the instances it defaced.
@@ -26,7 +28,8 @@ const PARK: &str = ".veil-deface";
 /// What happens to one input.
 #[derive(Debug, Clone)]
 pub enum Plan {
-    /// Defaced: the new stored samples (little endian) are in this file,
+    /// Defaced: the new stored samples (little endian; every frame, in
+    /// frame order, for a multi-frame object) are in this file,
     /// encoded when the instance is staged
     /// ([`veil_deface::series::encode_slice`]).
     Defaced {
@@ -59,17 +62,32 @@ pub fn is_volume_modality(ds: &DataSet) -> bool {
     matches!(modality(ds).as_str(), "CT" | "MR")
 }
 
+/// Number of Frames (0028,0008); 1 when absent or unreadable (the reader
+/// refuses a malformed value with the reason).
+fn number_of_frames(ds: &DataSet) -> usize {
+    ds.ascii(Tag(0x0028, 0x0008))
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(1)
+}
+
 impl Stage {
     /// Groups the CT and MR inputs into series and defaces each one.
     pub fn prepare(files: &[PathBuf], review_root: &Path) -> std::io::Result<Stage> {
-        let mut series: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        // Keyed by Series Instance UID and, for a multi-frame object, its
+        // path too: an enhanced object is a volume of its own, whatever
+        // else shares its series (a localizer, another stack).
+        let mut series: BTreeMap<(String, Option<PathBuf>), Vec<PathBuf>> = BTreeMap::new();
+        let mut frames: HashMap<PathBuf, usize> = HashMap::new();
         for f in files {
             let Ok(file) = veil_io::read(f) else { continue };
             if !is_volume_modality(&file.dataset) {
                 continue;
             }
             let uid = file.dataset.ascii(Tag(0x0020, 0x000E)).unwrap_or_default();
-            series.entry(uid).or_default().push(f.clone());
+            let n = number_of_frames(&file.dataset);
+            let own = (n > 1).then(|| f.clone());
+            frames.insert(f.clone(), n);
+            series.entry((uid, own)).or_default().push(f.clone());
         }
         let mut st = Stage::default();
         if series.is_empty() {
@@ -89,7 +107,7 @@ impl Stage {
                     st.plans.insert(f.clone(), Plan::Review(reason.clone()));
                 }
             };
-            if members.len() < 2 {
+            if members.iter().map(|f| frames[f]).sum::<usize>() < 2 {
                 review(&mut st, "defacing: a single CT/MR image is not a volume (localizer or 2-D image); a person must check it for a face".into());
                 continue;
             }
@@ -110,10 +128,11 @@ impl Stage {
                     continue;
                 }
             };
-            for (k, slice) in s.slices.iter().enumerate() {
+            for (i, at) in s.instances().iter().enumerate() {
+                let slice = &s.slices[at[0]];
                 n += 1;
                 let p = park.join(format!("{n}.raw"));
-                veil_io::atomic::write_all(&p, &s.pixel_bytes(&d.volume, k))?;
+                veil_io::atomic::write_all(&p, &s.instance_pixel_bytes(&d.volume, i))?;
                 let plan = Plan::Defaced {
                     pixels: p,
                     layout: slice.layout().clone(),

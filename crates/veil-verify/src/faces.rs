@@ -1,6 +1,7 @@
 //! `--faces`: can a face still be rendered from a head volume among the
 //! outputs? NIfTI files and CT/MR DICOM series (grouped by Series Instance
-//! UID) go through two checks, and a face found by either is a finding:
+//! UID; an enhanced multi-frame object is a series of its own) go through
+//! two checks, and a face found by either is a finding:
 //!
 //! * `face-geometry`: veil-deface's own check (a nose standing out of the
 //!   skin surface), on veil-deface's reader and renderer;
@@ -30,15 +31,17 @@ use crate::set::relative;
 use crate::text::{Place, ReportText};
 use crate::{Category, Finding};
 
-/// A series shorter than this is not a head volume (localizers, single
-/// slices).
+/// A series (or multi-frame object) of fewer images than this is not a
+/// head volume (localizers, single slices).
 const MIN_SLICES: usize = 20;
 
 /// Face findings for the head volumes among `outputs` (paths relative to
 /// `root` in the findings).
 pub fn face_findings(root: &Path, outputs: &[PathBuf]) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let mut series: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    // (Series Instance UID, the path of a multi-frame object: an enhanced
+    // object is a volume of its own) to (files, images)
+    let mut series: BTreeMap<(String, Option<PathBuf>), (Vec<PathBuf>, usize)> = BTreeMap::new();
     for p in outputs {
         let name = p
             .file_name()
@@ -59,11 +62,20 @@ pub fn face_findings(root: &Path, outputs: &[PathBuf]) -> Vec<Finding> {
             continue;
         }
         if let Some(uid) = f.dataset.ascii(Tag(0x0020, 0x000E)) {
-            series.entry(uid).or_default().push(p.clone());
+            let frames = f
+                .dataset
+                .ascii(Tag(0x0028, 0x0008))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(1);
+            let e = series
+                .entry((uid, (frames > 1).then(|| p.clone())))
+                .or_default();
+            e.0.push(p.clone());
+            e.1 += frames;
         }
     }
-    for files in series.into_values() {
-        if files.len() < MIN_SLICES {
+    for (files, images) in series.into_values() {
+        if images < MIN_SLICES {
             continue;
         }
         // a series that is not one regular volume is not a head to render

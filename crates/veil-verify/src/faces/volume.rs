@@ -361,12 +361,37 @@ fn numbers(ds: &veil_io::DataSet, tag: Tag) -> Option<Vec<f64>> {
         .collect()
 }
 
-/// Assembles the single-frame instances of one CT/MR series into a volume:
-/// slices sorted by their position along the normal of the image plane,
-/// the slice step from the first and last positions, the in-plane steps
-/// from Pixel Spacing. Samples are the decoded stored values through each
-/// instance's Rescale Slope and Intercept. A series whose images differ in
-/// size or orientation, or that are not evenly stacked, is not one volume.
+/// The numbers of `attr` for frame `frame` of a multi-frame (enhanced)
+/// object: in the frame's Per-Frame Functional Groups item (5200,9230),
+/// else in the Shared Functional Groups item (5200,9229), inside the
+/// macro sequence `group`; else at the top level, where a single-frame
+/// instance keeps them.
+fn frame_numbers(ds: &veil_io::DataSet, frame: usize, group: u16, attr: Tag) -> Option<Vec<f64>> {
+    let item = |seq: Tag, n: usize| match &ds.get(seq)?.value {
+        veil_io::Value::Sequence(v) => v.get(n),
+        _ => None,
+    };
+    let inside = |fg: Option<&veil_io::DataSet>| {
+        let fg = fg?;
+        let g = Tag(attr.0, group);
+        match &fg.get(g)?.value {
+            veil_io::Value::Sequence(v) => numbers(v.first()?, attr),
+            _ => None,
+        }
+    };
+    inside(item(Tag(0x5200, 0x9230), frame))
+        .or_else(|| inside(item(Tag(0x5200, 0x9229), 0)))
+        .or_else(|| numbers(ds, attr))
+}
+
+/// Assembles the images of one CT/MR series into a volume (single-frame
+/// instances, or the frames of an enhanced multi-frame object, their
+/// geometry in the functional groups): slices sorted by their position
+/// along the normal of the image plane, the slice step from the first
+/// and last positions, the in-plane steps from Pixel Spacing. Samples are
+/// the decoded stored values through each image's Rescale Slope and
+/// Intercept. A series whose images differ in size or orientation, or
+/// that are not evenly stacked, is not one volume.
 pub fn read_series(files: &[PathBuf]) -> Result<Volume, VolumeError> {
     struct Slice {
         pos: [f64; 3],
@@ -377,52 +402,58 @@ pub fn read_series(files: &[PathBuf]) -> Result<Volume, VolumeError> {
     for p in files {
         let f = veil_io::read(p).map_err(|_| VolumeError("an instance cannot be read"))?;
         let ds = &f.dataset;
-        let iop = numbers(ds, Tag(0x0020, 0x0037))
-            .filter(|v| v.len() == 6)
-            .ok_or(VolumeError("Image Orientation (Patient) missing"))?;
-        let ipp = numbers(ds, Tag(0x0020, 0x0032))
-            .filter(|v| v.len() == 3)
-            .ok_or(VolumeError("Image Position (Patient) missing"))?;
-        let ps = numbers(ds, Tag(0x0028, 0x0030))
-            .filter(|v| v.len() == 2 && v[0] > 0.0 && v[1] > 0.0)
-            .ok_or(VolumeError("Pixel Spacing missing"))?;
-        let slope = numbers(ds, Tag(0x0028, 0x1053))
-            .and_then(|v| v.first().copied())
-            .filter(|s| *s != 0.0)
-            .unwrap_or(1.0);
-        let intercept = numbers(ds, Tag(0x0028, 0x1052))
-            .and_then(|v| v.first().copied())
-            .unwrap_or(0.0);
         let mut r = veil_pixels::FrameReader::new(&f)
             .map_err(|_| VolumeError("pixel data cannot be decoded"))?;
-        if r.frame_count() != 1 {
-            return Err(VolumeError("multi-frame instances are not read"));
-        }
         let (cols, rows) = r.size();
         let (cols, rows) = (cols as usize, rows as usize);
-        let values = r
-            .frame(0)
-            .ok()
-            .and_then(|fr| fr.values)
-            .filter(|v| v.len() == rows * cols)
-            .ok_or(VolumeError("pixel data cannot be decoded as grayscale"))?;
-        match &frame {
-            None => frame = Some((rows, cols, iop, ps)),
-            Some((r0, c0, o0, s0)) => {
-                let same =
-                    |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-3);
-                if *r0 != rows || *c0 != cols || !same(o0, &iop) || !same(s0, &ps) {
-                    return Err(VolumeError("images of different size or orientation"));
+        for n in 0..r.frame_count() {
+            let at = |group: u16, attr: Tag| frame_numbers(ds, n as usize, group, attr);
+            // the macros: Plane Orientation (0020,9116), Plane Position
+            // (0020,9113), Pixel Measures (0028,9110), Pixel Value
+            // Transformation (0028,9145)
+            let iop = at(0x9116, Tag(0x0020, 0x0037))
+                .filter(|v| v.len() == 6)
+                .ok_or(VolumeError("Image Orientation (Patient) missing"))?;
+            let ipp = at(0x9113, Tag(0x0020, 0x0032))
+                .filter(|v| v.len() == 3)
+                .ok_or(VolumeError("Image Position (Patient) missing"))?;
+            let ps = at(0x9110, Tag(0x0028, 0x0030))
+                .filter(|v| v.len() == 2 && v[0] > 0.0 && v[1] > 0.0)
+                .ok_or(VolumeError("Pixel Spacing missing"))?;
+            let slope = at(0x9145, Tag(0x0028, 0x1053))
+                .and_then(|v| v.first().copied())
+                .filter(|s| *s != 0.0)
+                .unwrap_or(1.0);
+            let intercept = at(0x9145, Tag(0x0028, 0x1052))
+                .and_then(|v| v.first().copied())
+                .unwrap_or(0.0);
+            let values = r
+                .frame(n)
+                .ok()
+                .and_then(|fr| fr.values)
+                .filter(|v| v.len() == rows * cols)
+                .ok_or(VolumeError("pixel data cannot be decoded as grayscale"))?;
+            match &frame {
+                None => frame = Some((rows, cols, iop, ps)),
+                Some((r0, c0, o0, s0)) => {
+                    let same =
+                        |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-3);
+                    if *r0 != rows || *c0 != cols || !same(o0, &iop) || !same(s0, &ps) {
+                        return Err(VolumeError("images of different size or orientation"));
+                    }
                 }
             }
+            slices.push(Slice {
+                pos: [ipp[0], ipp[1], ipp[2]],
+                values: values
+                    .iter()
+                    .map(|&v| (f64::from(v) * slope + intercept) as f32)
+                    .collect(),
+            });
+            if slices.len().saturating_mul(rows * cols) > MAX_SAMPLES {
+                return Err(VolumeError("too large for a head volume"));
+            }
         }
-        slices.push(Slice {
-            pos: [ipp[0], ipp[1], ipp[2]],
-            values: values
-                .iter()
-                .map(|&v| (f64::from(v) * slope + intercept) as f32)
-                .collect(),
-        });
     }
     let (rows, cols, o, ps) = frame.ok_or(VolumeError("no images"))?;
     let n = slices.len();
