@@ -15,6 +15,11 @@ use veil_io::{DataSet, Element, Value};
 
 const VEIL: &str = env!("CARGO_BIN_EXE_veil");
 
+/// How many voxels of two volumes on one grid differ.
+fn changed(a: &Volume, b: &Volume) -> usize {
+    a.data.iter().zip(&b.data).filter(|(x, y)| x != y).count()
+}
+
 /// The heads cache (scripts/fetch-heads.sh; scripts/test.sh fetches it).
 fn heads() -> Option<PathBuf> {
     veil_test::heads()
@@ -566,12 +571,7 @@ fn compressed_and_big_endian_series_deface_as_the_native_one() {
     assert!(native["note"].is_null());
     let want = Volume::read_dicom_series(&dir.join("native-out")).unwrap();
     let before = Volume::read_dicom_series(&dir.join("native")).unwrap();
-    let removed = want
-        .data
-        .iter()
-        .zip(&before.data)
-        .filter(|(a, b)| a != b)
-        .count();
+    let removed = changed(&want, &before);
     assert!(
         removed > 10_000,
         "the face was removed ({removed} voxels changed)"
@@ -789,20 +789,10 @@ fn enhanced_mr_object_defaced_as_the_classic_series() {
     {
         assert!((a - b).abs() < 1e-3, "same grid in patient space");
     }
-    let differ = after
-        .data
-        .iter()
-        .zip(&want.data)
-        .filter(|(a, b)| a != b)
-        .count();
+    let differ = changed(&after, &want);
     assert_eq!(differ, 0, "frame by frame as the classic series' slices");
     let before = Volume::read_dicom_series(&dir.join("enhanced")).unwrap();
-    let removed = before
-        .data
-        .iter()
-        .zip(&after.data)
-        .filter(|(a, b)| a != b)
-        .count();
+    let removed = changed(&before, &after);
     eprintln!("enhanced: {removed} voxels changed");
     assert!(removed > 10_000, "the face was removed ({removed})");
 
@@ -852,12 +842,7 @@ fn enhanced_object_in_a_batch_and_a_cine_to_review() {
     std::fs::create_dir_all(&alone).unwrap();
     std::fs::copy(input.join("head.dcm"), alone.join("head.dcm")).unwrap();
     let before = Volume::read_dicom_series(&alone).unwrap();
-    let removed = before
-        .data
-        .iter()
-        .zip(&after.data)
-        .filter(|(a, b)| a != b)
-        .count();
+    let removed = changed(&before, &after);
     eprintln!("batch: {removed} voxels changed");
     assert!(removed > 10_000, "defaced in the batch ({removed})");
     assert_eq!(veil_test::files(&review).len(), 1, "the cine is held");

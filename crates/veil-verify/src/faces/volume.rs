@@ -222,14 +222,9 @@ fn header(b: &[u8]) -> Result<Header, VolumeError> {
 
 /// [`read_nifti`] on the bytes of an uncompressed `.nii`.
 pub fn parse_nifti(b: &[u8]) -> Result<Volume, VolumeError> {
-    let Header {
-        le,
-        dims,
-        datatype,
-        width,
-        offset,
-        end,
-    } = header(b)?;
+    let h = header(b)?;
+    let (le, dims, datatype, width, offset, end) =
+        (h.le, h.dims, h.datatype, h.width, h.offset, h.end);
     if end > b.len() {
         return Err(VolumeError("truncated voxel data"));
     }
