@@ -144,6 +144,26 @@ struct Header {
     end: usize,
 }
 
+/// The 16-bit integer at `o`, in the header's byte order.
+fn i16_at(b: &[u8], le: bool, o: usize) -> i16 {
+    let a = [b[o], b[o + 1]];
+    if le {
+        i16::from_le_bytes(a)
+    } else {
+        i16::from_be_bytes(a)
+    }
+}
+
+/// The 32-bit float at `o`, in the header's byte order.
+fn f32_at(b: &[u8], le: bool, o: usize) -> f64 {
+    let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
+    f64::from(if le {
+        f32::from_le_bytes(a)
+    } else {
+        f32::from_be_bytes(a)
+    })
+}
+
 /// Reads and checks the fixed header (the first 352 bytes).
 fn header(b: &[u8]) -> Result<Header, VolumeError> {
     if b.len() < 352 {
@@ -160,22 +180,7 @@ fn header(b: &[u8]) -> Result<Header, VolumeError> {
     if &b[344..347] != b"n+1" && &b[344..347] != b"ni1" {
         return Err(VolumeError("not a NIfTI-1 header"));
     }
-    let i16_at = |o: usize| {
-        let a = [b[o], b[o + 1]];
-        if le {
-            i16::from_le_bytes(a)
-        } else {
-            i16::from_be_bytes(a)
-        }
-    };
-    let f32_at = |o: usize| {
-        let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
-        f64::from(if le {
-            f32::from_le_bytes(a)
-        } else {
-            f32::from_be_bytes(a)
-        })
-    };
+    let (i16_at, f32_at) = (|o| i16_at(b, le, o), |o| f32_at(b, le, o));
     let ndim = i16_at(40);
     if !(3..=7).contains(&ndim) {
         return Err(VolumeError("not a 3D volume"));
@@ -228,22 +233,7 @@ pub fn parse_nifti(b: &[u8]) -> Result<Volume, VolumeError> {
     if end > b.len() {
         return Err(VolumeError("truncated voxel data"));
     }
-    let f32_at = |o: usize| {
-        let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
-        f64::from(if le {
-            f32::from_le_bytes(a)
-        } else {
-            f32::from_be_bytes(a)
-        })
-    };
-    let i16_at = |o: usize| {
-        let a = [b[o], b[o + 1]];
-        if le {
-            i16::from_le_bytes(a)
-        } else {
-            i16::from_be_bytes(a)
-        }
-    };
+    let (i16_at, f32_at) = (|o| i16_at(b, le, o), |o| f32_at(b, le, o));
     let (slope, inter) = (f32_at(112), f32_at(116));
     let (slope, inter) = if slope.is_finite() && slope != 0.0 && inter.is_finite() {
         (slope, inter)
