@@ -27,17 +27,11 @@ from pathlib import Path
 
 
 def main() -> int:
+    from presidio_redact import MODEL, take_option
+
     args = sys.argv[1:]
-    model = Path("target/bench/presidio-blank-en")
-    if "--model" in args:
-        i = args.index("--model")
-        model = Path(args[i + 1])
-        del args[i : i + 2]
-    max_frames = None
-    if "--max-frames" in args:
-        i = args.index("--max-frames")
-        max_frames = int(args[i + 1])
-        del args[i : i + 2]
+    model = take_option(args, "--model", MODEL, Path)
+    max_frames = take_option(args, "--max-frames", None, int)
     if len(args) != 2:
         print(__doc__, file=sys.stderr)
         return 2
@@ -49,7 +43,6 @@ def main() -> int:
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import numpy as np
     import pydicom
     import pytesseract

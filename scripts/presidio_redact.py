@@ -50,13 +50,23 @@ def engine(model: Path):
     )
 
 
+def take_option(args, name, default, conv):
+    """Removes `name VALUE` from `args` and returns `conv(VALUE)`, or
+    `default` when it is not there (shared with bench_ocr_presidio.py)."""
+    if name not in args:
+        return default
+    i = args.index(name)
+    value = conv(args[i + 1])
+    del args[i : i + 2]
+    return value
+
+
+MODEL = Path("target/bench/presidio-blank-en")
+
+
 def main() -> int:
     args = sys.argv[1:]
-    model = Path("target/bench/presidio-blank-en")
-    if "--model" in args:
-        i = args.index("--model")
-        model = Path(args[i + 1])
-        del args[i : i + 2]
+    model = take_option(args, "--model", MODEL, Path)
     if len(args) != 3:
         print(__doc__, file=sys.stderr)
         return 2

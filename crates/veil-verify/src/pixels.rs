@@ -13,6 +13,7 @@
 
 use base64::Engine as _;
 use veil_io::DicomFile;
+use veil_pixels::clean::LineReads;
 use veil_pixels::ocr::{Ocr, Word};
 use veil_pixels::{FrameReader, GrayImage};
 
@@ -111,6 +112,10 @@ pub fn scan_pixels(
     site_local: bool,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
+    let mut ocr = Ocrs {
+        ocr,
+        lines: LineReads::default(),
+    };
     let seek = Seek {
         rel,
         tokens,
@@ -120,7 +125,9 @@ pub fn scan_pixels(
     };
     if let Ok(planes) = veil_pixels::overlays(file) {
         for p in planes {
-            read(&p.image, None, "overlay", p.frame, &seek, ocr, &mut out);
+            read(
+                &p.image, None, "overlay", p.frame, &seek, &mut ocr, &mut out,
+            );
         }
     }
     if !frames || file.dataset.get(veil_core::Tag(0x7FE0, 0x0010)).is_none() {
@@ -141,7 +148,7 @@ pub fn scan_pixels(
             "pixels",
             f.index,
             &seek,
-            ocr,
+            &mut ocr,
             &mut out,
         );
     }
@@ -160,16 +167,24 @@ struct Seek<'a> {
     lossy: bool,
 }
 
+/// The OCR engine, and what it read in the object's screen lines.
+struct Ocrs<'o> {
+    ocr: &'o mut Ocr,
+    lines: LineReads,
+}
+
 /// At most this many screen lines are read per image, the best-scored
 /// first: a page of text or a noisy frame would otherwise cost minutes.
 const SCREEN_LINES: usize = 32;
 
-/// The screens' candidate lines of one image, each read alone.
+/// The screens' candidate lines of one image, each read alone (once per
+/// object: `reads` keeps what a crop read on an earlier frame).
 fn screen_words(
     img: &GrayImage,
     values: Option<&[i32]>,
     lossy: bool,
     ocr: &mut Ocr,
+    reads: &mut LineReads,
 ) -> Vec<Vec<Word>> {
     use veil_pixels::clean::{band, detect};
     let scr = detect::screen_values(img, values);
@@ -185,10 +200,10 @@ fn screen_words(
         .take(SCREEN_LINES)
         .chain(banded.iter().take(SCREEN_LINES))
     {
-        let flat = scr.flat_ink.as_ref().filter(|_| l.ink.is_some());
-        if let Ok(words) =
+        let read = reads.read_with(img, scr.flat_ink.as_ref(), l, |flat| {
             ocr.read_line_polarity(img, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright, flat)
-        {
+        });
+        if let Ok(words) = read {
             if !words.is_empty() {
                 out.push(words);
             }
@@ -203,7 +218,7 @@ fn read(
     place: &'static str,
     frame: u32,
     seek: &Seek<'_>,
-    ocr: &mut Ocr,
+    ocr: &mut Ocrs<'_>,
     out: &mut Vec<Finding>,
 ) {
     let Seek {
@@ -213,8 +228,10 @@ fn read(
         site_local,
         lossy,
     } = *seek;
-    let Ok(words) = ocr.words(img) else { return };
-    let screened = screen_words(img, values, lossy, ocr);
+    let Ok(words) = ocr.ocr.words(img) else {
+        return;
+    };
+    let screened = screen_words(img, values, lossy, ocr.ocr, &mut ocr.lines);
     let place = Place::fixed(place);
     // the findings (thumbnail added below), and the boxes of what they found
     let mut hits: Vec<Finding> = Vec::new();

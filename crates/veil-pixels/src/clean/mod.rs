@@ -50,6 +50,57 @@ pub fn holds_exact_values(file: &veil_io::DicomFile) -> bool {
             != Some("01")
 }
 
+/// What OCR read in the candidate lines of one object, by the crop's
+/// pixels: an annotation repeated on every frame of a cine is read once.
+/// Shared by the pixel stage and `veil verify --pixels`.
+#[derive(Debug, Default)]
+pub struct LineReads {
+    cache: std::collections::HashMap<u64, Vec<crate::ocr::Word>>,
+}
+
+impl LineReads {
+    /// The words of line `l` of `img` (with `flat_ink` when the line was
+    /// found by the flat-ink screen): from the cache when the same crop
+    /// was read before, else from `ocr`, which is given the flat ink to
+    /// use (none unless the line has one value).
+    pub fn read_with<E>(
+        &mut self,
+        img: &image::GrayImage,
+        flat_ink: Option<&image::GrayImage>,
+        l: &detect::TextLine,
+        ocr: impl FnOnce(Option<&image::GrayImage>) -> Result<Vec<crate::ocr::Word>, E>,
+    ) -> Result<Vec<crate::ocr::Word>, E> {
+        let flat_ink = flat_ink.filter(|_| l.ink.is_some());
+        let key = crop_key(img, flat_ink, l);
+        if let Some(w) = self.cache.get(&key) {
+            return Ok(w.clone());
+        }
+        let words = ocr(flat_ink)?;
+        self.cache.insert(key, words.clone());
+        Ok(words)
+    }
+}
+
+/// A hash of the line's box size, polarity and ink, and the pixels under
+/// it (and under the flat ink).
+fn crop_key(
+    img: &image::GrayImage,
+    flat_ink: Option<&image::GrayImage>,
+    l: &detect::TextLine,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (l.w, l.h, l.bright, l.ink).hash(&mut h);
+    for img in std::iter::once(img).chain(flat_ink) {
+        let (x1, y1) = ((l.x + l.w).min(img.width()), (l.y + l.h).min(img.height()));
+        for y in l.y..y1 {
+            let row = &img.as_raw()[(y * img.width()) as usize..((y + 1) * img.width()) as usize];
+            row[l.x as usize..x1 as usize].hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
 /// The distinct values of `items` with how often each occurs, the
 /// commonest first (equally common ones in ascending order). The screens
 /// and the fill ask the same question of pixels: which value do the ink

@@ -2,8 +2,6 @@
 //! [`crate::clean`]).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use image::GrayImage;
 use veil_core::{Phi, Tag};
@@ -165,21 +163,8 @@ fn screen_like(file: &DicomFile) -> bool {
             .any(|t| matches!(t, "SCREEN SAVE" | "SECONDARY CAPTURE" | "SCREEN"))
 }
 
-/// Per-object OCR cache: a line's crop hash to what was read.
-type Cache = HashMap<u64, Vec<Word>>;
-
-fn crop_key(img: &GrayImage, flat_ink: Option<&GrayImage>, l: &TextLine) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (l.w, l.h, l.bright, l.ink).hash(&mut h);
-    for img in std::iter::once(img).chain(flat_ink) {
-        let (x1, y1) = ((l.x + l.w).min(img.width()), (l.y + l.h).min(img.height()));
-        for y in l.y..y1 {
-            let row = &img.as_raw()[(y * img.width()) as usize..((y + 1) * img.width()) as usize];
-            row[l.x as usize..x1 as usize].hash(&mut h);
-        }
-    }
-    h.finish()
-}
+/// Per-object OCR cache (see [`super::LineReads`]).
+type Cache = super::LineReads;
 
 /// What OCR reads in one candidate line, from the object's cache when the
 /// same crop was read before (an annotation repeated on every frame).
@@ -190,19 +175,14 @@ fn read_cached(
     flat_ink: Option<&GrayImage>,
     l: &TextLine,
 ) -> Result<Vec<Word>, PixelError> {
-    let flat_ink = flat_ink.filter(|_| l.ink.is_some());
-    let key = crop_key(img, flat_ink, l);
-    if let Some(w) = cache.get(&key) {
-        return Ok(w.clone());
-    }
-    *lines_read += 1;
-    let words = with_thread_ocr(|ocr| {
-        ocr.read_line_polarity(img, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright, flat_ink)
+    cache.read_with(img, flat_ink, l, |flat_ink| {
+        *lines_read += 1;
+        with_thread_ocr(|ocr| {
+            ocr.read_line_polarity(img, (l.x, l.y, l.w, l.h), l.glyph_h, l.bright, flat_ink)
+        })
+        .map_err(|e| PixelError::Unsupported(e.to_string()))?
+        .map_err(|e| PixelError::Unsupported(e.to_string()))
     })
-    .map_err(|e| PixelError::Unsupported(e.to_string()))?
-    .map_err(|e| PixelError::Unsupported(e.to_string()))?;
-    cache.insert(key, words.clone());
-    Ok(words)
 }
 
 /// The box of a redacted screen line, before padding, and its horizontal
@@ -411,7 +391,7 @@ pub fn clean(file: &DicomFile, req: &CleanRequest) -> Result<CleanOutcome, Pixel
         .dataset
         .ascii(Tag(0x0028, 0x0301))
         .is_some_and(|v| v.eq_ignore_ascii_case("YES"));
-    let mut cache = Cache::new();
+    let mut cache = Cache::default();
     if req.pixel_data && file.dataset.get(Tag(0x7FE0, 0x0010)).is_some() {
         match find_in_frames(file, req, all, &matcher, &mut cache, &mut out) {
             Ok(()) => {}
