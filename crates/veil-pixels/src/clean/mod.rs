@@ -53,11 +53,13 @@ pub fn holds_exact_values(file: &veil_io::DicomFile) -> bool {
 /// What OCR read in the candidate lines of one object, by the crop's
 /// pixels: an annotation repeated on every frame of a cine is read once.
 /// Shared by the pixel stage and `veil verify --pixels`.
+#[cfg(feature = "ocr")]
 #[derive(Debug, Default)]
 pub struct LineReads {
     cache: std::collections::HashMap<u64, Vec<crate::ocr::Word>>,
 }
 
+#[cfg(feature = "ocr")]
 impl LineReads {
     /// The words of line `l` of `img` (with `flat_ink` when the line was
     /// found by the flat-ink screen): from the cache when the same crop
@@ -83,6 +85,7 @@ impl LineReads {
 
 /// A hash of the line's box size, polarity and ink, and the pixels under
 /// it (and under the flat ink).
+#[cfg(feature = "ocr")]
 fn crop_key(
     img: &image::GrayImage,
     flat_ink: Option<&image::GrayImage>,
